@@ -1,0 +1,205 @@
+"""The source table list (tables.yaml), validated before anything touches a database.
+
+Every name that ends up in SQL or in a lake path is checked against a strict identifier pattern here,
+so a hostile entry (``"DimUser; DROP TABLE x"``, ``"../../etc"``) is rejected at load time, before any
+connection is opened. SQL statements are built with SQLAlchemy Core, which quotes identifiers and binds
+values, so validation is a second line of defence rather than the only one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+ACTIONS = ("warn", "drop", "fail")
+PARTITION_COLUMN = "stream_date"
+
+
+class ConfigError(ValueError):
+    """The table configuration is invalid; the message names the table and the field."""
+
+
+def identifier(value: Any, what: str) -> str:
+    """Return ``value`` if it is a safe SQL identifier, else raise :class:`ConfigError`."""
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        raise ConfigError(f"{what}: {value!r} is not a valid identifier (letters, digits and _, max 63)")
+    return value
+
+
+@dataclass(frozen=True)
+class Expectation:
+    name: str
+    expr: str
+    action: str
+
+    def predicate(self) -> pl.Expr:
+        """The rule as a polars expression; a NULL result counts as a violation."""
+        return pl.sql_expr(self.expr).fill_null(False)
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    table: str
+    keys: tuple[str, ...]
+    cdc_col: str | None = None
+    schema: str | None = None
+    from_date: datetime | None = None
+    partition: str | None = None
+    derived: Mapping[str, str] = field(default_factory=dict)
+    scd_type: int = 1
+    track_history_except: tuple[str, ...] = ()
+    expectations: tuple[Expectation, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """Lower-case name used for asset keys and lake paths."""
+        return self.table.lower()
+
+    @property
+    def full_reload(self) -> bool:
+        return self.cdc_col is None
+
+    @property
+    def partitioned(self) -> bool:
+        return self.partition is not None
+
+    @property
+    def partition_by(self) -> tuple[str, ...]:
+        return (PARTITION_COLUMN,) if self.partitioned else ()
+
+    @property
+    def system_expectations(self) -> tuple[Expectation, ...]:
+        """Rules every table gets: null keys and null change values never reach silver or gold."""
+        key_rule = Expectation("key_not_null", " AND ".join(f"{k} IS NOT NULL" for k in self.keys), "drop")
+        if self.cdc_col is None:
+            return (key_rule,)
+        return (key_rule, Expectation("cdc_not_null", f"{self.cdc_col} IS NOT NULL", "drop"))
+
+    @property
+    def all_expectations(self) -> tuple[Expectation, ...]:
+        return self.system_expectations + self.expectations
+
+
+def _parse_from_date(value: Any, table: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError as exc:
+            raise ConfigError(f"{table}.from_date: {value!r} is not an ISO date") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def parse_table(entry: Mapping[str, Any]) -> TableConfig:
+    """Validate one entry of the table list."""
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"table entry must be a mapping, got {entry!r}")
+    table = identifier(entry.get("table"), "table")
+    unknown = set(entry) - {
+        "table", "schema", "key", "cdc_col", "from_date", "partition", "derived", "gold", "expectations",
+    }
+    if unknown:
+        raise ConfigError(f"{table}: unknown field(s) {sorted(unknown)}")
+    schema = entry.get("schema")
+    if schema is not None:
+        identifier(schema, f"{table}.schema")
+    keys = tuple(identifier(k, f"{table}.key") for k in _as_list(entry.get("key")))
+    if not keys:
+        raise ConfigError(f"{table}: at least one key column is required")
+    cdc_col = entry.get("cdc_col")
+    if cdc_col is not None:
+        identifier(cdc_col, f"{table}.cdc_col")
+    partition = entry.get("partition")
+    if partition not in (None, "daily"):
+        raise ConfigError(f"{table}.partition: only 'daily' is supported, got {partition!r}")
+    if partition and not cdc_col:
+        raise ConfigError(f"{table}: a partitioned table needs a cdc_col to partition on")
+    derived = dict(entry.get("derived") or {})
+    for column, expr in derived.items():
+        identifier(column, f"{table}.derived")
+        _compile(expr, f"{table}.derived.{column}")
+    gold = dict(entry.get("gold") or {})
+    scd_type = gold.get("scd_type", 1)
+    if scd_type not in (1, 2):
+        raise ConfigError(f"{table}.gold.scd_type must be 1 or 2, got {scd_type!r}")
+    if scd_type == 2 and not cdc_col:
+        raise ConfigError(f"{table}: SCD type 2 needs a cdc_col to sequence versions")
+    track_except = tuple(
+        identifier(c, f"{table}.gold.track_history_except") for c in _as_list(gold.get("track_history_except"))
+    )
+    config = TableConfig(
+        table=table,
+        keys=keys,
+        cdc_col=cdc_col,
+        schema=schema,
+        from_date=_parse_from_date(entry.get("from_date"), table),
+        partition=partition,
+        derived=derived,
+        scd_type=scd_type,
+        track_history_except=track_except,
+        expectations=tuple(_parse_expectation(e, table) for e in _as_list(entry.get("expectations"))),
+    )
+    names = [e.name for e in config.all_expectations]
+    if len(names) != len(set(names)):
+        raise ConfigError(f"{table}: expectation names must be unique, got {names}")
+    return config
+
+
+def _compile(expr: Any, what: str) -> pl.Expr:
+    if not isinstance(expr, str) or not expr.strip():
+        raise ConfigError(f"{what}: expected a SQL expression string, got {expr!r}")
+    try:
+        return pl.sql_expr(expr)
+    except Exception as exc:  # polars raises several error types for bad SQL
+        raise ConfigError(f"{what}: cannot parse {expr!r}: {exc}") from exc
+
+
+def _parse_expectation(entry: Any, table: str) -> Expectation:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{table}.expectations: each rule must be a mapping, got {entry!r}")
+    name = identifier(entry.get("name"), f"{table}.expectations.name")
+    action = entry.get("action", "warn")
+    if action not in ACTIONS:
+        raise ConfigError(f"{table}.expectations.{name}: action must be one of {ACTIONS}, got {action!r}")
+    expr = entry.get("expr")
+    _compile(expr, f"{table}.expectations.{name}")
+    return Expectation(name=name, expr=expr, action=action)
+
+
+def parse_tables(entries: Iterable[Mapping[str, Any]]) -> tuple[TableConfig, ...]:
+    tables = tuple(parse_table(e) for e in entries)
+    names = [t.name for t in tables]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"duplicate table names: {duplicates}")
+    return tables
+
+
+def load_tables(path: Path) -> tuple[TableConfig, ...]:
+    """Load and validate the table list file."""
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"table list {path} does not exist") from exc
+    if not isinstance(document, Mapping) or not isinstance(document.get("tables"), list):
+        raise ConfigError(f"{path}: expected a mapping with a 'tables' list")
+    return parse_tables(document["tables"])

@@ -1,0 +1,22 @@
+"""SQLAlchemy engines, created once per URL and process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sqlalchemy as sa
+
+
+@lru_cache(maxsize=32)
+def engine_for(url: str) -> sa.Engine:
+    """A pooled engine for ``url``; ``pool_pre_ping`` replaces connections the server dropped."""
+    options: dict = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        # SQLite files are shared between Dagster step processes: wait on locks instead of failing.
+        options["connect_args"] = {"timeout": 30}
+    return sa.create_engine(url, **options)
+
+
+def redact(url: str) -> str:
+    """The URL with any password masked, for logs and metadata."""
+    return sa.make_url(url).render_as_string(hide_password=True)

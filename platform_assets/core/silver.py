@@ -1,0 +1,97 @@
+"""Bronze files → silver rows: the seed's cleaning rules, schema evolution and type-drift detection.
+
+Silver keeps one row per key, the latest change winning. New source columns flow through (the Delta
+merge adds them); a column whose type changes is rejected with an error that names table and column,
+because Delta never widens types and silently casting would corrupt history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from platform_assets.core.config import PARTITION_COLUMN, TableConfig
+
+RESCUED = "_rescued_data"
+SOURCE_FILE = "_source_file"
+
+
+class SchemaDriftError(ValueError):
+    """A source column changed type."""
+
+
+def _check_file_schemas(files: Sequence[Path], table: str) -> None:
+    seen: dict[str, tuple[str, str]] = {}
+    for path in files:
+        for field in pq.read_schema(path):
+            if field.name in seen and seen[field.name][0] != str(field.type):
+                first_type, first_file = seen[field.name]
+                raise SchemaDriftError(
+                    f"{table}.{field.name} changed type from {first_type} ({first_file}) "
+                    f"to {field.type} ({path.name}); silver rejects type changes"
+                )
+            seen.setdefault(field.name, (str(field.type), path.name))
+
+
+def read_bronze(files: Sequence[Path], table: str) -> pl.DataFrame:
+    """All rows of ``files``, tagged with their file name (later files win ties)."""
+    _check_file_schemas(files, table)
+    frames = [pl.read_parquet(p).with_columns(pl.lit(p.name).alias(SOURCE_FILE)) for p in files]
+    return pl.concat(frames, how="diagonal")
+
+
+def check_drift(incoming: pl.Schema, target: pl.Schema | None, table: str) -> None:
+    """Raise if a column present in both has a different type."""
+    if target is None:
+        return
+    for column, dtype in incoming.items():
+        if column in target and dtype != pl.Null and target[column] != dtype:
+            raise SchemaDriftError(
+                f"{table}.{column} changed type from {target[column]} to {dtype}; "
+                "silver rejects type changes (fix the source or migrate the silver table)"
+            )
+
+
+def transform(frame: pl.DataFrame, config: TableConfig) -> pl.DataFrame:
+    """The seed's cleaning: drop ``_rescued_data``, apply derived columns, add the partition column."""
+    if RESCUED in frame.columns:
+        frame = frame.drop(RESCUED)
+    if config.derived:
+        frame = frame.with_columns([pl.sql_expr(e).alias(c) for c, e in config.derived.items()])
+    if config.partitioned:
+        frame = frame.with_columns(pl.col(config.cdc_col).dt.date().alias(PARTITION_COLUMN))
+    return frame
+
+
+def latest_per_key(frame: pl.DataFrame, config: TableConfig) -> pl.DataFrame:
+    """One row per key: the largest change value wins, then the later bronze file."""
+    order = [c for c in (config.cdc_col, SOURCE_FILE) if c is not None and c in frame.columns]
+    if order:
+        frame = frame.sort(order, nulls_last=False)
+    deduped = frame.unique(subset=list(config.keys), keep="last", maintain_order=True)
+    return deduped.drop(SOURCE_FILE, strict=False)
+
+
+def column_lineage(config: TableConfig, columns: Sequence[str]) -> dict[str, list[str]]:
+    """Silver column → the bronze columns it is computed from."""
+    lineage = {c: [c] for c in columns if c not in config.derived}
+    for column, expr in config.derived.items():
+        lineage[column] = sorted(set(pl.sql_expr(expr).meta.root_names()))
+    if config.partitioned:
+        lineage[PARTITION_COLUMN] = [config.cdc_col]
+    return {c: lineage[c] for c in columns if c in lineage}
+
+
+def files_to_process(files: Sequence[Path], processed: set[str]) -> list[Path]:
+    """The checkpoint (like Auto Loader's): only files not consumed before."""
+    return [p for p in files if p.name not in processed]
+
+
+def target_schema(path: str) -> pl.Schema | None:
+    """The schema of an existing silver table (None before its first write)."""
+    from platform_assets.core.delta import table_exists
+
+    return pl.scan_delta(path).collect_schema() if table_exists(path) else None

@@ -1,0 +1,119 @@
+"""Pipeline state (watermarks, stream offsets, processed files) with compare-and-set updates.
+
+State lives in its own SQL database (``PLATFORM_STATE_URL``), separate from the audit database, so an
+audit outage never stops data from flowing. Each state entry carries a version number; an update names
+the version it read and fails with :class:`StateConflict` if another run moved the entry meanwhile. That
+makes two concurrent runs on one table safe even where the per-table concurrency limit is not enforced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from platform_assets.core.db import engine_for
+
+metadata = sa.MetaData()
+
+state_table = sa.Table(
+    "platform_state",
+    metadata,
+    sa.Column("env", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+processed_table = sa.Table(
+    "platform_processed_files",
+    metadata,
+    sa.Column("env", sa.String(16), primary_key=True),
+    sa.Column("consumer", sa.String(200), primary_key=True),
+    sa.Column("file_name", sa.String(400), primary_key=True),
+    sa.Column("processed_at", sa.DateTime, nullable=False),
+)
+
+
+class StateConflict(RuntimeError):
+    """Another run changed the state entry between our read and our write."""
+
+
+@dataclass(frozen=True)
+class StateEntry:
+    value: Any
+    version: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class StateStore:
+    """Versioned key/value state for one environment."""
+
+    def __init__(self, url: str, env: str):
+        self.engine = engine_for(url)
+        self.env = env
+        metadata.create_all(self.engine, checkfirst=True)
+
+    def get(self, name: str) -> StateEntry | None:
+        query = sa.select(state_table.c.value, state_table.c.version).where(
+            state_table.c.env == self.env, state_table.c.name == name
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else StateEntry(json.loads(row.value), row.version)
+
+    def compare_and_set(self, name: str, expected: StateEntry | None, value: Any) -> StateEntry:
+        """Write ``value`` if the entry is still at ``expected`` (None: must not exist yet)."""
+        payload = json.dumps(value, sort_keys=True)
+        with self.engine.begin() as conn:
+            if expected is None:
+                try:
+                    conn.execute(
+                        state_table.insert().values(
+                            env=self.env, name=name, value=payload, version=1, updated_at=_now()
+                        )
+                    )
+                except sa.exc.IntegrityError as exc:
+                    raise StateConflict(f"state {name!r} was created by another run") from exc
+                return StateEntry(value, 1)
+            result = conn.execute(
+                state_table.update()
+                .where(
+                    state_table.c.env == self.env,
+                    state_table.c.name == name,
+                    state_table.c.version == expected.version,
+                )
+                .values(value=payload, version=expected.version + 1, updated_at=_now())
+            )
+            if result.rowcount != 1:
+                raise StateConflict(
+                    f"state {name!r} moved from version {expected.version} while this run was working"
+                )
+        return StateEntry(value, expected.version + 1)
+
+    def processed(self, consumer: str) -> set[str]:
+        query = sa.select(processed_table.c.file_name).where(
+            processed_table.c.env == self.env, processed_table.c.consumer == consumer
+        )
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
+    def mark_processed(self, consumer: str, file_names: Iterable[str]) -> None:
+        """Record files as consumed; names already recorded are skipped, so a retry is harmless."""
+        names = sorted(set(file_names) - self.processed(consumer))
+        if not names:
+            return
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(
+                processed_table.insert(),
+                [{"env": self.env, "consumer": consumer, "file_name": n, "processed_at": now} for n in names],
+            )

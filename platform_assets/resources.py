@@ -1,0 +1,55 @@
+"""Dagster resources, built once from settings.
+
+URLs that may hold credentials are passed as ``EnvVar`` when they come from the environment, so Dagster
+resolves them at run time and never shows or stores their values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from dagster import ConfigurableResource, EnvVar
+
+from platform_assets.core.db import engine_for
+from platform_assets.core.state import StateStore
+from platform_assets.settings import Settings
+
+
+class LakehouseResource(ConfigurableResource):
+    """Where the lake, the source database and the pipeline state live, for one environment."""
+
+    env: str
+    data_dir: str
+    source_url: str
+    state_url: str
+    batch_size: int
+
+    @property
+    def lake_root(self) -> Path:
+        return Path(self.data_dir) / "lake" / self.env
+
+    def path(self, layer: str, table: str) -> Path:
+        return self.lake_root / layer / table.lower()
+
+    def source_engine(self) -> sa.Engine:
+        return engine_for(self.source_url)
+
+    def state(self) -> StateStore:
+        return StateStore(self.state_url, self.env)
+
+
+def _maybe_secret(settings: Settings, variable: str, value: str) -> str | EnvVar:
+    return EnvVar(variable) if variable in settings.secrets_in_environment else value
+
+
+def build_resources(settings: Settings) -> dict:
+    return {
+        "lakehouse": LakehouseResource(
+            env=settings.env,
+            data_dir=str(settings.data_dir),
+            source_url=_maybe_secret(settings, "PLATFORM_SOURCE_URL", settings.source_url),
+            state_url=_maybe_secret(settings, "PLATFORM_STATE_URL", settings.state_url),
+            batch_size=settings.batch_size,
+        )
+    }
