@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -11,6 +12,9 @@ import sqlalchemy as sa
 def engine_for(url: str) -> sa.Engine:
     """A pooled engine for ``url``; ``pool_pre_ping`` replaces connections the server dropped."""
     options: dict = {"pool_pre_ping": True}
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite"):
         # SQLite files are shared between Dagster step processes: wait on locks instead of failing.
         options["connect_args"] = {"timeout": 30}

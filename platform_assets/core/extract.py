@@ -74,7 +74,7 @@ def _column_array(values: tuple, arrow: pa.DataType) -> pa.Array:
     if pa.types.is_floating(arrow) and any(isinstance(v, Decimal) for v in values):
         return pa.array([None if v is None else float(v) for v in values], arrow)
     if pa.types.is_string(arrow):
-        return pa.array([None if v is None or isinstance(v, str) else str(v) for v in values], arrow)
+        return pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], arrow)
     return pa.array(values, arrow)
 
 

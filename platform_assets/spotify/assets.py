@@ -4,7 +4,6 @@ The assets are thin: they pick the window or files to work on, call the core, an
 as metadata and asset checks. All data logic lives in ``platform_assets.core``.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime

@@ -7,7 +7,6 @@ from dagster import (
     DailyPartitionsDefinition,
     DefaultScheduleStatus,
     ScheduleDefinition,
-    UnresolvedAssetJobDefinition,
     build_schedule_from_partitioned_job,
     define_asset_job,
 )
@@ -17,7 +16,7 @@ from platform_assets.spotify.assets import GROUP
 JOB_NAME = "spotify_medallion"
 
 
-def medallion_job(partitions: DailyPartitionsDefinition) -> UnresolvedAssetJobDefinition:
+def medallion_job(partitions: DailyPartitionsDefinition) :
     return define_asset_job(
         JOB_NAME,
         selection=AssetSelection.groups(GROUP),
@@ -26,7 +25,7 @@ def medallion_job(partitions: DailyPartitionsDefinition) -> UnresolvedAssetJobDe
     )
 
 
-def daily_schedule(job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+def daily_schedule(job) -> ScheduleDefinition:
     """02:00 UTC every day, for the day that just ended (like the seed's ADF DailyTrigger)."""
     return build_schedule_from_partitioned_job(
         job, hour_of_day=2, minute_of_hour=0, default_status=DefaultScheduleStatus.RUNNING

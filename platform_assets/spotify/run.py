@@ -8,8 +8,6 @@ from datetime import date
 
 import sqlalchemy as sa
 from dagster import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
     AssetsDefinition,
     DagsterInstance,
     ExecuteInProcessResult,
@@ -22,6 +20,10 @@ from platform_assets.core.extract import reflect, to_utc
 from platform_assets.definitions import build_definitions
 from platform_assets.resources import build_resources
 from platform_assets.settings import Settings
+
+# Dagster's run tags for a partition range executed as one run (what a single-run backfill sets).
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @dataclass

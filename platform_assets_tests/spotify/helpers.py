@@ -1,0 +1,68 @@
+"""Reading the source and the lake back, for assertions."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from platform_assets.core import delta
+from platform_assets.core.extract import list_files
+from platform_assets.settings import Settings
+
+FACT_DAY = pl.col("stream_timestamp").dt.date()
+
+
+def source_table(settings: Settings, schema: str | None, name: str) -> sa.Table:
+    engine = sa.create_engine(settings.source_url)
+    try:
+        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine)
+    finally:
+        engine.dispose()
+
+
+def source_frame(settings: Settings, schema: str | None, name: str) -> pl.DataFrame:
+    table = source_table(settings, schema, name)
+    engine = sa.create_engine(settings.source_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(table)).mappings().all()
+    finally:
+        engine.dispose()
+    return pl.DataFrame([dict(r) for r in rows], infer_schema_length=None)
+
+
+def execute(settings: Settings, statement) -> None:
+    engine = sa.create_engine(settings.source_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(statement)
+    finally:
+        engine.dispose()
+
+
+def lake(settings: Settings, layer: str, table: str) -> pl.DataFrame:
+    path = str(settings.table_path(layer, table))
+    return delta.read(path) if delta.table_exists(path) else pl.DataFrame()
+
+
+def version(settings: Settings, layer: str, table: str) -> int | None:
+    return delta.version(str(settings.table_path(layer, table)))
+
+
+def bronze_files(settings: Settings, table: str) -> list:
+    return list_files(settings.table_path("bronze", table))
+
+
+def bronze_rows(settings: Settings, table: str) -> int:
+    return sum(pq.read_metadata(p).num_rows for p in bronze_files(settings, table))
+
+
+def current(gold: pl.DataFrame) -> pl.DataFrame:
+    return gold.filter(pl.col("__END_AT").is_null())
+
+
+def day_of(value) -> date:
+    return value.date()

@@ -1,0 +1,229 @@
+"""The Spotify medallion end to end through Dagster, on SQLite, PostgreSQL and MariaDB sources."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+from dagster import AssetKey, DagsterInstance, materialize
+
+from platform_assets import sample
+from platform_assets.core.config import ConfigError, load_tables
+from platform_assets.definitions import build_definitions
+from platform_assets.resources import build_resources
+from platform_assets.spotify.run import days_with_data, materialize_medallion
+from platform_assets_tests.conftest import settings_for
+from platform_assets_tests.spotify.helpers import (
+    FACT_DAY,
+    bronze_files,
+    current,
+    execute,
+    lake,
+    source_frame,
+    source_table,
+    version,
+)
+
+DIMENSIONS = ("dimuser", "dimartist", "dimtrack")
+TABLE_NAMES = {"dimuser": "DimUser", "dimartist": "DimArtist", "dimtrack": "DimTrack", "dimdate": "DimDate",
+               "factstream": "FactStream"}
+
+
+def build(tmp_path, source, days=2, scale=1):
+    settings = settings_for(tmp_path, source)
+    sample.init(source.url, scale=scale, seed=7, schema=source.schema, days=days)
+    return settings
+
+
+def run_table(settings, table: str, partition_key: str | None = None, raise_on_error: bool = True):
+    """Materialize bronze → silver → gold of one table."""
+    assets = [a for a in build_definitions(settings).assets if a.key.path[-1] == table]
+    return materialize(assets, resources=build_resources(settings), partition_key=partition_key,
+                       raise_on_error=raise_on_error)
+
+
+def assert_lake_matches_source(settings, source):
+    for name, table in TABLE_NAMES.items():
+        src = source_frame(settings, source.schema, table)
+        key = load_key(settings, name)
+        silver = lake(settings, "silver", name)
+        assert silver.height == src.height, name
+        assert silver.get_column(key).n_unique() == silver.height, f"{name}: duplicate keys in silver"
+        gold = lake(settings, "gold", name)
+        live = current(gold) if name in DIMENSIONS else gold
+        assert sorted(live.get_column(key).to_list()) == sorted(src.get_column(key).to_list()), name
+
+
+def load_key(settings, name):
+    return next(t for t in load_tables(settings.tables_file) if t.name == name).keys[0]
+
+
+def test_initial_load_and_a_day_of_change(tmp_path, any_source):
+    settings = build(tmp_path, any_source)
+    first = materialize_medallion(settings, raise_on_error=True)
+    assert first.success
+    passed, failed = first.checks()
+    assert failed == 0 and passed > 0
+    assert_lake_matches_source(settings, any_source)
+    for name in DIMENSIONS:
+        assert len(bronze_files(settings, name)) == 1
+        assert current(lake(settings, "gold", name)).height == lake(settings, "gold", name).height
+    silver_user = lake(settings, "silver", "dimuser")
+    assert (silver_user.get_column("user_name") == silver_user.get_column("user_name").str.to_uppercase()).all()
+
+    changes = sample.advance(any_source.url, seed=7, schema=any_source.schema)
+    assert materialize_medallion(settings, raise_on_error=True).success
+    assert_lake_matches_source(settings, any_source)
+    gold_user = lake(settings, "gold", "dimuser")
+    closed = gold_user.filter(pl.col("__END_AT").is_not_null())
+    # every updated user got exactly one closed version, ending where the new one starts
+    assert closed.height == changes["updated_users"]
+    reopened = current(gold_user).join(closed.select("user_id", pl.col("__END_AT").alias("end")), on="user_id")
+    assert (reopened.get_column("__START_AT") == reopened.get_column("end")).all()
+    src_user = source_frame(settings, any_source.schema, "DimUser")
+    joined = current(gold_user).join(src_user.select("user_id", "subscription_type", "country"), on="user_id")
+    assert (joined.get_column("subscription_type") == joined.get_column("subscription_type_right")).all()
+    assert (joined.get_column("country") == joined.get_column("country_right")).all()
+    assert lake(settings, "gold", "factstream").height == source_frame(settings, any_source.schema, "FactStream").height
+
+
+def test_row_committed_later_with_the_watermark_timestamp_is_not_lost(tmp_path, any_source):
+    settings = build(tmp_path, any_source, days=1)
+    assert run_table(settings, "dimuser").success
+    users = source_table(settings, any_source.schema, "DimUser")
+    src = source_frame(settings, any_source.schema, "DimUser")
+    last = src.get_column("updated_at").max()
+    execute(settings, users.insert().values(
+        user_id=999_001, user_name="late writer", country="Chile", subscription_type="Free",
+        start_date=last.date(), end_date=None, updated_at=last,
+    ))
+    assert run_table(settings, "dimuser").success
+    files = bronze_files(settings, "dimuser")
+    assert len(files) == 2
+    assert pl.read_parquet(files[-1]).get_column("user_id").to_list() == [999_001]
+    gold = lake(settings, "gold", "dimuser")
+    assert gold.filter(pl.col("user_id") == 999_001).get_column("user_name").to_list() == ["LATE WRITER"]
+    assert gold.height == src.height + 1
+
+
+def test_key_updated_twice_between_runs_keeps_the_latest(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=1)
+    assert run_table(settings, "dimuser").success
+    users = source_table(settings, None, "DimUser")
+    base = source_frame(settings, None, "DimUser").get_column("updated_at").max()
+    for offset, plan in ((1, "Premium"), (2, "Family")):
+        execute(settings, users.update().where(users.c.user_id == 1).values(
+            subscription_type=plan, updated_at=base + timedelta(hours=offset)))
+    assert run_table(settings, "dimuser").success
+    history = lake(settings, "gold", "dimuser").filter(pl.col("user_id") == 1).sort("__START_AT")
+    assert history.height == 2
+    assert history.get_column("subscription_type").to_list()[-1] == "Family"
+    assert history.get_column("__END_AT").to_list()[0] == (base + timedelta(hours=2)).replace(tzinfo=UTC)
+    silver = lake(settings, "silver", "dimuser").filter(pl.col("user_id") == 1)
+    assert silver.get_column("subscription_type").to_list() == ["Family"]
+
+
+def test_replay_without_changes_commits_nothing(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=2)
+    assert materialize_medallion(settings).success
+    versions = {(layer, t): version(settings, layer, t) for layer in ("silver", "gold") for t in TABLE_NAMES}
+    files = {t: len(bronze_files(settings, t)) for t in DIMENSIONS}
+    assert materialize_medallion(settings).success
+    assert {(layer, t): version(settings, layer, t) for layer, t in versions} == versions
+    assert {t: len(bronze_files(settings, t)) for t in DIMENSIONS} == files
+
+
+def test_factstream_partition_rerun_picks_up_a_late_row(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=3)
+    first, last = days_with_data(settings, next(t for t in load_tables(settings.tables_file) if t.partitioned))
+    assert materialize_medallion(settings).success
+    streams = source_table(settings, None, "FactStream")
+    late_ts = datetime(first.year, first.month, first.day, 23, 59, 59)
+    execute(settings, streams.insert().values(
+        stream_id=9_000_000, user_id=1, track_id=1, date_key=int(first.strftime("%Y%m%d")),
+        listen_duration=42, device_type="Web", stream_timestamp=late_ts))
+    other_day = version(settings, "gold", "factstream")
+    assert run_table(settings, "factstream", partition_key=first.isoformat()).success
+    gold = lake(settings, "gold", "factstream")
+    day_rows = gold.filter(FACT_DAY == first)
+    src_day = source_frame(settings, None, "FactStream").filter(FACT_DAY == first)
+    assert day_rows.height == src_day.height
+    assert day_rows.get_column("stream_id").n_unique() == day_rows.height
+    assert 9_000_000 in day_rows.get_column("stream_id").to_list()
+    assert version(settings, "gold", "factstream") == other_day + 1
+    # the same partition again: nothing new, nothing committed
+    assert run_table(settings, "factstream", partition_key=first.isoformat()).success
+    assert version(settings, "gold", "factstream") == other_day + 1
+    assert lake(settings, "gold", "factstream").height == gold.height
+
+
+def test_range_backfill_runs_as_one_run(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=3)
+    first, last = days_with_data(settings, next(t for t in load_tables(settings.tables_file) if t.partitioned))
+    instance = DagsterInstance.ephemeral()
+    run = materialize_medallion(settings, instance=instance, days=(first, last))
+    assert run.success and len(run.results) == 2
+    fact_run = run.results[1]
+    materialized = {
+        (e.asset_key, e.partition) for e in fact_run.get_asset_materialization_events() for e in [e.materialization]
+    }
+    days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    assert {p for k, p in materialized if k == AssetKey(["gold", "factstream"])} == set(days)
+    assert lake(settings, "gold", "factstream").height == source_frame(settings, None, "FactStream").height
+
+
+def test_schema_evolution_adds_a_new_source_column(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=1)
+    assert run_table(settings, "dimartist").success
+    execute(settings, sa.text('ALTER TABLE "DimArtist" ADD COLUMN label VARCHAR(40)'))
+    artists = source_table(settings, None, "DimArtist")
+    latest = source_frame(settings, None, "DimArtist").get_column("updated_at").max()
+    execute(settings, artists.update().where(artists.c.artist_id == 1).values(
+        label="Indie", updated_at=latest + timedelta(minutes=5)))
+    assert run_table(settings, "dimartist").success
+    silver = lake(settings, "silver", "dimartist")
+    assert "label" in silver.columns
+    assert silver.filter(pl.col("artist_id") == 1).get_column("label").to_list() == ["Indie"]
+    assert silver.filter(pl.col("artist_id") != 1).get_column("label").null_count() == silver.height - 1
+
+
+def test_drop_rule_quarantines_and_fail_rule_blocks_downstream(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=1)
+    dates = source_table(settings, None, "DimDate")
+    execute(settings, dates.insert().values(date_key=20991399, date=datetime(2099, 12, 31).date(), day=31,
+                                            month=13, year=2099, weekday="Thursday"))
+    result = run_table(settings, "dimdate", raise_on_error=False)
+    assert not result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["valid_month"].passed is False
+    assert evaluations["valid_month"].metadata["rows_failed"].value == 1
+    assert lake(settings, "silver", "dimdate").is_empty()
+    assert lake(settings, "gold", "dimdate").is_empty()
+
+    streams = source_table(settings, None, "FactStream")
+    first = source_frame(settings, None, "FactStream").get_column("stream_timestamp").min()
+    execute(settings, streams.insert().values(stream_id=9_100_000, user_id=1, track_id=1, date_key=20250101,
+                                              listen_duration=-5, device_type="Web", stream_timestamp=first))
+    assert run_table(settings, "factstream", partition_key=first.date().isoformat()).success
+    quarantine = lake(settings, "silver", "factstream_quarantine")
+    assert quarantine.get_column("stream_id").to_list() == [9_100_000]
+    assert quarantine.get_column("_rule").to_list() == ["non_negative_listen_duration"]
+    assert 9_100_000 not in lake(settings, "gold", "factstream").get_column("stream_id").to_list()
+
+
+def test_hostile_table_name_is_rejected_before_any_sql(tmp_path):
+    from platform_assets_tests.conftest import Source, tables_file_for
+
+    source = Source("sqlite", f"sqlite:///{tmp_path / 'never.db'}", None)
+
+    def hostile(document):
+        document["tables"][0]["table"] = 'DimUser"; DROP TABLE "DimUser'
+
+    settings = settings_for(tmp_path, source)
+    settings = type(settings)(data_dir=settings.data_dir, source_url=source.url,
+                              tables_file=tables_file_for(tmp_path, None, hostile))
+    with pytest.raises(ConfigError, match="not a valid identifier"):
+        build_definitions(settings)
+    assert not (tmp_path / "never.db").exists()
