@@ -6,11 +6,13 @@ Runs with the real Dagster instance (``DAGSTER_HOME``), so the runs appear in ``
 from __future__ import annotations
 
 import sys
+import warnings
 
 import polars as pl
 import pyarrow.parquet as pq
 import sqlalchemy as sa
-from dagster import DagsterInstance
+from dagster import BetaWarning, DagsterInstance
+from dagster._core.errors import DagsterHomeNotSetError
 
 from platform_assets import sample
 from platform_assets.core import delta
@@ -40,11 +42,21 @@ def layer_rows(settings: Settings, config: TableConfig) -> dict[str, int]:
     return out
 
 
+def _instance() -> DagsterInstance:
+    """The persistent instance of ``DAGSTER_HOME`` (set by ``make demo``), else a throwaway one."""
+    try:
+        return DagsterInstance.get()
+    except DagsterHomeNotSetError:
+        print("DAGSTER_HOME is not set: run history will not be kept (use `make demo`)")
+        return DagsterInstance.ephemeral()
+
+
 def main() -> int:
+    warnings.filterwarnings("ignore", category=BetaWarning)
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_source(settings)
-    run = materialize_medallion(settings, instance=DagsterInstance.get())
+    run = materialize_medallion(settings, instance=_instance(), log_level="INFO")
     for result in run.results:
         print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     tables = load_tables(settings.tables_file)

@@ -60,15 +60,24 @@ def materialize_medallion(
     instance: DagsterInstance | None = None,
     days: tuple[date, date] | None = None,
     raise_on_error: bool = False,
+    log_level: str = "DEBUG",
 ) -> MedallionRun:
     """Run every asset; ``days`` overrides the partition range (default: the days with data)."""
     assets = [a for a in build_definitions(settings).assets if isinstance(a, AssetsDefinition)]
     resources = build_resources(settings)
     run = MedallionRun()
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
     def go(selection: list[AssetsDefinition], tags: dict | None = None) -> None:
         run.results.append(
-            materialize(selection, resources=resources, instance=instance, tags=tags, raise_on_error=raise_on_error)
+            materialize(
+                selection,
+                resources=resources,
+                instance=instance,
+                tags=tags,
+                raise_on_error=raise_on_error,
+                run_config=run_config,
+            )
         )
 
     go([a for a in assets if a.partitions_def is None])
