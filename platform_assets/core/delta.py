@@ -1,0 +1,180 @@
+"""Small Delta Lake helpers shared by every layer of the platform.
+
+Storage is delta-rs (``deltalake``), transforms are polars. Every table created here has the
+change data feed enabled so downstream layers can consume increments with :func:`read_changes`
+instead of re-reading whole tables.
+
+This module must stay free of Dagster imports: it is plain library code that the asset layer
+calls, so it can be unit tested against real tables in a temp directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import polars as pl
+from deltalake import DeltaTable, write_deltalake
+
+# Change data feed on every table we create: read_changes() depends on it, and the property
+# cannot be back-filled for commits made before it was switched on.
+CDF_CONFIGURATION = {"delta.enableChangeDataFeed": "true"}
+
+# Metadata columns added by DeltaTable.load_cdf(); never part of the table's own schema.
+CDF_META_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+
+# Change types that carry the current state of a row (inserted rows and update post-images).
+_CDF_KEEP = ("insert", "update_postimage")
+
+# Delta's `timestamp` type is microseconds, adjusted to UTC. Naive datetimes would create a
+# `timestamp_ntz` column (a newer protocol feature) and ns would be truncated silently, so every
+# datetime is normalised to this one type before it is written.
+TIMESTAMP = pl.Datetime("us", "UTC")
+
+
+class NotADeltaTableError(ValueError):
+    """A path holds data, but not a Delta table: refuse to write over or read it blindly."""
+
+
+def table_exists(path: str) -> bool:
+    """True when `path` is a Delta table (has a readable ``_delta_log``)."""
+    return DeltaTable.is_deltatable(str(path))
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in str(path)
+
+
+def _check_not_foreign(path: str) -> None:
+    """Raise when a local path exists with data in it but is not a Delta table.
+
+    Without this, reads would return an empty frame for a typo'd or corrupted table and writes
+    would silently mix a Delta log into an unrelated directory. Empty directories and
+    directories holding only hidden entries (``_...``/``.``) count as "no table yet".
+    """
+    path = str(path)
+    if not _is_local(path) or not os.path.exists(path) or table_exists(path):
+        return
+    if os.path.isfile(path):
+        raise NotADeltaTableError(f"{path!r} is a file, not a Delta table directory")
+    visible = [n for n in os.listdir(path) if not n.startswith((".", "_"))]
+    if visible:
+        raise NotADeltaTableError(
+            f"{path!r} exists but is not a Delta table (no _delta_log; contains e.g. {visible[:3]})"
+        )
+
+
+def version(path: str) -> int | None:
+    """Current version of the table, or None when there is no table yet."""
+    _check_not_foreign(path)
+    return DeltaTable(str(path)).version() if table_exists(path) else None
+
+
+def read(path: str, filters: pl.Expr | None = None) -> pl.DataFrame:
+    """Read a table (optionally filtered, pushed down into the scan).
+
+    A missing table reads as an empty frame with no columns, so first runs of downstream
+    assets do not need a special case.
+    """
+    _check_not_foreign(path)
+    if not table_exists(path):
+        return pl.DataFrame()
+    lf = pl.scan_delta(str(path))
+    if filters is not None:
+        lf = lf.filter(filters)
+    return lf.collect()
+
+
+def read_changes(path: str, since_version: int | None) -> tuple[pl.DataFrame, int | None]:
+    """Rows inserted or updated after `since_version`, and the table version they go up to.
+
+    Uses the Delta change data feed. The returned frame holds the current image of every row
+    written by commits ``since_version + 1 .. latest`` (inserts and update post-images), in
+    commit order, so ``df.unique(keys, keep="last", maintain_order=True)`` yields the newest
+    image per key. Deleted rows are NOT reported: consumers of this feed upsert, and a delete
+    would need a key contract this generic helper does not have.
+
+    ``since_version=None`` means "never read before": all rows of the current table. When nothing
+    was committed since, the frame is empty (with the table's columns) and the version unchanged.
+    With no table at all: ``(empty frame, None)``.
+    """
+    current = version(path)
+    if current is None:
+        return pl.DataFrame(), None
+    if since_version is None:
+        return read(path), current
+    if since_version < -1:
+        raise ValueError(f"since_version must be >= -1 or None, got {since_version}")
+    table = DeltaTable(str(path))
+    columns = [f.name for f in table.schema().fields]
+    if since_version >= current:
+        return pl.scan_delta(str(path)).head(0).collect(), current
+    try:
+        reader = table.load_cdf(starting_version=since_version + 1, ending_version=current)
+    except Exception as exc:  # delta-rs raises a generic DeltaError here
+        raise RuntimeError(
+            f"Cannot read the change data feed of {path!r} from version {since_version + 1}: {exc}. "
+            f"Is delta.enableChangeDataFeed set for all those commits?"
+        ) from exc
+    # load_cdf returns an arro3 RecordBatchReader; pl.DataFrame() consumes it via the Arrow
+    # PyCapsule interface (pl.from_arrow returned a Series in a probe).
+    changes = pl.DataFrame(reader.read_all())
+    changes = (
+        changes.filter(pl.col("_change_type").is_in(_CDF_KEEP))
+        .sort("_commit_version", maintain_order=True)
+        .drop(CDF_META_COLUMNS)
+    )
+    # load_cdf moves partition columns last; restore the table's column order.
+    return changes.select([c for c in columns if c in changes.columns]), current
+
+
+def normalize_timestamps(df: pl.DataFrame) -> pl.DataFrame:
+    """Cast every Datetime column to Datetime("us", "UTC"); naive values are taken as UTC.
+
+    Why: see :data:`TIMESTAMP`. One timestamp type across all tables also keeps joins and
+    equality comparisons between layers exact.
+    """
+    fixes = []
+    for name, dtype in df.schema.items():
+        if isinstance(dtype, pl.Datetime) and dtype != TIMESTAMP:
+            col = pl.col(name)
+            col = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col
+            fixes.append(col.dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+    return df.with_columns(fixes) if fixes else df
+
+
+def create(path: str, df: pl.DataFrame, partition_by: Sequence[str] | None = None) -> int:
+    """Create a new table from `df` (change data feed on) and return its version (0).
+
+    Fails if the table already exists: callers decide explicitly between create and write.
+    """
+    _check_not_foreign(path)
+    write_deltalake(
+        str(path),
+        normalize_timestamps(df).to_arrow(),
+        mode="error",
+        partition_by=list(partition_by) if partition_by else None,
+        configuration=CDF_CONFIGURATION,
+    )
+    return DeltaTable(str(path)).version()
+
+
+def append(path: str, df: pl.DataFrame, partition_by: Sequence[str] | None = None) -> int:
+    """Append rows, adding any new columns (schema_mode="merge"); create the table if missing.
+
+    Meant for append-only tables such as quarantines, whose columns drift with their sources.
+    An empty frame appends nothing (no empty commit) but still creates a missing table, so
+    readers find the table and its schema. Returns the table version after the call.
+    """
+    if not table_exists(path):
+        return create(path, df, partition_by)
+    table = DeltaTable(str(path))
+    existing_parts = list(table.metadata().partition_columns)
+    if partition_by is not None and list(partition_by) != existing_parts:
+        raise ValueError(
+            f"{path!r} is partitioned by {existing_parts}, cannot append with partition_by={list(partition_by)}"
+        )
+    if df.height == 0:
+        return table.version()
+    write_deltalake(table, normalize_timestamps(df).to_arrow(), mode="append", schema_mode="merge")
+    return DeltaTable(str(path)).version()
