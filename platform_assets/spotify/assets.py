@@ -92,7 +92,7 @@ class BronzeConfig(Config):
 def _extraction_metadata(extractions: list[Extraction]) -> dict:
     rows = sum(e.rows for e in extractions)
     files = [str(e.path) for e in extractions if e.path is not None]
-    metadata = numbers(rows_read=rows, files_written=len(files))
+    metadata = numbers(rows_read=rows, rows_written=rows, files_written=len(files))
     if files:
         metadata["files"] = MetadataValue.json(files)
     schema = next((e.schema for e in extractions if e.schema is not None), None)
@@ -304,8 +304,8 @@ def gold_asset(config: TableConfig, partitions: DailyPartitionsDefinition) -> As
                     rows_updated=result.rows_updated,
                     rows_quarantined=result.rejected.height,
                     delta_version=result.version,
-                    table_rows=current.height,
                 ),
+                "dagster/row_count": MetadataValue.int(current.height),
                 "committed": result.committed,
                 **({"dagster/column_schema": column_schema(current.schema)} if current.width else {}),
             }
