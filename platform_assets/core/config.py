@@ -77,11 +77,14 @@ class TableConfig:
 
     @property
     def system_expectations(self) -> tuple[Expectation, ...]:
-        """Rules every table gets: null keys and null change values never reach silver or gold."""
-        key_rule = Expectation("key_not_null", " AND ".join(f"{k} IS NOT NULL" for k in self.keys), "drop")
+        """Rules every table gets: null keys and null change values never reach silver or gold.
+
+        Column names are quoted so a (valid) column called ``order`` or ``user`` is not read as SQL.
+        """
+        key_rule = Expectation("key_not_null", " AND ".join(f'"{k}" IS NOT NULL' for k in self.keys), "drop")
         if self.cdc_col is None:
             return (key_rule,)
-        return (key_rule, Expectation("cdc_not_null", f"{self.cdc_col} IS NOT NULL", "drop"))
+        return (key_rule, Expectation("cdc_not_null", f'"{self.cdc_col}" IS NOT NULL', "drop"))
 
     @property
     def all_expectations(self) -> tuple[Expectation, ...]:
@@ -138,8 +141,11 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         identifier(column, f"{table}.derived")
         _compile(expr, f"{table}.derived.{column}")
     gold = dict(entry.get("gold") or {})
+    unknown_gold = set(gold) - {"scd_type", "track_history_except"}
+    if unknown_gold:
+        raise ConfigError(f"{table}.gold: unknown field(s) {sorted(unknown_gold)}")
     scd_type = gold.get("scd_type", 1)
-    if scd_type not in (1, 2):
+    if isinstance(scd_type, bool) or not isinstance(scd_type, int) or scd_type not in (1, 2):
         raise ConfigError(f"{table}.gold.scd_type must be 1 or 2, got {scd_type!r}")
     if scd_type == 2 and not cdc_col:
         raise ConfigError(f"{table}: SCD type 2 needs a cdc_col to sequence versions")
@@ -177,6 +183,9 @@ def _parse_expectation(entry: Any, table: str) -> Expectation:
     if not isinstance(entry, Mapping):
         raise ConfigError(f"{table}.expectations: each rule must be a mapping, got {entry!r}")
     name = identifier(entry.get("name"), f"{table}.expectations.name")
+    unknown = set(entry) - {"name", "expr", "action"}
+    if unknown:
+        raise ConfigError(f"{table}.expectations.{name}: unknown field(s) {sorted(unknown)}")
     action = entry.get("action", "warn")
     if action not in ACTIONS:
         raise ConfigError(f"{table}.expectations.{name}: action must be one of {ACTIONS}, got {action!r}")

@@ -57,7 +57,7 @@ def arrow_type(column_type: sa.types.TypeEngine) -> pa.DataType:
         return pa.bool_()
     if isinstance(column_type, sa.Integer):
         return pa.int64()
-    if isinstance(column_type, sa.Numeric):  # Float is a Numeric too
+    if isinstance(column_type, sa.Numeric | sa.Float):  # SQLAlchemy 2.1: Float is no longer a Numeric
         return pa.float64()
     if isinstance(column_type, sa.DateTime):
         return pa.timestamp("us", tz="UTC")
