@@ -106,6 +106,14 @@ def _parse_from_date(value: Any, table: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def _mapping(value: Any, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what}: expected a mapping, got {value!r}")
+    return dict(value)
+
+
 def _as_list(value: Any) -> list:
     if value is None:
         return []
@@ -136,11 +144,11 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         raise ConfigError(f"{table}.partition: only 'daily' is supported, got {partition!r}")
     if partition and not cdc_col:
         raise ConfigError(f"{table}: a partitioned table needs a cdc_col to partition on")
-    derived = dict(entry.get("derived") or {})
+    derived = _mapping(entry.get("derived"), f"{table}.derived")
     for column, expr in derived.items():
         identifier(column, f"{table}.derived")
         _compile(expr, f"{table}.derived.{column}")
-    gold = dict(entry.get("gold") or {})
+    gold = _mapping(entry.get("gold"), f"{table}.gold")
     unknown_gold = set(gold) - {"scd_type", "track_history_except"}
     if unknown_gold:
         raise ConfigError(f"{table}.gold: unknown field(s) {sorted(unknown_gold)}")
