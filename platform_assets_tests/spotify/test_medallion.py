@@ -108,11 +108,11 @@ def test_row_committed_later_with_the_watermark_timestamp_is_not_lost(tmp_path, 
     assert gold.height == src.height + 1
 
 
-def test_key_updated_twice_between_runs_keeps_the_latest(tmp_path, sqlite_source):
-    settings = build(tmp_path, sqlite_source, days=1)
+def test_key_updated_twice_between_runs_keeps_the_latest(tmp_path, any_source):
+    settings = build(tmp_path, any_source, days=1)
     assert run_table(settings, "dimuser").success
-    users = source_table(settings, None, "DimUser")
-    base = source_frame(settings, None, "DimUser").get_column("updated_at").max()
+    users = source_table(settings, any_source.schema, "DimUser")
+    base = source_frame(settings, any_source.schema, "DimUser").get_column("updated_at").max()
     for offset, plan in ((1, "Premium"), (2, "Family")):
         execute(settings, users.update().where(users.c.user_id == 1).values(
             subscription_type=plan, updated_at=base + timedelta(hours=offset)))
@@ -125,8 +125,8 @@ def test_key_updated_twice_between_runs_keeps_the_latest(tmp_path, sqlite_source
     assert silver.get_column("subscription_type").to_list() == ["Family"]
 
 
-def test_replay_without_changes_commits_nothing(tmp_path, sqlite_source):
-    settings = build(tmp_path, sqlite_source, days=2)
+def test_replay_without_changes_commits_nothing(tmp_path, any_source):
+    settings = build(tmp_path, any_source, days=2)
     assert materialize_medallion(settings).success
     versions = {(layer, t): version(settings, layer, t) for layer in ("silver", "gold") for t in TABLE_NAMES}
     files = {t: len(bronze_files(settings, t)) for t in DIMENSIONS}
@@ -135,11 +135,11 @@ def test_replay_without_changes_commits_nothing(tmp_path, sqlite_source):
     assert {t: len(bronze_files(settings, t)) for t in DIMENSIONS} == files
 
 
-def test_factstream_partition_rerun_picks_up_a_late_row(tmp_path, sqlite_source):
-    settings = build(tmp_path, sqlite_source, days=3)
+def test_factstream_partition_rerun_picks_up_a_late_row(tmp_path, any_source):
+    settings = build(tmp_path, any_source, days=3)
     first, last = days_with_data(settings, next(t for t in load_tables(settings.tables_file) if t.partitioned))
     assert materialize_medallion(settings).success
-    streams = source_table(settings, None, "FactStream")
+    streams = source_table(settings, any_source.schema, "FactStream")
     late_ts = datetime(first.year, first.month, first.day, 23, 59, 59)
     execute(settings, streams.insert().values(
         stream_id=9_000_000, user_id=1, track_id=1, date_key=int(first.strftime("%Y%m%d")),
@@ -148,7 +148,7 @@ def test_factstream_partition_rerun_picks_up_a_late_row(tmp_path, sqlite_source)
     assert run_table(settings, "factstream", partition_key=first.isoformat()).success
     gold = lake(settings, "gold", "factstream")
     day_rows = gold.filter(FACT_DAY == first)
-    src_day = source_frame(settings, None, "FactStream").filter(FACT_DAY == first)
+    src_day = source_frame(settings, any_source.schema, "FactStream").filter(FACT_DAY == first)
     assert day_rows.height == src_day.height
     assert day_rows.get_column("stream_id").n_unique() == day_rows.height
     assert 9_000_000 in day_rows.get_column("stream_id").to_list()
@@ -159,8 +159,8 @@ def test_factstream_partition_rerun_picks_up_a_late_row(tmp_path, sqlite_source)
     assert lake(settings, "gold", "factstream").height == gold.height
 
 
-def test_range_backfill_runs_as_one_run(tmp_path, sqlite_source):
-    settings = build(tmp_path, sqlite_source, days=3)
+def test_range_backfill_runs_as_one_run(tmp_path, any_source):
+    settings = build(tmp_path, any_source, days=3)
     first, last = days_with_data(settings, next(t for t in load_tables(settings.tables_file) if t.partitioned))
     instance = DagsterInstance.ephemeral()
     run = materialize_medallion(settings, instance=instance, days=(first, last))
@@ -171,7 +171,7 @@ def test_range_backfill_runs_as_one_run(tmp_path, sqlite_source):
     }
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     assert {p for k, p in materialized if k == AssetKey(["gold", "factstream"])} == set(days)
-    assert lake(settings, "gold", "factstream").height == source_frame(settings, None, "FactStream").height
+    assert lake(settings, "gold", "factstream").height == source_frame(settings, any_source.schema, "FactStream").height
 
 
 def test_schema_evolution_adds_a_new_source_column(tmp_path, sqlite_source):
@@ -251,3 +251,26 @@ def test_from_date_backfill_rereads_history_without_moving_the_watermark(tmp_pat
     assert run_table(settings, "dimuser").success
     gold = lake(settings, "gold", "dimuser")
     assert gold.height == src.height and current(gold).height == src.height
+
+
+def test_retyped_source_column_is_rejected_with_table_and_column(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=1)
+    assert run_table(settings, "dimartist").success
+    silver_version = version(settings, "silver", "dimartist")
+    latest = source_frame(settings, None, "DimArtist").get_column("updated_at").max()
+    # recreate DimArtist with `genre` as an INTEGER column and one changed row
+    execute(settings, sa.text('ALTER TABLE "DimArtist" RENAME TO "DimArtistOld"'))
+    execute(settings, sa.text(
+        'CREATE TABLE "DimArtist" (artist_id INTEGER PRIMARY KEY, artist_name VARCHAR(100), genre INTEGER, '
+        "country VARCHAR(60), updated_at DATETIME)"))
+    artists = source_table(settings, None, "DimArtist")
+    execute(settings, artists.insert().values(artist_id=1, artist_name="Retyped", genre=7, country="Peru",
+                                              updated_at=latest + timedelta(minutes=1)))
+    result = run_table(settings, "dimartist", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error.cause or failure.event_specific_data.error)
+    assert "DimArtist.genre changed type" in message
+    assert version(settings, "silver", "dimartist") == silver_version  # nothing written
+    assert lake(settings, "silver", "dimartist").filter(pl.col("artist_id") == 1).get_column(
+        "artist_name").to_list() != ["Retyped"]
