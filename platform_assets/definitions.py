@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, multiprocess_executor
 
 from platform_assets.core.config import load_tables
+from platform_assets.monitoring.audit import audit_trail_sensor
 from platform_assets.resources import build_resources
 from platform_assets.settings import Settings, load_settings
 from platform_assets.spotify.assets import table_assets
@@ -20,6 +21,7 @@ def build_definitions(settings: Settings) -> Definitions:
         assets=assets,
         jobs=[job],
         schedules=[daily_schedule(job)],
+        sensors=[audit_trail_sensor],
         resources=build_resources(settings),
         # Tables run in parallel, bounded; per-table pools (dagster.yaml) keep one step per table at a time.
         executor=multiprocess_executor.configured({"max_concurrent": settings.max_concurrent_tables}),

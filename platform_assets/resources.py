@@ -13,6 +13,7 @@ from dagster import ConfigurableResource, EnvVar
 
 from platform_assets.core.db import engine_for
 from platform_assets.core.state import StateStore
+from platform_assets.monitoring.audit import AuditResource
 from platform_assets.settings import Settings
 
 
@@ -51,5 +52,15 @@ def build_resources(settings: Settings) -> dict:
             source_url=_maybe_secret(settings, "PLATFORM_SOURCE_URL", settings.source_url),
             state_url=_maybe_secret(settings, "PLATFORM_STATE_URL", settings.state_url),
             batch_size=settings.batch_size,
-        )
+        ),
+        "audit": AuditResource(
+            audit_url=_maybe_secret(settings, "PLATFORM_AUDIT_URL", settings.audit_url),
+            environment=settings.env,
+            ui_url=settings.ui_url,
+            alert_webhook_url=(
+                EnvVar("PLATFORM_ALERT_WEBHOOK_URL")
+                if "PLATFORM_ALERT_WEBHOOK_URL" in settings.secrets_in_environment
+                else settings.alert_webhook_url
+            ),
+        ),
     }

@@ -1,0 +1,44 @@
+"""Create or migrate the audit database: ``python -m platform_assets.audit_setup [--url URL]``.
+
+Run it once per environment before the first job (and after upgrading the platform); jobs also run the
+same idempotent setup on their first audit write, so this is the place to see it fail loudly instead.
+The URL defaults to ``PLATFORM_AUDIT_URL`` (or the SQLite file under the data directory); prefer the
+variable to ``--url`` for a URL with a password, which would otherwise show in the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from platform_assets.core.audit import TABLE_NAMES, AuditStore, AuditUnavailable
+from platform_assets.core.db import redact
+from platform_assets.settings import SettingsError, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m platform_assets.audit_setup",
+        description="Create the audit tables and migrate them to the current schema version.",
+    )
+    parser.add_argument("--url", help="SQLAlchemy URL of the audit database (default: PLATFORM_AUDIT_URL)")
+    args = parser.parse_args(argv)
+    try:
+        url = args.url or load_settings().audit_url
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        version = AuditStore(url).setup()
+    except AuditUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"audit schema version {version} at {redact(url)}")
+    for name in TABLE_NAMES:
+        print(f"  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
