@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(DATA_DIR)/dagster_home
 
-.PHONY: install install-dev demo test dev bench lint clean
+.PHONY: install install-dev demo test dev bench lint clean audit-setup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: install-dev
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+audit-setup: install
+	$(BIN)/python -m platform_assets.audit_setup
 
 bench: install
 	$(BIN)/python bench/medallion_bench.py

@@ -19,6 +19,8 @@ from platform_assets.core import delta
 from platform_assets.core.config import TableConfig, load_tables
 from platform_assets.core.db import engine_for, redact
 from platform_assets.core.extract import list_files
+from platform_assets.monitoring.audit import audit_tick
+from platform_assets.resources import build_resources
 from platform_assets.settings import Settings, load_settings
 from platform_assets.spotify.run import materialize_medallion
 
@@ -56,7 +58,8 @@ def main() -> int:
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_source(settings)
-    run = materialize_medallion(settings, instance=_instance(), log_level="INFO")
+    instance = _instance()
+    run = materialize_medallion(settings, instance=instance, log_level="INFO")
     for result in run.results:
         print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     tables = load_tables(settings.tables_file)
@@ -65,6 +68,9 @@ def main() -> int:
         print(summary)
     passed, failed = run.checks()
     print(f"checks: {passed} passed, {failed} failed")
+    audit = build_resources(settings)["audit"]
+    report, _ = audit_tick(instance, audit, None, log=lambda _: None)
+    print(f"audit: {report.runs} run(s) recorded in {redact(settings.audit_url)} (Job_Metadata, Task_Metadata, ...)")
     print(f"lake: {settings.lake_root}  (browse it with `make dev`, http://127.0.0.1:3000)")
     return 0 if run.success else 1
 
