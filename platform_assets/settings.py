@@ -35,6 +35,7 @@ class Settings:
     alert_webhook_url: str | None = field(default=None, repr=False)
     country_api_url: str = "https://restcountries.com/v3.1"
     ui_url: str = "http://127.0.0.1:3000"
+    source_schema: str | None = None
     customer_threshold: int = 500
     product_threshold: int = 600
     batch_size: int = 100_000
@@ -106,6 +107,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         alert_webhook_url=env.get("PLATFORM_ALERT_WEBHOOK_URL") or None,
         country_api_url=(env.get("PLATFORM_COUNTRY_API_URL") or "https://restcountries.com/v3.1").rstrip("/"),
         ui_url=(env.get("PLATFORM_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
+        source_schema=env.get("PLATFORM_SOURCE_SCHEMA") or None,
         customer_threshold=_int(env, "PLATFORM_CUSTOMER_THRESHOLD", 500),
         product_threshold=_int(env, "PLATFORM_PRODUCT_THRESHOLD", 600),
         batch_size=_int(env, "PLATFORM_BATCH_SIZE", 100_000),

@@ -17,9 +17,9 @@ from dagster import (
 from platform_assets.core.config import TableConfig, load_tables
 from platform_assets.core.db import engine_for
 from platform_assets.core.extract import reflect, to_utc
-from platform_assets.definitions import build_definitions
 from platform_assets.resources import build_resources
 from platform_assets.settings import Settings
+from platform_assets.spotify.definitions import build_spotify_definitions
 
 # Dagster's run tags for a partition range executed as one run (what a single-run backfill sets).
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -63,7 +63,7 @@ def materialize_medallion(
     log_level: str = "DEBUG",
 ) -> MedallionRun:
     """Run every asset; ``days`` overrides the partition range (default: the days with data)."""
-    assets = [a for a in build_definitions(settings).assets if isinstance(a, AssetsDefinition)]
+    assets = [a for a in build_spotify_definitions(settings).assets if isinstance(a, AssetsDefinition)]
     resources = build_resources(settings)
     run = MedallionRun()
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}

@@ -1,0 +1,19 @@
+"""The Spotify medallion (seed 001) as a Definitions fragment: three assets per configured table."""
+
+from dagster import Definitions
+
+from platform_assets.core.config import load_tables
+from platform_assets.settings import Settings
+from platform_assets.spotify.assets import table_assets
+from platform_assets.spotify.jobs import daily_schedule, medallion_job
+from platform_assets.spotify.partitions import daily_partitions
+
+
+def build_spotify_definitions(settings: Settings) -> Definitions:
+    partitions = daily_partitions(settings)
+    job = medallion_job(partitions)
+    return Definitions(
+        assets=[a for table in load_tables(settings.tables_file) for a in table_assets(table, partitions)],
+        jobs=[job],
+        schedules=[daily_schedule(job)],
+    )
