@@ -1,0 +1,599 @@
+"""Medallion benchmark: raw extraction, full load and incremental load of a FactStream of N rows.
+
+    python bench/medallion_bench.py                       # 5,000,000 rows on SQLite
+    python bench/medallion_bench.py --rows 200000         # quick run
+    python bench/medallion_bench.py --rows 1000000 \\
+        --url postgresql+psycopg://postgres@127.0.0.1:5432/test --json out.json
+
+Phases (each in its own child process, so the peak RSS reported belongs to that phase only):
+
+  setup        build the source with platform_assets.sample.init (not measured against any goal)
+  extract      core ``extract`` of the whole FactStream table (Window() = everything) into Parquet
+  full         ``materialize_medallion`` on a fresh data dir (all tables, every FactStream day)
+  change       update ``--changed`` of DimUser and DimTrack, insert ``--changed`` x N FactStream rows
+               on one new day after the last one (not measured)
+  incremental  ``materialize_medallion`` again: dimensions + only the new day's partition
+
+On PostgreSQL/MySQL the source lives in a fresh schema (``bench_<hex>``) that is dropped at the end;
+the pipeline reads it through a copy of tables.yaml with ``schema:`` set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_TABLES = REPO / "platform_assets" / "tables.yaml"
+PHASES = ("setup", "extract", "full", "change", "incremental")
+START = date(2025, 1, 1)
+STREAMS_PER_SCALE_PER_DAY = 1000  # platform_assets.sample.STREAMS_PER_SCALE_PER_DAY (not imported here)
+
+GOAL_EXTRACT_ROWS_PER_S = 600_000  # from PostgreSQL
+GOAL_PEAK_MB = 1024  # on a 10M-row table
+GOAL_PEAK_ROWS = 10_000_000
+GOAL_INCREMENTAL_PCT = 5.0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Measuring (child side)
+
+
+def _rss_mb() -> float:
+    """Current resident set size in MB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _peak_mb() -> float:
+    """ru_maxrss of this process in MB (kilobytes on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+class RssSampler:
+    """Samples this process's RSS in a thread, so a peak can be attributed to a Dagster step."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), _rss_mb()))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_between(self, start: float | None, end: float | None) -> float | None:
+        if start is None or end is None:
+            return None
+        inside = [rss for t, rss in self.samples if start <= t <= end]
+        return round(max(inside), 1) if inside else None
+
+
+def _quiet() -> None:
+    warnings.filterwarnings("ignore")
+
+
+def _params(workdir: Path) -> dict[str, Any]:
+    return json.loads((workdir / "params.json").read_text())
+
+
+def _write_result(workdir: Path, phase: str, result: dict[str, Any]) -> None:
+    (workdir / "results").mkdir(exist_ok=True)
+    (workdir / "results" / f"{phase}.json").write_text(json.dumps(result, indent=2, default=str))
+
+
+def _settings(p: dict[str, Any], workdir: Path):
+    from platform_assets.settings import Settings
+
+    return Settings(
+        data_dir=workdir / "data",
+        source_url=p["url"],
+        tables_file=Path(p["tables_file"]),
+        batch_size=p["batch_size"],
+    )
+
+
+def _fact_config(p: dict[str, Any]):
+    from platform_assets.core.config import load_tables
+
+    return next(t for t in load_tables(Path(p["tables_file"])) if t.table == "FactStream")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Phases (child side)
+
+
+def phase_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    from platform_assets import sample
+
+    t0 = time.perf_counter()
+    counts = sample.init(
+        p["url"], scale=p["scale"], seed=p["seed"], schema=p["schema"], start=START, days=p["days"]
+    )
+    return {"rows": counts["FactStream"], "seconds": time.perf_counter() - t0, "tables": counts}
+
+
+def phase_extract(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    from platform_assets.core.db import engine_for
+    from platform_assets.core.extract import Window, extract
+
+    config = _fact_config(p)
+    engine = engine_for(p["url"])
+    out_dir = workdir / "extract_out"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    result = extract(engine, config, Window(), out_dir, batch_size=p["batch_size"])
+    seconds = time.perf_counter() - t0
+    size = result.path.stat().st_size if result.path else 0
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return {
+        "rows": result.rows,
+        "seconds": seconds,
+        "batches": result.batches,
+        "parquet_mb": round(size / 2**20, 1),
+        "base_mb": round(base, 1),
+    }
+
+
+def _materialize(p: dict[str, Any], workdir: Path, days: tuple[date, date] | None) -> dict[str, Any]:
+    from dagster import DagsterInstance
+
+    from platform_assets.spotify.run import materialize_medallion
+
+    settings = _settings(p, workdir)
+    instance = DagsterInstance.ephemeral()
+    base = _rss_mb()
+    with RssSampler() as sampler:
+        t0 = time.perf_counter()
+        run = materialize_medallion(settings, instance=instance, days=days, log_level="WARNING")
+        seconds = time.perf_counter() - t0
+    steps = []
+    for result in run.results:
+        for stat in instance.get_run_step_stats(result.run_id):
+            duration = (
+                stat.end_time - stat.start_time if stat.start_time is not None and stat.end_time else None
+            )
+            steps.append(
+                {
+                    "step": stat.step_key,
+                    "status": stat.status.value if stat.status else None,
+                    "seconds": None if duration is None else round(duration, 3),
+                    "peak_mb": sampler.peak_between(stat.start_time, stat.end_time),
+                    "start": stat.start_time,
+                }
+            )
+    steps.sort(key=lambda s: s["start"] or 0)
+    failed = [s["step"] for s in steps if s["status"] != "SUCCESS"]
+    if not run.success or failed:
+        raise RuntimeError(f"medallion run failed; steps not successful: {failed}")
+    passed, failed_checks = run.checks()
+    in_steps = sum(s["seconds"] or 0 for s in steps)
+    return {
+        "seconds": seconds,
+        "base_mb": round(base, 1),
+        "runs": len(run.results),
+        "checks_passed": passed,
+        "checks_failed": failed_checks,
+        "steps": steps,
+        "outside_steps_seconds": round(seconds - in_steps, 3),
+    }
+
+
+def phase_full(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    shutil.rmtree(workdir / "data", ignore_errors=True)
+    result = _materialize(p, workdir, None)
+    result["rows"] = p["fact_rows"]
+    return result
+
+
+def phase_change(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Update ``changed`` of DimUser/DimTrack and insert ``changed`` x N streams on a new day."""
+    import sqlalchemy as sa
+
+    from platform_assets import sample
+
+    tables = {t.name: t for t in sample.sample_tables(p["schema"]).tables.values()}
+    users, tracks, facts = tables["DimUser"], tables["DimTrack"], tables["FactStream"]
+    new_day = START + timedelta(days=p["days"])
+    midnight = datetime(new_day.year, new_day.month, new_day.day)
+    rng = random.Random(f"medallion_bench/{p['seed']}/change")
+    engine = sa.create_engine(p["url"])
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"new_day": new_day.isoformat()}
+    try:
+        with engine.begin() as conn:
+
+            def change_times(table: sa.Table, n: int) -> list[datetime]:
+                """``n`` increasing times in the new day, later than any stored ``updated_at``."""
+                latest = conn.execute(sa.select(sa.func.max(table.c.updated_at))).scalar()
+                floor = midnight if latest is None else max(midnight, latest.replace(microsecond=0))
+                return [floor + timedelta(seconds=1 + i * 40_000 // max(n, 1)) for i in range(n)]
+
+            # DimUser: a different subscription_type
+            rows = conn.execute(sa.select(users.c.user_id, users.c.subscription_type)).all()
+            picked = sorted(rng.sample(rows, max(1, round(len(rows) * p["changed"]))))
+            subs = sample.SUBSCRIPTIONS
+            params = [
+                {
+                    "k": uid,
+                    "v_sub": subs[(subs.index(sub) + 1) % len(subs)] if sub in subs else subs[0],
+                    "v_upd": ts,
+                }
+                for (uid, sub), ts in zip(picked, change_times(users, len(picked)), strict=True)
+            ]
+            conn.execute(
+                sa.update(users)
+                .where(users.c.user_id == sa.bindparam("k"))
+                .values(subscription_type=sa.bindparam("v_sub"), updated_at=sa.bindparam("v_upd")),
+                params,
+            )
+            out["dim_user_updated"] = len(params)
+            user_ids = [r[0] for r in rows]
+
+            # DimTrack: a new track_name
+            rows = conn.execute(sa.select(tracks.c.track_id, tracks.c.track_name)).all()
+            picked = sorted(rng.sample(rows, max(1, round(len(rows) * p["changed"]))))
+            params = [
+                {"k": tid, "v_name": f"{name.split(' - ')[0]} - Bench Edit", "v_upd": ts}
+                for (tid, name), ts in zip(picked, change_times(tracks, len(picked)), strict=True)
+            ]
+            conn.execute(
+                sa.update(tracks)
+                .where(tracks.c.track_id == sa.bindparam("k"))
+                .values(track_name=sa.bindparam("v_name"), updated_at=sa.bindparam("v_upd")),
+                params,
+            )
+            out["dim_track_updated"] = len(params)
+            track_ids = [r[0] for r in rows]
+
+            # FactStream: changed x N new streams on the new day
+            n_new = max(1, round(p["fact_rows"] * p["changed"]))
+            next_id = int(conn.execute(sa.select(sa.func.max(facts.c.stream_id))).scalar() or 0) + 1
+            seconds = sorted(rng.randrange(86_400) for _ in range(n_new))
+            date_key = new_day.year * 10_000 + new_day.month * 100 + new_day.day
+            devices = sample.DEVICES
+            chunk = 10_000
+            for first in range(0, n_new, chunk):
+                conn.execute(
+                    facts.insert(),
+                    [
+                        {
+                            "stream_id": next_id + i,
+                            "user_id": rng.choice(user_ids),
+                            "track_id": rng.choice(track_ids),
+                            "date_key": date_key,
+                            "listen_duration": rng.randint(1, 300),
+                            "device_type": rng.choice(devices),
+                            "stream_timestamp": midnight + timedelta(seconds=seconds[i]),
+                        }
+                        for i in range(first, min(first + chunk, n_new))
+                    ],
+                )
+            out["fact_stream_inserted"] = n_new
+    finally:
+        engine.dispose()
+    out["rows"] = out["dim_user_updated"] + out["dim_track_updated"] + out["fact_stream_inserted"]
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def phase_incremental(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    change = json.loads((workdir / "results" / "change.json").read_text())
+    new_day = date.fromisoformat(change["new_day"])
+    result = _materialize(p, workdir, (new_day, new_day))
+    result["rows"] = change["rows"]
+    result["new_day"] = change["new_day"]
+    return result
+
+
+PHASE_FUNCTIONS = {
+    "setup": phase_setup,
+    "extract": phase_extract,
+    "full": phase_full,
+    "change": phase_change,
+    "incremental": phase_incremental,
+}
+
+
+def run_phase(phase: str, workdir: Path) -> int:
+    _quiet()
+    p = _params(workdir)
+    result = PHASE_FUNCTIONS[phase](p, workdir)
+    result["peak_mb"] = round(_peak_mb(), 1)
+    result["seconds"] = round(result["seconds"], 3)
+    result["rows_per_s"] = round(result["rows"] / result["seconds"]) if result["seconds"] > 0 else None
+    _write_result(workdir, phase, result)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Orchestration (parent side)
+
+
+def _backend(url: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(url).get_backend_name()
+
+
+def _write_tables_file(workdir: Path, schema: str | None) -> Path:
+    import yaml
+
+    document = yaml.safe_load(SHIPPED_TABLES.read_text())
+    for entry in document["tables"]:
+        entry["schema"] = schema
+    path = workdir / "tables.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if sa.inspect(conn).has_schema(schema):
+                cascade = engine.dialect.name == "postgresql"
+                conn.execute(sa.schema.DropSchema(schema, cascade=cascade))
+    finally:
+        engine.dispose()
+
+
+def _spawn(phase: str, workdir: Path, verbose: bool) -> dict[str, Any]:
+    log = workdir / "logs" / f"{phase}.log"
+    log.parent.mkdir(exist_ok=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--workdir", str(workdir)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    t0 = time.perf_counter()
+    with open(log, "w") as handle:
+        done = subprocess.run(
+            command,
+            stdout=None if verbose else handle,
+            stderr=subprocess.STDOUT if not verbose else None,
+            env=env,
+            check=False,
+        )
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        tail = "" if verbose else "".join(log.read_text().splitlines(keepends=True)[-40:])
+        raise RuntimeError(f"phase {phase} failed (exit {done.returncode}); log {log}:\n{tail}")
+    result = json.loads((workdir / "results" / f"{phase}.json").read_text())
+    result["process_seconds"] = round(wall, 3)
+    return result
+
+
+def _fmt_int(value: Any) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _fmt_float(value: Any, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _goals(backend: str, results: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    goals: dict[str, dict[str, Any]] = {}
+    extract = results.get("extract")
+    if extract:
+        ok = extract["rows_per_s"] >= GOAL_EXTRACT_ROWS_PER_S
+        goals["extract"] = {
+            "goal": f">= {GOAL_EXTRACT_ROWS_PER_S:,} rows/s (PostgreSQL)",
+            "value": extract["rows_per_s"],
+            "met": ok if backend == "postgresql" else None,
+            "note": "" if backend == "postgresql" else f"measured on {backend}; the goal is for PostgreSQL",
+        }
+    full = results.get("full")
+    if full:
+        peaks = {k: r["peak_mb"] for k, r in results.items() if k in ("extract", "full", "incremental")}
+        worst = max(peaks.values())
+        rows = full["rows"]
+        goals["peak"] = {
+            "goal": f"peak <= {GOAL_PEAK_MB:,} MB on a {GOAL_PEAK_ROWS:,}-row table",
+            "value": worst,
+            "met": worst <= GOAL_PEAK_MB if rows >= GOAL_PEAK_ROWS or worst > GOAL_PEAK_MB else None,
+            "note": ""
+            if rows >= GOAL_PEAK_ROWS
+            else f"measured with {rows:,} rows; peak grows with rows where a phase holds whole tables",
+        }
+        incremental = results.get("incremental")
+        if incremental:
+            pct = 100 * incremental["seconds"] / full["seconds"]
+            goals["incremental"] = {
+                "goal": f"incremental <= {GOAL_INCREMENTAL_PCT:g} % of full",
+                "value": round(pct, 2),
+                "met": pct <= GOAL_INCREMENTAL_PCT,
+                "note": "",
+            }
+    return goals
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: "n/a"}[met]
+
+
+def _print_steps(name: str, result: dict[str, Any], top: int) -> None:
+    steps = sorted(result.get("steps", []), key=lambda s: -(s["seconds"] or 0))[:top]
+    if not steps:
+        return
+    print(f"\n{name}: slowest steps (seconds, peak RSS sampled while the step ran)")
+    for s in steps:
+        print(f"  {s['step']:<28} {_fmt_float(s['seconds'], 2):>9} s  {_fmt_float(s['peak_mb']):>9} MB")
+    print(f"  {'(outside steps: run setup)':<28} {_fmt_float(result['outside_steps_seconds'], 2):>9} s")
+
+
+def report(p: dict[str, Any], results: dict[str, dict], goals: dict[str, dict], top: int) -> None:
+    backend = p["backend"]
+    print()
+    print(
+        f"Medallion benchmark: {backend}, FactStream {p['fact_rows']:,} rows over {p['days']} days "
+        f"(scale {p['scale']}), batch size {p['batch_size']:,}, changed {p['changed']:.2%}"
+    )
+    if "setup" in results:
+        tables = ", ".join(f"{k} {v:,}" for k, v in results["setup"]["tables"].items())
+        print(f"source: {tables}  (built in {results['setup']['seconds']:.1f} s, not measured)")
+    header = f"{'phase':<12} {'rows':>12} {'seconds':>10} {'rows/s':>12} {'peak MB':>9} {'base MB':>8}  note"
+    print()
+    print(header)
+    print("-" * len(header))
+    notes = {
+        "extract": "core extract, whole FactStream -> Parquet",
+        "full": "materialize_medallion, all tables, all days",
+        "incremental": "",
+    }
+    if "incremental" in results and "full" in results:
+        inc = results["incremental"]
+        notes["incremental"] = (
+            f"{goals['incremental']['value']:.2f} % of full; {inc['rows']:,} changed rows, day {inc['new_day']}"
+        )
+    for phase in ("extract", "full", "incremental"):
+        r = results.get(phase)
+        if not r:
+            continue
+        print(
+            f"{phase:<12} {_fmt_int(r['rows']):>12} {_fmt_float(r['seconds'], 2):>10} "
+            f"{_fmt_int(r['rows_per_s']):>12} {_fmt_float(r['peak_mb']):>9} {_fmt_float(r.get('base_mb')):>8}  "
+            f"{notes[phase]}"
+        )
+    print()
+    print("goals")
+    for key, g in goals.items():
+        value = g["value"]
+        shown = (
+            f"{value:,.0f} rows/s"
+            if key == "extract"
+            else f"{value:,.1f} MB"
+            if key == "peak"
+            else f"{value:.2f} %"
+        )
+        note = f"  ({g['note']})" if g["note"] else ""
+        print(f"  {g['goal']:<46} {shown:>16}  {_verdict(g['met'])}{note}")
+    for phase in ("full", "incremental"):
+        if phase in results:
+            _print_steps(phase, results[phase], top)
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    workdir = (
+        Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="medallion_bench_"))
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    url = args.url or f"sqlite:///{workdir / 'source.db'}"
+    backend = _backend(url)
+    schema = None if backend == "sqlite" else f"bench_{uuid.uuid4().hex[:10]}"
+    scale = max(1, round(args.rows / (STREAMS_PER_SCALE_PER_DAY * args.days)))
+    params = {
+        "url": url,
+        "backend": backend,
+        "schema": schema,
+        "rows_requested": args.rows,
+        "days": args.days,
+        "scale": scale,
+        "fact_rows": STREAMS_PER_SCALE_PER_DAY * scale * args.days,
+        "batch_size": args.batch_size,
+        "changed": args.changed,
+        "seed": args.seed,
+        "tables_file": str(_write_tables_file(workdir, schema)),
+    }
+    (workdir / "params.json").write_text(json.dumps(params, indent=2))
+    print(f"workdir {workdir}; source {backend}" + (f" schema {schema}" if schema else ""), flush=True)
+    results: dict[str, dict] = {}
+    status = 0
+    try:
+        for phase in PHASES:
+            if phase == "extract" and args.skip_extract:
+                continue
+            print(f"[{time.strftime('%H:%M:%S')}] phase {phase} ...", end=" ", flush=True)
+            results[phase] = _spawn(phase, workdir, args.verbose)
+            r = results[phase]
+            print(f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB", flush=True)
+    except (RuntimeError, KeyboardInterrupt) as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        status = 1
+    finally:
+        if schema is not None:
+            try:
+                _drop_schema(url, schema)
+            except Exception as exc:  # report, but still print what was measured
+                print(f"could not drop schema {schema}: {exc}", file=sys.stderr)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    goals = _goals(backend, results)
+    report(params, results, goals, args.top_steps)
+    if args.json:
+        import sqlalchemy as sa
+
+        shown = {k: v for k, v in params.items() if k != "tables_file"}
+        shown["url"] = sa.make_url(url).render_as_string(hide_password=True)
+        Path(args.json).write_text(
+            json.dumps({"params": shown, "phases": results, "goals": goals}, indent=2, default=str)
+        )
+        print(f"\nfigures written to {args.json}")
+    if args.keep:
+        print(f"work dir kept: {workdir}")
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=5_000_000, help="FactStream rows (default 5,000,000)")
+    parser.add_argument("--days", type=int, default=5, help="days the FactStream rows are spread over")
+    parser.add_argument("--url", default=None, help="source SQLAlchemy URL (default: SQLite in the work dir)")
+    parser.add_argument("--batch-size", type=int, default=100_000, help="extraction batch size")
+    parser.add_argument("--changed", type=float, default=0.01, help="fraction of rows changed (default 0.01)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--workdir", default=None, help="work dir (default: a new temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (source, lake, logs)")
+    parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    parser.add_argument("--skip-extract", action="store_true", help="skip the raw extraction phase")
+    parser.add_argument("--top-steps", type=int, default=8, help="slowest Dagster steps to list per run")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the phases' output instead of logging it"
+    )
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.days < 1 or args.batch_size < 1 or not 0 < args.changed < 1:
+        parser.error("--rows, --days and --batch-size must be positive and 0 < --changed < 1")
+    if args.phase:
+        if not args.workdir:
+            parser.error("--phase needs --workdir")
+        return run_phase(args.phase, Path(args.workdir))
+    return orchestrate(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
