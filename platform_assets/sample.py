@@ -280,7 +280,7 @@ def sample_tables(schema: str | None = None) -> MetaData:
         Column("subscription_type", String(20), nullable=False),
         Column("start_date", Date, nullable=False),
         Column("end_date", Date, nullable=True),
-        Column("updated_at", DateTime, nullable=False),
+        Column("updated_at", DateTime, nullable=False, index=True),
     )
     Table(
         "DimArtist",
@@ -289,7 +289,7 @@ def sample_tables(schema: str | None = None) -> MetaData:
         Column("artist_name", String(100), nullable=False),
         Column("genre", String(40), nullable=False),
         Column("country", String(60), nullable=False),
-        Column("updated_at", DateTime, nullable=False),
+        Column("updated_at", DateTime, nullable=False, index=True),
     )
     Table(
         "DimTrack",
@@ -300,7 +300,7 @@ def sample_tables(schema: str | None = None) -> MetaData:
         Column("album_name", String(200), nullable=False),
         Column("duration_sec", Integer, nullable=False),
         Column("release_date", Date, nullable=False),
-        Column("updated_at", DateTime, nullable=False),
+        Column("updated_at", DateTime, nullable=False, index=True),
     )
     Table(
         "DimDate",
@@ -321,7 +321,7 @@ def sample_tables(schema: str | None = None) -> MetaData:
         Column("date_key", Integer, nullable=False),
         Column("listen_duration", Integer, nullable=False),
         Column("device_type", String(20), nullable=False),
-        Column("stream_timestamp", DateTime, nullable=False),
+        Column("stream_timestamp", DateTime, nullable=False, index=True),
     )
     Table(
         "Customers",
@@ -339,7 +339,7 @@ def sample_tables(schema: str | None = None) -> MetaData:
         Column("name", String(100), nullable=False),
         Column("category", String(50), nullable=False),
         Column("price", Numeric(10, 2), nullable=False),
-        Column("updated_at", DateTime, nullable=False),
+        Column("updated_at", DateTime, nullable=False, index=True),
     )
     return md
 

@@ -67,3 +67,13 @@ def apply_expectations(frame: pl.DataFrame, expectations: Sequence[Expectation])
     kept = scored.filter(keep).drop(flags)
     quarantined = scored.filter(~keep).with_columns(failed_rules.alias(RULE_COLUMN)).drop(flags)
     return QualityOutcome(kept=kept, quarantined=quarantined, results=results)
+
+
+def combine(results: list[list[RuleResult]]) -> list[RuleResult]:
+    """Sum the results of the same rules over several batches (e.g. the days of a range run)."""
+    totals: dict[str, RuleResult] = {}
+    for batch in results:
+        for r in batch:
+            seen = totals.get(r.name)
+            totals[r.name] = r if seen is None else RuleResult(r.expectation, seen.total + r.total, seen.failed + r.failed)
+    return list(totals.values())

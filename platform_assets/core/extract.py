@@ -17,6 +17,7 @@ Arrow and appended to one Parquet file, so memory is bounded by the batch size, 
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -270,6 +271,11 @@ def extract(
     partial = final.with_name(f".{final.name}.partial")
     result = Extraction(path=None, schema=schema)
     writer: pq.ParquetWriter | None = None
+    # Each batch makes hundreds of thousands of short-lived, cycle-free row objects; the cyclic garbage
+    # collector would walk the whole heap over and over (measured: ~45% of extraction time). Reference
+    # counting frees them, so the collector is paused for the loop.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         for rows in iter_batches(engine, statement, batch_size):
             frame = pl.from_arrow(rows_to_arrow(rows, schema))
@@ -289,6 +295,9 @@ def extract(
             writer.close()
         partial.unlink(missing_ok=True)
         raise
+    finally:
+        if collecting:
+            gc.enable()
     if writer is None:
         return result
     writer.close()

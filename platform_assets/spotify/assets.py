@@ -6,6 +6,7 @@ as metadata and asset checks. All data logic lives in ``platform_assets.core``.
 
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -26,9 +27,9 @@ from dagster import (
 
 from platform_assets.core import delta
 from platform_assets.core.config import PARTITION_COLUMN, TableConfig
-from platform_assets.core.expectations import RULE_COLUMN, apply_expectations
+from platform_assets.core.expectations import RULE_COLUMN, apply_expectations, combine
 from platform_assets.core.extract import Extraction, Watermark, Window, extract, list_files
-from platform_assets.core.scd import CdcSpec, apply_changes
+from platform_assets.core.scd import CdcResult, CdcSpec, apply_changes
 from platform_assets.core.silver import (
     SOURCE_FILE,
     check_drift,
@@ -75,6 +76,49 @@ def _quarantine(lakehouse: LakehouseResource, layer: str, config: TableConfig, r
         pl.lit(datetime.now(UTC)).alias("_quarantined_at"), pl.lit(run_id).alias("_run_id")
     )
     delta.append(str(lakehouse.path(layer, f"{config.name}_quarantine")), stamped)
+
+
+@dataclass
+class _Totals:
+    """What a silver or gold step did, summed over its days."""
+
+    rows_read: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    rows_quarantined: int = 0
+    files_read: int = 0
+    version: int | None = None
+    committed: bool = False
+    columns: pl.Schema | None = None
+    rejected: list[pl.DataFrame] = field(default_factory=list)
+
+    def add(self, result: CdcResult) -> None:
+        self.rows_inserted += result.rows_inserted
+        self.rows_updated += result.rows_updated
+        self.rows_deleted += result.rows_deleted
+        self.version = result.version if result.version is not None else self.version
+        self.committed |= result.committed
+        if result.rejected.height:
+            self.rejected.append(result.rejected)
+
+    def metadata(self) -> dict:
+        return numbers(
+            rows_read=self.rows_read,
+            rows_written=self.rows_inserted + self.rows_updated + self.rows_deleted,
+            rows_inserted=self.rows_inserted,
+            rows_updated=self.rows_updated,
+            rows_quarantined=self.rows_quarantined + sum(r.height for r in self.rejected),
+            files_read=self.files_read or None,
+            delta_version=self.version,
+        )
+
+
+def _units(context: AssetExecutionContext, config: TableConfig, bronze_root: Path):
+    """(partition values, bronze folder) pairs to process: one per day of a partitioned run."""
+    if not config.partitioned:
+        return [(None, bronze_root)]
+    return [({PARTITION_COLUMN: [d]}, _partition_dir(bronze_root, d)) for d in days_of_run(context)]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -188,57 +232,44 @@ def silver_asset(config: TableConfig, partitions: DailyPartitionsDefinition) -> 
     def silver(context: AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator:
         store = lakehouse.state()
         consumer = f"silver/{config.name}"
+        processed = store.processed(consumer)
         bronze_root = lakehouse.path("bronze", config.name)
         target = str(lakehouse.path("silver", config.name))
-        days = days_of_run(context) if config.partitioned else None
-        if days is None:
-            files = list_files(bronze_root)
-        else:
-            files = sorted((f for d in days for f in list_files(_partition_dir(bronze_root, d))), key=lambda p: p.name)
-        new_files = files_to_process(files, store.processed(consumer))
-        context.log.info(f"{config.table}: {len(new_files)} new bronze file(s) of {len(files)}")
-        if not new_files:
-            yield MaterializeResult(metadata={**numbers(rows_read=0, rows_written=0), "committed": False})
-            yield from check_results(key, None, expectations)
-            return
-
-        frame = transform(read_bronze(new_files, config.table), config)
-        check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), config.table)
-        quality = apply_expectations(frame, expectations)
-        if quality.blocked:
-            failed = ", ".join(r.name for r in quality.failures("fail"))
-            context.log.error(f"{config.table}: fail rule(s) {failed} violated; nothing written")
-            yield MaterializeResult(
-                metadata={**numbers(rows_read=frame.height, rows_written=0), "committed": False,
-                          "blocked_by": MetadataValue.text(failed)}
+        totals = _Totals()
+        rule_results: list[list] = []
+        blocked_by = ""
+        # A range run is processed one day at a time: memory is bounded by a day, not by the range.
+        for partition_values, folder in _units(context, config, bronze_root):
+            new_files = files_to_process(list_files(folder), processed)
+            if not new_files:
+                continue
+            context.log.info(f"{config.table}: {len(new_files)} new bronze file(s) in {folder.name}")
+            frame = transform(read_bronze(new_files, config.table), config)
+            check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), config.table)
+            quality = apply_expectations(frame, expectations)
+            rule_results.append(quality.results)
+            totals.rows_read += frame.height
+            if quality.blocked:
+                blocked_by = ", ".join(r.name for r in quality.failures("fail"))
+                context.log.error(f"{config.table}: fail rule(s) {blocked_by} violated; nothing written")
+                break
+            _quarantine(lakehouse, "silver", config, quality.quarantined, context.run_id)
+            batch = latest_per_key(quality.kept, config)
+            totals.add(apply_changes(target, batch, _silver_spec(config), partition_values=partition_values))
+            totals.rows_quarantined += quality.quarantined.height
+            totals.files_read += len(new_files)
+            totals.columns = batch.schema
+            store.mark_processed(consumer, [f.name for f in new_files])
+        metadata = {**totals.metadata(), "committed": totals.committed}
+        if blocked_by:
+            metadata["blocked_by"] = MetadataValue.text(blocked_by)
+        if totals.columns is not None:
+            metadata["dagster/column_schema"] = column_schema(totals.columns)
+            metadata["dagster/column_lineage"] = lineage_metadata(
+                asset_key("bronze", config), column_lineage(config, list(totals.columns))
             )
-            yield from check_results(key, quality, expectations)
-            return
-
-        _quarantine(lakehouse, "silver", config, quality.quarantined, context.run_id)
-        batch = latest_per_key(quality.kept, config)
-        partition_values = {PARTITION_COLUMN: days} if days is not None else None
-        result = apply_changes(target, batch, _silver_spec(config), partition_values=partition_values)
-        store.mark_processed(consumer, [f.name for f in new_files])
-        yield MaterializeResult(
-            metadata={
-                **numbers(
-                    rows_read=frame.height,
-                    rows_written=result.rows_inserted + result.rows_updated,
-                    rows_inserted=result.rows_inserted,
-                    rows_updated=result.rows_updated,
-                    rows_quarantined=quality.quarantined.height,
-                    files_read=len(new_files),
-                    delta_version=result.version,
-                ),
-                "committed": result.committed,
-                "dagster/column_schema": column_schema(batch.schema),
-                "dagster/column_lineage": lineage_metadata(
-                    asset_key("bronze", config), column_lineage(config, batch.columns)
-                ),
-            }
-        )
-        yield from check_results(key, quality, expectations)
+        yield MaterializeResult(metadata=metadata)
+        yield from check_results(key, combine(rule_results), expectations)
 
     return silver
 
@@ -277,49 +308,40 @@ def gold_asset(config: TableConfig, partitions: DailyPartitionsDefinition) -> As
     def gold(context: AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator:
         silver = str(lakehouse.path("silver", config.name))
         target = str(lakehouse.path("gold", config.name))
+        totals = _Totals()
         metadata: dict = {}
         if config.partitioned:
-            days = days_of_run(context)
-            batch = delta.read(silver, pl.col(PARTITION_COLUMN).is_in(days))
-            result = apply_changes(target, batch, _gold_spec(config), partition_values={PARTITION_COLUMN: days})
+            for day in days_of_run(context):  # one day at a time: memory bounded by a day
+                batch = delta.read(silver, pl.col(PARTITION_COLUMN) == day)
+                totals.add(apply_changes(target, batch, _gold_spec(config), partition_values={PARTITION_COLUMN: [day]}))
+                totals.rows_read += batch.height
         else:
             # Consume silver's change feed from the last silver version this table has seen.
             store = lakehouse.state()
             state_name = f"checkpoint/gold/{config.name}"
             entry = store.get(state_name)
             batch, silver_version = delta.read_changes(silver, entry.value if entry else None)
-            result = apply_changes(target, batch, _gold_spec(config))
+            totals.add(apply_changes(target, batch, _gold_spec(config)))
+            totals.rows_read += batch.height
             if silver_version is not None and (entry is None or entry.value != silver_version):
                 store.compare_and_set(state_name, entry, silver_version)
             metadata["silver_version_read"] = MetadataValue.int(silver_version if silver_version is not None else -1)
-        _quarantine(lakehouse, "gold", config, result.rejected, context.run_id)
-        current = delta.read(target) if delta.table_exists(target) else pl.DataFrame()
-        yield MaterializeResult(
-            metadata={
-                **metadata,
-                **numbers(
-                    rows_read=result.rows_in,
-                    rows_written=result.rows_inserted + result.rows_updated + result.rows_deleted,
-                    rows_inserted=result.rows_inserted,
-                    rows_updated=result.rows_updated,
-                    rows_quarantined=result.rejected.height,
-                    delta_version=result.version,
-                ),
-                "dagster/row_count": MetadataValue.int(current.height),
-                "committed": result.committed,
-                **({"dagster/column_schema": column_schema(current.schema)} if current.width else {}),
-            }
-        )
-        rejected = result.rejected.height
+        rejected = pl.concat(totals.rejected, how="diagonal_relaxed") if totals.rejected else pl.DataFrame()
+        _quarantine(lakehouse, "gold", config, rejected, context.run_id)
+        if delta.table_exists(target):
+            scan = pl.scan_delta(target)  # counts and schema from the log and footers, not a full read
+            metadata["dagster/row_count"] = MetadataValue.int(scan.select(pl.len()).collect().item())
+            metadata["dagster/column_schema"] = column_schema(scan.collect_schema())
+        yield MaterializeResult(metadata={**metadata, **totals.metadata(), "committed": totals.committed})
         yield AssetCheckResult(
             asset_key=key,
             check_name=GOLD_CHECK,
-            passed=rejected == 0,
+            passed=rejected.height == 0,
             metadata={
-                "rows_checked": MetadataValue.int(result.rows_in),
-                "rows_failed": MetadataValue.int(rejected),
-                "rules": MetadataValue.text(", ".join(sorted(set(result.rejected.get_column(RULE_COLUMN))))
-                                            if rejected else ""),
+                "rows_checked": MetadataValue.int(totals.rows_read),
+                "rows_failed": MetadataValue.int(rejected.height),
+                "rules": MetadataValue.text(", ".join(sorted(set(rejected.get_column(RULE_COLUMN))))
+                                            if rejected.height else ""),
             },
         )
 

@@ -17,7 +17,7 @@ from dagster import (
     TableSchema,
 )
 
-from platform_assets.core.expectations import QualityOutcome
+from platform_assets.core.expectations import RuleResult
 
 
 def column_schema(schema: pl.Schema | Mapping[str, Any]) -> TableSchema:
@@ -43,9 +43,9 @@ def numbers(**values: int | float | None) -> dict[str, MetadataValue]:
     return out
 
 
-def check_results(asset_key: AssetKey, quality: QualityOutcome | None, expectations) -> list[AssetCheckResult]:
+def check_results(asset_key: AssetKey, rule_results: list[RuleResult], expectations) -> list[AssetCheckResult]:
     """One check result per expectation; ``fail`` rules report ERROR severity (blocking), others WARN."""
-    results = {r.name: r for r in quality.results} if quality else {}
+    results = {r.name: r for r in rule_results}
     out = []
     for expectation in expectations:
         result = results.get(expectation.name)
