@@ -2,6 +2,7 @@
 
 from dagster import Definitions, multiprocess_executor
 
+from platform_assets.countries.definitions import build_country_definitions
 from platform_assets.customers.definitions import build_customer_definitions
 from platform_assets.monitoring.audit import audit_trail_sensor
 from platform_assets.resources import build_resources
@@ -13,6 +14,7 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions.merge(
         build_spotify_definitions(settings),
         build_customer_definitions(settings),
+        build_country_definitions(settings),
         Definitions(
             sensors=[audit_trail_sensor],
             resources=build_resources(settings),

@@ -101,7 +101,7 @@ def _describe(name: str, exc: Exception) -> str:
     partitions_def=COUNTRY_PARTITIONS,
     backfill_policy=BackfillPolicy.single_run(),
     kinds={"api", "json"},
-    description="REST Countries /name/<country> responses, one JSON file per country (raw, as returned).",
+    description="REST Countries /name/<country> responses (every match, as JSON), one file per country.",
 )
 def raw_countries(
     context: AssetExecutionContext, lakehouse: LakehouseResource, country_api: CountryApiResource
@@ -111,6 +111,7 @@ def raw_countries(
     session = country_api.session()
     written: dict[str, dict] = {}
     errors: dict[str, str] = {}
+    context.log.info(f"fetching {len(keys)} country(ies) from {country_api.base_url} into {folder}")
     try:
         for i, name in enumerate(keys, start=1):
             url = country_api.url(name)

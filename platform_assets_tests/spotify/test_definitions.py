@@ -24,7 +24,7 @@ TABLES = ("dimuser", "dimartist", "dimtrack", "dimdate", "factstream")
 def test_every_table_has_three_layers_checks_and_one_pool(tmp_path, sqlite_source):
     defs = build_definitions(settings_for(tmp_path, sqlite_source))
     graph = defs.resolve_asset_graph()
-    keys = {k for k in graph.get_all_asset_keys() if k.path[0] in ('bronze', 'silver', 'gold')}
+    keys = {k for k in graph.get_all_asset_keys() if k.path[-1] in TABLES}
     assert keys == {AssetKey([layer, t]) for layer in ("bronze", "silver", "gold") for t in TABLES}
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert ("silver/dimuser", "key_not_null") in checks
