@@ -17,6 +17,7 @@ ENVIRONMENTS = ("dev", "sit", "prod")
 LAYERS = ("raw", "bronze", "silver", "gold")
 # Settings that may carry credentials: when set, Dagster resolves them from the environment at run
 # time (EnvVar), so their values never appear in run config or the UI.
+DEFAULT_COUNTRIES = ("India", "United States", "United Kingdom", "China", "Russia")
 SECRET_VARIABLES = ("PLATFORM_SOURCE_URL", "PLATFORM_STATE_URL", "PLATFORM_AUDIT_URL", "PLATFORM_ALERT_WEBHOOK_URL")
 
 
@@ -28,13 +29,15 @@ class SettingsError(ValueError):
 class Settings:
     env: str = "dev"
     data_dir: Path = Path("data")
-    source_url: str = ""
-    audit_url: str = ""
-    state_url: str = ""
+    # URLs may carry credentials: kept out of repr (logs, tracebacks).
+    source_url: str = field(default="", repr=False)
+    audit_url: str = field(default="", repr=False)
+    state_url: str = field(default="", repr=False)
     partition_start: date = date(2024, 1, 1)
     alert_webhook_url: str | None = field(default=None, repr=False)
     country_api_url: str = "https://restcountries.com/v3.1"
     ui_url: str = "http://127.0.0.1:3000"
+    countries: tuple[str, ...] = DEFAULT_COUNTRIES
     source_schema: str | None = None
     customer_threshold: int = 500
     product_threshold: int = 600
@@ -94,6 +97,16 @@ def _date(environ: Mapping[str, str], name: str, default: date) -> date:
         raise SettingsError(f"{name} must be a date like 2024-01-01, got {raw!r}") from exc
 
 
+def _names(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not names:
+        raise SettingsError(f"{name} must be a comma-separated list, got {raw!r}")
+    return names
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``PLATFORM_*`` environment variables (all optional)."""
     env = os.environ if environ is None else environ
@@ -106,6 +119,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         partition_start=_date(env, "PLATFORM_PARTITION_START", date(2024, 1, 1)),
         alert_webhook_url=env.get("PLATFORM_ALERT_WEBHOOK_URL") or None,
         country_api_url=(env.get("PLATFORM_COUNTRY_API_URL") or "https://restcountries.com/v3.1").rstrip("/"),
+        countries=_names(env, "PLATFORM_COUNTRIES", DEFAULT_COUNTRIES),
         ui_url=(env.get("PLATFORM_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
         source_schema=env.get("PLATFORM_SOURCE_SCHEMA") or None,
         customer_threshold=_int(env, "PLATFORM_CUSTOMER_THRESHOLD", 500),

@@ -14,7 +14,7 @@ and exactly one materialization.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the real `context` annotation.
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +23,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
+    AssetsDefinition,
     BackfillPolicy,
     ConfigurableResource,
     Failure,
@@ -32,6 +33,7 @@ from dagster import (
     asset,
 )
 
+from platform_assets import settings
 from platform_assets.core import countries as api
 from platform_assets.core import delta
 from platform_assets.core.scd import CdcSpec, apply_changes
@@ -39,15 +41,23 @@ from platform_assets.resources import LakehouseResource
 from platform_assets.spotify.metadata import column_schema, numbers
 
 GROUP = "countries"
-DEFAULT_COUNTRIES = ("India", "United States", "United Kingdom", "China", "Russia")
+DEFAULT_COUNTRIES = settings.DEFAULT_COUNTRIES
 RAW_KEY = AssetKey(["raw", "countries"])
 SILVER_KEY = AssetKey(["silver", "countries"])
 TABLE = "countries"
 
-for _name in DEFAULT_COUNTRIES:
-    api.country_file_name(_name)  # fail at import, not at run time, on a name that cannot be a file
 
-COUNTRY_PARTITIONS = StaticPartitionsDefinition(list(DEFAULT_COUNTRIES))
+
+def country_partitions(countries: Sequence[str]) -> StaticPartitionsDefinition:
+    """One partition per configured country; a name that cannot be a file fails when definitions load."""
+    if not countries:
+        raise ValueError("at least one country must be configured")
+    for name in countries:
+        api.country_file_name(name)
+    return StaticPartitionsDefinition(list(countries))
+
+
+COUNTRY_PARTITIONS = country_partitions(DEFAULT_COUNTRIES)
 
 SILVER_SCHEMA = pl.Schema(
     {
@@ -95,15 +105,7 @@ def _describe(name: str, exc: Exception) -> str:
     return f"{name}: {exc.__class__.__name__}: {exc}"
 
 
-@asset(
-    key=RAW_KEY,
-    group_name=GROUP,
-    partitions_def=COUNTRY_PARTITIONS,
-    backfill_policy=BackfillPolicy.single_run(),
-    kinds={"api", "json"},
-    description="REST Countries /name/<country> responses (every match, as JSON), one file per country.",
-)
-def raw_countries(
+def _fetch_countries(
     context: AssetExecutionContext, lakehouse: LakehouseResource, country_api: CountryApiResource
 ) -> Iterator:
     keys = list(context.partition_keys)
@@ -149,6 +151,21 @@ def raw_countries(
             "folder": MetadataValue.path(str(folder)),
         }
     )
+
+
+def build_raw_countries(partitions: StaticPartitionsDefinition) -> AssetsDefinition:
+    """``raw/countries`` over the configured countries (``PLATFORM_COUNTRIES``)."""
+    return asset(
+        key=RAW_KEY,
+        group_name=GROUP,
+        partitions_def=partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        kinds={"api", "json"},
+        description="REST Countries /name/<country> responses (every match, as JSON), one file per country.",
+    )(_fetch_countries)
+
+
+raw_countries = build_raw_countries(COUNTRY_PARTITIONS)
 
 
 def read_raw_files(folder: Path, warn=None) -> tuple[pl.DataFrame, dict[str, str], int]:

@@ -12,6 +12,7 @@ from dagster import (
     Definitions,
     RunRequest,
     ScheduleEvaluationContext,
+    StaticPartitionsDefinition,
     define_asset_job,
     schedule,
 )
@@ -20,49 +21,59 @@ from platform_assets.countries.assets import (
     COUNTRY_PARTITIONS,
     GROUP,
     CountryApiResource,
-    raw_countries,
+    build_raw_countries,
+    country_partitions,
     silver_countries,
 )
 from platform_assets.settings import Settings
+from platform_assets.tags import range_tags
 
 JOB_NAME = "countries_job"
 SCHEDULE_NAME = "countries_twice_daily"
 CRON = "0 0,12 * * *"
 TIMEZONE = "Asia/Kolkata"
-# Dagster's run tags for a partition range executed as one run (what a single-run backfill sets).
-ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
-ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-countries_job = define_asset_job(
-    JOB_NAME,
-    selection=AssetSelection.groups(GROUP),
-    partitions_def=COUNTRY_PARTITIONS,
-    description="Pull every country from REST Countries into raw/countries, then upsert silver/countries.",
-)
 
 
-def all_countries_tags() -> dict[str, str]:
+def all_countries_tags(partitions: StaticPartitionsDefinition = COUNTRY_PARTITIONS) -> dict[str, str]:
     """Run tags covering every country partition in one run."""
-    keys = COUNTRY_PARTITIONS.get_partition_keys()
-    return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+    keys = partitions.get_partition_keys()
+    return range_tags(keys[0], keys[-1])
 
 
-@schedule(
-    name=SCHEDULE_NAME,
-    job=countries_job,
-    cron_schedule=CRON,
-    execution_timezone=TIMEZONE,
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="00:00 and 12:00 India time: all countries in one run.",
-)
-def countries_twice_daily(context: ScheduleEvaluationContext) -> RunRequest:
-    return RunRequest(tags=all_countries_tags())
+def countries_job_for(partitions: StaticPartitionsDefinition):
+    return define_asset_job(
+        JOB_NAME,
+        selection=AssetSelection.groups(GROUP),
+        partitions_def=partitions,
+        description="Pull every country from REST Countries into raw/countries, then upsert silver/countries.",
+    )
+
+
+def countries_schedule_for(job, partitions: StaticPartitionsDefinition):
+    @schedule(
+        name=SCHEDULE_NAME,
+        job=job,
+        cron_schedule=CRON,
+        execution_timezone=TIMEZONE,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description="00:00 and 12:00 India time: all countries in one run.",
+    )
+    def countries_twice_daily(context: ScheduleEvaluationContext) -> RunRequest:
+        return RunRequest(tags=all_countries_tags(partitions))
+
+    return countries_twice_daily
+
+
+countries_job = countries_job_for(COUNTRY_PARTITIONS)
+countries_twice_daily = countries_schedule_for(countries_job, COUNTRY_PARTITIONS)
 
 
 def build_country_definitions(settings: Settings) -> Definitions:
+    partitions = country_partitions(settings.countries)
+    job = countries_job_for(partitions)
     return Definitions(
-        assets=[raw_countries, silver_countries],
-        jobs=[countries_job],
-        schedules=[countries_twice_daily],
+        assets=[build_raw_countries(partitions), silver_countries],
+        jobs=[job],
+        schedules=[countries_schedule_for(job, partitions)],
         resources={"country_api": CountryApiResource(base_url=settings.country_api_url)},
     )

@@ -20,10 +20,7 @@ from platform_assets.core.extract import reflect, to_utc
 from platform_assets.resources import build_resources
 from platform_assets.settings import Settings
 from platform_assets.spotify.definitions import build_spotify_definitions
-
-# Dagster's run tags for a partition range executed as one run (what a single-run backfill sets).
-ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
-ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+from platform_assets.tags import range_tags
 
 
 @dataclass
@@ -51,8 +48,8 @@ def days_with_data(settings: Settings, config: TableConfig) -> tuple[date, date]
     return max(to_utc(low).date(), settings.partition_start), to_utc(high).date()
 
 
-def range_tags(first: date, last: date) -> dict[str, str]:
-    return {ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()}
+def day_range_tags(first: date, last: date) -> dict[str, str]:
+    return range_tags(first.isoformat(), last.isoformat())
 
 
 def materialize_medallion(
@@ -85,5 +82,5 @@ def materialize_medallion(
     partitioned_tables = [t for t in load_tables(settings.tables_file) if t.partitioned]
     window = days or (days_with_data(settings, partitioned_tables[0]) if partitioned_tables else None)
     if partitioned and window:
-        go(partitioned, range_tags(*window))
+        go(partitioned, day_range_tags(*window))
     return run

@@ -235,10 +235,10 @@ def test_secrets_never_reach_process_parameters(tmp_path, spotify, instance):
 def test_partition_range_and_trigger_are_recorded(tmp_path, spotify, instance):
     from datetime import date
 
-    from platform_assets.spotify.run import range_tags
+    from platform_assets.spotify.run import day_range_tags
 
     assets = table_assets(spotify, "factstream")
-    tags = {**range_tags(date(2025, 1, 1), date(2025, 1, 2)), "dagster/backfill": "abcd"}
+    tags = {**day_range_tags(date(2025, 1, 1), date(2025, 1, 2)), "dagster/backfill": "abcd"}
     result = materialize(assets, resources=build_resources(spotify), instance=instance, tags=tags)
     audit = audit_for(f"sqlite:///{tmp_path / 'audit.db'}")
     tick(instance, audit)
