@@ -8,10 +8,13 @@ from __future__ import annotations
 import sys
 import warnings
 
+# The demo's output is a summary; Dagster's beta notices (backfill policies) are for developers.
+warnings.filterwarnings("ignore", message=".*currently in beta.*")
+
 import polars as pl
 import pyarrow.parquet as pq
 import sqlalchemy as sa
-from dagster import BetaWarning, DagsterInstance
+from dagster import DagsterInstance
 from dagster._core.errors import DagsterHomeNotSetError
 
 from platform_assets import sample
@@ -19,6 +22,8 @@ from platform_assets.core import delta
 from platform_assets.core.config import TableConfig, load_tables
 from platform_assets.core.db import engine_for, redact
 from platform_assets.core.extract import list_files
+from platform_assets.countries.run import pull_countries_offline
+from platform_assets.customers.run import run_customer_flow
 from platform_assets.monitoring.audit import audit_tick
 from platform_assets.resources import build_resources
 from platform_assets.settings import Settings, load_settings
@@ -29,7 +34,8 @@ def ensure_source(settings: Settings) -> None:
     if sa.inspect(engine_for(settings.source_url)).has_table("FactStream"):
         print(f"source: using existing sample database {redact(settings.source_url)}")
         return
-    counts = sample.init(settings.source_url, scale=1, seed=42)
+    # 650 customers: above both thresholds, so the demo shows the customer file and the product run.
+    counts = sample.init(settings.source_url, scale=1, seed=42, customers=650, schema=settings.source_schema)
     print(f"source: created sample database {redact(settings.source_url)}: {counts}")
 
 
@@ -44,6 +50,15 @@ def layer_rows(settings: Settings, config: TableConfig) -> dict[str, int]:
     return out
 
 
+def _rows(path) -> int:
+    return delta.read(str(path)).height if delta.table_exists(str(path)) else 0
+
+
+def _files(settings: Settings, folder: str) -> int:
+    path = settings.table_path("raw", folder)
+    return len(list(path.glob("*.parquet"))) if path.exists() else 0
+
+
 def _instance() -> DagsterInstance:
     """The persistent instance of ``DAGSTER_HOME`` (set by ``make demo``), else a throwaway one."""
     try:
@@ -54,7 +69,6 @@ def _instance() -> DagsterInstance:
 
 
 def main() -> int:
-    warnings.filterwarnings("ignore", category=BetaWarning)
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_source(settings)
@@ -68,11 +82,22 @@ def main() -> int:
         print(summary)
     passed, failed = run.checks()
     print(f"checks: {passed} passed, {failed} failed")
+    countries = pull_countries_offline(settings, instance)
+    silver_countries = settings.table_path("silver", "countries")
+    print(f"countries: run {countries.run_id} {'success' if countries.success else 'FAILED'} (local stand-in API); "
+          f"silver/countries rows: {_rows(silver_countries)}")
+    flow = run_customer_flow(settings, instance)
+    child = f"product run {flow.child.run_id} {'success' if flow.child.success else 'FAILED'}" if flow.child else (
+        "no product run")
+    print(f"customers: {flow.customer_count if flow.parent.success else 'FAILED'} counted; {child}; "
+          f"raw/customer_data files: {_files(settings, 'customer_data')}, raw/product_data files: "
+          f"{_files(settings, 'product_data')}")
     audit = build_resources(settings)["audit"]
     report, _ = audit_tick(instance, audit, None, log=lambda _: None)
     print(f"audit: {report.runs} run(s) recorded in {redact(settings.audit_url)} (Job_Metadata, Task_Metadata, ...)")
     print(f"lake: {settings.lake_root}  (browse it with `make dev`, http://127.0.0.1:3000)")
-    return 0 if run.success else 1
+    ok = run.success and countries.success and flow.parent.success and (flow.child is None or flow.child.success)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
