@@ -337,8 +337,15 @@ def _scd1(
     if seq is None:
         order = [_FROM_BATCH, _ROW]
     else:
-        all_events = all_events.with_columns(
-            _as_text(all_events, _value_columns(all_events, spec)).alias(_ORDER)
+        # The values-as-text tie-breaker is only needed where (key, sequence) repeats; building it
+        # for every row of a large first load would dominate the cost.
+        tied = pl.len().over([*spec.keys, seq, _FROM_BATCH]) > 1
+        ties = all_events.filter(tied)
+        all_events = pl.concat(
+            [
+                all_events.filter(~tied).with_columns(pl.lit(None, pl.String).alias(_ORDER)),
+                ties.with_columns(_as_text(ties, _value_columns(ties, spec)).alias(_ORDER)),
+            ]
         )
         order = [seq, _FROM_BATCH, _IS_DELETE, _ORDER]
     winners = all_events.sort([*spec.keys, *order], nulls_last=False).unique(
