@@ -8,9 +8,11 @@ import sqlalchemy as sa
 from dagster import build_sensor_context, instance_for_test, materialize
 
 from platform_assets import sample
+from platform_assets.core.audit import AuditStore
 from platform_assets.customers.assets import CustomerFlowResource, customer_data
 from platform_assets.customers.sensors import customer_count_to_product
 from platform_assets.definitions import build_definitions
+from platform_assets.monitoring.audit import AuditResource, audit_tick
 from platform_assets.monitoring.facts import PARENT_RUN_TAG
 from platform_assets.resources import build_resources
 from platform_assets_tests.conftest import settings_for
@@ -83,6 +85,13 @@ def test_counts_decide_files_and_the_product_run(tmp_path, sqlite_source, instan
     assert instance.get_run_by_id(child.run_id).tags[PARENT_RUN_TAG] == parent.run_id
     products = sample.sizes(scale=1)["Products"]
     assert parquet_rows(settings.table_path("raw", "product_data")) == products
+    # the link is in the audit tables too
+    audit = AuditResource(audit_url=f"sqlite:///{tmp_path / 'audit.db'}", environment="dev")
+    audit_tick(instance, audit, None, log=lambda _: None)
+    store = AuditStore(audit.audit_url)
+    assert store.job(child.run_id)["parent_run_id"] == parent.run_id
+    assert store.job(child.run_id)["job_name"] == "product_job"
+    assert store.parameters(child.run_id)["ops.raw__product_data.config.customer_count"] == "650"
 
 
 def test_product_asset_writes_nothing_at_or_below_the_threshold(tmp_path, sqlite_source, instance):

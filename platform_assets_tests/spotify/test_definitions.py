@@ -77,6 +77,12 @@ def test_cli_validates_and_materializes_a_partition_range(tmp_path, sqlite_sourc
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("RUN_SUCCESS") == 1  # the range ran as one run
     assert lake(settings, "gold", "factstream").height == source_frame(settings, None, "FactStream").height
+    one_day = subprocess.run(
+        [dagster, "asset", "materialize", "-m", "platform_assets.definitions", "--select", select,
+         "--partition", "2025-01-02"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert one_day.returncode == 0, one_day.stderr[-3000:]
     single = subprocess.run(
         [dagster, "asset", "materialize", "-m", "platform_assets.definitions", "--select", "bronze/dimuser"],
         env=env, capture_output=True, text=True, timeout=300,
