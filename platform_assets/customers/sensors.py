@@ -5,6 +5,7 @@ from dagster import (
     DefaultSensorStatus,
     EventLogEntry,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SkipReason,
     asset_sensor,
@@ -40,6 +41,9 @@ def customer_count_to_product(
     parent_run = asset_event.run_id
     if count <= customer_flow.product_threshold:
         return SkipReason(f"run {parent_run}: {count} customers ≤ {customer_flow.product_threshold}, no product run")
+    existing = context.instance.get_run_records(RunsFilter(tags={PARENT_RUN_TAG: parent_run}), limit=1)
+    if existing:  # e.g. a child launched by hand or in-process: still one child per parent
+        return SkipReason(f"run {parent_run} already has product run {existing[0].dagster_run.run_id}")
     return RunRequest(
         run_key=f"product-for-{parent_run}",  # Dagster launches a run key once: one child per parent run
         run_config=product_run_config(count),

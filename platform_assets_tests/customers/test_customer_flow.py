@@ -85,6 +85,8 @@ def test_counts_decide_files_and_the_product_run(tmp_path, sqlite_source, instan
     assert instance.get_run_by_id(child.run_id).tags[PARENT_RUN_TAG] == parent.run_id
     products = sample.sizes(scale=1)["Products"]
     assert parquet_rows(settings.table_path("raw", "product_data")) == products
+    # a later tick that sees the same parent again (e.g. a fresh cursor) does not start a second child
+    assert evaluate_sensor(settings, instance)[0] == []
     # the link is in the audit tables too
     audit = AuditResource(audit_url=f"sqlite:///{tmp_path / 'audit.db'}", environment="dev")
     audit_tick(instance, audit, None, log=lambda _: None)
