@@ -68,6 +68,9 @@ def transform(frame: pl.DataFrame, config: TableConfig) -> pl.DataFrame:
 
 def latest_per_key(frame: pl.DataFrame, config: TableConfig) -> pl.DataFrame:
     """One row per key: the largest change value wins, then the later bronze file."""
+    keys = pl.struct(config.keys) if len(config.keys) > 1 else pl.col(config.keys[0])
+    if not frame.select(keys.is_duplicated().any()).item():
+        return frame.drop(SOURCE_FILE, strict=False)  # already one row per key: skip the sort
     order = [c for c in (config.cdc_col, SOURCE_FILE) if c is not None and c in frame.columns]
     if order:
         frame = frame.sort(order, nulls_last=False)
