@@ -6,15 +6,19 @@ from pathlib import Path
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
+    Backoff,
     Config,
     DailyPartitionsDefinition,
+    Failure,
+    Jitter,
     MaterializeResult,
     MetadataValue,
+    RetryPolicy,
     asset,
 )
 
 from platform_assets.core.config import TableConfig
-from platform_assets.core.extract import Extraction, Watermark, Window, extract
+from platform_assets.core.extract import Extraction, SourceError, Watermark, Window, extract
 from platform_assets.core.state import StateConflict
 from platform_assets.resources import LakehouseResource
 from platform_assets.spotify.common import (
@@ -26,6 +30,8 @@ from platform_assets.spotify.common import (
 )
 from platform_assets.spotify.metadata import column_schema, numbers
 from platform_assets.spotify.partitions import days_of_run
+
+SOURCE_RETRY = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 
 class BronzeConfig(Config):
@@ -55,6 +61,8 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         pool=pool(table),
         kinds={"sql", "parquet"},
         description=f"Immutable Parquet extracts of source table {table.table}.",
+        # The source is across a network: a dropped connection is retried (the step is idempotent).
+        retry_policy=SOURCE_RETRY,
         **partitioning(table, partitions),
     )
     def bronze(context: AssetExecutionContext, config: BronzeConfig, lakehouse: LakehouseResource):
@@ -64,7 +72,10 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
 
         def run(window: Window, directory: Path) -> Extraction:
             context.log.info(f"{table.table}: extracting {window.describe()}")
-            return extract(engine, table, window, directory, batch_size=lakehouse.batch_size, log=log)
+            try:
+                return extract(engine, table, window, directory, batch_size=lakehouse.batch_size, log=log)
+            except SourceError as exc:  # a missing table or column: retrying cannot help
+                raise Failure(description=str(exc), allow_retries=False) from exc
 
         if table.partitioned:
             extractions = [run(Window.day(d), partition_dir(out, d)) for d in days_of_run(context)]

@@ -274,3 +274,22 @@ def test_retyped_source_column_is_rejected_with_table_and_column(tmp_path, sqlit
     assert version(settings, "silver", "dimartist") == silver_version  # nothing written
     assert lake(settings, "silver", "dimartist").filter(pl.col("artist_id") == 1).get_column(
         "artist_name").to_list() != ["Retyped"]
+
+
+def test_a_dropped_source_connection_is_retried(tmp_path, sqlite_source, monkeypatch):
+    import platform_assets.spotify.bronze as bronze_module
+
+    settings = build(tmp_path, sqlite_source, days=1)
+    real_extract, calls = bronze_module.extract, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+        return real_extract(*args, **kwargs)
+
+    monkeypatch.setattr(bronze_module, "extract", flaky)
+    assert run_table(settings, "dimuser").success
+    assert len(calls) == 2
+    assert len(bronze_files(settings, "dimuser")) == 1
+    assert lake(settings, "gold", "dimuser").height == source_frame(settings, None, "DimUser").height
