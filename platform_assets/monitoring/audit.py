@@ -154,7 +154,9 @@ def audit_tick(
             break
         reconcile(instance, audit, fresh, report)
         seen.update(r.dagster_run.run_id for r in fresh)
-        cursor = str(batch[-1].update_timestamp.timestamp())
+        # Step back a microsecond: runs sharing the last update time but cut off by the batch limit are
+        # read again next time (re-auditing a run is idempotent) instead of being skipped.
+        cursor = str(batch[-1].update_timestamp.timestamp() - 1e-6)
         log(f"audited {report.runs} run(s) up to {batch[-1].update_timestamp.isoformat()}")
         if len(batch) < batch_size:
             break
