@@ -583,6 +583,11 @@ class AuditStore:
         )
         return {row["parameter_name"]: row["parameter_value"] for row in self._read(query)}
 
+    def runs_with_log_status(self, status: str) -> list[str]:
+        """Run ids that have a ``Metadata_Logs`` row with ``status`` (e.g. alerts not delivered yet)."""
+        query = sa.select(log_table.c.run_id).where(log_table.c.status == status).distinct()
+        return sorted(row["run_id"] for row in self._read(query))
+
     def logs(self, run_id: str) -> list[dict[str, Any]]:
         query = (
             sa.select(log_table)

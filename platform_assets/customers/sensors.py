@@ -37,8 +37,11 @@ def customer_count_to_product(
     context: SensorEvaluationContext, asset_event: EventLogEntry, customer_flow: CustomerFlowResource
 ):
     materialization = asset_event.asset_materialization
-    count = materialization.metadata["customer_count"].value
     parent_run = asset_event.run_id
+    count_entry = materialization.metadata.get("customer_count") if materialization else None
+    if count_entry is None:  # e.g. a materialization reported by hand from the UI
+        return SkipReason(f"run {parent_run}: the materialization carries no customer_count")
+    count = count_entry.value
     if count <= customer_flow.product_threshold:
         return SkipReason(f"run {parent_run}: {count} customers ≤ {customer_flow.product_threshold}, no product run")
     existing = context.instance.get_run_records(RunsFilter(tags={PARENT_RUN_TAG: parent_run}), limit=1)

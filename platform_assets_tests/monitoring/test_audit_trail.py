@@ -247,3 +247,25 @@ def test_partition_range_and_trigger_are_recorded(tmp_path, spotify, instance):
     assert job["partition_key"] == "2025-01-01...2025-01-02" and job["trigger"] == "backfill"
     tasks = {t["asset_key"] for t in store.tasks(result.run_id)}
     assert AssetKey(["gold", "factstream"]).to_user_string() in tasks
+
+
+def test_an_undelivered_alert_waits_and_is_sent_once_the_webhook_is_back(tmp_path, instance):
+    @asset
+    def broken():
+        raise Failure("boom")
+
+    result = materialize([broken], instance=instance, raise_on_error=False)
+    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
+    down = AuditResource(audit_url=audit_url, environment="dev", alert_webhook_url="http://127.0.0.1:1/hook",
+                         alert_attempts=1)
+    report, cursor = tick(instance, down)
+    store = AuditStore(audit_url)
+    assert report.alert_errors and report.alerts_sent == 0
+    assert store.job(result.run_id)["status"] == "Failed"  # the audit rows do not wait for the alert
+    assert "AlertPending" in [e["status"] for e in store.logs(result.run_id)]
+    with Receiver() as receiver:
+        up = audit_for(audit_url, receiver.url)
+        report, cursor = tick(instance, up, cursor)  # the run itself has not changed since
+        tick(instance, up, cursor)
+    assert [b["run_id"] for b in receiver.bodies] == [result.run_id]
+    assert report.alerts_sent == 1
