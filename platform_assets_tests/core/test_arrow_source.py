@@ -59,3 +59,15 @@ def test_adbc_matches_the_sqlalchemy_reader(pg_table):
     first = fast_table.slice(0, 1).to_pylist()[0]
     assert first["tstz"] == datetime(2025, 1, 1, 12, 0, 10, tzinfo=UTC)
     assert first["ts"] == datetime(2025, 1, 1, 0, 0, 10, tzinfo=UTC)
+
+
+def test_adbc_binds_a_window_on_a_timestamptz_column(pg_table):
+    engine, config = pg_table
+    config = TableConfig(table=config.table, keys=config.keys, cdc_col="tstz", schema=config.schema)
+    table = reflect(engine, config)
+    window = Window(lower=datetime(2025, 1, 1, 12, 0, 30, tzinfo=UTC))
+    statement = select_window(table, config, window)
+    fast = read_all(arrow_source.iter_arrow_batches(engine, statement, arrow_schema(table), batch_size=100))
+    portable = read_all(arrow_source._sqlalchemy_batches(engine, statement, arrow_schema(table), 100))
+    assert fast.equals(portable)
+    assert fast.num_rows == sum(1 for i in range(1, 251) if i % 60 >= 30)
