@@ -39,7 +39,7 @@ def test_every_table_has_three_layers_checks_and_one_pool(tmp_path, sqlite_sourc
 
 def test_daily_schedule_runs_the_day_that_just_ended(tmp_path, sqlite_source):
     defs = build_definitions(settings_for(tmp_path, sqlite_source))
-    schedule = defs.get_schedule_def(f"{JOB_NAME}_schedule")
+    schedule = defs.resolve_schedule_def(f"{JOB_NAME}_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.default_status == DefaultScheduleStatus.RUNNING
     context = build_schedule_context(scheduled_execution_time=datetime(2025, 3, 10, 2, 0, tzinfo=UTC))
