@@ -17,7 +17,7 @@ from dagster import (
 from platform_assets.core import delta
 from platform_assets.core.config import PARTITION_COLUMN, TableConfig
 from platform_assets.core.expectations import RULE_COLUMN
-from platform_assets.core.scd import CdcSpec, apply_changes
+from platform_assets.core.scd import END_AT, START_AT, CdcSpec, apply_changes
 from platform_assets.resources import LakehouseResource
 from platform_assets.spotify.common import (
     GROUP,
@@ -27,6 +27,7 @@ from platform_assets.spotify.common import (
     pool,
     quarantine,
 )
+from platform_assets.spotify.metadata import column_lineage as lineage_metadata
 from platform_assets.spotify.metadata import column_schema
 from platform_assets.spotify.partitions import days_of_run
 
@@ -41,6 +42,14 @@ def _gold_spec(config: TableConfig) -> CdcSpec:
         track_history_except_column_list=config.track_history_except,
         partition_by=config.partition_by,
     )
+
+
+def _lineage(config: TableConfig, schema: pl.Schema) -> dict[str, list[str]]:
+    """Gold columns are silver's; the SCD2 interval columns come from the change column."""
+    lineage = {c: [c] for c in schema if c not in (START_AT, END_AT)}
+    if config.cdc_col:
+        lineage.update({c: [config.cdc_col] for c in (START_AT, END_AT) if c in schema})
+    return lineage
 
 
 def gold_asset(config: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
@@ -83,7 +92,9 @@ def gold_asset(config: TableConfig, partitions: DailyPartitionsDefinition) -> As
         if delta.table_exists(target):
             scan = pl.scan_delta(target)  # counts and schema from the log and footers, not a full read
             metadata["dagster/row_count"] = MetadataValue.int(scan.select(pl.len()).collect().item())
-            metadata["dagster/column_schema"] = column_schema(scan.collect_schema())
+            schema = scan.collect_schema()
+            metadata["dagster/column_schema"] = column_schema(schema)
+            metadata["dagster/column_lineage"] = lineage_metadata(asset_key("silver", config), _lineage(config, schema))
         yield MaterializeResult(metadata={**metadata, **totals.metadata(), "committed": totals.committed})
         yield AssetCheckResult(
             asset_key=key,

@@ -293,3 +293,25 @@ def test_a_dropped_source_connection_is_retried(tmp_path, sqlite_source, monkeyp
     assert len(calls) == 2
     assert len(bronze_files(settings, "dimuser")) == 1
     assert lake(settings, "gold", "dimuser").height == source_frame(settings, None, "DimUser").height
+
+
+def test_materializations_report_counts_watermarks_versions_schema_and_lineage(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=1)
+    result = run_table(settings, "dimtrack")
+    source_rows = source_frame(settings, None, "DimTrack").height
+    meta = {m.asset_key.to_user_string(): m.metadata for m in
+            (e.materialization for e in result.get_asset_materialization_events())}
+    bronze, silver, gold = meta["bronze/dimtrack"], meta["silver/dimtrack"], meta["gold/dimtrack"]
+    assert bronze["rows_read"].value == bronze["rows_written"].value == source_rows
+    assert bronze["watermark_before"].value == "none"
+    latest = source_frame(settings, None, "DimTrack").get_column("updated_at").max()
+    assert bronze["watermark_after"].value.startswith(latest.isoformat())
+    assert silver["rows_written"].value == source_rows and silver["delta_version"].value == 0
+    lineage = silver["dagster/column_lineage"].value.deps_by_column
+    assert [d.column_name for d in lineage["duration_flag"]] == ["duration_sec"]
+    assert {d.asset_key for d in lineage["track_name"]} == {AssetKey(["bronze", "dimtrack"])}
+    assert gold["dagster/row_count"].value == source_rows
+    gold_lineage = gold["dagster/column_lineage"].value.deps_by_column
+    assert [d.column_name for d in gold_lineage["__START_AT"]] == ["updated_at"]
+    columns = [c.name for c in gold["dagster/column_schema"].value.columns]
+    assert {"track_id", "duration_flag", "__START_AT", "__END_AT"} <= set(columns)
