@@ -150,6 +150,8 @@ def apply_changes(
     are read and which partitions the merge may rewrite; every non-delete batch row must fall in
     it. The caller guarantees a key never lives outside those partitions.
     """
+    if batch.height == 0:  # nothing to fold in (e.g. an upstream table with no rows yet): no commit
+        return CdcResult(0, 0, 0, 0, batch, delta.version(target), committed=False)
     _validate_batch(batch, spec, partition_values)
     clean, rejected = split_rejected(batch, spec)
     result = CdcResult(batch.height, 0, 0, 0, rejected, delta.version(target), committed=False)

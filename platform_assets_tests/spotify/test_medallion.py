@@ -315,3 +315,12 @@ def test_materializations_report_counts_watermarks_versions_schema_and_lineage(t
     assert [d.column_name for d in gold_lineage["__START_AT"]] == ["updated_at"]
     columns = [c.name for c in gold["dagster/column_schema"].value.columns]
     assert {"track_id", "duration_flag", "__START_AT", "__END_AT"} <= set(columns)
+
+
+def test_an_empty_source_table_runs_through_every_layer(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=1)
+    artists = source_table(settings, None, "DimArtist")
+    execute(settings, artists.delete())
+    assert run_table(settings, "dimartist").success
+    assert bronze_files(settings, "dimartist") == []
+    assert lake(settings, "silver", "dimartist").is_empty() and lake(settings, "gold", "dimartist").is_empty()
