@@ -85,7 +85,9 @@ def read(path: str, filters: pl.Expr | None = None) -> pl.DataFrame:
     return lf.collect()
 
 
-def read_changes(path: str, since_version: int | None) -> tuple[pl.DataFrame, int | None]:
+def read_changes(
+    path: str, since_version: int | None, deletes_as: str | None = None
+) -> tuple[pl.DataFrame, int | None]:
     """Rows inserted or updated after `since_version`, and the table version they go up to.
 
     Uses the Delta change data feed. The returned frame holds the current image of every row
@@ -97,18 +99,24 @@ def read_changes(path: str, since_version: int | None) -> tuple[pl.DataFrame, in
     ``since_version=None`` means "never read before": all rows of the current table. When nothing
     was committed since, the frame is empty (with the table's columns) and the version unchanged.
     With no table at all: ``(empty frame, None)``.
+
+    ``deletes_as`` names a Boolean column to add: deleted rows are then reported too (their last
+    image, with the column true), for consumers that apply deletes.
     """
+    def flagged(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.lit(False).alias(deletes_as)) if deletes_as else frame
+
     current = version(path)
     if current is None:
         return pl.DataFrame(), None
     if since_version is None:
-        return read(path), current
+        return flagged(read(path)), current
     if since_version < -1:
         raise ValueError(f"since_version must be >= -1 or None, got {since_version}")
     table = DeltaTable(str(path))
     columns = [f.name for f in table.schema().fields]
     if since_version >= current:
-        return pl.scan_delta(str(path)).head(0).collect(), current
+        return flagged(pl.scan_delta(str(path)).head(0).collect()), current
     try:
         reader = table.load_cdf(starting_version=since_version + 1, ending_version=current)
     except Exception as exc:  # delta-rs raises a generic DeltaError here
@@ -119,11 +127,12 @@ def read_changes(path: str, since_version: int | None) -> tuple[pl.DataFrame, in
     # load_cdf returns an arro3 RecordBatchReader; pl.DataFrame() consumes it via the Arrow
     # PyCapsule interface (pl.from_arrow returned a Series in a probe).
     changes = pl.DataFrame(reader.read_all())
-    changes = (
-        changes.filter(pl.col("_change_type").is_in(_CDF_KEEP))
-        .sort("_commit_version", maintain_order=True)
-        .drop(CDF_META_COLUMNS)
-    )
+    kinds = (*_CDF_KEEP, "delete") if deletes_as else _CDF_KEEP
+    changes = changes.filter(pl.col("_change_type").is_in(kinds)).sort("_commit_version", maintain_order=True)
+    if deletes_as:
+        changes = changes.with_columns((pl.col("_change_type") == "delete").alias(deletes_as))
+        columns = [*columns, deletes_as]
+    changes = changes.drop(CDF_META_COLUMNS)
     # load_cdf moves partition columns last; restore the table's column order.
     return changes.select([c for c in columns if c in changes.columns]), current
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from platform_assets.core.config import PARTITION_COLUMN, TableConfig
 
 RESCUED = "_rescued_data"
+DELETED = "_deleted"  # marks delete events for apply_changes (never stored)
 SOURCE_FILE = "_source_file"
 
 
@@ -98,3 +99,18 @@ def target_schema(path: str) -> pl.Schema | None:
     from platform_assets.core.delta import table_exists
 
     return pl.scan_delta(path).collect_schema() if table_exists(path) else None
+
+
+def newest_snapshot(files: Sequence[Path]) -> list[Path]:
+    """Full reloads: every file is a whole snapshot, so the newest one supersedes the others."""
+    return sorted(files, key=lambda p: p.name)[-1:]
+
+
+def with_snapshot_deletes(snapshot: pl.DataFrame, stored_keys: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """A full snapshot as change events: its rows, plus a delete for every stored key it no longer has
+    (like AUTO CDC FROM SNAPSHOT), so rows removed at the source leave silver and gold too."""
+    rows = snapshot.with_columns(pl.lit(False).alias(DELETED))
+    if stored_keys.is_empty():
+        return rows
+    gone = stored_keys.select(keys).join(snapshot.select(keys), on=list(keys), how="anti", nulls_equal=True)
+    return pl.concat([rows, gone.with_columns(pl.lit(True).alias(DELETED))], how="diagonal_relaxed")

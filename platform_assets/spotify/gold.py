@@ -18,6 +18,7 @@ from platform_assets.core import delta
 from platform_assets.core.config import PARTITION_COLUMN, TableConfig
 from platform_assets.core.expectations import RULE_COLUMN
 from platform_assets.core.scd import END_AT, START_AT, CdcSpec, apply_changes
+from platform_assets.core.silver import DELETED
 from platform_assets.resources import LakehouseResource
 from platform_assets.spotify.common import (
     GROUP,
@@ -41,6 +42,8 @@ def _gold_spec(config: TableConfig) -> CdcSpec:
         stored_as_scd_type=config.scd_type,
         track_history_except_column_list=config.track_history_except,
         partition_by=config.partition_by,
+        # full reloads are snapshots: rows gone from the source are deleted downstream too
+        apply_as_deletes=DELETED if config.full_reload else None,
     )
 
 
@@ -81,7 +84,8 @@ def gold_asset(config: TableConfig, partitions: DailyPartitionsDefinition) -> As
             store = lakehouse.state()
             state_name = f"checkpoint/gold/{config.name}"
             entry = store.get(state_name)
-            batch, silver_version = delta.read_changes(silver, entry.value if entry else None)
+            since = entry.value if entry else None
+            batch, silver_version = delta.read_changes(silver, since, DELETED if config.full_reload else None)
             totals.add(apply_changes(target, batch, _gold_spec(config)))
             totals.rows_read += batch.height
             if silver_version is not None and (entry is None or entry.value != silver_version):

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 
+import polars as pl
 from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
@@ -12,19 +13,23 @@ from dagster import (
     asset,
 )
 
+from platform_assets.core import delta
 from platform_assets.core.config import TableConfig
 from platform_assets.core.expectations import apply_expectations, combine
 from platform_assets.core.extract import list_files
 from platform_assets.core.scd import CdcSpec, apply_changes
 from platform_assets.core.silver import (
+    DELETED,
     SOURCE_FILE,
     check_drift,
     column_lineage,
     files_to_process,
     latest_per_key,
+    newest_snapshot,
     read_bronze,
     target_schema,
     transform,
+    with_snapshot_deletes,
 )
 from platform_assets.resources import LakehouseResource
 from platform_assets.spotify.common import (
@@ -42,7 +47,7 @@ from platform_assets.spotify.metadata import column_lineage as lineage_metadata
 
 def _silver_spec(config: TableConfig) -> CdcSpec:
     return CdcSpec(keys=config.keys, sequence_by=config.cdc_col, stored_as_scd_type=1,
-                   partition_by=config.partition_by)
+                   partition_by=config.partition_by, apply_as_deletes=DELETED if config.full_reload else None)
 
 
 def silver_asset(config: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
@@ -77,7 +82,8 @@ def silver_asset(config: TableConfig, partitions: DailyPartitionsDefinition) -> 
             if not new_files:
                 continue
             context.log.info(f"{config.table}: {len(new_files)} new bronze file(s) in {folder.name}")
-            frame = transform(read_bronze(new_files, config.table), config)
+            to_read = newest_snapshot(new_files) if config.full_reload else new_files
+            frame = transform(read_bronze(to_read, config.table), config)
             check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), config.table)
             quality = apply_expectations(frame, expectations)
             rule_results.append(quality.results)
@@ -88,10 +94,13 @@ def silver_asset(config: TableConfig, partitions: DailyPartitionsDefinition) -> 
                 break
             quarantine(lakehouse, "silver", config, quality.quarantined, context.run_id)
             batch = latest_per_key(quality.kept, config)
+            if config.full_reload:
+                batch = with_snapshot_deletes(batch, delta.read(target).select(config.keys) if
+                                              delta.table_exists(target) else pl.DataFrame(), config.keys)
             totals.add(apply_changes(target, batch, _silver_spec(config), partition_values=partition_values))
             totals.rows_quarantined += quality.quarantined.height
             totals.files_read += len(new_files)
-            totals.columns = batch.schema
+            totals.columns = batch.drop(DELETED, strict=False).schema
             store.mark_processed(consumer, [f.name for f in new_files])
         metadata = {**totals.metadata(), "committed": totals.committed}
         if blocked_by:

@@ -102,3 +102,19 @@ def test_read_changes_keeps_commit_order_for_repeated_keys(tmp_path):
     assert version == 2 and changes.get_column("v").to_list() == ["v2", "v3"]
     latest = changes.unique("id", keep="last", maintain_order=True)
     assert latest.rows() == [(1, "v3", 3)]
+
+
+def test_read_changes_can_report_deletes(tmp_path):
+    path = str(tmp_path / "t")
+    spec = CdcSpec(keys=("k",), sequence_by=None, apply_as_deletes="_deleted")
+    frame = pl.DataFrame({"k": [1, 2, 3], "v": ["a", "b", "c"], "_deleted": [False, False, False]})
+    apply_changes(path, frame, spec)
+    first = delta.version(path)
+    apply_changes(path, pl.DataFrame({"k": [2], "v": ["b"], "_deleted": [True]}), spec)
+    changes, latest = delta.read_changes(path, first, deletes_as="_deleted")
+    assert changes.select("k", "_deleted").rows() == [(2, True)]
+    assert latest == first + 1
+    plain, _ = delta.read_changes(path, first)
+    assert plain.is_empty() and "_deleted" not in plain.columns
+    everything, _ = delta.read_changes(path, None, deletes_as="_deleted")
+    assert sorted(everything.select("k", "_deleted").rows()) == [(1, False), (3, False)]

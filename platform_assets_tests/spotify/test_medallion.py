@@ -324,3 +324,24 @@ def test_an_empty_source_table_runs_through_every_layer(tmp_path, sqlite_source)
     assert run_table(settings, "dimartist").success
     assert bronze_files(settings, "dimartist") == []
     assert lake(settings, "silver", "dimartist").is_empty() and lake(settings, "gold", "dimartist").is_empty()
+
+
+def test_a_row_removed_from_a_full_reload_table_leaves_silver_and_gold(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=1)
+    assert run_table(settings, "dimdate").success
+    dates = source_table(settings, None, "DimDate")
+    before = source_frame(settings, None, "DimDate").height
+    execute(settings, dates.delete().where(dates.c.date_key.in_([20250101, 20250102])))
+    assert run_table(settings, "dimdate").success
+    for layer in ("silver", "gold"):
+        keys = lake(settings, layer, "dimdate").get_column("date_key")
+        assert keys.len() == before - 2, layer
+        assert not keys.is_in([20250101, 20250102]).any(), layer
+    # the rows come back when the source has them again; a replay commits nothing
+    execute(settings, dates.insert().values(date_key=20250101, date=datetime(2025, 1, 1).date(), day=1, month=1,
+                                            year=2025, weekday="Wednesday"))
+    assert run_table(settings, "dimdate").success
+    assert 20250101 in lake(settings, "gold", "dimdate").get_column("date_key").to_list()
+    versions = (version(settings, "silver", "dimdate"), version(settings, "gold", "dimdate"))
+    assert run_table(settings, "dimdate").success
+    assert (version(settings, "silver", "dimdate"), version(settings, "gold", "dimdate")) == versions
