@@ -187,6 +187,9 @@ def collect(instance: DagsterInstance, record: RunRecord, environment: str, ui_b
     for event_record in events:
         _apply_event(event_record, facts, tasks, step_tasks, run_errors)
     facts.tasks = list(tasks.values()) + [t for k, t in step_tasks.items() if not _has_asset_rows(tasks, k)]
+    selected = {k.to_user_string() for k in run.asset_selection or ()} or {t.asset_key for t in facts.tasks}
+    if selected:
+        facts.parameters["assets"] = ",".join(sorted(selected))
     if status == "Failed":
         step_errors = [f"{t.asset_key}: {t.error_message}" for t in facts.tasks if t.error_message]
         facts.job["error_message"] = "\n".join(step_errors or run_errors)[:4000] or "run failed"

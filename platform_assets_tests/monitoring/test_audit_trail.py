@@ -93,6 +93,7 @@ def test_successful_run_leaves_complete_rows_in_all_four_tables(audit_url, spoti
     assert tasks["silver/dimuser"]["rows_written"] == 50
     assert tasks["gold/dimuser"]["delta_version"] == 0
     assert store.parameters(result.run_id)["tag.requested_by"] == "tests"
+    assert store.parameters(result.run_id)["assets"] == "bronze/dimuser,gold/dimuser,silver/dimuser"
     statuses = [entry["status"] for entry in store.logs(result.run_id)]
     assert statuses[0] in ("Starting", "Running") and statuses[-1] == "Completed"
     # the same facts in Dagster: the run carries its audit job id
