@@ -139,11 +139,11 @@ def runs_with_undelivered_alerts(store: AuditStore) -> list[str]:
 
 def reconcile(
     instance: DagsterInstance, audit: AuditResource, records: Sequence[RunRecord],
-    report: ReconcileReport | None = None,
+    report: ReconcileReport | None = None, store: AuditStore | None = None,
 ) -> ReconcileReport:
     """Write the audit facts of ``records`` and send the alerts they call for."""
     report = report or ReconcileReport()
-    store = audit.store()
+    store = store or audit.store()
     for record in affected_runs(records):
         facts = collect(instance, record, audit.environment, audit.ui_url)
         job_id = write_facts(store, facts)
@@ -166,10 +166,11 @@ def audit_tick(
     and every run still in progress. Returns the report and the new cursor."""
     report = ReconcileReport()
     deadline = time.monotonic() + time_budget_seconds
-    reconcile(instance, audit, instance.get_run_records(RunsFilter(statuses=IN_PROGRESS)), report)
-    retry = runs_with_undelivered_alerts(audit.store())
+    store = audit.store()
+    reconcile(instance, audit, instance.get_run_records(RunsFilter(statuses=IN_PROGRESS)), report, store)
+    retry = runs_with_undelivered_alerts(store)
     if retry:
-        reconcile(instance, audit, instance.get_run_records(RunsFilter(run_ids=retry)), report)
+        reconcile(instance, audit, instance.get_run_records(RunsFilter(run_ids=retry)), report, store)
     seen: set[str] = set()
     while time.monotonic() < deadline:  # a long backlog is drained over several ticks, cursor saved each time
         batch = instance.get_run_records(
@@ -179,7 +180,7 @@ def audit_tick(
         fresh = [r for r in batch if r.dagster_run.run_id not in seen]
         if not fresh:
             break
-        reconcile(instance, audit, fresh, report)
+        reconcile(instance, audit, fresh, report, store)
         seen.update(r.dagster_run.run_id for r in fresh)
         # Step back a microsecond: runs sharing the last update time but cut off by the batch limit are
         # read again next time (re-auditing a run is idempotent) instead of being skipped.
