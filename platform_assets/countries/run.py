@@ -8,6 +8,7 @@ from platform_assets.countries.assets import CountryApiResource, country_partiti
 from platform_assets.countries.definitions import all_countries_tags, build_country_definitions
 from platform_assets.resources import build_resources
 from platform_assets.settings import Settings
+from platform_assets.tags import console_log_level
 
 
 def pull_countries_offline(settings: Settings, instance: DagsterInstance | None = None) -> ExecuteInProcessResult:
@@ -20,6 +21,7 @@ def pull_countries_offline(settings: Settings, instance: DagsterInstance | None 
             instance=instance,
             tags=all_countries_tags(country_partitions(settings.countries)),
             raise_on_error=False,
+            run_config=console_log_level("INFO"),
         )
     finally:
         server.shutdown()

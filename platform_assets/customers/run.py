@@ -11,6 +11,7 @@ from platform_assets.customers.sensors import customer_count_to_product
 from platform_assets.definitions import build_definitions
 from platform_assets.resources import build_resources
 from platform_assets.settings import Settings
+from platform_assets.tags import console_log_level
 
 
 @dataclass
@@ -27,7 +28,7 @@ class FlowRun:
 def run_customer_flow(settings: Settings, instance: DagsterInstance) -> FlowRun:
     flow_resources = build_customer_definitions(settings).resources
     parent = materialize([customer_data], resources={**build_resources(settings), **flow_resources},
-                         instance=instance, raise_on_error=False)
+                         instance=instance, raise_on_error=False, run_config=console_log_level("INFO"))
     if not parent.success:
         return FlowRun(parent, None)
     tick = customer_count_to_product.evaluate_tick(build_sensor_context(instance=instance, resources=flow_resources))
@@ -35,6 +36,6 @@ def run_customer_flow(settings: Settings, instance: DagsterInstance) -> FlowRun:
     child = None
     for request in requests:
         job = build_definitions(settings).resolve_job_def("product_job")
-        child = job.execute_in_process(run_config=request.run_config, tags=request.tags, instance=instance,
-                                       raise_on_error=False)
+        child = job.execute_in_process(run_config={**request.run_config, **console_log_level("INFO")},
+                                       tags=request.tags, instance=instance, raise_on_error=False)
     return FlowRun(parent, child)

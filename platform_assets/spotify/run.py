@@ -20,7 +20,7 @@ from platform_assets.core.extract import reflect, to_utc
 from platform_assets.resources import build_resources
 from platform_assets.settings import Settings
 from platform_assets.spotify.definitions import build_spotify_definitions
-from platform_assets.tags import range_tags
+from platform_assets.tags import console_log_level, range_tags
 
 
 @dataclass
@@ -63,7 +63,7 @@ def materialize_medallion(
     assets = [a for a in build_spotify_definitions(settings).assets if isinstance(a, AssetsDefinition)]
     resources = build_resources(settings)
     run = MedallionRun()
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    run_config = console_log_level(log_level)
 
     def go(selection: list[AssetsDefinition], tags: dict | None = None) -> None:
         run.results.append(
