@@ -42,6 +42,7 @@ class Settings:
     customer_threshold: int = 500
     product_threshold: int = 600
     batch_size: int = 100_000
+    late_days: int = 1
     max_concurrent_tables: int = 4
     tables_file: Path = Path(__file__).with_name("tables.yaml")
     secrets_in_environment: frozenset[str] = frozenset()
@@ -49,6 +50,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
             raise SettingsError(f"PLATFORM_ENV must be one of {', '.join(ENVIRONMENTS)}, got {self.env!r}")
+        if self.late_days < 0:
+            raise SettingsError(f"PLATFORM_LATE_DAYS must be 0 or more, got {self.late_days}")
         if self.batch_size <= 0:
             raise SettingsError(f"PLATFORM_BATCH_SIZE must be positive, got {self.batch_size}")
         data_dir = Path(self.data_dir).resolve()
@@ -125,6 +128,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         customer_threshold=_int(env, "PLATFORM_CUSTOMER_THRESHOLD", 500),
         product_threshold=_int(env, "PLATFORM_PRODUCT_THRESHOLD", 600),
         batch_size=_int(env, "PLATFORM_BATCH_SIZE", 100_000),
+        late_days=_int(env, "PLATFORM_LATE_DAYS", 1),
         max_concurrent_tables=_int(env, "PLATFORM_MAX_CONCURRENT_TABLES", 4),
         tables_file=Path(env.get("PLATFORM_TABLES_FILE") or Path(__file__).with_name("tables.yaml")),
         secrets_in_environment=frozenset(name for name in SECRET_VARIABLES if env.get(name)),

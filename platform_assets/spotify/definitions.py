@@ -15,5 +15,5 @@ def build_spotify_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[a for table in load_tables(settings.tables_file) for a in table_assets(table, partitions)],
         jobs=[job],
-        schedules=[daily_schedule(job)],
+        schedules=[daily_schedule(job, partitions, settings.late_days)],
     )

@@ -1,32 +1,50 @@
-"""The daily Spotify run: all dimensions plus the latest FactStream partition."""
+"""The daily Spotify run: all dimensions plus the latest FactStream partition (and a look-back)."""
 
-from __future__ import annotations
+from datetime import timedelta
 
 from dagster import (
     AssetSelection,
     DailyPartitionsDefinition,
     DefaultScheduleStatus,
+    RunRequest,
     ScheduleDefinition,
-    build_schedule_from_partitioned_job,
+    ScheduleEvaluationContext,
     define_asset_job,
+    schedule,
 )
 
-from platform_assets.spotify.assets import GROUP
+from platform_assets.spotify.common import GROUP
+from platform_assets.tags import range_tags
 
 JOB_NAME = "spotify_medallion"
+SCHEDULE_NAME = f"{JOB_NAME}_schedule"
 
 
-def medallion_job(partitions: DailyPartitionsDefinition) :
+def medallion_job(partitions: DailyPartitionsDefinition):
     return define_asset_job(
         JOB_NAME,
         selection=AssetSelection.groups(GROUP),
         partitions_def=partitions,
-        description="Source → bronze → silver → gold for every table; FactStream for the run's day.",
+        description="Source → bronze → silver → gold for every table; FactStream for the run's days.",
     )
 
 
-def daily_schedule(job) -> ScheduleDefinition:
-    """02:00 UTC every day, for the day that just ended (like the seed's ADF DailyTrigger)."""
-    return build_schedule_from_partitioned_job(
-        job, hour_of_day=2, minute_of_hour=0, default_status=DefaultScheduleStatus.RUNNING
+def daily_schedule(job, partitions: DailyPartitionsDefinition, late_days: int) -> ScheduleDefinition:
+    """02:00 UTC every day (like the seed's ADF DailyTrigger): the dimensions and the day that just ended,
+    plus ``late_days`` earlier days in the same run, so rows that arrived late for them are picked up
+    (re-running a day is idempotent: only the late rows are committed)."""
+
+    @schedule(
+        name=SCHEDULE_NAME,
+        job=job,
+        cron_schedule="0 2 * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=f"Daily at 02:00 UTC: dimensions + the day that ended (and {late_days} day(s) before it).",
     )
+    def spotify_daily(context: ScheduleEvaluationContext) -> RunRequest:
+        last = context.scheduled_execution_time.date() - timedelta(days=1)
+        first = max(last - timedelta(days=late_days), partitions.start.date())
+        return RunRequest(run_key=f"{first}...{last}", tags=range_tags(first.isoformat(), last.isoformat()))
+
+    return spotify_daily

@@ -37,14 +37,18 @@ def test_every_table_has_three_layers_checks_and_one_pool(tmp_path, sqlite_sourc
     assert graph.get(AssetKey(["gold", "dimuser"])).partitions_def is None
 
 
-def test_daily_schedule_runs_the_day_that_just_ended(tmp_path, sqlite_source):
+def test_daily_schedule_runs_the_day_that_just_ended_and_a_late_day(tmp_path, sqlite_source):
     defs = build_definitions(settings_for(tmp_path, sqlite_source))
     schedule = defs.resolve_schedule_def(f"{JOB_NAME}_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.default_status == DefaultScheduleStatus.RUNNING
     context = build_schedule_context(scheduled_execution_time=datetime(2025, 3, 10, 2, 0, tzinfo=UTC))
-    requests = list(schedule.evaluate_tick(context).run_requests)
-    assert [r.partition_key for r in requests] == ["2025-03-09"]
+    [request] = list(schedule.evaluate_tick(context).run_requests)
+    assert request.tags["dagster/asset_partition_range_start"] == "2025-03-08"
+    assert request.tags["dagster/asset_partition_range_end"] == "2025-03-09"
+    only_latest = build_definitions(settings_for(tmp_path, sqlite_source, late_days=0))
+    [request] = list(only_latest.resolve_schedule_def(f"{JOB_NAME}_schedule").evaluate_tick(context).run_requests)
+    assert request.tags["dagster/asset_partition_range_start"] == "2025-03-09"
 
 
 def _cli_env(tmp_path: Path, source_url: str, tables_file: Path) -> dict:

@@ -345,3 +345,22 @@ def test_a_row_removed_from_a_full_reload_table_leaves_silver_and_gold(tmp_path,
     versions = (version(settings, "silver", "dimdate"), version(settings, "gold", "dimdate"))
     assert run_table(settings, "dimdate").success
     assert (version(settings, "silver", "dimdate"), version(settings, "gold", "dimdate")) == versions
+
+
+def test_the_daily_scheduled_run_picks_up_a_late_row_of_the_day_before(tmp_path, sqlite_source):
+    from dagster import build_schedule_context
+
+    settings = build(tmp_path, sqlite_source, days=3)  # 2025-01-01 .. 2025-01-03
+    assert materialize_medallion(settings).success
+    streams = source_table(settings, None, "FactStream")
+    execute(settings, streams.insert().values(
+        stream_id=9_200_000, user_id=1, track_id=1, date_key=20250102, listen_duration=30, device_type="Web",
+        stream_timestamp=datetime(2025, 1, 2, 22, 0, 0)))
+    defs = build_definitions(settings)
+    tick = build_schedule_context(scheduled_execution_time=datetime(2025, 1, 4, 2, 0, tzinfo=UTC))
+    [request] = list(defs.resolve_schedule_def("spotify_medallion_schedule").evaluate_tick(tick).run_requests)
+    result = defs.resolve_job_def("spotify_medallion").execute_in_process(tags=request.tags)
+    assert result.success
+    gold = lake(settings, "gold", "factstream")
+    assert 9_200_000 in gold.get_column("stream_id").to_list()
+    assert gold.height == source_frame(settings, None, "FactStream").height
