@@ -6,12 +6,12 @@ resolves them at run time and never shows or stores their values.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from dagster import ConfigurableResource, EnvVar
+from upath import UPath
 
 from platform_assets.core.db import engine_for
+from platform_assets.core.lake import location
 from platform_assets.core.state import StateStore
 from platform_assets.monitoring.audit import AuditResource
 from platform_assets.settings import Settings
@@ -21,16 +21,16 @@ class LakehouseResource(ConfigurableResource):
     """Where the lake, the source database and the pipeline state live, for one environment."""
 
     env: str
-    data_dir: str
+    lake_url: str
     source_url: str
     state_url: str
     batch_size: int
 
     @property
-    def lake_root(self) -> Path:
-        return Path(self.data_dir) / "lake" / self.env
+    def lake_root(self) -> UPath:
+        return location(self.lake_url) / self.env
 
-    def path(self, layer: str, table: str) -> Path:
+    def path(self, layer: str, table: str) -> UPath:
         return self.lake_root / layer / table.lower()
 
     def source_engine(self) -> sa.Engine:
@@ -48,7 +48,7 @@ def build_resources(settings: Settings) -> dict:
     return {
         "lakehouse": LakehouseResource(
             env=settings.env,
-            data_dir=str(settings.data_dir),
+            lake_url=settings.lake_url,
             source_url=_maybe_secret(settings, "PLATFORM_SOURCE_URL", settings.source_url),
             state_url=_maybe_secret(settings, "PLATFORM_STATE_URL", settings.state_url),
             batch_size=settings.batch_size,

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from upath import UPath
+
+from platform_assets.core.lake import location
+
 ENVIRONMENTS = ("dev", "sit", "prod")
 LAYERS = ("raw", "bronze", "silver", "gold")
 # Settings that may carry credentials: when set, Dagster resolves them from the environment at run
@@ -33,6 +37,7 @@ class Settings:
     source_url: str = field(default="", repr=False)
     audit_url: str = field(default="", repr=False)
     state_url: str = field(default="", repr=False)
+    lake_url: str = ""
     partition_start: date = date(2024, 1, 1)
     alert_webhook_url: str | None = field(default=None, repr=False)
     country_api_url: str = "https://restcountries.com/v3.1"
@@ -64,13 +69,15 @@ class Settings:
         for name, default in defaults.items():
             if not getattr(self, name):
                 object.__setattr__(self, name, default)
+        if not self.lake_url:
+            object.__setattr__(self, "lake_url", str(data_dir / "lake"))
 
     @property
-    def lake_root(self) -> Path:
-        """``<data_dir>/lake/<env>``: the environment's catalog."""
-        return self.data_dir / "lake" / self.env
+    def lake_root(self) -> UPath:
+        """``<lake_url>/<env>``: the environment's catalog (a local folder or an object-store URL)."""
+        return location(self.lake_url) / self.env
 
-    def table_path(self, layer: str, table: str) -> Path:
+    def table_path(self, layer: str, table: str) -> UPath:
         if layer not in LAYERS:
             raise SettingsError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
         return self.lake_root / layer / table.lower()
@@ -119,6 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         source_url=env.get("PLATFORM_SOURCE_URL", ""),
         audit_url=env.get("PLATFORM_AUDIT_URL", ""),
         state_url=env.get("PLATFORM_STATE_URL", ""),
+        lake_url=env.get("PLATFORM_LAKE_URL", ""),
         partition_start=_date(env, "PLATFORM_PARTITION_START", date(2024, 1, 1)),
         alert_webhook_url=env.get("PLATFORM_ALERT_WEBHOOK_URL") or None,
         country_api_url=(env.get("PLATFORM_COUNTRY_API_URL") or "https://restcountries.com/v3.1").rstrip("/"),

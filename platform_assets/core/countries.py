@@ -14,8 +14,7 @@ file per country. This module is that pipeline's library half:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from platform_assets.core.lake import publish
 
 RETRY_STATUSES = (500, 502, 503, 504)
 _APOSTROPHES = ("'", "\u2019")
@@ -152,23 +153,22 @@ def name_from_file(file_name: str) -> str:
 
 
 def write_json_atomic(path: Path, document: Any) -> int:
-    """Write `document` as UTF-8 JSON to `path` via a temp file + rename; return the bytes written.
+    """Write `document` as UTF-8 JSON to `path` via a hidden temp file + rename; return the bytes written.
 
     Readers see the old file or the new one, never a half-written one. The temp file is hidden and
-    not ``*.json``, so a reader globbing ``*.json`` never picks it up.
+    not ``*.json``, so a reader globbing ``*.json`` never picks it up. `path` may be an object-store
+    location (``core.lake``).
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) or hasattr(path, "fs") else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with partial.open("wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        publish(partial, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
     return len(data)
 

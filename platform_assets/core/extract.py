@@ -18,7 +18,6 @@ size, not the table size.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,6 +30,7 @@ import sqlalchemy as sa
 
 from platform_assets.core.arrow_source import iter_arrow_batches
 from platform_assets.core.config import TableConfig
+from platform_assets.core.lake import publish, refresh
 
 
 class SourceError(RuntimeError):
@@ -246,7 +246,7 @@ def extract(
     final = out_dir / bronze_file_name(config.table, now or datetime.now(UTC))
     partial = final.with_name(f".{final.name}.partial")
     result = Extraction(path=None, schema=schema)
-    writer: pq.ParquetWriter | None = None
+    sink, writer = None, None
     try:
         for batch in iter_arrow_batches(engine, statement, schema, batch_size):
             frame = pl.from_arrow(batch)
@@ -256,21 +256,24 @@ def extract(
                 continue
             _track_max(result, frame, config)
             if writer is None:
-                writer = pq.ParquetWriter(partial, schema, compression="snappy")
+                sink = partial.open("wb")
+                writer = pq.ParquetWriter(sink, schema, compression="snappy")
             writer.write_table(frame.to_arrow().cast(schema))
             result.rows += frame.height
             if log is not None:
                 log(f"{config.table}: {result.rows} rows read in {result.batches} batch(es)")
+        if writer is not None:
+            writer.close()
+            sink.close()
     except BaseException:
         if writer is not None:
             writer.close()
-        partial.unlink(missing_ok=True)
+            sink.close()
+            partial.unlink(missing_ok=True)
         raise
     if writer is None:
         return result
-    writer.close()
-    _fsync(partial)
-    os.replace(partial, final)
+    publish(partial, final)
     result.path = final
     return result
 
@@ -289,13 +292,9 @@ def _track_max(result: Extraction, frame: pl.DataFrame, config: TableConfig) -> 
         result.keys_at_max.extend(keys)
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def list_files(directory: Path) -> list[Path]:
     """Complete bronze files in a folder (and its partition sub-folders), oldest first."""
+    refresh(directory)
     if not directory.exists():
         return []
     return sorted(

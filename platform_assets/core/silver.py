@@ -27,7 +27,9 @@ class SchemaDriftError(ValueError):
 def _check_file_schemas(files: Sequence[Path], table: str) -> None:
     seen: dict[str, tuple[str, str]] = {}
     for path in files:
-        for field in pq.read_schema(path):
+        with path.open("rb") as handle:
+            schema = pq.read_schema(handle)
+        for field in schema:
             if field.name in seen and seen[field.name][0] != str(field.type):
                 first_type, first_file = seen[field.name]
                 raise SchemaDriftError(
@@ -40,7 +42,10 @@ def _check_file_schemas(files: Sequence[Path], table: str) -> None:
 def read_bronze(files: Sequence[Path], table: str) -> pl.DataFrame:
     """All rows of ``files``, tagged with their file name (later files win ties)."""
     _check_file_schemas(files, table)
-    frames = [pl.read_parquet(p).with_columns(pl.lit(p.name).alias(SOURCE_FILE)) for p in files]
+    frames = []
+    for path in files:
+        with path.open("rb") as handle:
+            frames.append(pl.read_parquet(handle).with_columns(pl.lit(path.name).alias(SOURCE_FILE)))
     return pl.concat(frames, how="diagonal")
 
 
