@@ -39,8 +39,13 @@ def ensure_source(settings: Settings) -> None:
     print(f"source: created sample database {redact(settings.source_url)}: {counts}")
 
 
+def _parquet_rows(path) -> int:
+    with path.open("rb") as handle:
+        return pq.read_metadata(handle).num_rows
+
+
 def layer_rows(settings: Settings, config: TableConfig) -> dict[str, int]:
-    bronze = sum(pq.read_metadata(p).num_rows for p in list_files(settings.table_path("bronze", config.name)))
+    bronze = sum(_parquet_rows(p) for p in list_files(settings.table_path("bronze", config.name)))
     out = {"bronze (all extracts)": bronze}
     for layer in ("silver", "gold"):
         path = str(settings.table_path(layer, config.name))
