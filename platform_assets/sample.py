@@ -902,7 +902,6 @@ def advance(url: str, *, seed: int = 42, schema: str | None = None) -> dict[str,
                 raise RuntimeError("FactStream is empty: run init first")
             prev = _key_date(int(last_key))
             day = prev + timedelta(days=1)
-            day_start, day_end = _midnight(day), _midnight(day + timedelta(days=1))
             per_day = int(
                 _scalar(conn, select(func.count()).select_from(fs).where(fs.c.date_key == last_key))
             )
@@ -916,124 +915,9 @@ def advance(url: str, *, seed: int = 42, schema: str | None = None) -> dict[str,
             )
             out["new_dates"] = _insert(conn, d, missing)
 
-            # -- DimUser: updates then inserts
-            users = conn.execute(
-                select(u.c.user_id, u.c.subscription_type, u.c.country, u.c.end_date).order_by(u.c.user_id)
-            ).all()
-            floor = _floor(conn, u.c.updated_at, day_start)
-            picked = sorted(rng.sample(users, max(1, round(len(users) * 0.05)))) if users else []
-            times = _change_times(rng, len(picked), floor, day_end)
-            params = []
-            for (uid, sub, country, end_date), ts in zip(picked, times, strict=True):
-                mode = rng.choices((0, 1, 2), (0.5, 0.3, 0.2))[0]
-                new_sub = _other(rng, SUBSCRIPTIONS, sub) if mode in (0, 2) else sub
-                new_country = _other(rng, COUNTRIES, country) if mode in (1, 2) else country
-                # a churned user who changes plan is active again
-                new_end = None if (end_date is not None and new_sub != sub) else end_date
-                params.append(
-                    {"k_id": uid, "v_sub": new_sub, "v_country": new_country, "v_end": new_end, "v_upd": ts}
-                )
-            if params:
-                conn.execute(
-                    update(u)
-                    .where(u.c.user_id == bindparam("k_id"))
-                    .values(
-                        subscription_type=bindparam("v_sub"),
-                        country=bindparam("v_country"),
-                        end_date=bindparam("v_end"),
-                        updated_at=bindparam("v_upd"),
-                    ),
-                    params,
-                )
-            out["updated_users"] = len(params)
-            n_new_users = max(2, round(len(users) * 0.01))
-            first_user = (max(r[0] for r in users) if users else 0) + 1
-            new_users = _users_frame(seed, f"advance/{day.isoformat()}/users", first_user, n_new_users, day)
-            new_users = new_users.with_columns(
-                start_date=pl.lit(day),
-                end_date=pl.lit(None, dtype=pl.Date),
-                updated_at=pl.Series(
-                    values=_change_times(rng, n_new_users, floor, day_end), dtype=pl.Datetime("us")
-                ),
-            )
-            out["new_users"] = _insert(conn, u, new_users)
-
-            # -- DimArtist
-            artists = conn.execute(select(a.c.artist_id, a.c.genre).order_by(a.c.artist_id)).all()
-            floor = _floor(conn, a.c.updated_at, day_start)
-            picked = sorted(rng.sample(artists, min(len(artists), max(2, round(len(artists) * 0.02)))))
-            times = _change_times(rng, len(picked), floor, day_end)
-            params = [
-                {"k_id": aid, "v_genre": _other(rng, GENRES, genre), "v_upd": ts}
-                for (aid, genre), ts in zip(picked, times, strict=True)
-            ]
-            if params:
-                conn.execute(
-                    update(a)
-                    .where(a.c.artist_id == bindparam("k_id"))
-                    .values(genre=bindparam("v_genre"), updated_at=bindparam("v_upd")),
-                    params,
-                )
-            out["updated_artists"] = len(params)
-            n_new_artists = max(1, round(len(artists) * 0.005))
-            first_artist = (max(r[0] for r in artists) if artists else 0) + 1
-            new_artists = _artists_frame(
-                seed, f"advance/{day.isoformat()}/artists", first_artist, n_new_artists, day
-            )
-            new_artists = new_artists.with_columns(
-                updated_at=pl.Series(
-                    values=_change_times(rng, n_new_artists, floor, day_end), dtype=pl.Datetime("us")
-                )
-            )
-            out["new_artists"] = _insert(conn, a, new_artists)
-            artist_ids = pl.Series(values=[r[0] for r in artists], dtype=pl.Int64).append(
-                new_artists["artist_id"]
-            )
-
-            # -- DimTrack
-            tracks = conn.execute(
-                select(tr.c.track_id, tr.c.track_name, tr.c.album_name, tr.c.duration_sec).order_by(
-                    tr.c.track_id
-                )
-            ).all()
-            floor = _floor(conn, tr.c.updated_at, day_start)
-            picked = sorted(rng.sample(tracks, max(1, round(len(tracks) * 0.05)))) if tracks else []
-            times = _change_times(rng, len(picked), floor, day_end)
-            params = []
-            for (tid, name, album, _dur), ts in zip(picked, times, strict=True):
-                if rng.random() < 0.5:  # re-release under a new version name
-                    base = name.split(" - ")[0]
-                    new_name = f"{base} - {_other(rng, TRACK_SUFFIXES, name.partition(' - ')[2])}"
-                    new_album = album
-                else:  # moved to a compilation / deluxe album
-                    new_name = name
-                    new_album = f"{rng.choice(ADJECTIVES)} {rng.choice(ALBUM_WORDS)} (Deluxe)"
-                    if new_album == album:
-                        new_album = f"{new_album} {day.year}"
-                params.append({"k_id": tid, "v_name": new_name, "v_album": new_album, "v_upd": ts})
-            if params:
-                conn.execute(
-                    update(tr)
-                    .where(tr.c.track_id == bindparam("k_id"))
-                    .values(
-                        track_name=bindparam("v_name"),
-                        album_name=bindparam("v_album"),
-                        updated_at=bindparam("v_upd"),
-                    ),
-                    params,
-                )
-            out["updated_tracks"] = len(params)
-            n_new_tracks = max(3, round(len(tracks) * 0.01))
-            first_track = (max(r[0] for r in tracks) if tracks else 0) + 1
-            new_tracks = _tracks_frame(
-                seed, f"advance/{day.isoformat()}/tracks", first_track, n_new_tracks, day, artist_ids
-            ).with_columns(
-                release_date=pl.lit(day),
-                updated_at=pl.Series(
-                    values=_change_times(rng, n_new_tracks, floor, day_end), dtype=pl.Datetime("us")
-                ),
-            )
-            out["new_tracks"] = _insert(conn, tr, new_tracks)
+            users, new_users = _advance_users(conn, u, rng, seed, day, out)
+            artist_ids = _advance_artists(conn, a, rng, seed, day, out)
+            tracks, new_tracks = _advance_tracks(conn, tr, rng, seed, day, artist_ids, out)
 
             # -- FactStream: the new day plus a few late arrivals for the previous day
             user_ids = pl.Series(values=[r[0] for r in users], dtype=pl.Int64).append(new_users["user_id"])
@@ -1065,6 +949,108 @@ def advance(url: str, *, seed: int = 42, schema: str | None = None) -> dict[str,
         return out
     finally:
         engine.dispose()
+
+
+def _bulk_update(conn: Connection, table: Table, key: str, rows: list[dict]) -> int:
+    """One executemany UPDATE: each row holds the key under ``key`` and the new column values."""
+    if not rows:
+        return 0
+    columns = [c for c in rows[0] if c != key]
+    params = [{"k_id": r[key], **{f"v_{c}": r[c] for c in columns}} for r in rows]
+    conn.execute(
+        update(table).where(table.c[key] == bindparam("k_id")).values({c: bindparam(f"v_{c}") for c in columns}),
+        params,
+    )
+    return len(rows)
+
+
+def _with_change_times(frame: pl.DataFrame, rng: random.Random, floor: datetime, day_end: datetime) -> pl.DataFrame:
+    times = _change_times(rng, frame.height, floor, day_end)
+    return frame.with_columns(updated_at=pl.Series(values=times, dtype=pl.Datetime("us")))
+
+
+def _advance_users(conn: Connection, u: Table, rng: random.Random, seed: int, day: date, out: dict):
+    """~5% of users change plan and/or country; ~1% new users."""
+    day_start, day_end = _midnight(day), _midnight(day + timedelta(days=1))
+    users = conn.execute(
+        select(u.c.user_id, u.c.subscription_type, u.c.country, u.c.end_date).order_by(u.c.user_id)
+    ).all()
+    floor = _floor(conn, u.c.updated_at, day_start)
+    picked = sorted(rng.sample(users, max(1, round(len(users) * 0.05)))) if users else []
+    times = _change_times(rng, len(picked), floor, day_end)
+    rows = []
+    for (uid, sub, country, end_date), ts in zip(picked, times, strict=True):
+        mode = rng.choices((0, 1, 2), (0.5, 0.3, 0.2))[0]
+        new_sub = _other(rng, SUBSCRIPTIONS, sub) if mode in (0, 2) else sub
+        new_country = _other(rng, COUNTRIES, country) if mode in (1, 2) else country
+        # a churned user who changes plan is active again
+        new_end = None if (end_date is not None and new_sub != sub) else end_date
+        rows.append({"user_id": uid, "subscription_type": new_sub, "country": new_country,
+                     "end_date": new_end, "updated_at": ts})
+    out["updated_users"] = _bulk_update(conn, u, "user_id", rows)
+    n_new = max(2, round(len(users) * 0.01))
+    first = (max(r[0] for r in users) if users else 0) + 1
+    new_users = _users_frame(seed, f"advance/{day.isoformat()}/users", first, n_new, day).with_columns(
+        start_date=pl.lit(day), end_date=pl.lit(None, dtype=pl.Date)
+    )
+    new_users = _with_change_times(new_users, rng, floor, day_end)
+    out["new_users"] = _insert(conn, u, new_users)
+    return users, new_users
+
+
+def _advance_artists(conn: Connection, a: Table, rng: random.Random, seed: int, day: date, out: dict) -> pl.Series:
+    """A few artists change genre; ~0.5% new artists. Returns every artist id."""
+    day_start, day_end = _midnight(day), _midnight(day + timedelta(days=1))
+    artists = conn.execute(select(a.c.artist_id, a.c.genre).order_by(a.c.artist_id)).all()
+    floor = _floor(conn, a.c.updated_at, day_start)
+    picked = sorted(rng.sample(artists, min(len(artists), max(2, round(len(artists) * 0.02)))))
+    times = _change_times(rng, len(picked), floor, day_end)
+    rows = [
+        {"artist_id": aid, "genre": _other(rng, GENRES, genre), "updated_at": ts}
+        for (aid, genre), ts in zip(picked, times, strict=True)
+    ]
+    out["updated_artists"] = _bulk_update(conn, a, "artist_id", rows)
+    n_new = max(1, round(len(artists) * 0.005))
+    first = (max(r[0] for r in artists) if artists else 0) + 1
+    new_artists = _with_change_times(
+        _artists_frame(seed, f"advance/{day.isoformat()}/artists", first, n_new, day), rng, floor, day_end
+    )
+    out["new_artists"] = _insert(conn, a, new_artists)
+    return pl.Series(values=[r[0] for r in artists], dtype=pl.Int64).append(new_artists["artist_id"])
+
+
+def _advance_tracks(
+    conn: Connection, tr: Table, rng: random.Random, seed: int, day: date, artist_ids: pl.Series, out: dict
+):
+    """~5% of tracks get a new version name or album; ~1% new tracks."""
+    day_start, day_end = _midnight(day), _midnight(day + timedelta(days=1))
+    tracks = conn.execute(
+        select(tr.c.track_id, tr.c.track_name, tr.c.album_name, tr.c.duration_sec).order_by(tr.c.track_id)
+    ).all()
+    floor = _floor(conn, tr.c.updated_at, day_start)
+    picked = sorted(rng.sample(tracks, max(1, round(len(tracks) * 0.05)))) if tracks else []
+    times = _change_times(rng, len(picked), floor, day_end)
+    rows = []
+    for (tid, name, album, _dur), ts in zip(picked, times, strict=True):
+        if rng.random() < 0.5:  # re-release under a new version name
+            base = name.split(" - ")[0]
+            new_name = f"{base} - {_other(rng, TRACK_SUFFIXES, name.partition(' - ')[2])}"
+            new_album = album
+        else:  # moved to a compilation / deluxe album
+            new_name = name
+            new_album = f"{rng.choice(ADJECTIVES)} {rng.choice(ALBUM_WORDS)} (Deluxe)"
+            if new_album == album:
+                new_album = f"{new_album} {day.year}"
+        rows.append({"track_id": tid, "track_name": new_name, "album_name": new_album, "updated_at": ts})
+    out["updated_tracks"] = _bulk_update(conn, tr, "track_id", rows)
+    n_new = max(3, round(len(tracks) * 0.01))
+    first = (max(r[0] for r in tracks) if tracks else 0) + 1
+    new_tracks = _tracks_frame(
+        seed, f"advance/{day.isoformat()}/tracks", first, n_new, day, artist_ids
+    ).with_columns(release_date=pl.lit(day))
+    new_tracks = _with_change_times(new_tracks, rng, floor, day_end)
+    out["new_tracks"] = _insert(conn, tr, new_tracks)
+    return tracks, new_tracks
 
 
 def set_customer_count(url: str, n: int, *, seed: int = 42, schema: str | None = None) -> None:
