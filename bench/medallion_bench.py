@@ -243,37 +243,25 @@ def phase_change(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
             rows = conn.execute(sa.select(users.c.user_id, users.c.subscription_type)).all()
             picked = sorted(rng.sample(rows, max(1, round(len(rows) * p["changed"]))))
             subs = sample.SUBSCRIPTIONS
-            params = [
+            changed = [
                 {
-                    "k": uid,
-                    "v_sub": subs[(subs.index(sub) + 1) % len(subs)] if sub in subs else subs[0],
-                    "v_upd": ts,
+                    "user_id": uid,
+                    "subscription_type": subs[(subs.index(sub) + 1) % len(subs)] if sub in subs else subs[0],
+                    "updated_at": ts,
                 }
                 for (uid, sub), ts in zip(picked, change_times(users, len(picked)), strict=True)
             ]
-            conn.execute(
-                sa.update(users)
-                .where(users.c.user_id == sa.bindparam("k"))
-                .values(subscription_type=sa.bindparam("v_sub"), updated_at=sa.bindparam("v_upd")),
-                params,
-            )
-            out["dim_user_updated"] = len(params)
+            out["dim_user_updated"] = sample.bulk_update(conn, users, "user_id", changed)
             user_ids = [r[0] for r in rows]
 
             # DimTrack: a new track_name
             rows = conn.execute(sa.select(tracks.c.track_id, tracks.c.track_name)).all()
             picked = sorted(rng.sample(rows, max(1, round(len(rows) * p["changed"]))))
-            params = [
-                {"k": tid, "v_name": f"{name.split(' - ')[0]} - Bench Edit", "v_upd": ts}
+            changed = [
+                {"track_id": tid, "track_name": f"{name.split(' - ')[0]} - Bench Edit", "updated_at": ts}
                 for (tid, name), ts in zip(picked, change_times(tracks, len(picked)), strict=True)
             ]
-            conn.execute(
-                sa.update(tracks)
-                .where(tracks.c.track_id == sa.bindparam("k"))
-                .values(track_name=sa.bindparam("v_name"), updated_at=sa.bindparam("v_upd")),
-                params,
-            )
-            out["dim_track_updated"] = len(params)
+            out["dim_track_updated"] = sample.bulk_update(conn, tracks, "track_id", changed)
             track_ids = [r[0] for r in rows]
 
             # FactStream: changed x N new streams on the new day

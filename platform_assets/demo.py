@@ -31,7 +31,7 @@ from platform_assets.spotify.run import materialize_medallion
 
 
 def ensure_source(settings: Settings) -> None:
-    if sa.inspect(engine_for(settings.source_url)).has_table("FactStream"):
+    if sa.inspect(engine_for(settings.source_url)).has_table("FactStream", schema=settings.source_schema):
         print(f"source: using existing sample database {redact(settings.source_url)}")
         return
     # 650 customers: above both thresholds, so the demo shows the customer file and the product run.

@@ -951,7 +951,7 @@ def advance(url: str, *, seed: int = 42, schema: str | None = None) -> dict[str,
         engine.dispose()
 
 
-def _bulk_update(conn: Connection, table: Table, key: str, rows: list[dict]) -> int:
+def bulk_update(conn: Connection, table: Table, key: str, rows: list[dict]) -> int:
     """One executemany UPDATE: each row holds the key under ``key`` and the new column values."""
     if not rows:
         return 0
@@ -987,7 +987,7 @@ def _advance_users(conn: Connection, u: Table, rng: random.Random, seed: int, da
         new_end = None if (end_date is not None and new_sub != sub) else end_date
         rows.append({"user_id": uid, "subscription_type": new_sub, "country": new_country,
                      "end_date": new_end, "updated_at": ts})
-    out["updated_users"] = _bulk_update(conn, u, "user_id", rows)
+    out["updated_users"] = bulk_update(conn, u, "user_id", rows)
     n_new = max(2, round(len(users) * 0.01))
     first = (max(r[0] for r in users) if users else 0) + 1
     new_users = _users_frame(seed, f"advance/{day.isoformat()}/users", first, n_new, day).with_columns(
@@ -1009,7 +1009,7 @@ def _advance_artists(conn: Connection, a: Table, rng: random.Random, seed: int, 
         {"artist_id": aid, "genre": _other(rng, GENRES, genre), "updated_at": ts}
         for (aid, genre), ts in zip(picked, times, strict=True)
     ]
-    out["updated_artists"] = _bulk_update(conn, a, "artist_id", rows)
+    out["updated_artists"] = bulk_update(conn, a, "artist_id", rows)
     n_new = max(1, round(len(artists) * 0.005))
     first = (max(r[0] for r in artists) if artists else 0) + 1
     new_artists = _with_change_times(
@@ -1042,7 +1042,7 @@ def _advance_tracks(
             if new_album == album:
                 new_album = f"{new_album} {day.year}"
         rows.append({"track_id": tid, "track_name": new_name, "album_name": new_album, "updated_at": ts})
-    out["updated_tracks"] = _bulk_update(conn, tr, "track_id", rows)
+    out["updated_tracks"] = bulk_update(conn, tr, "track_id", rows)
     n_new = max(3, round(len(tracks) * 0.01))
     first = (max(r[0] for r in tracks) if tracks else 0) + 1
     new_tracks = _tracks_frame(

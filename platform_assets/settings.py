@@ -82,10 +82,6 @@ class Settings:
             raise SettingsError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
         return self.lake_root / layer / table.lower()
 
-    @property
-    def dagster_home(self) -> Path:
-        return self.data_dir / "dagster_home"
-
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     raw = environ.get(name)

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, mysql
 
-from platform_assets.core.db import engine_for, redact
+from platform_assets.core.db import engine_for, redact, utc_now
 from platform_assets.core.redaction import MASK, redact_parameters, redact_text
 
 __all__ = ["MASK", "AuditStore", "AuditUnavailable", "redact_parameters", "redact_text"]
@@ -206,14 +206,11 @@ def _schema_version(conn: sa.Connection) -> int:
 
 def _stamp(conn: sa.Connection, version: int) -> None:
     conn.execute(version_table.delete())
-    conn.execute(version_table.insert().values(version=version, applied_at=_now()))
+    conn.execute(version_table.insert().values(version=version, applied_at=utc_now()))
 
 
 # --- value cleaning -----------------------------------------------------------------------------------
 
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _utc(value: Any) -> datetime:
@@ -399,7 +396,7 @@ class AuditStore:
     def _upsert_job(self, conn: sa.Connection, run_id: str, values: dict[str, Any]) -> int:
         # Update first: the UPDATE takes the row (or SQLite's database) write lock, so the read of the
         # times that follows sees what this transaction will commit against.
-        assignments = dict(values, updated_at=_now())
+        assignments = dict(values, updated_at=utc_now())
         if "status" in values:
             assignments["status"] = _status_update(job_table.c.status, values["status"], _JOB_RANK)
         matched = conn.execute(
@@ -535,7 +532,7 @@ class AuditStore:
             "run_id": run_id,
             "event_key": event_key,
             "status": None if status is None else str(status)[:32],
-            "timestamp": _now() if timestamp is None else _utc(timestamp),
+            "timestamp": utc_now() if timestamp is None else _utc(timestamp),
             "log_message": None if message is None else redact_text(str(message))[:MAX_TEXT],
         }
         with self._unavailable_as_error():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,3 +25,8 @@ def engine_for(url: str) -> sa.Engine:
 def redact(url: str) -> str:
     """The URL with any password masked, for logs and metadata."""
     return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def utc_now() -> datetime:
+    """Now, as the naive UTC timestamp the platform stores in SQL tables."""
+    return datetime.now(UTC).replace(tzinfo=None)

@@ -14,6 +14,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from platform_assets.core.config import PARTITION_COLUMN, TableConfig
+from platform_assets.core.delta import table_exists
 
 RESCUED = "_rescued_data"
 DELETED = "_deleted"  # marks delete events for apply_changes (never stored)
@@ -101,8 +102,6 @@ def files_to_process(files: Sequence[Path], processed: set[str]) -> list[Path]:
 
 def target_schema(path: str) -> pl.Schema | None:
     """The schema of an existing silver table (None before its first write)."""
-    from platform_assets.core.delta import table_exists
-
     return pl.scan_delta(path).collect_schema() if table_exists(path) else None
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 
-from platform_assets.core.db import engine_for
+from platform_assets.core.db import engine_for, utc_now
 
 metadata = sa.MetaData()
 
@@ -40,6 +40,12 @@ processed_table = sa.Table(
 )
 
 
+@lru_cache(maxsize=32)
+def _create_tables(url: str) -> None:
+    """Once per process and database: every asset opens the store, the tables only need creating once."""
+    metadata.create_all(engine_for(url), checkfirst=True)
+
+
 class StateConflict(RuntimeError):
     """Another run changed the state entry between our read and our write."""
 
@@ -50,9 +56,6 @@ class StateEntry:
     version: int
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
 
 class StateStore:
     """Versioned key/value state for one environment."""
@@ -60,7 +63,7 @@ class StateStore:
     def __init__(self, url: str, env: str):
         self.engine = engine_for(url)
         self.env = env
-        metadata.create_all(self.engine, checkfirst=True)
+        _create_tables(url)
 
     def get(self, name: str) -> StateEntry | None:
         query = sa.select(state_table.c.value, state_table.c.version).where(
@@ -78,7 +81,7 @@ class StateStore:
                 try:
                     conn.execute(
                         state_table.insert().values(
-                            env=self.env, name=name, value=payload, version=1, updated_at=_now()
+                            env=self.env, name=name, value=payload, version=1, updated_at=utc_now()
                         )
                     )
                 except sa.exc.IntegrityError as exc:
@@ -91,7 +94,7 @@ class StateStore:
                     state_table.c.name == name,
                     state_table.c.version == expected.version,
                 )
-                .values(value=payload, version=expected.version + 1, updated_at=_now())
+                .values(value=payload, version=expected.version + 1, updated_at=utc_now())
             )
             if result.rowcount != 1:
                 raise StateConflict(
@@ -111,7 +114,7 @@ class StateStore:
         names = sorted(set(file_names) - self.processed(consumer))
         if not names:
             return
-        now = _now()
+        now = utc_now()
         with self.engine.begin() as conn:
             conn.execute(
                 processed_table.insert(),

@@ -64,10 +64,6 @@ def countries_schedule_for(job, partitions: StaticPartitionsDefinition):
     return countries_twice_daily
 
 
-countries_job = countries_job_for(COUNTRY_PARTITIONS)
-countries_twice_daily = countries_schedule_for(countries_job, COUNTRY_PARTITIONS)
-
-
 def build_country_definitions(settings: Settings) -> Definitions:
     partitions = country_partitions(settings.countries)
     job = countries_job_for(partitions)

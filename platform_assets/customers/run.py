@@ -34,8 +34,8 @@ def run_customer_flow(settings: Settings, instance: DagsterInstance) -> FlowRun:
     tick = customer_count_to_product.evaluate_tick(build_sensor_context(instance=instance, resources=flow_resources))
     requests = tick.run_requests or []
     child = None
+    job = build_definitions(settings).resolve_job_def("product_job")
     for request in requests:
-        job = build_definitions(settings).resolve_job_def("product_job")
         child = job.execute_in_process(run_config={**request.run_config, **console_log_level("INFO")},
                                        tags=request.tags, instance=instance, raise_on_error=False)
     return FlowRun(parent, child)

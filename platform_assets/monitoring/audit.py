@@ -115,16 +115,13 @@ def send_alerts(store: AuditStore, facts: RunFacts, audit: AuditResource, report
         except AlertError as exc:
             report.alert_errors.append(f"{facts.run_id} {payload['alert']}: {exc}")
             # an outbox entry: every later tick retries this run's alerts until one is delivered
-            store.log(facts.run_id, f"{PENDING}{key}", ALERT_PENDING, _now(), f"alert not delivered yet: {exc}")
+            store.log(facts.run_id, f"{PENDING}{key}", ALERT_PENDING, None, f"alert not delivered yet: {exc}")
             continue
         note = f"alert {payload['alert']} sent in {attempts} attempt(s)" if attempts else (
             f"alert {payload['alert']} logged (no webhook configured)")
-        store.log(facts.run_id, key, "Alerted", _now(), note)
+        store.log(facts.run_id, key, "Alerted", None, note)  # None: now
         report.alerts_sent += 1
 
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def runs_with_undelivered_alerts(store: AuditStore) -> list[str]:

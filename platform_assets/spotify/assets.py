@@ -8,11 +8,8 @@ from dagster import AssetsDefinition, DailyPartitionsDefinition
 
 from platform_assets.core.config import TableConfig
 from platform_assets.spotify.bronze import bronze_asset
-from platform_assets.spotify.common import GROUP, asset_key, pool
-from platform_assets.spotify.gold import GOLD_CHECK, gold_asset
+from platform_assets.spotify.gold import gold_asset
 from platform_assets.spotify.silver import silver_asset
-
-__all__ = ["GOLD_CHECK", "GROUP", "asset_key", "pool", "table_assets"]
 
 
 def table_assets(config: TableConfig, partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:

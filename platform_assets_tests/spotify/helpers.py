@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import polars as pl
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from platform_assets.core import delta
@@ -56,13 +53,5 @@ def bronze_files(settings: Settings, table: str) -> list:
     return list_files(settings.table_path("bronze", table))
 
 
-def bronze_rows(settings: Settings, table: str) -> int:
-    return sum(pq.read_metadata(p).num_rows for p in bronze_files(settings, table))
-
-
 def current(gold: pl.DataFrame) -> pl.DataFrame:
     return gold.filter(pl.col("__END_AT").is_null())
-
-
-def day_of(value) -> date:
-    return value.date()
