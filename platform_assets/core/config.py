@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import yaml
+
+from platform_assets.core.change_values import parse_lag
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 ACTIONS = ("warn", "drop", "fail")
@@ -52,6 +54,7 @@ class TableConfig:
     cdc_col: str | None = None
     schema: str | None = None
     from_date: datetime | None = None
+    lag: timedelta | int | None = None
     partition: str | None = None
     derived: Mapping[str, str] = field(default_factory=dict)
     scd_type: int = 1
@@ -126,7 +129,7 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         raise ConfigError(f"table entry must be a mapping, got {entry!r}")
     table = identifier(entry.get("table"), "table")
     unknown = set(entry) - {
-        "table", "schema", "key", "cdc_col", "from_date", "partition", "derived", "gold", "expectations",
+        "table", "schema", "key", "cdc_col", "from_date", "lag", "partition", "derived", "gold", "expectations",
     }
     if unknown:
         raise ConfigError(f"{table}: unknown field(s) {sorted(unknown)}")
@@ -144,6 +147,13 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         raise ConfigError(f"{table}.partition: only 'daily' is supported, got {partition!r}")
     if partition and not cdc_col:
         raise ConfigError(f"{table}: a partitioned table needs a cdc_col to partition on")
+    try:
+        lag = parse_lag(entry.get("lag"), f"{table}.lag")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if lag is not None and (not cdc_col or partition):
+        raise ConfigError(f"{table}.lag: only watermark tables re-read a lag (this one has "
+                          f"{'daily partitions' if partition else 'no cdc_col'})")
     derived = _mapping(entry.get("derived"), f"{table}.derived")
     for column, expr in derived.items():
         identifier(column, f"{table}.derived")
@@ -166,6 +176,7 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         cdc_col=cdc_col,
         schema=schema,
         from_date=_parse_from_date(entry.get("from_date"), table),
+        lag=lag,
         partition=partition,
         derived=derived,
         scd_type=scd_type,

@@ -9,7 +9,11 @@ The rules (see the README, "Incremental extraction"):
 2. The new watermark is the largest change value actually read; the caller stores it only after the
    file is durable. An empty read writes no file and leaves the watermark alone.
 3. Backfills read an explicit ``[from, to)`` window and never move the watermark.
-4. Naive source timestamps are declared UTC here, and only here.
+4. Naive source timestamps are declared UTC (``core.change_values.to_utc``, the one place that does).
+5. Windows compare change values as values on every backend and storage form (``core.source_table``).
+6. An optional per-table ``lag`` re-reads ``[watermark - lag, ...)`` for transactions that commit late
+   with an older change value; the watermark remembers every (change value, key) taken within the lag,
+   so a re-read row is dropped here and never reaches silver twice.
 
 Rows arrive as Arrow batches of at most ``batch_size`` rows (``core.arrow_source``: ADBC on PostgreSQL,
 a server-side cursor elsewhere), each appended to one Parquet file, so memory is bounded by the batch
@@ -18,7 +22,7 @@ size, not the table size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,54 +33,13 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from platform_assets.core.arrow_source import iter_arrow_batches
+from platform_assets.core.change_values import UnreadableValue, minus_lag, to_utc
 from platform_assets.core.config import TableConfig
 from platform_assets.core.lake import publish, refresh
-
-
-class SourceError(RuntimeError):
-    """The source table cannot be read as configured."""
-
-
-def reflect(engine: sa.Engine, config: TableConfig) -> sa.Table:
-    """The source table's definition, checked against the configuration."""
-    try:
-        table = sa.Table(config.table, sa.MetaData(), schema=config.schema, autoload_with=engine)
-    except sa.exc.NoSuchTableError as exc:
-        where = f"{config.schema}.{config.table}" if config.schema else config.table
-        raise SourceError(f"source table {where} does not exist") from exc
-    needed = [*config.keys, *([config.cdc_col] if config.cdc_col else [])]
-    missing = [c for c in needed if c not in table.c]
-    if missing:
-        raise SourceError(f"source table {config.table} has no column(s) {missing}")
-    return table
-
-
-def arrow_type(column_type: sa.types.TypeEngine) -> pa.DataType:
-    """Map a SQL column type to the Arrow type used in bronze (stable across batches and runs)."""
-    if isinstance(column_type, sa.Boolean):
-        return pa.bool_()
-    if isinstance(column_type, sa.Integer):
-        return pa.int64()
-    if isinstance(column_type, sa.Numeric | sa.Float):  # SQLAlchemy 2.1: Float is no longer a Numeric
-        return pa.float64()
-    if isinstance(column_type, sa.DateTime):
-        return pa.timestamp("us", tz="UTC")
-    if isinstance(column_type, sa.Date):
-        return pa.date32()
-    return pa.string()
-
-
-def arrow_schema(table: sa.Table) -> pa.Schema:
-    return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in table.columns])
-
+from platform_assets.core.source_table import SourceError, reflect
 
 # ----------------------------------------------------------------------------------------------------
 # Watermarks and windows
-
-
-def to_utc(value: datetime) -> datetime:
-    """Declare naive timestamps UTC; convert aware ones to UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _encode(value: Any) -> Any:
@@ -95,39 +58,69 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def _comparable(value: Any) -> Any:
+    return to_utc(value) if isinstance(value, datetime) else value
+
+
+Taken = tuple[tuple[Any, tuple], ...]
+"""(change value, key) pairs already extracted."""
+
+
 @dataclass(frozen=True)
 class Watermark:
-    """The largest change value read so far, and the keys already taken at exactly that value."""
+    """The largest change value read so far, and the rows already taken close to it.
+
+    ``taken`` holds (change value, key) for every row read with a change value in
+    ``[value - lag, value]``; without a lag, the keys read at exactly ``value``.
+    """
 
     value: Any
-    keys: tuple[tuple, ...] = ()
+    taken: Taken = ()
+
+    @classmethod
+    def at(cls, value: Any, keys: tuple[tuple, ...] = ()) -> Watermark:
+        """A watermark whose taken rows all sit at ``value``."""
+        return cls(value, tuple((value, tuple(k)) for k in keys))
+
+    @property
+    def keys(self) -> tuple[tuple, ...]:
+        """The keys taken at exactly ``value``."""
+        here = _comparable(self.value)
+        return tuple(k for v, k in self.taken if _comparable(v) == here)
 
     def to_json(self) -> dict:
-        return {"value": _encode(self.value), "keys": [[_encode(v) for v in k] for k in self.keys]}
+        return {"value": _encode(self.value),
+                "taken": [[_encode(v), [_encode(x) for x in k]] for v, k in self.taken]}
 
     @classmethod
     def from_json(cls, data: dict) -> Watermark:
-        return cls(_decode(data["value"]), tuple(tuple(_decode(v) for v in k) for k in data["keys"]))
+        value = _decode(data["value"])
+        if "keys" in data:  # written before lags existed: the keys at exactly the value
+            return cls.at(value, tuple(tuple(_decode(x) for x in k) for k in data["keys"]))
+        return cls(value, tuple((_decode(v), tuple(_decode(x) for x in k)) for v, k in data["taken"]))
 
     def describe(self) -> str:
         value = self.value.isoformat() if isinstance(self.value, date | datetime) else str(self.value)
-        return f"{value} ({len(self.keys)} key(s) at this value)"
+        return f"{value} ({len(self.taken)} row(s) already taken at or near it)"
 
 
 @dataclass(frozen=True)
 class Window:
     """Rows with ``lower <= change_col < upper``; ``None`` leaves a side open.
 
-    ``skip_keys`` are keys already extracted at exactly ``lower`` (rule 1's dedupe).
+    ``skip`` lists (change value, key) pairs already extracted (rule 1's dedupe, and the lag's).
     """
 
     lower: Any = None
     upper: Any = None
-    skip_keys: tuple[tuple, ...] = ()
+    skip: Taken = ()
 
     @classmethod
-    def incremental(cls, watermark: Watermark | None) -> Window:
-        return cls() if watermark is None else cls(lower=watermark.value, skip_keys=watermark.keys)
+    def incremental(cls, watermark: Watermark | None, lag: timedelta | int | None = None) -> Window:
+        """From the watermark (less the lag) on, skipping what was taken there already."""
+        if watermark is None:
+            return cls()
+        return cls(lower=minus_lag(watermark.value, lag), skip=watermark.taken)
 
     @classmethod
     def backfill(cls, from_date: datetime, watermark: Watermark | None) -> Window:
@@ -149,28 +142,6 @@ class Window:
         return f"[{lower}, {upper})"
 
 
-def _bind(column: sa.Column, value: Any) -> Any:
-    """A window bound as the source column expects it (naive UTC for columns without a time zone)."""
-    if isinstance(value, datetime):
-        value = to_utc(value)
-        if isinstance(column.type, sa.DateTime) and not column.type.timezone:
-            return value.replace(tzinfo=None)
-        if isinstance(column.type, sa.Date) and not isinstance(column.type, sa.DateTime):
-            return value.date()
-    return value
-
-
-def select_window(table: sa.Table, config: TableConfig, window: Window) -> sa.Select:
-    statement = sa.select(table)
-    if config.cdc_col is not None:
-        column = table.c[config.cdc_col]
-        if window.lower is not None:
-            statement = statement.where(column >= _bind(column, window.lower))
-        if window.upper is not None:
-            statement = statement.where(column < _bind(column, window.upper))
-    return statement
-
-
 # ----------------------------------------------------------------------------------------------------
 # Extraction
 
@@ -183,40 +154,54 @@ class Extraction:
     rows: int = 0
     batches: int = 0
     max_value: Any = None
-    keys_at_max: list[tuple] = field(default_factory=list)
     schema: pa.Schema | None = None
+    lag: timedelta | int | None = None
+    recent: list[tuple[Any, tuple]] | None = None  # (change value, key) read within the lag of max_value
+
+    @property
+    def keys_at_max(self) -> list[tuple]:
+        here = _comparable(self.max_value)
+        return [k for v, k in self.recent or () if _comparable(v) == here]
 
     def watermark_after(self, before: Watermark | None) -> Watermark | None:
         """The watermark covering this read (rule 2); ``before`` when nothing new was read."""
         if self.rows == 0 or self.max_value is None:
             return before
-        keys = list(self.keys_at_max)
-        if before is not None and _comparable(before.value) == _comparable(self.max_value):
-            keys = list(before.keys) + keys
-        return Watermark(self.max_value, tuple(dict.fromkeys(tuple(k) for k in keys)))
+        value = self.max_value
+        if before is not None and _comparable(before.value) > _comparable(value):
+            value = before.value  # a lagged re-read found only late rows below the watermark
+        floor = _comparable(minus_lag(value, self.lag))
+        pairs = [*(before.taken if before is not None else ()), *(self.recent or ())]
+        kept = [(v, tuple(k)) for v, k in pairs if _comparable(v) >= floor]
+        return Watermark(value, tuple(dict.fromkeys(kept)))
 
-
-def _comparable(value: Any) -> Any:
-    return to_utc(value) if isinstance(value, datetime) else value
-
-
-def _python_value(value: Any) -> Any:
-    return to_utc(value) if isinstance(value, datetime) else value
+    def track(self, frame: pl.DataFrame, config: TableConfig) -> None:
+        """Follow the largest change value and the rows read within the lag of it."""
+        if config.cdc_col is None:
+            return
+        column = frame.get_column(config.cdc_col)
+        batch_max = column.max()
+        if batch_max is None:
+            return
+        if self.max_value is None or _comparable(batch_max) > _comparable(self.max_value):
+            self.max_value = _comparable(batch_max)
+        floor = _comparable(minus_lag(self.max_value, self.lag))
+        near = frame.filter(column >= pl.lit(floor, dtype=column.dtype)).select(config.cdc_col, *config.keys)
+        pairs = [(row[0], tuple(row[1:])) for row in near.iter_rows()]
+        self.recent = [(v, k) for v, k in self.recent or () if _comparable(v) >= floor] + pairs
 
 
 def _drop_already_taken(frame: pl.DataFrame, config: TableConfig, window: Window) -> pl.DataFrame:
-    """Rule 1: rows at exactly the watermark whose key the previous run already extracted."""
-    if not window.skip_keys or config.cdc_col is None or frame.is_empty():
+    """Rows whose (key, change value) an earlier run already extracted (rule 1, and the lag's re-read)."""
+    if not window.skip or config.cdc_col is None or frame.is_empty():
         return frame
-    lower = _python_value(window.lower)
-    at_lower = pl.col(config.cdc_col) == pl.lit(lower, dtype=frame.schema[config.cdc_col])
+    columns = [config.cdc_col, *config.keys]
     taken = pl.DataFrame(
-        [list(column) for column in zip(*window.skip_keys, strict=True)],
-        schema={k: frame.schema[k] for k in config.keys},
+        [[v for v, _ in window.skip], *([k[i] for _, k in window.skip] for i in range(len(config.keys)))],
+        schema={c: frame.schema[c] for c in columns},
         orient="col",
     )
-    boundary = frame.filter(at_lower).join(taken, on=list(config.keys), how="anti", nulls_equal=True)
-    return pl.concat([frame.filter(~at_lower), boundary])
+    return frame.join(taken, on=columns, how="anti", nulls_equal=True)
 
 
 def bronze_file_name(table: str, at: datetime) -> str:
@@ -239,22 +224,25 @@ def extract(
     The file is written under a temporary name and renamed when complete, so a crash never leaves a
     partial file that silver could pick up. No rows read: no file.
     """
-    table = reflect(engine, config)
-    schema = arrow_schema(table)
-    statement = select_window(table, config, window)
+    source = reflect(engine, config)
+    schema = source.schema
+    statement = source.select(window.lower, window.upper)
+    exact = source.exact(window.lower, window.upper)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / bronze_file_name(config.table, now or datetime.now(UTC))
     partial = final.with_name(f".{final.name}.partial")
-    result = Extraction(path=None, schema=schema)
+    result = Extraction(path=None, schema=schema, lag=config.lag)
     sink, writer = None, None
     try:
         for batch in iter_arrow_batches(engine, statement, schema, batch_size):
             frame = pl.from_arrow(batch)
+            if exact is not None:
+                frame = frame.filter(exact)
             frame = _drop_already_taken(frame, config, window)
             result.batches += 1
             if frame.is_empty():
                 continue
-            _track_max(result, frame, config)
+            result.track(frame, config)
             if writer is None:
                 sink = partial.open("wb")
                 writer = pq.ParquetWriter(sink, schema, compression="snappy")
@@ -265,31 +253,19 @@ def extract(
         if writer is not None:
             writer.close()
             sink.close()
-    except BaseException:
+    except BaseException as exc:
         if writer is not None:
             writer.close()
             sink.close()
             partial.unlink(missing_ok=True)
+        if isinstance(exc, UnreadableValue):  # a stored value that is no time value: name it, never skip it
+            raise SourceError(str(exc)) from exc
         raise
     if writer is None:
         return result
     publish(partial, final)
     result.path = final
     return result
-
-
-def _track_max(result: Extraction, frame: pl.DataFrame, config: TableConfig) -> None:
-    if config.cdc_col is None:
-        return
-    column = frame.get_column(config.cdc_col)
-    batch_max = column.max()
-    if batch_max is None:
-        return
-    keys = frame.filter(column == batch_max).select(config.keys).rows()
-    if result.max_value is None or _comparable(batch_max) > _comparable(result.max_value):
-        result.max_value, result.keys_at_max = _python_value(batch_max), keys
-    elif _comparable(batch_max) == _comparable(result.max_value):
-        result.keys_at_max.extend(keys)
 
 
 def list_files(directory: Path) -> list[Path]:

@@ -17,7 +17,8 @@ from dagster import (
 )
 
 from platform_assets.core.config import TableConfig
-from platform_assets.core.extract import Window, extract, reflect
+from platform_assets.core.extract import Window, extract
+from platform_assets.core.source_table import reflect
 from platform_assets.resources import LakehouseResource
 
 GROUP = "customers"
@@ -38,7 +39,7 @@ class CustomerFlowResource(ConfigurableResource):
 
 def _count(lakehouse: LakehouseResource, config: TableConfig) -> int:
     engine = lakehouse.source_engine()
-    table = reflect(engine, config)
+    table = reflect(engine, config).table
     with engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
 

@@ -18,7 +18,8 @@ from dagster import (
 )
 
 from platform_assets.core.config import TableConfig
-from platform_assets.core.extract import Extraction, SourceError, Watermark, Window, extract
+from platform_assets.core.extract import Extraction, Watermark, Window, extract
+from platform_assets.core.source_table import SourceError
 from platform_assets.core.state import StateConflict
 from platform_assets.resources import LakehouseResource
 from platform_assets.spotify.common import (
@@ -96,7 +97,13 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
             metadata["watermark_after"] = metadata["watermark_before"]
             return MaterializeResult(metadata={**metadata, **_extraction_metadata([extraction])})
 
-        extraction = run(Window.incremental(before), out)
+        try:
+            window = Window.incremental(before, table.lag)
+        except ValueError as exc:  # a lag that does not fit the change column: retrying cannot help
+            raise Failure(description=f"{table.table}: {exc}", allow_retries=False) from exc
+        if table.lag is not None:
+            metadata["lag_window"] = MetadataValue.text(window.describe())
+        extraction = run(window, out)
         after = extraction.watermark_after(before)
         if extraction.path is not None:
             try:  # the file is durable: now, and only now, move the watermark

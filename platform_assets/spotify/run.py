@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-import sqlalchemy as sa
 from dagster import (
     AssetsDefinition,
     DagsterInstance,
@@ -16,7 +15,7 @@ from dagster import (
 
 from platform_assets.core.config import TableConfig, load_tables
 from platform_assets.core.db import engine_for
-from platform_assets.core.extract import reflect, to_utc
+from platform_assets.core.source_table import reflect
 from platform_assets.resources import build_resources
 from platform_assets.settings import Settings
 from platform_assets.spotify.definitions import build_spotify_definitions
@@ -40,12 +39,11 @@ class MedallionRun:
 def days_with_data(settings: Settings, config: TableConfig) -> tuple[date, date] | None:
     """First and last UTC day holding rows of a partitioned source table."""
     engine = engine_for(settings.source_url)
-    column = reflect(engine, config).c[config.cdc_col]
     with engine.connect() as conn:
-        low, high = conn.execute(sa.select(sa.func.min(column), sa.func.max(column))).one()
-    if low is None:
+        span = reflect(engine, config).value_range(conn)
+    if span is None:
         return None
-    return max(to_utc(low).date(), settings.partition_start), to_utc(high).date()
+    return max(span[0].date(), settings.partition_start), span[1].date()
 
 
 def day_range_tags(first: date, last: date) -> dict[str, str]:

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from platform_assets.core import arrow_source
 from platform_assets.core.config import TableConfig
-from platform_assets.core.extract import Window, arrow_schema, reflect, select_window
+from platform_assets.core.extract import Window
+from platform_assets.core.source_table import reflect
 
 
 @pytest.fixture
@@ -45,10 +46,10 @@ def read_all(batches) -> pa.Table:
 def test_adbc_matches_the_sqlalchemy_reader(pg_table):
     engine, config = pg_table
     assert arrow_source.uses_arrow_driver(engine)
-    table = reflect(engine, config)
-    schema = arrow_schema(table)
+    source = reflect(engine, config)
+    schema = source.schema
     window = Window(lower=datetime(2025, 1, 1, 0, 0, 10, tzinfo=UTC), upper=datetime(2025, 1, 1, 0, 0, 50, tzinfo=UTC))
-    statement = select_window(table, config, window)
+    statement = source.select(window.lower, window.upper)
     fast = list(arrow_source.iter_arrow_batches(engine, statement, schema, batch_size=64))
     portable = read_all(arrow_source._sqlalchemy_batches(engine, statement, schema, 64))
     assert all(b.num_rows <= 64 for b in fast)
@@ -64,10 +65,9 @@ def test_adbc_matches_the_sqlalchemy_reader(pg_table):
 def test_adbc_binds_a_window_on_a_timestamptz_column(pg_table):
     engine, config = pg_table
     config = TableConfig(table=config.table, keys=config.keys, cdc_col="tstz", schema=config.schema)
-    table = reflect(engine, config)
-    window = Window(lower=datetime(2025, 1, 1, 12, 0, 30, tzinfo=UTC))
-    statement = select_window(table, config, window)
-    fast = read_all(arrow_source.iter_arrow_batches(engine, statement, arrow_schema(table), batch_size=100))
-    portable = read_all(arrow_source._sqlalchemy_batches(engine, statement, arrow_schema(table), 100))
+    source = reflect(engine, config)
+    statement = source.select(datetime(2025, 1, 1, 12, 0, 30, tzinfo=UTC))
+    fast = read_all(arrow_source.iter_arrow_batches(engine, statement, source.schema, batch_size=100))
+    portable = read_all(arrow_source._sqlalchemy_batches(engine, statement, source.schema, 100))
     assert fast.equals(portable)
     assert fast.num_rows == sum(1 for i in range(1, 251) if i % 60 >= 30)

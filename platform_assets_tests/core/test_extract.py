@@ -19,16 +19,13 @@ from platform_assets.core import extract as extract_module
 from platform_assets.core.config import parse_table
 from platform_assets.core.extract import (
     Extraction,
-    SourceError,
     Watermark,
     Window,
-    arrow_schema,
-    arrow_type,
     bronze_file_name,
     extract,
     list_files,
-    reflect,
 )
+from platform_assets.core.source_table import SourceError, arrow_type, reflect
 
 CONFIG = parse_table({"table": "DimUser", "key": ["user_id"], "cdc_col": "updated_at"})
 FILE_PATTERN = re.compile(r"^DimUser_\d{8}T\d{12}Z\.parquet$")
@@ -139,7 +136,7 @@ def test_empty_table_writes_no_file(engine, users, out):
     assert extraction.path is None and extraction.rows == 0 and extraction.batches == 0
     assert all_entries(out) == []
     assert extraction.watermark_after(None) is None
-    previous = Watermark(utc(T1), ((7,),))
+    previous = Watermark.at(utc(T1), ((7,),))
     assert extraction.watermark_after(previous) is previous
 
 
@@ -196,7 +193,7 @@ def test_taken_key_moved_to_later_timestamp_is_read_again(engine, users, out):
     update(engine, users, 1, user_name="ann2", updated_at=T2)
     second = run(engine, Window.incremental(wm1), out, now=utc(T2))
     assert rows_of(second) == [(1, "ann2", utc(T2))]
-    assert second.watermark_after(wm1) == Watermark(utc(T2), ((1,),))
+    assert second.watermark_after(wm1) == Watermark.at(utc(T2), ((1,),))
 
 
 @pytest.mark.parametrize(
@@ -241,7 +238,7 @@ def test_key_updated_twice_between_runs_is_read_once_with_latest_values(engine, 
     update(engine, users, 1, user_name="ann-v3", updated_at=T2)
     second = run(engine, Window.incremental(wm1), out, now=utc(T2))
     assert rows_of(second) == [(1, "ann-v3", utc(T2))]
-    assert second.watermark_after(wm1) == Watermark(utc(T2), ((1,),))
+    assert second.watermark_after(wm1) == Watermark.at(utc(T2), ((1,),))
 
 
 def test_composite_key_boundary(engine, out):
@@ -279,7 +276,7 @@ def test_composite_key_boundary(engine, out):
 def test_backfill_reads_from_up_to_watermark(engine, users, out):
     early = datetime(2023, 12, 31, 23, 59, 59)
     insert(engine, users, (1, "old", early), (2, "a", T0), (3, "b", T1), (4, "c", T2), (5, "d", T3))
-    watermark = Watermark(utc(T2), ((4,),))
+    watermark = Watermark.at(utc(T2), ((4,),))
     window = Window.backfill(utc(T0), watermark)
     assert window == Window(lower=utc(T0), upper=utc(T2))
     extraction = run(engine, window, out)
@@ -441,12 +438,12 @@ def test_partial_files_are_not_listed(tmp_path):
 @pytest.mark.parametrize(
     "watermark",
     [
-        Watermark(datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), ((1,), (2,))),
-        Watermark(datetime(2024, 1, 2, tzinfo=UTC), (("eu", 1), ("us", 2))),
-        Watermark(datetime(2024, 1, 2, tzinfo=UTC), ((datetime(2023, 5, 1, 1, tzinfo=UTC), "a"),)),
-        Watermark(date(2024, 1, 2), ((date(2024, 1, 1), 3),)),
-        Watermark(42, ((1, "x"),)),
-        Watermark("2024-01-02", ()),
+        Watermark.at(datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC), ((1,), (2,))),
+        Watermark.at(datetime(2024, 1, 2, tzinfo=UTC), (("eu", 1), ("us", 2))),
+        Watermark.at(datetime(2024, 1, 2, tzinfo=UTC), ((datetime(2023, 5, 1, 1, tzinfo=UTC), "a"),)),
+        Watermark.at(date(2024, 1, 2), ((date(2024, 1, 1), 3),)),
+        Watermark.at(42, ((1, "x"),)),
+        Watermark.at("2024-01-02", ()),
     ],
 )
 def test_watermark_json_round_trip(watermark):
@@ -457,13 +454,16 @@ def test_watermark_json_round_trip(watermark):
 
 
 def test_watermark_json_normalises_to_utc():
-    naive = Watermark(datetime(2024, 1, 2, 3, 0), ((1,),))
-    assert naive.to_json() == {"value": {"timestamp": "2024-01-02T03:00:00+00:00"}, "keys": [[1]]}
+    naive = Watermark.at(datetime(2024, 1, 2, 3, 0), ((1,),))
+    stamp = {"timestamp": "2024-01-02T03:00:00+00:00"}
+    assert naive.to_json() == {"value": stamp, "taken": [[stamp, [1]]]}
     assert Watermark.from_json(naive.to_json()).value == datetime(2024, 1, 2, 3, 0, tzinfo=UTC)
-    offset = Watermark(datetime(2024, 1, 2, 3, 0, tzinfo=timezone(timedelta(hours=-5))))
+    # a watermark stored before lags existed (keys at exactly the value) reads the same
+    assert Watermark.from_json({"value": stamp, "keys": [[1]]}) == Watermark.from_json(naive.to_json())
+    offset = Watermark.at(datetime(2024, 1, 2, 3, 0, tzinfo=timezone(timedelta(hours=-5))))
     assert offset.to_json()["value"] == {"timestamp": "2024-01-02T08:00:00+00:00"}
-    assert Watermark(datetime(2024, 1, 2, tzinfo=UTC), ((1,), (2,))).describe() == (
-        "2024-01-02T00:00:00+00:00 (2 key(s) at this value)"
+    assert Watermark.at(datetime(2024, 1, 2, tzinfo=UTC), ((1,), (2,))).describe() == (
+        "2024-01-02T00:00:00+00:00 (2 row(s) already taken at or near it)"
     )
 
 
@@ -496,7 +496,7 @@ def test_integer_change_column(engine, out):
     add((4, 20, "late"), (5, 21, "new"), (6, 5, "old"))
     second = run(engine, Window.incremental(wm), out, config=config, batch_size=2, now=utc(T3))
     assert pl.read_parquet(second.path).sort("entry_id").rows() == [(4, 20, "late"), (5, 21, "new")]
-    assert second.watermark_after(wm) == Watermark(21, ((5,),))
+    assert second.watermark_after(wm) == Watermark.at(21, ((5,),))
 
     backfill = run(engine, Window(lower=5, upper=20), out, config=config, now=utc(T3) + timedelta(seconds=1))
     assert pl.read_parquet(backfill.path).sort("entry_id").rows() == [(1, 10, "a"), (6, 5, "old")]
@@ -535,12 +535,12 @@ def test_column_types_map_to_stable_arrow_types(engine, out):
             {"id": 2, "flag": None, "price": None, "ratio": None, "day": None, "changed": T1, "blob": None},
         ])
     config = parse_table({"table": "Mixed", "key": "id", "cdc_col": "changed"})
-    assert arrow_schema(reflect(engine, config)) == pa.schema([
+    assert reflect(engine, config).schema == pa.schema([
         ("id", pa.int64()), ("flag", pa.bool_()), ("price", pa.float64()), ("ratio", pa.float64()),
         ("day", pa.date32()), ("changed", pa.timestamp("us", tz="UTC")), ("blob", pa.string()),
     ])
     extraction = run(engine, Window.incremental(None), out, config=config)
-    assert pq.read_schema(extraction.path) == arrow_schema(reflect(engine, config))
+    assert pq.read_schema(extraction.path) == reflect(engine, config).schema
     assert pl.read_parquet(extraction.path).sort("id").rows() == [
         (1, True, 9.99, 0.5, date(2024, 1, 1), utc(T0), "x"),
         (2, None, None, None, None, utc(T1), None),
