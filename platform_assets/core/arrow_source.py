@@ -10,7 +10,7 @@ files stay consistent across batches and runs.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 
 import pyarrow as pa
@@ -31,19 +31,30 @@ def _column_array(values: tuple, arrow: pa.DataType) -> pa.Array:
     return pa.array(values, arrow)
 
 
-def rows_to_arrow(rows: list, schema: pa.Schema) -> pa.RecordBatch:
-    """Convert a fetched batch column by column (pyarrow does the per-value work in C)."""
+Converters = Mapping[str, Callable[[Sequence], pa.Array]]
+
+
+def rows_to_arrow(rows: list, schema: pa.Schema, converters: Converters | None = None) -> pa.RecordBatch:
+    """Convert a fetched batch column by column (pyarrow does the per-value work in C).
+
+    ``converters`` turn a column's raw values into its Arrow array where the driver's values need
+    reading first (SQLite's stored time values)."""
+    converters = converters or {}
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
     return pa.RecordBatch.from_arrays(
-        [_column_array(values, f.type) for values, f in zip(columns, schema, strict=True)], schema=schema
+        [converters[f.name](values) if f.name in converters else _column_array(values, f.type)
+         for values, f in zip(columns, schema, strict=True)],
+        schema=schema,
     )
 
 
-def _sqlalchemy_batches(engine: sa.Engine, statement: sa.Select, schema: pa.Schema, batch_size: int):
+def _sqlalchemy_batches(
+    engine: sa.Engine, statement: sa.Select, schema: pa.Schema, batch_size: int, converters: Converters | None = None
+):
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(statement)
         for rows in result.partitions(batch_size):
-            yield rows_to_arrow(rows, schema)
+            yield rows_to_arrow(rows, schema, converters)
 
 
 def _adbc_uri(engine: sa.Engine) -> str:
@@ -72,9 +83,9 @@ def uses_arrow_driver(engine: sa.Engine) -> bool:
 
 
 def iter_arrow_batches(
-    engine: sa.Engine, statement: sa.Select, schema: pa.Schema, batch_size: int
+    engine: sa.Engine, statement: sa.Select, schema: pa.Schema, batch_size: int, converters: Converters | None = None
 ) -> Iterator[pa.RecordBatch]:
-    """Record batches of at most ``batch_size`` rows, in ``schema``."""
+    """Record batches of at most ``batch_size`` rows, in ``schema`` (``converters``: see rows_to_arrow)."""
     if uses_arrow_driver(engine):
         yield from _postgres_batches(engine, statement, schema, batch_size)
         return
@@ -84,7 +95,7 @@ def iter_arrow_batches(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        yield from _sqlalchemy_batches(engine, statement, schema, batch_size)
+        yield from _sqlalchemy_batches(engine, statement, schema, batch_size, converters)
     finally:
         if collecting:
             gc.enable()

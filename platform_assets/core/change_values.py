@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 # SQLite's 'auto' rule: a number in [0, 5373484.5) is a Julian day, anything else Unix seconds.
@@ -115,26 +118,47 @@ def parse_date(value: Any) -> date | None:
     return parse_timestamp(value).date()
 
 
-class SqliteTime(sa.types.TypeDecorator):
-    """Reads a SQLite column's raw stored value and parses it as a value of ``kind``.
+_ARROW = {Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"), Kind.DATE: pa.date32()}
 
-    SQLAlchemy's own SQLite DATETIME reader matches only ``YYYY-MM-DD HH:MM:SS[.ffffff]``: it reads
-    ``2025-01-01T08:10:00`` as midnight and ignores offsets. This type replaces it for every time column.
+
+def time_array(values: Sequence, kind: Kind, where: str) -> pa.Array:
+    """A column of raw stored SQLite values as UTC timestamps (or dates), parsed as values.
+
+    Columns in one form are converted in C by Arrow (ISO text without a zone, Julian days, Unix
+    seconds); anything else (offsets, mixed forms) falls back to :func:`parse_timestamp` per value,
+    which also names the first value that is no time at all.
     """
+    target = _ARROW[kind]
+    try:
+        raw = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raw = None
+    try:
+        if raw is not None and pa.types.is_null(raw.type):
+            return pa.nulls(len(values), target)
+        if raw is not None and pa.types.is_string(raw.type):
+            return raw.cast(pa.timestamp("us")).cast(target)  # a naive ISO text is UTC
+        if raw is not None and (pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type)):
+            return _numbers_to_time(raw.cast(pa.float64())).cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    parse = parse_date if kind is Kind.DATE else parse_timestamp
+    try:
+        return pa.array([parse(v) for v in values], target)
+    except UnreadableValue as exc:
+        raise UnreadableValue(f"{where}: {exc}") from None
 
-    impl = sa.Text
-    cache_ok = True
 
-    def __init__(self, kind: Kind, where: str):
-        super().__init__()
-        self.kind = kind
-        self.where = where
-
-    def process_result_value(self, value: Any, dialect: Any) -> Any:
-        try:
-            return parse_date(value) if self.kind is Kind.DATE else parse_timestamp(value)
-        except UnreadableValue as exc:
-            raise UnreadableValue(f"{self.where}: {exc}") from None
+def _numbers_to_time(numbers: pa.Array) -> pa.Array:
+    """SQLite's 'auto' rule, vectorised; a column mixing both kinds is left to the per-value path."""
+    julian = pc.and_(pc.greater_equal(numbers, 0), pc.less(numbers, JULIAN_DAY_LIMIT))
+    if pc.all(julian).as_py() in (True, None):
+        millis = pc.round(pc.multiply(pc.subtract(numbers, UNIX_EPOCH_JULIAN_DAY), SECONDS_PER_DAY * 1000))
+        return pc.cast(pc.cast(millis, pa.int64()), pa.timestamp("ms")).cast(pa.timestamp("us"))
+    if pc.any(julian).as_py():
+        raise pa.ArrowInvalid("Julian days and Unix seconds in one column")
+    micros = pc.cast(pc.round(pc.multiply(numbers, 1_000_000)), pa.int64())
+    return pc.cast(micros, pa.timestamp("us"))
 
 
 # ----------------------------------------------------------------------------------------------------

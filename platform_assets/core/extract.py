@@ -234,7 +234,7 @@ def extract(
     result = Extraction(path=None, schema=schema, lag=config.lag)
     sink, writer = None, None
     try:
-        for batch in iter_arrow_batches(engine, statement, schema, batch_size):
+        for batch in iter_arrow_batches(engine, statement, schema, batch_size, source.converters):
             frame = pl.from_arrow(batch)
             if exact is not None:
                 frame = frame.filter(exact)

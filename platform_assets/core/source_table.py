@@ -7,8 +7,10 @@ Arrow. The second step is what makes a window mean the same thing on every backe
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -17,7 +19,6 @@ import sqlalchemy as sa
 
 from platform_assets.core.change_values import (
     Kind,
-    SqliteTime,
     Storage,
     UnreadableValue,
     as_kind,
@@ -25,6 +26,7 @@ from platform_assets.core.change_values import (
     parse_timestamp,
     sqlite_storage,
     sqlite_window,
+    time_array,
 )
 from platform_assets.core.config import TableConfig
 
@@ -74,11 +76,9 @@ class SourceTable:
 
     def select(self, lower: Any = None, upper: Any = None) -> sa.Select:
         """The rows of ``[lower, upper)`` (a superset on SQLite, see :meth:`exact`)."""
-        columns = [
-            sa.type_coerce(c, SqliteTime(self.time_columns[c.name], self.where(c.name))).label(c.name)
-            if c.name in self.time_columns else c
-            for c in self.table.columns
-        ]
+        # SQLite time columns are read as stored (SQLAlchemy's reader misreads most forms): see converters
+        columns = [sa.type_coerce(c, sa.Text).label(c.name) if c.name in self.time_columns else c
+                   for c in self.table.columns]
         statement = sa.select(*columns)
         if self.change_kind is None or (lower is None and upper is None):
             return statement
@@ -90,6 +90,11 @@ class SourceTable:
         if upper is not None:
             statement = statement.where(column < self._bind(column, upper))
         return statement
+
+    @property
+    def converters(self) -> dict[str, Callable[[Sequence], pa.Array]]:
+        """Column converters for the rows :meth:`select` returns: SQLite time values parsed as values."""
+        return {name: partial(time_array, kind=kind, where=self.where(name)) for name, kind in self.time_columns.items()}
 
     def exact(self, lower: Any = None, upper: Any = None) -> pl.Expr | None:
         """``lower <= change value < upper`` on parsed values, or None when the window is open."""

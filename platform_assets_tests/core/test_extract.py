@@ -334,8 +334,8 @@ def test_batches_are_bounded(engine, users, out, monkeypatch, rows, batch_size):
     seen: list[int] = []
     original = extract_module.iter_arrow_batches
 
-    def recording(engine_, statement, schema, size):
-        for batch in original(engine_, statement, schema, size):
+    def recording(engine_, statement, schema, size, converters):
+        for batch in original(engine_, statement, schema, size, converters):
             seen.append(batch.num_rows)
             yield batch
 
@@ -410,8 +410,8 @@ def test_failure_reading_source_leaves_nothing(engine, users, out, monkeypatch):
     insert(engine, users, *[(i, f"u{i}", T0) for i in range(4)])
     original = extract_module.iter_arrow_batches
 
-    def broken(engine_, statement, schema, size):
-        batches = original(engine_, statement, schema, size)
+    def broken(engine_, statement, schema, size, converters):
+        batches = original(engine_, statement, schema, size, converters)
         yield next(batches)
         raise sa.exc.OperationalError("SELECT", {}, Exception("connection lost"))
 
