@@ -16,9 +16,12 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# The instance's storage is created once here, before any run or daemon can start: two processes creating
+# a fresh SQLite storage at the same moment corrupt it.
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml | $(BIN)/python
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster instance migrate > /dev/null
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_assets.demo

@@ -9,13 +9,16 @@ with idempotent upserts. Because Dagster's records are the source of truth:
 * when the audit database is down the data runs are unaffected; the tick fails loudly, its cursor
   does not move, and the next tick after the database is back writes everything that was missed.
 
-Failed runs and failed ERROR-severity checks post a JSON alert once (remembered in ``Metadata_Logs``).
-An alert that cannot be delivered is kept as an ``AlertPending`` row (an outbox) and retried every tick
-until it goes through; the audit rows are written meanwhile.
+Failed runs and failed ERROR-severity checks post a JSON alert once. Alerts do not wait for the audit
+database: which alerts a run has had, and whether one still waits for the webhook (the outbox), is
+kept in the run's own Dagster tags, and ``Metadata_Logs`` gets the matching rows (``Alerted``,
+``AlertPending``) whenever the database is up. An undelivered alert is retried every tick until it
+goes through.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +43,8 @@ from platform_assets.monitoring.facts import AUDIT_JOB_ID_TAG, RunFacts, affecte
 SENSOR_NAME = "audit_trail"
 ALERT_PENDING = "AlertPending"
 PENDING = "PENDING:"
+ALERTS_SENT_TAG = "platform/alerts_sent"  # JSON list of the run's delivered alert keys
+ALERT_PENDING_TAG = "platform/alert_pending"  # "true" while one of the run's alerts waits for the webhook
 IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
@@ -106,47 +111,70 @@ def _alerts_due(facts: RunFacts) -> list[tuple[str, dict]]:
     return due
 
 
-def send_alerts(store: AuditStore, facts: RunFacts, audit: AuditResource, report: ReconcileReport) -> None:
+def send_alerts(
+    instance: DagsterInstance, record: RunRecord, facts: RunFacts, audit: AuditResource, report: ReconcileReport,
+    store: AuditStore | None,
+) -> list[tuple[str, str, str]]:
+    """Post the run's due alerts that were not delivered yet; the ``Metadata_Logs`` rows that say so.
+
+    Delivery is remembered in the run's tags, so this works while the audit database is down.
+    """
+    tags = record.dagster_run.tags
+    sent = set(json.loads(tags.get(ALERTS_SENT_TAG, "[]")))
+    rows, pending = [], False
     for key, payload in _alerts_due(facts):
-        if store.has_log(facts.run_id, key):
-            continue  # already delivered by an earlier tick
+        if key in sent or (store is not None and store.has_log(facts.run_id, key)):
+            sent.add(key)
+            rows.append((key, "Alerted", f"alert {payload['alert']} sent"))
+            continue
         try:
             attempts = post_alert(audit.alert_webhook_url, payload, AlertPolicy(attempts=audit.alert_attempts))
         except AlertError as exc:
             report.alert_errors.append(f"{facts.run_id} {payload['alert']}: {exc}")
-            # an outbox entry: every later tick retries this run's alerts until one is delivered
-            store.log(facts.run_id, f"{PENDING}{key}", ALERT_PENDING, None, f"alert not delivered yet: {exc}")
+            rows.append((f"{PENDING}{key}", ALERT_PENDING, f"alert not delivered yet: {exc}"))
+            pending = True
             continue
-        note = f"alert {payload['alert']} sent in {attempts} attempt(s)" if attempts else (
-            f"alert {payload['alert']} logged (no webhook configured)")
-        store.log(facts.run_id, key, "Alerted", None, note)  # None: now
+        sent.add(key)
         report.alerts_sent += 1
+        rows.append((key, "Alerted", f"alert {payload['alert']} sent in {attempts} attempt(s)" if attempts
+                     else f"alert {payload['alert']} logged (no webhook configured)"))
+    changed = {}
+    if sent and json.dumps(sorted(sent)) != tags.get(ALERTS_SENT_TAG):
+        changed[ALERTS_SENT_TAG] = json.dumps(sorted(sent))
+    if pending != (tags.get(ALERT_PENDING_TAG) == "true") and (pending or ALERT_PENDING_TAG in tags):
+        changed[ALERT_PENDING_TAG] = "true" if pending else "false"
+    if changed:
+        instance.add_run_tags(facts.run_id, changed)
+    return rows
 
 
-
-def runs_with_undelivered_alerts(store: AuditStore) -> list[str]:
+def runs_with_undelivered_alerts(instance: DagsterInstance, store: AuditStore | None) -> list[str]:
     """Runs with an alert that failed to send and has not been delivered since."""
-    pending = []
-    for run_id in store.runs_with_log_status(ALERT_PENDING):
-        keys = {entry["event_key"] for entry in store.logs(run_id)}
-        if any(k.startswith(PENDING) and k[len(PENDING):] not in keys for k in keys):
-            pending.append(run_id)
-    return pending
+    pending = {r.dagster_run.run_id for r in instance.get_run_records(RunsFilter(tags={ALERT_PENDING_TAG: "true"}))}
+    if store is not None:  # outbox rows written before delivery was kept in run tags
+        for run_id in store.runs_with_log_status(ALERT_PENDING):
+            keys = {entry["event_key"] for entry in store.logs(run_id)}
+            if any(k.startswith(PENDING) and k[len(PENDING):] not in keys for k in keys):
+                pending.add(run_id)
+    return sorted(pending)
 
 
 def reconcile(
     instance: DagsterInstance, audit: AuditResource, records: Sequence[RunRecord],
     report: ReconcileReport | None = None, store: AuditStore | None = None,
 ) -> ReconcileReport:
-    """Write the audit facts of ``records`` and send the alerts they call for."""
+    """Send the alerts ``records`` call for, then write their audit facts (alerts only when ``store`` is
+    None: the audit database is down)."""
     report = report or ReconcileReport()
-    store = store or audit.store()
     for record in affected_runs(records):
         facts = collect(instance, record, audit.environment, audit.ui_url)
-        job_id = write_facts(store, facts)
-        if record.dagster_run.tags.get(AUDIT_JOB_ID_TAG) != str(job_id):
-            instance.add_run_tags(facts.run_id, {AUDIT_JOB_ID_TAG: str(job_id)})
-        send_alerts(store, facts, audit, report)
+        alert_rows = send_alerts(instance, record, facts, audit, report, store)
+        if store is not None:
+            job_id = write_facts(store, facts)
+            if record.dagster_run.tags.get(AUDIT_JOB_ID_TAG) != str(job_id):
+                instance.add_run_tags(facts.run_id, {AUDIT_JOB_ID_TAG: str(job_id)})
+            for key, status, note in alert_rows:
+                store.log(facts.run_id, key, status, None, note)  # None: now; a row already there stays
         report.runs += 1
     return report
 
@@ -163,9 +191,13 @@ def audit_tick(
     and every run still in progress. Returns the report and the new cursor."""
     report = ReconcileReport()
     deadline = time.monotonic() + time_budget_seconds
-    store = audit.store()
+    try:
+        store, unavailable = audit.store(), None
+    except Exception as exc:  # the audit database is down: send the alerts anyway, then fail the tick
+        store, unavailable = None, exc
+    start = cursor
     reconcile(instance, audit, instance.get_run_records(RunsFilter(statuses=IN_PROGRESS)), report, store)
-    retry = runs_with_undelivered_alerts(store)
+    retry = runs_with_undelivered_alerts(instance, store)
     if retry:
         reconcile(instance, audit, instance.get_run_records(RunsFilter(run_ids=retry)), report, store)
     seen: set[str] = set()
@@ -185,6 +217,11 @@ def audit_tick(
         log(f"audited {report.runs} run(s) up to {batch[-1].update_timestamp.isoformat()}")
         if len(batch) < batch_size:
             break
+    if unavailable is not None:  # the cursor stays where it was: the rows are written once the database is back
+        log(f"alerts checked for {report.runs} run(s), {report.alerts_sent} sent; cursor kept at {start}")
+        if report.alert_errors:
+            log("ALERTS NOT DELIVERED (retried every tick): " + "; ".join(report.alert_errors))
+        raise unavailable
     return report, cursor
 
 

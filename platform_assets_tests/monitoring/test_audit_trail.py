@@ -270,3 +270,65 @@ def test_an_undelivered_alert_waits_and_is_sent_once_the_webhook_is_back(tmp_pat
         tick(instance, up, cursor)
     assert [b["run_id"] for b in receiver.bodies] == [result.run_id]
     assert report.alerts_sent == 1
+
+
+def test_the_webhook_url_never_reaches_rows_errors_or_logs(tmp_path, instance):
+    @asset
+    def broken():
+        raise Failure("boom")
+
+    result = materialize([broken], instance=instance, raise_on_error=False)
+    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
+    secret = "http://u:p4ssw0rd@127.0.0.1:1/hooks/T0SECRETTOKEN?token=QueryTok"  # user info, path, query
+    audit = AuditResource(audit_url=audit_url, environment="dev", alert_webhook_url=secret, alert_attempts=1)
+    lines: list[str] = []
+    report, _ = audit_tick(instance, audit, None, log=lines.append)
+    assert report.alert_errors == [f"{result.run_id} run_failed: the webhook (PLATFORM_ALERT_WEBHOOK_URL) is "
+                                   "unreachable after 1 attempt(s): connection failed (Connection refused)"]
+    engine = sa.create_engine(audit_url)
+    with engine.connect() as conn:
+        rows = [str(tuple(r)) for table in ("Job_Metadata", "Task_Metadata", "Process_Parameter_Metadata",
+                                            "Metadata_Logs")
+                for r in conn.execute(sa.text(f"SELECT * FROM {table}"))]
+    engine.dispose()
+    assert any("AlertPending" in r for r in rows)
+    everything = "\n".join([*rows, *lines, *report.alert_errors])
+    for part in ("p4ssw0rd", "T0SECRETTOKEN", "QueryTok", "/hooks", "token="):
+        assert part not in everything
+
+
+def test_alerts_do_not_wait_for_the_audit_database(tmp_path, instance):
+    if not reachable(POSTGRES_URL):
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+
+    @asset
+    def broken():
+        raise Failure("boom")
+
+    result = materialize([broken], instance=instance, raise_on_error=False)
+    database = f"audit_{uuid.uuid4().hex[:8]}"
+    with Receiver() as receiver:
+        audit = audit_for(f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}?connect_timeout=3", receiver.url)
+        lines: list[str] = []
+        with pytest.raises(Exception, match=database):
+            audit_tick(instance, audit, None, log=lines.append)  # the audit database is missing: the tick fails...
+        assert [b["run_id"] for b in receiver.bodies] == [result.run_id]  # ...but the alert went out
+        assert "1 sent" in lines[-1]
+        with pytest.raises(Exception, match=database):
+            tick(instance, audit)  # a second tick during the outage does not alert again
+        assert len(receiver.bodies) == 1
+        admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+        try:
+            report, _ = tick(instance, audit)  # the database is back: the rows are written, no new alert
+            assert report.runs >= 1 and report.alerts_sent == 0 and len(receiver.bodies) == 1
+            store = AuditStore(audit.audit_url)
+            assert store.job(result.run_id)["status"] == "Failed"
+            alerted = [e for e in store.logs(result.run_id) if e["status"] == "Alerted"]
+            assert [e["event_key"] for e in alerted] == ["ALERT:run_failed"]
+            store.engine.dispose()
+        finally:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+            admin.dispose()

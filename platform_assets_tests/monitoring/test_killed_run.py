@@ -64,6 +64,9 @@ def deployment(tmp_path):
     config = yaml.safe_load(SHIPPED_DAGSTER_YAML.read_text())
     config["run_monitoring"].update(poll_interval_seconds=1, free_slots_after_run_end_seconds=1)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    # as `make dev` does: the instance's storage exists before the daemon and the CLI both open it
+    subprocess.run([BIN / "dagster", "instance", "migrate"], env={**os.environ, "DAGSTER_HOME": str(home)},
+                   check=True, capture_output=True)
     data = tmp_path / "data"
     settings = Settings(data_dir=data)
     sample.init(settings.source_url, scale=1, seed=5, days=1)
