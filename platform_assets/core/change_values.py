@@ -214,6 +214,18 @@ def parse_lag(value: Any, what: str) -> timedelta | int | None:
     return timedelta(**{_UNITS[unit]: int(amount)}) or None
 
 
+def just_after(value: Any) -> Any:
+    """The smallest value above ``value`` in its domain (microseconds, days, integers): ``< just_after(v)``
+    is ``<= v``."""
+    if isinstance(value, datetime):
+        return value + timedelta(microseconds=1)
+    if isinstance(value, date):
+        return value + timedelta(days=1)
+    if isinstance(value, float):
+        return math.nextafter(value, math.inf)
+    return value + 1
+
+
 def minus_lag(value: Any, lag: timedelta | int | None) -> Any:
     """``value - lag`` in the value's own domain (a date lag rounds up to whole days).
 

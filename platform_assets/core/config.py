@@ -105,7 +105,7 @@ def _parse_from_date(value: Any, table: str) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(str(value))
         except ValueError as exc:
-            raise ConfigError(f"{table}.from_date: {value!r} is not an ISO date") from exc
+            raise ConfigError(f"{table}.from_date: {value!r} is not an ISO date ({exc})") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -213,21 +213,52 @@ def _parse_expectation(entry: Any, table: str) -> Expectation:
     return Expectation(name=name, expr=expr, action=action)
 
 
+QUARANTINE_SUFFIX = "_quarantine"
+
+
 def parse_tables(entries: Iterable[Mapping[str, Any]]) -> tuple[TableConfig, ...]:
     tables = tuple(parse_table(e) for e in entries)
     names = [t.name for t in tables]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(f"duplicate table names: {duplicates}")
+        raise ConfigError(f"duplicate table names: {duplicates} (lake paths are lower case)")
+    for table in tables:
+        if table.name.startswith("_"):
+            raise ConfigError(f"{table.table}: names starting with '_' are reserved for the platform's folders")
+        owner = next((t for t in tables if f"{t.name}{QUARANTINE_SUFFIX}" == table.name), None)
+        if owner is not None:
+            raise ConfigError(f"{table.table}: collides with {owner.table}'s quarantine table "
+                              f"<layer>/{table.name}; rename it")
     return tables
 
 
+class _TextDatesLoader(yaml.SafeLoader):
+    """YAML without implicit timestamps: ``2025-13-45`` stays text, so validation can name its field
+    (PyYAML would fail on it with no file, table or field in the message)."""
+
+
+_TextDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_tables(path: Path) -> tuple[TableConfig, ...]:
-    """Load and validate the table list file."""
+    """Load and validate the table list file; every error names the file (and the table and field)."""
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text()
     except FileNotFoundError as exc:
         raise ConfigError(f"table list {path} does not exist") from exc
+    try:
+        document = yaml.load(text, Loader=_TextDatesLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
     if not isinstance(document, Mapping) or not isinstance(document.get("tables"), list):
         raise ConfigError(f"{path}: expected a mapping with a 'tables' list")
-    return parse_tables(document["tables"])
+    try:
+        return parse_tables(document["tables"])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from platform_assets.core.arrow_source import iter_arrow_batches
-from platform_assets.core.change_values import UnreadableValue, minus_lag, to_utc
+from platform_assets.core.change_values import UnreadableValue, just_after, minus_lag, to_utc
 from platform_assets.core.config import TableConfig
 from platform_assets.core.lake import publish, refresh
 from platform_assets.core.source_table import SourceError, reflect
@@ -124,9 +124,10 @@ class Window:
 
     @classmethod
     def backfill(cls, from_date: datetime, watermark: Watermark | None) -> Window:
-        """``[from_date, watermark)``: what the incremental path already covers is re-read, the rest
-        (rows at or after the watermark) is left to the next incremental run, so nothing is missed."""
-        return cls(lower=from_date, upper=None if watermark is None else watermark.value)
+        """``[from_date, watermark]``: everything the incremental path already covered is read again (the
+        watermark's own rows too, so rows that were set aside can be recovered); rows above the watermark
+        are left to the next incremental run, so nothing is missed and state does not move."""
+        return cls(lower=from_date, upper=None if watermark is None else just_after(watermark.value))
 
     @classmethod
     def day(cls, day: date) -> Window:

@@ -7,11 +7,13 @@ because Delta never widens types and silently casting would corrupt history.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from platform_assets.core.config import PARTITION_COLUMN, TableConfig
 from platform_assets.core.delta import table_exists
@@ -21,28 +23,76 @@ DELETED = "_deleted"  # marks delete events for apply_changes (never stored)
 SOURCE_FILE = "_source_file"
 
 
+SET_ASIDE = "_set_aside"  # bronze/_set_aside/<table>/...: files taken out of silver's way, kept
+
+
 class SchemaDriftError(ValueError):
     """A source column changed type."""
 
 
-def _check_file_schemas(files: Sequence[Path], table: str) -> None:
-    seen: dict[str, tuple[str, str]] = {}
+@dataclass(frozen=True)
+class Drift:
+    """A bronze file whose column has another type than silver (or than the files before it)."""
+
+    file: Path
+    column: str
+    old: pl.DataType
+    new: pl.DataType
+
+    def describe(self, table: str) -> str:
+        return f"{table}.{self.column} changed type from {self.old} to {self.new} in bronze file {self.file.name}"
+
+
+def find_drift(files: Sequence[Path], target: pl.Schema | None, config: TableConfig) -> list[Drift]:
+    """Bronze files whose source columns changed type, checked before any rule reads them.
+
+    Each file's Parquet schema is compared with silver's (or, on a first load, with the files before
+    it). Derived columns are left to :func:`check_drift`: a rule may change its column's type.
+    """
+    reference = {c: t for c, t in (target or {}).items() if c not in config.derived}
+    drifts = []
     for path in files:
         with path.open("rb") as handle:
-            schema = pq.read_schema(handle)
-        for field in schema:
-            if field.name in seen and seen[field.name][0] != str(field.type):
-                first_type, first_file = seen[field.name]
-                raise SchemaDriftError(
-                    f"{table}.{field.name} changed type from {first_type} ({first_file}) "
-                    f"to {field.type} ({path.name}); silver rejects type changes"
-                )
-            seen.setdefault(field.name, (str(field.type), path.name))
+            schema = pl.read_parquet_schema(handle)
+        changed = [(c, reference[c], t) for c, t in schema.items()
+                   if c in reference and t != pl.Null and reference[c] != t]
+        if changed:
+            drifts.append(Drift(path, *changed[0]))
+            continue  # a drifted file never becomes the reference for the ones after it
+        for column, dtype in schema.items():
+            if column not in config.derived:
+                reference.setdefault(column, dtype)
+    return drifts
 
 
-def read_bronze(files: Sequence[Path], table: str) -> pl.DataFrame:
+def drift_error(drifts: Sequence[Drift], config: TableConfig) -> SchemaDriftError:
+    first = drifts[0]
+    more = f" (and {len(drifts) - 1} more file(s))" if len(drifts) > 1 else ""
+    return SchemaDriftError(
+        f"{first.describe(config.table)}{more}; silver rejects type changes. Fix the source, then re-run "
+        f"silver/{config.name} with run config set_aside_drifted_files: true to move such files to "
+        f"bronze/{SET_ASIDE}/{config.name}/ (kept, with the reason), or migrate the silver table"
+    )
+
+
+def set_aside(drift: Drift, bronze_root: Path, config: TableConfig, run_id: str) -> Path:
+    """Move a drifted bronze file out of silver's way, with a note of why; nothing is deleted.
+
+    ``bronze_root`` is ``bronze/<table>``; the file keeps its path below it (partition folders too)
+    under ``bronze/_set_aside/<table>/``, next to ``<file>.reason.json``.
+    """
+    relative = drift.file.relative_to(bronze_root)
+    destination = bronze_root.parent / SET_ASIDE / config.name / relative
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    note = {"reason": drift.describe(config.table), "set_aside_at": datetime.now(UTC).isoformat(),
+            "run_id": run_id, "from": str(relative)}
+    destination.with_name(destination.name + ".reason.json").write_text(json.dumps(note, indent=2))
+    drift.file.rename(destination)
+    return destination
+
+
+def read_bronze(files: Sequence[Path]) -> pl.DataFrame:
     """All rows of ``files``, tagged with their file name (later files win ties)."""
-    _check_file_schemas(files, table)
     frames = []
     for path in files:
         with path.open("rb") as handle:

@@ -39,7 +39,7 @@ class BronzeConfig(Config):
     """Run configuration for a bronze extraction."""
 
     from_date: str | None = None
-    """Backfill: re-read ``[from_date, watermark)`` without moving the watermark (ISO date or timestamp).
+    """Backfill: re-read ``[from_date, watermark]`` without moving the watermark (ISO date or timestamp).
     Defaults to the table's ``from_date`` in tables.yaml."""
 
 

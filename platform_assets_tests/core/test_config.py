@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -300,7 +301,7 @@ def test_from_date_invalid():
 
 
 def test_from_date_through_yaml(tmp_path):
-    # unquoted YAML dates arrive as date objects, datetimes with an offset as aware datetimes
+    # unquoted YAML dates arrive as text (no implicit timestamps), datetimes with an offset too
     path = tmp_path / "tables.yaml"
     path.write_text(
         "tables:\n"
@@ -334,6 +335,37 @@ def test_hostile_entry_in_file_is_rejected(tmp_path):
     path.write_text(yaml.safe_dump({"tables": [entry(), entry(table="x", schema="../etc")]}))
     with pytest.raises(ConfigError, match=r"x.schema: '../etc'"):
         load_tables(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tables:\n  - {table: DimUser, key: id, cdc_col: ts, from_date: 2025-13-45}\n",
+         r"^{path}: DimUser\.from_date: '2025-13-45' is not an ISO date \(month must be in 1\.\.12\)$"),
+        ("tables:\n  - table: DimUser\n    key: [id\n  - table: B\n",
+         r"^{path}, line 4, column 10: not valid YAML: expected .,. or .\]., but got .:.$"),
+        ("tables:\n  - {table: DimUser, key: id, cdc_col: ts, lag: soon}\n",
+         r"^{path}: DimUser\.lag: 'soon' is not a duration"),
+    ],
+)
+def test_config_errors_name_file_table_and_field(tmp_path, text, message):
+    path = tmp_path / "tables.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.format(path=re.escape(str(path)))):
+        load_tables(path)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["DimUser", "DimUser_quarantine"], r"^DimUser_quarantine: collides with DimUser's quarantine table"),
+        (["dimuser_QUARANTINE", "DimUser"], r"^dimuser_QUARANTINE: collides with DimUser's quarantine table"),
+        (["_set_aside"], r"^_set_aside: names starting with '_' are reserved"),
+    ],
+)
+def test_names_that_collide_with_derived_tables_are_rejected(names, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_tables([entry(table=n) for n in names])
 
 
 def test_expectation_predicate_treats_null_as_violation():

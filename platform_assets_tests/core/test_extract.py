@@ -278,12 +278,12 @@ def test_backfill_reads_from_up_to_watermark(engine, users, out):
     insert(engine, users, (1, "old", early), (2, "a", T0), (3, "b", T1), (4, "c", T2), (5, "d", T3))
     watermark = Watermark.at(utc(T2), ((4,),))
     window = Window.backfill(utc(T0), watermark)
-    assert window == Window(lower=utc(T0), upper=utc(T2))
+    assert window == Window(lower=utc(T0), upper=utc(T2) + timedelta(microseconds=1))
     extraction = run(engine, window, out)
-    assert rows_of(extraction) == [(2, "a", utc(T0)), (3, "b", utc(T1))]  # [from, watermark)
+    assert rows_of(extraction) == [(2, "a", utc(T0)), (3, "b", utc(T1)), (4, "c", utc(T2))]  # [from, watermark]
 
     everything_before = run(engine, Window.backfill(datetime(2000, 1, 1, tzinfo=UTC), watermark), out, now=utc(T3))
-    assert [r[0] for r in rows_of(everything_before)] == [1, 2, 3]
+    assert [r[0] for r in rows_of(everything_before)] == [1, 2, 3, 4]
 
 
 def test_backfill_without_watermark_is_open_ended(engine, users, out):

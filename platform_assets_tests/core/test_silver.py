@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -14,12 +15,16 @@ from platform_assets.core.config import PARTITION_COLUMN, load_tables, parse_tab
 from platform_assets.core.silver import (
     RESCUED,
     SOURCE_FILE,
+    Drift,
     SchemaDriftError,
     check_drift,
     column_lineage,
+    drift_error,
     files_to_process,
+    find_drift,
     latest_per_key,
     read_bronze,
+    set_aside,
     transform,
 )
 
@@ -185,7 +190,7 @@ def test_read_bronze_tags_source_file(tmp_path):
     schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
     a = write(tmp_path / "T_20240101T000000000000Z.parquet", {"id": [1, 2], "name": ["a", "b"]}, schema)
     b = write(tmp_path / "T_20240102T000000000000Z.parquet", {"id": [3], "name": ["c"]}, schema)
-    out = read_bronze([a, b], "T")
+    out = read_bronze([a, b])
     assert out.rows() == [(1, "a", a.name), (2, "b", a.name), (3, "c", b.name)]
 
 
@@ -194,26 +199,58 @@ def test_read_bronze_added_column(tmp_path):
     new = pa.schema([("id", pa.int64()), ("ts", pa.timestamp("us", tz="UTC")), ("country", pa.string())])
     a = write(tmp_path / "T_1.parquet", {"id": [1, 2], "ts": [ts(2024, 1, 1)] * 2}, old)
     b = write(tmp_path / "T_2.parquet", {"id": [3], "ts": [ts(2024, 1, 2)], "country": ["SE"]}, new)
-    out = read_bronze([a, b], "T")
+    assert find_drift([a, b], None, parse_table({"table": "T", "key": "id"})) == []
+    out = read_bronze([a, b])
     assert out.columns == ["id", "ts", SOURCE_FILE, "country"]
     assert out.schema["ts"] == UTC_US
     assert out.select("id", "country").rows() == [(1, None), (2, None), (3, "SE")]
 
 
-def test_read_bronze_type_change_raises(tmp_path):
-    a = write(tmp_path / "T_1.parquet", {"id": [1], "amount": [5]}, pa.schema([("id", pa.int64()), ("amount", pa.int64())]))
-    b = write(tmp_path / "T_2.parquet", {"id": [2], "amount": ["5"]}, pa.schema([("id", pa.int64()), ("amount", pa.string())]))
-    with pytest.raises(SchemaDriftError) as info:
-        read_bronze([a, b], "DimTrack")
-    message = str(info.value)
-    assert message.startswith("DimTrack.amount changed type from int64 (T_1.parquet) to string (T_2.parquet)")
+INT_AMOUNT = pa.schema([("id", pa.int64()), ("amount", pa.int64())])
+TEXT_AMOUNT = pa.schema([("id", pa.int64()), ("amount", pa.string())])
 
 
-def test_read_bronze_timezone_change_is_drift(tmp_path):
+def test_a_type_change_between_files_is_found_before_reading(tmp_path):
+    config = parse_table({"table": "DimTrack", "key": "id"})
+    a = write(tmp_path / "T_1.parquet", {"id": [1], "amount": [5]}, INT_AMOUNT)
+    b = write(tmp_path / "T_2.parquet", {"id": [2], "amount": ["5"]}, TEXT_AMOUNT)
+    c = write(tmp_path / "T_3.parquet", {"id": [3], "amount": [6]}, INT_AMOUNT)
+    drifts = find_drift([a, b, c], None, config)
+    assert drifts == [Drift(b, "amount", pl.Int64, pl.String)]
+    message = str(drift_error(drifts, config))
+    assert message.startswith("DimTrack.amount changed type from Int64 to String in bronze file T_2.parquet; "
+                              "silver rejects type changes. Fix the source, then re-run silver/dimtrack with run "
+                              "config set_aside_drifted_files: true")
+
+
+def test_drift_against_silver_names_table_column_types_and_file(tmp_path):
+    config = parse_table({"table": "DimTrack", "key": "id",
+                          "derived": {"flag": "CASE WHEN amount < 5 THEN 'low' ELSE 'high' END"}})
+    target = pl.Schema({"id": pl.Int64, "amount": pl.Int64, "flag": pl.String})
+    good = write(tmp_path / "T_1.parquet", {"id": [1], "amount": [5]}, INT_AMOUNT)
+    bad = write(tmp_path / "T_2.parquet", {"id": [2], "amount": ["5"]}, TEXT_AMOUNT)
+    assert find_drift([good], target, config) == []
+    assert find_drift([good, bad], target, config) == [Drift(bad, "amount", pl.Int64, pl.String)]
+
+
+def test_timezone_change_is_drift(tmp_path):
     a = write(tmp_path / "T_1.parquet", {"ts": [ts(2024, 1, 1)]}, pa.schema([("ts", pa.timestamp("us", tz="UTC"))]))
     b = write(tmp_path / "T_2.parquet", {"ts": [datetime(2024, 1, 1)]}, pa.schema([("ts", pa.timestamp("us"))]))
-    with pytest.raises(SchemaDriftError, match=r"T.ts changed type"):
-        read_bronze([a, b], "T")
+    assert [d.file for d in find_drift([a, b], None, parse_table({"table": "T", "key": "ts"}))] == [b]
+
+
+def test_set_aside_keeps_the_file_and_its_reason(tmp_path):
+    config = parse_table({"table": "FactStream", "key": "id", "cdc_col": "ts", "partition": "daily"})
+    root = tmp_path / "bronze" / "factstream"
+    (root / "stream_date=2025-01-01").mkdir(parents=True)
+    bad = write(root / "stream_date=2025-01-01" / "F_2.parquet", {"id": [2], "amount": ["5"]}, TEXT_AMOUNT)
+    moved = set_aside(Drift(bad, "amount", pl.Int64, pl.String), root, config, "run-1")
+    assert not bad.exists()
+    assert moved == tmp_path / "bronze" / "_set_aside" / "factstream" / "stream_date=2025-01-01" / "F_2.parquet"
+    assert pl.read_parquet(moved).rows() == [(2, "5")]
+    note = json.loads(moved.with_name("F_2.parquet.reason.json").read_text())
+    assert note["reason"] == "FactStream.amount changed type from Int64 to String in bronze file F_2.parquet"
+    assert note["run_id"] == "run-1" and note["from"] == "stream_date=2025-01-01/F_2.parquet"
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -274,6 +276,60 @@ def test_retyped_source_column_is_rejected_with_table_and_column(tmp_path, sqlit
     assert version(settings, "silver", "dimartist") == silver_version  # nothing written
     assert lake(settings, "silver", "dimartist").filter(pl.col("artist_id") == 1).get_column(
         "artist_name").to_list() != ["Retyped"]
+
+
+def test_a_retyped_column_feeding_a_rule_then_fixed_is_set_aside_and_recovered(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=1)
+    assert run_table(settings, "dimtrack").success
+    tracks = source_frame(settings, None, "DimTrack")
+    latest = tracks.get_column("updated_at").max()
+    columns = ("track_id, track_name, artist_id, album_name, duration_sec, release_date, updated_at")
+
+    def recreate(duration_type: str, duration):
+        execute(settings, sa.text('DROP TABLE IF EXISTS "DimTrackOld"'))
+        execute(settings, sa.text('ALTER TABLE "DimTrack" RENAME TO "DimTrackOld"'))
+        execute(settings, sa.text(
+            'CREATE TABLE "DimTrack" (track_id INTEGER PRIMARY KEY, track_name VARCHAR(100), artist_id INTEGER, '
+            f"album_name VARCHAR(100), duration_sec {duration_type}, release_date DATE, updated_at DATETIME)"))
+        execute(settings, sa.text(f'INSERT INTO "DimTrack" SELECT {columns} FROM "DimTrackOld"'))
+        table = source_table(settings, None, "DimTrack")
+        execute(settings, table.update().where(table.c.track_id == 1).values(
+            duration_sec=duration, updated_at=latest + timedelta(minutes=1)))
+
+    # the source retypes duration_sec, which the duration_flag rule computes with
+    recreate("TEXT", "200")
+    result = run_table(settings, "dimtrack", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert re.search(r"DimTrack\.duration_sec changed type from Int64 to String in bronze file "
+                     r"DimTrack_\d{8}T\d{12}Z\.parquet", message), message
+    assert "ComputeError" not in message
+
+    # the source is fixed; silver stays blocked on the file already extracted
+    recreate("INTEGER", 200)
+    assert not run_table(settings, "dimtrack", raise_on_error=False).success
+
+    # the way out: set the drifted file aside (kept, with its reason) and go on
+    silver = [a for a in build_definitions(settings).assets if a.key == AssetKey(["silver", "dimtrack"])]
+    aside = materialize(silver, resources=build_resources(settings),
+                        run_config={"ops": {"silver__dimtrack": {"config": {"set_aside_drifted_files": True}}}})
+    assert aside.success
+    moved = list((settings.lake_root / "bronze" / "_set_aside" / "dimtrack").glob("*.parquet"))
+    assert len(moved) == 1 and pl.read_parquet(moved[0]).get_column("duration_sec").to_list() == ["200"]
+    assert "changed type" in json.loads(moved[0].with_name(moved[0].name + ".reason.json").read_text())["reason"]
+    metadata = aside.asset_materializations_for_node("silver__dimtrack")[0].metadata
+    assert metadata["files_set_aside"].value == [str(moved[0])]
+
+    # nothing is lost: a from_date backfill reads the set-aside row again from the fixed source
+    bronze = [a for a in build_definitions(settings).assets if a.key == AssetKey(["bronze", "dimtrack"])]
+    assert materialize(bronze, resources=build_resources(settings), run_config={
+        "ops": {"bronze__dimtrack": {"config": {"from_date": latest.date().isoformat()}}}}).success
+    assert run_table(settings, "dimtrack").success
+    row = lake(settings, "silver", "dimtrack").filter(pl.col("track_id") == 1)
+    assert row.select("duration_sec", "duration_flag").rows() == [(200, "medium")]
+    assert current(lake(settings, "gold", "dimtrack")).filter(pl.col("track_id") == 1).get_column(
+        "duration_sec").to_list() == [200]
 
 
 def test_a_dropped_source_connection_is_retried(tmp_path, sqlite_source, monkeypatch):
