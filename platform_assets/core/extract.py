@@ -22,6 +22,7 @@ size, not the table size.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -267,6 +268,29 @@ def extract(
     publish(partial, final)
     result.path = final
     return result
+
+
+# An extraction appends a batch to its partial file every few seconds; one left alone this long was
+# written by a run that died (pools keep two runs of a table from extracting at once anyway).
+STALE_PARTIAL_SECONDS = 600
+
+
+def remove_stale_partials(root: Path, table: str, now: float | None = None) -> list[Path]:
+    """Delete ``.<Table>_<ts>.parquet.partial`` files under ``root`` left by killed extractions."""
+    refresh(root)
+    if not root.exists():
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for partial in root.rglob(f".{table}_*.parquet.partial"):
+        try:
+            modified = partial.stat().st_mtime
+        except (AttributeError, OSError):  # an object store without modification times
+            modified = 0.0
+        if now - modified >= STALE_PARTIAL_SECONDS:
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+    return removed
 
 
 def list_files(directory: Path) -> list[Path]:

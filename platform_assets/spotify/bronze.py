@@ -18,7 +18,7 @@ from dagster import (
 )
 
 from platform_assets.core.config import TableConfig
-from platform_assets.core.extract import Extraction, Watermark, Window, extract
+from platform_assets.core.extract import Extraction, Watermark, Window, extract, remove_stale_partials
 from platform_assets.core.source_table import SourceError
 from platform_assets.core.state import StateConflict
 from platform_assets.resources import LakehouseResource
@@ -70,6 +70,8 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         engine = lakehouse.source_engine()
         out = lakehouse.path("bronze", table.name)
         log = context.log.debug
+        for leftover in remove_stale_partials(out, table.table):
+            context.log.warning(f"{table.table}: removed {leftover.name}, left by an extraction that was killed")
 
         def run(window: Window, directory: Path) -> Extraction:
             context.log.info(f"{table.table}: extracting {window.describe()}")

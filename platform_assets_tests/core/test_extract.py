@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -567,3 +568,20 @@ def test_column_types_map_to_stable_arrow_types(engine, out):
 )
 def test_arrow_type(column_type, expected):
     assert arrow_type(column_type) == expected
+
+
+def test_partials_left_by_a_killed_extraction_are_removed_once_stale(tmp_path):
+    root = tmp_path / "bronze" / "factstream"
+    (root / "stream_date=2025-01-01").mkdir(parents=True)
+    killed = root / "stream_date=2025-01-01" / ".FactStream_20250101T000000000000Z.parquet.partial"
+    writing = root / ".FactStream_20250102T000000000000Z.parquet.partial"
+    other_table = root / ".FactStreamArchive_20250101T000000000000Z.parquet.partial"
+    done = root / "stream_date=2025-01-01" / "FactStream_20250101T000000000001Z.parquet"
+    for path in (killed, writing, other_table, done):
+        path.write_bytes(b"x")
+    now = time.time()
+    os.utime(killed, (now - 3600, now - 3600))
+    os.utime(other_table, (now - 3600, now - 3600))
+    assert extract_module.remove_stale_partials(root, "FactStream", now=now) == [killed]
+    assert not killed.exists() and writing.exists() and other_table.exists() and done.exists()
+    assert extract_module.remove_stale_partials(tmp_path / "missing", "FactStream") == []

@@ -246,7 +246,8 @@ def test_from_date_backfill_rereads_history_without_moving_the_watermark(tmp_pat
     assert result.success
     backfill_file = bronze_files(settings, "dimuser")[-1]
     reread = pl.read_parquet(backfill_file)
-    expected = src.filter((pl.col("updated_at") >= since) & (pl.col("updated_at") < src.get_column("updated_at").max()))
+    # [from_date, watermark]: the watermark's own rows included
+    expected = src.filter((pl.col("updated_at") >= since) & (pl.col("updated_at") <= src.get_column("updated_at").max()))
     assert sorted(reread.get_column("user_id").to_list()) == sorted(expected.get_column("user_id").to_list())
     assert store.get("watermark/dimuser") == before
     # silver/gold absorb the re-read rows without duplicates or new versions
