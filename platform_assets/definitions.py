@@ -4,8 +4,8 @@ from dagster import Definitions, multiprocess_executor
 
 from platform_assets.countries.definitions import build_country_definitions
 from platform_assets.customers.definitions import build_customer_definitions
+from platform_assets.lib.resources import build_resources
 from platform_assets.monitoring.audit import audit_trail_sensor
-from platform_assets.resources import build_resources
 from platform_assets.settings import Settings, load_settings
 from platform_assets.spotify.definitions import build_spotify_definitions
 

@@ -24,8 +24,8 @@ from platform_assets.core.db import engine_for, redact
 from platform_assets.core.extract import list_files
 from platform_assets.countries.run import pull_countries_offline
 from platform_assets.customers.run import run_customer_flow
+from platform_assets.lib.resources import build_resources
 from platform_assets.monitoring.audit import audit_tick
-from platform_assets.resources import build_resources
 from platform_assets.settings import Settings, load_settings
 from platform_assets.spotify.run import materialize_medallion
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from dagster import DagsterEventType, DagsterInstance
 
-from platform_assets.run_launcher import process_alive
+from platform_assets.lib.run_launcher import process_alive
 
 
 def unblock(instance: DagsterInstance, run_id: str, *, force: bool = False) -> str:

@@ -16,7 +16,7 @@ from platform_assets.core.extract import list_files
 from platform_assets.countries import standin
 from platform_assets.countries.assets import CountryApiResource, raw_countries
 from platform_assets.definitions import build_definitions
-from platform_assets.resources import build_resources
+from platform_assets.lib.resources import build_resources
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.spotify.helpers import source_frame
 

@@ -37,8 +37,8 @@ from platform_assets import settings
 from platform_assets.core import countries as api
 from platform_assets.core import delta
 from platform_assets.core.scd import CdcSpec, apply_changes
-from platform_assets.resources import LakehouseResource
-from platform_assets.spotify.metadata import column_schema, numbers
+from platform_assets.lib.metadata import column_schema, numbers
+from platform_assets.lib.resources import LakehouseResource
 
 GROUP = "countries"
 DEFAULT_COUNTRIES = settings.DEFAULT_COUNTRIES

@@ -25,8 +25,8 @@ from platform_assets.countries.assets import (
     country_partitions,
     silver_countries,
 )
+from platform_assets.lib.tags import range_tags
 from platform_assets.settings import Settings
-from platform_assets.tags import range_tags
 
 JOB_NAME = "countries_job"
 SCHEDULE_NAME = "countries_twice_daily"

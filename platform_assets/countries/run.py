@@ -6,9 +6,9 @@ from dagster import AssetsDefinition, DagsterInstance, ExecuteInProcessResult, m
 from platform_assets.countries import standin
 from platform_assets.countries.assets import CountryApiResource, country_partitions
 from platform_assets.countries.definitions import all_countries_tags, build_country_definitions
-from platform_assets.resources import build_resources
+from platform_assets.lib.resources import build_resources
+from platform_assets.lib.tags import console_log_level
 from platform_assets.settings import Settings
-from platform_assets.tags import console_log_level
 
 
 def pull_countries_offline(settings: Settings, instance: DagsterInstance | None = None) -> ExecuteInProcessResult:

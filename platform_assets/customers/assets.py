@@ -19,7 +19,7 @@ from dagster import (
 from platform_assets.core.config import TableConfig
 from platform_assets.core.extract import Window, extract
 from platform_assets.core.source_table import reflect
-from platform_assets.resources import LakehouseResource
+from platform_assets.lib.resources import LakehouseResource
 
 GROUP = "customers"
 CUSTOMER_KEY = AssetKey(["raw", "customer_data"])

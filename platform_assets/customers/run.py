@@ -9,9 +9,9 @@ from platform_assets.customers.assets import customer_data
 from platform_assets.customers.definitions import build_customer_definitions
 from platform_assets.customers.sensors import customer_count_to_product
 from platform_assets.definitions import build_definitions
-from platform_assets.resources import build_resources
+from platform_assets.lib.resources import build_resources
+from platform_assets.lib.tags import console_log_level
 from platform_assets.settings import Settings
-from platform_assets.tags import console_log_level
 
 
 @dataclass

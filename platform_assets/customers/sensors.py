@@ -13,7 +13,7 @@ from dagster import (
 )
 
 from platform_assets.customers.assets import CUSTOMER_KEY, PRODUCT_KEY, CustomerFlowResource
-from platform_assets.monitoring.facts import PARENT_RUN_TAG
+from platform_assets.lib.tags import PARENT_RUN_TAG
 
 product_job = define_asset_job("product_job", selection=[PRODUCT_KEY],
                                description="Seed 002's child pipeline: products for a customer count.")

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dagster import (
-    ConfigurableResource,
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -38,31 +37,15 @@ from dagster._core.storage.dagster_run import RunRecord
 
 from platform_assets.core.alerts import AlertError, AlertPolicy, post_alert
 from platform_assets.core.audit import AuditStore
-from platform_assets.monitoring.facts import AUDIT_JOB_ID_TAG, RunFacts, affected_runs, collect
+from platform_assets.lib.resources import AuditResource
+from platform_assets.lib.tags import ALERT_PENDING_TAG, ALERTS_SENT_TAG, AUDIT_JOB_ID_TAG
+from platform_assets.monitoring.facts import RunFacts, affected_runs, collect
 
 SENSOR_NAME = "audit_trail"
 ALERT_PENDING = "AlertPending"
 PENDING = "PENDING:"
-ALERTS_SENT_TAG = "platform/alerts_sent"  # JSON list of the run's delivered alert keys
-ALERT_PENDING_TAG = "platform/alert_pending"  # "true" while one of the run's alerts waits for the webhook
 IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
-
-
-class AuditResource(ConfigurableResource):
-    """Where the audit trail is written and alerts are sent."""
-
-    audit_url: str
-    environment: str
-    ui_url: str = "http://127.0.0.1:3000"
-    alert_webhook_url: str | None = None
-    alert_attempts: int = 4
-    """Tries per alert and tick (timeout 5 s each, exponential backoff between them)."""
-
-    def store(self) -> AuditStore:
-        store = AuditStore(self.audit_url)
-        store.setup()
-        return store
 
 
 @dataclass

@@ -17,11 +17,12 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.storage.dagster_run import RunRecord
 
 # Run tags a job (or the sensor that launches it) may set to describe itself in the audit trail.
-JOB_TYPE_TAG = "platform/job_type"
-STREAMING_SOURCE_TAG = "platform/streaming_source"
-MICRO_BATCH_TAG = "platform/micro_batch_id"
-PARENT_RUN_TAG = "platform/parent_run_id"
-AUDIT_JOB_ID_TAG = "platform/audit_job_id"
+from platform_assets.lib.tags import (
+    JOB_TYPE_TAG,
+    MICRO_BATCH_TAG,
+    PARENT_RUN_TAG,
+    STREAMING_SOURCE_TAG,
+)
 
 STATUS = {
     DagsterRunStatus.QUEUED: "Queued",

@@ -21,7 +21,8 @@ from platform_assets.core.config import TableConfig
 from platform_assets.core.extract import Extraction, Watermark, Window, extract, remove_stale_partials
 from platform_assets.core.source_table import SourceError
 from platform_assets.core.state import StateConflict
-from platform_assets.resources import LakehouseResource
+from platform_assets.lib.metadata import column_schema, numbers
+from platform_assets.lib.resources import LakehouseResource
 from platform_assets.spotify.common import (
     GROUP,
     asset_key,
@@ -29,7 +30,6 @@ from platform_assets.spotify.common import (
     partitioning,
     pool,
 )
-from platform_assets.spotify.metadata import column_schema, numbers
 from platform_assets.spotify.partitions import days_of_run
 
 SOURCE_RETRY = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)

@@ -10,8 +10,8 @@ from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartit
 from platform_assets.core import delta
 from platform_assets.core.config import PARTITION_COLUMN, TableConfig
 from platform_assets.core.scd import CdcResult
-from platform_assets.resources import LakehouseResource
-from platform_assets.spotify.metadata import numbers
+from platform_assets.lib.metadata import numbers
+from platform_assets.lib.resources import LakehouseResource
 from platform_assets.spotify.partitions import days_of_run
 
 GROUP = "spotify"

@@ -19,7 +19,9 @@ from platform_assets.core.config import PARTITION_COLUMN, TableConfig
 from platform_assets.core.expectations import RULE_COLUMN
 from platform_assets.core.scd import END_AT, START_AT, CdcSpec, apply_changes
 from platform_assets.core.silver import DELETED
-from platform_assets.resources import LakehouseResource
+from platform_assets.lib.metadata import column_lineage as lineage_metadata
+from platform_assets.lib.metadata import column_schema
+from platform_assets.lib.resources import LakehouseResource
 from platform_assets.spotify.common import (
     GROUP,
     StepTotals,
@@ -28,8 +30,6 @@ from platform_assets.spotify.common import (
     pool,
     quarantine,
 )
-from platform_assets.spotify.metadata import column_lineage as lineage_metadata
-from platform_assets.spotify.metadata import column_schema
 from platform_assets.spotify.partitions import days_of_run
 
 GOLD_CHECK = "keys_and_sequence_not_null"

@@ -13,8 +13,8 @@ from dagster import (
     schedule,
 )
 
+from platform_assets.lib.tags import range_tags
 from platform_assets.spotify.common import GROUP
-from platform_assets.tags import range_tags
 
 JOB_NAME = "spotify_medallion"
 SCHEDULE_NAME = f"{JOB_NAME}_schedule"

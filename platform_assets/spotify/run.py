@@ -16,10 +16,10 @@ from dagster import (
 from platform_assets.core.config import TableConfig, load_tables
 from platform_assets.core.db import engine_for
 from platform_assets.core.source_table import reflect
-from platform_assets.resources import build_resources
+from platform_assets.lib.resources import build_resources
+from platform_assets.lib.tags import console_log_level, range_tags
 from platform_assets.settings import Settings
 from platform_assets.spotify.definitions import build_spotify_definitions
-from platform_assets.tags import console_log_level, range_tags
 
 
 @dataclass

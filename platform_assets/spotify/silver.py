@@ -36,7 +36,9 @@ from platform_assets.core.silver import (
     transform,
     with_snapshot_deletes,
 )
-from platform_assets.resources import LakehouseResource
+from platform_assets.lib.metadata import check_results, column_schema
+from platform_assets.lib.metadata import column_lineage as lineage_metadata
+from platform_assets.lib.resources import LakehouseResource
 from platform_assets.spotify.common import (
     GROUP,
     StepTotals,
@@ -46,8 +48,6 @@ from platform_assets.spotify.common import (
     quarantine,
     work_units,
 )
-from platform_assets.spotify.metadata import check_results, column_schema
-from platform_assets.spotify.metadata import column_lineage as lineage_metadata
 
 
 class SilverConfig(Config):

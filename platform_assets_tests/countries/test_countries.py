@@ -44,7 +44,7 @@ from platform_assets.countries.definitions import (
     all_countries_tags,
     build_country_definitions,
 )
-from platform_assets.resources import build_resources
+from platform_assets.lib.resources import build_resources
 from platform_assets.settings import Settings
 
 RECORDED = Path(standin.__file__).with_name("recorded")

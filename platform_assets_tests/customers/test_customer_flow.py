@@ -12,9 +12,9 @@ from platform_assets.core.audit import AuditStore
 from platform_assets.customers.assets import CustomerFlowResource, customer_data
 from platform_assets.customers.sensors import customer_count_to_product
 from platform_assets.definitions import build_definitions
-from platform_assets.monitoring.audit import AuditResource, audit_tick
-from platform_assets.monitoring.facts import PARENT_RUN_TAG
-from platform_assets.resources import build_resources
+from platform_assets.lib.resources import AuditResource, build_resources
+from platform_assets.lib.tags import PARENT_RUN_TAG
+from platform_assets.monitoring.audit import audit_tick
 from platform_assets_tests.conftest import settings_for
 
 

@@ -18,7 +18,7 @@ from dagster import AssetKey, materialize
 from platform_assets.core.extract import Watermark, list_files
 from platform_assets.core.state import StateStore
 from platform_assets.definitions import build_definitions
-from platform_assets.resources import build_resources
+from platform_assets.lib.resources import build_resources
 from platform_assets.settings import Settings
 from platform_assets.spotify.run import materialize_medallion
 from platform_assets_tests.conftest import MARIADB_URL, POSTGRES_URL, reachable

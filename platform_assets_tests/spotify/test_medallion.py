@@ -14,7 +14,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from platform_assets import sample
 from platform_assets.core.config import ConfigError, load_tables
 from platform_assets.definitions import build_definitions
-from platform_assets.resources import build_resources
+from platform_assets.lib.resources import build_resources
 from platform_assets.spotify.run import days_with_data, materialize_medallion
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.spotify.helpers import (

@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from dagster import ConfigurableResource, EnvVar
 from upath import UPath
 
+from platform_assets.core.audit import AuditStore
 from platform_assets.core.db import engine_for
 from platform_assets.core.lake import location
 from platform_assets.core.state import StateStore
-from platform_assets.monitoring.audit import AuditResource
 from platform_assets.settings import Settings
 
 
@@ -38,6 +38,22 @@ class LakehouseResource(ConfigurableResource):
 
     def state(self) -> StateStore:
         return StateStore(self.state_url, self.env)
+
+
+class AuditResource(ConfigurableResource):
+    """Where the audit trail is written and alerts are sent."""
+
+    audit_url: str
+    environment: str
+    ui_url: str = "http://127.0.0.1:3000"
+    alert_webhook_url: str | None = None
+    alert_attempts: int = 4
+    """Tries per alert and tick (timeout 5 s each, exponential backoff between them)."""
+
+    def store(self) -> AuditStore:
+        store = AuditStore(self.audit_url)
+        store.setup()
+        return store
 
 
 def _maybe_secret(settings: Settings, variable: str, value: str) -> str | EnvVar:

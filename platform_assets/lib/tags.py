@@ -1,5 +1,14 @@
 """Run tags and run configuration shared by several domains."""
 
+# Tags the platform sets on runs (shown in the UI, recorded in the audit tables).
+JOB_TYPE_TAG = "platform/job_type"
+STREAMING_SOURCE_TAG = "platform/streaming_source"
+MICRO_BATCH_TAG = "platform/micro_batch_id"
+PARENT_RUN_TAG = "platform/parent_run_id"
+AUDIT_JOB_ID_TAG = "platform/audit_job_id"
+ALERTS_SENT_TAG = "platform/alerts_sent"  # JSON list of the run's delivered alert keys
+ALERT_PENDING_TAG = "platform/alert_pending"  # "true" while one of the run's alerts waits for the webhook
+
 # Dagster's run tags for a partition range executed as one run (what a single-run backfill sets).
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
