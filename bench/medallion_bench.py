@@ -7,7 +7,7 @@
 
 Phases (each in its own child process, so the peak RSS reported belongs to that phase only):
 
-  setup        build the source with platform_assets.sample.init (not measured against any goal)
+  setup        build the source with platform_devkit.sample.init (not measured against any goal)
   extract      core ``extract`` of the whole FactStream table (Window() = everything) into Parquet
   full         ``materialize_medallion`` on a fresh data dir (all tables, every FactStream day)
   change       update ``--changed`` of DimUser and DimTrack, insert ``--changed`` x N FactStream rows
@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHIPPED_TABLES = REPO / "platform_assets" / "tables.yaml"
 PHASES = ("setup", "extract", "full", "change", "incremental")
 START = date(2025, 1, 1)
-STREAMS_PER_SCALE_PER_DAY = 1000  # platform_assets.sample.STREAMS_PER_SCALE_PER_DAY (not imported here)
+STREAMS_PER_SCALE_PER_DAY = 1000  # platform_devkit.sample.STREAMS_PER_SCALE_PER_DAY (not imported here)
 
 GOAL_EXTRACT_ROWS_PER_S = 600_000  # from PostgreSQL
 GOAL_PEAK_MB = 1024  # on a 10M-row table
@@ -133,7 +133,7 @@ def _fact_config(p: dict[str, Any]):
 
 
 def phase_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    from platform_assets import sample
+    from platform_devkit import sample
 
     t0 = time.perf_counter()
     counts = sample.init(
@@ -168,7 +168,7 @@ def phase_extract(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 def _materialize(p: dict[str, Any], workdir: Path, days: tuple[date, date] | None) -> dict[str, Any]:
     from dagster import DagsterInstance
 
-    from platform_assets.spotify.run import materialize_medallion
+    from platform_devkit.medallion import materialize_medallion
 
     settings = _settings(p, workdir)
     instance = DagsterInstance.ephemeral()
@@ -220,7 +220,7 @@ def phase_change(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """Update ``changed`` of DimUser/DimTrack and insert ``changed`` x N streams on a new day."""
     import sqlalchemy as sa
 
-    from platform_assets import sample
+    from platform_devkit import sample
 
     tables = {t.name: t for t in sample.sample_tables(p["schema"]).tables.values()}
     users, tracks, facts = tables["DimUser"], tables["DimTrack"], tables["FactStream"]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from platform_assets.core.audit import TABLE_NAMES, AuditStore, AuditUnavailable
 from platform_assets.core.db import redact
-from platform_assets.settings import SettingsError, load_settings
+from platform_assets.settings import SettingsError, database_url, load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", help="SQLAlchemy URL of the audit database (default: PLATFORM_AUDIT_URL)")
     args = parser.parse_args(argv)
     try:
-        url = args.url or load_settings().audit_url
+        # --url is checked like the variable, so a typo gets one line instead of SQLAlchemy's traceback
+        url = database_url(args.url, "--url") if args.url else load_settings().audit_url
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,20 +13,76 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import sqlalchemy as sa
 from upath import UPath
 
-from platform_assets.core.lake import location
+from platform_assets.core.lake import location, table_location
 
 ENVIRONMENTS = ("dev", "sit", "prod")
 LAYERS = ("raw", "bronze", "silver", "gold")
-# Settings that may carry credentials: when set, Dagster resolves them from the environment at run
-# time (EnvVar), so their values never appear in run config or the UI.
 DEFAULT_COUNTRIES = ("India", "United States", "United Kingdom", "China", "Russia")
+# Settings that may carry credentials: when set, Dagster resolves them from the environment at run
+# time (EnvVar), so their values never appear in run config or the UI; error messages never show them.
 SECRET_VARIABLES = ("PLATFORM_SOURCE_URL", "PLATFORM_STATE_URL", "PLATFORM_AUDIT_URL", "PLATFORM_ALERT_WEBHOOK_URL")
 
 
 class SettingsError(ValueError):
-    """A setting has a value the platform cannot use."""
+    """A setting has a value the platform cannot use.
+
+    The message is one line naming the variable, its value (never for a secret) and what is allowed, so
+    a command can print it as it is (``error: <message>``) instead of a traceback.
+    """
+
+
+# Longer values are cut in messages: a pasted file or JSON blob would bury the one line that matters.
+_SHOWN_CHARS = 60
+
+
+def shown(value: object) -> str:
+    """``value`` as it appears in a one-line message: quoted, escaped, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS - 4]}...{text[-1]}"
+
+
+def database_url(value: str, name: str) -> str:
+    """Check that ``value`` is a SQLAlchemy URL of a dialect this installation has; return it.
+
+    ``name`` is what the message calls it (the variable, or ``--url``). The value itself is never put in
+    the message, as a database URL may hold a password; the dialect name alone is safe to show.
+    """
+    try:
+        url = sa.engine.make_url(value)
+    except sa.exc.ArgumentError:
+        raise SettingsError(
+            f"{name} is not a SQLAlchemy URL (expected dialect+driver://user:password@host/database, "
+            "e.g. sqlite:///data/source.db); its value is not shown as it may hold a password"
+        ) from None
+    try:
+        url.get_dialect()
+    except sa.exc.NoSuchModuleError:
+        raise SettingsError(
+            f"{name} names an unknown database dialect {shown(url.drivername)}; expected one of sqlite, "
+            "postgresql+psycopg, mysql+pymysql, mssql+pyodbc (the rest of the value is not shown)"
+        ) from None
+    return value
+
+
+def _http_url(value: str, name: str, *, secret: bool = False) -> str:
+    if value.startswith(("http://", "https://")) and len(value) > len("https://"):
+        return value
+    got = "its value is not shown as it is a secret" if secret else f"got {shown(value)}"
+    raise SettingsError(f"{name} must be an http:// or https:// URL; {got}")
+
+
+# Integer settings and their lower bounds. Checked in Settings, so settings built in code are held to the
+# same rules as the environment; 0 concurrent tables or a 0-row batch would hang or loop, not fail.
+_MINIMUM = {
+    "PLATFORM_BATCH_SIZE": ("batch_size", 1),
+    "PLATFORM_MAX_CONCURRENT_TABLES": ("max_concurrent_tables", 1),
+    "PLATFORM_LATE_DAYS": ("late_days", 0),
+    "PLATFORM_CUSTOMER_THRESHOLD": ("customer_threshold", 0),
+    "PLATFORM_PRODUCT_THRESHOLD": ("product_threshold", 0),
+}
 
 
 @dataclass(frozen=True)
@@ -54,11 +110,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
-            raise SettingsError(f"PLATFORM_ENV must be one of {', '.join(ENVIRONMENTS)}, got {self.env!r}")
-        if self.late_days < 0:
-            raise SettingsError(f"PLATFORM_LATE_DAYS must be 0 or more, got {self.late_days}")
-        if self.batch_size <= 0:
-            raise SettingsError(f"PLATFORM_BATCH_SIZE must be positive, got {self.batch_size}")
+            raise SettingsError(f"PLATFORM_ENV must be one of {', '.join(ENVIRONMENTS)}, got {shown(self.env)}")
+        for name, (attribute, minimum) in _MINIMUM.items():
+            value = getattr(self, attribute)
+            if value < minimum:
+                raise SettingsError(f"{name} must be an integer of {minimum} or more, got {value}")
         data_dir = Path(self.data_dir).resolve()
         object.__setattr__(self, "data_dir", data_dir)
         defaults = {
@@ -79,8 +135,8 @@ class Settings:
 
     def table_path(self, layer: str, table: str) -> UPath:
         if layer not in LAYERS:
-            raise SettingsError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
-        return self.lake_root / layer / table.lower()
+            raise SettingsError(f"unknown layer {shown(layer)}; expected one of {', '.join(LAYERS)}")
+        return table_location(self.lake_root, layer, table)
 
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -89,8 +145,9 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         return default
     try:
         return int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+    except ValueError:
+        # `from None`: the chained ValueError would only repeat the value in a second traceback
+        raise SettingsError(f"{name} must be an integer of {_MINIMUM[name][1]} or more, got {shown(raw)}") from None
 
 
 def _date(environ: Mapping[str, str], name: str, default: date) -> date:
@@ -99,8 +156,8 @@ def _date(environ: Mapping[str, str], name: str, default: date) -> date:
         return default
     try:
         return date.fromisoformat(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a date like 2024-01-01, got {raw!r}") from exc
+    except ValueError:
+        raise SettingsError(f"{name} must be a date like 2024-01-01 (YYYY-MM-DD), got {shown(raw)}") from None
 
 
 def _names(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -109,25 +166,34 @@ def _names(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> t
         return default
     names = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not names:
-        raise SettingsError(f"{name} must be a comma-separated list, got {raw!r}")
+        raise SettingsError(f"{name} must be a comma-separated list of names like India,Japan, got {shown(raw)}")
     return names
+
+
+def _database_url(environ: Mapping[str, str], name: str) -> str:
+    raw = environ.get(name, "")
+    return database_url(raw, name) if raw else ""
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``PLATFORM_*`` environment variables (all optional)."""
     env = os.environ if environ is None else environ
+    webhook = env.get("PLATFORM_ALERT_WEBHOOK_URL") or None
+    if webhook is not None:
+        _http_url(webhook, "PLATFORM_ALERT_WEBHOOK_URL", secret=True)
     return Settings(
         env=env.get("PLATFORM_ENV", "dev") or "dev",
         data_dir=Path(env.get("PLATFORM_DATA_DIR") or "data"),
-        source_url=env.get("PLATFORM_SOURCE_URL", ""),
-        audit_url=env.get("PLATFORM_AUDIT_URL", ""),
-        state_url=env.get("PLATFORM_STATE_URL", ""),
+        source_url=_database_url(env, "PLATFORM_SOURCE_URL"),
+        audit_url=_database_url(env, "PLATFORM_AUDIT_URL"),
+        state_url=_database_url(env, "PLATFORM_STATE_URL"),
         lake_url=env.get("PLATFORM_LAKE_URL", ""),
         partition_start=_date(env, "PLATFORM_PARTITION_START", date(2024, 1, 1)),
-        alert_webhook_url=env.get("PLATFORM_ALERT_WEBHOOK_URL") or None,
-        country_api_url=(env.get("PLATFORM_COUNTRY_API_URL") or "https://restcountries.com/v3.1").rstrip("/"),
+        alert_webhook_url=webhook,
+        country_api_url=_http_url(env.get("PLATFORM_COUNTRY_API_URL") or "https://restcountries.com/v3.1",
+                                  "PLATFORM_COUNTRY_API_URL").rstrip("/"),
         countries=_names(env, "PLATFORM_COUNTRIES", DEFAULT_COUNTRIES),
-        ui_url=(env.get("PLATFORM_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
+        ui_url=_http_url(env.get("PLATFORM_UI_URL") or "http://127.0.0.1:3000", "PLATFORM_UI_URL").rstrip("/"),
         source_schema=env.get("PLATFORM_SOURCE_SCHEMA") or None,
         customer_threshold=_int(env, "PLATFORM_CUSTOMER_THRESHOLD", 500),
         product_threshold=_int(env, "PLATFORM_PRODUCT_THRESHOLD", 600),

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus
 
-from platform_assets import sample
 from platform_assets.settings import Settings
+from platform_devkit import sample
 
 REPO = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
@@ -23,7 +23,7 @@ def test_make_creates_the_instance_once_and_two_first_runs_then_start_together(t
     home = tmp_path / "dagster_home"
     subprocess.run(["make", "-s", f"{home}/dagster.yaml", f"DAGSTER_HOME={home}", f"BIN={BIN}"],
                    cwd=REPO, check=True, capture_output=True)
-    assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
+    assert (home / "dagster.yaml").read_text() == (REPO / "deploy" / "dagster.yaml").read_text()
     for storage in ("history/runs.db", "history/runs/index.db", "schedules/schedules.db"):
         assert (home / storage).stat().st_size > 0, storage
 

@@ -10,15 +10,15 @@ import time
 import pytest
 from dagster import materialize
 
-from platform_assets import sample
 from platform_assets.core import delta
 from platform_assets.core.extract import list_files
-from platform_assets.countries import standin
 from platform_assets.countries.assets import CountryApiResource, raw_countries
 from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import build_resources
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.spotify.helpers import source_frame
+from platform_devkit import countries_standin as standin
+from platform_devkit import sample
 
 BUCKET = "lake"
 

@@ -21,15 +21,12 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import requests
 
+from platform_assets.core.errors import AlertError
 from platform_assets.core.redaction import MASK
 
 WEBHOOK_SETTING = "PLATFORM_ALERT_WEBHOOK_URL"
 
 logger = logging.getLogger(__name__)
-
-
-class AlertError(RuntimeError):
-    """The alert could not be delivered."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from platform_assets.core.errors import MixedStorage, UnreadableValue
+
 # SQLite's 'auto' rule: a number in [0, 5373484.5) is a Julian day, anything else Unix seconds.
 JULIAN_DAY_LIMIT = 5373484.5
 UNIX_EPOCH_JULIAN_DAY = 2440587.5
@@ -36,10 +38,6 @@ MAX_UTC_OFFSET = timedelta(hours=14)
 _SQL_MARGIN = timedelta(milliseconds=2)
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-class UnreadableValue(ValueError):
-    """A stored value that is not a time value in any accepted form."""
 
 
 class Kind(StrEnum):
@@ -246,10 +244,6 @@ def minus_lag(value: Any, lag: timedelta | int | None) -> Any:
 
 # ----------------------------------------------------------------------------------------------------
 # SQLite: how a column is stored, and an index-friendly superset of a window
-
-
-class MixedStorage(UnreadableValue):
-    """A column whose values are stored in forms that cannot be compared with each other."""
 
 
 def sqlite_storage(conn: sa.Connection, column: sa.Column, where: str) -> Storage:

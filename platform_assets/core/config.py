@@ -11,22 +11,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import polars as pl
 import yaml
 
-from platform_assets.core.change_values import parse_lag
+from platform_assets.core.change_values import parse_lag, to_utc
+from platform_assets.core.errors import ConfigError
+from platform_assets.core.lake import QUARANTINE_SUFFIX
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-ACTIONS = ("warn", "drop", "fail")
-PARTITION_COLUMN = "stream_date"
-
-
-class ConfigError(ValueError):
-    """The table configuration is invalid; the message names the table and the field."""
+Action = Literal["warn", "drop", "fail"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
+Partitioning = Literal["daily"]
 
 
 def identifier(value: Any, what: str) -> str:
@@ -40,7 +39,7 @@ def identifier(value: Any, what: str) -> str:
 class Expectation:
     name: str
     expr: str
-    action: str
+    action: Action
 
     def predicate(self) -> pl.Expr:
         """The rule as a polars expression; a NULL result counts as a violation."""
@@ -55,7 +54,8 @@ class TableConfig:
     schema: str | None = None
     from_date: datetime | None = None
     lag: timedelta | int | None = None
-    partition: str | None = None
+    partition: Partitioning | None = None
+    partition_column: str | None = None  # the date column silver adds and bronze folders are named by
     derived: Mapping[str, str] = field(default_factory=dict)
     scd_type: int = 1
     track_history_except: tuple[str, ...] = ()
@@ -76,7 +76,7 @@ class TableConfig:
 
     @property
     def partition_by(self) -> tuple[str, ...]:
-        return (PARTITION_COLUMN,) if self.partitioned else ()
+        return (self.partition_column,) if self.partition_column else ()
 
     @property
     def system_expectations(self) -> tuple[Expectation, ...]:
@@ -94,7 +94,9 @@ class TableConfig:
         return self.system_expectations + self.expectations
 
 
-def _parse_from_date(value: Any, table: str) -> datetime | None:
+def parse_from_date(value: Any, table: str) -> datetime | None:
+    """A backfill start (ISO date or timestamp, or a date) as an aware UTC datetime; ConfigError names
+    ``<table>.from_date``."""
     if value in (None, ""):
         return None
     if isinstance(value, datetime):
@@ -106,7 +108,7 @@ def _parse_from_date(value: Any, table: str) -> datetime | None:
             parsed = datetime.fromisoformat(str(value))
         except ValueError as exc:
             raise ConfigError(f"{table}.from_date: {value!r} is not an ISO date ({exc})") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return to_utc(parsed)
 
 
 def _mapping(value: Any, what: str) -> dict:
@@ -129,7 +131,8 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         raise ConfigError(f"table entry must be a mapping, got {entry!r}")
     table = identifier(entry.get("table"), "table")
     unknown = set(entry) - {
-        "table", "schema", "key", "cdc_col", "from_date", "lag", "partition", "derived", "gold", "expectations",
+        "table", "schema", "key", "cdc_col", "from_date", "lag", "partition", "partition_column", "derived", "gold",
+        "expectations",
     }
     if unknown:
         raise ConfigError(f"{table}: unknown field(s) {sorted(unknown)}")
@@ -147,6 +150,13 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         raise ConfigError(f"{table}.partition: only 'daily' is supported, got {partition!r}")
     if partition and not cdc_col:
         raise ConfigError(f"{table}: a partitioned table needs a cdc_col to partition on")
+    partition_column = entry.get("partition_column")
+    if partition_column is not None:
+        identifier(partition_column, f"{table}.partition_column")
+        if not partition:
+            raise ConfigError(f"{table}.partition_column: only a partitioned table has one")
+    elif partition:
+        partition_column = f"{cdc_col}_date"
     try:
         lag = parse_lag(entry.get("lag"), f"{table}.lag")
     except ValueError as exc:
@@ -175,9 +185,10 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         keys=keys,
         cdc_col=cdc_col,
         schema=schema,
-        from_date=_parse_from_date(entry.get("from_date"), table),
+        from_date=parse_from_date(entry.get("from_date"), table),
         lag=lag,
         partition=partition,
+        partition_column=partition_column,
         derived=derived,
         scd_type=scd_type,
         track_history_except=track_except,
@@ -194,7 +205,7 @@ def _compile(expr: Any, what: str) -> pl.Expr:
         raise ConfigError(f"{what}: expected a SQL expression string, got {expr!r}")
     try:
         return pl.sql_expr(expr)
-    except Exception as exc:  # polars raises several error types for bad SQL
+    except (pl.exceptions.PolarsError, ValueError) as exc:  # SQLInterfaceError, SQLSyntaxError, ...
         raise ConfigError(f"{what}: cannot parse {expr!r}: {exc}") from exc
 
 
@@ -211,9 +222,6 @@ def _parse_expectation(entry: Any, table: str) -> Expectation:
     expr = entry.get("expr")
     _compile(expr, f"{table}.expectations.{name}")
     return Expectation(name=name, expr=expr, action=action)
-
-
-QUARANTINE_SUFFIX = "_quarantine"
 
 
 def parse_tables(entries: Iterable[Mapping[str, Any]]) -> tuple[TableConfig, ...]:

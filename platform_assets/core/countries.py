@@ -24,6 +24,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from platform_assets.core.errors import CountryApiError
 from platform_assets.core.lake import publish
 
 RETRY_STATUSES = (500, 502, 503, 504)
@@ -46,16 +47,6 @@ COLUMNS = (
     "languages",
     "source_file",
 )
-
-
-class CountryApiError(RuntimeError):
-    """The API answered, but not with a usable description of `country`."""
-
-    def __init__(self, country: str, reason: str, status: int | None = None):
-        self.country = country
-        self.reason = reason
-        self.status = status
-        super().__init__(f"{country}: {reason}")
 
 
 def _excerpt(body: str | bytes) -> str:

@@ -15,6 +15,10 @@ from collections.abc import Sequence
 
 import polars as pl
 from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError
+
+from platform_assets.core.errors import NotADeltaTableError
+from platform_assets.core.lake import is_url
 
 # Change data feed on every table we create: read_changes() depends on it, and the property
 # cannot be back-filled for commits made before it was switched on.
@@ -32,17 +36,9 @@ _CDF_KEEP = ("insert", "update_postimage")
 TIMESTAMP = pl.Datetime("us", "UTC")
 
 
-class NotADeltaTableError(ValueError):
-    """A path holds data, but not a Delta table: refuse to write over or read it blindly."""
-
-
 def table_exists(path: str) -> bool:
     """True when `path` is a Delta table (has a readable ``_delta_log``)."""
     return DeltaTable.is_deltatable(str(path))
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in str(path)
 
 
 def _check_not_foreign(path: str) -> None:
@@ -53,7 +49,7 @@ def _check_not_foreign(path: str) -> None:
     directories holding only hidden entries (``_...``/``.``) count as "no table yet".
     """
     path = str(path)
-    if not _is_local(path) or not os.path.exists(path) or table_exists(path):
+    if is_url(path) or not os.path.exists(path) or table_exists(path):
         return
     if os.path.isfile(path):
         raise NotADeltaTableError(f"{path!r} is a file, not a Delta table directory")
@@ -119,7 +115,7 @@ def read_changes(
         return flagged(pl.scan_delta(str(path)).head(0).collect()), current
     try:
         reader = table.load_cdf(starting_version=since_version + 1, ending_version=current)
-    except Exception as exc:  # delta-rs raises a generic DeltaError here
+    except DeltaError as exc:
         raise RuntimeError(
             f"Cannot read the change data feed of {path!r} from version {since_version + 1}: {exc}. "
             f"Is delta.enableChangeDataFeed set for all those commits?"

@@ -10,15 +10,49 @@ Credentials and endpoints for object stores come from the standard variables of 
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from upath import UPath
+
+if TYPE_CHECKING:
+    from platform_assets.core.config import TableConfig
+
+
+Layer = Literal["raw", "bronze", "silver", "gold"]
+QUARANTINE_SUFFIX = "_quarantine"
+
+
+def table_location(lake_root: UPath | Path, layer: Layer, table: str) -> UPath | Path:
+    """``<lake>/<env>/<layer>/<table>``, table names lower case: the one lake layout."""
+    return lake_root / layer / table.lower()
+
+
+def quarantine_name(table: str) -> str:
+    """The table that holds the rows a layer's rules set apart: ``<table>_quarantine``."""
+    return f"{table.lower()}{QUARANTINE_SUFFIX}"
+
+
+def partition_dir(table_root: UPath | Path, config: TableConfig, day: date) -> UPath | Path:
+    """A day's folder of a partitioned bronze table: ``<table>/<partition column>=<day>/``."""
+    return table_root / f"{config.partition_column}={day.isoformat()}"
+
+
+def is_url(text: str | os.PathLike) -> bool:
+    """An object-store URL (``s3://...``) rather than a local path: the one test for "is this remote"."""
+    return "://" in str(text)
+
+
+def child(table: str | os.PathLike, name: str) -> str:
+    """``<table>/<name>`` as a string delta-rs and polars take, for a local path or a URL alike."""
+    return f"{str(table).rstrip('/')}/{name}" if is_url(table) else os.path.join(str(table), name)
 
 
 def location(url: str | os.PathLike) -> UPath:
     """A lake location from a URL or a local path (made absolute)."""
     text = str(url)
-    return UPath(text) if "://" in text else UPath(Path(text).resolve())
+    return UPath(text) if is_url(text) else UPath(Path(text).resolve())
 
 
 def is_local(path: UPath | Path) -> bool:

@@ -24,7 +24,6 @@ much like Databricks keeps them in its hidden CDC state:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -33,6 +32,7 @@ import polars as pl
 from deltalake import DeltaTable
 
 from platform_assets.core import delta
+from platform_assets.core.lake import child
 
 START_AT = "__START_AT"
 END_AT = "__END_AT"
@@ -127,9 +127,7 @@ class CdcResult:
 
 def state_path(target: str, name: str) -> str:
     """Path of the hidden state table `name` (e.g. TOMBSTONES_DIR) inside `target`."""
-    return (
-        os.path.join(str(target), name) if "://" not in str(target) else f"{str(target).rstrip('/')}/{name}"
-    )
+    return child(target, name)
 
 
 def tombstone_path(target: str) -> str:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-from platform_assets.core.config import PARTITION_COLUMN, TableConfig
+from platform_assets.core.config import TableConfig
 from platform_assets.core.delta import table_exists
+from platform_assets.core.errors import SchemaDriftError
 
 RESCUED = "_rescued_data"
 DELETED = "_deleted"  # marks delete events for apply_changes (never stored)
@@ -24,10 +25,6 @@ SOURCE_FILE = "_source_file"
 
 
 SET_ASIDE = "_set_aside"  # bronze/_set_aside/<table>/...: files taken out of silver's way, kept
-
-
-class SchemaDriftError(ValueError):
-    """A source column changed type."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +116,7 @@ def transform(frame: pl.DataFrame, config: TableConfig) -> pl.DataFrame:
     if config.derived:
         frame = frame.with_columns([pl.sql_expr(e).alias(c) for c, e in config.derived.items()])
     if config.partitioned:
-        frame = frame.with_columns(pl.col(config.cdc_col).dt.date().alias(PARTITION_COLUMN))
+        frame = frame.with_columns(pl.col(config.cdc_col).dt.date().alias(config.partition_column))
     return frame
 
 
@@ -141,7 +138,7 @@ def column_lineage(config: TableConfig, columns: Sequence[str]) -> dict[str, lis
     for column, expr in config.derived.items():
         lineage[column] = sorted(set(pl.sql_expr(expr).meta.root_names()))
     if config.partitioned:
-        lineage[PARTITION_COLUMN] = [config.cdc_col]
+        lineage[config.partition_column] = [config.cdc_col]
     return {c: lineage[c] for c in columns if c in lineage}
 
 

@@ -7,7 +7,7 @@ Arrow. The second step is what makes a window mean the same thing on every backe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -29,10 +29,7 @@ from platform_assets.core.change_values import (
     time_array,
 )
 from platform_assets.core.config import TableConfig
-
-
-class SourceError(RuntimeError):
-    """The source table cannot be read as configured."""
+from platform_assets.core.errors import SourceError
 
 
 def arrow_type(column_type: sa.types.TypeEngine) -> pa.DataType:
@@ -131,18 +128,82 @@ def _instant(value: Any) -> datetime | None:
     return None if value is None else parse_timestamp(value)
 
 
+# How many existing tables a "does not exist" error names: enough to spot a typo or a case mismatch.
+_LISTED_TABLES = 20
+
+
+def _folded(dialect: sa.Dialect, name: str) -> str:
+    """``name`` as the database stores it when it is written unquoted, in SQLAlchemy's spelling."""
+    if dialect.requires_name_normalize:
+        # Oracle-like: unquoted names are stored in upper case, which SQLAlchemy spells in lower case
+        return dialect.normalize_name(name.upper())
+    if dialect.name == "postgresql":
+        return name.lower()
+    # SQLite, MySQL, SQL Server look names up as written (case-insensitively where the server does)
+    return name
+
+
+def _resolve(dialect: sa.Dialect, name: str, existing: Collection[str]) -> str:
+    """The existing name a configured one means, as the database resolves an unquoted identifier:
+    the exact name first, then the folded one (``CREATE TABLE DimUser`` makes ``dimuser`` on
+    PostgreSQL). Without a match the name is returned as configured, for the lookup to fail on it."""
+    if name in existing:
+        return name
+    folded = _folded(dialect, name)
+    return folded if folded in existing else name
+
+
+def _names_in(inspector: sa.Inspector, schema: str | None) -> list[str]:
+    """Tables and views of ``schema``; none when it cannot be listed (a schema that does not exist)."""
+    try:
+        return sorted({*inspector.get_table_names(schema=schema), *inspector.get_view_names(schema=schema)})
+    except sa.exc.SQLAlchemyError:
+        return []
+
+
+def _no_such_table(config: TableConfig, schema: str | None, existing: Sequence[str]) -> SourceError:
+    where = f"{config.schema}.{config.table}" if config.schema else config.table
+    message = f"source table {where} does not exist"
+    if not existing:
+        return SourceError(message)
+    listed = ", ".join(existing[:_LISTED_TABLES]) + (", …" if len(existing) > _LISTED_TABLES else "")
+    in_schema = f" in schema {schema}" if schema and not config.schema else ""
+    return SourceError(f"{message}{in_schema} (tables there: {listed})")
+
+
+def _as_configured(table: sa.Table, labels: Mapping[str, str]) -> sa.Subquery:
+    """``table`` with the columns of ``labels`` (actual name -> configured name) renamed.
+
+    Bronze, silver and gold address key and change columns by their configured names, so the rows must
+    carry those names; the SQL still reads the real columns. Databases flatten a subquery this simple,
+    so windows on the change column still use its index."""
+    return sa.select(*(c.label(labels.get(c.name, c.name)) for c in table.columns)).subquery(table.name)
+
+
 def reflect(engine: sa.Engine, config: TableConfig) -> SourceTable:
     """The source table's definition, checked against the configuration, and how its change column
-    compares. On SQLite this also checks how the change column is stored (before anything is read)."""
+    compares. On SQLite this also checks how the change column is stored (before anything is read).
+
+    Configured names (schema, table, key and change columns) are resolved as the database resolves
+    unquoted identifiers, so a table created as ``CREATE TABLE DimUser`` is found on PostgreSQL too."""
+    inspector = sa.inspect(engine)
+    schema = config.schema
+    if schema is not None:
+        schema = _resolve(engine.dialect, schema, inspector.get_schema_names())
+    existing = _names_in(inspector, schema)
     try:
-        table = sa.Table(config.table, sa.MetaData(), schema=config.schema, autoload_with=engine)
+        table = sa.Table(_resolve(engine.dialect, config.table, existing), sa.MetaData(), schema=schema,
+                         autoload_with=engine)
     except sa.exc.NoSuchTableError as exc:
-        where = f"{config.schema}.{config.table}" if config.schema else config.table
-        raise SourceError(f"source table {where} does not exist") from exc
+        raise _no_such_table(config, schema or inspector.default_schema_name, existing) from exc
     needed = [*config.keys, *([config.cdc_col] if config.cdc_col else [])]
-    missing = [c for c in needed if c not in table.c]
+    actual = {name: _resolve(engine.dialect, name, table.c.keys()) for name in needed}
+    missing = [name for name in needed if actual[name] not in table.c]
     if missing:
         raise SourceError(f"source table {config.table} has no column(s) {missing}")
+    labels = {real: name for name, real in actual.items() if real != name}
+    if labels:
+        table = _as_configured(table, labels)
     sqlite = engine.dialect.name == "sqlite"
     time_columns = {}
     if sqlite:

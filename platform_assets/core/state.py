@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from platform_assets.core.db import engine_for, utc_now
+from platform_assets.core.errors import StateConflict
 
 metadata = sa.MetaData()
 
@@ -46,15 +47,10 @@ def _create_tables(url: str) -> None:
     metadata.create_all(engine_for(url), checkfirst=True)
 
 
-class StateConflict(RuntimeError):
-    """Another run changed the state entry between our read and our write."""
-
-
 @dataclass(frozen=True)
 class StateEntry:
     value: Any
     version: int
-
 
 
 class StateStore:

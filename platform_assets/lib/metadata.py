@@ -20,8 +20,10 @@ from dagster import (
 from platform_assets.core.expectations import RuleResult
 
 
-def column_schema(schema: pl.Schema | Mapping[str, Any]) -> TableSchema:
-    return TableSchema(columns=[TableColumn(name, str(dtype)) for name, dtype in schema.items()])
+def column_schema(schema: pl.Schema | Mapping[str, Any], descriptions: Mapping[str, str] | None = None) -> TableSchema:
+    descriptions = descriptions or {}
+    return TableSchema(columns=[TableColumn(name, str(dtype), description=descriptions.get(name))
+                                for name, dtype in schema.items()])
 
 
 def column_lineage(upstream: AssetKey, lineage: Mapping[str, Sequence[str]]) -> TableColumnLineage:

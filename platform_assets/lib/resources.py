@@ -12,7 +12,7 @@ from upath import UPath
 
 from platform_assets.core.audit import AuditStore
 from platform_assets.core.db import engine_for
-from platform_assets.core.lake import location
+from platform_assets.core.lake import Layer, location, table_location
 from platform_assets.core.state import StateStore
 from platform_assets.settings import Settings
 
@@ -30,8 +30,8 @@ class LakehouseResource(ConfigurableResource):
     def lake_root(self) -> UPath:
         return location(self.lake_url) / self.env
 
-    def path(self, layer: str, table: str) -> UPath:
-        return self.lake_root / layer / table.lower()
+    def path(self, layer: Layer, table: str) -> UPath:
+        return table_location(self.lake_root, layer, table)
 
     def source_engine(self) -> sa.Engine:
         return engine_for(self.source_url)

@@ -18,11 +18,14 @@ from dagster._core.storage.dagster_run import RunRecord
 
 # Run tags a job (or the sensor that launches it) may set to describe itself in the audit trail.
 from platform_assets.lib.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
     JOB_TYPE_TAG,
     MICRO_BATCH_TAG,
     PARENT_RUN_TAG,
     STREAMING_SOURCE_TAG,
 )
+from platform_assets.monitoring.job_names import JobCatalog, attributed_job_name
 
 STATUS = {
     DagsterRunStatus.QUEUED: "Queued",
@@ -62,6 +65,9 @@ class TaskFacts:
     rows_written: int | None = None
     delta_version: int | None = None
     error_message: str | None = None
+    # Every partition the step materialized for this asset, in event order (a range run writes several;
+    # the row counts are then their sums).
+    partitions: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -114,11 +120,31 @@ def error_text(error: Any) -> str | None:
     return " | caused by: ".join(chain[:2])[:4000] if chain else None
 
 
+def _partition_range(tags: Mapping[str, str]) -> str | None:
+    """The run's partition range ``a...b`` when it is one run over several partitions (single-run backfill)."""
+    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    return f"{start}...{end}" if start and end else None
+
+
 def _partition(tags: Mapping[str, str]) -> str | None:
     if "dagster/partition" in tags:
         return tags["dagster/partition"]
-    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
-    return f"{start}...{end}" if start and end else None
+    return _partition_range(tags)
+
+
+def _task_partition(partitions: list[str], run_range: str | None) -> str | None:
+    """What a task row's ``partition_key`` says the step covered.
+
+    A step of a range run materializes the whole range at once (one event per partition), so its row
+    holds the run's range ``a...b``, like the run's own row, rather than whichever partition came last.
+    Outside a range run, one partition is itself and several are the first and last written.
+    """
+    distinct = list(dict.fromkeys(partitions))
+    if not distinct:
+        return None
+    if run_range is not None:
+        return run_range
+    return distinct[0] if len(distinct) == 1 else f"{distinct[0]}...{distinct[-1]}"
 
 
 def _trigger(tags: Mapping[str, str]) -> str:
@@ -152,12 +178,20 @@ def _metadata_value(metadata: Mapping[str, Any], name: str) -> Any:
     return None if entry is None else getattr(entry, "value", entry)
 
 
+def _add(total: int | None, value: int | None) -> int | None:
+    return total if value is None else (total or 0) + value
+
+
 def _step_asset(step_key: str) -> str:
     """Dagster names an asset's step after its key with '/' → '__' (``bronze__dimuser``)."""
     return step_key.replace("__", "/")
 
 
-def collect(instance: DagsterInstance, record: RunRecord, environment: str, ui_base: str) -> RunFacts:
+def collect(
+    instance: DagsterInstance, record: RunRecord, environment: str, ui_base: str, jobs: JobCatalog | None = None
+) -> RunFacts:
+    """The run's facts; with ``jobs``, a run of an implicit asset job is named after the platform job
+    that covers its assets (see :mod:`platform_assets.monitoring.job_names`)."""
     run = record.dagster_run
     tags = dict(run.tags)
     status = STATUS.get(run.status, "Running")
@@ -188,9 +222,14 @@ def collect(instance: DagsterInstance, record: RunRecord, environment: str, ui_b
     for event_record in events:
         _apply_event(event_record, facts, tasks, step_tasks, run_errors)
     facts.tasks = list(tasks.values()) + [t for k, t in step_tasks.items() if not _has_asset_rows(tasks, k)]
+    run_range = _partition_range(tags)
+    for task in facts.tasks:
+        task.partition_key = _task_partition(task.partitions, run_range)
     selected = {k.to_user_string() for k in run.asset_selection or ()} or {t.asset_key for t in facts.tasks}
     if selected:
         facts.parameters["assets"] = ",".join(sorted(selected))
+    facts.parameters["dagster_job_name"] = run.job_name
+    facts.job["job_name"] = attributed_job_name(run.job_name, selected, jobs)
     if status == "Failed":
         step_errors = [f"{t.asset_key}: {t.error_message}" for t in facts.tasks if t.error_message]
         facts.job["error_message"] = "\n".join(step_errors or run_errors)[:4000] or "run failed"
@@ -244,9 +283,16 @@ def _apply_event(event_record, facts: RunFacts, tasks, step_tasks, run_errors: l
             TaskFacts(step_key, asset, start_time=step.start_time if step else when),
         )
         metadata = materialization.metadata
-        task.partition_key = materialization.partition
-        task.rows_read = _metadata_value(metadata, "rows_read")
-        task.rows_written = _metadata_value(metadata, "rows_written")
+        rows_read, rows_written = _metadata_value(metadata, "rows_read"), _metadata_value(metadata, "rows_written")
+        partition = materialization.partition
+        if partition is not None and task.partitions and partition not in task.partitions:
+            # Another day of the same step (a range run): each day's event counts its own rows, and the
+            # row describes the whole step.
+            task.rows_read, task.rows_written = _add(task.rows_read, rows_read), _add(task.rows_written, rows_written)
+        else:
+            task.rows_read, task.rows_written = rows_read, rows_written
+        if partition is not None and partition not in task.partitions:
+            task.partitions.append(partition)
         task.delta_version = _metadata_value(metadata, "delta_version")
         if step is not None and step.status != "Running":
             task.status, task.end_time = step.status, step.end_time

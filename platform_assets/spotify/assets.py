@@ -1,7 +1,8 @@
 """Bronze, silver and gold assets for every table of the table list, built by one factory.
 
-The assets are thin: they pick the window or files to work on, call the core, and report what happened
-as metadata and asset checks. All data logic lives in ``platform_assets.core``.
+The assets are thin: each calls one core step (``platform_assets.core.steps``: state, windows,
+checkpoints and merges live there) and turns its result into metadata (per partition for a range run)
+and asset checks.
 """
 
 from dagster import AssetsDefinition, DailyPartitionsDefinition

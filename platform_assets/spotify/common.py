@@ -1,23 +1,25 @@
-"""Shared pieces of the Spotify assets: keys, pools, partitioning, quarantine, step totals."""
+"""Shared pieces of the Spotify assets: keys, pools, partitioning, and turning step results into
+the metadata the Dagster UI shows (per partition where a run covers several days)."""
 
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import date
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartitionsDefinition
+from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartitionsDefinition, MetadataValue
 
-from platform_assets.core import delta
-from platform_assets.core.config import PARTITION_COLUMN, TableConfig
-from platform_assets.core.scd import CdcResult
-from platform_assets.lib.metadata import numbers
+from platform_assets.core.config import TableConfig
+from platform_assets.core.lake import Layer
+from platform_assets.core.scd import END_AT, START_AT
+from platform_assets.core.steps import UnitResult
+from platform_assets.core.steps.units import total
+from platform_assets.lib.metadata import column_schema, numbers
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.spotify.partitions import days_of_run
 
 GROUP = "spotify"
+OWNERS = ["team:data-platform"]
 
 
-def asset_key(layer: str, config: TableConfig) -> AssetKey:
+def asset_key(layer: Layer, config: TableConfig) -> AssetKey:
     return AssetKey([layer, config.name])
 
 
@@ -33,57 +35,52 @@ def partitioning(config: TableConfig, partitions: DailyPartitionsDefinition) -> 
     return {"partitions_def": partitions, "backfill_policy": BackfillPolicy.single_run()}
 
 
-def partition_dir(root: Path, day: date) -> Path:
-    return root / f"{PARTITION_COLUMN}={day.isoformat()}"
+def run_days(context: AssetExecutionContext, config: TableConfig) -> list[date]:
+    return days_of_run(context) if config.partitioned else []
 
 
-def quarantine(lakehouse: LakehouseResource, layer: str, config: TableConfig, rows: pl.DataFrame, run_id: str):
-    if rows.is_empty():
-        return
-    stamped = rows.with_columns(
-        pl.lit(datetime.now(UTC)).alias("_quarantined_at"), pl.lit(run_id).alias("_run_id")
+def table_identity(lakehouse: LakehouseResource, layer: Layer, config: TableConfig) -> dict:
+    """``<env>.<layer>.<table>`` and where it lives, as the UI's table name and URI."""
+    return {
+        "dagster/table_name": MetadataValue.text(f"{lakehouse.env}.{layer}.{config.name}"),
+        "dagster/uri": MetadataValue.text(str(lakehouse.path(layer, config.name))),
+    }
+
+
+def column_descriptions(config: TableConfig) -> dict[str, str]:
+    described = {k: "key" for k in config.keys}
+    if config.cdc_col:
+        described[config.cdc_col] = "change column: watermark of bronze, sequence of gold's versions"
+    described.update({c: f"derived: {expr}" for c, expr in config.derived.items()})
+    if config.partition_column:
+        described[config.partition_column] = f"UTC day of {config.cdc_col}: the daily partition"
+    described[START_AT] = f"this version is valid from ({config.cdc_col})"
+    described[END_AT] = "this version is valid until; null on the current version"
+    return described
+
+
+def described_schema(config: TableConfig, schema: pl.Schema) -> MetadataValue:
+    return column_schema(schema, column_descriptions(config))
+
+
+def unit_metadata(unit: UnitResult) -> dict:
+    return numbers(
+        rows_read=unit.rows_read,
+        rows_written=unit.rows_written,
+        rows_inserted=unit.rows_inserted,
+        rows_updated=unit.rows_updated,
+        rows_deleted=unit.rows_deleted,
+        rows_quarantined=unit.rows_quarantined,
+        files_read=unit.files_read or None,
+        delta_version=unit.version,
     )
-    delta.append(str(lakehouse.path(layer, f"{config.name}_quarantine")), stamped)
 
 
-@dataclass
-class StepTotals:
-    """What a silver or gold step did, summed over its days."""
-
-    rows_read: int = 0
-    rows_inserted: int = 0
-    rows_updated: int = 0
-    rows_deleted: int = 0
-    rows_quarantined: int = 0
-    files_read: int = 0
-    version: int | None = None
-    committed: bool = False
-    columns: pl.Schema | None = None
-    rejected: list[pl.DataFrame] = field(default_factory=list)
-
-    def add(self, result: CdcResult) -> None:
-        self.rows_inserted += result.rows_inserted
-        self.rows_updated += result.rows_updated
-        self.rows_deleted += result.rows_deleted
-        self.version = result.version if result.version is not None else self.version
-        self.committed |= result.committed
-        if result.rejected.height:
-            self.rejected.append(result.rejected)
-
-    def metadata(self) -> dict:
-        return numbers(
-            rows_read=self.rows_read,
-            rows_written=self.rows_inserted + self.rows_updated + self.rows_deleted,
-            rows_inserted=self.rows_inserted,
-            rows_updated=self.rows_updated,
-            rows_quarantined=self.rows_quarantined + sum(r.height for r in self.rejected),
-            files_read=self.files_read or None,
-            delta_version=self.version,
-        )
-
-
-def work_units(context: AssetExecutionContext, config: TableConfig, bronze_root: Path):
-    """(partition values, bronze folder) pairs to process: one per day of a partitioned run."""
+def report_units(context: AssetExecutionContext, config: TableConfig, units: list[UnitResult]) -> dict:
+    """Counts per partition for a partitioned table (each day's materialization carries its own), or
+    the whole step's counts, returned for the materialization of an unpartitioned one."""
     if not config.partitioned:
-        return [(None, bronze_root)]
-    return [({PARTITION_COLUMN: [d]}, partition_dir(bronze_root, d)) for d in days_of_run(context)]
+        return unit_metadata(total(units))
+    for unit in units:
+        context.add_asset_metadata(unit_metadata(unit), partition_key=unit.day.isoformat())
+    return {}

@@ -1,6 +1,6 @@
 """The Spotify medallion (seed 001) as a Definitions fragment: three assets per configured table."""
 
-from dagster import Definitions
+from dagster import Definitions, with_source_code_references
 
 from platform_assets.core.config import load_tables
 from platform_assets.settings import Settings
@@ -13,7 +13,10 @@ def build_spotify_definitions(settings: Settings) -> Definitions:
     partitions = daily_partitions(settings)
     job = medallion_job(partitions)
     return Definitions(
-        assets=[a for table in load_tables(settings.tables_file) for a in table_assets(table, partitions)],
+        # code references: the UI links each asset to the factory that builds it
+        assets=with_source_code_references(
+            [a for table in load_tables(settings.tables_file) for a in table_assets(table, partitions)]
+        ),
         jobs=[job],
         schedules=[daily_schedule(job, partitions, settings.late_days)],
     )

@@ -2,7 +2,6 @@
 
 from collections.abc import Iterator
 
-import polars as pl
 from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
@@ -15,38 +14,24 @@ from dagster import (
     asset,
 )
 
-from platform_assets.core import delta
 from platform_assets.core.config import TableConfig
-from platform_assets.core.expectations import apply_expectations, combine
-from platform_assets.core.extract import list_files
-from platform_assets.core.scd import CdcSpec, apply_changes
-from platform_assets.core.silver import (
-    DELETED,
-    SOURCE_FILE,
-    check_drift,
-    column_lineage,
-    drift_error,
-    files_to_process,
-    find_drift,
-    latest_per_key,
-    newest_snapshot,
-    read_bronze,
-    set_aside,
-    target_schema,
-    transform,
-    with_snapshot_deletes,
-)
-from platform_assets.lib.metadata import check_results, column_schema
+from platform_assets.core.errors import SchemaDriftError
+from platform_assets.core.lake import quarantine_name
+from platform_assets.core.silver import column_lineage
+from platform_assets.core.steps import run_silver
+from platform_assets.lib.metadata import check_results
 from platform_assets.lib.metadata import column_lineage as lineage_metadata
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.spotify.common import (
     GROUP,
-    StepTotals,
+    OWNERS,
     asset_key,
+    described_schema,
     partitioning,
     pool,
-    quarantine,
-    work_units,
+    report_units,
+    run_days,
+    table_identity,
 )
 
 
@@ -59,11 +44,6 @@ class SilverConfig(Config):
     fixed; the set-aside rows come back with a ``from_date`` backfill or a migration of the silver table."""
 
 
-def _silver_spec(table: TableConfig) -> CdcSpec:
-    return CdcSpec(keys=table.keys, sequence_by=table.cdc_col, stored_as_scd_type=1,
-                   partition_by=table.partition_by, apply_as_deletes=DELETED if table.full_reload else None)
-
-
 def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
     key = asset_key("silver", table)
     expectations = table.all_expectations
@@ -72,8 +52,9 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         key=key,
         deps=[asset_key("bronze", table)],
         group_name=GROUP,
+        owners=OWNERS,
         pool=pool(table),
-        kinds={"delta", "polars"},
+        kinds={"silver", "delta", "polars"},
         description=f"{table.table} cleaned: one row per key, latest change wins.",
         check_specs=[
             AssetCheckSpec(e.name, asset=key, blocking=e.action == "fail", description=f"{e.action}: {e.expr}")
@@ -82,63 +63,33 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         **partitioning(table, partitions),
     )
     def silver(context: AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource) -> Iterator:
-        store = lakehouse.state()
-        consumer = f"silver/{table.name}"
-        processed = store.processed(consumer)
-        bronze_root = lakehouse.path("bronze", table.name)
-        target = str(lakehouse.path("silver", table.name))
-        totals = StepTotals()
-        rule_results: list[list] = []
-        blocked_by = ""
-        aside: list[str] = []
-        # A range run is processed one day at a time: memory is bounded by a day, not by the range.
-        for partition_values, folder in work_units(context, table, bronze_root):
-            new_files = files_to_process(list_files(folder), processed)
-            if not new_files:
-                continue
-            context.log.info(f"{table.table}: {len(new_files)} new bronze file(s) in {folder.name}")
-            # types are checked on the files, before any rule computes with a drifted column
-            drifts = find_drift(new_files, target_schema(target), table)
-            if drifts and not config.set_aside_drifted_files:
-                raise Failure(description=str(drift_error(drifts, table)), allow_retries=False)
-            for drift in drifts:
-                moved = set_aside(drift, bronze_root, table, context.run_id)
-                context.log.warning(f"{drift.describe(table.table)}: set aside to {moved}")
-                aside.append(str(moved))
-                new_files.remove(drift.file)
-            if not new_files:
-                continue
-            to_read = newest_snapshot(new_files) if table.full_reload else new_files
-            frame = transform(read_bronze(to_read), table)
-            check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), table.table)
-            quality = apply_expectations(frame, expectations)
-            rule_results.append(quality.results)
-            totals.rows_read += frame.height
-            if quality.blocked:
-                blocked_by = ", ".join(r.name for r in quality.failures("fail"))
-                context.log.error(f"{table.table}: fail rule(s) {blocked_by} violated; nothing written")
-                break
-            quarantine(lakehouse, "silver", table, quality.quarantined, context.run_id)
-            batch = latest_per_key(quality.kept, table)
-            if table.full_reload:
-                batch = with_snapshot_deletes(batch, delta.read(target).select(table.keys) if
-                                              delta.table_exists(target) else pl.DataFrame(), table.keys)
-            totals.add(apply_changes(target, batch, _silver_spec(table), partition_values=partition_values))
-            totals.rows_quarantined += quality.quarantined.height
-            totals.files_read += len(new_files)
-            totals.columns = batch.drop(DELETED, strict=False).schema
-            store.mark_processed(consumer, [f.name for f in new_files])
-        metadata = {**totals.metadata(), "committed": totals.committed}
-        if blocked_by:
-            metadata["blocked_by"] = MetadataValue.text(blocked_by)
-        if aside:
-            metadata["files_set_aside"] = MetadataValue.json(aside)
-        if totals.columns is not None:
-            metadata["dagster/column_schema"] = column_schema(totals.columns)
+        try:
+            result = run_silver(
+                table, lakehouse.path("bronze", table.name), str(lakehouse.path("silver", table.name)),
+                str(lakehouse.path("silver", quarantine_name(table.name))), lakehouse.state(),
+                run_id=context.run_id, days=run_days(context, table),
+                set_aside_drifted_files=config.set_aside_drifted_files, log=context.log.info,
+            )
+        except SchemaDriftError as exc:  # the same file fails the same way again: no retry
+            raise Failure(description=str(exc), allow_retries=False) from exc
+        for moved in result.set_aside:
+            context.log.warning(f"{table.table}: set aside {moved} (see its .reason.json)")
+        if result.blocked_by:
+            context.log.error(f"{table.table}: fail rule(s) {', '.join(result.blocked_by)} violated; nothing written")
+        metadata = {**table_identity(lakehouse, "silver", table), **report_units(context, table, result.units),
+                    "committed": any(u.committed for u in result.units)}
+        if result.row_count is not None:
+            metadata["dagster/row_count"] = MetadataValue.int(result.row_count)
+        if result.blocked_by:
+            metadata["blocked_by"] = MetadataValue.text(", ".join(result.blocked_by))
+        if result.set_aside:
+            metadata["files_set_aside"] = MetadataValue.json([str(p) for p in result.set_aside])
+        if result.columns is not None:
+            metadata["dagster/column_schema"] = described_schema(table, result.columns)
             metadata["dagster/column_lineage"] = lineage_metadata(
-                asset_key("bronze", table), column_lineage(table, list(totals.columns))
+                asset_key("bronze", table), column_lineage(table, list(result.columns))
             )
         yield MaterializeResult(metadata=metadata)
-        yield from check_results(key, combine(rule_results), expectations)
+        yield from check_results(key, result.rule_results, expectations)
 
     return silver

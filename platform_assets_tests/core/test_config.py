@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from platform_assets.core.config import (
-    PARTITION_COLUMN,
     ConfigError,
     identifier,
     load_tables,
@@ -58,7 +57,7 @@ def test_shipped_keys_and_change_columns(shipped):
 def test_shipped_partitioning_and_scd(shipped):
     assert shipped["FactStream"].partitioned
     assert shipped["FactStream"].partition == "daily"
-    assert shipped["FactStream"].partition_by == (PARTITION_COLUMN,)
+    assert shipped["FactStream"].partition_by == ("stream_date",)
     assert [n for n, t in shipped.items() if t.partitioned] == ["FactStream"]
     assert shipped["DimUser"].partition_by == ()
     assert {n: t.scd_type for n, t in shipped.items()} == {

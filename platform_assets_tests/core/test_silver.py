@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from platform_assets.core.config import PARTITION_COLUMN, load_tables, parse_table
+from platform_assets.core.config import load_tables, parse_table
 from platform_assets.core.silver import (
     RESCUED,
     SOURCE_FILE,
@@ -58,7 +58,7 @@ def test_dimuser_upper_and_rescued_dropped(tables):
     assert out.columns == ["user_id", "user_name", "updated_at"]
     assert out["user_name"].to_list() == ["ALICE", "BOB SMITH", None]
     assert out["user_id"].to_list() == [1, 2, 3]
-    assert PARTITION_COLUMN not in out.columns
+    assert "stream_date" not in out.columns
 
 
 def test_dimtrack_rules(tables):
@@ -104,8 +104,8 @@ def test_factstream_stream_date_is_utc_date(tables):
         schema={"stream_id": pl.Int64, "stream_timestamp": UTC_US},
     )
     out = transform(frame, tables["factstream"])
-    assert out[PARTITION_COLUMN].dtype == pl.Date
-    assert out[PARTITION_COLUMN].to_list() == [date(2024, 3, 1), date(2024, 3, 1), date(2024, 3, 2), date(2023, 12, 31)]
+    assert out["stream_date"].dtype == pl.Date
+    assert out["stream_date"].to_list() == [date(2024, 3, 1), date(2024, 3, 1), date(2024, 3, 2), date(2023, 12, 31)]
 
 
 def test_transform_without_rules_is_identity(tables):
@@ -284,9 +284,9 @@ def test_column_lineage(tables):
     }
     user = column_lineage(tables["dimuser"], ["user_id", "user_name"])
     assert user == {"user_id": ["user_id"], "user_name": ["user_name"]}
-    stream = column_lineage(tables["factstream"], ["stream_id", "stream_timestamp", PARTITION_COLUMN])
-    assert stream[PARTITION_COLUMN] == ["stream_timestamp"]
-    assert list(stream) == ["stream_id", "stream_timestamp", PARTITION_COLUMN]
+    stream = column_lineage(tables["factstream"], ["stream_id", "stream_timestamp", "stream_date"])
+    assert stream["stream_date"] == ["stream_timestamp"]
+    assert list(stream) == ["stream_id", "stream_timestamp", "stream_date"]
 
 
 def test_column_lineage_multiple_inputs():

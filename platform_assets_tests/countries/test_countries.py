@@ -25,7 +25,6 @@ from dagster._utils.schedules import schedule_execution_time_iterator
 
 from platform_assets.core import countries as api
 from platform_assets.core import delta
-from platform_assets.countries import standin
 from platform_assets.countries.assets import (
     COUNTRY_PARTITIONS,
     DEFAULT_COUNTRIES,
@@ -46,6 +45,7 @@ from platform_assets.countries.definitions import (
 )
 from platform_assets.lib.resources import build_resources
 from platform_assets.settings import Settings
+from platform_devkit import countries_standin as standin
 
 RECORDED = Path(standin.__file__).with_name("recorded")
 INDIA_ROW = {

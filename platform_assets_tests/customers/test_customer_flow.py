@@ -7,7 +7,6 @@ import pytest
 import sqlalchemy as sa
 from dagster import build_sensor_context, instance_for_test, materialize
 
-from platform_assets import sample
 from platform_assets.core.audit import AuditStore
 from platform_assets.customers.assets import CustomerFlowResource, customer_data
 from platform_assets.customers.sensors import customer_count_to_product
@@ -16,6 +15,7 @@ from platform_assets.lib.resources import AuditResource, build_resources
 from platform_assets.lib.tags import PARENT_RUN_TAG
 from platform_assets.monitoring.audit import audit_tick
 from platform_assets_tests.conftest import settings_for
+from platform_devkit import sample
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from dagster import (
 )
 from dagster._core.definitions.definitions_class import Definitions
 
-from platform_assets import sample
 from platform_assets.core.audit import AuditStore
 from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import AuditResource, build_resources
@@ -27,6 +26,7 @@ from platform_assets.monitoring.audit import audit_tick
 from platform_assets_tests.conftest import POSTGRES_URL, reachable, settings_for
 from platform_assets_tests.receiver import Receiver
 from platform_assets_tests.spotify.helpers import execute, source_table
+from platform_devkit import sample
 
 
 @pytest.fixture
@@ -236,7 +236,7 @@ def test_secrets_never_reach_process_parameters(tmp_path, spotify, instance):
 def test_partition_range_and_trigger_are_recorded(tmp_path, spotify, instance):
     from datetime import date
 
-    from platform_assets.spotify.run import day_range_tags
+    from platform_devkit.medallion import day_range_tags
 
     assets = table_assets(spotify, "factstream")
     tags = {**day_range_tags(date(2025, 1, 1), date(2025, 1, 2)), "dagster/backfill": "abcd"}
@@ -246,8 +246,19 @@ def test_partition_range_and_trigger_are_recorded(tmp_path, spotify, instance):
     store = AuditStore(audit.audit_url)
     job = store.job(result.run_id)
     assert job["partition_key"] == "2025-01-01...2025-01-02" and job["trigger"] == "backfill"
-    tasks = {t["asset_key"] for t in store.tasks(result.run_id)}
+    tasks = {t["asset_key"]: t for t in store.tasks(result.run_id)}
     assert AssetKey(["gold", "factstream"]).to_user_string() in tasks
+    # each step wrote one materialization per day; its row holds the range it covered, not the last day
+    written = {m.partition for m in result.asset_materializations_for_node("gold__factstream")}
+    assert written == {"2025-01-01", "2025-01-02"}
+    assert {asset: t["partition_key"] for asset, t in tasks.items()} == {
+        "bronze/factstream": "2025-01-01...2025-01-02",
+        "silver/factstream": "2025-01-01...2025-01-02",
+        "gold/factstream": "2025-01-01...2025-01-02",
+    }
+    # ...and the row counts of the whole step: the sum of the days'
+    per_day = [m.metadata["rows_written"].value for m in result.asset_materializations_for_node("gold__factstream")]
+    assert sorted(per_day)[0] == 0 and tasks["gold/factstream"]["rows_written"] == sum(per_day) > 0  # one day is empty
 
 
 def test_an_undelivered_alert_waits_and_is_sent_once_the_webhook_is_back(tmp_path, instance):

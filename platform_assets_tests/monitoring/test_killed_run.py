@@ -17,16 +17,17 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.launcher import WorkerStatus
 
-from platform_assets import sample
 from platform_assets.core.config import load_tables
 from platform_assets.settings import Settings
-from platform_assets.spotify.run import days_with_data
 from platform_assets.unblock import unblock
 from platform_assets_tests.receiver import Receiver
 from platform_assets_tests.spotify.helpers import lake
+from platform_devkit import sample
+from platform_devkit.medallion import days_with_data
 
-SHIPPED_DAGSTER_YAML = Path(__file__).parents[2] / "dagster.yaml"
+SHIPPED_DAGSTER_YAML = Path(__file__).parents[2] / "deploy" / "dagster.yaml"
 BIN = Path(sys.executable).parent
 
 
@@ -111,8 +112,11 @@ def test_a_killed_run_is_failed_freed_audited_alerted_and_retried(deployment, tm
             failed = wait_for("the dead run to be marked failed", lambda: (
                 r := instance.get_run_by_id(run_id)) and r.status == DagsterRunStatus.FAILURE and r)
             assert failed.status == DagsterRunStatus.FAILURE
+            # whoever notices first marks it failed: the run monitor (the launcher's health check) or, while
+            # the code server that started the worker is alive, the code server itself
             logs = [r.event_log_entry.message or "" for r in instance.get_records_for_run(run_id).records]
-            assert any(f"run worker process {worker} is gone" in m for m in logs), logs[-5:]
+            assert any(f"run worker process {worker} is gone" in m or f"Run execution process for {run_id}" in m
+                       for m in logs), logs[-5:]
 
             def retry():
                 runs = instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id}))
@@ -164,10 +168,14 @@ def test_a_killed_cli_run_without_a_daemon_is_unblocked_by_hand(deployment, tmp_
              if instance.get_records_for_run(r.run_id, of_type=DagsterEventType.STEP_START).records), None))
         with pytest.raises(RuntimeError, match="is still alive"):
             unblock(instance, run.run_id)
+        assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
         os.killpg(cli.pid, signal.SIGKILL)
         cli.wait()
     finally:
         lock.close()
+    # what the run monitor would see, had a daemon been running
+    health = instance.run_launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.FAILED and "is gone" in health.msg
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # nobody noticed
     assert run.run_id in instance.event_log_storage.get_concurrency_run_ids()  # and it holds table_dimuser
 

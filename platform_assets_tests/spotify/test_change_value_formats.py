@@ -20,10 +20,10 @@ from platform_assets.core.state import StateStore
 from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import build_resources
 from platform_assets.settings import Settings
-from platform_assets.spotify.run import materialize_medallion
 from platform_assets_tests.conftest import MARIADB_URL, POSTGRES_URL, reachable
 from platform_assets_tests.spotify.helpers import current, lake, version
 from platform_assets_tests.storage_formats import FORMATS, Column, native_source
+from platform_devkit.medallion import materialize_medallion
 
 ITEMS = [Column("item_id", "INTEGER"), Column("name", "VARCHAR(40)"), Column("price", "INTEGER"),
          Column("changed_at", None)]
@@ -62,7 +62,7 @@ def settings_for(tmp_path, source, lag=None) -> Settings:
     tables = [items]
     if source.format.temporal:
         tables.append({"table": "Events", "schema": source.schema, "key": ["event_id"], "cdc_col": "event_time",
-                       "partition": "daily", "gold": {"scd_type": 1}})
+                       "partition": "daily", "partition_column": "stream_date", "gold": {"scd_type": 1}})
     path = tmp_path / "tables.yaml"
     path.write_text(yaml.safe_dump({"tables": tables}))
     return Settings(data_dir=tmp_path / "data", source_url=source.url, tables_file=path)

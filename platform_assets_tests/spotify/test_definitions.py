@@ -11,11 +11,11 @@ from pathlib import Path
 
 from dagster import AssetKey, DefaultScheduleStatus, build_schedule_context
 
-from platform_assets import sample
 from platform_assets.definitions import build_definitions
 from platform_assets.spotify.jobs import JOB_NAME
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.spotify.helpers import lake, source_frame
+from platform_devkit import sample
 
 ROOT = Path(__file__).parents[2]
 TABLES = ("dimuser", "dimartist", "dimtrack", "dimdate", "factstream")
@@ -54,7 +54,7 @@ def test_daily_schedule_runs_the_day_that_just_ended_and_a_late_day(tmp_path, sq
 def _cli_env(tmp_path: Path, source_url: str, tables_file: Path) -> dict:
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     return {
         **os.environ,
         "DAGSTER_HOME": str(home),

@@ -11,11 +11,9 @@ import pytest
 import sqlalchemy as sa
 from dagster import AssetKey, DagsterInstance, materialize
 
-from platform_assets import sample
 from platform_assets.core.config import ConfigError, load_tables
 from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import build_resources
-from platform_assets.spotify.run import days_with_data, materialize_medallion
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.spotify.helpers import (
     FACT_DAY,
@@ -27,6 +25,8 @@ from platform_assets_tests.spotify.helpers import (
     source_table,
     version,
 )
+from platform_devkit import sample
+from platform_devkit.medallion import days_with_data, materialize_medallion
 
 DIMENSIONS = ("dimuser", "dimartist", "dimtrack")
 TABLE_NAMES = {"dimuser": "DimUser", "dimartist": "DimArtist", "dimtrack": "DimTrack", "dimdate": "DimDate",
@@ -174,6 +174,49 @@ def test_range_backfill_runs_as_one_run(tmp_path, any_source):
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     assert {p for k, p in materialized if k == AssetKey(["gold", "factstream"])} == set(days)
     assert lake(settings, "gold", "factstream").height == source_frame(settings, any_source.schema, "FactStream").height
+
+
+def test_each_partition_of_a_range_run_reports_its_own_counts(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=3)
+    first, last = days_with_data(settings, next(t for t in load_tables(settings.tables_file) if t.partitioned))
+    run = materialize_medallion(settings, days=(first, last))
+    per_day = source_frame(settings, None, "FactStream").group_by(FACT_DAY.alias("day")).len()
+    expected = {d.isoformat(): n for d, n in per_day.rows()}
+    events = [e.materialization for e in run.results[1].get_asset_materialization_events()]
+    for layer in ("bronze", "silver", "gold"):
+        counts = {m.partition: m.metadata["rows_inserted" if layer != "bronze" else "rows_read"].value
+                  for m in events if m.asset_key == AssetKey([layer, "factstream"])}
+        assert counts == expected, layer
+    gold = {m.partition: m.metadata for m in events if m.asset_key == AssetKey(["gold", "factstream"])}
+    assert all(m["dagster/table_name"].value == "dev.gold.factstream" for m in gold.values())
+
+    # a late row for the first day: a re-run of the range reports it on that day only
+    streams = source_table(settings, None, "FactStream")
+    execute(settings, streams.insert().values(
+        stream_id=9_100_000, user_id=1, track_id=1, date_key=int(first.strftime("%Y%m%d")),
+        listen_duration=42, device_type="Web", stream_timestamp=datetime(first.year, first.month, first.day, 12)))
+    again = materialize_medallion(settings, days=(first, last))
+    gold = {m.partition: m.metadata["rows_inserted"].value for e in again.results[1].get_asset_materialization_events()
+            for m in [e.materialization] if m.asset_key == AssetKey(["gold", "factstream"])}
+    assert gold == {d: (1 if d == first.isoformat() else 0) for d in expected}
+
+
+def test_silver_and_scd2_gold_report_row_and_version_counts(tmp_path, sqlite_source):
+    settings = build(tmp_path, sqlite_source, days=1)
+    run_table(settings, "dimuser")
+    changes = sample.advance(settings.source_url, seed=7)
+    result = run_table(settings, "dimuser")
+    meta = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    users = source_frame(settings, None, "DimUser").height
+    assert meta["silver/dimuser"]["dagster/row_count"].value == users
+    gold = meta["gold/dimuser"]
+    assert gold["current_versions"].value == users
+    assert gold["closed_versions"].value == changes["updated_users"]
+    assert gold["dagster/row_count"].value == users + changes["updated_users"]
+    columns = {c.name: c.description for c in gold["dagster/column_schema"].value.columns}
+    assert columns["__END_AT"] == "this version is valid until; null on the current version"
+    assert columns["user_name"] == "derived: UPPER(user_name)"
 
 
 def test_schema_evolution_adds_a_new_source_column(tmp_path, sqlite_source):
@@ -334,7 +377,7 @@ def test_a_retyped_column_feeding_a_rule_then_fixed_is_set_aside_and_recovered(t
 
 
 def test_a_dropped_source_connection_is_retried(tmp_path, sqlite_source, monkeypatch):
-    import platform_assets.spotify.bronze as bronze_module
+    import platform_assets.core.steps.bronze as bronze_module
 
     settings = build(tmp_path, sqlite_source, days=1)
     real_extract, calls = bronze_module.extract, []

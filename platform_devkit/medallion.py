@@ -1,29 +1,31 @@
-"""Materialize the whole medallion in-process: the unpartitioned tables in one run, then every
-partitioned table's days with data as one single-run backfill. Used by ``make demo`` and the tests."""
+"""Materialize the whole Spotify medallion in-process through its job, ``spotify_medallion``: the
+unpartitioned tables in one run, then every partitioned table's days with data as one single-run backfill.
+Used by the demo, the benchmark and the tests.
+
+Running the named job (rather than ``materialize`` on the assets) makes the runs show up under
+``spotify_medallion`` in the UI and in the audit tables, like the scheduled ones.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
 
-from dagster import (
-    AssetsDefinition,
-    DagsterInstance,
-    ExecuteInProcessResult,
-    materialize,
-)
+from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
 from platform_assets.core.config import TableConfig, load_tables
 from platform_assets.core.db import engine_for
 from platform_assets.core.source_table import reflect
-from platform_assets.lib.resources import build_resources
+from platform_assets.definitions import build_definitions
 from platform_assets.lib.tags import console_log_level, range_tags
 from platform_assets.settings import Settings
-from platform_assets.spotify.definitions import build_spotify_definitions
+from platform_assets.spotify.jobs import JOB_NAME
 
 
 @dataclass
 class MedallionRun:
+    """The runs of one :func:`materialize_medallion` call (unpartitioned first, then the backfill)."""
+
     results: list[ExecuteInProcessResult] = field(default_factory=list)
 
     @property
@@ -31,6 +33,7 @@ class MedallionRun:
         return all(r.success for r in self.results)
 
     def checks(self) -> tuple[int, int]:
+        """Asset check evaluations of every run: ``(passed, failed)``."""
         evaluations = [e for r in self.results for e in r.get_asset_check_evaluations()]
         passed = sum(1 for e in evaluations if e.passed)
         return passed, len(evaluations) - passed
@@ -47,6 +50,7 @@ def days_with_data(settings: Settings, config: TableConfig) -> tuple[date, date]
 
 
 def day_range_tags(first: date, last: date) -> dict[str, str]:
+    """Run tags making one run cover the days ``first`` … ``last``."""
     return range_tags(first.isoformat(), last.isoformat())
 
 
@@ -57,26 +61,30 @@ def materialize_medallion(
     raise_on_error: bool = False,
     log_level: str = "DEBUG",
 ) -> MedallionRun:
-    """Run every asset; ``days`` overrides the partition range (default: the days with data)."""
-    assets = [a for a in build_spotify_definitions(settings).assets if isinstance(a, AssetsDefinition)]
-    resources = build_resources(settings)
-    run = MedallionRun()
-    run_config = console_log_level(log_level)
+    """Run every asset of the medallion.
 
-    def go(selection: list[AssetsDefinition], tags: dict | None = None) -> None:
+    ``days`` overrides the partition range of the backfill (default: the days with data).
+    """
+    job = build_definitions(settings).resolve_job_def(JOB_NAME)
+    layer = job.asset_layer
+    keys = sorted(layer.selected_asset_keys)
+    unpartitioned = [k for k in keys if layer.get(k).partitions_def is None]
+    partitioned = [k for k in keys if layer.get(k).partitions_def is not None]
+    run = MedallionRun()
+
+    def go(selection: list[AssetKey], tags: dict | None = None) -> None:
         run.results.append(
-            materialize(
-                selection,
-                resources=resources,
+            job.execute_in_process(
+                asset_selection=selection,
                 instance=instance,
                 tags=tags,
                 raise_on_error=raise_on_error,
-                run_config=run_config,
+                run_config=console_log_level(log_level),
             )
         )
 
-    go([a for a in assets if a.partitions_def is None])
-    partitioned = [a for a in assets if a.partitions_def is not None]
+    if unpartitioned:  # an empty selection would mean the whole job to execute_in_process
+        go(unpartitioned)
     partitioned_tables = [t for t in load_tables(settings.tables_file) if t.partitioned]
     window = days or (days_with_data(settings, partitioned_tables[0]) if partitioned_tables else None)
     if partitioned and window:

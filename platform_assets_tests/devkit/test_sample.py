@@ -1,4 +1,4 @@
-"""Tests for the deterministic sample source database (platform_assets.sample)."""
+"""Tests for the deterministic sample source database (platform_devkit.sample)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.schema import DropSchema
 
-from platform_assets import sample
+from platform_devkit import sample
+from platform_devkit.sample.__main__ import FALLBACK_URL, default_url, main
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/"
@@ -314,21 +315,21 @@ def test_valid_schema_names_accepted():
 
 def test_cli(tmp_path, capsys):
     url = _url(tmp_path, "cli.db")
-    assert sample.main(["init", "--url", url, "--scale", "1", "--seed", "3", "--days", "1"]) == 0
+    assert main(["init", "--url", url, "--scale", "1", "--seed", "3", "--days", "1"]) == 0
     out = capsys.readouterr().out
     for name in sample.TABLE_NAMES:
         assert any(line.startswith(name) for line in out.splitlines()), name
-    assert sample.main(["advance", "--url", url, "--seed", "3"]) == 0
+    assert main(["advance", "--url", url, "--seed", "3"]) == 0
     assert "20250102" in capsys.readouterr().out
-    assert sample.main(["customers", "650", "--url", url]) == 0
+    assert main(["customers", "650", "--url", url]) == 0
     assert _counts(url)["Customers"] == 650
-    assert sample.main(["init", "--url", url, "--schema", "bad;name"]) == 2
-    assert "invalid schema" in capsys.readouterr().err
+    assert main(["init", "--url", url, "--schema", "bad;name"]) == 2
+    assert "schema: 'bad;name' is not a valid identifier" in capsys.readouterr().err
 
 
 def test_default_url_falls_back_without_settings(monkeypatch):
     monkeypatch.setitem(sys.modules, "platform_assets.settings", None)  # import -> ImportError
-    assert sample._default_url() == sample.FALLBACK_URL == "sqlite:///data/source.db"
+    assert default_url() == FALLBACK_URL == "sqlite:///data/source.db"
 
 
 # --------------------------------------------------------------------------- real servers

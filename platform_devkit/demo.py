@@ -1,4 +1,5 @@
-"""``make demo``: build the sample source, run the whole Spotify medallion, print a summary.
+"""``make demo`` (``python -m platform_devkit.demo``): build the sample source, run the whole Spotify
+medallion, the countries pull and the customer flow through their jobs, and print a summary.
 
 Runs with the real Dagster instance (``DAGSTER_HOME``), so the runs appear in ``make dev`` afterwards.
 """
@@ -17,17 +18,17 @@ import sqlalchemy as sa
 from dagster import DagsterInstance
 from dagster._core.errors import DagsterHomeNotSetError
 
-from platform_assets import sample
 from platform_assets.core import delta
 from platform_assets.core.config import TableConfig, load_tables
 from platform_assets.core.db import engine_for, redact
 from platform_assets.core.extract import list_files
-from platform_assets.countries.run import pull_countries_offline
-from platform_assets.customers.run import run_customer_flow
 from platform_assets.lib.resources import build_resources
 from platform_assets.monitoring.audit import audit_tick
 from platform_assets.settings import Settings, load_settings
-from platform_assets.spotify.run import materialize_medallion
+from platform_devkit import sample
+from platform_devkit.countries import pull_countries_offline
+from platform_devkit.customers import run_customer_flow
+from platform_devkit.medallion import materialize_medallion
 
 
 def ensure_source(settings: Settings) -> None:

@@ -1,10 +1,10 @@
 """A local stand-in for https://restcountries.com/v3.1, for offline demos and tests.
 
 It serves ``GET /v3.1/name/<name>`` (and ``/name/<name>``) from the responses recorded in
-``recorded/<country_file_name(name)>`` next to this module, and answers anything else with the API's
+``recorded/<country_file_name(name)>`` beside this module, and answers anything else with the API's
 404 body. Run it on its own with::
 
-    python -m platform_assets.countries.standin --port 8765
+    python -m platform_devkit.countries_standin --port 8765
     PLATFORM_COUNTRY_API_URL=http://127.0.0.1:8765/v3.1 dagster dev ...
 """
 
@@ -68,7 +68,9 @@ def serve(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadingHTTPServer, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m platform_devkit.countries_standin", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args(argv)

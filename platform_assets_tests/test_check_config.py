@@ -1,0 +1,154 @@
+"""``python -m platform_assets.check_config``: the table list checked against a real SQLite source."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from platform_assets import check_config
+from platform_assets.core.check import check_table
+from platform_assets.core.config import parse_table
+from platform_assets_tests.conftest import tables_file_for
+
+try:
+    from platform_devkit.sample import init
+except ImportError:  # the sample generator before it moved to the dev kit
+    from platform_assets.sample import init
+
+OK_LINES = [
+    "ok DimUser (7 columns, change column updated_at: timestamp)",
+    "ok DimArtist (5 columns, change column updated_at: timestamp)",
+    "ok DimTrack (7 columns, change column updated_at: timestamp)",
+    "ok DimDate (6 columns, full reload)",
+    "ok FactStream (7 columns, change column stream_timestamp: timestamp)",
+]
+
+
+@pytest.fixture(scope="module")
+def sample_db(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("source") / "source.db"
+    init(f"sqlite:///{path}", scale=1, seed=1, days=1)
+    return path
+
+
+@pytest.fixture
+def source(sample_db, tmp_path) -> str:
+    """A private copy of the sample source (tests drop tables from it)."""
+    copy = tmp_path / "source.db"
+    copy.write_bytes(sample_db.read_bytes())
+    return f"sqlite:///{copy}"
+
+
+def run(monkeypatch, capsys, source_url: str, tables_file: Path, **environ: str) -> tuple[int, list[str], str]:
+    """Exit status, the per-table lines (after the heading naming file and source) and stderr."""
+    for name in [n for n in os.environ if n.startswith("PLATFORM_")]:
+        monkeypatch.delenv(name)
+    environ = {"PLATFORM_DATA_DIR": str(tables_file.parent), "PLATFORM_SOURCE_URL": source_url,
+               "PLATFORM_TABLES_FILE": str(tables_file), **environ}
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    status = check_config.main([])
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    if lines:
+        assert lines.pop(0) == f"checking {len(OK_LINES)} table(s) of {tables_file} against {source_url}"
+    return status, lines, err
+
+
+def test_a_matching_source_passes_every_table(monkeypatch, capsys, source, tmp_path):
+    status, lines, err = run(monkeypatch, capsys, source, tables_file_for(tmp_path, None))
+    assert (status, lines, err) == (0, OK_LINES, "")
+
+
+def test_a_missing_table_fails_that_table_and_names_what_exists(monkeypatch, capsys, source, tmp_path):
+    engine = sa.create_engine(source)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE DimArtist"))
+    engine.dispose()
+    status, lines, err = run(monkeypatch, capsys, source, tables_file_for(tmp_path, None))
+    assert status == 1
+    assert lines == [
+        OK_LINES[0],
+        "FAIL DimArtist: source table DimArtist does not exist in schema main "
+        "(tables there: Customers, DimDate, DimTrack, DimUser, FactStream, Products)",
+        *OK_LINES[2:],
+    ]
+    assert err == "1 of 5 table(s) failed\n"
+
+
+def test_a_missing_key_column_fails_that_table(monkeypatch, capsys, source, tmp_path):
+    def rename_key(document):
+        document["tables"][0]["key"] = ["uid"]
+
+    status, lines, _ = run(monkeypatch, capsys, source, tables_file_for(tmp_path, None, rename_key))
+    assert status == 1
+    assert lines == ["FAIL DimUser: source table DimUser has no column(s) ['uid']", *OK_LINES[1:]]
+
+
+def test_an_expectation_naming_a_missing_column_fails_that_table(monkeypatch, capsys, source, tmp_path):
+    def add_rule(document):
+        document["tables"][3]["expectations"].append(
+            {"name": "known_quarter", "expr": "quarter_name IS NOT NULL AND month > 0", "action": "warn"})
+
+    status, lines, _ = run(monkeypatch, capsys, source, tables_file_for(tmp_path, None, add_rule))
+    assert status == 1
+    assert lines == [
+        *OK_LINES[:3],
+        "FAIL DimDate: expectation known_quarter (quarter_name IS NOT NULL AND month > 0) references unknown "
+        "column(s) quarter_name",
+        OK_LINES[4],
+    ]
+
+
+def test_derived_columns_may_use_each_other_and_expectations_see_them(source):
+    engine = sa.create_engine(source)
+    config = parse_table({
+        "table": "DimTrack", "key": "track_id", "cdc_col": "updated_at",
+        "derived": {"minutes": "duration_sec / 60", "long_track": "minutes > 5", "bad": "tempo * 2"},
+        "expectations": [{"name": "not_too_long", "expr": "long_track = false", "action": "warn"},
+                         {"name": "bpm", "expr": "bpm > 0", "action": "warn"}],
+    })
+    result = check_table(engine, config)
+    engine.dispose()
+    assert result.line == (
+        "FAIL DimTrack: derived.bad (tempo * 2) references unknown column(s) tempo; "
+        "expectation bpm (bpm > 0) references unknown column(s) bpm"
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PLATFORM_MAX_CONCURRENT_TABLES": "0"}, "error: PLATFORM_MAX_CONCURRENT_TABLES must be an integer of 1 or more, got 0"),
+        ({"PLATFORM_ENV": "qa"}, "error: PLATFORM_ENV must be one of dev, sit, prod, got 'qa'"),
+    ],
+)
+def test_a_bad_setting_exits_2_with_one_line(monkeypatch, capsys, source, tmp_path, environ, message):
+    status, lines, err = run(monkeypatch, capsys, source, tables_file_for(tmp_path, None), **environ)
+    assert (status, lines, err) == (2, [], f"{message}\n")
+
+
+def test_a_bad_table_list_exits_2_with_one_line(monkeypatch, capsys, source, tmp_path):
+    tables = tmp_path / "tables.yaml"
+    tables.write_text("tables:\n  - {table: DimUser, key: [user_id], gold: {scd_type: 3}}\n")
+    status, lines, err = run(monkeypatch, capsys, source, tables)
+    assert (status, lines) == (2, [])
+    assert err == f"error: {tables}: DimUser.gold.scd_type must be 1 or 2, got 3\n"
+
+
+def test_the_module_runs_from_the_command_line(source, tmp_path):
+    environ = {"PATH": "/usr/bin:/bin", "PLATFORM_SOURCE_URL": source,
+               "PLATFORM_TABLES_FILE": str(tables_file_for(tmp_path, None)), "PLATFORM_DATA_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "platform_assets.check_config"], env=environ,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert (done.returncode, done.stdout.splitlines()[1:], done.stderr) == (0, OK_LINES, "")
+    bad = subprocess.run([sys.executable, "-m", "platform_assets.check_config"],
+                         env={**environ, "PLATFORM_BATCH_SIZE": "abc"}, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert (bad.returncode, bad.stdout, bad.stderr) == (
+        2, "", "error: PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 'abc'\n")

@@ -1,0 +1,99 @@
+"""``init``: drop, recreate and fill the sample tables from a seed."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from platform_assets.core.db import engine_for
+from platform_devkit.sample.frames import (
+    artists_frame,
+    customers_frame,
+    dates_frame,
+    products_frame,
+    streams_frame,
+    tracks_frame,
+    users_frame,
+)
+from platform_devkit.sample.load import ensure_schema, load_table
+from platform_devkit.sample.schema import checked_schema, sample_tables
+from platform_devkit.sample.sizes import STREAMS_PER_SCALE_PER_DAY, sizes
+
+
+def init_timed(
+    url: str,
+    *,
+    scale: int = 1,
+    seed: int = 42,
+    schema: str | None = None,
+    start: date = date(2025, 1, 1),
+    days: int = 3,
+    customers: int | None = None,
+) -> dict[str, tuple[int, float]]:
+    """Like :func:`init`, but returns ``(rows, seconds)`` per table, for the CLI's load report."""
+    schema = checked_schema(schema)
+    if scale < 1:
+        raise ValueError("scale must be >= 1")
+    if days < 1:
+        raise ValueError("days must be >= 1")
+    if customers is not None and customers < 0:
+        raise ValueError("customers must be >= 0")
+    n = sizes(scale, days, customers, start)
+    md = sample_tables(schema)
+    t = {tbl.name: tbl for tbl in md.tables.values()}
+    engine = engine_for(url)
+    ensure_schema(engine, schema)
+    md.drop_all(engine, checkfirst=True)
+    md.create_all(engine)
+    report: dict[str, tuple[int, float]] = {}
+    users = users_frame(seed, "users", 1, n["DimUser"], start)
+    report["DimUser"] = load_table(engine, t["DimUser"], users)
+    artists = artists_frame(seed, "artists", 1, n["DimArtist"], start)
+    report["DimArtist"] = load_table(engine, t["DimArtist"], artists)
+    tracks = tracks_frame(seed, "tracks", 1, n["DimTrack"], start, artists["artist_id"])
+    report["DimTrack"] = load_table(engine, t["DimTrack"], tracks)
+    dates = dates_frame(date(start.year, 1, 1), date(start.year + 1, 12, 31))
+    report["DimDate"] = load_table(engine, t["DimDate"], dates)
+
+    per_day = STREAMS_PER_SCALE_PER_DAY * scale
+
+    def stream_days():
+        # one day at a time: a large scale never holds every stream in memory at once
+        for i in range(days):
+            day = start + timedelta(days=i)
+            yield streams_frame(
+                seed,
+                f"streams/{day.isoformat()}",
+                1 + i * per_day,
+                per_day,
+                day,
+                users["user_id"],
+                tracks["track_id"],
+                tracks["duration_sec"],
+            )
+
+    report["FactStream"] = load_table(engine, t["FactStream"], stream_days())
+    report["Customers"] = load_table(engine, t["Customers"], customers_frame(seed, n["Customers"], start))
+    report["Products"] = load_table(engine, t["Products"], products_frame(seed, n["Products"], start))
+    return report
+
+
+def init(
+    url: str,
+    *,
+    scale: int = 1,
+    seed: int = 42,
+    schema: str | None = None,
+    start: date = date(2025, 1, 1),
+    days: int = 3,
+    customers: int | None = None,
+) -> dict[str, int]:
+    """Drop, recreate and fill the sample tables; returns the row count per table.
+
+    Sizes: 50*scale users, 20*scale artists, 100*scale tracks, 1000*scale streams per day
+    for ``days`` days from ``start``, DimDate for the year of ``start`` and the next one,
+    ``customers`` (default 100*scale) customers and 50*scale products.
+    """
+    report = init_timed(
+        url, scale=scale, seed=seed, schema=schema, start=start, days=days, customers=customers
+    )
+    return {name: rows for name, (rows, _) in report.items()}
