@@ -67,6 +67,7 @@ bench: install
 
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(DATA_DIR)/lake $(DATA_DIR)/*.db $(DAGSTER_HOME)

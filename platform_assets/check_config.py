@@ -45,14 +45,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = settings.source_url
     missing = _missing_sqlite_file(url)
     if missing is not None:
-        print(f"error: source database {missing} does not exist (make demo builds the sample there; "
-              "or set PLATFORM_SOURCE_URL)", file=sys.stderr)
+        print(
+            f"error: source database {missing} does not exist (make demo builds the sample there; "
+            "or set PLATFORM_SOURCE_URL)",
+            file=sys.stderr,
+        )
         return 1
     try:
         with engine_for(url).connect():
             pass
     except sa.exc.DBAPIError as exc:
-        print(f"error: cannot connect to the source database {redact(url)}: {first_line(exc.orig)}", file=sys.stderr)
+        print(
+            f"error: cannot connect to the source database {redact(url)}: {first_line(exc.orig)}",
+            file=sys.stderr,
+        )
         return 1
     print(f"checking {len(tables)} table(s) of {settings.tables_file} against {redact(url)}")
     results = check_tables(engine_for(url), tables)

@@ -23,7 +23,12 @@ LAYERS = ("raw", "bronze", "silver", "gold")
 DEFAULT_COUNTRIES = ("India", "United States", "United Kingdom", "China", "Russia")
 # Settings that may carry credentials: when set, Dagster resolves them from the environment at run
 # time (EnvVar), so their values never appear in run config or the UI; error messages never show them.
-SECRET_VARIABLES = ("PLATFORM_SOURCE_URL", "PLATFORM_STATE_URL", "PLATFORM_AUDIT_URL", "PLATFORM_ALERT_WEBHOOK_URL")
+SECRET_VARIABLES = (
+    "PLATFORM_SOURCE_URL",
+    "PLATFORM_STATE_URL",
+    "PLATFORM_AUDIT_URL",
+    "PLATFORM_ALERT_WEBHOOK_URL",
+)
 
 
 class SettingsError(ValueError):
@@ -41,7 +46,7 @@ _SHOWN_CHARS = 60
 def shown(value: object) -> str:
     """``value`` as it appears in a one-line message: quoted, escaped, cut to a readable length."""
     text = repr(value)
-    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS - 4]}...{text[-1]}"
+    return text if len(text) <= _SHOWN_CHARS else f"{text[: _SHOWN_CHARS - 4]}...{text[-1]}"
 
 
 def database_url(value: str, name: str) -> str:
@@ -110,7 +115,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
-            raise SettingsError(f"PLATFORM_ENV must be one of {', '.join(ENVIRONMENTS)}, got {shown(self.env)}")
+            raise SettingsError(
+                f"PLATFORM_ENV must be one of {', '.join(ENVIRONMENTS)}, got {shown(self.env)}"
+            )
         for name, (attribute, minimum) in _MINIMUM.items():
             value = getattr(self, attribute)
             if value < minimum:
@@ -147,7 +154,9 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         # `from None`: the chained ValueError would only repeat the value in a second traceback
-        raise SettingsError(f"{name} must be an integer of {_MINIMUM[name][1]} or more, got {shown(raw)}") from None
+        raise SettingsError(
+            f"{name} must be an integer of {_MINIMUM[name][1]} or more, got {shown(raw)}"
+        ) from None
 
 
 def _date(environ: Mapping[str, str], name: str, default: date) -> date:
@@ -166,7 +175,9 @@ def _names(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> t
         return default
     names = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not names:
-        raise SettingsError(f"{name} must be a comma-separated list of names like India,Japan, got {shown(raw)}")
+        raise SettingsError(
+            f"{name} must be a comma-separated list of names like India,Japan, got {shown(raw)}"
+        )
     return names
 
 
@@ -190,10 +201,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lake_url=env.get("PLATFORM_LAKE_URL", ""),
         partition_start=_date(env, "PLATFORM_PARTITION_START", date(2024, 1, 1)),
         alert_webhook_url=webhook,
-        country_api_url=_http_url(env.get("PLATFORM_COUNTRY_API_URL") or "https://restcountries.com/v3.1",
-                                  "PLATFORM_COUNTRY_API_URL").rstrip("/"),
+        country_api_url=_http_url(
+            env.get("PLATFORM_COUNTRY_API_URL") or "https://restcountries.com/v3.1",
+            "PLATFORM_COUNTRY_API_URL",
+        ).rstrip("/"),
         countries=_names(env, "PLATFORM_COUNTRIES", DEFAULT_COUNTRIES),
-        ui_url=_http_url(env.get("PLATFORM_UI_URL") or "http://127.0.0.1:3000", "PLATFORM_UI_URL").rstrip("/"),
+        ui_url=_http_url(env.get("PLATFORM_UI_URL") or "http://127.0.0.1:3000", "PLATFORM_UI_URL").rstrip(
+            "/"
+        ),
         source_schema=env.get("PLATFORM_SOURCE_SCHEMA") or None,
         customer_threshold=_int(env, "PLATFORM_CUSTOMER_THRESHOLD", 500),
         product_threshold=_int(env, "PLATFORM_PRODUCT_THRESHOLD", 600),

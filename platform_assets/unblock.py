@@ -33,9 +33,13 @@ def unblock(instance: DagsterInstance, run_id: str, *, force: bool = False) -> s
         entry = starts[0].event_log_entry if starts else None
         pid = entry.dagster_event.pid if entry and entry.dagster_event else None
         if pid is not None and process_alive(pid, entry.timestamp) and not force:
-            raise RuntimeError(f"run {run_id}'s worker process {pid} is still alive: stop it first, "
-                               "or pass --force if it belongs to another machine")
-        instance.report_run_failed(run, f"marked failed by platform_assets.unblock: worker process {pid} is gone")
+            raise RuntimeError(
+                f"run {run_id}'s worker process {pid} is still alive: stop it first, "
+                "or pass --force if it belongs to another machine"
+            )
+        instance.report_run_failed(
+            run, f"marked failed by platform_assets.unblock: worker process {pid} is gone"
+        )
         done.append(f"run {run_id} ({run.job_name}) marked failed")
     storage = instance.event_log_storage
     held = run_id in storage.get_concurrency_run_ids()
@@ -45,7 +49,9 @@ def unblock(instance: DagsterInstance, run_id: str, *, force: bool = False) -> s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m platform_assets.unblock", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m platform_assets.unblock", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("run_id")
     parser.add_argument("--force", action="store_true", help="also when the worker process seems alive")
     args = parser.parse_args(argv)

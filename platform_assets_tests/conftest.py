@@ -44,8 +44,10 @@ def sqlite_source(tmp_path: Path) -> Source:
 @pytest.fixture
 def postgres_source() -> Iterator[Source]:
     if not reachable(POSTGRES_URL):
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432; start it with "
-                    "'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start'")
+        pytest.skip(
+            "PostgreSQL not reachable on 127.0.0.1:5432; start it with "
+            "'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start'"
+        )
     schema = f"t_{uuid.uuid4().hex[:10]}"
     engine = sa.create_engine(POSTGRES_URL)
     with engine.begin() as conn:
@@ -59,8 +61,10 @@ def postgres_source() -> Iterator[Source]:
 @pytest.fixture
 def mariadb_source() -> Iterator[Source]:
     if not reachable(MARIADB_URL):
-        pytest.skip("MariaDB not reachable on 127.0.0.1:3306; start it with "
-                    "'start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd'")
+        pytest.skip(
+            "MariaDB not reachable on 127.0.0.1:3306; start it with "
+            "'start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd'"
+        )
     database = f"t_{uuid.uuid4().hex[:10]}"
     engine = sa.create_engine(MARIADB_URL)
     with engine.begin() as conn:

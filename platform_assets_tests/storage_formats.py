@@ -58,7 +58,9 @@ class StorageFormat:
             day = value.date() if isinstance(value, datetime) else value
             return self.encode(day) if self.encode else day
         if self.kind == "integer":
-            return int((value - datetime(2025, 1, 1)).total_seconds()) if isinstance(value, datetime) else value
+            return (
+                int((value - datetime(2025, 1, 1)).total_seconds()) if isinstance(value, datetime) else value
+            )
         if self.id == "sqlite_text_mixed":
             return _MIXED[index % len(_MIXED)](value)
         return self.encode(value) if self.encode else value
@@ -85,12 +87,20 @@ FORMATS = [
     StorageFormat("sqlite_text_offset_west", "sqlite", "timestamp", "TIMESTAMP", encode=_offset(WEST)),
     StorageFormat("sqlite_text_mixed", "sqlite", "timestamp", "DATETIME"),
     StorageFormat("sqlite_julian", "sqlite", "timestamp", "DATETIME", "julianday({})", _iso(" ")),
-    StorageFormat("sqlite_unix", "sqlite", "timestamp", "TIMESTAMP", "CAST(strftime('%s', {}) AS INTEGER)", _iso(" ")),
+    StorageFormat(
+        "sqlite_unix", "sqlite", "timestamp", "TIMESTAMP", "CAST(strftime('%s', {}) AS INTEGER)", _iso(" ")
+    ),
     StorageFormat("sqlite_integer", "sqlite", "integer", "INTEGER"),
     StorageFormat("sqlite_date", "sqlite", "date", "DATE", encode=date.isoformat),
     StorageFormat("postgresql_timestamp", "postgresql", "timestamp", "timestamp"),
-    StorageFormat("postgresql_timestamptz", "postgresql", "timestamp", "timestamptz",
-                  encode=lambda v: v.replace(tzinfo=UTC).astimezone(EAST), session="SET TIME ZONE 'America/New_York'"),
+    StorageFormat(
+        "postgresql_timestamptz",
+        "postgresql",
+        "timestamp",
+        "timestamptz",
+        encode=lambda v: v.replace(tzinfo=UTC).astimezone(EAST),
+        session="SET TIME ZONE 'America/New_York'",
+    ),
     StorageFormat("postgresql_integer", "postgresql", "integer", "bigint"),
     StorageFormat("postgresql_date", "postgresql", "date", "date"),
     StorageFormat("mariadb_datetime", "mariadb", "timestamp", "datetime"),
@@ -144,14 +154,14 @@ class NativeSource:
         return f"`{name}`" if self.format.backend == "mariadb" else f'"{name}"'
 
     def create(self, table: str, columns: Sequence[Column], key: str) -> None:
-        ddl = ", ".join(
-            f"{self._quote(c.name)} {c.type or self.format.column_type}" for c in columns
-        )
+        ddl = ", ".join(f"{self._quote(c.name)} {c.type or self.format.column_type}" for c in columns)
         with self._cursor() as cursor:
             cursor.execute(f"CREATE TABLE {self._quote(table)} ({ddl}, PRIMARY KEY ({self._quote(key)}))")
             change = next(c.name for c in columns if c.type is None)
-            cursor.execute(f"CREATE INDEX {self._quote(f'ix_{table}_{change}')} "
-                           f"ON {self._quote(table)} ({self._quote(change)})")
+            cursor.execute(
+                f"CREATE INDEX {self._quote(f'ix_{table}_{change}')} "
+                f"ON {self._quote(table)} ({self._quote(change)})"
+            )
 
     def insert(self, table: str, rows: Sequence[dict]) -> None:
         columns = list(rows[0])
@@ -187,7 +197,9 @@ CHANGE_COLUMNS = {"changed_at", "event_time"}
 
 
 @contextmanager
-def native_source(fmt: StorageFormat, tmp_path, postgres_url: str, mariadb_url: str) -> Iterator[NativeSource]:
+def native_source(
+    fmt: StorageFormat, tmp_path, postgres_url: str, mariadb_url: str
+) -> Iterator[NativeSource]:
     """An empty source database of ``fmt``'s backend (skipped by the caller when the server is down)."""
     import uuid
 
@@ -201,7 +213,9 @@ def native_source(fmt: StorageFormat, tmp_path, postgres_url: str, mariadb_url: 
         with psycopg.connect(**native) as conn:
             conn.execute(f'CREATE SCHEMA "{name}"')
         try:
-            yield NativeSource(fmt, postgres_url, name, {k: v for k, v in native.items() if k != "autocommit"})
+            yield NativeSource(
+                fmt, postgres_url, name, {k: v for k, v in native.items() if k != "autocommit"}
+            )
         finally:
             with psycopg.connect(**native) as conn:
                 conn.execute(f'DROP SCHEMA "{name}" CASCADE')

@@ -44,12 +44,18 @@ def source(sample_db, tmp_path) -> str:
     return f"sqlite:///{copy}"
 
 
-def run(monkeypatch, capsys, source_url: str, tables_file: Path, **environ: str) -> tuple[int, list[str], str]:
+def run(
+    monkeypatch, capsys, source_url: str, tables_file: Path, **environ: str
+) -> tuple[int, list[str], str]:
     """Exit status, the per-table lines (after the heading naming file and source) and stderr."""
     for name in [n for n in os.environ if n.startswith("PLATFORM_")]:
         monkeypatch.delenv(name)
-    environ = {"PLATFORM_DATA_DIR": str(tables_file.parent), "PLATFORM_SOURCE_URL": source_url,
-               "PLATFORM_TABLES_FILE": str(tables_file), **environ}
+    environ = {
+        "PLATFORM_DATA_DIR": str(tables_file.parent),
+        "PLATFORM_SOURCE_URL": source_url,
+        "PLATFORM_TABLES_FILE": str(tables_file),
+        **environ,
+    }
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     status = check_config.main([])
@@ -93,7 +99,8 @@ def test_a_missing_key_column_fails_that_table(monkeypatch, capsys, source, tmp_
 def test_an_expectation_naming_a_missing_column_fails_that_table(monkeypatch, capsys, source, tmp_path):
     def add_rule(document):
         document["tables"][3]["expectations"].append(
-            {"name": "known_quarter", "expr": "quarter_name IS NOT NULL AND month > 0", "action": "warn"})
+            {"name": "known_quarter", "expr": "quarter_name IS NOT NULL AND month > 0", "action": "warn"}
+        )
 
     status, lines, _ = run(monkeypatch, capsys, source, tables_file_for(tmp_path, None, add_rule))
     assert status == 1
@@ -107,12 +114,18 @@ def test_an_expectation_naming_a_missing_column_fails_that_table(monkeypatch, ca
 
 def test_derived_columns_may_use_each_other_and_expectations_see_them(source):
     engine = sa.create_engine(source)
-    config = parse_table({
-        "table": "DimTrack", "key": "track_id", "cdc_col": "updated_at",
-        "derived": {"minutes": "duration_sec / 60", "long_track": "minutes > 5", "bad": "tempo * 2"},
-        "expectations": [{"name": "not_too_long", "expr": "long_track = false", "action": "warn"},
-                         {"name": "bpm", "expr": "bpm > 0", "action": "warn"}],
-    })
+    config = parse_table(
+        {
+            "table": "DimTrack",
+            "key": "track_id",
+            "cdc_col": "updated_at",
+            "derived": {"minutes": "duration_sec / 60", "long_track": "minutes > 5", "bad": "tempo * 2"},
+            "expectations": [
+                {"name": "not_too_long", "expr": "long_track = false", "action": "warn"},
+                {"name": "bpm", "expr": "bpm > 0", "action": "warn"},
+            ],
+        }
+    )
     result = check_table(engine, config)
     engine.dispose()
     assert result.line == (
@@ -124,7 +137,10 @@ def test_derived_columns_may_use_each_other_and_expectations_see_them(source):
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"PLATFORM_MAX_CONCURRENT_TABLES": "0"}, "error: PLATFORM_MAX_CONCURRENT_TABLES must be an integer of 1 or more, got 0"),
+        (
+            {"PLATFORM_MAX_CONCURRENT_TABLES": "0"},
+            "error: PLATFORM_MAX_CONCURRENT_TABLES must be an integer of 1 or more, got 0",
+        ),
         ({"PLATFORM_ENV": "qa"}, "error: PLATFORM_ENV must be one of dev, sit, prod, got 'qa'"),
     ],
 )
@@ -142,13 +158,31 @@ def test_a_bad_table_list_exits_2_with_one_line(monkeypatch, capsys, source, tmp
 
 
 def test_the_module_runs_from_the_command_line(source, tmp_path):
-    environ = {"PATH": "/usr/bin:/bin", "PLATFORM_SOURCE_URL": source,
-               "PLATFORM_TABLES_FILE": str(tables_file_for(tmp_path, None)), "PLATFORM_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "platform_assets.check_config"], env=environ,
-                          capture_output=True, text=True, timeout=120, check=False)
+    environ = {
+        "PATH": "/usr/bin:/bin",
+        "PLATFORM_SOURCE_URL": source,
+        "PLATFORM_TABLES_FILE": str(tables_file_for(tmp_path, None)),
+        "PLATFORM_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "platform_assets.check_config"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert (done.returncode, done.stdout.splitlines()[1:], done.stderr) == (0, OK_LINES, "")
-    bad = subprocess.run([sys.executable, "-m", "platform_assets.check_config"],
-                         env={**environ, "PLATFORM_BATCH_SIZE": "abc"}, capture_output=True, text=True, timeout=120,
-                         check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "platform_assets.check_config"],
+        env={**environ, "PLATFORM_BATCH_SIZE": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert (bad.returncode, bad.stdout, bad.stderr) == (
-        2, "", "error: PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 'abc'\n")
+        2,
+        "",
+        "error: PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 'abc'\n",
+    )

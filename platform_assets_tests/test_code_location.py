@@ -34,7 +34,9 @@ def snapshot(tmp_path) -> dict:
     return {
         "assets": assets,
         "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
-        "schedules": {s.name: s.cron_schedule for s in map(defs.resolve_schedule_def, (s.name for s in defs.schedules))},
+        "schedules": {
+            s.name: s.cron_schedule for s in map(defs.resolve_schedule_def, (s.name for s in defs.schedules))
+        },
         "sensors": sorted(s.name for s in defs.sensors),
     }
 
@@ -49,7 +51,8 @@ def test_code_location_matches_its_snapshot(tmp_path):
 def test_the_core_never_imports_dagster():
     core = Path(__file__).parents[1] / "platform_assets" / "core"
     modules = sorted(
-        "platform_assets." + ".".join(p.relative_to(core.parent).with_suffix("").parts).replace(".__init__", "")
+        "platform_assets."
+        + ".".join(p.relative_to(core.parent).with_suffix("").parts).replace(".__init__", "")
         for p in core.rglob("*.py")
     )
     code = f"import sys; import {', '.join(modules)}; print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))"

@@ -21,8 +21,12 @@ BIN = Path(sys.executable).parent
 
 def test_make_creates_the_instance_once_and_two_first_runs_then_start_together(tmp_path):
     home = tmp_path / "dagster_home"
-    subprocess.run(["make", "-s", f"{home}/dagster.yaml", f"DAGSTER_HOME={home}", f"BIN={BIN}"],
-                   cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        ["make", "-s", f"{home}/dagster.yaml", f"DAGSTER_HOME={home}", f"BIN={BIN}"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     assert (home / "dagster.yaml").read_text() == (REPO / "deploy" / "dagster.yaml").read_text()
     for storage in ("history/runs.db", "history/runs/index.db", "schedules/schedules.db"):
         assert (home / storage).stat().st_size > 0, storage
@@ -30,10 +34,25 @@ def test_make_creates_the_instance_once_and_two_first_runs_then_start_together(t
     settings = Settings(data_dir=tmp_path / "data")
     sample.init(settings.source_url, scale=1, seed=3, days=1)
     env = {**os.environ, "DAGSTER_HOME": str(home), "PLATFORM_DATA_DIR": str(settings.data_dir)}
-    runs = [subprocess.Popen([BIN / "dagster", "asset", "materialize", "-m", "platform_assets.definitions",
-                              "--select", f"bronze/{table}"], env=env, cwd=tmp_path,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for table in ("dimuser", "dimartist")]
+    runs = [
+        subprocess.Popen(
+            [
+                BIN / "dagster",
+                "asset",
+                "materialize",
+                "-m",
+                "platform_assets.definitions",
+                "--select",
+                f"bronze/{table}",
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for table in ("dimuser", "dimartist")
+    ]
     for process in runs:
         _, errors = process.communicate(timeout=180)
         assert process.returncode == 0, errors[-2000:]

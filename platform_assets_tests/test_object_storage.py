@@ -37,8 +37,11 @@ def s3_lake(monkeypatch):
     boto3 = pytest.importorskip("boto3")
     s3fs = pytest.importorskip("s3fs")
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     for name, value in {
         "AWS_ENDPOINT_URL": endpoint,
@@ -86,7 +89,9 @@ def test_the_medallion_runs_on_an_object_store(tmp_path, sqlite_source, s3_lake)
     assert delta.read(str(settings.table_path("silver", "dimuser"))).height == users
     assert delta.read(str(settings.table_path("gold", "dimuser"))).height == users
     day = source_frame(settings, None, "FactStream").filter(
-        source_frame(settings, None, "FactStream").get_column("stream_timestamp").dt.date().cast(str) == "2025-01-01")
+        source_frame(settings, None, "FactStream").get_column("stream_timestamp").dt.date().cast(str)
+        == "2025-01-01"
+    )
     assert delta.read(str(settings.table_path("gold", "factstream"))).height == day.height
     assert not (tmp_path / "data" / "lake").exists()  # nothing went to the local disk
 
@@ -106,8 +111,11 @@ def test_raw_country_files_land_on_the_object_store(tmp_path, s3_lake):
     settings = Settings(data_dir=tmp_path / "data", lake_url=s3_lake)
     server, base_url = standin.serve()
     try:
-        result = materialize([raw_countries], partition_key="India",
-                             resources={**build_resources(settings), "country_api": CountryApiResource(base_url=base_url)})
+        result = materialize(
+            [raw_countries],
+            partition_key="India",
+            resources={**build_resources(settings), "country_api": CountryApiResource(base_url=base_url)},
+        )
     finally:
         server.shutdown()
         server.server_close()

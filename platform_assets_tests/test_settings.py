@@ -39,24 +39,56 @@ def test_environment_selects_the_catalog_folder(tmp_path):
     ("name", "value", "message"),
     [
         ("PLATFORM_ENV", "qa", "PLATFORM_ENV must be one of dev, sit, prod, got 'qa'"),
-        ("PLATFORM_PARTITION_START", "01/02/2024",
-         "PLATFORM_PARTITION_START must be a date like 2024-01-01 (YYYY-MM-DD), got '01/02/2024'"),
-        ("PLATFORM_CUSTOMER_THRESHOLD", "many", "PLATFORM_CUSTOMER_THRESHOLD must be an integer of 0 or more, got 'many'"),
-        ("PLATFORM_PRODUCT_THRESHOLD", "-1", "PLATFORM_PRODUCT_THRESHOLD must be an integer of 0 or more, got -1"),
+        (
+            "PLATFORM_PARTITION_START",
+            "01/02/2024",
+            "PLATFORM_PARTITION_START must be a date like 2024-01-01 (YYYY-MM-DD), got '01/02/2024'",
+        ),
+        (
+            "PLATFORM_CUSTOMER_THRESHOLD",
+            "many",
+            "PLATFORM_CUSTOMER_THRESHOLD must be an integer of 0 or more, got 'many'",
+        ),
+        (
+            "PLATFORM_PRODUCT_THRESHOLD",
+            "-1",
+            "PLATFORM_PRODUCT_THRESHOLD must be an integer of 0 or more, got -1",
+        ),
         ("PLATFORM_BATCH_SIZE", "abc", "PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 'abc'"),
         ("PLATFORM_BATCH_SIZE", "0", "PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 0"),
         ("PLATFORM_BATCH_SIZE", "-500", "PLATFORM_BATCH_SIZE must be an integer of 1 or more, got -500"),
-        ("PLATFORM_MAX_CONCURRENT_TABLES", "0", "PLATFORM_MAX_CONCURRENT_TABLES must be an integer of 1 or more, got 0"),
-        ("PLATFORM_MAX_CONCURRENT_TABLES", "2.5",
-         "PLATFORM_MAX_CONCURRENT_TABLES must be an integer of 1 or more, got '2.5'"),
+        (
+            "PLATFORM_MAX_CONCURRENT_TABLES",
+            "0",
+            "PLATFORM_MAX_CONCURRENT_TABLES must be an integer of 1 or more, got 0",
+        ),
+        (
+            "PLATFORM_MAX_CONCURRENT_TABLES",
+            "2.5",
+            "PLATFORM_MAX_CONCURRENT_TABLES must be an integer of 1 or more, got '2.5'",
+        ),
         ("PLATFORM_LATE_DAYS", "-1", "PLATFORM_LATE_DAYS must be an integer of 0 or more, got -1"),
-        ("PLATFORM_COUNTRIES", " , ", "PLATFORM_COUNTRIES must be a comma-separated list of names like India,Japan, "
-                                      "got ' , '"),
-        ("PLATFORM_COUNTRY_API_URL", "restcountries.com/v3.1",
-         "PLATFORM_COUNTRY_API_URL must be an http:// or https:// URL; got 'restcountries.com/v3.1'"),
-        ("PLATFORM_UI_URL", "localhost:3000", "PLATFORM_UI_URL must be an http:// or https:// URL; got 'localhost:3000'"),
+        (
+            "PLATFORM_COUNTRIES",
+            " , ",
+            "PLATFORM_COUNTRIES must be a comma-separated list of names like India,Japan, got ' , '",
+        ),
+        (
+            "PLATFORM_COUNTRY_API_URL",
+            "restcountries.com/v3.1",
+            "PLATFORM_COUNTRY_API_URL must be an http:// or https:// URL; got 'restcountries.com/v3.1'",
+        ),
+        (
+            "PLATFORM_UI_URL",
+            "localhost:3000",
+            "PLATFORM_UI_URL must be an http:// or https:// URL; got 'localhost:3000'",
+        ),
         # a value that spans lines or pages is escaped and cut: the message stays one readable line
-        ("PLATFORM_ENV", "prod\n" + "x" * 200, f"PLATFORM_ENV must be one of dev, sit, prod, got 'prod\\n{'x' * 49}...'"),
+        (
+            "PLATFORM_ENV",
+            "prod\n" + "x" * 200,
+            f"PLATFORM_ENV must be one of dev, sit, prod, got 'prod\\n{'x' * 49}...'",
+        ),
     ],
 )
 def test_bad_values_are_rejected_in_one_line_naming_variable_value_and_what_is_allowed(name, value, message):
@@ -72,17 +104,29 @@ SECRET = "s3cr3t-pa55"
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("PLATFORM_SOURCE_URL", f"postgres://admin:{SECRET}@db.internal:5432/source?x=%zz%",
-         "PLATFORM_SOURCE_URL names an unknown database dialect 'postgres'; expected one of sqlite, "
-         "postgresql+psycopg, mysql+pymysql, mssql+pyodbc (the rest of the value is not shown)"),
-        ("PLATFORM_AUDIT_URL", f"admin:{SECRET}@db.internal/audit",
-         "PLATFORM_AUDIT_URL is not a SQLAlchemy URL (expected dialect+driver://user:password@host/database, "
-         "e.g. sqlite:///data/source.db); its value is not shown as it may hold a password"),
-        ("PLATFORM_STATE_URL", f"postgresql+nodriver://admin:{SECRET}@db.internal/state",
-         "PLATFORM_STATE_URL names an unknown database dialect 'postgresql+nodriver'; expected one of sqlite, "
-         "postgresql+psycopg, mysql+pymysql, mssql+pyodbc (the rest of the value is not shown)"),
-        ("PLATFORM_ALERT_WEBHOOK_URL", f"hooks.example.com/T0/{SECRET}",
-         "PLATFORM_ALERT_WEBHOOK_URL must be an http:// or https:// URL; its value is not shown as it is a secret"),
+        (
+            "PLATFORM_SOURCE_URL",
+            f"postgres://admin:{SECRET}@db.internal:5432/source?x=%zz%",
+            "PLATFORM_SOURCE_URL names an unknown database dialect 'postgres'; expected one of sqlite, "
+            "postgresql+psycopg, mysql+pymysql, mssql+pyodbc (the rest of the value is not shown)",
+        ),
+        (
+            "PLATFORM_AUDIT_URL",
+            f"admin:{SECRET}@db.internal/audit",
+            "PLATFORM_AUDIT_URL is not a SQLAlchemy URL (expected dialect+driver://user:password@host/database, "
+            "e.g. sqlite:///data/source.db); its value is not shown as it may hold a password",
+        ),
+        (
+            "PLATFORM_STATE_URL",
+            f"postgresql+nodriver://admin:{SECRET}@db.internal/state",
+            "PLATFORM_STATE_URL names an unknown database dialect 'postgresql+nodriver'; expected one of sqlite, "
+            "postgresql+psycopg, mysql+pymysql, mssql+pyodbc (the rest of the value is not shown)",
+        ),
+        (
+            "PLATFORM_ALERT_WEBHOOK_URL",
+            f"hooks.example.com/T0/{SECRET}",
+            "PLATFORM_ALERT_WEBHOOK_URL must be an http:// or https:// URL; its value is not shown as it is a secret",
+        ),
     ],
 )
 def test_bad_secrets_are_rejected_without_showing_their_value(name, value, message):
@@ -94,13 +138,15 @@ def test_bad_secrets_are_rejected_without_showing_their_value(name, value, messa
 
 
 def test_valid_urls_are_kept_as_given(tmp_path):
-    settings = load_settings({
-        "PLATFORM_DATA_DIR": str(tmp_path),
-        "PLATFORM_SOURCE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-        "PLATFORM_AUDIT_URL": "mysql+pymysql://root@127.0.0.1:3306/audit",
-        "PLATFORM_ALERT_WEBHOOK_URL": "https://hooks.example.com/T0/abc",
-        "PLATFORM_UI_URL": "http://dagster.internal:3000/",
-    })
+    settings = load_settings(
+        {
+            "PLATFORM_DATA_DIR": str(tmp_path),
+            "PLATFORM_SOURCE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+            "PLATFORM_AUDIT_URL": "mysql+pymysql://root@127.0.0.1:3306/audit",
+            "PLATFORM_ALERT_WEBHOOK_URL": "https://hooks.example.com/T0/abc",
+            "PLATFORM_UI_URL": "http://dagster.internal:3000/",
+        }
+    )
     assert settings.source_url == "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     assert settings.audit_url == "mysql+pymysql://root@127.0.0.1:3306/audit"
     assert settings.alert_webhook_url == "https://hooks.example.com/T0/abc"
@@ -118,21 +164,34 @@ def audit_setup(tmp_path: Path, *args: str, **environ: str) -> subprocess.Comple
     return subprocess.run(
         [sys.executable, "-m", "platform_assets.audit_setup", *args],
         env={"PATH": os.environ["PATH"], "PLATFORM_DATA_DIR": str(tmp_path), **environ},
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 @pytest.mark.parametrize(
     ("environ", "args", "message"),
     [
-        ({"PLATFORM_BATCH_SIZE": "abc"}, (), "PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 'abc'"),
+        (
+            {"PLATFORM_BATCH_SIZE": "abc"},
+            (),
+            "PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 'abc'",
+        ),
         ({"PLATFORM_ENV": "qa"}, (), "PLATFORM_ENV must be one of dev, sit, prod, got 'qa'"),
-        ({"PLATFORM_AUDIT_URL": f"audit-db:{SECRET}"}, (),
-         "PLATFORM_AUDIT_URL is not a SQLAlchemy URL (expected dialect+driver://user:password@host/database, "
-         "e.g. sqlite:///data/source.db); its value is not shown as it may hold a password"),
-        ({}, ("--url", f"audit-db:{SECRET}"),
-         "--url is not a SQLAlchemy URL (expected dialect+driver://user:password@host/database, "
-         "e.g. sqlite:///data/source.db); its value is not shown as it may hold a password"),
+        (
+            {"PLATFORM_AUDIT_URL": f"audit-db:{SECRET}"},
+            (),
+            "PLATFORM_AUDIT_URL is not a SQLAlchemy URL (expected dialect+driver://user:password@host/database, "
+            "e.g. sqlite:///data/source.db); its value is not shown as it may hold a password",
+        ),
+        (
+            {},
+            ("--url", f"audit-db:{SECRET}"),
+            "--url is not a SQLAlchemy URL (expected dialect+driver://user:password@host/database, "
+            "e.g. sqlite:///data/source.db); its value is not shown as it may hold a password",
+        ),
     ],
 )
 def test_audit_setup_reports_a_bad_setting_in_one_line_and_exits_2(tmp_path, environ, args, message):
@@ -149,14 +208,20 @@ def test_audit_setup_with_good_settings_creates_the_tables(tmp_path):
 
 
 def test_secrets_set_in_the_environment_are_remembered_not_shown(tmp_path):
-    settings = load_settings({"PLATFORM_DATA_DIR": str(tmp_path),
-                              "PLATFORM_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook?sig=s1g-v4lue"})
+    settings = load_settings(
+        {
+            "PLATFORM_DATA_DIR": str(tmp_path),
+            "PLATFORM_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook?sig=s1g-v4lue",
+        }
+    )
     assert "PLATFORM_ALERT_WEBHOOK_URL" in settings.secrets_in_environment
     assert "s1g-v4lue" not in repr(settings)
 
 
 def test_configured_countries_become_the_partitions(tmp_path):
-    settings = load_settings({"PLATFORM_DATA_DIR": str(tmp_path), "PLATFORM_COUNTRIES": "India, Japan ,Brazil"})
+    settings = load_settings(
+        {"PLATFORM_DATA_DIR": str(tmp_path), "PLATFORM_COUNTRIES": "India, Japan ,Brazil"}
+    )
     assert settings.countries == ("India", "Japan", "Brazil")
     defs = build_definitions(settings)
     partitions = defs.resolve_asset_graph().get(AssetKey(["raw", "countries"])).partitions_def

@@ -38,7 +38,7 @@ class StandinHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         path = urlsplit(self.path).path
-        name = next((unquote(path[len(p):]) for p in _PREFIXES if path.startswith(p)), None)
+        name = next((unquote(path[len(p) :]) for p in _PREFIXES if path.startswith(p)), None)
         body = recorded_response(name, self.recorded) if name else None
         if body is None:
             self.send(404, NOT_FOUND)

@@ -45,6 +45,10 @@ def run_customer_flow(settings: Settings, instance: DagsterInstance) -> FlowRun:
     child = None
     job = definitions.resolve_job_def(product_job.name)
     for request in tick.run_requests or []:
-        child = job.execute_in_process(run_config={**request.run_config, **log_info},
-                                       tags=request.tags, instance=instance, raise_on_error=False)
+        child = job.execute_in_process(
+            run_config={**request.run_config, **log_info},
+            tags=request.tags,
+            instance=instance,
+            raise_on_error=False,
+        )
     return FlowRun(parent, child)

@@ -90,19 +90,33 @@ def main() -> int:
     print(f"checks: {passed} passed, {failed} failed")
     countries = pull_countries_offline(settings, instance)
     silver_countries = settings.table_path("silver", "countries")
-    print(f"countries: run {countries.run_id} {'success' if countries.success else 'FAILED'} (local stand-in API); "
-          f"silver/countries rows: {_rows(silver_countries)}")
+    print(
+        f"countries: run {countries.run_id} {'success' if countries.success else 'FAILED'} (local stand-in API); "
+        f"silver/countries rows: {_rows(silver_countries)}"
+    )
     flow = run_customer_flow(settings, instance)
-    child = f"product run {flow.child.run_id} {'success' if flow.child.success else 'FAILED'}" if flow.child else (
-        "no product run")
-    print(f"customers: {flow.customer_count if flow.parent.success else 'FAILED'} counted; {child}; "
-          f"raw/customer_data files: {_files(settings, 'customer_data')}, raw/product_data files: "
-          f"{_files(settings, 'product_data')}")
+    child = (
+        f"product run {flow.child.run_id} {'success' if flow.child.success else 'FAILED'}"
+        if flow.child
+        else ("no product run")
+    )
+    print(
+        f"customers: {flow.customer_count if flow.parent.success else 'FAILED'} counted; {child}; "
+        f"raw/customer_data files: {_files(settings, 'customer_data')}, raw/product_data files: "
+        f"{_files(settings, 'product_data')}"
+    )
     audit = build_resources(settings)["audit"]
     report, _ = audit_tick(instance, audit, None, log=lambda _: None)
-    print(f"audit: {report.runs} run(s) recorded in {redact(settings.audit_url)} (Job_Metadata, Task_Metadata, ...)")
+    print(
+        f"audit: {report.runs} run(s) recorded in {redact(settings.audit_url)} (Job_Metadata, Task_Metadata, ...)"
+    )
     print(f"lake: {settings.lake_root}  (browse it with `make dev`, http://127.0.0.1:3000)")
-    ok = run.success and countries.success and flow.parent.success and (flow.child is None or flow.child.success)
+    ok = (
+        run.success
+        and countries.success
+        and flow.parent.success
+        and (flow.child is None or flow.child.success)
+    )
     return 0 if ok else 1
 
 

@@ -64,7 +64,9 @@ def post_alert(
             last_error = answer
         if attempt < policy.attempts:
             sleep(policy.backoff_seconds * 2 ** (attempt - 1))
-    raise AlertError(f"the webhook ({WEBHOOK_SETTING}) is unreachable after {policy.attempts} attempt(s): {last_error}")
+    raise AlertError(
+        f"the webhook ({WEBHOOK_SETTING}) is unreachable after {policy.attempts} attempt(s): {last_error}"
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -87,7 +89,15 @@ def _mask(text: str, url: str) -> str:
     """``text`` with every part of ``url`` that could be a secret replaced by ``***``."""
     parts = urlsplit(url)
     userinfo = parts.netloc.rpartition("@")[0]
-    secrets = {url, parts.netloc, userinfo, parts.path, parts.query, parts.username or "", parts.password or ""}
+    secrets = {
+        url,
+        parts.netloc,
+        userinfo,
+        parts.path,
+        parts.query,
+        parts.username or "",
+        parts.password or "",
+    }
     secrets |= set(parts.path.split("/")) | {value for _, value in parse_qsl(parts.query)}
     secrets |= {unquote(s) for s in secrets}
     # a secret shorter than four characters cannot be told from ordinary words

@@ -42,14 +42,20 @@ def rows_to_arrow(rows: list, schema: pa.Schema, converters: Converters | None =
     converters = converters or {}
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
     return pa.RecordBatch.from_arrays(
-        [converters[f.name](values) if f.name in converters else _column_array(values, f.type)
-         for values, f in zip(columns, schema, strict=True)],
+        [
+            converters[f.name](values) if f.name in converters else _column_array(values, f.type)
+            for values, f in zip(columns, schema, strict=True)
+        ],
         schema=schema,
     )
 
 
 def _sqlalchemy_batches(
-    engine: sa.Engine, statement: sa.Select, schema: pa.Schema, batch_size: int, converters: Converters | None = None
+    engine: sa.Engine,
+    statement: sa.Select,
+    schema: pa.Schema,
+    batch_size: int,
+    converters: Converters | None = None,
 ):
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(statement)
@@ -73,9 +79,7 @@ def _postgres_batches(engine: sa.Engine, statement: sa.Select, schema: pa.Schema
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """The driver's types (int4, numeric, naive timestamps) cast to the bronze schema."""
-    return pa.RecordBatch.from_arrays(
-        [batch.column(f.name).cast(f.type) for f in schema], schema=schema
-    )
+    return pa.RecordBatch.from_arrays([batch.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
 def uses_arrow_driver(engine: sa.Engine) -> bool:
@@ -83,7 +87,11 @@ def uses_arrow_driver(engine: sa.Engine) -> bool:
 
 
 def iter_arrow_batches(
-    engine: sa.Engine, statement: sa.Select, schema: pa.Schema, batch_size: int, converters: Converters | None = None
+    engine: sa.Engine,
+    statement: sa.Select,
+    schema: pa.Schema,
+    batch_size: int,
+    converters: Converters | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of at most ``batch_size`` rows, in ``schema`` (``converters``: see rows_to_arrow)."""
     if uses_arrow_driver(engine):

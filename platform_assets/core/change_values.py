@@ -233,7 +233,9 @@ def minus_lag(value: Any, lag: timedelta | int | None) -> Any:
         return value
     if isinstance(value, date):  # datetimes too
         if not isinstance(lag, timedelta):
-            raise ValueError(f"lag {lag!r} must be a duration such as 30s, 5m, 2h or 1d for a time change column")
+            raise ValueError(
+                f"lag {lag!r} must be a duration such as 30s, 5m, 2h or 1d for a time change column"
+            )
         if not isinstance(value, datetime):
             return value - timedelta(days=math.ceil(lag / timedelta(days=1)))
         return value - lag
@@ -293,7 +295,9 @@ def _unix_seconds(value: datetime) -> float:
     return (value - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(seconds=1)
 
 
-def sqlite_window(column: sa.Column, storage: Storage, lower: datetime | None, upper: datetime | None) -> list:
+def sqlite_window(
+    column: sa.Column, storage: Storage, lower: datetime | None, upper: datetime | None
+) -> list:
     """WHERE clauses selecting a superset of ``[lower, upper)`` (aware UTC bounds) on a SQLite column.
 
     Numbers compare as numbers. Text is narrowed twice: a plain range on the stored text (so an index

@@ -75,7 +75,9 @@ def check_table(engine: sa.Engine, config: TableConfig) -> TableCheck:
     problems = _unknown_columns(config, columns)
     if problems:
         return TableCheck(config.table, "; ".join(problems), len(columns))
-    change = "full reload" if config.cdc_col is None else f"change column {config.cdc_col}: {source.change_kind}"
+    change = (
+        "full reload" if config.cdc_col is None else f"change column {config.cdc_col}: {source.change_kind}"
+    )
     return TableCheck(config.table, None, len(columns), change)
 
 

@@ -131,7 +131,16 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         raise ConfigError(f"table entry must be a mapping, got {entry!r}")
     table = identifier(entry.get("table"), "table")
     unknown = set(entry) - {
-        "table", "schema", "key", "cdc_col", "from_date", "lag", "partition", "partition_column", "derived", "gold",
+        "table",
+        "schema",
+        "key",
+        "cdc_col",
+        "from_date",
+        "lag",
+        "partition",
+        "partition_column",
+        "derived",
+        "gold",
         "expectations",
     }
     if unknown:
@@ -162,8 +171,10 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     if lag is not None and (not cdc_col or partition):
-        raise ConfigError(f"{table}.lag: only watermark tables re-read a lag (this one has "
-                          f"{'daily partitions' if partition else 'no cdc_col'})")
+        raise ConfigError(
+            f"{table}.lag: only watermark tables re-read a lag (this one has "
+            f"{'daily partitions' if partition else 'no cdc_col'})"
+        )
     derived = _mapping(entry.get("derived"), f"{table}.derived")
     for column, expr in derived.items():
         identifier(column, f"{table}.derived")
@@ -178,7 +189,8 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
     if scd_type == 2 and not cdc_col:
         raise ConfigError(f"{table}: SCD type 2 needs a cdc_col to sequence versions")
     track_except = tuple(
-        identifier(c, f"{table}.gold.track_history_except") for c in _as_list(gold.get("track_history_except"))
+        identifier(c, f"{table}.gold.track_history_except")
+        for c in _as_list(gold.get("track_history_except"))
     )
     config = TableConfig(
         table=table,
@@ -232,11 +244,15 @@ def parse_tables(entries: Iterable[Mapping[str, Any]]) -> tuple[TableConfig, ...
         raise ConfigError(f"duplicate table names: {duplicates} (lake paths are lower case)")
     for table in tables:
         if table.name.startswith("_"):
-            raise ConfigError(f"{table.table}: names starting with '_' are reserved for the platform's folders")
+            raise ConfigError(
+                f"{table.table}: names starting with '_' are reserved for the platform's folders"
+            )
         owner = next((t for t in tables if f"{t.name}{QUARANTINE_SUFFIX}" == table.name), None)
         if owner is not None:
-            raise ConfigError(f"{table.table}: collides with {owner.table}'s quarantine table "
-                              f"<layer>/{table.name}; rename it")
+            raise ConfigError(
+                f"{table.table}: collides with {owner.table}'s quarantine table "
+                f"<layer>/{table.name}; rename it"
+            )
     return tables
 
 

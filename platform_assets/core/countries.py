@@ -95,12 +95,18 @@ def parse_response(body: str | bytes, country: str) -> list[dict]:
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CountryApiError(country, f"malformed response (not JSON: {exc.__class__.__name__}): {_excerpt(body)}") from None
+        raise CountryApiError(
+            country, f"malformed response (not JSON: {exc.__class__.__name__}): {_excerpt(body)}"
+        ) from None
     if not isinstance(document, list) or not document:
-        raise CountryApiError(country, f"malformed response (expected a non-empty list of countries): {_excerpt(body)}")
+        raise CountryApiError(
+            country, f"malformed response (expected a non-empty list of countries): {_excerpt(body)}"
+        )
     for i, match in enumerate(document):
         if not isinstance(match, dict) or not isinstance(match.get("name"), Mapping):
-            raise CountryApiError(country, f"malformed response (match {i} has no 'name' object): {_excerpt(body)}")
+            raise CountryApiError(
+                country, f"malformed response (match {i} has no 'name' object): {_excerpt(body)}"
+            )
     return document
 
 
@@ -113,7 +119,9 @@ def fetch_country(session: requests.Session, base_url: str, name: str, timeout: 
     """
     response = session.get(country_url(base_url, name), timeout=timeout)
     if response.status_code >= 400:
-        raise CountryApiError(name, f"HTTP {response.status_code}: {_excerpt(response.content)}", response.status_code)
+        raise CountryApiError(
+            name, f"HTTP {response.status_code}: {_excerpt(response.content)}", response.status_code
+        )
     return parse_response(response.content, name)
 
 

@@ -99,6 +99,7 @@ def read_changes(
     ``deletes_as`` names a Boolean column to add: deleted rows are then reported too (their last
     image, with the column true), for consumers that apply deletes.
     """
+
     def flagged(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.with_columns(pl.lit(False).alias(deletes_as)) if deletes_as else frame
 

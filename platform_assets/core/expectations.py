@@ -59,7 +59,9 @@ def apply_expectations(frame: pl.DataFrame, expectations: Sequence[Expectation])
     drop_flags = [(e, f) for e, f in zip(expectations, flags, strict=True) if e.action == "drop"]
     if drop_flags:
         failed_rules = pl.concat_str(
-            [pl.when(~pl.col(f)).then(pl.lit(e.name)) for e, f in drop_flags], separator=",", ignore_nulls=True
+            [pl.when(~pl.col(f)).then(pl.lit(e.name)) for e, f in drop_flags],
+            separator=",",
+            ignore_nulls=True,
         )
         keep = pl.all_horizontal([pl.col(f) for _, f in drop_flags])
     else:
@@ -75,5 +77,7 @@ def combine(results: list[list[RuleResult]]) -> list[RuleResult]:
     for batch in results:
         for r in batch:
             seen = totals.get(r.name)
-            totals[r.name] = r if seen is None else RuleResult(r.expectation, seen.total + r.total, seen.failed + r.failed)
+            totals[r.name] = (
+                r if seen is None else RuleResult(r.expectation, seen.total + r.total, seen.failed + r.failed)
+            )
     return list(totals.values())

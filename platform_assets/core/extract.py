@@ -90,8 +90,10 @@ class Watermark:
         return tuple(k for v, k in self.taken if _comparable(v) == here)
 
     def to_json(self) -> dict:
-        return {"value": _encode(self.value),
-                "taken": [[_encode(v), [_encode(x) for x in k]] for v, k in self.taken]}
+        return {
+            "value": _encode(self.value),
+            "taken": [[_encode(v), [_encode(x) for x in k]] for v, k in self.taken],
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> Watermark:

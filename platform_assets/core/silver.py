@@ -51,8 +51,11 @@ def find_drift(files: Sequence[Path], target: pl.Schema | None, config: TableCon
     for path in files:
         with path.open("rb") as handle:
             schema = pl.read_parquet_schema(handle)
-        changed = [(c, reference[c], t) for c, t in schema.items()
-                   if c in reference and t != pl.Null and reference[c] != t]
+        changed = [
+            (c, reference[c], t)
+            for c, t in schema.items()
+            if c in reference and t != pl.Null and reference[c] != t
+        ]
         if changed:
             drifts.append(Drift(path, *changed[0]))
             continue  # a drifted file never becomes the reference for the ones after it
@@ -81,8 +84,12 @@ def set_aside(drift: Drift, bronze_root: Path, config: TableConfig, run_id: str)
     relative = drift.file.relative_to(bronze_root)
     destination = bronze_root.parent / SET_ASIDE / config.name / relative
     destination.parent.mkdir(parents=True, exist_ok=True)
-    note = {"reason": drift.describe(config.table), "set_aside_at": datetime.now(UTC).isoformat(),
-            "run_id": run_id, "from": str(relative)}
+    note = {
+        "reason": drift.describe(config.table),
+        "set_aside_at": datetime.now(UTC).isoformat(),
+        "run_id": run_id,
+        "from": str(relative),
+    }
     destination.with_name(destination.name + ".reason.json").write_text(json.dumps(note, indent=2))
     drift.file.rename(destination)
     return destination
@@ -157,7 +164,9 @@ def newest_snapshot(files: Sequence[Path]) -> list[Path]:
     return sorted(files, key=lambda p: p.name)[-1:]
 
 
-def with_snapshot_deletes(snapshot: pl.DataFrame, stored_keys: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+def with_snapshot_deletes(
+    snapshot: pl.DataFrame, stored_keys: pl.DataFrame, keys: Sequence[str]
+) -> pl.DataFrame:
     """A full snapshot as change events: its rows, plus a delete for every stored key it no longer has
     (like AUTO CDC FROM SNAPSHOT), so rows removed at the source leave silver and gold too."""
     rows = snapshot.with_columns(pl.lit(False).alias(DELETED))

@@ -65,17 +65,25 @@ class SourceTable:
 
     @property
     def schema(self) -> pa.Schema:
-        return pa.schema([
-            pa.field(c.name, _KIND_TYPES[self.time_columns[c.name]] if c.name in self.time_columns
-                     else arrow_type(c.type))
-            for c in self.table.columns
-        ])
+        return pa.schema(
+            [
+                pa.field(
+                    c.name,
+                    _KIND_TYPES[self.time_columns[c.name]]
+                    if c.name in self.time_columns
+                    else arrow_type(c.type),
+                )
+                for c in self.table.columns
+            ]
+        )
 
     def select(self, lower: Any = None, upper: Any = None) -> sa.Select:
         """The rows of ``[lower, upper)`` (a superset on SQLite, see :meth:`exact`)."""
         # SQLite time columns are read as stored (SQLAlchemy's reader misreads most forms): see converters
-        columns = [sa.type_coerce(c, sa.Text).label(c.name) if c.name in self.time_columns else c
-                   for c in self.table.columns]
+        columns = [
+            sa.type_coerce(c, sa.Text).label(c.name) if c.name in self.time_columns else c
+            for c in self.table.columns
+        ]
         statement = sa.select(*columns)
         if self.change_kind is None or (lower is None and upper is None):
             return statement
@@ -91,7 +99,10 @@ class SourceTable:
     @property
     def converters(self) -> dict[str, Callable[[Sequence], pa.Array]]:
         """Column converters for the rows :meth:`select` returns: SQLite time values parsed as values."""
-        return {name: partial(time_array, kind=kind, where=self.where(name)) for name, kind in self.time_columns.items()}
+        return {
+            name: partial(time_array, kind=kind, where=self.where(name))
+            for name, kind in self.time_columns.items()
+        }
 
     def exact(self, lower: Any = None, upper: Any = None) -> pl.Expr | None:
         """``lower <= change value < upper`` on parsed values, or None when the window is open."""
@@ -192,8 +203,12 @@ def reflect(engine: sa.Engine, config: TableConfig) -> SourceTable:
         schema = _resolve(engine.dialect, schema, inspector.get_schema_names())
     existing = _names_in(inspector, schema)
     try:
-        table = sa.Table(_resolve(engine.dialect, config.table, existing), sa.MetaData(), schema=schema,
-                         autoload_with=engine)
+        table = sa.Table(
+            _resolve(engine.dialect, config.table, existing),
+            sa.MetaData(),
+            schema=schema,
+            autoload_with=engine,
+        )
     except sa.exc.NoSuchTableError as exc:
         raise _no_such_table(config, schema or inspector.default_schema_name, existing) from exc
     needed = [*config.keys, *([config.cdc_col] if config.cdc_col else [])]
@@ -207,8 +222,11 @@ def reflect(engine: sa.Engine, config: TableConfig) -> SourceTable:
     sqlite = engine.dialect.name == "sqlite"
     time_columns = {}
     if sqlite:
-        time_columns = {c.name: Kind.DATE if not isinstance(c.type, sa.DateTime) else Kind.TIMESTAMP
-                        for c in table.columns if isinstance(c.type, sa.Date | sa.DateTime)}
+        time_columns = {
+            c.name: Kind.DATE if not isinstance(c.type, sa.DateTime) else Kind.TIMESTAMP
+            for c in table.columns
+            if isinstance(c.type, sa.Date | sa.DateTime)
+        }
     if config.cdc_col is None:
         return SourceTable(table, config, time_columns=time_columns)
 
@@ -221,7 +239,9 @@ def reflect(engine: sa.Engine, config: TableConfig) -> SourceTable:
             "which compare by value"
         )
     if config.partitioned and kind not in (Kind.TIMESTAMP, Kind.DATE):
-        raise SourceError(f"{where} is {column.type}: daily partitions need a timestamp or date change column")
+        raise SourceError(
+            f"{where} is {column.type}: daily partitions need a timestamp or date change column"
+        )
     storage = None
     if sqlite and kind in (Kind.TIMESTAMP, Kind.DATE):
         time_columns[config.cdc_col] = kind

@@ -47,7 +47,6 @@ SILVER_KEY = AssetKey(["silver", "countries"])
 TABLE = "countries"
 
 
-
 def country_partitions(countries: Sequence[str]) -> StaticPartitionsDefinition:
     """One partition per configured country; a name that cannot be a file fails when definitions load."""
     if not countries:

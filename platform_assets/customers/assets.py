@@ -44,12 +44,22 @@ def _count(lakehouse: LakehouseResource, config: TableConfig) -> int:
         return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
 
 
-def _write_all(context: AssetExecutionContext, lakehouse: LakehouseResource, config: TableConfig, folder: str):
-    extraction = extract(lakehouse.source_engine(), config, Window(), lakehouse.path("raw", folder),
-                         batch_size=lakehouse.batch_size, log=context.log.debug)
+def _write_all(
+    context: AssetExecutionContext, lakehouse: LakehouseResource, config: TableConfig, folder: str
+):
+    extraction = extract(
+        lakehouse.source_engine(),
+        config,
+        Window(),
+        lakehouse.path("raw", folder),
+        batch_size=lakehouse.batch_size,
+        log=context.log.debug,
+    )
     context.log.info(f"{config.table}: {extraction.rows} rows written to {extraction.path}")
-    return {"rows_written": MetadataValue.int(extraction.rows),
-            "file": MetadataValue.path(str(extraction.path)) if extraction.path else MetadataValue.text("none")}
+    return {
+        "rows_written": MetadataValue.int(extraction.rows),
+        "file": MetadataValue.path(str(extraction.path)) if extraction.path else MetadataValue.text("none"),
+    }
 
 
 @asset(
@@ -100,8 +110,12 @@ def product_data(
         "product_threshold": MetadataValue.int(customer_flow.product_threshold),
     }
     if config.customer_count > customer_flow.product_threshold:
-        metadata.update(_write_all(context, lakehouse, customer_flow.table("Products", "product_id"), "product_data"))
+        metadata.update(
+            _write_all(context, lakehouse, customer_flow.table("Products", "product_id"), "product_data")
+        )
     else:
-        context.log.info(f"received count {config.customer_count} ≤ {customer_flow.product_threshold}: nothing written")
+        context.log.info(
+            f"received count {config.customer_count} ≤ {customer_flow.product_threshold}: nothing written"
+        )
         metadata["rows_written"] = MetadataValue.int(0)
     return MaterializeResult(metadata=metadata)

@@ -15,10 +15,16 @@ from dagster import (
 from platform_assets.customers.assets import CUSTOMER_KEY, PRODUCT_KEY, CustomerFlowResource
 from platform_assets.lib.tags import PARENT_RUN_TAG
 
-product_job = define_asset_job("product_job", selection=[PRODUCT_KEY],
-                               description="Seed 002's child pipeline: products for a customer count.")
-customer_job = define_asset_job("customer_job", selection=[CUSTOMER_KEY],
-                                description="Seed 002's parent pipeline: count (and keep) the customers.")
+product_job = define_asset_job(
+    "product_job",
+    selection=[PRODUCT_KEY],
+    description="Seed 002's child pipeline: products for a customer count.",
+)
+customer_job = define_asset_job(
+    "customer_job",
+    selection=[CUSTOMER_KEY],
+    description="Seed 002's parent pipeline: count (and keep) the customers.",
+)
 
 
 def product_run_config(customer_count: int) -> dict:
@@ -43,7 +49,9 @@ def customer_count_to_product(
         return SkipReason(f"run {parent_run}: the materialization carries no customer_count")
     count = count_entry.value
     if count <= customer_flow.product_threshold:
-        return SkipReason(f"run {parent_run}: {count} customers ≤ {customer_flow.product_threshold}, no product run")
+        return SkipReason(
+            f"run {parent_run}: {count} customers ≤ {customer_flow.product_threshold}, no product run"
+        )
     existing = context.instance.get_run_records(RunsFilter(tags={PARENT_RUN_TAG: parent_run}), limit=1)
     if existing:  # e.g. a child launched by hand or in-process: still one child per parent
         return SkipReason(f"run {parent_run} already has product run {existing[0].dagster_run.run_id}")
@@ -52,4 +60,3 @@ def customer_count_to_product(
         run_config=product_run_config(count),
         tags={PARENT_RUN_TAG: parent_run, "platform/customer_count": str(count)},
     )
-

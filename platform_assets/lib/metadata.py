@@ -20,10 +20,16 @@ from dagster import (
 from platform_assets.core.expectations import RuleResult
 
 
-def column_schema(schema: pl.Schema | Mapping[str, Any], descriptions: Mapping[str, str] | None = None) -> TableSchema:
+def column_schema(
+    schema: pl.Schema | Mapping[str, Any], descriptions: Mapping[str, str] | None = None
+) -> TableSchema:
     descriptions = descriptions or {}
-    return TableSchema(columns=[TableColumn(name, str(dtype), description=descriptions.get(name))
-                                for name, dtype in schema.items()])
+    return TableSchema(
+        columns=[
+            TableColumn(name, str(dtype), description=descriptions.get(name))
+            for name, dtype in schema.items()
+        ]
+    )
 
 
 def column_lineage(upstream: AssetKey, lineage: Mapping[str, Sequence[str]]) -> TableColumnLineage:
@@ -45,7 +51,9 @@ def numbers(**values: int | float | None) -> dict[str, MetadataValue]:
     return out
 
 
-def check_results(asset_key: AssetKey, rule_results: list[RuleResult], expectations) -> list[AssetCheckResult]:
+def check_results(
+    asset_key: AssetKey, rule_results: list[RuleResult], expectations
+) -> list[AssetCheckResult]:
     """One check result per expectation; ``fail`` rules report ERROR severity (blocking), others WARN."""
     results = {r.name: r for r in rule_results}
     out = []
@@ -58,7 +66,9 @@ def check_results(asset_key: AssetKey, rule_results: list[RuleResult], expectati
                 asset_key=asset_key,
                 check_name=expectation.name,
                 passed=failed == 0,
-                severity=AssetCheckSeverity.ERROR if expectation.action == "fail" else AssetCheckSeverity.WARN,
+                severity=AssetCheckSeverity.ERROR
+                if expectation.action == "fail"
+                else AssetCheckSeverity.WARN,
                 metadata={
                     "rows_checked": MetadataValue.int(total),
                     "rows_passed": MetadataValue.int(total - failed),

@@ -48,20 +48,42 @@ def alerts_due(facts: RunFacts) -> list[tuple[str, dict]]:
     }
     due = []
     if facts.status == "Failed":
-        due.append(("ALERT:run_failed", {**base, "alert": "run_failed", "status": "Failed",
-                                          "failed_assets": facts.failed_assets,
-                                          "error": facts.job.get("error_message")}))
+        due.append(
+            (
+                "ALERT:run_failed",
+                {
+                    **base,
+                    "alert": "run_failed",
+                    "status": "Failed",
+                    "failed_assets": facts.failed_assets,
+                    "error": facts.job.get("error_message"),
+                },
+            )
+        )
     for failure in facts.check_failures:
         if failure.severity == "ERROR":
-            due.append((f"ALERT:check:{failure.asset_key}:{failure.check_name}",
-                        {**base, "alert": "asset_check_failed", "status": facts.status,
-                         "failed_assets": [failure.asset_key], "check": failure.check_name,
-                         "error": f"check {failure.check_name} failed on {failure.rows_failed} row(s)"}))
+            due.append(
+                (
+                    f"ALERT:check:{failure.asset_key}:{failure.check_name}",
+                    {
+                        **base,
+                        "alert": "asset_check_failed",
+                        "status": facts.status,
+                        "failed_assets": [failure.asset_key],
+                        "check": failure.check_name,
+                        "error": f"check {failure.check_name} failed on {failure.rows_failed} row(s)",
+                    },
+                )
+            )
     return due
 
 
 def send_alerts(
-    instance: DagsterInstance, record: RunRecord, facts: RunFacts, audit: AuditResource, store: AuditStore | None,
+    instance: DagsterInstance,
+    record: RunRecord,
+    facts: RunFacts,
+    audit: AuditResource,
+    store: AuditStore | None,
 ) -> AlertOutcome:
     """Post the run's due alerts that were not delivered yet and remember the delivery in its tags.
 
@@ -77,7 +99,9 @@ def send_alerts(
             outcome.log_rows.append((key, "Alerted", f"alert {payload['alert']} sent"))
             continue
         try:
-            attempts = post_alert(audit.alert_webhook_url, payload, AlertPolicy(attempts=audit.alert_attempts))
+            attempts = post_alert(
+                audit.alert_webhook_url, payload, AlertPolicy(attempts=audit.alert_attempts)
+            )
         except AlertError as exc:
             outcome.errors.append(f"{facts.run_id} {payload['alert']}: {exc}")
             outcome.log_rows.append((f"{PENDING}{key}", ALERT_PENDING, f"alert not delivered yet: {exc}"))
@@ -85,8 +109,15 @@ def send_alerts(
             continue
         sent.add(key)
         outcome.sent += 1
-        outcome.log_rows.append((key, "Alerted", f"alert {payload['alert']} sent in {attempts} attempt(s)"
-                                 if attempts else f"alert {payload['alert']} logged (no webhook configured)"))
+        outcome.log_rows.append(
+            (
+                key,
+                "Alerted",
+                f"alert {payload['alert']} sent in {attempts} attempt(s)"
+                if attempts
+                else f"alert {payload['alert']} logged (no webhook configured)",
+            )
+        )
     if sent and json.dumps(sorted(sent)) != tags.get(ALERTS_SENT_TAG):
         outcome.tags_written[ALERTS_SENT_TAG] = json.dumps(sorted(sent))
     if pending != (tags.get(ALERT_PENDING_TAG) == "true") and (pending or ALERT_PENDING_TAG in tags):
@@ -99,10 +130,12 @@ def send_alerts(
 
 def runs_with_undelivered_alerts(instance: DagsterInstance, store: AuditStore | None) -> list[str]:
     """Runs with an alert that failed to send and has not been delivered since."""
-    pending = {r.dagster_run.run_id for r in instance.get_run_records(RunsFilter(tags={ALERT_PENDING_TAG: "true"}))}
+    pending = {
+        r.dagster_run.run_id for r in instance.get_run_records(RunsFilter(tags={ALERT_PENDING_TAG: "true"}))
+    }
     if store is not None:  # outbox rows written before delivery was kept in run tags
         for run_id in store.runs_with_log_status(ALERT_PENDING):
             keys = {entry["event_key"] for entry in store.logs(run_id)}
-            if any(k.startswith(PENDING) and k[len(PENDING):] not in keys for k in keys):
+            if any(k.startswith(PENDING) and k[len(PENDING) :] not in keys for k in keys):
                 pending.add(run_id)
     return sorted(pending)

@@ -48,8 +48,12 @@ RUN_EVENTS = {
     DagsterEventType.RUN_CANCELING: "Canceling",
     DagsterEventType.RUN_CANCELED: "Canceled",
 }
-STEP_EVENTS = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
-               DagsterEventType.STEP_SKIPPED}
+STEP_EVENTS = {
+    DagsterEventType.STEP_START,
+    DagsterEventType.STEP_SUCCESS,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_SKIPPED,
+}
 OTHER_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
 
 
@@ -188,7 +192,11 @@ def _step_asset(step_key: str) -> str:
 
 
 def collect(
-    instance: DagsterInstance, record: RunRecord, environment: str, ui_base: str, jobs: JobCatalog | None = None
+    instance: DagsterInstance,
+    record: RunRecord,
+    environment: str,
+    ui_base: str,
+    jobs: JobCatalog | None = None,
 ) -> RunFacts:
     """The run's facts; with ``jobs``, a run of an implicit asset job is named after the platform job
     that covers its assets (see :mod:`platform_assets.monitoring.job_names`)."""
@@ -252,7 +260,9 @@ def _apply_event(event_record, facts: RunFacts, tasks, step_tasks, run_errors: l
         if kind == DagsterEventType.RUN_FAILURE:
             error = getattr(event.event_specific_data, "error", None)
             run_errors.append(error_text(error) or message)
-        facts.logs.append(LogFacts(f"{kind.value}:{event_record.storage_id}", RUN_EVENTS[kind], when, message[:2000]))
+        facts.logs.append(
+            LogFacts(f"{kind.value}:{event_record.storage_id}", RUN_EVENTS[kind], when, message[:2000])
+        )
         return
     step_key = event.step_key or ""
     if kind in STEP_EVENTS:
@@ -266,8 +276,14 @@ def _apply_event(event_record, facts: RunFacts, tasks, step_tasks, run_errors: l
         else:
             task.status, task.end_time = "Failed", when
             task.error_message = error_text(event.step_failure_data.error)
-            facts.logs.append(LogFacts(f"STEP_FAILURE:{event_record.storage_id}", "Failed", when,
-                                       f"step {step_key} failed: {task.error_message}"[:2000]))
+            facts.logs.append(
+                LogFacts(
+                    f"STEP_FAILURE:{event_record.storage_id}",
+                    "Failed",
+                    when,
+                    f"step {step_key} failed: {task.error_message}"[:2000],
+                )
+            )
         for (step, _), asset_task in tasks.items():
             if step == step_key:
                 asset_task.status, asset_task.end_time = task.status, task.end_time
@@ -283,12 +299,18 @@ def _apply_event(event_record, facts: RunFacts, tasks, step_tasks, run_errors: l
             TaskFacts(step_key, asset, start_time=step.start_time if step else when),
         )
         metadata = materialization.metadata
-        rows_read, rows_written = _metadata_value(metadata, "rows_read"), _metadata_value(metadata, "rows_written")
+        rows_read, rows_written = (
+            _metadata_value(metadata, "rows_read"),
+            _metadata_value(metadata, "rows_written"),
+        )
         partition = materialization.partition
         if partition is not None and task.partitions and partition not in task.partitions:
             # Another day of the same step (a range run): each day's event counts its own rows, and the
             # row describes the whole step.
-            task.rows_read, task.rows_written = _add(task.rows_read, rows_read), _add(task.rows_written, rows_written)
+            task.rows_read, task.rows_written = (
+                _add(task.rows_read, rows_read),
+                _add(task.rows_written, rows_written),
+            )
         else:
             task.rows_read, task.rows_written = rows_read, rows_written
         if partition is not None and partition not in task.partitions:
@@ -304,9 +326,14 @@ def _apply_event(event_record, facts: RunFacts, tasks, step_tasks, run_errors: l
             asset = evaluation.asset_key.to_user_string()
             failed = _metadata_value(evaluation.metadata, "rows_failed")
             facts.check_failures.append(CheckFailure(asset, evaluation.check_name, severity, failed))
-            facts.logs.append(LogFacts(
-                f"CHECK_FAILED:{event_record.storage_id}", f"Check{severity.title()}", when,
-                f"check {asset}:{evaluation.check_name} failed ({severity}); rows_failed={failed}"))
+            facts.logs.append(
+                LogFacts(
+                    f"CHECK_FAILED:{event_record.storage_id}",
+                    f"Check{severity.title()}",
+                    when,
+                    f"check {asset}:{evaluation.check_name} failed ({severity}); rows_failed={failed}",
+                )
+            )
 
 
 def affected_runs(records: Iterable[RunRecord]) -> list[RunRecord]:

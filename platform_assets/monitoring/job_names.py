@@ -32,11 +32,15 @@ class JobCatalog:
 
     @classmethod
     def from_repository(cls, repository: RepositoryDefinition) -> JobCatalog:
-        return cls({
-            name: frozenset(key.to_user_string() for key in repository.get_job(name).asset_layer.selected_asset_keys)
-            for name in repository.job_names
-            if not is_implicit_asset_job(name)
-        })
+        return cls(
+            {
+                name: frozenset(
+                    key.to_user_string() for key in repository.get_job(name).asset_layer.selected_asset_keys
+                )
+                for name in repository.job_names
+                if not is_implicit_asset_job(name)
+            }
+        )
 
     @classmethod
     def from_definitions(cls, definitions: Definitions) -> JobCatalog:
@@ -47,7 +51,9 @@ class JobCatalog:
         wanted = set(assets)
         if not wanted:
             return None
-        covering = [(len(selected), name) for name, selected in self.assets_by_job.items() if wanted <= selected]
+        covering = [
+            (len(selected), name) for name, selected in self.assets_by_job.items() if wanted <= selected
+        ]
         return min(covering)[1] if covering else None
 
 

@@ -32,10 +32,17 @@ def write_facts(store: AuditStore, facts: RunFacts) -> int:
     store.set_parameters(facts.run_id, facts.parameters)
     for task in facts.tasks:
         store.upsert_task(
-            facts.run_id, task.step_key, task.asset_key,
-            partition_key=task.partition_key, status=task.status, start_time=task.start_time,
-            end_time=task.end_time, rows_read=task.rows_read, rows_written=task.rows_written,
-            delta_version=task.delta_version, error_message=task.error_message,
+            facts.run_id,
+            task.step_key,
+            task.asset_key,
+            partition_key=task.partition_key,
+            status=task.status,
+            start_time=task.start_time,
+            end_time=task.end_time,
+            rows_read=task.rows_read,
+            rows_written=task.rows_written,
+            delta_version=task.delta_version,
+            error_message=task.error_message,
         )
     for entry in facts.logs:
         store.log(facts.run_id, entry.event_key, entry.status, entry.timestamp, entry.message)
@@ -43,8 +50,12 @@ def write_facts(store: AuditStore, facts: RunFacts) -> int:
 
 
 def reconcile(
-    instance: DagsterInstance, audit: AuditResource, records: Sequence[RunRecord],
-    report: ReconcileReport | None = None, store: AuditStore | None = None, jobs: JobCatalog | None = None,
+    instance: DagsterInstance,
+    audit: AuditResource,
+    records: Sequence[RunRecord],
+    report: ReconcileReport | None = None,
+    store: AuditStore | None = None,
+    jobs: JobCatalog | None = None,
 ) -> ReconcileReport:
     """Send the alerts ``records`` call for, then write their audit facts (alerts only when ``store`` is
     None: the audit database is down). ``jobs`` names implicit asset job runs after a platform job."""
@@ -67,7 +78,9 @@ def reconcile(
     return report
 
 
-def reconciled_version(instance: DagsterInstance, record: RunRecord, tags_written: Mapping[str, str]) -> datetime:
+def reconciled_version(
+    instance: DagsterInstance, record: RunRecord, tags_written: Mapping[str, str]
+) -> datetime:
     """The update time of the run record that this reconciliation leaves fully accounted for.
 
     Writing run tags moves a run's update time, which would make the run look changed on the next tick

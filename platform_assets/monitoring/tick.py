@@ -14,13 +14,23 @@ from platform_assets.monitoring.cursor import AuditCursor
 from platform_assets.monitoring.job_names import JobCatalog
 from platform_assets.monitoring.reconcile import ReconcileReport, reconcile
 
-IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-               DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+IN_PROGRESS = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
 
 
 def audit_tick(
-    instance: DagsterInstance, audit: AuditResource, cursor: str | None, batch_size: int = 200,
-    log: Callable[[str], None] = print, time_budget_seconds: float = 40.0, jobs: JobCatalog | None = None,
+    instance: DagsterInstance,
+    audit: AuditResource,
+    cursor: str | None,
+    batch_size: int = 200,
+    log: Callable[[str], None] = print,
+    time_budget_seconds: float = 40.0,
+    jobs: JobCatalog | None = None,
 ) -> tuple[ReconcileReport, str | None]:
     """One reconciliation pass: every run updated since ``cursor`` (in batches, so bursts are drained)
     and every run still in progress. Returns the report and the new cursor (see
@@ -32,7 +42,9 @@ def audit_tick(
         store, unavailable = audit.store(), None
     except Exception as exc:  # the audit database is down: send the alerts anyway, then fail the tick
         store, unavailable = None, exc
-    reconcile(instance, audit, instance.get_run_records(RunsFilter(statuses=IN_PROGRESS)), report, store, jobs)
+    reconcile(
+        instance, audit, instance.get_run_records(RunsFilter(statuses=IN_PROGRESS)), report, store, jobs
+    )
     retry = runs_with_undelivered_alerts(instance, store)
     if retry:
         reconcile(instance, audit, instance.get_run_records(RunsFilter(run_ids=retry)), report, store, jobs)
@@ -42,7 +54,9 @@ def audit_tick(
         # Runs known unchanged come back too; asking for that many more keeps each batch's progress.
         limit = batch_size + len(position.audited)
         batch = instance.get_run_records(
-            RunsFilter(updated_after=position.updated_after), order_by="update_timestamp", ascending=True,
+            RunsFilter(updated_after=position.updated_after),
+            order_by="update_timestamp",
+            ascending=True,
             limit=limit,
         )
         fresh = [r for r in batch if not position.is_audited(r)]
@@ -52,7 +66,9 @@ def audit_tick(
         position = position.advanced(fresh, report.versions)
         if len(batch) < limit:
             break
-    if unavailable is not None:  # the cursor stays where it was: the rows are written once the database is back
+    if (
+        unavailable is not None
+    ):  # the cursor stays where it was: the rows are written once the database is back
         log(f"alerts checked for {report.runs} run(s), {report.alerts_sent} sent; cursor kept at {cursor}")
         if report.alert_errors:
             log("ALERTS NOT DELIVERED (retried every tick): " + "; ".join(report.alert_errors))

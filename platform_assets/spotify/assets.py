@@ -14,4 +14,8 @@ from platform_assets.spotify.silver import silver_asset
 
 
 def table_assets(config: TableConfig, partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
-    return [bronze_asset(config, partitions), silver_asset(config, partitions), gold_asset(config, partitions)]
+    return [
+        bronze_asset(config, partitions),
+        silver_asset(config, partitions),
+        gold_asset(config, partitions),
+    ]

@@ -50,10 +50,14 @@ def _metadata(result: BronzeResult) -> dict:
         metadata["files"] = MetadataValue.json(files)
     metadata["files_written"] = MetadataValue.int(len(files))
     if result.window is not None:
-        for name, watermark in (("watermark_before", result.watermark_before),
-                                ("watermark_after", result.watermark_after)):
+        for name, watermark in (
+            ("watermark_before", result.watermark_before),
+            ("watermark_after", result.watermark_after),
+        ):
             metadata[name] = MetadataValue.text(watermark.describe() if watermark else "none")
-        metadata["backfill_window" if result.backfill else "window"] = MetadataValue.text(result.window.describe())
+        metadata["backfill_window" if result.backfill else "window"] = MetadataValue.text(
+            result.window.describe()
+        )
     return metadata
 
 
@@ -72,16 +76,28 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
     def bronze(context: AssetExecutionContext, config: BronzeConfig, lakehouse: LakehouseResource):
         try:
             result = run_bronze(
-                lakehouse.source_engine(), table, lakehouse.path("bronze", table.name), lakehouse.state(),
-                batch_size=lakehouse.batch_size, days=run_days(context, table),
-                from_date=_from_date(config.from_date, table), log=context.log.info,
+                lakehouse.source_engine(),
+                table,
+                lakehouse.path("bronze", table.name),
+                lakehouse.state(),
+                batch_size=lakehouse.batch_size,
+                days=run_days(context, table),
+                from_date=_from_date(config.from_date, table),
+                log=context.log.info,
             )
-        except SourceError as exc:  # a missing table or column, values that do not compare: retrying cannot help
+        except (
+            SourceError
+        ) as exc:  # a missing table or column, values that do not compare: retrying cannot help
             raise Failure(description=str(exc), allow_retries=False) from exc
         for leftover in result.removed_partials:
-            context.log.warning(f"{table.table}: removed {leftover.name}, left by an extraction that was killed")
-        metadata = {**table_identity(lakehouse, "bronze", table), **_metadata(result),
-                    **report_units(context, table, result.units)}
+            context.log.warning(
+                f"{table.table}: removed {leftover.name}, left by an extraction that was killed"
+            )
+        metadata = {
+            **table_identity(lakehouse, "bronze", table),
+            **_metadata(result),
+            **report_units(context, table, result.units),
+        }
         schema = next((e.schema for e in result.extractions if e.schema is not None), None)
         if schema is not None:
             metadata["dagster/column_schema"] = described_schema(table, {f.name: f.type for f in schema})

@@ -48,18 +48,29 @@ def gold_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> Ass
         pool=pool(table),
         kinds={"gold", "delta", "polars"},
         description=f"{table.table}: {kind}, AUTO CDC semantics keyed on {', '.join(table.keys)}.",
-        check_specs=[AssetCheckSpec(GOLD_CHECK, asset=key, description="null keys/sequence values are quarantined")],
+        check_specs=[
+            AssetCheckSpec(GOLD_CHECK, asset=key, description="null keys/sequence values are quarantined")
+        ],
         **partitioning(table, partitions),
     )
     def gold(context: AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator:
         result = run_gold(
-            table, str(lakehouse.path("silver", table.name)), str(lakehouse.path("gold", table.name)),
-            str(lakehouse.path("gold", quarantine_name(table.name))), lakehouse.state(),
-            run_id=context.run_id, days=run_days(context, table),
+            table,
+            str(lakehouse.path("silver", table.name)),
+            str(lakehouse.path("gold", table.name)),
+            str(lakehouse.path("gold", quarantine_name(table.name))),
+            lakehouse.state(),
+            run_id=context.run_id,
+            days=run_days(context, table),
         )
-        metadata = {**table_identity(lakehouse, "gold", table), **report_units(context, table, result.units),
-                    "committed": any(u.committed for u in result.units)}
-        metadata.update(numbers(current_versions=result.current_versions, closed_versions=result.closed_versions))
+        metadata = {
+            **table_identity(lakehouse, "gold", table),
+            **report_units(context, table, result.units),
+            "committed": any(u.committed for u in result.units),
+        }
+        metadata.update(
+            numbers(current_versions=result.current_versions, closed_versions=result.closed_versions)
+        )
         if result.silver_version_read is not None or not table.partitioned:
             read = result.silver_version_read
             metadata["silver_version_read"] = MetadataValue.int(read if read is not None else -1)

@@ -57,27 +57,41 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         kinds={"silver", "delta", "polars"},
         description=f"{table.table} cleaned: one row per key, latest change wins.",
         check_specs=[
-            AssetCheckSpec(e.name, asset=key, blocking=e.action == "fail", description=f"{e.action}: {e.expr}")
+            AssetCheckSpec(
+                e.name, asset=key, blocking=e.action == "fail", description=f"{e.action}: {e.expr}"
+            )
             for e in expectations
         ],
         **partitioning(table, partitions),
     )
-    def silver(context: AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource) -> Iterator:
+    def silver(
+        context: AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource
+    ) -> Iterator:
         try:
             result = run_silver(
-                table, lakehouse.path("bronze", table.name), str(lakehouse.path("silver", table.name)),
-                str(lakehouse.path("silver", quarantine_name(table.name))), lakehouse.state(),
-                run_id=context.run_id, days=run_days(context, table),
-                set_aside_drifted_files=config.set_aside_drifted_files, log=context.log.info,
+                table,
+                lakehouse.path("bronze", table.name),
+                str(lakehouse.path("silver", table.name)),
+                str(lakehouse.path("silver", quarantine_name(table.name))),
+                lakehouse.state(),
+                run_id=context.run_id,
+                days=run_days(context, table),
+                set_aside_drifted_files=config.set_aside_drifted_files,
+                log=context.log.info,
             )
         except SchemaDriftError as exc:  # the same file fails the same way again: no retry
             raise Failure(description=str(exc), allow_retries=False) from exc
         for moved in result.set_aside:
             context.log.warning(f"{table.table}: set aside {moved} (see its .reason.json)")
         if result.blocked_by:
-            context.log.error(f"{table.table}: fail rule(s) {', '.join(result.blocked_by)} violated; nothing written")
-        metadata = {**table_identity(lakehouse, "silver", table), **report_units(context, table, result.units),
-                    "committed": any(u.committed for u in result.units)}
+            context.log.error(
+                f"{table.table}: fail rule(s) {', '.join(result.blocked_by)} violated; nothing written"
+            )
+        metadata = {
+            **table_identity(lakehouse, "silver", table),
+            **report_units(context, table, result.units),
+            "committed": any(u.committed for u in result.units),
+        }
         if result.row_count is not None:
             metadata["dagster/row_count"] = MetadataValue.int(result.row_count)
         if result.blocked_by:

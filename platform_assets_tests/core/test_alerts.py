@@ -37,8 +37,11 @@ def test_4xx_is_not_retried():
 
 
 def test_connection_refused_is_retried_then_reported():
-    with pytest.raises(AlertError, match=r"^the webhook \(PLATFORM_ALERT_WEBHOOK_URL\) is unreachable after 3 "
-                                         r"attempt\(s\): connection failed \(Connection refused\)$"):
+    with pytest.raises(
+        AlertError,
+        match=r"^the webhook \(PLATFORM_ALERT_WEBHOOK_URL\) is unreachable after 3 "
+        r"attempt\(s\): connection failed \(Connection refused\)$",
+    ):
         post_alert("http://127.0.0.1:1/alert", {"run_id": "r5"}, FAST)
 
 

@@ -20,17 +20,31 @@ def pg_table(postgres_source):
     engine = sa.create_engine(postgres_source.url)
     metadata = sa.MetaData(schema=postgres_source.schema)
     table = sa.Table(
-        "Mixed", metadata,
-        sa.Column("id", sa.Integer, primary_key=True), sa.Column("big", sa.BigInteger),
-        sa.Column("price", sa.Numeric(10, 2)), sa.Column("ratio", sa.Float), sa.Column("name", sa.String(20)),
-        sa.Column("flag", sa.Boolean), sa.Column("day", sa.Date), sa.Column("ts", sa.DateTime),
+        "Mixed",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("big", sa.BigInteger),
+        sa.Column("price", sa.Numeric(10, 2)),
+        sa.Column("ratio", sa.Float),
+        sa.Column("name", sa.String(20)),
+        sa.Column("flag", sa.Boolean),
+        sa.Column("day", sa.Date),
+        sa.Column("ts", sa.DateTime),
         sa.Column("tstz", sa.DateTime(timezone=True)),
     )
     metadata.create_all(engine)
     rows = [
-        {"id": i, "big": 10**12 + i, "price": Decimal("9.99") * i, "ratio": i / 3, "name": None if i % 4 == 0 else f"n{i}",
-         "flag": i % 2 == 0, "day": date(2025, 1, 1 + i % 28), "ts": datetime(2025, 1, 1, 0, 0, i % 60),
-         "tstz": datetime(2025, 1, 1, 12, 0, i % 60, tzinfo=UTC)}
+        {
+            "id": i,
+            "big": 10**12 + i,
+            "price": Decimal("9.99") * i,
+            "ratio": i / 3,
+            "name": None if i % 4 == 0 else f"n{i}",
+            "flag": i % 2 == 0,
+            "day": date(2025, 1, 1 + i % 28),
+            "ts": datetime(2025, 1, 1, 0, 0, i % 60),
+            "tstz": datetime(2025, 1, 1, 12, 0, i % 60, tzinfo=UTC),
+        }
         for i in range(1, 251)
     ]
     with engine.begin() as conn:
@@ -48,7 +62,9 @@ def test_adbc_matches_the_sqlalchemy_reader(pg_table):
     assert arrow_source.uses_arrow_driver(engine)
     source = reflect(engine, config)
     schema = source.schema
-    window = Window(lower=datetime(2025, 1, 1, 0, 0, 10, tzinfo=UTC), upper=datetime(2025, 1, 1, 0, 0, 50, tzinfo=UTC))
+    window = Window(
+        lower=datetime(2025, 1, 1, 0, 0, 10, tzinfo=UTC), upper=datetime(2025, 1, 1, 0, 0, 50, tzinfo=UTC)
+    )
     statement = source.select(window.lower, window.upper)
     fast = list(arrow_source.iter_arrow_batches(engine, statement, schema, batch_size=64))
     portable = read_all(arrow_source._sqlalchemy_batches(engine, statement, schema, 64))

@@ -84,8 +84,16 @@ def test_parse_date():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("30s", timedelta(seconds=30)), ("5m", timedelta(minutes=5)), ("2h", timedelta(hours=2)),
-     ("1d", timedelta(days=1)), (" 10 m ", timedelta(minutes=10)), (500, 500), (None, None), (0, None)],
+    [
+        ("30s", timedelta(seconds=30)),
+        ("5m", timedelta(minutes=5)),
+        ("2h", timedelta(hours=2)),
+        ("1d", timedelta(days=1)),
+        (" 10 m ", timedelta(minutes=10)),
+        (500, 500),
+        (None, None),
+        (0, None),
+    ],
 )
 def test_parse_lag(value, expected):
     assert parse_lag(value, "T.lag") == expected
@@ -149,15 +157,27 @@ def test_the_reported_loss_a_row_at_the_watermark_written_as_text(source, tmp_pa
     watermark = Watermark.from_json(json.loads(json.dumps(first.watermark_after(None).to_json())))
     assert watermark.value == datetime(2025, 1, 1, 8, 10, tzinfo=UTC)
     write(con, (3, "late", "2025-01-01 08:10:00"))  # as CURRENT_TIMESTAMP writes it
-    second = extract(engine, CONFIG, Window.incremental(watermark), out, batch_size=10,
-                     now=datetime(2030, 1, 1, tzinfo=UTC))
+    second = extract(
+        engine,
+        CONFIG,
+        Window.incremental(watermark),
+        out,
+        batch_size=10,
+        now=datetime(2030, 1, 1, tzinfo=UTC),
+    )
     assert pl.read_parquet(second.path).rows() == [(3, "late", datetime(2025, 1, 1, 8, 10, tzinfo=UTC))]
 
 
 def test_a_row_at_midnight_belongs_to_its_own_day(source, tmp_path):
     con, engine = source
-    write(con, (1, "eve", "2025-01-01 23:59:59"), (2, "midnight", "2025-01-02 00:00:00"),
-          (3, "west", "2025-01-01T16:00:00-08:00"), (4, "julian", 2460677.5), (5, "unix", 1735776000))
+    write(
+        con,
+        (1, "eve", "2025-01-01 23:59:59"),
+        (2, "midnight", "2025-01-02 00:00:00"),
+        (3, "west", "2025-01-01T16:00:00-08:00"),
+        (4, "julian", 2460677.5),
+        (5, "unix", 1735776000),
+    )
     with pytest.raises(SourceError):  # numbers and text in one column: see below
         extract(engine, CONFIG, Window.day(date(2025, 1, 2)), tmp_path / "bronze", batch_size=10)
     con.execute("DELETE FROM Log WHERE id IN (4, 5)")
@@ -169,14 +189,22 @@ def test_a_row_at_midnight_belongs_to_its_own_day(source, tmp_path):
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ([(1, "a", "2025-01-01 08:00:00"), (2, "b", 1735719000)],
-         r"^Log\.at: change values are stored both as numbers \(1735719000\) and as text \('2025-01-01 08:00:00'\)"),
-        ([(1, "a", 2460676.5), (2, "b", 1735719000)],
-         r"^Log\.at: change values are stored both as Julian days and as Unix seconds \(2460676\.5, 1735719000\)"),
-        ([(1, "a", "2025-01-01 08:00:00"), (2, "b", "01/02/2025")],
-         r"^Log\.at: '01/02/2025' is not an ISO-8601 timestamp$"),
-        ([(1, "a", "2025-01-01 08:00:00"), (2, "b", "yesterday")],
-         r"^Log\.at: 'yesterday' is not an ISO-8601 timestamp$"),
+        (
+            [(1, "a", "2025-01-01 08:00:00"), (2, "b", 1735719000)],
+            r"^Log\.at: change values are stored both as numbers \(1735719000\) and as text \('2025-01-01 08:00:00'\)",
+        ),
+        (
+            [(1, "a", 2460676.5), (2, "b", 1735719000)],
+            r"^Log\.at: change values are stored both as Julian days and as Unix seconds \(2460676\.5, 1735719000\)",
+        ),
+        (
+            [(1, "a", "2025-01-01 08:00:00"), (2, "b", "01/02/2025")],
+            r"^Log\.at: '01/02/2025' is not an ISO-8601 timestamp$",
+        ),
+        (
+            [(1, "a", "2025-01-01 08:00:00"), (2, "b", "yesterday")],
+            r"^Log\.at: 'yesterday' is not an ISO-8601 timestamp$",
+        ),
         ([(1, "a", "2025-01-01 08:00:00"), (2, "b", b"\x00")], r"^Log\.at: stores binary values"),
     ],
 )
@@ -252,10 +280,14 @@ def test_windows_use_the_index_on_postgresql(postgres_source):
 def test_text_change_column_on_a_typed_database_is_refused(postgres_source):
     engine = sa.create_engine(postgres_source.url)
     with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE TABLE "{postgres_source.schema}"."Log" (id int PRIMARY KEY, at varchar(30))')
+        conn.exec_driver_sql(
+            f'CREATE TABLE "{postgres_source.schema}"."Log" (id int PRIMARY KEY, at varchar(30))'
+        )
     config = parse_table({"table": "Log", "schema": postgres_source.schema, "key": "id", "cdc_col": "at"})
     try:
-        with pytest.raises(SourceError, match=r"^Log\.at is VARCHAR\(30\): a change column must hold timestamps"):
+        with pytest.raises(
+            SourceError, match=r"^Log\.at is VARCHAR\(30\): a change column must hold timestamps"
+        ):
             reflect(engine, config)
     finally:
         engine.dispose()
@@ -268,7 +300,9 @@ def test_daily_partitions_need_a_time_change_column(tmp_path):
     con.close()
     engine = sa.create_engine(f"sqlite:///{path}")
     config = parse_table({"table": "Ledger", "key": "id", "cdc_col": "version", "partition": "daily"})
-    with pytest.raises(SourceError, match=r"^Ledger\.version is INTEGER: daily partitions need a timestamp or date"):
+    with pytest.raises(
+        SourceError, match=r"^Ledger\.version is INTEGER: daily partitions need a timestamp or date"
+    ):
         reflect(engine, config)
     engine.dispose()
 
@@ -277,12 +311,15 @@ def test_other_time_columns_on_sqlite_are_read_as_values_too(tmp_path):
     path = tmp_path / "source.db"
     con = sqlite3.connect(path)
     con.execute("CREATE TABLE Log (id INTEGER PRIMARY KEY, at DATETIME, born DATE, seen TIMESTAMP)")
-    con.execute("INSERT INTO Log VALUES (1, '2025-01-01 08:00:00', '2000-02-29', '2025-01-01T08:30:00+01:00')")
+    con.execute(
+        "INSERT INTO Log VALUES (1, '2025-01-01 08:00:00', '2000-02-29', '2025-01-01T08:30:00+01:00')"
+    )
     con.commit()
     engine = sa.create_engine(f"sqlite:///{path}")
     extraction = extract(engine, CONFIG, Window(), tmp_path / "bronze", batch_size=10)
     assert pl.read_parquet(extraction.path).rows() == [
-        (1, datetime(2025, 1, 1, 8, tzinfo=UTC), date(2000, 2, 29), datetime(2025, 1, 1, 7, 30, tzinfo=UTC))]
+        (1, datetime(2025, 1, 1, 8, tzinfo=UTC), date(2000, 2, 29), datetime(2025, 1, 1, 7, 30, tzinfo=UTC))
+    ]
     engine.dispose()
 
 
@@ -290,7 +327,9 @@ def test_lag_rereads_and_dedupes_on_key_and_change_value(source, tmp_path):
     con, engine = source
     config = parse_table({"table": "Log", "key": "id", "cdc_col": "at", "lag": "10m"})
     out = tmp_path / "bronze"
-    write(con, (1, "a", "2025-01-01 08:00:00"), (2, "b", "2025-01-01 08:05:00"), (3, "c", "2025-01-01 08:10:00"))
+    write(
+        con, (1, "a", "2025-01-01 08:00:00"), (2, "b", "2025-01-01 08:05:00"), (3, "c", "2025-01-01 08:10:00")
+    )
     first = extract(engine, config, Window.incremental(None, config.lag), out, batch_size=2)
     wm1 = first.watermark_after(None)
     assert wm1.value == datetime(2025, 1, 1, 8, 10, tzinfo=UTC)
@@ -306,16 +345,34 @@ def test_lag_rereads_and_dedupes_on_key_and_change_value(source, tmp_path):
     assert sorted(pl.read_parquet(second.path).get_column("note").to_list()) == ["a2", "late"]
     wm2 = second.watermark_after(wm1)
     assert wm2.value == wm1.value  # only older rows were read: the watermark stays
-    assert sorted((v.minute, k) for v, k in wm2.taken) == [(0, (1,)), (5, (2,)), (6, (1,)), (7, (4,)), (10, (3,))]
+    assert sorted((v.minute, k) for v, k in wm2.taken) == [
+        (0, (1,)),
+        (5, (2,)),
+        (6, (1,)),
+        (7, (4,)),
+        (10, (3,)),
+    ]
 
-    third = extract(engine, config, Window.incremental(wm2, config.lag), out, batch_size=2,
-                    now=datetime(2030, 1, 2, tzinfo=UTC))
+    third = extract(
+        engine,
+        config,
+        Window.incremental(wm2, config.lag),
+        out,
+        batch_size=2,
+        now=datetime(2030, 1, 2, tzinfo=UTC),
+    )
     assert third.path is None and third.watermark_after(wm2) is wm2
 
     # a newer row moves the watermark; taken rows older than the lag are forgotten
     write(con, (5, "new", "2025-01-01 08:30:00"))
-    fourth = extract(engine, config, Window.incremental(wm2, config.lag), out, batch_size=2,
-                     now=datetime(2030, 1, 3, tzinfo=UTC))
+    fourth = extract(
+        engine,
+        config,
+        Window.incremental(wm2, config.lag),
+        out,
+        batch_size=2,
+        now=datetime(2030, 1, 3, tzinfo=UTC),
+    )
     assert pl.read_parquet(fourth.path).get_column("id").to_list() == [5]
     assert fourth.watermark_after(wm2).taken == ((datetime(2025, 1, 1, 8, 30, tzinfo=UTC), (5,)),)
 
@@ -342,4 +399,6 @@ def test_time_array_names_the_unreadable_value():
     with pytest.raises(UnreadableValue, match=r"^Log\.at: 'x' is not"):
         time_array([1735719000, "x"], Kind.TIMESTAMP, "Log.at")
     assert time_array(["2025-01-02", "2025-01-03 00:00:00"], Kind.DATE, "Log.d").to_pylist() == [
-        date(2025, 1, 2), date(2025, 1, 3)]
+        date(2025, 1, 2),
+        date(2025, 1, 3),
+    ]

@@ -61,7 +61,11 @@ def test_shipped_partitioning_and_scd(shipped):
     assert [n for n, t in shipped.items() if t.partitioned] == ["FactStream"]
     assert shipped["DimUser"].partition_by == ()
     assert {n: t.scd_type for n, t in shipped.items()} == {
-        "DimUser": 2, "DimArtist": 2, "DimTrack": 2, "DimDate": 1, "FactStream": 1,
+        "DimUser": 2,
+        "DimArtist": 2,
+        "DimTrack": 2,
+        "DimDate": 1,
+        "FactStream": 1,
     }
 
 
@@ -339,12 +343,18 @@ def test_hostile_entry_in_file_is_rejected(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("tables:\n  - {table: DimUser, key: id, cdc_col: ts, from_date: 2025-13-45}\n",
-         r"^{path}: DimUser\.from_date: '2025-13-45' is not an ISO date \(month must be in 1\.\.12\)$"),
-        ("tables:\n  - table: DimUser\n    key: [id\n  - table: B\n",
-         r"^{path}, line 4, column 10: not valid YAML: expected .,. or .\]., but got .:.$"),
-        ("tables:\n  - {table: DimUser, key: id, cdc_col: ts, lag: soon}\n",
-         r"^{path}: DimUser\.lag: 'soon' is not a duration"),
+        (
+            "tables:\n  - {table: DimUser, key: id, cdc_col: ts, from_date: 2025-13-45}\n",
+            r"^{path}: DimUser\.from_date: '2025-13-45' is not an ISO date \(month must be in 1\.\.12\)$",
+        ),
+        (
+            "tables:\n  - table: DimUser\n    key: [id\n  - table: B\n",
+            r"^{path}, line 4, column 10: not valid YAML: expected .,. or .\]., but got .:.$",
+        ),
+        (
+            "tables:\n  - {table: DimUser, key: id, cdc_col: ts, lag: soon}\n",
+            r"^{path}: DimUser\.lag: 'soon' is not a duration",
+        ),
     ],
 )
 def test_config_errors_name_file_table_and_field(tmp_path, text, message):

@@ -54,7 +54,9 @@ def test_drop_names_every_failed_drop_rule():
     ]
     outcome = apply_expectations(frame(), rules)
     assert outcome.kept["id"].to_list() == [1]
-    rules_by_id = dict(zip(outcome.quarantined["id"].to_list(), outcome.quarantined[RULE_COLUMN].to_list(), strict=True))
+    rules_by_id = dict(
+        zip(outcome.quarantined["id"].to_list(), outcome.quarantined[RULE_COLUMN].to_list(), strict=True)
+    )
     assert rules_by_id == {
         2: "positive",
         3: "positive,known_kind",
@@ -68,7 +70,10 @@ def test_drop_names_every_failed_drop_rule():
 
 
 def test_fail_blocks():
-    rules = [Expectation("valid", "amount BETWEEN -10 AND 10", "fail"), Expectation("w", "amount > 0", "warn")]
+    rules = [
+        Expectation("valid", "amount BETWEEN -10 AND 10", "fail"),
+        Expectation("w", "amount > 0", "warn"),
+    ]
     outcome = apply_expectations(frame(), rules)
     assert outcome.blocked
     assert [r.name for r in outcome.failures("fail")] == ["valid"]
@@ -117,6 +122,8 @@ def test_no_expectations():
 
 def test_system_style_key_rule_on_composite_key():
     data = pl.DataFrame({"a": [1, None, 3], "b": [1, 2, None]})
-    outcome = apply_expectations(data, [Expectation("key_not_null", "a IS NOT NULL AND b IS NOT NULL", "drop")])
+    outcome = apply_expectations(
+        data, [Expectation("key_not_null", "a IS NOT NULL AND b IS NOT NULL", "drop")]
+    )
     assert outcome.kept.rows() == [(1, 1)]
     assert by_name(outcome) == {"key_not_null": (3, 2)}

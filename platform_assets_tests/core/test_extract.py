@@ -68,7 +68,9 @@ def out(tmp_path):
 
 def insert(engine, table, *rows):
     with engine.begin() as conn:
-        conn.execute(table.insert(), [dict(zip(("user_id", "user_name", "updated_at"), r, strict=True)) for r in rows])
+        conn.execute(
+            table.insert(), [dict(zip(("user_id", "user_name", "updated_at"), r, strict=True)) for r in rows]
+        )
 
 
 def update(engine, table, user_id, **values):
@@ -103,10 +105,17 @@ def test_initial_load_reads_everything_into_one_file(engine, users, out):
     assert extraction.path == out / "DimUser_20240506T070809123456Z.parquet"
     assert list_files(out) == [extraction.path]
     assert extraction.rows == 4 and extraction.batches == 1
-    assert rows_of(extraction) == [(1, "ann", utc(T0)), (2, "bob", utc(T1)), (3, None, utc(T2)), (4, "dan", utc(T2))]
+    assert rows_of(extraction) == [
+        (1, "ann", utc(T0)),
+        (2, "bob", utc(T1)),
+        (3, None, utc(T2)),
+        (4, "dan", utc(T2)),
+    ]
 
     frame = pl.read_parquet(extraction.path)
-    assert frame.schema == pl.Schema({"user_id": pl.Int64, "user_name": pl.String, "updated_at": pl.Datetime("us", "UTC")})
+    assert frame.schema == pl.Schema(
+        {"user_id": pl.Int64, "user_name": pl.String, "updated_at": pl.Datetime("us", "UTC")}
+    )
     assert pq.read_schema(extraction.path).field("updated_at").type == pa.timestamp("us", tz="UTC")
 
     assert extraction.max_value == utc(T2)
@@ -122,7 +131,7 @@ def test_file_name_uses_current_utc_time_by_default(engine, users, out):
     before = datetime.now(UTC).replace(microsecond=0)
     extraction = run(engine, Window.incremental(None), out)
     assert FILE_PATTERN.match(extraction.path.name)
-    stamp = datetime.strptime(extraction.path.name[len("DimUser_"):-len("Z.parquet")], "%Y%m%dT%H%M%S%f")
+    stamp = datetime.strptime(extraction.path.name[len("DimUser_") : -len("Z.parquet")], "%Y%m%dT%H%M%S%f")
     assert before <= stamp.replace(tzinfo=UTC) <= datetime.now(UTC)
 
 
@@ -254,16 +263,22 @@ def test_composite_key_boundary(engine, out):
     metadata.create_all(engine)
     config = parse_table({"table": "Plays", "key": ["region", "play_id"], "cdc_col": "changed"})
     with engine.begin() as conn:
-        conn.execute(table.insert(), [
-            {"region": "eu", "play_id": 1, "changed": T1},
-            {"region": "us", "play_id": 1, "changed": T1},
-            {"region": "eu", "play_id": 0, "changed": T0},
-        ])
+        conn.execute(
+            table.insert(),
+            [
+                {"region": "eu", "play_id": 1, "changed": T1},
+                {"region": "us", "play_id": 1, "changed": T1},
+                {"region": "eu", "play_id": 0, "changed": T0},
+            ],
+        )
     first = run(engine, Window.incremental(None), out, config=config)
     wm = Watermark.from_json(json.loads(json.dumps(first.watermark_after(None).to_json())))
     assert sorted(wm.keys) == [("eu", 1), ("us", 1)]
     with engine.begin() as conn:
-        conn.execute(table.insert(), [{"region": "eu", "play_id": 2, "changed": T1}, {"region": "us", "play_id": 2, "changed": T0}])
+        conn.execute(
+            table.insert(),
+            [{"region": "eu", "play_id": 2, "changed": T1}, {"region": "us", "play_id": 2, "changed": T0}],
+        )
     second = run(engine, Window.incremental(wm), out, config=config, now=utc(T3))
     # ("us", 2) is older than the watermark: the incremental path does not go back (backfills do)
     assert pl.read_parquet(second.path).rows() == [("eu", 2, utc(T1))]
@@ -281,9 +296,15 @@ def test_backfill_reads_from_up_to_watermark(engine, users, out):
     window = Window.backfill(utc(T0), watermark)
     assert window == Window(lower=utc(T0), upper=utc(T2) + timedelta(microseconds=1))
     extraction = run(engine, window, out)
-    assert rows_of(extraction) == [(2, "a", utc(T0)), (3, "b", utc(T1)), (4, "c", utc(T2))]  # [from, watermark]
+    assert rows_of(extraction) == [
+        (2, "a", utc(T0)),
+        (3, "b", utc(T1)),
+        (4, "c", utc(T2)),
+    ]  # [from, watermark]
 
-    everything_before = run(engine, Window.backfill(datetime(2000, 1, 1, tzinfo=UTC), watermark), out, now=utc(T3))
+    everything_before = run(
+        engine, Window.backfill(datetime(2000, 1, 1, tzinfo=UTC), watermark), out, now=utc(T3)
+    )
     assert [r[0] for r in rows_of(everything_before)] == [1, 2, 3, 4]
 
 
@@ -296,7 +317,9 @@ def test_backfill_without_watermark_is_open_ended(engine, users, out):
 def test_backfill_bounds_in_other_time_zone(engine, users, out):
     insert(engine, users, (1, "a", T0), (2, "b", T1), (3, "c", T2))
     plus2 = timezone(timedelta(hours=2))
-    window = Window(lower=T1.replace(tzinfo=UTC).astimezone(plus2), upper=T2.replace(tzinfo=UTC).astimezone(plus2))
+    window = Window(
+        lower=T1.replace(tzinfo=UTC).astimezone(plus2), upper=T2.replace(tzinfo=UTC).astimezone(plus2)
+    )
     assert window.lower.hour == 11  # 09:00 UTC
     assert [r[0] for r in rows_of(run(engine, window, out))] == [2]
 
@@ -505,7 +528,12 @@ def test_integer_change_column(engine, out):
 
 def test_full_reload_table_reads_everything(engine, out):
     metadata = sa.MetaData()
-    table = sa.Table("DimDate", metadata, sa.Column("date_key", sa.Integer, primary_key=True), sa.Column("month", sa.Integer))
+    table = sa.Table(
+        "DimDate",
+        metadata,
+        sa.Column("date_key", sa.Integer, primary_key=True),
+        sa.Column("month", sa.Integer),
+    )
     metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(table.insert(), [{"date_key": i, "month": i % 12 + 1} for i in range(5)])
@@ -531,15 +559,41 @@ def test_column_types_map_to_stable_arrow_types(engine, out):
     )
     metadata.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(table.insert(), [
-            {"id": 1, "flag": True, "price": Decimal("9.99"), "ratio": 0.5, "day": date(2024, 1, 1), "changed": T0, "blob": "x"},
-            {"id": 2, "flag": None, "price": None, "ratio": None, "day": None, "changed": T1, "blob": None},
-        ])
+        conn.execute(
+            table.insert(),
+            [
+                {
+                    "id": 1,
+                    "flag": True,
+                    "price": Decimal("9.99"),
+                    "ratio": 0.5,
+                    "day": date(2024, 1, 1),
+                    "changed": T0,
+                    "blob": "x",
+                },
+                {
+                    "id": 2,
+                    "flag": None,
+                    "price": None,
+                    "ratio": None,
+                    "day": None,
+                    "changed": T1,
+                    "blob": None,
+                },
+            ],
+        )
     config = parse_table({"table": "Mixed", "key": "id", "cdc_col": "changed"})
-    assert reflect(engine, config).schema == pa.schema([
-        ("id", pa.int64()), ("flag", pa.bool_()), ("price", pa.float64()), ("ratio", pa.float64()),
-        ("day", pa.date32()), ("changed", pa.timestamp("us", tz="UTC")), ("blob", pa.string()),
-    ])
+    assert reflect(engine, config).schema == pa.schema(
+        [
+            ("id", pa.int64()),
+            ("flag", pa.bool_()),
+            ("price", pa.float64()),
+            ("ratio", pa.float64()),
+            ("day", pa.date32()),
+            ("changed", pa.timestamp("us", tz="UTC")),
+            ("blob", pa.string()),
+        ]
+    )
     extraction = run(engine, Window.incremental(None), out, config=config)
     assert pq.read_schema(extraction.path) == reflect(engine, config).schema
     assert pl.read_parquet(extraction.path).sort("id").rows() == [

@@ -86,7 +86,10 @@ def test_dimtrack_rules(tables):
 
 def test_dimtrack_null_duration_is_high(tables):
     # CASE WHEN NULL < 150 ... falls through to ELSE (the seed's behaviour)
-    frame = pl.DataFrame({"track_id": [1], "track_name": ["x"], "duration_sec": [None]}, schema_overrides={"duration_sec": pl.Int64})
+    frame = pl.DataFrame(
+        {"track_id": [1], "track_name": ["x"], "duration_sec": [None]},
+        schema_overrides={"duration_sec": pl.Int64},
+    )
     assert transform(frame, tables["dimtrack"])["duration_flag"].to_list() == ["high"]
 
 
@@ -105,7 +108,12 @@ def test_factstream_stream_date_is_utc_date(tables):
     )
     out = transform(frame, tables["factstream"])
     assert out["stream_date"].dtype == pl.Date
-    assert out["stream_date"].to_list() == [date(2024, 3, 1), date(2024, 3, 1), date(2024, 3, 2), date(2023, 12, 31)]
+    assert out["stream_date"].to_list() == [
+        date(2024, 3, 1),
+        date(2024, 3, 1),
+        date(2024, 3, 2),
+        date(2023, 12, 31),
+    ]
 
 
 def test_transform_without_rules_is_identity(tables):
@@ -123,7 +131,14 @@ def test_latest_change_per_key_wins(tables):
         {
             "user_id": [1, 1, 2, 1, 2, 3],
             "user_name": ["v2", "v3", "b1", "v1", "b2", "c1"],
-            "updated_at": [ts(2024, 1, 2), ts(2024, 1, 3), ts(2024, 1, 1), ts(2024, 1, 1), ts(2024, 1, 5), None],
+            "updated_at": [
+                ts(2024, 1, 2),
+                ts(2024, 1, 3),
+                ts(2024, 1, 1),
+                ts(2024, 1, 1),
+                ts(2024, 1, 5),
+                None,
+            ],
             SOURCE_FILE: ["f1", "f1", "f1", "f2", "f1", "f1"],
         }
     )
@@ -156,7 +171,12 @@ def test_tie_goes_to_later_file(tables):
 def test_null_change_value_loses(tables):
     config = tables["dimuser"]
     frame = pl.DataFrame(
-        {"user_id": [1, 1], "user_name": ["dated", "undated"], "updated_at": [ts(2024, 1, 1), None], SOURCE_FILE: ["a", "b"]}
+        {
+            "user_id": [1, 1],
+            "user_name": ["dated", "undated"],
+            "updated_at": [ts(2024, 1, 1), None],
+            SOURCE_FILE: ["a", "b"],
+        }
     )
     assert latest_per_key(frame, config)["user_name"].to_list() == ["dated"]
 
@@ -171,7 +191,13 @@ def test_full_reload_table_latest_file_wins(tables):
 def test_composite_key_dedupe():
     config = parse_table({"table": "T", "key": ["a", "b"], "cdc_col": "ts"})
     frame = pl.DataFrame(
-        {"a": [1, 1, 1], "b": [1, 2, 1], "v": ["old", "other", "new"], "ts": [1, 1, 2], SOURCE_FILE: ["f"] * 3}
+        {
+            "a": [1, 1, 1],
+            "b": [1, 2, 1],
+            "v": ["old", "other", "new"],
+            "ts": [1, 1, 2],
+            SOURCE_FILE: ["f"] * 3,
+        }
     )
     out = latest_per_key(frame, config).sort("a", "b")
     assert out.rows() == [(1, 1, "new", 2), (1, 2, "other", 1)]
@@ -218,14 +244,21 @@ def test_a_type_change_between_files_is_found_before_reading(tmp_path):
     drifts = find_drift([a, b, c], None, config)
     assert drifts == [Drift(b, "amount", pl.Int64, pl.String)]
     message = str(drift_error(drifts, config))
-    assert message.startswith("DimTrack.amount changed type from Int64 to String in bronze file T_2.parquet; "
-                              "silver rejects type changes. Fix the source, then re-run silver/dimtrack with run "
-                              "config set_aside_drifted_files: true")
+    assert message.startswith(
+        "DimTrack.amount changed type from Int64 to String in bronze file T_2.parquet; "
+        "silver rejects type changes. Fix the source, then re-run silver/dimtrack with run "
+        "config set_aside_drifted_files: true"
+    )
 
 
 def test_drift_against_silver_names_table_column_types_and_file(tmp_path):
-    config = parse_table({"table": "DimTrack", "key": "id",
-                          "derived": {"flag": "CASE WHEN amount < 5 THEN 'low' ELSE 'high' END"}})
+    config = parse_table(
+        {
+            "table": "DimTrack",
+            "key": "id",
+            "derived": {"flag": "CASE WHEN amount < 5 THEN 'low' ELSE 'high' END"},
+        }
+    )
     target = pl.Schema({"id": pl.Int64, "amount": pl.Int64, "flag": pl.String})
     good = write(tmp_path / "T_1.parquet", {"id": [1], "amount": [5]}, INT_AMOUNT)
     bad = write(tmp_path / "T_2.parquet", {"id": [2], "amount": ["5"]}, TEXT_AMOUNT)
@@ -234,8 +267,12 @@ def test_drift_against_silver_names_table_column_types_and_file(tmp_path):
 
 
 def test_timezone_change_is_drift(tmp_path):
-    a = write(tmp_path / "T_1.parquet", {"ts": [ts(2024, 1, 1)]}, pa.schema([("ts", pa.timestamp("us", tz="UTC"))]))
-    b = write(tmp_path / "T_2.parquet", {"ts": [datetime(2024, 1, 1)]}, pa.schema([("ts", pa.timestamp("us"))]))
+    a = write(
+        tmp_path / "T_1.parquet", {"ts": [ts(2024, 1, 1)]}, pa.schema([("ts", pa.timestamp("us", tz="UTC"))])
+    )
+    b = write(
+        tmp_path / "T_2.parquet", {"ts": [datetime(2024, 1, 1)]}, pa.schema([("ts", pa.timestamp("us"))])
+    )
     assert [d.file for d in find_drift([a, b], None, parse_table({"table": "T", "key": "ts"}))] == [b]
 
 
@@ -246,7 +283,9 @@ def test_set_aside_keeps_the_file_and_its_reason(tmp_path):
     bad = write(root / "stream_date=2025-01-01" / "F_2.parquet", {"id": [2], "amount": ["5"]}, TEXT_AMOUNT)
     moved = set_aside(Drift(bad, "amount", pl.Int64, pl.String), root, config, "run-1")
     assert not bad.exists()
-    assert moved == tmp_path / "bronze" / "_set_aside" / "factstream" / "stream_date=2025-01-01" / "F_2.parquet"
+    assert (
+        moved == tmp_path / "bronze" / "_set_aside" / "factstream" / "stream_date=2025-01-01" / "F_2.parquet"
+    )
     assert pl.read_parquet(moved).rows() == [(2, "5")]
     note = json.loads(moved.with_name("F_2.parquet.reason.json").read_text())
     assert note["reason"] == "FactStream.amount changed type from Int64 to String in bronze file F_2.parquet"
@@ -274,7 +313,9 @@ def test_check_drift():
 
 
 def test_column_lineage(tables):
-    track = column_lineage(tables["dimtrack"], ["track_id", "track_name", "duration_sec", "duration_flag", "updated_at"])
+    track = column_lineage(
+        tables["dimtrack"], ["track_id", "track_name", "duration_sec", "duration_flag", "updated_at"]
+    )
     assert track == {
         "track_id": ["track_id"],
         "track_name": ["track_name"],

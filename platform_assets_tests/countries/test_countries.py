@@ -94,7 +94,9 @@ class ScriptedApi:
                     return
                 if action == "malformed":
                     return self.send(200, b"<html><body>Gateway says hello</body></html>", "text/html")
-                body = standin.NOT_FOUND if action == 404 else b'{"status":%d,"message":"Unavailable"}' % action
+                body = (
+                    standin.NOT_FOUND if action == 404 else b'{"status":%d,"message":"Unavailable"}' % action
+                )
                 self.send(action, body)
 
         self.server = standin.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -139,7 +141,11 @@ def resources(settings: Settings, base_url: str) -> dict:
 def run(settings, base_url, instance, assets=(raw_countries, silver_countries), **kwargs):
     kwargs.setdefault("tags", None if "partition_key" in kwargs else all_countries_tags())
     return materialize(
-        list(assets), resources=resources(settings, base_url), instance=instance, raise_on_error=False, **kwargs
+        list(assets),
+        resources=resources(settings, base_url),
+        instance=instance,
+        raise_on_error=False,
+        **kwargs,
     )
 
 
@@ -179,8 +185,10 @@ def test_all_countries_written_then_silver_one_row_each(settings, standin_url, i
     assert india.metadata["matches"].value == 2
     assert india.metadata["url"].value == f"{standin_url}/name/India"
     assert india.metadata["bytes"].value == raw_file(settings, "India").stat().st_size
-    assert next(e for e in events if e.partition == "United States").metadata["url"].value.endswith(
-        "/name/United%20States"
+    assert (
+        next(e for e in events if e.partition == "United States")
+        .metadata["url"]
+        .value.endswith("/name/United%20States")
     )
 
     table = delta.read(silver(settings))
@@ -193,7 +201,9 @@ def test_all_countries_written_then_silver_one_row_each(settings, standin_url, i
     (silver_event,) = result.asset_materializations_for_node("silver__countries")
     assert silver_event.metadata["rows"].value == 5
     assert silver_event.metadata["delta_version"].value == 0
-    assert [c.name for c in silver_event.metadata["dagster/column_schema"].schema.columns] == list(SILVER_SCHEMA)
+    assert [c.name for c in silver_event.metadata["dagster/column_schema"].schema.columns] == list(
+        SILVER_SCHEMA
+    )
 
     version = delta.version(silver(settings))
     again = run(settings, standin_url, instance)
@@ -321,7 +331,12 @@ def test_schedule_ticks_at_midnight_and_noon_india_time(settings):
     assert schedule.default_status == DefaultScheduleStatus.RUNNING
     ticks = schedule_execution_time_iterator(datetime(2025, 3, 10, tzinfo=UTC).timestamp(), CRON, TIMEZONE)
     first = [next(ticks) for _ in range(4)]
-    assert [t.astimezone(UTC).strftime("%d %H:%M") for t in first] == ["10 06:30", "10 18:30", "11 06:30", "11 18:30"]
+    assert [t.astimezone(UTC).strftime("%d %H:%M") for t in first] == [
+        "10 06:30",
+        "10 18:30",
+        "11 06:30",
+        "11 18:30",
+    ]
     assert [t.astimezone(IST).strftime("%H:%M") for t in first] == ["12:00", "00:00", "12:00", "00:00"]
 
 
@@ -372,8 +387,19 @@ def test_recorded_responses_have_the_v31_shape():
         assert doc["name"]["common"] == name
         for field in ("official", "nativeName"):
             assert field in doc["name"]
-        for field in ("cca2", "ccn3", "cca3", "region", "subregion", "population", "area", "capital",
-                      "currencies", "languages", "latlng"):
+        for field in (
+            "cca2",
+            "ccn3",
+            "cca3",
+            "region",
+            "subregion",
+            "population",
+            "area",
+            "capital",
+            "currencies",
+            "languages",
+            "latlng",
+        ):
             assert field in doc, (name, field)
     india = json.loads((RECORDED / "india.json").read_bytes())
     assert [m["name"]["common"] for m in india] == ["British Indian Ocean Territory", "India"]
@@ -398,7 +424,9 @@ def test_country_file_name(name, file_name):
     assert api.name_from_file(file_name) == " ".join(name.lower().split())
 
 
-@pytest.mark.parametrize("name", ["", "   ", "../etc/passwd", "India/..", "...", "Ind1a", "a_b", "x\\y", "Bad\nName"])
+@pytest.mark.parametrize(
+    "name", ["", "   ", "../etc/passwd", "India/..", "...", "Ind1a", "a_b", "x\\y", "Bad\nName"]
+)
 def test_invalid_country_names_are_refused(name):
     with pytest.raises(ValueError):
         api.country_file_name(name)
@@ -439,10 +467,24 @@ def test_flatten_joins_and_sorts_and_tolerates_missing_fields():
         "languages": "French, German, Italian, Romansh",
         "source_file": "switzerland.json",
     }
-    antarctica = api.flatten({"name": {"common": "Antarctica"}, "cca3": "ATA", "capital": [], "currencies": {},
-                              "region": "Antarctic", "subregion": ""})
-    assert antarctica["capital"] is None and antarctica["currencies"] is None and antarctica["languages"] is None
-    assert antarctica["subregion"] is None and antarctica["population"] is None and antarctica["official_name"] is None
+    antarctica = api.flatten(
+        {
+            "name": {"common": "Antarctica"},
+            "cca3": "ATA",
+            "capital": [],
+            "currencies": {},
+            "region": "Antarctic",
+            "subregion": "",
+        }
+    )
+    assert (
+        antarctica["capital"] is None and antarctica["currencies"] is None and antarctica["languages"] is None
+    )
+    assert (
+        antarctica["subregion"] is None
+        and antarctica["population"] is None
+        and antarctica["official_name"] is None
+    )
     assert tuple(antarctica) == api.COLUMNS == tuple(SILVER_SCHEMA)
 
 

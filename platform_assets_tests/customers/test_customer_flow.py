@@ -32,17 +32,25 @@ def setup_source(tmp_path, source, customers):
 
 
 def flow(settings) -> CustomerFlowResource:
-    return CustomerFlowResource(source_schema=settings.source_schema, customer_threshold=500, product_threshold=600)
+    return CustomerFlowResource(
+        source_schema=settings.source_schema, customer_threshold=500, product_threshold=600
+    )
 
 
 def run_parent(settings, instance):
-    return materialize([customer_data], instance=instance, raise_on_error=False,
-                       resources={**build_resources(settings), "customer_flow": flow(settings)})
+    return materialize(
+        [customer_data],
+        instance=instance,
+        raise_on_error=False,
+        resources={**build_resources(settings), "customer_flow": flow(settings)},
+    )
 
 
 def evaluate_sensor(settings, instance, cursor=None):
     """One sensor tick, as the daemon runs it; returns the run requests and the new cursor."""
-    context = build_sensor_context(instance=instance, cursor=cursor, resources={"customer_flow": flow(settings)})
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, resources={"customer_flow": flow(settings)}
+    )
     data = customer_count_to_product.evaluate_tick(context)
     return data.run_requests or [], data.cursor
 
@@ -56,8 +64,9 @@ def parquet_rows(folder) -> int:
     ("customers", "customer_rows", "product_run"),
     [(400, 0, False), (550, 550, False), (650, 650, True)],
 )
-def test_counts_decide_files_and_the_product_run(tmp_path, sqlite_source, instance, customers, customer_rows,
-                                                 product_run):
+def test_counts_decide_files_and_the_product_run(
+    tmp_path, sqlite_source, instance, customers, customer_rows, product_run
+):
     settings = setup_source(tmp_path, sqlite_source, customers)
     parent = run_parent(settings, instance)
     assert parent.success
@@ -79,8 +88,12 @@ def test_counts_decide_files_and_the_product_run(tmp_path, sqlite_source, instan
     assert again == []
 
     job = build_definitions(settings).resolve_job_def("product_job")
-    child = job.execute_in_process(run_config=request.run_config, tags=request.tags, instance=instance,
-                                   resources={"customer_flow": flow(settings)})
+    child = job.execute_in_process(
+        run_config=request.run_config,
+        tags=request.tags,
+        instance=instance,
+        resources={"customer_flow": flow(settings)},
+    )
     assert child.success
     assert instance.get_run_by_id(child.run_id).tags[PARENT_RUN_TAG] == parent.run_id
     products = sample.sizes(scale=1)["Products"]
@@ -99,8 +112,11 @@ def test_counts_decide_files_and_the_product_run(tmp_path, sqlite_source, instan
 def test_product_asset_writes_nothing_at_or_below_the_threshold(tmp_path, sqlite_source, instance):
     settings = setup_source(tmp_path, sqlite_source, 650)
     job = build_definitions(settings).resolve_job_def("product_job")
-    result = job.execute_in_process(run_config={"ops": {"raw__product_data": {"config": {"customer_count": 600}}}},
-                                    instance=instance, resources={"customer_flow": flow(settings)})
+    result = job.execute_in_process(
+        run_config={"ops": {"raw__product_data": {"config": {"customer_count": 600}}}},
+        instance=instance,
+        resources={"customer_flow": flow(settings)},
+    )
     assert result.success
     assert parquet_rows(settings.table_path("raw", "product_data")) == 0
 

@@ -37,8 +37,11 @@ def test_medallion_runs_as_its_job_dimensions_then_one_backfill(tmp_path, sqlite
     dimensions, backfill = run.results
     dimension_keys = {e.asset_key for e in dimensions.get_asset_materialization_events()}
     assert AssetKey(["gold", "dimuser"]) in dimension_keys
-    fact_days = {e.materialization.partition for e in backfill.get_asset_materialization_events()
-                 if e.asset_key == AssetKey(["gold", "factstream"])}
+    fact_days = {
+        e.materialization.partition
+        for e in backfill.get_asset_materialization_events()
+        if e.asset_key == AssetKey(["gold", "factstream"])
+    }
     assert fact_days == {"2025-01-01", "2025-01-02"}
     passed, failed = run.checks()
     assert passed > 0 and failed == 0

@@ -41,7 +41,12 @@ def test_the_stand_in_has_a_recorded_response_for_every_default_country():
 
 
 def test_the_sample_cli_runs_as_a_module():
-    result = subprocess.run([sys.executable, "-m", "platform_devkit.sample", "--help"], capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "platform_devkit.sample", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert all(command in result.stdout for command in ("init", "advance", "customers"))

@@ -40,8 +40,9 @@ def tick(instance, audit, cursor=None, **kwargs):
 
 def finish(instance, run, at: datetime) -> None:
     """Mark ``run`` successful with its update time set to ``at`` (what the run worker's event stamps)."""
-    instance.handle_run_event(run.run_id, DagsterEvent(DagsterEventType.RUN_SUCCESS.value, run.job_name),
-                              update_timestamp=at)
+    instance.handle_run_event(
+        run.run_id, DagsterEvent(DagsterEventType.RUN_SUCCESS.value, run.job_name), update_timestamp=at
+    )
 
 
 @asset

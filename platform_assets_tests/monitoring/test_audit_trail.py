@@ -43,8 +43,9 @@ def spotify(tmp_path, sqlite_source):
 
 
 def audit_for(url: str, webhook: str | None = None) -> AuditResource:
-    return AuditResource(audit_url=url, environment="dev", ui_url="http://127.0.0.1:3000",
-                         alert_webhook_url=webhook)
+    return AuditResource(
+        audit_url=url, environment="dev", ui_url="http://127.0.0.1:3000", alert_webhook_url=webhook
+    )
 
 
 def table_assets(settings, table):
@@ -52,8 +53,13 @@ def table_assets(settings, table):
 
 
 def run(settings, instance, table, **kwargs):
-    return materialize(table_assets(settings, table), resources=build_resources(settings), instance=instance,
-                       raise_on_error=False, **kwargs)
+    return materialize(
+        table_assets(settings, table),
+        resources=build_resources(settings),
+        instance=instance,
+        raise_on_error=False,
+        **kwargs,
+    )
 
 
 def tick(instance, audit, cursor=None, **kwargs):
@@ -132,8 +138,12 @@ def test_failing_run_is_recorded_with_its_error_and_alerted_once(tmp_path, spoti
 
 def test_failed_blocking_check_alerts(tmp_path, spotify, instance):
     dates = source_table(spotify, None, "DimDate")
-    execute(spotify, dates.insert().values(date_key=20991301, date=date(2099, 12, 1), day=1, month=13, year=2099,
-                                           weekday="Friday"))
+    execute(
+        spotify,
+        dates.insert().values(
+            date_key=20991301, date=date(2099, 12, 1), day=1, month=13, year=2099, weekday="Friday"
+        ),
+    )
     result = run(spotify, instance, "dimdate")
     assert not result.success
     with Receiver() as receiver:
@@ -187,7 +197,9 @@ def test_a_burst_of_failures_is_fully_recorded_and_alerted(tmp_path, instance):
 
     results = [materialize([flaky], instance=instance, raise_on_error=False) for _ in range(12)]
     with Receiver() as receiver:
-        report, _ = tick(instance, audit_for(f"sqlite:///{tmp_path / 'audit.db'}", receiver.url), batch_size=5)
+        report, _ = tick(
+            instance, audit_for(f"sqlite:///{tmp_path / 'audit.db'}", receiver.url), batch_size=5
+        )
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
     assert report.runs == 12
     assert all(store.job(r.run_id)["status"] == "Failed" for r in results)
@@ -221,8 +233,16 @@ def test_audit_database_down_then_back(tmp_path, spotify, instance):
 
 def test_secrets_never_reach_process_parameters(tmp_path, spotify, instance):
     secret_url = "postgresql://loader:s3cr3t-pw@db.internal/source"
-    result = run(spotify, instance, "dimuser", tags={"source_url": secret_url, "api_token": "tok-123456",
-                                                     "alert_webhook": "http://127.0.0.1/hook?sig=abcdef"})
+    result = run(
+        spotify,
+        instance,
+        "dimuser",
+        tags={
+            "source_url": secret_url,
+            "api_token": "tok-123456",
+            "alert_webhook": "http://127.0.0.1/hook?sig=abcdef",
+        },
+    )
     audit = audit_for(f"sqlite:///{tmp_path / 'audit.db'}")
     tick(instance, audit)
     params = AuditStore(audit.audit_url).parameters(result.run_id)
@@ -257,8 +277,12 @@ def test_partition_range_and_trigger_are_recorded(tmp_path, spotify, instance):
         "gold/factstream": "2025-01-01...2025-01-02",
     }
     # ...and the row counts of the whole step: the sum of the days'
-    per_day = [m.metadata["rows_written"].value for m in result.asset_materializations_for_node("gold__factstream")]
-    assert sorted(per_day)[0] == 0 and tasks["gold/factstream"]["rows_written"] == sum(per_day) > 0  # one day is empty
+    per_day = [
+        m.metadata["rows_written"].value for m in result.asset_materializations_for_node("gold__factstream")
+    ]
+    assert (
+        sorted(per_day)[0] == 0 and tasks["gold/factstream"]["rows_written"] == sum(per_day) > 0
+    )  # one day is empty
 
 
 def test_an_undelivered_alert_waits_and_is_sent_once_the_webhook_is_back(tmp_path, instance):
@@ -268,8 +292,9 @@ def test_an_undelivered_alert_waits_and_is_sent_once_the_webhook_is_back(tmp_pat
 
     result = materialize([broken], instance=instance, raise_on_error=False)
     audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
-    down = AuditResource(audit_url=audit_url, environment="dev", alert_webhook_url="http://127.0.0.1:1/hook",
-                         alert_attempts=1)
+    down = AuditResource(
+        audit_url=audit_url, environment="dev", alert_webhook_url="http://127.0.0.1:1/hook", alert_attempts=1
+    )
     report, cursor = tick(instance, down)
     store = AuditStore(audit_url)
     assert report.alert_errors and report.alerts_sent == 0
@@ -294,13 +319,17 @@ def test_the_webhook_url_never_reaches_rows_errors_or_logs(tmp_path, instance):
     audit = AuditResource(audit_url=audit_url, environment="dev", alert_webhook_url=secret, alert_attempts=1)
     lines: list[str] = []
     report, _ = audit_tick(instance, audit, None, log=lines.append)
-    assert report.alert_errors == [f"{result.run_id} run_failed: the webhook (PLATFORM_ALERT_WEBHOOK_URL) is "
-                                   "unreachable after 1 attempt(s): connection failed (Connection refused)"]
+    assert report.alert_errors == [
+        f"{result.run_id} run_failed: the webhook (PLATFORM_ALERT_WEBHOOK_URL) is "
+        "unreachable after 1 attempt(s): connection failed (Connection refused)"
+    ]
     engine = sa.create_engine(audit_url)
     with engine.connect() as conn:
-        rows = [str(tuple(r)) for table in ("Job_Metadata", "Task_Metadata", "Process_Parameter_Metadata",
-                                            "Metadata_Logs")
-                for r in conn.execute(sa.text(f"SELECT * FROM {table}"))]
+        rows = [
+            str(tuple(r))
+            for table in ("Job_Metadata", "Task_Metadata", "Process_Parameter_Metadata", "Metadata_Logs")
+            for r in conn.execute(sa.text(f"SELECT * FROM {table}"))
+        ]
     engine.dispose()
     assert any("AlertPending" in r for r in rows)
     everything = "\n".join([*rows, *lines, *report.alert_errors])
@@ -319,10 +348,14 @@ def test_alerts_do_not_wait_for_the_audit_database(tmp_path, instance):
     result = materialize([broken], instance=instance, raise_on_error=False)
     database = f"audit_{uuid.uuid4().hex[:8]}"
     with Receiver() as receiver:
-        audit = audit_for(f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}?connect_timeout=3", receiver.url)
+        audit = audit_for(
+            f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}?connect_timeout=3", receiver.url
+        )
         lines: list[str] = []
         with pytest.raises(Exception, match=database):
-            audit_tick(instance, audit, None, log=lines.append)  # the audit database is missing: the tick fails...
+            audit_tick(
+                instance, audit, None, log=lines.append
+            )  # the audit database is missing: the tick fails...
         assert [b["run_id"] for b in receiver.bodies] == [result.run_id]  # ...but the alert went out
         assert "1 sent" in lines[-1]
         with pytest.raises(Exception, match=database):

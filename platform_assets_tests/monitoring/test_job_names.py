@@ -61,18 +61,24 @@ def test_ui_runs_are_named_after_the_smallest_job_selecting_all_their_assets(set
     implicit = repository.get_job(IMPLICIT_ASSET_JOB_NAME)
 
     def ui_run(*keys, run_config=None):
-        return instance.create_run_for_job(implicit, asset_selection=frozenset(keys), run_config=run_config,
-                                           status=DagsterRunStatus.SUCCESS).run_id
+        return instance.create_run_for_job(
+            implicit, asset_selection=frozenset(keys), run_config=run_config, status=DagsterRunStatus.SUCCESS
+        ).run_id
 
     customers = ui_run(CUSTOMER_KEY)
     countries = ui_run(RAW_KEY, SILVER_KEY)
-    two_jobs = ui_run(CUSTOMER_KEY, PRODUCT_KEY, run_config=product_run_config(0))  # no named job selects both
-    named = instance.create_run_for_job(repository.get_job("product_job"), run_config=product_run_config(0),
-                                        status=DagsterRunStatus.SUCCESS).run_id
+    two_jobs = ui_run(
+        CUSTOMER_KEY, PRODUCT_KEY, run_config=product_run_config(0)
+    )  # no named job selects both
+    named = instance.create_run_for_job(
+        repository.get_job("product_job"), run_config=product_run_config(0), status=DagsterRunStatus.SUCCESS
+    ).run_id
     audit_tick(instance, audit, None, log=lambda _: None, jobs=JobCatalog.from_repository(repository))
     store = AuditStore(audit.audit_url)
-    recorded = {run_id: (store.job(run_id)["job_name"], store.parameters(run_id)["dagster_job_name"])
-                for run_id in (customers, countries, two_jobs, named)}
+    recorded = {
+        run_id: (store.job(run_id)["job_name"], store.parameters(run_id)["dagster_job_name"])
+        for run_id in (customers, countries, two_jobs, named)
+    }
     assert recorded == {
         customers: ("customer_job", "__ASSET_JOB"),
         countries: ("countries_job", "__ASSET_JOB"),
@@ -83,16 +89,22 @@ def test_ui_runs_are_named_after_the_smallest_job_selecting_all_their_assets(set
 
 def test_without_the_jobs_a_run_keeps_dagsters_name(settings, instance, audit):
     repository = build_definitions(settings).get_repository_def()
-    run = instance.create_run_for_job(repository.get_job(IMPLICIT_ASSET_JOB_NAME),
-                                      asset_selection=frozenset({CUSTOMER_KEY}), status=DagsterRunStatus.SUCCESS)
+    run = instance.create_run_for_job(
+        repository.get_job(IMPLICIT_ASSET_JOB_NAME),
+        asset_selection=frozenset({CUSTOMER_KEY}),
+        status=DagsterRunStatus.SUCCESS,
+    )
     audit_tick(instance, audit, None, log=lambda _: None)
     assert AuditStore(audit.audit_url).job(run.run_id)["job_name"] == "__ASSET_JOB"
 
 
 def test_the_sensor_names_runs_after_the_jobs_of_its_code_location(settings, instance, audit):
     definitions = build_definitions(settings)
-    run = instance.create_run_for_job(definitions.get_repository_def().get_job(IMPLICIT_ASSET_JOB_NAME),
-                                      asset_selection=frozenset({CUSTOMER_KEY}), status=DagsterRunStatus.SUCCESS)
+    run = instance.create_run_for_job(
+        definitions.get_repository_def().get_job(IMPLICIT_ASSET_JOB_NAME),
+        asset_selection=frozenset({CUSTOMER_KEY}),
+        status=DagsterRunStatus.SUCCESS,
+    )
     context = build_sensor_context(instance=instance, definitions=definitions, resources={"audit": audit})
     audit_trail_sensor(context)
     store = AuditStore(audit.audit_url)

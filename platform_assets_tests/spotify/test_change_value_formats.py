@@ -25,10 +25,18 @@ from platform_assets_tests.spotify.helpers import current, lake, version
 from platform_assets_tests.storage_formats import FORMATS, Column, native_source
 from platform_devkit.medallion import materialize_medallion
 
-ITEMS = [Column("item_id", "INTEGER"), Column("name", "VARCHAR(40)"), Column("price", "INTEGER"),
-         Column("changed_at", None)]
-EVENTS = [Column("event_id", "INTEGER"), Column("item_id", "INTEGER"), Column("amount", "INTEGER"),
-          Column("event_time", None)]
+ITEMS = [
+    Column("item_id", "INTEGER"),
+    Column("name", "VARCHAR(40)"),
+    Column("price", "INTEGER"),
+    Column("changed_at", None),
+]
+EVENTS = [
+    Column("event_id", "INTEGER"),
+    Column("item_id", "INTEGER"),
+    Column("amount", "INTEGER"),
+    Column("event_time", None),
+]
 TEMPORAL = [f for f in FORMATS if f.temporal]  # daily partitions need a timestamp or date change column
 T0 = datetime(2025, 1, 1, 8, 10, 0)
 STEP = timedelta(days=1, hours=1, minutes=1, seconds=1)  # distinct days, times and seconds
@@ -42,11 +50,15 @@ def t(n: int) -> datetime:
 def source(request, tmp_path):
     fmt = request.param
     if fmt.backend == "postgresql" and not reachable(POSTGRES_URL):
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432; start it with "
-                    "'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start'")
+        pytest.skip(
+            "PostgreSQL not reachable on 127.0.0.1:5432; start it with "
+            "'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start'"
+        )
     if fmt.backend == "mariadb" and not reachable(MARIADB_URL):
-        pytest.skip("MariaDB not reachable on 127.0.0.1:3306; start it with "
-                    "'start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd'")
+        pytest.skip(
+            "MariaDB not reachable on 127.0.0.1:3306; start it with "
+            "'start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd'"
+        )
     with native_source(fmt, tmp_path, POSTGRES_URL, MARIADB_URL) as src:
         src.create("Items", ITEMS, "item_id")
         if fmt.temporal:
@@ -55,14 +67,28 @@ def source(request, tmp_path):
 
 
 def settings_for(tmp_path, source, lag=None) -> Settings:
-    items = {"table": "Items", "schema": source.schema, "key": ["item_id"], "cdc_col": "changed_at",
-             "gold": {"scd_type": 2}}
+    items = {
+        "table": "Items",
+        "schema": source.schema,
+        "key": ["item_id"],
+        "cdc_col": "changed_at",
+        "gold": {"scd_type": 2},
+    }
     if lag is not None:
         items["lag"] = lag
     tables = [items]
     if source.format.temporal:
-        tables.append({"table": "Events", "schema": source.schema, "key": ["event_id"], "cdc_col": "event_time",
-                       "partition": "daily", "partition_column": "stream_date", "gold": {"scd_type": 1}})
+        tables.append(
+            {
+                "table": "Events",
+                "schema": source.schema,
+                "key": ["event_id"],
+                "cdc_col": "event_time",
+                "partition": "daily",
+                "partition_column": "stream_date",
+                "gold": {"scd_type": 1},
+            }
+        )
     path = tmp_path / "tables.yaml"
     path.write_text(yaml.safe_dump({"tables": tables}))
     return Settings(data_dir=tmp_path / "data", source_url=source.url, tables_file=path)
@@ -91,8 +117,10 @@ def expected(source, rows: list[dict]) -> list[tuple]:
 
 
 def bronze_ids(settings, table="items", key="item_id") -> list[list[int]]:
-    return [sorted(pl.read_parquet(f).get_column(key).to_list())
-            for f in list_files(settings.table_path("bronze", table))]
+    return [
+        sorted(pl.read_parquet(f).get_column(key).to_list())
+        for f in list_files(settings.table_path("bronze", table))
+    ]
 
 
 def test_boundary_row_double_update_and_replay(tmp_path, source):
@@ -120,7 +148,9 @@ def test_boundary_row_double_update_and_replay(tmp_path, source):
     history = lake(settings, "gold", "items").filter(pl.col("item_id") == 1).sort("__START_AT")
     logical = source.format.logical
     assert history.select("price", "__START_AT", "__END_AT").rows() == [
-        (10, logical(t(0)), logical(t(3))), (12, logical(t(3)), None)]
+        (10, logical(t(0)), logical(t(3))),
+        (12, logical(t(3)), None),
+    ]
 
     # a replay reads nothing, writes no file and commits nothing
     versions = (version(settings, "silver", "items"), version(settings, "gold", "items"))
@@ -161,8 +191,11 @@ def test_midnight_rows_partitions_range_backfill_and_a_late_row(tmp_path, source
 
     first, last = MIDNIGHT.date() - timedelta(days=1), MIDNIGHT.date() + timedelta(days=2)
     backfill = materialize_medallion(settings, days=(first, last), raise_on_error=True)
-    partitions = {e.materialization.partition for e in backfill.results[-1].get_asset_materialization_events()
-                  if e.materialization.asset_key == AssetKey(["gold", "events"])}
+    partitions = {
+        e.materialization.partition
+        for e in backfill.results[-1].get_asset_materialization_events()
+        if e.materialization.asset_key == AssetKey(["gold", "events"])
+    }
     assert partitions == {(first + timedelta(days=i)).isoformat() for i in range(4)}
     gold = lake(settings, "gold", "events")
     assert silver_rows(settings, source, "events", "event_id") == expected(source, EVENTS_ROWS)
@@ -176,7 +209,11 @@ def test_midnight_rows_partitions_range_backfill_and_a_late_row(tmp_path, source
     run(settings, "events", partition_key=MIDNIGHT.date().isoformat())
     gold = lake(settings, "gold", "events")
     assert sorted(gold.filter(pl.col("stream_date") == MIDNIGHT.date()).get_column("event_id").to_list()) == [
-        2, 3, 4, 7]
+        2,
+        3,
+        4,
+        7,
+    ]
     assert gold.height == len(EVENTS_ROWS) + 1
     assert version(settings, "gold", "events") == before + 1
     run(settings, "events", partition_key=MIDNIGHT.date().isoformat())  # replay: nothing to commit

@@ -47,7 +47,9 @@ def test_daily_schedule_runs_the_day_that_just_ended_and_a_late_day(tmp_path, sq
     assert request.tags["dagster/asset_partition_range_start"] == "2025-03-08"
     assert request.tags["dagster/asset_partition_range_end"] == "2025-03-09"
     only_latest = build_definitions(settings_for(tmp_path, sqlite_source, late_days=0))
-    [request] = list(only_latest.resolve_schedule_def(f"{JOB_NAME}_schedule").evaluate_tick(context).run_requests)
+    [request] = list(
+        only_latest.resolve_schedule_def(f"{JOB_NAME}_schedule").evaluate_tick(context).run_requests
+    )
     assert request.tags["dagster/asset_partition_range_start"] == "2025-03-09"
 
 
@@ -69,26 +71,58 @@ def test_cli_validates_and_materializes_a_partition_range(tmp_path, sqlite_sourc
     sample.init(sqlite_source.url, scale=1, seed=3, days=3)
     env = _cli_env(tmp_path, sqlite_source.url, settings.tables_file)
     dagster = Path(sys.executable).with_name("dagster")
-    validate = subprocess.run([dagster, "definitions", "validate", "-m", "platform_assets.definitions"],
-                              env=env, capture_output=True, text=True, timeout=120)
+    validate = subprocess.run(
+        [dagster, "definitions", "validate", "-m", "platform_assets.definitions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert validate.returncode == 0, validate.stderr[-2000:]
     select = "bronze/factstream,silver/factstream,gold/factstream"
     done = subprocess.run(
-        [dagster, "asset", "materialize", "-m", "platform_assets.definitions", "--select", select,
-         "--partition-range", "2025-01-01...2025-01-03"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            dagster,
+            "asset",
+            "materialize",
+            "-m",
+            "platform_assets.definitions",
+            "--select",
+            select,
+            "--partition-range",
+            "2025-01-01...2025-01-03",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("RUN_SUCCESS") == 1  # the range ran as one run
     assert lake(settings, "gold", "factstream").height == source_frame(settings, None, "FactStream").height
     one_day = subprocess.run(
-        [dagster, "asset", "materialize", "-m", "platform_assets.definitions", "--select", select,
-         "--partition", "2025-01-02"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            dagster,
+            "asset",
+            "materialize",
+            "-m",
+            "platform_assets.definitions",
+            "--select",
+            select,
+            "--partition",
+            "2025-01-02",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert one_day.returncode == 0, one_day.stderr[-3000:]
     single = subprocess.run(
         [dagster, "asset", "materialize", "-m", "platform_assets.definitions", "--select", "bronze/dimuser"],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert single.returncode == 0, single.stderr[-3000:]

@@ -29,8 +29,13 @@ from platform_devkit import sample
 from platform_devkit.medallion import days_with_data, materialize_medallion
 
 DIMENSIONS = ("dimuser", "dimartist", "dimtrack")
-TABLE_NAMES = {"dimuser": "DimUser", "dimartist": "DimArtist", "dimtrack": "DimTrack", "dimdate": "DimDate",
-               "factstream": "FactStream"}
+TABLE_NAMES = {
+    "dimuser": "DimUser",
+    "dimartist": "DimArtist",
+    "dimtrack": "DimTrack",
+    "dimdate": "DimDate",
+    "factstream": "FactStream",
+}
 
 
 def build(tmp_path, source, days=2, scale=1):
@@ -42,8 +47,12 @@ def build(tmp_path, source, days=2, scale=1):
 def run_table(settings, table: str, partition_key: str | None = None, raise_on_error: bool = True):
     """Materialize bronze → silver → gold of one table."""
     assets = [a for a in build_definitions(settings).assets if a.key.path[-1] == table]
-    return materialize(assets, resources=build_resources(settings), partition_key=partition_key,
-                       raise_on_error=raise_on_error)
+    return materialize(
+        assets,
+        resources=build_resources(settings),
+        partition_key=partition_key,
+        raise_on_error=raise_on_error,
+    )
 
 
 def assert_lake_matches_source(settings, source):
@@ -73,7 +82,9 @@ def test_initial_load_and_a_day_of_change(tmp_path, any_source):
         assert len(bronze_files(settings, name)) == 1
         assert current(lake(settings, "gold", name)).height == lake(settings, "gold", name).height
     silver_user = lake(settings, "silver", "dimuser")
-    assert (silver_user.get_column("user_name") == silver_user.get_column("user_name").str.to_uppercase()).all()
+    assert (
+        silver_user.get_column("user_name") == silver_user.get_column("user_name").str.to_uppercase()
+    ).all()
 
     changes = sample.advance(any_source.url, seed=7, schema=any_source.schema)
     assert materialize_medallion(settings, raise_on_error=True).success
@@ -82,13 +93,18 @@ def test_initial_load_and_a_day_of_change(tmp_path, any_source):
     closed = gold_user.filter(pl.col("__END_AT").is_not_null())
     # every updated user got exactly one closed version, ending where the new one starts
     assert closed.height == changes["updated_users"]
-    reopened = current(gold_user).join(closed.select("user_id", pl.col("__END_AT").alias("end")), on="user_id")
+    reopened = current(gold_user).join(
+        closed.select("user_id", pl.col("__END_AT").alias("end")), on="user_id"
+    )
     assert (reopened.get_column("__START_AT") == reopened.get_column("end")).all()
     src_user = source_frame(settings, any_source.schema, "DimUser")
     joined = current(gold_user).join(src_user.select("user_id", "subscription_type", "country"), on="user_id")
     assert (joined.get_column("subscription_type") == joined.get_column("subscription_type_right")).all()
     assert (joined.get_column("country") == joined.get_column("country_right")).all()
-    assert lake(settings, "gold", "factstream").height == source_frame(settings, any_source.schema, "FactStream").height
+    assert (
+        lake(settings, "gold", "factstream").height
+        == source_frame(settings, any_source.schema, "FactStream").height
+    )
 
 
 def test_row_committed_later_with_the_watermark_timestamp_is_not_lost(tmp_path, any_source):
@@ -97,10 +113,18 @@ def test_row_committed_later_with_the_watermark_timestamp_is_not_lost(tmp_path, 
     users = source_table(settings, any_source.schema, "DimUser")
     src = source_frame(settings, any_source.schema, "DimUser")
     last = src.get_column("updated_at").max()
-    execute(settings, users.insert().values(
-        user_id=999_001, user_name="late writer", country="Chile", subscription_type="Free",
-        start_date=last.date(), end_date=None, updated_at=last,
-    ))
+    execute(
+        settings,
+        users.insert().values(
+            user_id=999_001,
+            user_name="late writer",
+            country="Chile",
+            subscription_type="Free",
+            start_date=last.date(),
+            end_date=None,
+            updated_at=last,
+        ),
+    )
     assert run_table(settings, "dimuser").success
     files = bronze_files(settings, "dimuser")
     assert len(files) == 2
@@ -116,8 +140,12 @@ def test_key_updated_twice_between_runs_keeps_the_latest(tmp_path, any_source):
     users = source_table(settings, any_source.schema, "DimUser")
     base = source_frame(settings, any_source.schema, "DimUser").get_column("updated_at").max()
     for offset, plan in ((1, "Premium"), (2, "Family")):
-        execute(settings, users.update().where(users.c.user_id == 1).values(
-            subscription_type=plan, updated_at=base + timedelta(hours=offset)))
+        execute(
+            settings,
+            users.update()
+            .where(users.c.user_id == 1)
+            .values(subscription_type=plan, updated_at=base + timedelta(hours=offset)),
+        )
     assert run_table(settings, "dimuser").success
     history = lake(settings, "gold", "dimuser").filter(pl.col("user_id") == 1).sort("__START_AT")
     assert history.height == 2
@@ -139,13 +167,24 @@ def test_replay_without_changes_commits_nothing(tmp_path, any_source):
 
 def test_factstream_partition_rerun_picks_up_a_late_row(tmp_path, any_source):
     settings = build(tmp_path, any_source, days=3)
-    first, last = days_with_data(settings, next(t for t in load_tables(settings.tables_file) if t.partitioned))
+    first, last = days_with_data(
+        settings, next(t for t in load_tables(settings.tables_file) if t.partitioned)
+    )
     assert materialize_medallion(settings).success
     streams = source_table(settings, any_source.schema, "FactStream")
     late_ts = datetime(first.year, first.month, first.day, 23, 59, 59)
-    execute(settings, streams.insert().values(
-        stream_id=9_000_000, user_id=1, track_id=1, date_key=int(first.strftime("%Y%m%d")),
-        listen_duration=42, device_type="Web", stream_timestamp=late_ts))
+    execute(
+        settings,
+        streams.insert().values(
+            stream_id=9_000_000,
+            user_id=1,
+            track_id=1,
+            date_key=int(first.strftime("%Y%m%d")),
+            listen_duration=42,
+            device_type="Web",
+            stream_timestamp=late_ts,
+        ),
+    )
     other_day = version(settings, "gold", "factstream")
     assert run_table(settings, "factstream", partition_key=first.isoformat()).success
     gold = lake(settings, "gold", "factstream")
@@ -163,41 +202,66 @@ def test_factstream_partition_rerun_picks_up_a_late_row(tmp_path, any_source):
 
 def test_range_backfill_runs_as_one_run(tmp_path, any_source):
     settings = build(tmp_path, any_source, days=3)
-    first, last = days_with_data(settings, next(t for t in load_tables(settings.tables_file) if t.partitioned))
+    first, last = days_with_data(
+        settings, next(t for t in load_tables(settings.tables_file) if t.partitioned)
+    )
     instance = DagsterInstance.ephemeral()
     run = materialize_medallion(settings, instance=instance, days=(first, last))
     assert run.success and len(run.results) == 2
     fact_run = run.results[1]
     materialized = {
-        (e.asset_key, e.partition) for e in fact_run.get_asset_materialization_events() for e in [e.materialization]
+        (e.asset_key, e.partition)
+        for e in fact_run.get_asset_materialization_events()
+        for e in [e.materialization]
     }
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     assert {p for k, p in materialized if k == AssetKey(["gold", "factstream"])} == set(days)
-    assert lake(settings, "gold", "factstream").height == source_frame(settings, any_source.schema, "FactStream").height
+    assert (
+        lake(settings, "gold", "factstream").height
+        == source_frame(settings, any_source.schema, "FactStream").height
+    )
 
 
 def test_each_partition_of_a_range_run_reports_its_own_counts(tmp_path, sqlite_source):
     settings = build(tmp_path, sqlite_source, days=3)
-    first, last = days_with_data(settings, next(t for t in load_tables(settings.tables_file) if t.partitioned))
+    first, last = days_with_data(
+        settings, next(t for t in load_tables(settings.tables_file) if t.partitioned)
+    )
     run = materialize_medallion(settings, days=(first, last))
     per_day = source_frame(settings, None, "FactStream").group_by(FACT_DAY.alias("day")).len()
     expected = {d.isoformat(): n for d, n in per_day.rows()}
     events = [e.materialization for e in run.results[1].get_asset_materialization_events()]
     for layer in ("bronze", "silver", "gold"):
-        counts = {m.partition: m.metadata["rows_inserted" if layer != "bronze" else "rows_read"].value
-                  for m in events if m.asset_key == AssetKey([layer, "factstream"])}
+        counts = {
+            m.partition: m.metadata["rows_inserted" if layer != "bronze" else "rows_read"].value
+            for m in events
+            if m.asset_key == AssetKey([layer, "factstream"])
+        }
         assert counts == expected, layer
     gold = {m.partition: m.metadata for m in events if m.asset_key == AssetKey(["gold", "factstream"])}
     assert all(m["dagster/table_name"].value == "dev.gold.factstream" for m in gold.values())
 
     # a late row for the first day: a re-run of the range reports it on that day only
     streams = source_table(settings, None, "FactStream")
-    execute(settings, streams.insert().values(
-        stream_id=9_100_000, user_id=1, track_id=1, date_key=int(first.strftime("%Y%m%d")),
-        listen_duration=42, device_type="Web", stream_timestamp=datetime(first.year, first.month, first.day, 12)))
+    execute(
+        settings,
+        streams.insert().values(
+            stream_id=9_100_000,
+            user_id=1,
+            track_id=1,
+            date_key=int(first.strftime("%Y%m%d")),
+            listen_duration=42,
+            device_type="Web",
+            stream_timestamp=datetime(first.year, first.month, first.day, 12),
+        ),
+    )
     again = materialize_medallion(settings, days=(first, last))
-    gold = {m.partition: m.metadata["rows_inserted"].value for e in again.results[1].get_asset_materialization_events()
-            for m in [e.materialization] if m.asset_key == AssetKey(["gold", "factstream"])}
+    gold = {
+        m.partition: m.metadata["rows_inserted"].value
+        for e in again.results[1].get_asset_materialization_events()
+        for m in [e.materialization]
+        if m.asset_key == AssetKey(["gold", "factstream"])
+    }
     assert gold == {d: (1 if d == first.isoformat() else 0) for d in expected}
 
 
@@ -206,8 +270,10 @@ def test_silver_and_scd2_gold_report_row_and_version_counts(tmp_path, sqlite_sou
     run_table(settings, "dimuser")
     changes = sample.advance(settings.source_url, seed=7)
     result = run_table(settings, "dimuser")
-    meta = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
-            for e in result.get_asset_materialization_events()}
+    meta = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
     users = source_frame(settings, None, "DimUser").height
     assert meta["silver/dimuser"]["dagster/row_count"].value == users
     gold = meta["gold/dimuser"]
@@ -225,8 +291,12 @@ def test_schema_evolution_adds_a_new_source_column(tmp_path, sqlite_source):
     execute(settings, sa.text('ALTER TABLE "DimArtist" ADD COLUMN label VARCHAR(40)'))
     artists = source_table(settings, None, "DimArtist")
     latest = source_frame(settings, None, "DimArtist").get_column("updated_at").max()
-    execute(settings, artists.update().where(artists.c.artist_id == 1).values(
-        label="Indie", updated_at=latest + timedelta(minutes=5)))
+    execute(
+        settings,
+        artists.update()
+        .where(artists.c.artist_id == 1)
+        .values(label="Indie", updated_at=latest + timedelta(minutes=5)),
+    )
     assert run_table(settings, "dimartist").success
     silver = lake(settings, "silver", "dimartist")
     assert "label" in silver.columns
@@ -237,8 +307,17 @@ def test_schema_evolution_adds_a_new_source_column(tmp_path, sqlite_source):
 def test_drop_rule_quarantines_and_fail_rule_blocks_downstream(tmp_path, sqlite_source):
     settings = build(tmp_path, sqlite_source, days=1)
     dates = source_table(settings, None, "DimDate")
-    execute(settings, dates.insert().values(date_key=20991399, date=datetime(2099, 12, 31).date(), day=31,
-                                            month=13, year=2099, weekday="Thursday"))
+    execute(
+        settings,
+        dates.insert().values(
+            date_key=20991399,
+            date=datetime(2099, 12, 31).date(),
+            day=31,
+            month=13,
+            year=2099,
+            weekday="Thursday",
+        ),
+    )
     result = run_table(settings, "dimdate", raise_on_error=False)
     assert not result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -249,8 +328,18 @@ def test_drop_rule_quarantines_and_fail_rule_blocks_downstream(tmp_path, sqlite_
 
     streams = source_table(settings, None, "FactStream")
     first = source_frame(settings, None, "FactStream").get_column("stream_timestamp").min()
-    execute(settings, streams.insert().values(stream_id=9_100_000, user_id=1, track_id=1, date_key=20250101,
-                                              listen_duration=-5, device_type="Web", stream_timestamp=first))
+    execute(
+        settings,
+        streams.insert().values(
+            stream_id=9_100_000,
+            user_id=1,
+            track_id=1,
+            date_key=20250101,
+            listen_duration=-5,
+            device_type="Web",
+            stream_timestamp=first,
+        ),
+    )
     assert run_table(settings, "factstream", partition_key=first.date().isoformat()).success
     quarantine = lake(settings, "silver", "factstream_quarantine")
     assert quarantine.get_column("stream_id").to_list() == [9_100_000]
@@ -267,8 +356,11 @@ def test_hostile_table_name_is_rejected_before_any_sql(tmp_path):
         document["tables"][0]["table"] = 'DimUser"; DROP TABLE "DimUser'
 
     settings = settings_for(tmp_path, source)
-    settings = type(settings)(data_dir=settings.data_dir, source_url=source.url,
-                              tables_file=tables_file_for(tmp_path, None, hostile))
+    settings = type(settings)(
+        data_dir=settings.data_dir,
+        source_url=source.url,
+        tables_file=tables_file_for(tmp_path, None, hostile),
+    )
     with pytest.raises(ConfigError, match="not a valid identifier"):
         build_definitions(settings)
     assert not (tmp_path / "never.db").exists()
@@ -284,13 +376,18 @@ def test_from_date_backfill_rereads_history_without_moving_the_watermark(tmp_pat
     src = source_frame(settings, None, "DimUser")
     since = src.get_column("updated_at").sort()[src.height // 2]
     assets = [a for a in build_definitions(settings).assets if a.key == AssetKey(["bronze", "dimuser"])]
-    result = materialize(assets, resources=build_resources(settings),
-                         run_config={"ops": {"bronze__dimuser": {"config": {"from_date": since.isoformat()}}}})
+    result = materialize(
+        assets,
+        resources=build_resources(settings),
+        run_config={"ops": {"bronze__dimuser": {"config": {"from_date": since.isoformat()}}}},
+    )
     assert result.success
     backfill_file = bronze_files(settings, "dimuser")[-1]
     reread = pl.read_parquet(backfill_file)
     # [from_date, watermark]: the watermark's own rows included
-    expected = src.filter((pl.col("updated_at") >= since) & (pl.col("updated_at") <= src.get_column("updated_at").max()))
+    expected = src.filter(
+        (pl.col("updated_at") >= since) & (pl.col("updated_at") <= src.get_column("updated_at").max())
+    )
     assert sorted(reread.get_column("user_id").to_list()) == sorted(expected.get_column("user_id").to_list())
     assert store.get("watermark/dimuser") == before
     # silver/gold absorb the re-read rows without duplicates or new versions
@@ -306,12 +403,24 @@ def test_retyped_source_column_is_rejected_with_table_and_column(tmp_path, sqlit
     latest = source_frame(settings, None, "DimArtist").get_column("updated_at").max()
     # recreate DimArtist with `genre` as an INTEGER column and one changed row
     execute(settings, sa.text('ALTER TABLE "DimArtist" RENAME TO "DimArtistOld"'))
-    execute(settings, sa.text(
-        'CREATE TABLE "DimArtist" (artist_id INTEGER PRIMARY KEY, artist_name VARCHAR(100), genre INTEGER, '
-        "country VARCHAR(60), updated_at DATETIME)"))
+    execute(
+        settings,
+        sa.text(
+            'CREATE TABLE "DimArtist" (artist_id INTEGER PRIMARY KEY, artist_name VARCHAR(100), genre INTEGER, '
+            "country VARCHAR(60), updated_at DATETIME)"
+        ),
+    )
     artists = source_table(settings, None, "DimArtist")
-    execute(settings, artists.insert().values(artist_id=1, artist_name="Retyped", genre=7, country="Peru",
-                                              updated_at=latest + timedelta(minutes=1)))
+    execute(
+        settings,
+        artists.insert().values(
+            artist_id=1,
+            artist_name="Retyped",
+            genre=7,
+            country="Peru",
+            updated_at=latest + timedelta(minutes=1),
+        ),
+    )
     result = run_table(settings, "dimartist", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
@@ -319,7 +428,8 @@ def test_retyped_source_column_is_rejected_with_table_and_column(tmp_path, sqlit
     assert "DimArtist.genre changed type" in message
     assert version(settings, "silver", "dimartist") == silver_version  # nothing written
     assert lake(settings, "silver", "dimartist").filter(pl.col("artist_id") == 1).get_column(
-        "artist_name").to_list() != ["Retyped"]
+        "artist_name"
+    ).to_list() != ["Retyped"]
 
 
 def test_a_retyped_column_feeding_a_rule_then_fixed_is_set_aside_and_recovered(tmp_path, sqlite_source):
@@ -327,18 +437,26 @@ def test_a_retyped_column_feeding_a_rule_then_fixed_is_set_aside_and_recovered(t
     assert run_table(settings, "dimtrack").success
     tracks = source_frame(settings, None, "DimTrack")
     latest = tracks.get_column("updated_at").max()
-    columns = ("track_id, track_name, artist_id, album_name, duration_sec, release_date, updated_at")
+    columns = "track_id, track_name, artist_id, album_name, duration_sec, release_date, updated_at"
 
     def recreate(duration_type: str, duration):
         execute(settings, sa.text('DROP TABLE IF EXISTS "DimTrackOld"'))
         execute(settings, sa.text('ALTER TABLE "DimTrack" RENAME TO "DimTrackOld"'))
-        execute(settings, sa.text(
-            'CREATE TABLE "DimTrack" (track_id INTEGER PRIMARY KEY, track_name VARCHAR(100), artist_id INTEGER, '
-            f"album_name VARCHAR(100), duration_sec {duration_type}, release_date DATE, updated_at DATETIME)"))
+        execute(
+            settings,
+            sa.text(
+                'CREATE TABLE "DimTrack" (track_id INTEGER PRIMARY KEY, track_name VARCHAR(100), artist_id INTEGER, '
+                f"album_name VARCHAR(100), duration_sec {duration_type}, release_date DATE, updated_at DATETIME)"
+            ),
+        )
         execute(settings, sa.text(f'INSERT INTO "DimTrack" SELECT {columns} FROM "DimTrackOld"'))
         table = source_table(settings, None, "DimTrack")
-        execute(settings, table.update().where(table.c.track_id == 1).values(
-            duration_sec=duration, updated_at=latest + timedelta(minutes=1)))
+        execute(
+            settings,
+            table.update()
+            .where(table.c.track_id == 1)
+            .values(duration_sec=duration, updated_at=latest + timedelta(minutes=1)),
+        )
 
     # the source retypes duration_sec, which the duration_flag rule computes with
     recreate("TEXT", "200")
@@ -346,8 +464,11 @@ def test_a_retyped_column_feeding_a_rule_then_fixed_is_set_aside_and_recovered(t
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.message
-    assert re.search(r"DimTrack\.duration_sec changed type from Int64 to String in bronze file "
-                     r"DimTrack_\d{8}T\d{12}Z\.parquet", message), message
+    assert re.search(
+        r"DimTrack\.duration_sec changed type from Int64 to String in bronze file "
+        r"DimTrack_\d{8}T\d{12}Z\.parquet",
+        message,
+    ), message
     assert "ComputeError" not in message
 
     # the source is fixed; silver stays blocked on the file already extracted
@@ -356,24 +477,33 @@ def test_a_retyped_column_feeding_a_rule_then_fixed_is_set_aside_and_recovered(t
 
     # the way out: set the drifted file aside (kept, with its reason) and go on
     silver = [a for a in build_definitions(settings).assets if a.key == AssetKey(["silver", "dimtrack"])]
-    aside = materialize(silver, resources=build_resources(settings),
-                        run_config={"ops": {"silver__dimtrack": {"config": {"set_aside_drifted_files": True}}}})
+    aside = materialize(
+        silver,
+        resources=build_resources(settings),
+        run_config={"ops": {"silver__dimtrack": {"config": {"set_aside_drifted_files": True}}}},
+    )
     assert aside.success
     moved = list((settings.lake_root / "bronze" / "_set_aside" / "dimtrack").glob("*.parquet"))
     assert len(moved) == 1 and pl.read_parquet(moved[0]).get_column("duration_sec").to_list() == ["200"]
-    assert "changed type" in json.loads(moved[0].with_name(moved[0].name + ".reason.json").read_text())["reason"]
+    assert (
+        "changed type" in json.loads(moved[0].with_name(moved[0].name + ".reason.json").read_text())["reason"]
+    )
     metadata = aside.asset_materializations_for_node("silver__dimtrack")[0].metadata
     assert metadata["files_set_aside"].value == [str(moved[0])]
 
     # nothing is lost: a from_date backfill reads the set-aside row again from the fixed source
     bronze = [a for a in build_definitions(settings).assets if a.key == AssetKey(["bronze", "dimtrack"])]
-    assert materialize(bronze, resources=build_resources(settings), run_config={
-        "ops": {"bronze__dimtrack": {"config": {"from_date": latest.date().isoformat()}}}}).success
+    assert materialize(
+        bronze,
+        resources=build_resources(settings),
+        run_config={"ops": {"bronze__dimtrack": {"config": {"from_date": latest.date().isoformat()}}}},
+    ).success
     assert run_table(settings, "dimtrack").success
     row = lake(settings, "silver", "dimtrack").filter(pl.col("track_id") == 1)
     assert row.select("duration_sec", "duration_flag").rows() == [(200, "medium")]
     assert current(lake(settings, "gold", "dimtrack")).filter(pl.col("track_id") == 1).get_column(
-        "duration_sec").to_list() == [200]
+        "duration_sec"
+    ).to_list() == [200]
 
 
 def test_a_dropped_source_connection_is_retried(tmp_path, sqlite_source, monkeypatch):
@@ -385,7 +515,9 @@ def test_a_dropped_source_connection_is_retried(tmp_path, sqlite_source, monkeyp
     def flaky(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+            raise sa.exc.OperationalError(
+                "SELECT", {}, Exception("server closed the connection unexpectedly")
+            )
         return real_extract(*args, **kwargs)
 
     monkeypatch.setattr(bronze_module, "extract", flaky)
@@ -399,8 +531,10 @@ def test_materializations_report_counts_watermarks_versions_schema_and_lineage(t
     settings = build(tmp_path, sqlite_source, days=1)
     result = run_table(settings, "dimtrack")
     source_rows = source_frame(settings, None, "DimTrack").height
-    meta = {m.asset_key.to_user_string(): m.metadata for m in
-            (e.materialization for e in result.get_asset_materialization_events())}
+    meta = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in (e.materialization for e in result.get_asset_materialization_events())
+    }
     bronze, silver, gold = meta["bronze/dimtrack"], meta["silver/dimtrack"], meta["gold/dimtrack"]
     assert bronze["rows_read"].value == bronze["rows_written"].value == source_rows
     assert bronze["watermark_before"].value == "none"
@@ -438,8 +572,17 @@ def test_a_row_removed_from_a_full_reload_table_leaves_silver_and_gold(tmp_path,
         assert keys.len() == before - 2, layer
         assert not keys.is_in([20250101, 20250102]).any(), layer
     # the rows come back when the source has them again; a replay commits nothing
-    execute(settings, dates.insert().values(date_key=20250101, date=datetime(2025, 1, 1).date(), day=1, month=1,
-                                            year=2025, weekday="Wednesday"))
+    execute(
+        settings,
+        dates.insert().values(
+            date_key=20250101,
+            date=datetime(2025, 1, 1).date(),
+            day=1,
+            month=1,
+            year=2025,
+            weekday="Wednesday",
+        ),
+    )
     assert run_table(settings, "dimdate").success
     assert 20250101 in lake(settings, "gold", "dimdate").get_column("date_key").to_list()
     versions = (version(settings, "silver", "dimdate"), version(settings, "gold", "dimdate"))
@@ -453,9 +596,18 @@ def test_the_daily_scheduled_run_picks_up_a_late_row_of_the_day_before(tmp_path,
     settings = build(tmp_path, sqlite_source, days=3)  # 2025-01-01 .. 2025-01-03
     assert materialize_medallion(settings).success
     streams = source_table(settings, None, "FactStream")
-    execute(settings, streams.insert().values(
-        stream_id=9_200_000, user_id=1, track_id=1, date_key=20250102, listen_duration=30, device_type="Web",
-        stream_timestamp=datetime(2025, 1, 2, 22, 0, 0)))
+    execute(
+        settings,
+        streams.insert().values(
+            stream_id=9_200_000,
+            user_id=1,
+            track_id=1,
+            date_key=20250102,
+            listen_duration=30,
+            device_type="Web",
+            stream_timestamp=datetime(2025, 1, 2, 22, 0, 0),
+        ),
+    )
     defs = build_definitions(settings)
     tick = build_schedule_context(scheduled_execution_time=datetime(2025, 1, 4, 2, 0, tzinfo=UTC))
     [request] = list(defs.resolve_schedule_def("spotify_medallion_schedule").evaluate_tick(tick).run_requests)

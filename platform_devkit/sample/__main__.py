@@ -29,7 +29,9 @@ def default_url() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Build or change the deterministic sample source.")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Build or change the deterministic sample source."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

@@ -182,9 +182,7 @@ def tracks_frame(
         .with_columns(
             updated_at=pl.col("rel_dt")
             + _secs(
-                (
-                    pl.col("upd_frac") * (pl.lit(midnight(start)) - pl.col("rel_dt")).dt.total_seconds()
-                ).floor()
+                (pl.col("upd_frac") * (pl.lit(midnight(start)) - pl.col("rel_dt")).dt.total_seconds()).floor()
             )
         )
         .select(
@@ -310,4 +308,3 @@ def products_frame(seed: int, n: int, start: date) -> pl.DataFrame:
         price=price,
         updated_at=pl.lit(midnight(start)) - _secs(pl.col("age_s")),
     )
-

@@ -116,7 +116,9 @@ def bulk_update(conn: Connection, table: Table, key: str, rows: list[dict]) -> i
     columns = [c for c in rows[0] if c != key]
     params = [{"k_id": r[key], **{f"v_{c}": r[c] for c in columns}} for r in rows]
     conn.execute(
-        update(table).where(table.c[key] == bindparam("k_id")).values({c: bindparam(f"v_{c}") for c in columns}),
+        update(table)
+        .where(table.c[key] == bindparam("k_id"))
+        .values({c: bindparam(f"v_{c}") for c in columns}),
         params,
     )
     return len(rows)

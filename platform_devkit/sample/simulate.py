@@ -64,7 +64,9 @@ def _other(rng: random.Random, values: Sequence[str], current: str) -> str:
     return rng.choice([v for v in values if v != current])
 
 
-def _with_change_times(frame: pl.DataFrame, rng: random.Random, floor: datetime, day_end: datetime) -> pl.DataFrame:
+def _with_change_times(
+    frame: pl.DataFrame, rng: random.Random, floor: datetime, day_end: datetime
+) -> pl.DataFrame:
     """``frame`` with an ``updated_at`` inside the new day, later than every stored value."""
     times = _change_times(rng, frame.height, floor, day_end)
     return frame.with_columns(updated_at=pl.Series(values=times, dtype=pl.Datetime("us")))
@@ -88,9 +90,7 @@ def advance(url: str, *, seed: int = 42, schema: str | None = None) -> dict[str,
             raise RuntimeError("FactStream is empty: run init first")
         prev = key_date(int(last_key))
         day = prev + timedelta(days=1)
-        per_day = int(
-            _scalar(conn, select(func.count()).select_from(fs).where(fs.c.date_key == last_key))
-        )
+        per_day = int(_scalar(conn, select(func.count()).select_from(fs).where(fs.c.date_key == last_key)))
         rng = seeded(seed, f"advance/{day.isoformat()}")
         out: dict[str, int] = {"day": date_key(day)}
 
@@ -107,9 +107,7 @@ def advance(url: str, *, seed: int = 42, schema: str | None = None) -> dict[str,
 
         # -- FactStream: the new day plus a few late arrivals for the previous day
         user_ids = pl.Series(values=[r[0] for r in users], dtype=pl.Int64).append(new_users["user_id"])
-        track_ids = pl.Series(values=[r[0] for r in tracks], dtype=pl.Int64).append(
-            new_tracks["track_id"]
-        )
+        track_ids = pl.Series(values=[r[0] for r in tracks], dtype=pl.Int64).append(new_tracks["track_id"])
         durations = pl.Series(values=[r[3] for r in tracks], dtype=pl.Int64).append(
             new_tracks["duration_sec"]
         )
@@ -151,8 +149,15 @@ def _advance_users(conn: Connection, u: Table, rng: random.Random, seed: int, da
         new_country = _other(rng, COUNTRIES, country) if mode in (1, 2) else country
         # a churned user who changes plan is active again
         new_end = None if (end_date is not None and new_sub != sub) else end_date
-        rows.append({"user_id": uid, "subscription_type": new_sub, "country": new_country,
-                     "end_date": new_end, "updated_at": ts})
+        rows.append(
+            {
+                "user_id": uid,
+                "subscription_type": new_sub,
+                "country": new_country,
+                "end_date": new_end,
+                "updated_at": ts,
+            }
+        )
     out["updated_users"] = bulk_update(conn, u, "user_id", rows)
     n_new = max(2, round(len(users) * 0.01))
     first = (max(r[0] for r in users) if users else 0) + 1
@@ -164,7 +169,9 @@ def _advance_users(conn: Connection, u: Table, rng: random.Random, seed: int, da
     return users, new_users
 
 
-def _advance_artists(conn: Connection, a: Table, rng: random.Random, seed: int, day: date, out: dict) -> pl.Series:
+def _advance_artists(
+    conn: Connection, a: Table, rng: random.Random, seed: int, day: date, out: dict
+) -> pl.Series:
     """A few artists change genre; ~0.5% new artists. Returns every artist id."""
     day_start, day_end = midnight(day), midnight(day + timedelta(days=1))
     artists = conn.execute(select(a.c.artist_id, a.c.genre).order_by(a.c.artist_id)).all()
@@ -241,4 +248,3 @@ def set_customer_count(url: str, n: int, *, seed: int = 42, schema: str | None =
         customers.create(conn, checkfirst=True)
         conn.execute(customers.delete())
         insert(conn, customers, customers_frame(seed, n, start))
-

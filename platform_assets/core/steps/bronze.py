@@ -59,8 +59,11 @@ def run_bronze(
         extraction = extract(engine, config, window, directory, batch_size=batch_size, log=log)
         result.extractions.append(extraction)
         written = [str(extraction.path)] if extraction.path is not None else []
-        result.units.append(UnitResult(day=day, rows_read=extraction.rows, rows_inserted=extraction.rows,
-                                       files_written=written))
+        result.units.append(
+            UnitResult(
+                day=day, rows_read=extraction.rows, rows_inserted=extraction.rows, files_written=written
+            )
+        )
         return extraction
 
     if config.partitioned:

@@ -54,8 +54,13 @@ class SilverResult:
 
 def cdc_spec(config: TableConfig) -> CdcSpec:
     """Silver keeps the latest change per key (SCD1); a full reload's missing keys are deletes."""
-    return CdcSpec(keys=config.keys, sequence_by=config.cdc_col, stored_as_scd_type=1,
-                   partition_by=config.partition_by, apply_as_deletes=DELETED if config.full_reload else None)
+    return CdcSpec(
+        keys=config.keys,
+        sequence_by=config.cdc_col,
+        stored_as_scd_type=1,
+        partition_by=config.partition_by,
+        apply_as_deletes=DELETED if config.full_reload else None,
+    )
 
 
 def checkpoint_name(config: TableConfig) -> str:
@@ -78,7 +83,11 @@ def run_silver(
     at a time, so memory follows a day, not the range)."""
     result = SilverResult()
     processed = state.processed(checkpoint_name(config))
-    units = [(d, partition_dir(bronze_root, config, d)) for d in days] if config.partitioned else [(None, bronze_root)]
+    units = (
+        [(d, partition_dir(bronze_root, config, d)) for d in days]
+        if config.partitioned
+        else [(None, bronze_root)]
+    )
     for day, folder in units:
         new_files = files_to_process(list_files(folder), processed)
         unit = UnitResult(day=day)
@@ -95,7 +104,9 @@ def run_silver(
             new_files.remove(drift.file)
         if not new_files:
             continue
-        frame = transform(read_bronze(newest_snapshot(new_files) if config.full_reload else new_files), config)
+        frame = transform(
+            read_bronze(newest_snapshot(new_files) if config.full_reload else new_files), config
+        )
         check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), config.table)  # derived columns
         quality = apply_expectations(frame, config.all_expectations)
         result.rules.append(quality.results)

@@ -56,4 +56,6 @@ def total(units: list[UnitResult]) -> UnitResult:
 
 def stamped(rows: pl.DataFrame, run_id: str) -> pl.DataFrame:
     """Quarantined rows with when and by which run they were set apart."""
-    return rows.with_columns(pl.lit(datetime.now(UTC)).alias("_quarantined_at"), pl.lit(run_id).alias("_run_id"))
+    return rows.with_columns(
+        pl.lit(datetime.now(UTC)).alias("_quarantined_at"), pl.lit(run_id).alias("_run_id")
+    )
