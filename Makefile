@@ -6,6 +6,9 @@ export DAGSTER_HOME ?= $(DATA_DIR)/dagster_home
 # where `make dev` serves the UI: `make dev HOST=0.0.0.0 PORT=3001` (or the same as environment variables)
 HOST ?= 127.0.0.1
 PORT ?= 3000
+# The demo's sample data starts on 2025-01-01: daily partitions start there too (unless set), so the
+# partition bar and the backfill dialog show the data instead of a year of empty days before it.
+SAMPLE_PARTITION_START := 2025-01-01
 
 # Dagster repeats its Beta notice for every asset with a backfill policy, in every process (webserver, daemon,
 # each run worker), and `dagster dev` says it is superseded by `dg dev` (not installed here). The filters name
@@ -44,7 +47,9 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml | $(BIN)/python
 	$(BIN)/dagster instance migrate > /dev/null
 
 demo: export PYTHONWARNINGS := $(QUIET_DAGSTER)
+demo: export PLATFORM_PARTITION_START ?= $(SAMPLE_PARTITION_START)
 demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m platform_assets.check_config --offline
 	$(BIN)/python -m platform_devkit.demo
 
 test: install-dev
@@ -52,8 +57,10 @@ test: install-dev
 
 # Links in audit rows and alerts point at the UI this serves, unless PLATFORM_UI_URL says otherwise.
 dev: export PYTHONWARNINGS := $(QUIET_DAGSTER)
+dev: export PLATFORM_PARTITION_START ?= $(SAMPLE_PARTITION_START)
 dev: export PLATFORM_UI_URL ?= http://$(HOST):$(PORT)
 dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m platform_assets.check_config --offline
 	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 check-config: install

@@ -186,3 +186,25 @@ def test_the_module_runs_from_the_command_line(source, tmp_path):
         "",
         "error: PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 'abc'\n",
     )
+
+
+def test_offline_checks_settings_and_the_table_list_without_the_source(tmp_path):
+    """What `make dev` and `make demo` run first: a bad setting is one line, not a failed code location."""
+    base = {"PATH": "/usr/bin:/bin", "PLATFORM_DATA_DIR": str(tmp_path / "nowhere")}
+
+    def offline(**environ):
+        return subprocess.run(
+            [sys.executable, "-m", "platform_assets.check_config", "--offline"],
+            env={**base, **environ},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    good = offline()
+    assert (good.returncode, good.stdout, good.stderr) == (0, "", "")
+    assert not (tmp_path / "nowhere" / "source.db").exists()  # the source is not touched
+    bad = offline(PLATFORM_BATCH_SIZE="abc")
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr == "error: PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 'abc'\n"

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from platform_assets.core.change_values import to_utc
 from platform_assets.core.redaction import redact_text
 
 # Longest text kept in a Text column (error messages, log messages, parameter values).
@@ -30,9 +31,7 @@ def as_utc(value: Any) -> datetime:
         value = datetime.fromtimestamp(value, UTC)
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime or epoch seconds, got {value!r}")
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
+    return to_utc(value).replace(tzinfo=None)
 
 
 def as_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
