@@ -1,6 +1,8 @@
 """The Spotify medallion (seed 001) as a Definitions fragment: three assets per configured table."""
 
-from dagster import Definitions, with_source_code_references
+import warnings
+
+from dagster import BetaWarning, Definitions, with_source_code_references
 
 from platform_assets.core.config import load_tables
 from platform_assets.settings import Settings
@@ -12,11 +14,13 @@ from platform_assets.spotify.partitions import daily_partitions
 def build_spotify_definitions(settings: Settings) -> Definitions:
     partitions = daily_partitions(settings)
     job = medallion_job(partitions)
-    return Definitions(
+    assets = [a for table in load_tables(settings.tables_file) for a in table_assets(table, partitions)]
+    with warnings.catch_warnings():  # a beta API, used knowingly: one notice per asset is only noise
+        warnings.simplefilter("ignore", BetaWarning)
         # code references: the UI links each asset to the factory that builds it
-        assets=with_source_code_references(
-            [a for table in load_tables(settings.tables_file) for a in table_assets(table, partitions)]
-        ),
+        assets = with_source_code_references(assets)
+    return Definitions(
+        assets=assets,
         jobs=[job],
         schedules=[daily_schedule(job, partitions, settings.late_days)],
     )
