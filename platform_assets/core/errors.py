@@ -49,3 +49,37 @@ class CountryApiError(RuntimeError):
         self.reason = reason
         self.status = status
         super().__init__(f"{country}: {reason}")
+
+
+class LookupApiError(RuntimeError):
+    """The trade symbol lookup API answered, but not with a usable ``{"symbols": [...]}`` document."""
+
+    def __init__(self, url: str, reason: str, status: int | None = None):
+        self.url = url
+        self.reason = reason
+        self.status = status
+        super().__init__(f"symbol lookup {url}: {reason}")
+
+
+class ServingUnavailable(RuntimeError):
+    """The serving database cannot be reached; nothing was lost, the caller retries the same rows later."""
+
+
+class MalformedFrame(ValueError):
+    """A trade-feed frame that claims to be a trade but cannot be read as one (bad JSON, a missing or
+    mistyped field). The feed counts and logs it and carries on; one bad frame never stops ingestion."""
+
+
+class OffsetsLostError(RuntimeError):
+    """Kafka no longer holds offsets that were never landed (retention removed them): data was lost
+    upstream. Retrying cannot help; someone decides whether to accept the gap."""
+
+    def __init__(self, topic: str, partition: int, wanted: int, available: int):
+        self.topic = topic
+        self.partition = partition
+        self.wanted = wanted
+        self.available = available
+        super().__init__(
+            f"topic {topic!r} partition {partition}: offset {wanted} is needed but the broker only holds "
+            f"offsets from {available} on; {available - wanted} message(s) expired before they were landed"
+        )

@@ -1,0 +1,555 @@
+"""Exactly-once landing of trade messages from Kafka into the bronze Delta table, one micro-batch at a time.
+
+A micro-batch is an explicit offset range per partition, planned before the run starts
+(:func:`plan_batch`, called by a sensor: it only reads watermarks, never consumes) and landed by
+:func:`land_batch`, which reads exactly those offsets and appends them in one Delta commit that also
+carries the batch identity as an app transaction ``(app_id, batch_id)``. The Delta table is the
+only truth about what was landed: :func:`next_batch_id` and :func:`bronze_offsets` derive the next
+batch from it, so a run killed at any point is retried (same batch id, same ranges) without losing or
+duplicating a message. Consumer-group commits (:func:`commit_offsets`) come after the Delta commit
+and only feed lag monitoring.
+
+Why the table is not partitioned: micro-batches are small (seconds of trades), so a date partition
+would only multiply small files; readers prune on ``trade_time`` statistics instead.
+
+No Dagster import here: this is library code the sensor and the asset call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import polars as pl
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+from platform_assets.core.delta import CDF_CONFIGURATION, TIMESTAMP
+from platform_assets.core.errors import OffsetsLostError
+
+logger = logging.getLogger(__name__)
+
+# Bronze columns, in order. Prices and quantities stay strings: the exchange sends decimal strings
+# and any float conversion here would change the values silently.
+SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "trade_id": pl.Int64(),
+    "price": pl.String(),
+    "quantity": pl.String(),
+    "trade_time": TIMESTAMP,
+    "event_time": TIMESTAMP,
+    "buyer_is_maker": pl.Boolean(),
+    "kafka_partition": pl.Int32(),
+    "kafka_offset": pl.Int64(),
+    "micro_batch_id": pl.Int64(),
+    "ingested_at": TIMESTAMP,
+}
+
+# Each landing commit records, in its commit info, the next offset per partition for everything landed
+# so far. Data rows alone cannot say it: a malformed message (quarantined, not in bronze) or a
+# transaction marker at the end of a partition would otherwise be planned again on every tick.
+NEXT_OFFSETS_KEY = "kafka.next_offsets"
+TOPIC_KEY = "kafka.topic"
+BATCH_KEY = "kafka.micro_batch_id"
+# How many recent commits to search for that record; other writers (optimize, vacuum) commit rarely.
+_HISTORY_DEPTH = 50
+
+# Commit attempts before giving up on a contended table. Each attempt re-checks the app transaction,
+# so a retry never duplicates a batch.
+_COMMIT_ATTEMPTS = 5
+
+_NUMBER_KEYS = ("trade_id", "trade_time_ms", "event_time_ms")
+_DECIMAL_KEYS = ("price", "quantity")
+
+
+class BatchReadTimeout(TimeoutError):
+    """The broker did not deliver a planned offset range in time; the batch was not landed."""
+
+
+class OffsetsAheadError(RuntimeError):
+    """Bronze (or a plan) refers to offsets the topic does not have: the topic was recreated, or the
+    table belongs to another topic. Landing would skip or misattribute messages."""
+
+
+class BatchOrderError(RuntimeError):
+    """A batch id or range that does not follow what the table holds. Landing it would either skip a
+    batch for good (a later id recorded first) or duplicate messages (a range starting before the
+    table's next offset)."""
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    """Offsets ``start`` (inclusive) to ``end`` (exclusive) of one partition."""
+
+    partition: int
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.partition < 0 or self.start < 0 or self.end < self.start:
+            raise ValueError(f"invalid offset range {self}")
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, int]:
+        return {"partition": self.partition, "start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True)
+class QuarantinedMessage:
+    """A message that could not be read as a trade; kept with its position so it can be inspected."""
+
+    partition: int
+    offset: int
+    reason: str
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class LandingResult:
+    batch_id: int
+    rows: int
+    skipped: bool
+    # The Delta version that holds the batch: the new commit, or the current version when skipped.
+    version: int | None
+    ranges: dict[int, OffsetRange]
+    quarantined: tuple[QuarantinedMessage, ...] = field(default=())
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+def plan_batch(
+    consumer: Consumer, topic: str, committed: Mapping[int, int], cap: int, *, timeout: float = 10.0
+) -> dict[int, OffsetRange]:
+    """The next micro-batch: per partition, from the next offset bronze needs to the high watermark.
+
+    ``committed`` is the next offset per partition already landed (:func:`bronze_offsets`); a
+    partition missing from it starts at its low watermark. At most ``cap`` records in total, shared
+    max-min fairly so a busy partition cannot starve the others. Partitions with nothing new get no
+    range; an empty dict means caught up (also when the topic does not exist yet). Only metadata and
+    watermarks are read, nothing is consumed.
+    """
+    if cap <= 0:
+        raise ValueError(f"cap must be positive, got {cap}")
+    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        if metadata is None or metadata.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return {}
+        raise KafkaException(metadata.error)
+    starts: dict[int, int] = {}
+    pending: dict[int, int] = {}
+    for partition in sorted(metadata.partitions):
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout, cached=False
+        )
+        start = committed.get(partition, low)
+        _check_available(topic, partition, start, low, high)
+        starts[partition] = start
+        pending[partition] = high - start
+    shares = _fair_shares(pending, cap)
+    return {p: OffsetRange(p, starts[p], starts[p] + n) for p, n in shares.items() if n > 0}
+
+
+def _check_available(topic: str, partition: int, start: int, low: int, high: int) -> None:
+    if start < low:
+        raise OffsetsLostError(topic, partition, start, low)
+    if start > high:
+        raise OffsetsAheadError(
+            f"topic {topic!r} partition {partition}: offset {start} is needed but the partition ends at "
+            f"{high}; was the topic recreated, or does the table belong to another topic?"
+        )
+
+
+def _fair_shares(pending: Mapping[int, int], cap: int) -> dict[int, int]:
+    """Split ``cap`` over partitions max-min fairly: equal shares, capped by what each has pending,
+    with what a small partition cannot use handed on to the others."""
+    shares = {p: 0 for p in pending}
+    left = cap
+    open_ = sorted(p for p, n in pending.items() if n > 0)
+    while left > 0 and open_:
+        each = left // len(open_)
+        if each == 0:
+            # Fewer records left than partitions: one more each, in partition order.
+            for p in open_[:left]:
+                shares[p] += 1
+            break
+        for p in open_:
+            take = min(each, pending[p] - shares[p])
+            shares[p] += take
+            left -= take
+        open_ = [p for p in open_ if shares[p] < pending[p]]
+    return shares
+
+
+# --- what the table holds ------------------------------------------------------------------------
+
+
+def _open(table_uri: str, storage_options: dict[str, str] | None) -> DeltaTable | None:
+    if not DeltaTable.is_deltatable(table_uri, storage_options=storage_options):
+        return None
+    return DeltaTable(table_uri, storage_options=storage_options)
+
+
+def _recorded_offsets(table: DeltaTable) -> dict[int, int]:
+    """Next offsets recorded by the newest landing commit among the recent ones ({} if none)."""
+    for commit in table.history(limit=_HISTORY_DEPTH):
+        recorded = commit.get(NEXT_OFFSETS_KEY)
+        if recorded is not None:
+            return {int(p): int(n) for p, n in json.loads(recorded).items()}
+    return {}
+
+
+def next_batch_id(table_uri: str, app_id: str, *, storage_options: dict[str, str] | None = None) -> int:
+    """The id of the next micro-batch of ``app_id``: one past the last one committed (0 for a new table)."""
+    table = _open(table_uri, storage_options)
+    committed = table.transaction_version(app_id) if table is not None else None
+    return 0 if committed is None else committed + 1
+
+
+def bronze_offsets(table_uri: str, *, storage_options: dict[str, str] | None = None) -> dict[int, int]:
+    """The next offset to land per partition: one past the highest offset the table holds.
+
+    Computed by an aggregation over the table (statistics and one column, not a full read), and
+    raised to the offsets recorded by the last landing commit, which also cover quarantined messages
+    and transaction markers that left no row. Empty for a missing table.
+    """
+    table = _open(table_uri, storage_options)
+    if table is None:
+        return {}
+    # The same snapshot for the scan and the commit record, so both describe one table version.
+    held = (
+        pl.scan_delta(table)
+        .group_by("kafka_partition")
+        .agg((pl.col("kafka_offset").max() + 1).alias("next_offset"))
+        .collect()
+    )
+    offsets = {int(p): int(n) for p, n in held.iter_rows()}
+    for partition, recorded in _recorded_offsets(table).items():
+        offsets[partition] = max(offsets.get(partition, 0), recorded)
+    return offsets
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _consumer_conf(bootstrap_conf: Mapping[str, Any], app_id: str) -> dict[str, Any]:
+    conf = dict(bootstrap_conf)
+    # librdkafka wants a group id, but nothing here joins the group or commits to it.
+    conf.setdefault("group.id", f"{app_id}.landing")
+    conf.update(
+        {
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": False,
+            # Never jump silently: an offset that vanished must surface as an error, not a reset.
+            "auto.offset.reset": "error",
+            # Aborted transactions never land; their offsets still count towards the range.
+            "isolation.level": "read_committed",
+        }
+    )
+    return conf
+
+
+def _read_ranges(
+    consumer: Consumer, topic: str, ranges: Mapping[int, OffsetRange], timeout: float
+) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    """(partition, offset, key, value) of every message in ``ranges``, in partition/offset order."""
+    for partition, wanted in ranges.items():
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout, cached=False
+        )
+        _check_available(topic, partition, wanted.start, low, high)
+        if wanted.end > high:
+            raise OffsetsAheadError(
+                f"topic {topic!r} partition {partition}: the batch ends at offset {wanted.end} but the "
+                f"partition ends at {high}; the plan was not made from this topic"
+            )
+    pending = {p for p, r in ranges.items() if r.end > r.start}
+    if not pending:
+        return []
+    consumer.assign([TopicPartition(topic, p, ranges[p].start) for p in sorted(pending)])
+    seen: dict[tuple[int, int], tuple[int, int, bytes | None, bytes | None]] = {}
+    last = {p: ranges[p].start - 1 for p in pending}
+    deadline = time.monotonic() + timeout
+    while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            missing = ", ".join(
+                f"partition {p}: offsets {ranges[p].start}..{ranges[p].end - 1} wanted, read up to {last[p]}"
+                for p in sorted(pending)
+            )
+            raise BatchReadTimeout(
+                f"topic {topic!r}: the broker did not deliver the batch within {timeout:g} s ({missing})"
+            )
+        for message in consumer.consume(num_messages=10_000, timeout=min(1.0, remaining)):
+            error = message.error()
+            if error is not None:
+                if error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+                    # Retention removed offsets while we were reading them.
+                    partition = message.partition()
+                    low, _ = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=timeout, cached=False
+                    )
+                    raise OffsetsLostError(topic, partition, ranges[partition].start, low)
+                raise KafkaException(error)
+            partition, offset = message.partition(), message.offset()
+            wanted = ranges.get(partition)
+            # A fetch may run past the range end: those offsets belong to the next batch.
+            if wanted is None or not wanted.start <= offset < wanted.end:
+                continue
+            seen[(partition, offset)] = (partition, offset, message.key(), message.value())
+            last[partition] = max(last[partition], offset)
+        for partition in list(pending):
+            # The position, not the last message, decides: transaction markers and aborted messages
+            # occupy offsets that are never delivered.
+            position = consumer.position([TopicPartition(topic, partition)])[0].offset
+            if last[partition] >= ranges[partition].end - 1 or position >= ranges[partition].end:
+                pending.discard(partition)
+                consumer.pause([TopicPartition(topic, partition)])
+    return [seen[k] for k in sorted(seen)]
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def _parse(value: bytes | None) -> dict[str, Any] | str:
+    """The trade in ``value``, or the reason it is not one."""
+    if value is None:
+        return "empty message (no value)"
+    try:
+        trade = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"not JSON: {exc}"
+    if not isinstance(trade, dict):
+        return f"not a JSON object: {type(trade).__name__}"
+    missing = [k for k in ("symbol", *_NUMBER_KEYS, *_DECIMAL_KEYS, "buyer_is_maker") if trade.get(k) is None]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if not isinstance(trade["symbol"], str) or not trade["symbol"]:
+        return f"symbol is not a non-empty string: {trade['symbol']!r}"
+    for key in _NUMBER_KEYS:
+        number = trade[key]
+        # bool is an int in Python; a JSON true is not a trade id.
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < 2**63:
+            return f"{key} is not a non-negative integer: {number!r}"
+    for key in _DECIMAL_KEYS:
+        text = trade[key]
+        if not isinstance(text, str):
+            return f"{key} is not a decimal string: {text!r}"
+        try:
+            if not Decimal(text).is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
+            return f"{key} is not a decimal string: {text!r}"
+    if not isinstance(trade["buyer_is_maker"], bool):
+        return f"buyer_is_maker is not a boolean: {trade['buyer_is_maker']!r}"
+    return trade
+
+
+def to_frame(
+    messages: Iterable[tuple[int, int, bytes | None, bytes | None]], batch_id: int, ingested_at: datetime
+) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
+    """Bronze rows for the well-formed messages, and the quarantine for the others."""
+    rows: list[dict[str, Any]] = []
+    quarantined: list[QuarantinedMessage] = []
+    for partition, offset, key, value in messages:
+        trade = _parse(value)
+        if isinstance(trade, str):
+            quarantined.append(QuarantinedMessage(partition, offset, trade, key, value))
+            continue
+        rows.append(
+            {
+                "symbol": trade["symbol"],
+                "trade_id": trade["trade_id"],
+                "price": trade["price"],
+                "quantity": trade["quantity"],
+                "trade_time_ms": trade["trade_time_ms"],
+                "event_time_ms": trade["event_time_ms"],
+                "buyer_is_maker": trade["buyer_is_maker"],
+                "kafka_partition": partition,
+                "kafka_offset": offset,
+            }
+        )
+    raw = pl.DataFrame(
+        rows,
+        schema={
+            **{k: SCHEMA[k] for k in ("symbol", "trade_id", "price", "quantity", "buyer_is_maker")},
+            "trade_time_ms": pl.Int64(),
+            "event_time_ms": pl.Int64(),
+            "kafka_partition": pl.Int32(),
+            "kafka_offset": pl.Int64(),
+        },
+    )
+
+    def epoch_ms(name: str) -> pl.Expr:
+        return pl.from_epoch(pl.col(name), time_unit="ms").dt.replace_time_zone("UTC").cast(TIMESTAMP)
+
+    frame = raw.with_columns(
+        trade_time=epoch_ms("trade_time_ms"),
+        event_time=epoch_ms("event_time_ms"),
+        micro_batch_id=pl.lit(batch_id, dtype=pl.Int64()),
+        ingested_at=pl.lit(ingested_at, dtype=TIMESTAMP),
+    ).select(list(SCHEMA))
+    return frame, quarantined
+
+
+# --- landing -------------------------------------------------------------------------------------
+
+
+def _skip(batch_id: int, ranges: dict[int, OffsetRange], table: DeltaTable, log: Any) -> LandingResult:
+    log.info(f"micro-batch {batch_id} is already in the table (version {table.version()}); nothing to land")
+    return LandingResult(batch_id, 0, True, table.version(), ranges)
+
+
+def _check_order(
+    table: DeltaTable | None, app_id: str, batch_id: int, topic: str, ranges: Mapping[int, OffsetRange]
+) -> int | None:
+    """The last committed batch id of ``app_id``; raises when ``batch_id``/``ranges`` do not follow it."""
+    committed = table.transaction_version(app_id) if table is not None else None
+    expected = 0 if committed is None else committed + 1
+    if batch_id > expected:
+        raise BatchOrderError(
+            f"micro-batch {batch_id} of {app_id!r} cannot land before batch {expected}: recording it first "
+            f"would make batch {expected} look landed"
+        )
+    if table is not None and batch_id == expected:
+        recorded = _recorded_offsets(table)
+        for partition, wanted in ranges.items():
+            if len(wanted) and wanted.start < recorded.get(partition, 0):
+                raise BatchOrderError(
+                    f"micro-batch {batch_id}: topic {topic!r} partition {partition} starts at offset "
+                    f"{wanted.start} but offsets up to {recorded[partition] - 1} are already landed"
+                )
+    return committed
+
+
+def land_batch(
+    bootstrap_conf: dict[str, Any],
+    topic: str,
+    ranges: Mapping[int, OffsetRange],
+    table_uri: str,
+    *,
+    app_id: str,
+    batch_id: int,
+    log: Any = None,
+    read_timeout: float = 60.0,
+    storage_options: dict[str, str] | None = None,
+) -> LandingResult:
+    """Land exactly the messages in ``ranges`` as micro-batch ``batch_id``, at most once.
+
+    The batch and its app transaction ``(app_id, batch_id)`` are one Delta commit. delta-rs records
+    the transaction but does not refuse a stale one, so the version is checked before writing and the
+    batch skipped when already committed. A writer that commits between that check and our commit
+    cannot cause a duplicate: the write is made against the checked snapshot with no automatic commit
+    retries, so any intervening commit fails ours (CommitFailedError) and the check runs again on the
+    new snapshot. The first batch creates the table with mode "error" for the same reason. What remains
+    is the storage's own guarantee: the Delta log needs an atomic put-if-absent (local files, S3 with
+    conditional writes or a locking provider); without it two commits of the same version can
+    overwrite each other, which delta-rs only allows when told the storage is unsafe.
+
+    Malformed messages are returned in ``quarantined`` (partition, offset, reason) and never land;
+    their offsets still count as landed, as recorded in the commit.
+    """
+    log = log or logger
+    ranges = dict(ranges)
+    for partition, wanted in ranges.items():
+        if wanted.partition != partition:
+            raise ValueError(f"range {wanted} is filed under partition {partition}")
+
+    # A retry of a landed batch stops here, before reading anything from Kafka.
+    table = _open(table_uri, storage_options)
+    committed = _check_order(table, app_id, batch_id, topic, ranges)
+    if committed is not None and committed >= batch_id:
+        return _skip(batch_id, ranges, table, log)
+
+    consumer = Consumer(_consumer_conf(bootstrap_conf, app_id))
+    try:
+        messages = _read_ranges(consumer, topic, ranges, read_timeout)
+    finally:
+        consumer.close()
+    frame, quarantined = to_frame(messages, batch_id, datetime.now(UTC))
+    for bad in quarantined:
+        log.warning(
+            f"quarantined topic {topic!r} partition {bad.partition} offset {bad.offset}: {bad.reason}"
+        )
+    data = frame.to_arrow()
+
+    for _attempt in range(_COMMIT_ATTEMPTS):
+        table = _open(table_uri, storage_options)
+        committed = _check_order(table, app_id, batch_id, topic, ranges)
+        if committed is not None and committed >= batch_id:
+            return _skip(batch_id, ranges, table, log)
+        next_offsets = _recorded_offsets(table) if table is not None else {}
+        for partition, wanted in ranges.items():
+            next_offsets[partition] = max(next_offsets.get(partition, 0), wanted.end)
+        properties = CommitProperties(
+            custom_metadata={
+                TOPIC_KEY: topic,
+                BATCH_KEY: str(batch_id),
+                NEXT_OFFSETS_KEY: json.dumps({str(p): n for p, n in sorted(next_offsets.items())}),
+            },
+            # No silent rebase onto a newer version: the check above holds for this snapshot only.
+            max_commit_retries=0,
+            app_transactions=[Transaction(app_id, batch_id)],
+        )
+        # With no commit retries our commit is exactly the version after the snapshot we checked
+        # (read now: write_deltalake advances the DeltaTable object it is given).
+        version = 0 if table is None else table.version() + 1
+        try:
+            if table is None:
+                write_deltalake(
+                    table_uri,
+                    data,
+                    mode="error",
+                    configuration=CDF_CONFIGURATION,
+                    storage_options=storage_options,
+                    commit_properties=properties,
+                )
+            else:
+                write_deltalake(table, data, mode="append", commit_properties=properties)
+        except CommitFailedError as exc:
+            log.info(f"micro-batch {batch_id}: commit lost to a concurrent writer ({exc}); checking again")
+            continue
+        except DeltaError as exc:
+            # Another writer created the table since we looked: check again on its first version.
+            if table is None and _open(table_uri, storage_options) is not None:
+                log.info(f"micro-batch {batch_id}: table created concurrently ({exc}); checking again")
+                continue
+            raise
+        log.info(
+            f"micro-batch {batch_id}: landed {frame.height} row(s) of topic {topic!r} at version {version} "
+            f"({len(quarantined)} quarantined; ranges "
+            f"{', '.join(f'{p}:{r.start}..{r.end}' for p, r in sorted(ranges.items()))})"
+        )
+        return LandingResult(batch_id, frame.height, False, version, ranges, tuple(quarantined))
+    raise CommitFailedError(
+        f"micro-batch {batch_id}: {_COMMIT_ATTEMPTS} commit attempts on {table_uri!r} lost to concurrent "
+        f"writers; nothing landed, retry the run"
+    )
+
+
+def commit_offsets(
+    conf: Mapping[str, Any], topic: str, group: str, ranges: Mapping[int, OffsetRange]
+) -> None:
+    """Commit the batch's end offsets to consumer group ``group``, after the Delta commit.
+
+    Only lag monitoring reads these; landing never does, so a failure or a kill here loses nothing.
+    """
+    offsets = [TopicPartition(topic, p, r.end) for p, r in sorted(ranges.items()) if len(r)]
+    if not offsets:
+        return
+    consumer = Consumer({**conf, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()

@@ -1,0 +1,276 @@
+"""The serving database: enriched trades for dashboards, and one ingestion metrics row per window.
+
+Both writes are idempotent, because a micro-batch run may be retried or killed and re-run: trades are
+upserted on (symbol, trade_id) with the dialect's own insert-on-conflict, and a window's metrics row is
+written once per (ingestion_table, window_start, window_end). A database that is down raises
+:class:`ServingUnavailable` and nothing half-written needs undoing: the caller sends the same rows again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from platform_assets.core.audit.connection import audit_engine, redacted_url
+from platform_assets.core.audit.tables import Timestamp
+from platform_assets.core.audit.values import as_utc
+from platform_assets.core.db import utc_now
+from platform_assets.core.errors import ServingUnavailable
+from platform_assets.core.redaction import redact_text
+from platform_assets.core.trades.enrich import COLUMNS, KEYS, SCHEMA
+
+# Rows per INSERT: bounds statement size and parameter count (PostgreSQL caps a statement at 65535
+# parameters; 8 columns x 1000 rows stays well below) and keeps each transaction's locks short.
+CHUNK_ROWS = 1000
+_SETUP_ATTEMPTS = 3
+
+metadata = sa.MetaData()
+
+trades_table = sa.Table(
+    "Enriched_Trades",
+    metadata,
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("trade_id", sa.BigInteger, nullable=False, autoincrement=False),
+    sa.Column("base_asset", sa.String(32)),
+    sa.Column("quote_asset", sa.String(32)),
+    sa.Column("price", sa.Double),
+    sa.Column("quantity", sa.Double),
+    sa.Column("trade_time", Timestamp),  # naive UTC, as every platform SQL table
+    sa.Column("micro_batch_id", sa.BigInteger),
+    sa.PrimaryKeyConstraint("symbol", "trade_id", name="pk_enriched_trades"),
+)
+
+metrics_table = sa.Table(
+    "Ingestion_Metrics",
+    metadata,
+    sa.Column("metric_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("window_start", Timestamp, nullable=False),
+    sa.Column("window_end", Timestamp, nullable=False),
+    sa.Column("ingestion_table", sa.String(200), nullable=False),
+    sa.Column("total_rows", sa.BigInteger, nullable=False),
+    sa.Column("delta_rows", sa.BigInteger, nullable=False),
+    sa.Column("threshold", sa.BigInteger, nullable=False),
+    sa.Column("alerted", sa.Boolean, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.UniqueConstraint(
+        "ingestion_table", "window_start", "window_end", name="uq_ingestion_metrics_table_window"
+    ),
+)
+
+assert tuple(trades_table.c.keys()) == COLUMNS, "Enriched_Trades has the columns of the enriched frame"
+
+
+@dataclass(frozen=True)
+class MetricsRow:
+    """One ``Ingestion_Metrics`` row (times naive UTC)."""
+
+    metric_id: int
+    window_start: datetime
+    window_end: datetime
+    ingestion_table: str
+    total_rows: int
+    delta_rows: int
+    threshold: int
+    alerted: bool
+    recorded_at: datetime
+
+
+@contextmanager
+def _unavailable_as_error(url: str) -> Iterator[None]:
+    """:class:`ServingUnavailable` for a server that is down, unknown, refusing us or dropped the connection."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
+        raise ServingUnavailable(_message(url, exc)) from exc
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise ServingUnavailable(_message(url, exc)) from exc
+        raise
+
+
+def _message(url: str, exc: Exception) -> str:
+    cause = str(getattr(exc, "orig", None) or exc).strip()
+    detail = redact_text(cause.splitlines()[0]) if cause else type(exc).__name__
+    return f"serving database {redacted_url(url)} is unavailable: {detail}"
+
+
+def _upsert_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT for ``dialect``: a new key is inserted; a present key takes the incoming
+    values only when they come from the same or a lower micro_batch_id, so a resent trade never
+    replaces the first copy (the rule silver applies) while a retried batch rewrites its own rows."""
+    values = [c for c in COLUMNS if c not in KEYS]
+    stored = trades_table.c.micro_batch_id
+    if dialect in ("mysql", "mariadb"):
+        statement = mysql.insert(trades_table)
+        incoming = statement.inserted.micro_batch_id
+        # MySQL applies the assignments left to right, each seeing the ones before: micro_batch_id goes
+        # last so every other column is decided against the stored value.
+        keep = incoming <= stored
+        return statement.on_duplicate_key_update(
+            [(name, sa.case((keep, statement.inserted[name]), else_=trades_table.c[name])) for name in values]
+        )
+    module = {"postgresql": postgresql, "sqlite": sqlite}.get(dialect)
+    if module is None:
+        raise ValueError(f"the serving store supports SQLite, PostgreSQL and MySQL/MariaDB, not {dialect}")
+    statement = module.insert(trades_table)
+    return statement.on_conflict_do_update(
+        index_elements=list(KEYS),
+        set_={name: statement.excluded[name] for name in values},
+        where=statement.excluded.micro_batch_id <= stored,
+    )
+
+
+def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"trades to serve lack column(s) {', '.join(missing)}")
+    rows = frame.select(COLUMNS).to_dicts()
+    for row in rows:
+        if row["trade_time"] is not None:
+            row["trade_time"] = as_utc(row["trade_time"])
+    return rows
+
+
+class ServingStore:
+    """``Enriched_Trades`` and ``Ingestion_Metrics`` in the database at ``url`` (any SQLAlchemy URL of
+    SQLite, PostgreSQL or MySQL/MariaDB). Writes run :meth:`setup` first, once per store, so a store
+    made while the database was down starts working when it is back."""
+
+    def __init__(self, url: str):
+        self.url = url
+        # a connect timeout on server drivers: an outage fails the write fast instead of stalling the run
+        self.engine = audit_engine(url)
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"ServingStore({redacted_url(self.url)!r})"
+
+    def setup(self) -> None:
+        """Create the tables that are missing. Safe to run twice or from several processes at once."""
+        with _unavailable_as_error(self.url):
+            for attempt in range(1, _SETUP_ATTEMPTS + 1):
+                try:
+                    with self.engine.begin() as conn:
+                        metadata.create_all(conn, checkfirst=True)
+                except (sa.exc.ProgrammingError, sa.exc.IntegrityError):
+                    # another process created a table between our check and our CREATE: check again
+                    if attempt == _SETUP_ATTEMPTS:
+                        raise
+                    time.sleep(0.05 * attempt)
+                else:
+                    self._ready = True
+                    return
+
+    def _ensure_setup(self) -> None:
+        if not self._ready:
+            self.setup()
+
+    def upsert_trades(self, frame: pl.DataFrame) -> int:
+        """Insert or update ``frame``'s rows (columns of the enriched frame) in ``Enriched_Trades``; the
+        number of rows sent. Sending the same rows again leaves the table as it was.
+
+        Rows go in chunks of :data:`CHUNK_ROWS`, each in its own transaction: when the database fails
+        half way, the chunks already written are simply written again on the retry.
+        """
+        rows = _rows(frame)
+        with _unavailable_as_error(self.url):
+            self._ensure_setup()
+            statement = _upsert_statement(self.engine.dialect.name)
+            for start in range(0, len(rows), CHUNK_ROWS):
+                with self.engine.begin() as conn:
+                    conn.execute(statement, rows[start : start + CHUNK_ROWS])
+        return len(rows)
+
+    def append_metrics(
+        self, window_start: Any, window_end: Any, table: str, total_rows: int, threshold: int
+    ) -> MetricsRow:
+        """Record the window's row count for ``table``; the window's ``Ingestion_Metrics`` row.
+
+        ``delta_rows`` is ``total_rows`` minus the total of the table's previous window (the latest one
+        starting before this window), or ``total_rows`` for its first window; ``alerted`` is
+        ``delta_rows < threshold``. A window already recorded is returned as stored, unchanged, so a
+        retried run neither adds a row nor alerts twice from a recomputed delta.
+        """
+        if not table or len(table) > 200:
+            raise ValueError(f"table must have 1 to 200 characters, got {table!r}")
+        start, end = as_utc(window_start), as_utc(window_end)
+        if end < start:
+            raise ValueError(f"window_end {end} is before window_start {start}")
+        total_rows, threshold = int(total_rows), int(threshold)
+        with _unavailable_as_error(self.url):
+            self._ensure_setup()
+            existing = self._metrics_row(table, start, end)
+            if existing is not None:
+                return existing
+            with self.engine.connect() as conn:
+                previous = conn.execute(
+                    sa.select(metrics_table.c.total_rows)
+                    .where(metrics_table.c.ingestion_table == table, metrics_table.c.window_start < start)
+                    .order_by(metrics_table.c.window_start.desc(), metrics_table.c.metric_id.desc())
+                    .limit(1)
+                ).scalar()
+            delta_rows = total_rows if previous is None else total_rows - previous
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        metrics_table.insert().values(
+                            window_start=start,
+                            window_end=end,
+                            ingestion_table=table,
+                            total_rows=total_rows,
+                            delta_rows=delta_rows,
+                            threshold=threshold,
+                            alerted=delta_rows < threshold,
+                            recorded_at=utc_now(),
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                pass  # a concurrent run recorded this window first: theirs is the row
+            row = self._metrics_row(table, start, end)
+        assert row is not None, "the window's row was just written"
+        return row
+
+    def _metrics_row(self, table: str, start: datetime, end: datetime) -> MetricsRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(metrics_table).where(
+                    metrics_table.c.ingestion_table == table,
+                    metrics_table.c.window_start == start,
+                    metrics_table.c.window_end == end,
+                )
+            ).first()
+        return None if row is None else MetricsRow(**{**row._mapping, "alerted": bool(row.alerted)})
+
+    # -- reads --
+
+    def trades(self) -> pl.DataFrame:
+        """``Enriched_Trades`` sorted by key, with the enriched frame's columns."""
+        query = sa.select(trades_table).order_by(*(trades_table.c[k] for k in KEYS))
+        with _unavailable_as_error(self.url):
+            self._ensure_setup()
+            with self.engine.connect() as conn:
+                rows = [dict(row._mapping) for row in conn.execute(query)]
+        stored = {**SCHEMA, "trade_time": pl.Datetime("us")}  # the database holds naive UTC
+        frame = pl.DataFrame(rows, schema=stored)
+        return frame.with_columns(pl.col("trade_time").dt.replace_time_zone("UTC"))
+
+    def metrics(self, table: str | None = None) -> list[MetricsRow]:
+        """The ``Ingestion_Metrics`` rows (of ``table``, when given) in the order they were recorded."""
+        query = sa.select(metrics_table).order_by(metrics_table.c.metric_id)
+        if table is not None:
+            query = query.where(metrics_table.c.ingestion_table == table)
+        with _unavailable_as_error(self.url):
+            self._ensure_setup()
+            with self.engine.connect() as conn:
+                return [
+                    MetricsRow(**{**row._mapping, "alerted": bool(row.alerted)})
+                    for row in conn.execute(query)
+                ]
