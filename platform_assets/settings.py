@@ -28,7 +28,9 @@ SECRET_VARIABLES = (
     "PLATFORM_STATE_URL",
     "PLATFORM_AUDIT_URL",
     "PLATFORM_ALERT_WEBHOOK_URL",
+    "PLATFORM_KAFKA_CONFIG",
 )
+DEFAULT_TRADES_WS_URL = "wss://stream.binance.com:9443/ws/btcusdt@trade"
 
 
 class SettingsError(ValueError):
@@ -111,6 +113,11 @@ class Settings:
     late_days: int = 1
     max_concurrent_tables: int = 4
     tables_file: Path = Path(__file__).with_name("tables.yaml")
+    # the trade stream (seeds 003 and 000); no bootstrap: an embedded broker
+    kafka_bootstrap: str | None = None
+    kafka_config: str | None = field(default=None, repr=False)  # JSON client settings (SASL...): secret
+    trades_topic: str = "trades"
+    trades_ws_url: str = DEFAULT_TRADES_WS_URL
     secrets_in_environment: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -216,5 +223,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         late_days=_int(env, "PLATFORM_LATE_DAYS", 1),
         max_concurrent_tables=_int(env, "PLATFORM_MAX_CONCURRENT_TABLES", 4),
         tables_file=Path(env.get("PLATFORM_TABLES_FILE") or Path(__file__).with_name("tables.yaml")),
+        kafka_bootstrap=env.get("PLATFORM_KAFKA_BOOTSTRAP") or None,
+        kafka_config=env.get("PLATFORM_KAFKA_CONFIG") or None,
+        trades_topic=env.get("PLATFORM_TRADES_TOPIC") or "trades",
+        trades_ws_url=env.get("PLATFORM_TRADES_WS_URL") or DEFAULT_TRADES_WS_URL,
         secrets_in_environment=frozenset(name for name in SECRET_VARIABLES if env.get(name)),
     )

@@ -230,3 +230,21 @@ def test_configured_countries_become_the_partitions(tmp_path):
     request = next(iter(schedule.evaluate_tick(build_schedule_context()).run_requests))
     assert request.tags["dagster/asset_partition_range_start"] == "India"
     assert request.tags["dagster/asset_partition_range_end"] == "Brazil"
+
+
+def test_trade_stream_settings():
+    defaults = load_settings({})
+    assert (defaults.kafka_bootstrap, defaults.kafka_config, defaults.trades_topic) == (None, None, "trades")
+    secret = '{"sasl.password": "s3cr3t"}'
+    settings = load_settings(
+        {
+            "PLATFORM_KAFKA_BOOTSTRAP": "127.0.0.1:9092",
+            "PLATFORM_KAFKA_CONFIG": secret,
+            "PLATFORM_TRADES_TOPIC": "ticks",
+            "PLATFORM_TRADES_WS_URL": "ws://127.0.0.1:8766",
+        }
+    )
+    assert (settings.kafka_bootstrap, settings.kafka_config) == ("127.0.0.1:9092", secret)
+    assert (settings.trades_topic, settings.trades_ws_url) == ("ticks", "ws://127.0.0.1:8766")
+    assert "s3cr3t" not in repr(settings)
+    assert "PLATFORM_KAFKA_CONFIG" in settings.secrets_in_environment

@@ -20,7 +20,7 @@ from platform_assets.core.errors import MalformedFrame
 from platform_assets.core.trades.feed import Backoff, run_feed
 from platform_assets.core.trades.kafka import EmbeddedBroker, client_config, producer_config
 from platform_assets.core.trades.messages import Trade, from_kafka, parse_frame, to_kafka
-from platform_assets.trades_feed import main
+from platform_assets.trades.feed import main
 from platform_devkit.trades_standin import ACK, TradesStandin, make_trades
 
 FAST = Backoff(initial=0.1, maximum=0.4)

@@ -1,6 +1,6 @@
 """Run one trade ingestion window from the command line: websocket trade feed -> Kafka topic.
 
-    python -m platform_assets.trades_feed [--seconds N] [--max-trades N]
+    python -m platform_assets.trades.feed [--seconds N] [--max-trades N]
 
 Settings (environment): PLATFORM_TRADES_WS_URL, PLATFORM_KAFKA_BOOTSTRAP, PLATFORM_KAFKA_CONFIG (secret),
 PLATFORM_TRADES_TOPIC. Without PLATFORM_KAFKA_BOOTSTRAP the trades go to an embedded broker that lives
@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 
 from platform_assets.core.trades.feed import run_feed
 from platform_assets.core.trades.kafka import EmbeddedBroker, producer_config
+from platform_assets.settings import SettingsError, load_settings
 
-DEFAULT_WS_URL = "wss://stream.binance.com:9443/ws/btcusdt@trade"
-DEFAULT_TOPIC = "trades"
 DEFAULT_SECONDS = 86_400.0
 
-log = logging.getLogger("platform_assets.trades_feed")
+log = logging.getLogger("platform_assets.trades.feed")
 
 
 def _positive_int(text: str) -> int:
@@ -42,17 +40,20 @@ def _positive_float(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m platform_assets.trades_feed", description=__doc__.splitlines()[0]
+        prog="python -m platform_assets.trades.feed", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--seconds", type=_positive_float, default=DEFAULT_SECONDS, help="window length")
     parser.add_argument("--max-trades", type=_positive_int, default=None, help="stop after N trades")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    ws_url = os.environ.get("PLATFORM_TRADES_WS_URL") or DEFAULT_WS_URL
-    topic = os.environ.get("PLATFORM_TRADES_TOPIC") or DEFAULT_TOPIC
-    bootstrap = os.environ.get("PLATFORM_KAFKA_BOOTSTRAP")
-    extra = os.environ.get("PLATFORM_KAFKA_CONFIG")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ws_url, topic = settings.trades_ws_url, settings.trades_topic
+    bootstrap, extra = settings.kafka_bootstrap, settings.kafka_config
 
     with contextlib.ExitStack() as stack:
         if bootstrap:
