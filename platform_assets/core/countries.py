@@ -14,7 +14,6 @@ file per country. This module is that pipeline's library half:
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from platform_assets.core.errors import CountryApiError
-from platform_assets.core.lake import publish
+from platform_assets.core.lake import write_atomically
 
 RETRY_STATUSES = (500, 502, 503, 504)
 _APOSTROPHES = ("'", "\u2019")
@@ -49,7 +48,7 @@ COLUMNS = (
 )
 
 
-def _excerpt(body: str | bytes) -> str:
+def excerpt(body: str | bytes) -> str:
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     text = " ".join(text.split())
     return text if len(text) <= _BODY_EXCERPT else text[:_BODY_EXCERPT] + "..."
@@ -96,16 +95,16 @@ def parse_response(body: str | bytes, country: str) -> list[dict]:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CountryApiError(
-            country, f"malformed response (not JSON: {exc.__class__.__name__}): {_excerpt(body)}"
+            country, f"malformed response (not JSON: {exc.__class__.__name__}): {excerpt(body)}"
         ) from None
     if not isinstance(document, list) or not document:
         raise CountryApiError(
-            country, f"malformed response (expected a non-empty list of countries): {_excerpt(body)}"
+            country, f"malformed response (expected a non-empty list of countries): {excerpt(body)}"
         )
     for i, match in enumerate(document):
         if not isinstance(match, dict) or not isinstance(match.get("name"), Mapping):
             raise CountryApiError(
-                country, f"malformed response (match {i} has no 'name' object): {_excerpt(body)}"
+                country, f"malformed response (match {i} has no 'name' object): {excerpt(body)}"
             )
     return document
 
@@ -120,7 +119,7 @@ def fetch_country(session: requests.Session, base_url: str, name: str, timeout: 
     response = session.get(country_url(base_url, name), timeout=timeout)
     if response.status_code >= 400:
         raise CountryApiError(
-            name, f"HTTP {response.status_code}: {_excerpt(response.content)}", response.status_code
+            name, f"HTTP {response.status_code}: {excerpt(response.content)}", response.status_code
         )
     return parse_response(response.content, name)
 
@@ -159,16 +158,8 @@ def write_json_atomic(path: Path, document: Any) -> int:
     location (``core.lake``).
     """
     path = path if isinstance(path, Path) or hasattr(path, "fs") else Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with partial.open("wb") as handle:
-            handle.write(data)
-        publish(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda handle: handle.write(data))
     return len(data)
 
 
@@ -198,7 +189,7 @@ def _joined(values: Any) -> str | None:
     return ", ".join(items) if items else None
 
 
-def _number(value: Any, kind: type) -> Any:
+def as_number(value: Any, kind: type) -> Any:
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -231,8 +222,8 @@ def flatten(
         "cca3": document.get("cca3"),
         "region": document.get("region") or None,
         "subregion": document.get("subregion") or None,
-        "population": _number(document.get("population"), int),
-        "area": _number(document.get("area"), float),
+        "population": as_number(document.get("population"), int),
+        "area": as_number(document.get("area"), float),
         "capital": _joined(capital),
         "currencies": _joined(sorted(currencies)) if isinstance(currencies, Mapping) else None,
         "languages": _joined(sorted(languages.values())) if isinstance(languages, Mapping) else None,

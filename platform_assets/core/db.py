@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from platform_assets.core.redaction import redact_text
+
+# Seconds to wait for a side database (audit, serving) before giving up: its outage must fail fast,
+# not stall the run that reports to it.
+CONNECT_TIMEOUT = 3
 
 
 @lru_cache(maxsize=32)
@@ -30,3 +38,42 @@ def redact(url: str) -> str:
 def utc_now() -> datetime:
     """Now, as the naive UTC timestamp the platform stores in SQL tables."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def fail_fast_engine(url: str) -> sa.Engine:
+    """The shared engine for ``url``, with a connect timeout for server drivers that lack one."""
+    parsed = sa.make_url(url)
+    if parsed.get_driver_name() in ("psycopg", "psycopg2", "pymysql", "mysqldb") and (
+        "connect_timeout" not in parsed.query
+    ):
+        parsed = parsed.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT)})
+        url = parsed.render_as_string(hide_password=False)
+    return engine_for(url)
+
+
+def redacted_url(url: str) -> str:
+    """:func:`redact`, or for text SQLAlchemy cannot parse, whatever credentials can be recognised masked."""
+    try:
+        return redact(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return redact_text(url)
+
+
+@contextmanager
+def unavailable_as(error: type[Exception], what: str, url: str) -> Iterator[None]:
+    """Raise ``error`` for a database that is down, unreachable or dropped the connection, with a one-line
+    message naming ``what`` and the URL without its password."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
+        raise error(_unavailable(what, url, exc)) from exc
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise error(_unavailable(what, url, exc)) from exc
+        raise
+
+
+def _unavailable(what: str, url: str, exc: Exception) -> str:
+    cause = str(getattr(exc, "orig", None) or exc).strip()
+    detail = redact_text(cause.splitlines()[0]) if cause else type(exc).__name__
+    return f"{what} {redacted_url(url)} is unavailable: {detail}"

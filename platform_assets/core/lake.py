@@ -10,9 +10,11 @@ Credentials and endpoints for object stores come from the standard variables of 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from upath import UPath
 
@@ -63,6 +65,20 @@ def refresh(folder: UPath | Path) -> None:
     """Drop cached listings of an object store, so files written by other processes are seen."""
     if not is_local(folder) and hasattr(folder, "fs"):
         folder.fs.invalidate_cache()
+
+
+def write_atomically(path: UPath | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` through a hidden temporary file published by rename: readers see the old file or
+    the new one, never half of one, and a reader globbing the real suffix never picks up the temp file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with partial.open("wb") as handle:
+            write(handle)
+        publish(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def publish(partial: UPath | Path, final: UPath | Path) -> None:

@@ -9,16 +9,15 @@ the nested filters are unrolled into typed columns (:data:`FILTER_COLUMNS`) and 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from platform_assets.core.countries import _excerpt, _number, session_with_retries
+from platform_assets.core.countries import as_number, excerpt, session_with_retries
 from platform_assets.core.errors import LookupApiError
-from platform_assets.core.lake import publish
+from platform_assets.core.lake import write_atomically
 from platform_assets.core.redaction import redact_text
 
 FILE_NAME = "trade_symbols.parquet"
@@ -66,7 +65,7 @@ def fetch_lookup(url: str, *, timeout: float = 10, attempts: int = 4) -> list[di
         response = session.get(url, timeout=timeout)
     if response.status_code >= 400:
         raise LookupApiError(
-            shown, f"HTTP {response.status_code}: {_excerpt(response.content)}", response.status_code
+            shown, f"HTTP {response.status_code}: {excerpt(response.content)}", response.status_code
         )
     return parse_lookup(response.content, shown)
 
@@ -77,11 +76,11 @@ def parse_lookup(body: str | bytes, url: str = "response") -> list[dict]:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise LookupApiError(
-            url, f"malformed response (not JSON: {exc.__class__.__name__}): {_excerpt(body)}"
+            url, f"malformed response (not JSON: {exc.__class__.__name__}): {excerpt(body)}"
         ) from None
     if not isinstance(document, Mapping) or not isinstance(document.get("symbols"), list):
         raise LookupApiError(
-            url, f'malformed response (expected an object with a "symbols" list): {_excerpt(body)}'
+            url, f'malformed response (expected an object with a "symbols" list): {excerpt(body)}'
         )
     for i, entry in enumerate(document["symbols"]):
         if not (
@@ -91,7 +90,7 @@ def parse_lookup(body: str | bytes, url: str = "response") -> list[dict]:
             and isinstance(entry.get("status"), str)
         ):
             raise LookupApiError(
-                url, f'malformed response (symbol {i} has no "symbol" and "status" strings): {_excerpt(body)}'
+                url, f'malformed response (symbol {i} has no "symbol" and "status" strings): {excerpt(body)}'
             )
     return document["symbols"]
 
@@ -103,7 +102,7 @@ def _filters(entry: Mapping[str, Any]) -> dict[str, float | None]:
             continue
         for (kind, field), column in FILTER_COLUMNS.items():
             if item.get("filterType") == kind and values[column] is None:
-                values[column] = _number(item.get(field), float)
+                values[column] = as_number(item.get(field), float)
     return values
 
 
@@ -119,8 +118,8 @@ def flatten(symbols: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
             "status": entry.get("status"),
             "base_asset": entry.get("baseAsset"),
             "quote_asset": entry.get("quoteAsset"),
-            "base_asset_precision": _number(entry.get("baseAssetPrecision"), int),
-            "quote_asset_precision": _number(entry.get("quoteAssetPrecision"), int),
+            "base_asset_precision": as_number(entry.get("baseAssetPrecision"), int),
+            "quote_asset_precision": as_number(entry.get("quoteAssetPrecision"), int),
             **_filters(entry),
         }
         for entry in symbols
@@ -140,14 +139,6 @@ def write_lookup(frame: pl.DataFrame, folder: Path) -> Path:
     half-written file: the data goes to a hidden temp file first and is then published under its name.
     """
     folder = folder if isinstance(folder, Path) or hasattr(folder, "fs") else Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / FILE_NAME
-    partial = folder / f".{FILE_NAME}.{uuid.uuid4().hex}.tmp"
-    try:
-        with partial.open("wb") as handle:
-            frame.write_parquet(handle)
-        publish(partial, final)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    write_atomically(final, frame.write_parquet)
     return final

@@ -9,8 +9,6 @@ written once per (ingestion_table, window_start, window_end). A database that is
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,12 +17,10 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from platform_assets.core.audit.connection import audit_engine, redacted_url
 from platform_assets.core.audit.tables import Timestamp
 from platform_assets.core.audit.values import as_utc
-from platform_assets.core.db import utc_now
+from platform_assets.core.db import fail_fast_engine, redacted_url, unavailable_as, utc_now
 from platform_assets.core.errors import ServingUnavailable
-from platform_assets.core.redaction import redact_text
 from platform_assets.core.trades.enrich import COLUMNS, KEYS, SCHEMA
 
 # Rows per INSERT: bounds statement size and parameter count (PostgreSQL caps a statement at 65535
@@ -83,23 +79,9 @@ class MetricsRow:
     recorded_at: datetime
 
 
-@contextmanager
-def _unavailable_as_error(url: str) -> Iterator[None]:
+def _unavailable_as_error(url: str):
     """:class:`ServingUnavailable` for a server that is down, unknown, refusing us or dropped the connection."""
-    try:
-        yield
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
-        raise ServingUnavailable(_message(url, exc)) from exc
-    except sa.exc.DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise ServingUnavailable(_message(url, exc)) from exc
-        raise
-
-
-def _message(url: str, exc: Exception) -> str:
-    cause = str(getattr(exc, "orig", None) or exc).strip()
-    detail = redact_text(cause.splitlines()[0]) if cause else type(exc).__name__
-    return f"serving database {redacted_url(url)} is unavailable: {detail}"
+    return unavailable_as(ServingUnavailable, "serving database", url)
 
 
 def _upsert_statement(dialect: str) -> Any:
@@ -147,7 +129,7 @@ class ServingStore:
     def __init__(self, url: str):
         self.url = url
         # a connect timeout on server drivers: an outage fails the write fast instead of stalling the run
-        self.engine = audit_engine(url)
+        self.engine = fail_fast_engine(url)
         self._ready = False
 
     def __repr__(self) -> str:
