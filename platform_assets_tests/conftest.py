@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
+from dagster import instance_for_test
 
 from platform_assets.settings import Settings
 
@@ -34,6 +35,13 @@ class Source:
     backend: str
     url: str
     schema: str | None
+
+
+@pytest.fixture
+def instance():
+    """A throwaway Dagster instance (run and event storage in a temporary folder)."""
+    with instance_for_test() as dagster_instance:
+        yield dagster_instance
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from dagster import (
     DefaultScheduleStatus,
     Definitions,
     build_schedule_context,
-    instance_for_test,
     materialize,
 )
 from dagster._utils.schedules import schedule_execution_time_iterator
@@ -118,12 +117,6 @@ def standin_url():
     yield base_url
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def instance():
-    with instance_for_test() as instance:
-        yield instance
 
 
 @pytest.fixture

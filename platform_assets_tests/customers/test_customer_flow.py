@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import sqlalchemy as sa
-from dagster import build_sensor_context, instance_for_test, materialize
+from dagster import build_sensor_context, materialize
 
 from platform_assets.core.audit import AuditStore
 from platform_assets.customers.assets import CustomerFlowResource, customer_data
@@ -16,12 +16,6 @@ from platform_assets.lib.tags import PARENT_RUN_TAG
 from platform_assets.monitoring.audit import audit_tick
 from platform_assets_tests.conftest import settings_for
 from platform_devkit import sample
-
-
-@pytest.fixture
-def instance():
-    with instance_for_test() as dagster_instance:
-        yield dagster_instance
 
 
 def setup_source(tmp_path, source, customers):

@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-import pytest
-from dagster import AssetKey, instance_for_test
+from dagster import AssetKey
 
 from platform_assets.countries.assets import DEFAULT_COUNTRIES, RAW_KEY, SILVER_KEY
 from platform_assets.lib.tags import PARENT_RUN_TAG
@@ -16,12 +15,6 @@ from platform_devkit import sample
 from platform_devkit.countries import pull_countries_offline
 from platform_devkit.customers import run_customer_flow
 from platform_devkit.medallion import materialize_medallion
-
-
-@pytest.fixture
-def instance():
-    with instance_for_test() as dagster_instance:
-        yield dagster_instance
 
 
 def job_name(instance, result) -> str:

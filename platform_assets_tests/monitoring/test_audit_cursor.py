@@ -14,19 +14,12 @@ from dagster import (
     Definitions,
     asset,
     define_asset_job,
-    instance_for_test,
     materialize,
 )
 
 from platform_assets.core.audit import AuditStore
 from platform_assets.lib.resources import AuditResource
 from platform_assets.monitoring.audit import audit_tick
-
-
-@pytest.fixture
-def instance():
-    with instance_for_test() as dagster_instance:
-        yield dagster_instance
 
 
 @pytest.fixture

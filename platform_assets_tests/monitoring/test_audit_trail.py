@@ -13,7 +13,6 @@ from dagster import (
     Failure,
     asset,
     define_asset_job,
-    instance_for_test,
     materialize,
 )
 from dagster._core.definitions.definitions_class import Definitions
@@ -27,12 +26,6 @@ from platform_assets_tests.conftest import POSTGRES_URL, reachable, settings_for
 from platform_assets_tests.receiver import Receiver
 from platform_assets_tests.spotify.helpers import execute, source_table
 from platform_devkit import sample
-
-
-@pytest.fixture
-def instance():
-    with instance_for_test() as dagster_instance:
-        yield dagster_instance
 
 
 @pytest.fixture

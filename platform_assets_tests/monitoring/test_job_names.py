@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from dagster import DagsterRunStatus, build_sensor_context, instance_for_test, materialize
+from dagster import DagsterRunStatus, build_sensor_context, materialize
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 
 from platform_assets.core.audit import AuditStore
@@ -19,12 +19,6 @@ from platform_assets.monitoring.audit import audit_tick, audit_trail_sensor
 from platform_assets.monitoring.job_names import JobCatalog
 from platform_assets_tests.conftest import settings_for
 from platform_devkit import sample
-
-
-@pytest.fixture
-def instance():
-    with instance_for_test() as dagster_instance:
-        yield dagster_instance
 
 
 @pytest.fixture

@@ -55,3 +55,20 @@ def bronze_files(settings: Settings, table: str) -> list:
 
 def current(gold: pl.DataFrame) -> pl.DataFrame:
     return gold.filter(pl.col("__END_AT").is_null())
+
+
+def insert_stream(settings: Settings, schema: str | None, stream_id: int, at) -> None:
+    """One FactStream row at ``at`` (a late or extra listen of user 1, track 1)."""
+    streams = source_table(settings, schema, "FactStream")
+    execute(
+        settings,
+        streams.insert().values(
+            stream_id=stream_id,
+            user_id=1,
+            track_id=1,
+            date_key=int(at.strftime("%Y%m%d")),
+            listen_duration=42,
+            device_type="Web",
+            stream_timestamp=at,
+        ),
+    )

@@ -20,6 +20,7 @@ from platform_assets_tests.spotify.helpers import (
     bronze_files,
     current,
     execute,
+    insert_stream,
     lake,
     source_frame,
     source_table,
@@ -171,20 +172,8 @@ def test_factstream_partition_rerun_picks_up_a_late_row(tmp_path, any_source):
         settings, next(t for t in load_tables(settings.tables_file) if t.partitioned)
     )
     assert materialize_medallion(settings).success
-    streams = source_table(settings, any_source.schema, "FactStream")
     late_ts = datetime(first.year, first.month, first.day, 23, 59, 59)
-    execute(
-        settings,
-        streams.insert().values(
-            stream_id=9_000_000,
-            user_id=1,
-            track_id=1,
-            date_key=int(first.strftime("%Y%m%d")),
-            listen_duration=42,
-            device_type="Web",
-            stream_timestamp=late_ts,
-        ),
-    )
+    insert_stream(settings, any_source.schema, 9_000_000, late_ts)
     other_day = version(settings, "gold", "factstream")
     assert run_table(settings, "factstream", partition_key=first.isoformat()).success
     gold = lake(settings, "gold", "factstream")
@@ -242,19 +231,7 @@ def test_each_partition_of_a_range_run_reports_its_own_counts(tmp_path, sqlite_s
     assert all(m["dagster/table_name"].value == "dev.gold.factstream" for m in gold.values())
 
     # a late row for the first day: a re-run of the range reports it on that day only
-    streams = source_table(settings, None, "FactStream")
-    execute(
-        settings,
-        streams.insert().values(
-            stream_id=9_100_000,
-            user_id=1,
-            track_id=1,
-            date_key=int(first.strftime("%Y%m%d")),
-            listen_duration=42,
-            device_type="Web",
-            stream_timestamp=datetime(first.year, first.month, first.day, 12),
-        ),
-    )
+    insert_stream(settings, None, 9_100_000, datetime(first.year, first.month, first.day, 12))
     again = materialize_medallion(settings, days=(first, last))
     gold = {
         m.partition: m.metadata["rows_inserted"].value
