@@ -8,6 +8,7 @@ from platform_assets.lib.resources import build_resources
 from platform_assets.monitoring.audit import audit_trail_sensor
 from platform_assets.settings import Settings, load_settings
 from platform_assets.spotify.definitions import build_spotify_definitions
+from platform_assets.trades.definitions import build_trade_definitions
 
 
 def build_definitions(settings: Settings) -> Definitions:
@@ -15,6 +16,7 @@ def build_definitions(settings: Settings) -> Definitions:
         build_spotify_definitions(settings),
         build_customer_definitions(settings),
         build_country_definitions(settings),
+        build_trade_definitions(settings),
         Definitions(
             sensors=[audit_trail_sensor],
             resources=build_resources(settings),

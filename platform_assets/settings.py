@@ -8,6 +8,7 @@ way the seed's Unity Catalog keeps one catalog per environment.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -29,8 +30,10 @@ SECRET_VARIABLES = (
     "PLATFORM_AUDIT_URL",
     "PLATFORM_ALERT_WEBHOOK_URL",
     "PLATFORM_KAFKA_CONFIG",
+    "PLATFORM_SERVING_URL",
 )
 DEFAULT_TRADES_WS_URL = "wss://stream.binance.com:9443/ws/btcusdt@trade"
+DEFAULT_TRADES_LOOKUP_URL = "https://api.binance.com/api/v3/exchangeInfo"
 
 
 class SettingsError(ValueError):
@@ -81,6 +84,21 @@ def _http_url(value: str, name: str, *, secret: bool = False) -> str:
     raise SettingsError(f"{name} must be an http:// or https:// URL; {got}")
 
 
+def _topic(value: str) -> str:
+    """A Kafka topic name as Kafka allows it: letters, digits, '.', '_', '-', at most 249 characters."""
+    if re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) and value not in (".", ".."):
+        return value
+    raise SettingsError(
+        f"PLATFORM_TRADES_TOPIC must be a Kafka topic name (letters, digits, '.', '_', '-'), got {shown(value)}"
+    )
+
+
+def _websocket_url(value: str) -> str:
+    if value.startswith(("ws://", "wss://")) and len(value) > len("wss://"):
+        return value
+    raise SettingsError(f"PLATFORM_TRADES_WS_URL must be a ws:// or wss:// URL, got {shown(value)}")
+
+
 # Integer settings and their lower bounds. Checked in Settings, so settings built in code are held to the
 # same rules as the environment; 0 concurrent tables or a 0-row batch would hang or loop, not fail.
 _MINIMUM = {
@@ -89,6 +107,8 @@ _MINIMUM = {
     "PLATFORM_LATE_DAYS": ("late_days", 0),
     "PLATFORM_CUSTOMER_THRESHOLD": ("customer_threshold", 0),
     "PLATFORM_PRODUCT_THRESHOLD": ("product_threshold", 0),
+    "PLATFORM_MIN_INGESTED_ROWS": ("min_ingested_rows", 0),
+    "PLATFORM_TRADES_MAX_BATCH_ROWS": ("trades_max_batch_rows", 1),
 }
 
 
@@ -118,6 +138,11 @@ class Settings:
     kafka_config: str | None = field(default=None, repr=False)  # JSON client settings (SASL...): secret
     trades_topic: str = "trades"
     trades_ws_url: str = DEFAULT_TRADES_WS_URL
+    trades_lookup_url: str = DEFAULT_TRADES_LOOKUP_URL
+    # the most messages one micro-batch lands: bounds a run's memory when it catches up on a backlog
+    trades_max_batch_rows: int = 100_000
+    serving_url: str = field(default="", repr=False)
+    min_ingested_rows: int = 1
     secrets_in_environment: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -135,6 +160,7 @@ class Settings:
             "source_url": f"sqlite:///{data_dir / 'source.db'}",
             "audit_url": f"sqlite:///{data_dir / 'audit.db'}",
             "state_url": f"sqlite:///{data_dir / 'state.db'}",
+            "serving_url": f"sqlite:///{data_dir / 'serving.db'}",
         }
         for name, default in defaults.items():
             if not getattr(self, name):
@@ -225,7 +251,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tables_file=Path(env.get("PLATFORM_TABLES_FILE") or Path(__file__).with_name("tables.yaml")),
         kafka_bootstrap=env.get("PLATFORM_KAFKA_BOOTSTRAP") or None,
         kafka_config=env.get("PLATFORM_KAFKA_CONFIG") or None,
-        trades_topic=env.get("PLATFORM_TRADES_TOPIC") or "trades",
-        trades_ws_url=env.get("PLATFORM_TRADES_WS_URL") or DEFAULT_TRADES_WS_URL,
+        trades_topic=_topic(env.get("PLATFORM_TRADES_TOPIC") or "trades"),
+        trades_ws_url=_websocket_url(env.get("PLATFORM_TRADES_WS_URL") or DEFAULT_TRADES_WS_URL),
+        trades_lookup_url=_http_url(
+            env.get("PLATFORM_TRADES_LOOKUP_URL") or DEFAULT_TRADES_LOOKUP_URL, "PLATFORM_TRADES_LOOKUP_URL"
+        ),
+        trades_max_batch_rows=_int(env, "PLATFORM_TRADES_MAX_BATCH_ROWS", 100_000),
+        serving_url=_database_url(env, "PLATFORM_SERVING_URL"),
+        min_ingested_rows=_int(env, "PLATFORM_MIN_INGESTED_ROWS", 1),
         secrets_in_environment=frozenset(name for name in SECRET_VARIABLES if env.get(name)),
     )

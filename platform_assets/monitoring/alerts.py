@@ -1,6 +1,8 @@
 """Failure alerts for a run, sent once, with an outbox that does not depend on the audit database.
 
-A failed run and each failed check of ERROR severity post one JSON alert. Which alerts a run has had,
+A failed run, each failed check of ERROR severity and each low-volume window a run recorded (the
+``LOW_VOLUME_TAG`` the trade stream sets) post one JSON alert; a low-volume window alerts once even when
+a retried run records it again. Which alerts a run has had,
 and whether one still waits for the webhook, is kept in the run's own Dagster tags (``ALERTS_SENT_TAG``,
 ``ALERT_PENDING_TAG``), so alerts go out while the audit database is down; the matching
 ``Metadata_Logs`` rows (``Alerted``, ``AlertPending``) are handed back for the caller to write when it
@@ -18,12 +20,13 @@ from dagster._core.storage.dagster_run import RunRecord
 from platform_assets.core.alerts import AlertError, AlertPolicy, post_alert
 from platform_assets.core.audit import AuditStore
 from platform_assets.lib.resources import AuditResource
-from platform_assets.lib.tags import ALERT_PENDING_TAG, ALERTS_SENT_TAG
+from platform_assets.lib.tags import ALERT_PENDING_TAG, ALERTS_SENT_TAG, LOW_VOLUME_TAG
 from platform_assets.monitoring.facts import RunFacts
 
 ALERT_PENDING = "AlertPending"
 # Event key prefix of an outbox row: "PENDING:<alert key>" until "<alert key>" itself is logged.
 PENDING = "PENDING:"
+LOW_VOLUME = "ALERT:low_volume:"
 
 
 @dataclass
@@ -60,6 +63,13 @@ def alerts_due(facts: RunFacts) -> list[tuple[str, dict]]:
                 },
             )
         )
+    for window in json.loads(facts.parameters.get(f"tag.{LOW_VOLUME_TAG}") or "[]"):
+        due.append(
+            (
+                low_volume_key(window),
+                {**base, "alert": "low_volume", "status": facts.status, **window},
+            )
+        )
     for failure in facts.check_failures:
         if failure.severity == "ERROR":
             due.append(
@@ -78,6 +88,21 @@ def alerts_due(facts: RunFacts) -> list[tuple[str, dict]]:
     return due
 
 
+def low_volume_key(window: dict) -> str:
+    """One key per window, whichever run found it: a retried run does not alert the window again."""
+    return f"{LOW_VOLUME}{window['ingestion_table']}:{window['window_start']}:{window['window_end']}"
+
+
+def _delivered(key: str, run_id: str, sent: set[str], store: AuditStore | None) -> bool:
+    if key in sent:
+        return True
+    if store is None:
+        return False
+    if key.startswith(LOW_VOLUME):
+        return store.has_log_anywhere(key, "Alerted")
+    return store.has_log(run_id, key)
+
+
 def send_alerts(
     instance: DagsterInstance,
     record: RunRecord,
@@ -94,7 +119,7 @@ def send_alerts(
     sent = set(json.loads(tags.get(ALERTS_SENT_TAG, "[]")))
     outcome, pending = AlertOutcome(), False
     for key, payload in alerts_due(facts):
-        if key in sent or (store is not None and store.has_log(facts.run_id, key)):
+        if _delivered(key, facts.run_id, sent, store):
             sent.add(key)
             outcome.log_rows.append((key, "Alerted", f"alert {payload['alert']} sent"))
             continue

@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from dagster._core.launcher import WorkerStatus
 from platform_assets.core.config import load_tables
 from platform_assets.settings import Settings
 from platform_assets.unblock import unblock
+from platform_assets_tests.processes import descendants, wait_for
 from platform_assets_tests.receiver import Receiver
 from platform_assets_tests.spotify.helpers import lake
 from platform_devkit import sample
@@ -29,32 +29,6 @@ from platform_devkit.medallion import days_with_data
 
 SHIPPED_DAGSTER_YAML = Path(__file__).parents[2] / "deploy" / "dagster.yaml"
 BIN = Path(sys.executable).parent
-
-
-def wait_for(what: str, condition, timeout: float = 120, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,12 +13,10 @@ import pytest
 import sqlalchemy as sa
 from deltalake import DeltaTable
 
-from platform_assets.core.db import engine_for
 from platform_assets.core.errors import LookupApiError, ServingUnavailable
 from platform_assets.core.trades.enrich import COLUMNS, enrich, merge_silver
 from platform_assets.core.trades.lookup import fetch_lookup, flatten, write_lookup
 from platform_assets.core.trades.serving import ServingStore
-from platform_assets_tests.conftest import POSTGRES_URL, reachable
 
 
 def _filters(tick: str, step: str, notional: str, kind: str = "NOTIONAL") -> list[dict]:
@@ -345,20 +341,6 @@ def test_metrics_alert_only_on_a_low_delta(serving_url: str) -> None:
         (second.metric_id, 1500),
     ]
     assert len(store.metrics()) == 3
-
-
-@pytest.fixture
-def missing_database() -> Iterator[tuple[str, sa.Engine]]:
-    if not reachable(POSTGRES_URL):
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
-    name = f"serving_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    yield name, admin
-    url = f"postgresql+psycopg://postgres:s3cret@127.0.0.1:5432/{name}?connect_timeout=3"
-    engine_for(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_serving_down_raises_then_the_same_rows_go_in(missing_database) -> None:

@@ -302,6 +302,16 @@ class AuditStore:
         with self.engine.connect() as conn:
             return conn.execute(query.limit(1)).first() is not None
 
+    def has_log_anywhere(self, event_key: str, status: str) -> bool:
+        """Whether any run has a ``Metadata_Logs`` row with ``event_key`` and ``status``."""
+        query = sa.select(log_table.c.log_id).where(
+            log_table.c.event_key == event_key, log_table.c.status == status
+        )
+        with unavailable_as_error(self.url):
+            self._ensure_setup()
+            with self.engine.connect() as conn:
+                return conn.execute(query.limit(1)).first() is not None
+
     def job(self, run_id: str) -> dict[str, Any] | None:
         rows = self._read(sa.select(job_table).where(job_table.c.run_id == run_id))
         return rows[0] if rows else None

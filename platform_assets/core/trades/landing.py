@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -216,8 +216,11 @@ def next_batch_id(table_uri: str, app_id: str, *, storage_options: dict[str, str
     return 0 if committed is None else committed + 1
 
 
-def bronze_offsets(table_uri: str, *, storage_options: dict[str, str] | None = None) -> dict[int, int]:
-    """The next offset to land per partition: one past the highest offset the table holds.
+def bronze_offsets(
+    table_uri: str, *, version: int | None = None, storage_options: dict[str, str] | None = None
+) -> dict[int, int]:
+    """The next offset to land per partition: one past the highest offset the table holds (at
+    ``version``, when given).
 
     Computed by an aggregation over the table (statistics and one column, not a full read), and
     raised to the offsets recorded by the last landing commit, which also cover quarantined messages
@@ -226,6 +229,8 @@ def bronze_offsets(table_uri: str, *, storage_options: dict[str, str] | None = N
     table = _open(table_uri, storage_options)
     if table is None:
         return {}
+    if version is not None:
+        table.load_as_version(version)
     # The same snapshot for the scan and the commit record, so both describe one table version.
     held = (
         pl.scan_delta(table)
@@ -237,6 +242,23 @@ def bronze_offsets(table_uri: str, *, storage_options: dict[str, str] | None = N
     for partition, recorded in _recorded_offsets(table).items():
         offsets[partition] = max(offsets.get(partition, 0), recorded)
     return offsets
+
+
+def high_watermarks(conf: Mapping[str, Any], topic: str, *, timeout: float = 10.0) -> dict[int, int]:
+    """The end offset (one past the last message) of every partition of ``topic``; {} if it does not exist."""
+    consumer = Consumer({**conf, "group.id": "platform.watermarks", "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            if metadata is None or metadata.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return {}
+            raise KafkaException(metadata.error)
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)[1]
+            for p in sorted(metadata.partitions)
+        }
+    finally:
+        consumer.close()
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -444,6 +466,7 @@ def land_batch(
     log: Any = None,
     read_timeout: float = 60.0,
     storage_options: dict[str, str] | None = None,
+    keep_quarantined: Callable[[list[QuarantinedMessage]], None] | None = None,
 ) -> LandingResult:
     """Land exactly the messages in ``ranges`` as micro-batch ``batch_id``, at most once.
 
@@ -458,7 +481,9 @@ def land_batch(
     overwrite each other, which delta-rs only allows when told the storage is unsafe.
 
     Malformed messages are returned in ``quarantined`` (partition, offset, reason) and never land;
-    their offsets still count as landed, as recorded in the commit.
+    their offsets still count as landed, as recorded in the commit. ``keep_quarantined`` receives them
+    before the Delta commit, so a kill after the commit cannot lose them (it must be idempotent: a
+    retried batch hands over the same messages again).
     """
     log = log or logger
     ranges = dict(ranges)
@@ -482,6 +507,8 @@ def land_batch(
         log.warning(
             f"quarantined topic {topic!r} partition {bad.partition} offset {bad.offset}: {bad.reason}"
         )
+    if quarantined and keep_quarantined is not None:
+        keep_quarantined(quarantined)
     data = frame.to_arrow()
 
     for _attempt in range(_COMMIT_ATTEMPTS):

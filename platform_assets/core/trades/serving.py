@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -192,13 +192,7 @@ class ServingStore:
             existing = self._metrics_row(table, start, end)
             if existing is not None:
                 return existing
-            with self.engine.connect() as conn:
-                previous = conn.execute(
-                    sa.select(metrics_table.c.total_rows)
-                    .where(metrics_table.c.ingestion_table == table, metrics_table.c.window_start < start)
-                    .order_by(metrics_table.c.window_start.desc(), metrics_table.c.metric_id.desc())
-                    .limit(1)
-                ).scalar()
+            previous = self._previous_total(table, start)
             delta_rows = total_rows if previous is None else total_rows - previous
             try:
                 with self.engine.begin() as conn:
@@ -219,6 +213,21 @@ class ServingStore:
             row = self._metrics_row(table, start, end)
         assert row is not None, "the window's row was just written"
         return row
+
+    def previous_total(self, table: str, window_start: Any) -> int | None:
+        """``total_rows`` of the table's latest window starting before ``window_start`` (None: none)."""
+        with _unavailable_as_error(self.url):
+            self._ensure_setup()
+            return self._previous_total(table, as_utc(window_start))
+
+    def _previous_total(self, table: str, start: datetime) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(metrics_table.c.total_rows)
+                .where(metrics_table.c.ingestion_table == table, metrics_table.c.window_start < start)
+                .order_by(metrics_table.c.window_start.desc(), metrics_table.c.metric_id.desc())
+                .limit(1)
+            ).scalar()
 
     def _metrics_row(self, table: str, start: datetime, end: datetime) -> MetricsRow | None:
         with self.engine.connect() as conn:
@@ -256,3 +265,55 @@ class ServingStore:
                     MetricsRow(**{**row._mapping, "alerted": bool(row.alerted)})
                     for row in conn.execute(query)
                 ]
+
+    def trades_per_minute(self, hours: float) -> pl.DataFrame:
+        """Trades per (symbol, minute of ``trade_time``) over the ``hours`` before the newest trade, with the
+        price of each minute's last trade: columns symbol, minute (UTC), trades, last_price, sorted.
+
+        The database aggregates, so a dashboard reads a few rows per minute however many trades there
+        are; only the truncation to the minute is spelt per dialect (the window functions are standard).
+        """
+        t, dialect = trades_table.c, self.engine.dialect.name
+        if dialect == "sqlite":
+            minute = sa.func.strftime("%Y-%m-%d %H:%M:00", t.trade_time)
+        elif dialect == "postgresql":
+            minute = sa.func.date_trunc("minute", t.trade_time)
+        elif dialect in ("mysql", "mariadb"):
+            minute = sa.func.date_format(t.trade_time, "%Y-%m-%d %H:%i:00")
+        else:
+            raise ValueError(f"no truncation to the minute for the {dialect} dialect")
+        timed = (
+            sa.select(t.symbol, t.trade_id, t.trade_time, t.price, minute.label("minute"))
+            .where(t.trade_time >= sa.bindparam("since", type_=Timestamp))
+            .subquery("timed")
+        )
+        key = (timed.c.symbol, timed.c.minute)
+        latest_first = (timed.c.trade_time.desc(), timed.c.trade_id.desc())
+        ranked = sa.select(
+            *key,
+            sa.func.count().over(partition_by=key).label("trades"),
+            timed.c.price.label("last_price"),
+            sa.func.row_number().over(partition_by=key, order_by=latest_first).label("recency"),
+        ).subquery("ranked")
+        query = (
+            sa.select(ranked.c.symbol, ranked.c.minute, ranked.c.trades, ranked.c.last_price)
+            .where(ranked.c.recency == 1)
+            .order_by(ranked.c.symbol, ranked.c.minute)
+        )
+        rows = []
+        with _unavailable_as_error(self.url):
+            self._ensure_setup()
+            with self.engine.connect() as conn:
+                newest = conn.execute(sa.select(sa.func.max(t.trade_time))).scalar()
+                if newest is not None:
+                    since = as_utc(newest) - timedelta(hours=hours)
+                    # SQLite and MySQL format the minute as text, PostgreSQL keeps a timestamp
+                    rows = [(s, as_utc(m), n, p) for s, m, n, p in conn.execute(query, {"since": since})]
+        schema = {
+            "symbol": pl.String,
+            "minute": pl.Datetime("us"),
+            "trades": pl.Int64,
+            "last_price": pl.Float64,
+        }
+        frame = pl.DataFrame(rows, schema=schema, orient="row")
+        return frame.with_columns(pl.col("minute").dt.replace_time_zone("UTC"))

@@ -1,0 +1,285 @@
+"""The steps after landing: enrich the micro-batches silver has not seen, serve them, count the windows.
+
+:func:`enrich_pending` is what ``silver/trades_enriched`` runs after each landed micro-batch. It reads
+the bronze batches after its checkpoint (a state entry holding the last micro-batch id it consumed),
+joins them with the symbol lookup, merges them into silver, upserts them into ``Enriched_Trades`` and
+only then moves the checkpoint (compare-and-set). Every step is idempotent, so a run that fails or is
+killed anywhere - the serving database down, say - is caught up by the next run without losing or
+doubling a trade. Batches go in chunks, so a long backlog keeps memory bounded.
+
+:func:`record_windows` appends one ``Ingestion_Metrics`` row per feed window once all of the window's
+messages are enriched (the window's end offsets are landed and consumed by silver). A window's total
+is the number of distinct enriched trades among the messages before its end offsets, so it does not
+depend on how batches fell across windows or on when the row is written.
+
+No Dagster import here: the Dagster assets call these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from deltalake import DeltaTable
+
+from platform_assets.core import delta
+from platform_assets.core.audit.values import as_utc
+from platform_assets.core.lake import is_url
+from platform_assets.core.state import StateStore
+from platform_assets.core.trades.enrich import KEYS, enrich, merge_silver
+from platform_assets.core.trades.landing import QuarantinedMessage, bronze_offsets
+from platform_assets.core.trades.lookup import FILE_NAME
+from platform_assets.core.trades.serving import ServingStore
+
+logger = logging.getLogger(__name__)
+
+INGESTION_TABLE = "Enriched_Trades"
+# Micro-batches enriched per chunk when catching up: bounded by the batch cap, so memory stays bounded.
+CHUNK_BATCHES = 20
+
+QUARANTINE_SCHEMA = pl.Schema(
+    {
+        "kafka_partition": pl.Int32,
+        "kafka_offset": pl.Int64,
+        "micro_batch_id": pl.Int64,
+        "reason": pl.String,
+        "message_key": pl.Binary,
+        "message_value": pl.Binary,
+        "quarantined_at": delta.TIMESTAMP,
+    }
+)
+
+
+class LookupMissing(RuntimeError):
+    """The symbol lookup has not been pulled yet, so no trade can be enriched."""
+
+
+@dataclass(frozen=True)
+class FeedWindow:
+    """One feed invocation: its wall-clock span and the topic's end offsets when it ended."""
+
+    start: datetime
+    end: datetime
+    end_offsets: Mapping[int, int]
+
+    def complete(self, landed: Mapping[int, int]) -> bool:
+        """True when every message before the end offsets is landed (``landed``: next offset per partition)."""
+        return all(landed.get(p, 0) >= end for p, end in self.end_offsets.items())
+
+
+@dataclass
+class EnrichRun:
+    """What :func:`enrich_pending` did."""
+
+    first_batch: int | None = None
+    last_batch: int | None = None  # the last micro-batch id silver has consumed after the call
+    bronze_rows: int = 0
+    enriched_rows: int = 0
+    unmatched_rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    served: int = 0
+    silver_version: int | None = None
+    bronze_version: int | None = None
+    unmatched_symbols: list[str] = field(default_factory=list)
+
+    @property
+    def batches(self) -> int:
+        if self.first_batch is None or self.last_batch is None:
+            return 0
+        return self.last_batch - self.first_batch + 1
+
+
+def checkpoint_name(app_id: str) -> str:
+    return f"{app_id}.silver"
+
+
+def read_lookup(folder: Path | Any) -> pl.DataFrame:
+    path = folder / FILE_NAME
+    exists = path.exists()
+    if not exists:
+        raise LookupMissing(
+            f"the symbol lookup {path} does not exist yet: materialize raw/trade_symbols "
+            "(it also refreshes whenever trades_feed_job starts a window)"
+        )
+    return pl.read_parquet(str(path) if is_url(str(path)) else Path(str(path)))
+
+
+def _batches(table: DeltaTable, low: int, high: int) -> pl.DataFrame:
+    """Bronze rows of micro-batches ``low..high`` (file statistics prune the rest)."""
+    return pl.scan_delta(table).filter(pl.col("micro_batch_id").is_between(low, high)).collect()
+
+
+def enrich_pending(
+    bronze_uri: str,
+    silver_uri: str,
+    lookup: pl.DataFrame,
+    serving: ServingStore,
+    state: StateStore,
+    *,
+    app_id: str,
+    chunk_batches: int = CHUNK_BATCHES,
+    log: Any = None,
+) -> EnrichRun:
+    """Enrich, merge and serve every landed micro-batch after the checkpoint; move the checkpoint.
+
+    The bronze snapshot is fixed at the start (its version is reported), so batches landing meanwhile
+    wait for the next run. Raises what the serving store raises (:class:`ServingUnavailable`); the
+    checkpoint then stays on the last chunk fully served.
+    """
+    log = log or logger
+    run = EnrichRun()
+    if not delta.table_exists(bronze_uri):
+        return run
+    table = DeltaTable(bronze_uri)
+    run.bronze_version = table.version()
+    landed = table.transaction_version(app_id)
+    name = checkpoint_name(app_id)
+    entry = state.get(name)
+    consumed = -1 if entry is None else int(entry.value["micro_batch_id"])
+    run.last_batch = None if entry is None else consumed
+    if landed is None or landed <= consumed:
+        return run
+    run.first_batch = consumed + 1
+    unmatched: set[str] = set()
+    for low in range(consumed + 1, landed + 1, chunk_batches):
+        high = min(low + chunk_batches - 1, landed)
+        rows = _batches(table, low, high)
+        enriched, missed = enrich(rows, lookup)
+        merged = merge_silver(silver_uri, enriched)
+        served = serving.upsert_trades(enriched)
+        entry = state.compare_and_set(
+            name, entry, {"micro_batch_id": high, "bronze_version": table.version()}
+        )
+        run.last_batch = high
+        run.bronze_rows += rows.height
+        run.enriched_rows += enriched.height
+        run.unmatched_rows += missed.height
+        run.inserted += merged.inserted
+        run.updated += merged.updated
+        run.served += served
+        run.silver_version = merged.version
+        unmatched.update(missed["symbol"].unique().to_list())
+        log.info(
+            f"micro-batches {low}..{high}: {rows.height} bronze row(s), {enriched.height} enriched, "
+            f"{missed.height} of unknown symbols, {merged.inserted} new in silver, {served} served"
+        )
+    run.unmatched_symbols = sorted(unmatched)
+    return run
+
+
+def consumed_offsets(bronze_uri: str, state: StateStore, app_id: str) -> dict[int, int]:
+    """The next offset per partition of everything silver has consumed ({} before its first run)."""
+    entry = state.get(checkpoint_name(app_id))
+    if entry is None or not delta.table_exists(bronze_uri):
+        return {}
+    return bronze_offsets(bronze_uri, version=int(entry.value["bronze_version"]))
+
+
+def enriched_total(bronze_uri: str, silver_uri: str, end_offsets: Mapping[int, int]) -> int:
+    """Distinct enriched trades among the messages before ``end_offsets``.
+
+    The bronze keys before the offsets (one column pair, pruned by statistics), semi-joined with the
+    silver keys: silver holds one row per trade of a tradable symbol, whichever batch brought it.
+    """
+    if not end_offsets or not delta.table_exists(bronze_uri) or not delta.table_exists(silver_uri):
+        return 0
+    before = pl.any_horizontal(
+        (pl.col("kafka_partition") == p) & (pl.col("kafka_offset") < end) for p, end in end_offsets.items()
+    )
+    keys = pl.scan_delta(bronze_uri).filter(before).select(KEYS).unique()
+    silver = pl.scan_delta(silver_uri).select(KEYS)
+    return keys.join(silver, on=list(KEYS), how="semi").select(pl.len()).collect().item()
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    """A complete window's count, before it is recorded: what its ``Ingestion_Metrics`` row will hold."""
+
+    window: FeedWindow
+    table: str
+    total_rows: int
+    delta_rows: int
+    threshold: int
+
+    @property
+    def low_volume(self) -> bool:
+        return self.delta_rows < self.threshold
+
+
+def count_windows(
+    windows: Iterable[FeedWindow],
+    consumed: Mapping[int, int],
+    serving: ServingStore,
+    *,
+    bronze_uri: str,
+    silver_uri: str,
+    threshold: int,
+    table: str = INGESTION_TABLE,
+) -> list[WindowCount]:
+    """The counts of the windows that are complete and not recorded yet, oldest first.
+
+    A window is complete when silver has consumed its end offsets (``consumed``); the others wait for a
+    later call. Each count's delta is taken against the window recorded before it, so record them in
+    order (:meth:`ServingStore.append_metrics`, which computes the same delta and is idempotent).
+    """
+    recorded = {(m.window_start, m.window_end) for m in serving.metrics(table)}
+    counts: list[WindowCount] = []
+    previous: int | None = None
+    for window in sorted(windows, key=lambda w: (w.start, w.end)):
+        key = (as_utc(window.start), as_utc(window.end))
+        if key in recorded or not window.complete(consumed):
+            continue
+        total = enriched_total(bronze_uri, silver_uri, window.end_offsets)
+        if previous is None:
+            previous = serving.previous_total(table, window.start)
+        counts.append(
+            WindowCount(window, table, total, total if previous is None else total - previous, threshold)
+        )
+        previous = total
+    return counts
+
+
+def keep_quarantined(
+    table_uri: str, batch_id: int, messages: Sequence[QuarantinedMessage], now: datetime
+) -> int:
+    """Merge malformed messages into the quarantine table, keyed on (partition, offset): a retried
+    batch adds nothing twice. The table version after the merge."""
+    frame = pl.DataFrame(
+        [
+            {
+                "kafka_partition": m.partition,
+                "kafka_offset": m.offset,
+                "micro_batch_id": batch_id,
+                "reason": m.reason,
+                "message_key": m.key,
+                "message_value": m.value,
+                "quarantined_at": now,
+            }
+            for m in messages
+        ],
+        schema=QUARANTINE_SCHEMA,
+    )
+    if not delta.table_exists(table_uri):
+        try:
+            return delta.create(table_uri, frame)
+        except Exception:
+            if not delta.table_exists(table_uri):
+                raise
+    (
+        DeltaTable(table_uri)
+        .merge(
+            frame.to_arrow(),
+            "t.kafka_partition = s.kafka_partition AND t.kafka_offset = s.kafka_offset",
+            source_alias="s",
+            target_alias="t",
+        )
+        .when_not_matched_insert_all()
+        .execute()
+    )
+    return DeltaTable(table_uri).version()

@@ -1,0 +1,397 @@
+"""The trade stream as assets: feed window -> Kafka topic -> bronze micro-batches -> enriched silver.
+
+- ``kafka/trades``: one materialization per feed window (the seed's ingestion pipeline). Its metadata
+  records the window and the topic's end offsets when the window ended, which is how the metrics step
+  knows when a window's messages are all enriched.
+- ``raw/trade_symbols``: the symbol lookup from REST, as Parquet (refreshed when a feed window starts).
+- ``bronze/trades``: one run per micro-batch (an explicit offset range, planned by the sensor
+  ``trades_micro_batches``); exactly once through a Delta app transaction.
+- ``silver/trades_enriched``: every landed batch not enriched yet, joined with the lookup, one row per
+  trade; served to ``Enriched_Trades``; then the ``Ingestion_Metrics`` row of each completed window,
+  the ``ingestion_volume`` check and the dashboard page.
+
+The work is done by :mod:`platform_assets.core.trades`; these functions only wire it to Dagster.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the real `context` annotation.
+import json
+from datetime import UTC, datetime
+
+import polars as pl
+from confluent_kafka import Consumer
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from platform_assets.core import delta
+from platform_assets.core.trades import lookup as symbols_api
+from platform_assets.core.trades.dashboard import render_dashboard
+from platform_assets.core.trades.feed import run_feed
+from platform_assets.core.trades.landing import (
+    OffsetRange,
+    bronze_offsets,
+    commit_offsets,
+    high_watermarks,
+    land_batch,
+    next_batch_id,
+    plan_batch,
+)
+from platform_assets.core.trades.serving import MetricsRow
+from platform_assets.core.trades.stream import (
+    INGESTION_TABLE,
+    FeedWindow,
+    WindowCount,
+    consumed_offsets,
+    count_windows,
+    enrich_pending,
+    keep_quarantined,
+    read_lookup,
+)
+from platform_assets.lib.metadata import column_schema, numbers
+from platform_assets.lib.resources import LakehouseResource
+from platform_assets.lib.tags import LOW_VOLUME_TAG
+from platform_assets.trades.resources import ServingResource, TradeStreamResource
+
+GROUP = "trades"
+FEED_KEY = AssetKey(["kafka", "trades"])
+LOOKUP_KEY = AssetKey(["raw", "trade_symbols"])
+BRONZE_KEY = AssetKey(["bronze", "trades"])
+SILVER_KEY = AssetKey(["silver", "trades_enriched"])
+VOLUME_CHECK = "ingestion_volume"
+# How many recent feed windows the metrics step looks at: windows older than that are long recorded.
+RECENT_WINDOWS = 50
+OWNERS = ["team:data-platform"]
+
+
+# --- the feed ------------------------------------------------------------------------------------
+
+
+class FeedConfig(Config):
+    seconds: float = Field(default=86_400.0, gt=0, description="Length of the ingestion window.")
+    max_trades: int | None = Field(default=None, ge=1, description="End the window after this many trades.")
+
+
+@asset(
+    key=FEED_KEY,
+    group_name=GROUP,
+    kinds={"kafka", "websocket"},
+    owners=OWNERS,
+    description="One feed window: websocket trades produced to the Kafka topic, keyed by symbol.",
+)
+def trade_feed(
+    context: AssetExecutionContext, config: FeedConfig, trade_stream: TradeStreamResource
+) -> MaterializeResult:
+    conf = trade_stream.producer_conf()
+    report = run_feed(
+        trade_stream.ws_url,
+        conf,
+        trade_stream.topic,
+        seconds=config.seconds,
+        max_trades=config.max_trades,
+        log=context.log,
+    )
+    end_offsets = high_watermarks(trade_stream.client_conf(), trade_stream.topic)
+    if report.lost:
+        raise Failure(
+            description=f"{report.lost} trade(s) may not have reached topic {trade_stream.topic!r}: "
+            + report.summary(),
+            metadata={"trades_produced": report.trades_produced, "lost": report.lost},
+        )
+    return MaterializeResult(metadata=window_metadata(report, end_offsets))
+
+
+def window_metadata(report, end_offsets: dict[int, int]) -> dict:
+    return {
+        "window_start": MetadataValue.timestamp(report.window_start),
+        "window_end": MetadataValue.timestamp(report.window_end),
+        "end_offsets": MetadataValue.json({str(p): o for p, o in end_offsets.items()}),
+        "topic": report.topic,
+        **numbers(
+            trades_produced=report.trades_produced,
+            malformed_frames=report.malformed_frames,
+            non_trade_frames=report.non_trade_frames,
+            reconnects=report.reconnects,
+        ),
+    }
+
+
+def window_from_metadata(metadata) -> FeedWindow | None:
+    """The feed window a ``kafka/trades`` materialization records (None for one without offsets)."""
+    try:
+        start, end = metadata["window_start"].value, metadata["window_end"].value
+        offsets = metadata["end_offsets"].value
+    except KeyError:
+        return None
+    return FeedWindow(
+        datetime.fromtimestamp(start, UTC),
+        datetime.fromtimestamp(end, UTC),
+        {int(p): int(o) for p, o in offsets.items()},
+    )
+
+
+# --- the lookup ----------------------------------------------------------------------------------
+
+
+@asset(
+    key=LOOKUP_KEY,
+    group_name=GROUP,
+    kinds={"api", "parquet"},
+    owners=OWNERS,
+    description="Tradable symbols from the exchange-info REST API: flattened, TRADING only, sorted.",
+)
+def trade_symbols(
+    context: AssetExecutionContext, lakehouse: LakehouseResource, trade_stream: TradeStreamResource
+) -> MaterializeResult:
+    entries = symbols_api.fetch_lookup(
+        trade_stream.lookup_url, timeout=trade_stream.lookup_timeout, attempts=trade_stream.lookup_attempts
+    )
+    frame = symbols_api.flatten(entries)
+    path = symbols_api.write_lookup(frame, lakehouse.path("raw", "trade_symbols"))
+    context.log.info(f"{frame.height} tradable symbol(s) of {len(entries)} listed -> {path}")
+    return MaterializeResult(
+        metadata={
+            **numbers(symbols_listed=len(entries)),
+            "dagster/row_count": MetadataValue.int(frame.height),
+            "dagster/column_schema": column_schema(frame.schema),
+            "path": MetadataValue.path(str(path)),
+        }
+    )
+
+
+# --- bronze --------------------------------------------------------------------------------------
+
+
+class OffsetRangeConfig(Config):
+    partition: int = Field(ge=0)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class MicroBatchConfig(Config):
+    """Which micro-batch to land; set by the sensor. Empty: plan the next batch now (a manual run)."""
+
+    batch_id: int | None = Field(default=None, ge=0)
+    ranges: list[OffsetRangeConfig] = Field(default_factory=list)
+
+
+@asset(
+    key=BRONZE_KEY,
+    deps=[FEED_KEY],
+    group_name=GROUP,
+    kinds={"delta", "kafka", "bronze"},
+    owners=OWNERS,
+    pool="table_trades",
+    description="Every trade message consumed from the topic, one row each, landed exactly once per "
+    "micro-batch (Delta app transaction), with kafka_partition, kafka_offset and micro_batch_id.",
+)
+def bronze_trades(
+    context: AssetExecutionContext,
+    config: MicroBatchConfig,
+    lakehouse: LakehouseResource,
+    trade_stream: TradeStreamResource,
+) -> MaterializeResult:
+    table = str(lakehouse.path("bronze", "trades"))
+    conf = trade_stream.client_conf()
+    topic, app_id = trade_stream.topic, trade_stream.app_id
+    if config.ranges:
+        ranges = {r.partition: OffsetRange(r.partition, r.start, r.end) for r in config.ranges}
+        batch_id = config.batch_id if config.batch_id is not None else next_batch_id(table, app_id)
+    else:
+        batch_id = next_batch_id(table, app_id)
+        ranges = plan_batch(_consumer(conf), topic, bronze_offsets(table), trade_stream.max_batch_rows)
+        context.log.info(f"planned micro-batch {batch_id}: {_describe(ranges) or 'nothing new'}")
+    quarantine = str(lakehouse.path("bronze", "trades_quarantine"))
+    result = land_batch(
+        conf,
+        topic,
+        ranges,
+        table,
+        app_id=app_id,
+        batch_id=batch_id,
+        log=context.log,
+        read_timeout=trade_stream.read_timeout,
+        keep_quarantined=lambda bad: keep_quarantined(quarantine, batch_id, bad, datetime.now(UTC)),
+    )
+    # Only for lag monitoring (consumer-group tools); landing never reads it back.
+    commit_offsets(conf, topic, app_id, ranges)
+    ends = high_watermarks(conf, topic)
+    landed = bronze_offsets(table)
+    lag = sum(max(0, end - landed.get(p, 0)) for p, end in ends.items())
+    return MaterializeResult(
+        metadata={
+            **numbers(
+                micro_batch_id=batch_id,
+                rows=result.rows,
+                batch_size=sum(len(r) for r in ranges.values()),
+                quarantined=len(result.quarantined),
+                lag=lag,
+                delta_version=result.version,
+            ),
+            "skipped": result.skipped,
+            "offsets": MetadataValue.json({str(p): r.to_dict() for p, r in sorted(ranges.items())}),
+            "topic": topic,
+        }
+    )
+
+
+def _consumer(conf: dict) -> Consumer:
+    return Consumer({**conf, "group.id": "platform.planner", "enable.auto.commit": False})
+
+
+def _describe(ranges: dict[int, OffsetRange]) -> str:
+    return ", ".join(f"partition {p}: {r.start}..{r.end - 1}" for p, r in sorted(ranges.items()) if len(r))
+
+
+# --- silver, serving and metrics -----------------------------------------------------------------
+
+
+@asset(
+    key=SILVER_KEY,
+    deps=[BRONZE_KEY, LOOKUP_KEY],
+    group_name=GROUP,
+    kinds={"delta", "polars", "silver"},
+    owners=OWNERS,
+    pool="table_trades_enriched",
+    check_specs=[
+        AssetCheckSpec(
+            VOLUME_CHECK,
+            asset=SILVER_KEY,
+            description="The latest feed window in Ingestion_Metrics ingested at least "
+            "PLATFORM_MIN_INGESTED_ROWS new trades.",
+        )
+    ],
+    description="Landed trades of TRADING symbols joined with the lookup, one row per (symbol, trade_id); "
+    "upserted into Enriched_Trades; one Ingestion_Metrics row per completed feed window.",
+)
+def silver_trades_enriched(
+    context: AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    trade_stream: TradeStreamResource,
+    serving: ServingResource,
+):
+    bronze = str(lakehouse.path("bronze", "trades"))
+    silver = str(lakehouse.path("silver", "trades_enriched"))
+    state, store = lakehouse.state(), serving.store()
+    lookup = read_lookup(lakehouse.path("raw", "trade_symbols"))
+    run = enrich_pending(bronze, silver, lookup, store, state, app_id=trade_stream.app_id, log=context.log)
+    if run.unmatched_symbols:
+        context.log.warning(
+            f"{run.unmatched_rows} trade(s) of symbols not tradable in the lookup were left out: "
+            + ", ".join(run.unmatched_symbols[:20])
+        )
+    windows = recent_windows(context)
+    counts = count_windows(
+        windows,
+        consumed_offsets(bronze, state, trade_stream.app_id),
+        store,
+        bronze_uri=bronze,
+        silver_uri=silver,
+        threshold=serving.min_ingested_rows,
+    )
+    for count in counts:
+        if count.low_volume:
+            # The alert is queued in the run's tags before the row is written: a kill in between sends it
+            # from this run, and the retry's copy is recognised as the same window (see trades.alerts).
+            tag_low_volume(context, count)
+        row = store.append_metrics(
+            count.window.start, count.window.end, count.table, count.total_rows, count.threshold
+        )
+        context.log.info(
+            f"window {row.window_start:%Y-%m-%d %H:%M:%S}..{row.window_end:%H:%M:%S}: {row.total_rows} trades, "
+            f"{row.delta_rows} new (threshold {row.threshold}){' - low volume' if row.alerted else ''}"
+        )
+    page = render_dashboard(store, serving.dashboard_path())
+    table_rows = pl.scan_delta(silver).select(pl.len()).collect().item() if delta.table_exists(silver) else 0
+    yield MaterializeResult(
+        metadata={
+            **numbers(
+                batches=run.batches,
+                first_batch=run.first_batch,
+                last_batch=run.last_batch,
+                bronze_rows=run.bronze_rows,
+                enriched_rows=run.enriched_rows,
+                unmatched_rows=run.unmatched_rows,
+                rows_inserted=run.inserted,
+                rows_updated=run.updated,
+                rows_served=run.served,
+                windows_recorded=len(counts),
+                delta_version=run.silver_version,
+                bronze_version=run.bronze_version,
+            ),
+            "dagster/row_count": MetadataValue.int(table_rows),
+            "dashboard": MetadataValue.path(str(page)),
+            "serving_table": INGESTION_TABLE,
+        }
+    )
+    yield volume_check(store.metrics(INGESTION_TABLE), serving.min_ingested_rows)
+
+
+def volume_check(rows: list[MetricsRow], threshold: int) -> AssetCheckResult:
+    """The latest recorded window against its threshold. WARN severity: a low window is alerted as its
+    own ``low_volume`` alert, not as a check failure. Before the first window there is nothing to judge."""
+    if not rows:
+        return AssetCheckResult(
+            check_name=VOLUME_CHECK,
+            asset_key=SILVER_KEY,
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"windows": 0, "threshold": threshold, "note": "no feed window recorded yet"},
+        )
+    last = rows[-1]
+    return AssetCheckResult(
+        check_name=VOLUME_CHECK,
+        asset_key=SILVER_KEY,
+        passed=not last.alerted,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "window_start": MetadataValue.timestamp(last.window_start.replace(tzinfo=UTC)),
+            "window_end": MetadataValue.timestamp(last.window_end.replace(tzinfo=UTC)),
+            **numbers(
+                windows=len(rows),
+                total_rows=last.total_rows,
+                delta_rows=last.delta_rows,
+                threshold=last.threshold,
+            ),
+        },
+    )
+
+
+def tag_low_volume(context: AssetExecutionContext, count: WindowCount) -> None:
+    """Queue the window's ``low_volume`` alert in the run's tags; the audit sensor delivers it once."""
+    run = context.instance.get_run_by_id(context.run_id)
+    queued = json.loads(run.tags.get(LOW_VOLUME_TAG, "[]")) if run else []
+    alert = {
+        "ingestion_table": count.table,
+        "window_start": count.window.start.isoformat(),
+        "window_end": count.window.end.isoformat(),
+        "total_rows": count.total_rows,
+        "delta_rows": count.delta_rows,
+        "threshold": count.threshold,
+    }
+    if alert not in queued:
+        context.instance.add_run_tags(context.run_id, {LOW_VOLUME_TAG: json.dumps([*queued, alert])})
+    context.log.warning(
+        f"low volume: {count.delta_rows} new trade(s) in the window ending {count.window.end:%Y-%m-%d %H:%M:%S} "
+        f"UTC, below the threshold of {count.threshold}; alert queued"
+    )
+
+
+def recent_windows(context: AssetExecutionContext) -> list[FeedWindow]:
+    records = context.instance.fetch_materializations(FEED_KEY, limit=RECENT_WINDOWS).records
+    windows = []
+    for record in records:
+        materialization = record.asset_materialization
+        window = window_from_metadata(materialization.metadata) if materialization else None
+        if window is not None:
+            windows.append(window)
+    return windows

@@ -1,0 +1,94 @@
+"""Resources of the trade stream: the Kafka topic with its feed and lookup, and the serving database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource, EnvVar
+
+from platform_assets.core.trades.kafka import client_config, producer_config
+from platform_assets.core.trades.serving import ServingStore
+from platform_assets.settings import Settings
+
+
+class KafkaNotConfigured(RuntimeError):
+    """No broker to talk to: the stream cannot run."""
+
+
+class TradeStreamResource(ConfigurableResource):
+    """Where trades come from (websocket), go through (Kafka topic) and are looked up (REST)."""
+
+    kafka_bootstrap: str | None = None
+    """Bootstrap servers; none means the embedded broker is not running (``make dev`` starts one)."""
+    kafka_config: str | None = None
+    """Extra librdkafka settings as a JSON object (SASL credentials...): a secret."""
+    topic: str = "trades"
+    ws_url: str
+    lookup_url: str
+    lookup_timeout: float = 10.0
+    lookup_attempts: int = 4
+    max_batch_rows: int = 100_000
+    """The most messages one micro-batch lands (bounds a run's memory when it catches up)."""
+    read_timeout: float = 60.0
+    """Seconds a micro-batch run waits for the broker to deliver its planned offsets."""
+
+    @property
+    def app_id(self) -> str:
+        """The identity of the landing stream in the bronze table's app transactions."""
+        return f"trades:{self.topic}"
+
+    @property
+    def streaming_source(self) -> str:
+        return f"Kafka:{self.topic}"
+
+    def _bootstrap(self) -> str:
+        if not self.kafka_bootstrap:
+            raise KafkaNotConfigured(
+                "PLATFORM_KAFKA_BOOTSTRAP is not set: point it at a Kafka broker, or run `make dev` / "
+                "`make demo`, which start an embedded one"
+            )
+        return self.kafka_bootstrap
+
+    def client_conf(self) -> dict[str, Any]:
+        return client_config(self._bootstrap(), self.kafka_config)
+
+    def producer_conf(self) -> dict[str, Any]:
+        return producer_config(self._bootstrap(), self.kafka_config)
+
+
+class ServingResource(ConfigurableResource):
+    """The serving database (``Enriched_Trades``, ``Ingestion_Metrics``) and the low-volume threshold."""
+
+    url: str
+    min_ingested_rows: int = 1
+    dashboard_dir: str
+    """A local folder: the dashboard page, regenerated after every enrichment run."""
+
+    def store(self) -> ServingStore:
+        return ServingStore(self.url)
+
+    def dashboard_path(self) -> Path:
+        return Path(self.dashboard_dir)
+
+
+def _secret(settings: Settings, variable: str, value: str | None) -> str | EnvVar | None:
+    return EnvVar(variable) if variable in settings.secrets_in_environment else value
+
+
+def trade_resources(settings: Settings) -> dict[str, ConfigurableResource]:
+    return {
+        "trade_stream": TradeStreamResource(
+            kafka_bootstrap=settings.kafka_bootstrap,
+            kafka_config=_secret(settings, "PLATFORM_KAFKA_CONFIG", settings.kafka_config),
+            topic=settings.trades_topic,
+            ws_url=settings.trades_ws_url,
+            lookup_url=settings.trades_lookup_url,
+            max_batch_rows=settings.trades_max_batch_rows,
+        ),
+        "serving": ServingResource(
+            url=_secret(settings, "PLATFORM_SERVING_URL", settings.serving_url),
+            min_ingested_rows=settings.min_ingested_rows,
+            dashboard_dir=str(settings.data_dir / "dashboard" / settings.env),
+        ),
+    }

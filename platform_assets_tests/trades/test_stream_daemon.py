@@ -1,0 +1,152 @@
+"""The trade stream under a real Dagster daemon: the schedule-less feed job launched from the CLI, the
+sensor starting micro-batch runs, one of them killed with SIGKILL mid-run and retried by Dagster, and
+every trade served exactly once with its window's metrics row and audit rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+import yaml
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.trades.serving import ServingStore
+from platform_assets.lib.tags import MICRO_BATCH_TAG
+from platform_assets.settings import Settings
+from platform_assets.trades.sensors import MICRO_BATCH_JOB
+from platform_assets_tests.processes import descendants, wait_for
+from platform_assets_tests.trades.test_stream_assets import LOOKUP, LookupServer, expected_silver
+from platform_devkit.trades_standin import TradesStandin, make_trades
+
+SHIPPED_DAGSTER_YAML = Path(__file__).parents[2] / "deploy" / "dagster.yaml"
+BIN = Path(sys.executable).parent
+TRADES = 240
+
+
+def test_the_stream_runs_under_the_daemon_and_survives_a_killed_micro_batch(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = yaml.safe_load(SHIPPED_DAGSTER_YAML.read_text())
+    config["run_monitoring"].update(poll_interval_seconds=1, free_slots_after_run_end_seconds=1)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    base = {**os.environ, "DAGSTER_HOME": str(home)}
+    subprocess.run([BIN / "dagster", "instance", "migrate"], env=base, check=True, capture_output=True)
+    settings = Settings(data_dir=tmp_path / "data")
+    topic = f"trades_{uuid.uuid4().hex[:8]}"
+    trades = make_trades(TRADES)
+    lookup = LookupServer(LOOKUP)
+    with EmbeddedBroker() as broker, TradesStandin(trades, interval=0.02) as standin:
+        env = {
+            **base,
+            "PLATFORM_DATA_DIR": str(settings.data_dir),
+            "PLATFORM_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "PLATFORM_TRADES_TOPIC": topic,
+            "PLATFORM_TRADES_WS_URL": standin.url,
+            "PLATFORM_TRADES_LOOKUP_URL": lookup.url,
+            "PLATFORM_TRADES_MAX_BATCH_ROWS": "60",
+        }
+        daemon = subprocess.Popen(
+            [BIN / "dagster-daemon", "run", "-m", "platform_assets.definitions"],
+            env=env,
+            cwd=tmp_path,
+            stdout=(tmp_path / "daemon.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            feed = subprocess.run(
+                [
+                    BIN / "dagster",
+                    "job",
+                    "launch",
+                    "-m",
+                    "platform_assets.definitions",
+                    "-j",
+                    "trades_feed_job",
+                    "--config-json",
+                    json.dumps({"ops": {"kafka__trades": {"config": {"seconds": 60, "max_trades": TRADES}}}}),
+                ],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+            )
+            assert feed.returncode == 0, feed.stderr[-3000:]
+            instance = DagsterInstance.from_config(str(home))
+
+            def micro_batch_step_started():
+                for record in instance.get_run_records(RunsFilter(job_name=MICRO_BATCH_JOB)):
+                    events = instance.get_records_for_run(
+                        record.dagster_run.run_id, of_type=DagsterEventType.STEP_START
+                    ).records
+                    if events:
+                        return record.dagster_run.run_id
+                return None
+
+            killed = wait_for(
+                "a micro-batch run to start a step", micro_batch_step_started, timeout=120, every=0.2
+            )
+            start = instance.get_records_for_run(killed, of_type=DagsterEventType.RUN_START).records[0]
+            worker = start.event_log_entry.dagster_event.pid
+            for pid in [worker, *descendants(worker)]:
+                os.kill(pid, signal.SIGKILL)
+
+            serving = ServingStore(settings.serving_url)
+            expected = expected_silver(trades)
+
+            def served_and_counted():
+                try:
+                    rows = serving.trades()
+                    metrics = serving.metrics()
+                except Exception:
+                    return None
+                return metrics if rows.height == expected.height and metrics else None
+
+            (metrics,) = wait_for(
+                "every trade served and the window counted", served_and_counted, timeout=240
+            )
+            log = (tmp_path / "daemon.log").read_text()[-4000:]
+            assert metrics.total_rows == expected.height and not metrics.alerted, log
+
+            dead = instance.get_run_by_id(killed)
+            assert dead.status == DagsterRunStatus.FAILURE
+            retries = instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": killed}))
+            assert retries and retries[0].tags[MICRO_BATCH_TAG] == dead.tags[MICRO_BATCH_TAG], log
+
+            bronze = pl.read_delta(str(settings.table_path("bronze", "trades")))
+            assert bronze.height == TRADES  # every message once: none lost to the kill, none doubled
+            assert bronze.select("kafka_partition", "kafka_offset").n_unique() == TRADES
+            served = serving.trades().select("symbol", "trade_id").sort("symbol", "trade_id")
+            assert served.equals(expected)
+
+            audit = sa.create_engine(settings.audit_url)
+
+            def audited():
+                with audit.connect() as conn:
+                    return conn.execute(
+                        sa.text(
+                            "SELECT job_type, streaming_source, status FROM Job_Metadata WHERE run_id = :r"
+                        ),
+                        {"r": killed},
+                    ).first()
+
+            row = wait_for(
+                "the killed run's audit row", lambda: (r := audited()) and r.status == "Failed" and r
+            )
+            assert (row.job_type, row.streaming_source) == ("Streaming", f"Kafka:{topic}")
+            audit.dispose()
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+            lookup.close()
