@@ -28,7 +28,6 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from platform_assets.core.errors import OffsetsLostError
@@ -60,10 +59,20 @@ def streaming_tags(trade_stream: TradeStreamResource, batch_id: int | None = Non
     return tags
 
 
+# Every status before a run ends: a queued run counts, or the next tick would plan the same batch again.
+UNFINISHED = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+
 def _in_flight(context: SensorEvaluationContext) -> str | None:
     """Why no new run may start now (a run in progress or about to be retried), or None."""
     active = context.instance.get_run_records(
-        RunsFilter(job_name=MICRO_BATCH_JOB, statuses=IN_PROGRESS_RUN_STATUSES), limit=1
+        RunsFilter(job_name=MICRO_BATCH_JOB, statuses=UNFINISHED), limit=1
     )
     if active:
         return f"micro-batch run {active[0].dagster_run.run_id} is in progress"

@@ -13,20 +13,20 @@ from pathlib import Path
 import polars as pl
 import pytest
 import sqlalchemy as sa
-from dagster import DagsterInstance, RunRequest, RunsFilter, SensorResult, SkipReason, build_sensor_context
+from dagster import DagsterInstance, RunRequest, RunsFilter
 
 from platform_assets.core.audit import AuditStore
+from platform_assets.core.errors import OffsetsLostError
 from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets.core.trades.serving import ServingStore
-from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import build_resources
 from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, STREAMING_SOURCE_TAG
 from platform_assets.monitoring.audit import audit_tick
-from platform_assets.trades.definitions import FEED_JOB
-from platform_assets.trades.resources import trade_resources
-from platform_assets.trades.sensors import MICRO_BATCH_JOB, SENSOR_NAME
+from platform_assets.trades import sensors
+from platform_assets.trades.sensors import MICRO_BATCH_JOB
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.receiver import Receiver
+from platform_devkit.trades import StreamDriver
 from platform_devkit.trades_standin import SYMBOLS, TradesStandin, make_trades
 
 LOOKUP = {
@@ -89,56 +89,12 @@ def stream(tmp_path: Path, sqlite_source, broker, lookup):
     )
 
 
-class Stream:
-    """Runs the stream's jobs and ticks its sensor in process, as the daemon would."""
-
+class Stream(StreamDriver):
     def __init__(self, settings, instance: DagsterInstance):
-        self.settings = settings
-        self.instance = instance
-        self.defs = build_definitions(settings)
-        self.resources = {**build_resources(settings), **trade_resources(settings)}
-        self.cursor: str | None = None
+        super().__init__(settings, instance)
 
     def feed(self, standin: TradesStandin, *, max_trades: int, seconds: float = 30.0):
-        config = {"ops": {"kafka__trades": {"config": {"seconds": seconds, "max_trades": max_trades}}}}
-        settings = replace(self.settings, trades_ws_url=standin.url)
-        job = build_definitions(settings).resolve_job_def(FEED_JOB)
-        return job.execute_in_process(run_config=config, instance=self.instance, raise_on_error=False)
-
-    def tick(self):
-        sensor = self.defs.resolve_sensor_def(SENSOR_NAME)
-        context = build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=self.resources, definitions=self.defs
-        )
-        result = sensor(context)
-        if isinstance(result, SensorResult):
-            self.cursor = result.cursor or self.cursor
-            requests = list(result.run_requests or [])
-        else:
-            requests = [result] if isinstance(result, RunRequest) else []
-        return result, requests
-
-    def execute(self, request: RunRequest):
-        job = self.defs.resolve_job_def(MICRO_BATCH_JOB)
-        return job.execute_in_process(
-            run_config=request.run_config or {},
-            tags={**request.tags, "dagster/run_key": request.run_key or ""},
-            instance=self.instance,
-            asset_selection=request.asset_selection,
-            raise_on_error=False,
-        )
-
-    def drain(self, max_runs: int = 50) -> list:
-        """Tick and run until the sensor says it is caught up; the runs' results."""
-        results = []
-        for _ in range(max_runs):
-            result, requests = self.tick()
-            if not requests:
-                assert isinstance(result, SkipReason), result
-                return results
-            for request in requests:
-                results.append(self.execute(request))
-        raise AssertionError(f"not caught up after {max_runs} runs")
+        return super().feed(standin.url, max_trades=max_trades, seconds=seconds)
 
     def path(self, layer: str, table: str) -> str:
         return str(self.settings.table_path(layer, table))
@@ -283,3 +239,43 @@ def test_a_low_window_alerts_once(stream, instance, tmp_path):
         params = store.parameters(micro[0].dagster_run.run_id)
         assert params["ops.bronze__trades.config.batch_id"] == "0"
         assert "ops.bronze__trades.config.ranges" in " ".join(params), params
+
+
+def test_the_sensor_waits_for_a_run_in_flight_and_asks_again_for_a_failed_batch(stream, instance):
+    runner = Stream(stream, instance)
+    with TradesStandin(make_trades(30)) as standin:
+        assert runner.feed(standin, max_trades=30).success
+    _, (request,) = runner.tick()
+    assert request.run_key == f"{stream.trades_topic}:0:0"
+    assert request.run_config["ops"]["bronze__trades"]["config"]["ranges"]  # offsets only, no payloads
+    job = runner.defs.resolve_job_def(MICRO_BATCH_JOB)
+    queued = instance.create_run_for_job(job, run_config=request.run_config, tags=request.tags)
+    skipped, requests = runner.tick()
+    assert not requests and queued.run_id in skipped.skip_message
+    instance.report_run_canceled(queued)
+
+    # a run that fails before landing (here: a range past the end of the topic) is asked for again
+    broken = request.run_config["ops"]["bronze__trades"]["config"]["ranges"][0]
+    bad = {"ops": {"bronze__trades": {"config": {"batch_id": 0, "ranges": [{**broken, "end": 10_000}]}}}}
+    failed = runner.execute(RunRequest(run_key=request.run_key, run_config=bad, tags=request.tags))
+    assert not failed.success
+    _, (again,) = runner.tick()
+    assert again.run_key == f"{stream.trades_topic}:0:2"  # after two runs of batch 0: canceled, failed
+    assert again.run_config == request.run_config
+    assert all(r.success for r in runner.drain())
+    assert pl.read_delta(runner.path("bronze", "trades")).height == 30
+
+
+def test_offsets_lost_upstream_start_one_run_that_fails_loudly(stream, instance, monkeypatch):
+    runner = Stream(stream, instance)
+
+    def lost(*_args, **_kwargs):
+        raise OffsetsLostError(stream.trades_topic, 2, 5, 9)
+
+    monkeypatch.setattr(sensors, "plan_batch", lost)
+    _, (request,) = runner.tick()
+    _, (repeated,) = runner.tick()
+    # the same run key every tick: Dagster starts the failing run (and its alert) once
+    assert request.run_key == repeated.run_key == f"{stream.trades_topic}:0:lost-2-5"
+    ranges = request.run_config["ops"]["bronze__trades"]["config"]["ranges"]
+    assert ranges == [{"partition": 2, "start": 5, "end": 6}]
