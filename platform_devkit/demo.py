@@ -1,5 +1,6 @@
 """``make demo`` (``python -m platform_devkit.demo``): build the sample source, run the whole Spotify
-medallion, the countries pull and the customer flow through their jobs, and print a summary.
+medallion, the countries pull, the customer flow and one short trade-stream window through their jobs,
+and print a summary.
 
 Runs with the real Dagster instance (``DAGSTER_HOME``), so the runs appear in ``make dev`` afterwards.
 """
@@ -23,12 +24,14 @@ from platform_assets.core.config import TableConfig, load_tables
 from platform_assets.core.db import engine_for, redact
 from platform_assets.core.extract import list_files
 from platform_assets.lib.resources import build_resources
+from platform_assets.lib.tags import console_log_level
 from platform_assets.monitoring.audit import audit_tick
 from platform_assets.settings import Settings, load_settings
 from platform_devkit import sample
 from platform_devkit.countries import pull_countries_offline
 from platform_devkit.customers import run_customer_flow
 from platform_devkit.medallion import materialize_medallion
+from platform_devkit.trades import run_window_offline
 
 
 def ensure_source(settings: Settings) -> None:
@@ -105,6 +108,19 @@ def main() -> int:
         f"raw/customer_data files: {_files(settings, 'customer_data')}, raw/product_data files: "
         f"{_files(settings, 'product_data')}"
     )
+    stream = run_window_offline(settings, instance, run_config=console_log_level("WARNING"))
+    metrics = stream.metrics
+    print(
+        f"trades: {stream.trades_fed} frames fed to topic {settings.trades_topic!r} (a drop, a resend, a "
+        f"malformed frame; local stand-ins); {stream.micro_batches} micro-batch run(s) "
+        f"{'success' if stream.success else 'FAILED'}; {stream.enriched_rows} rows in Enriched_Trades"
+    )
+    if metrics is not None:
+        print(
+            f"ingestion metrics: window {metrics.window_start:%H:%M:%S}..{metrics.window_end:%H:%M:%S} UTC, "
+            f"total {metrics.total_rows}, delta {metrics.delta_rows}, threshold {metrics.threshold}, "
+            f"alerted {metrics.alerted}; dashboard: {stream.dashboard}"
+        )
     audit = build_resources(settings)["audit"]
     report, _ = audit_tick(instance, audit, None, log=lambda _: None)
     print(
@@ -116,6 +132,8 @@ def main() -> int:
         and countries.success
         and flow.parent.success
         and (flow.child is None or flow.child.success)
+        and stream.success
+        and metrics is not None
     )
     return 0 if ok else 1
 

@@ -7,7 +7,11 @@ without a daemon. Runs go to the given Dagster instance, so they appear in ``mak
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import sys
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from dagster import (
     DagsterInstance,
@@ -18,12 +22,20 @@ from dagster import (
     build_sensor_context,
 )
 
+from platform_assets.core.state import StateStore
+from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.trades.serving import MetricsRow, ServingStore, metrics_table, trades_table
+from platform_assets.core.trades.stream import checkpoint_name
 from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import build_resources
-from platform_assets.settings import Settings
+from platform_assets.lib.tags import MICRO_BATCH_TAG
+from platform_assets.settings import Settings, load_settings
+from platform_assets.trades.assets import BRONZE_KEY, FEED_KEY, SILVER_KEY
 from platform_assets.trades.definitions import FEED_JOB
 from platform_assets.trades.resources import trade_resources
 from platform_assets.trades.sensors import MICRO_BATCH_JOB, SENSOR_NAME
+from platform_devkit.trades_lookup_standin import TradesLookupStandin
+from platform_devkit.trades_standin import TradesStandin
 
 
 def feed_run_config(max_trades: int, seconds: float) -> dict:
@@ -86,3 +98,104 @@ class StreamDriver:
                 return results
             results.extend(self.execute(request) for request in requests)
         raise RuntimeError(f"the stream was not caught up after {max_runs} runs")
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    feed: ExecuteInProcessResult
+    runs: list[ExecuteInProcessResult]
+    trades_fed: int
+    micro_batches: int
+    enriched_rows: int
+    metrics: MetricsRow | None
+    dashboard: Path
+
+    @property
+    def success(self) -> bool:
+        return self.feed.success and all(r.success for r in self.runs)
+
+
+def reset_stream(settings: Settings, instance: DagsterInstance) -> None:
+    """Forget everything the stream landed: its lake tables, silver's checkpoint, the serving tables and
+    the assets' history in Dagster (the feed windows recorded there name offsets of the old broker).
+
+    For an embedded broker, which keeps nothing across restarts: offsets landed from an earlier broker
+    would not exist in the new one (the platform refuses that loudly, as it would for a recreated topic).
+    """
+    for layer, table in (
+        ("bronze", "trades"),
+        ("bronze", "trades_quarantine"),
+        ("silver", "trades_enriched"),
+    ):
+        path = settings.table_path(layer, table)
+        if path.exists():
+            path.fs.rm(path.path, recursive=True)
+    resources = trade_resources(settings)
+    app_id = resources["trade_stream"].app_id
+    StateStore(settings.state_url, settings.env).delete(checkpoint_name(app_id))
+    store = ServingStore(settings.serving_url)
+    store.setup()
+    with store.engine.begin() as conn:
+        conn.execute(trades_table.delete())
+        conn.execute(metrics_table.delete())
+    instance.wipe_assets([FEED_KEY, BRONZE_KEY, SILVER_KEY])
+
+
+def run_window_offline(
+    settings: Settings,
+    instance: DagsterInstance,
+    trades: int = 600,
+    max_batch_rows: int = 200,
+    run_config: dict | None = None,
+) -> WindowSummary:
+    """One short feed window against the local stand-ins (websocket with a drop, a resend and a
+    malformed frame; lookup API), then every micro-batch run the sensor asks for (small batches, so
+    there are several). Without ``PLATFORM_KAFKA_BOOTSTRAP`` an embedded broker lives for the call,
+    and the stream is reset first (:func:`reset_stream`)."""
+    settings = replace(settings, trades_max_batch_rows=max_batch_rows)
+    with contextlib.ExitStack() as stack:
+        if not settings.kafka_bootstrap:
+            broker = stack.enter_context(EmbeddedBroker())
+            settings = replace(settings, kafka_bootstrap=broker.bootstrap)
+            reset_stream(settings, instance)
+        lookup = stack.enter_context(TradesLookupStandin())
+        settings = replace(settings, trades_lookup_url=lookup.url)
+        feed = stack.enter_context(TradesStandin(trades, drop_after=trades // 2, malformed_at=trades // 3))
+        driver = StreamDriver(settings, instance, run_config=run_config or {})
+        fed = driver.feed(feed.url, max_trades=trades + feed.resend, seconds=60)
+        runs = driver.drain()
+    store = ServingStore(settings.serving_url)
+    metrics = store.metrics()
+    return WindowSummary(
+        feed=fed,
+        runs=runs,
+        trades_fed=feed.trade_frames_sent,
+        micro_batches=sum(1 for r in runs if MICRO_BATCH_TAG in r.dagster_run.tags),
+        enriched_rows=store.trades().height,
+        metrics=metrics[-1] if metrics else None,
+        dashboard=Path(driver.resources["serving"].dashboard_dir) / "index.html",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m platform_devkit.trades",
+        description="Dev tools for the trade stream. reset: forget everything the stream landed (after "
+        "restarting an embedded broker, which keeps nothing).",
+    )
+    parser.add_argument("command", choices=["reset"])
+    parser.parse_args(argv)
+    settings = load_settings()
+    if settings.env == "prod":
+        print("error: refusing to reset the trade stream of prod", file=sys.stderr)
+        return 2
+    with DagsterInstance.get() as instance:
+        reset_stream(settings, instance)
+    print(
+        f"trade stream of {settings.env} reset: bronze/trades, silver/trades_enriched, checkpoint, serving tables"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

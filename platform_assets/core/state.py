@@ -98,6 +98,13 @@ class StateStore:
                 )
         return StateEntry(value, expected.version + 1)
 
+    def delete(self, name: str) -> None:
+        """Forget an entry (a reset); a missing one is fine."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                state_table.delete().where(state_table.c.env == self.env, state_table.c.name == name)
+            )
+
     def processed(self, consumer: str) -> set[str]:
         query = sa.select(processed_table.c.file_name).where(
             processed_table.c.env == self.env, processed_table.c.consumer == consumer

@@ -125,11 +125,14 @@ def window_metadata(report, end_offsets: dict[int, int]) -> dict:
     }
 
 
-def window_from_metadata(metadata) -> FeedWindow | None:
-    """The feed window a ``kafka/trades`` materialization records (None for one without offsets)."""
+def window_from_metadata(metadata, topic: str) -> FeedWindow | None:
+    """The feed window a ``kafka/trades`` materialization records of ``topic`` (None for one of another
+    topic, or without offsets, e.g. reported by hand)."""
     try:
         start, end = metadata["window_start"].value, metadata["window_end"].value
         offsets = metadata["end_offsets"].value
+        if metadata["topic"].value != topic:
+            return None
     except KeyError:
         return None
     return FeedWindow(
@@ -289,7 +292,7 @@ def silver_trades_enriched(
             f"{run.unmatched_rows} trade(s) of symbols not tradable in the lookup were left out: "
             + ", ".join(run.unmatched_symbols[:20])
         )
-    windows = recent_windows(context)
+    windows = recent_windows(context, trade_stream.topic)
     counts = count_windows(
         windows,
         consumed_offsets(bronze, state, trade_stream.app_id),
@@ -386,12 +389,12 @@ def tag_low_volume(context: AssetExecutionContext, count: WindowCount) -> None:
     )
 
 
-def recent_windows(context: AssetExecutionContext) -> list[FeedWindow]:
+def recent_windows(context: AssetExecutionContext, topic: str) -> list[FeedWindow]:
     records = context.instance.fetch_materializations(FEED_KEY, limit=RECENT_WINDOWS).records
     windows = []
     for record in records:
         materialization = record.asset_materialization
-        window = window_from_metadata(materialization.metadata) if materialization else None
+        window = window_from_metadata(materialization.metadata, topic) if materialization else None
         if window is not None:
             windows.append(window)
     return windows

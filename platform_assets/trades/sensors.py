@@ -31,7 +31,13 @@ from dagster import (
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from platform_assets.core.errors import OffsetsLostError
-from platform_assets.core.trades.landing import OffsetRange, bronze_offsets, next_batch_id, plan_batch
+from platform_assets.core.trades.landing import (
+    OffsetRange,
+    OffsetsAheadError,
+    bronze_offsets,
+    next_batch_id,
+    plan_batch,
+)
 from platform_assets.core.trades.stream import checkpoint_name
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, STREAMING_SOURCE_TAG
@@ -116,6 +122,12 @@ def trades_micro_batches(
             run_key=f"{trade_stream.topic}:{batch_id}:lost-{lost.partition}-{lost.wanted}",
             run_config=micro_batch_run_config(batch_id, gap),
             tags=streaming_tags(trade_stream, batch_id),
+        )
+    except OffsetsAheadError as ahead:
+        # Not a data loss and not retryable: someone has to decide (see the README, "Trade stream").
+        return SkipReason(
+            f"{ahead}. An embedded broker keeps nothing across restarts: in dev, start the stream over "
+            "with `make reset-stream`"
         )
     finally:
         consumer.close()
