@@ -18,7 +18,7 @@ SAMPLE_PARTITION_START := 2025-01-01
 comma := ,
 QUIET_DAGSTER := ignore:Parameter `backfill_policy` of function `asset` is currently in beta$(comma)ignore:Function `dev_command` is superseded$(if $(PYTHONWARNINGS),$(comma)$(PYTHONWARNINGS))
 
-.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup
+.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,11 +46,29 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml | $(BIN)/python
 	cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster instance migrate > /dev/null
 
+# The trade stream needs one Kafka broker shared by every process of `dagster dev` (webserver, daemon, run
+# workers) and the feed. Unless PLATFORM_KAFKA_BOOTSTRAP names one, $(WITH_KAFKA) at the start of a recipe
+# line starts a local broker (librdkafka's in-memory mock cluster, see platform_devkit/kafka_broker.py) in the
+# background, exports its address, and stops it when that line's shell exits. Each recipe line is a shell of
+# its own, so start, trap and command must share the line. A broker started with `&` ignores Ctrl+C (a
+# non-interactive shell does that to background jobs), so the command can shut down with the broker still
+# up; the INT/TERM/HUP traps turn a signal into an exit, and the EXIT trap stops the broker and waits for it.
+# A second `make dev` finds the first one's broker alive and uses it (its own broker process ends at once).
+# Kill the whole process group (as Ctrl+C does), not make alone: the shell waits for its command first.
+KAFKA_DIR = $(DATA_DIR)/kafka
+KAFKA_BROKER = $(BIN)/python -m platform_devkit.kafka_broker --address-file $(KAFKA_DIR)/bootstrap
+WITH_KAFKA = if [ -z "$$PLATFORM_KAFKA_BOOTSTRAP" ]; then \
+	$(KAFKA_BROKER) --pid-file $(KAFKA_DIR)/pid --topic "$${PLATFORM_TRADES_TOPIC:-trades}" & broker=$$!; \
+	trap 'kill $$broker 2>/dev/null; wait $$broker' EXIT; trap 'exit 1' HUP INT TERM; \
+	PLATFORM_KAFKA_BOOTSTRAP=$$($(KAFKA_BROKER) --print-address) || exit 1; \
+	export PLATFORM_KAFKA_BOOTSTRAP; \
+	fi;
+
 demo: export PYTHONWARNINGS := $(QUIET_DAGSTER)
 demo: export PLATFORM_PARTITION_START ?= $(SAMPLE_PARTITION_START)
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_assets.check_config --offline
-	$(BIN)/python -m platform_devkit.demo
+	$(WITH_KAFKA) $(BIN)/python -m platform_devkit.demo
 
 test: install-dev
 	$(BIN)/python -m pytest -n 2 -q
@@ -61,7 +79,7 @@ dev: export PLATFORM_PARTITION_START ?= $(SAMPLE_PARTITION_START)
 dev: export PLATFORM_UI_URL ?= http://$(HOST):$(PORT)
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_assets.check_config --offline
-	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	$(WITH_KAFKA) $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 check-config: install
 	$(BIN)/python -m platform_assets.check_config
@@ -76,5 +94,13 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# After restarting the embedded broker (it keeps nothing): forget what the trade stream landed. Not in prod.
+reset-stream: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m platform_devkit.trades reset
+
 clean:
 	rm -rf $(DATA_DIR)/lake $(DATA_DIR)/*.db $(DAGSTER_HOME)
+
+# Debian's headless Chromium, which the dashboard test drives to check the page really draws its charts.
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
