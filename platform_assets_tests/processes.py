@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import yaml
+
+SHIPPED_DAGSTER_YAML = Path(__file__).parents[1] / "deploy" / "dagster.yaml"
+BIN = Path(sys.executable).parent
 
 
 def wait_for(what: str, condition, timeout: float = 120, every: float = 0.5):
@@ -30,3 +41,37 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def dagster_home(tmp_path: Path) -> Path:
+    """A DAGSTER_HOME with the shipped dagster.yaml (run monitoring polled every second) and its storage
+    created, as `make dev` does before the daemon and the CLI both open it."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = yaml.safe_load(SHIPPED_DAGSTER_YAML.read_text())
+    config["run_monitoring"].update(poll_interval_seconds=1, free_slots_after_run_end_seconds=1)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    subprocess.run([BIN / "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
+    return home
+
+
+@contextlib.contextmanager
+def running_daemon(env: Mapping[str, str], cwd: Path) -> Iterator[subprocess.Popen]:
+    """``dagster-daemon run`` on the code location, logging to ``cwd/daemon.log``; stopped on exit."""
+    daemon = subprocess.Popen(
+        [BIN / "dagster-daemon", "run", "-m", "platform_assets.definitions"],
+        env=dict(env),
+        cwd=cwd,
+        stdout=(cwd / "daemon.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield daemon
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)

@@ -8,44 +8,27 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import WorkerStatus
 
 from platform_assets.core.config import load_tables
 from platform_assets.settings import Settings
 from platform_assets.unblock import unblock
-from platform_assets_tests.processes import descendants, wait_for
+from platform_assets_tests.processes import BIN, dagster_home, descendants, running_daemon, wait_for
 from platform_assets_tests.receiver import Receiver
 from platform_assets_tests.spotify.helpers import lake
 from platform_devkit import sample
 from platform_devkit.medallion import days_with_data
 
-SHIPPED_DAGSTER_YAML = Path(__file__).parents[2] / "deploy" / "dagster.yaml"
-BIN = Path(sys.executable).parent
-
 
 @pytest.fixture
 def deployment(tmp_path):
     """A DAGSTER_HOME with the shipped dagster.yaml (intervals shortened for the test) and a source."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    config = yaml.safe_load(SHIPPED_DAGSTER_YAML.read_text())
-    config["run_monitoring"].update(poll_interval_seconds=1, free_slots_after_run_end_seconds=1)
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    # as `make dev` does: the instance's storage exists before the daemon and the CLI both open it
-    subprocess.run(
-        [BIN / "dagster", "instance", "migrate"],
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        check=True,
-        capture_output=True,
-    )
+    home = dagster_home(tmp_path)
     data = tmp_path / "data"
     settings = Settings(data_dir=data)
     sample.init(settings.source_url, scale=1, seed=5, days=1)
@@ -63,111 +46,105 @@ def test_a_killed_run_is_failed_freed_audited_alerted_and_retried(deployment, tm
             "PLATFORM_DATA_DIR": str(settings.data_dir),
             "PLATFORM_ALERT_WEBHOOK_URL": receiver.url,
         }
-        daemon = subprocess.Popen(
-            [BIN / "dagster-daemon", "run", "-m", "platform_assets.definitions"],
-            env=env,
-            cwd=tmp_path,
-            stdout=(tmp_path / "daemon.log").open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        lock = sqlite3.connect(settings.source_url.removeprefix("sqlite:///"), isolation_level=None)
-        try:
-            lock.execute("BEGIN EXCLUSIVE")  # every extraction now waits on the source: a step that hangs
-            run_id = str(uuid.uuid4())
-            tags = {
-                "dagster/asset_partition_range_start": first.isoformat(),
-                "dagster/asset_partition_range_end": last.isoformat(),
-            }
-            launch = subprocess.run(
-                [
-                    BIN / "dagster",
-                    "job",
-                    "launch",
-                    "-m",
-                    "platform_assets.definitions",
-                    "-j",
-                    "spotify_medallion",
-                    "--tags",
-                    json.dumps(tags),
-                    "--run-id",
-                    run_id,
-                ],
-                env=env,
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-            )
-            assert launch.returncode == 0, launch.stderr[-3000:]
-            instance = DagsterInstance.from_config(str(home))
-
-            def started_steps():
-                return instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START).records
-
-            wait_for("a step of the run to start", started_steps)
-            run_start = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START).records[0]
-            worker = run_start.event_log_entry.dagster_event.pid
-            for pid in [worker, *descendants(worker)]:  # the worker and its step processes, all at once
-                os.kill(pid, signal.SIGKILL)
-            lock.execute("ROLLBACK")
-
-            failed = wait_for(
-                "the dead run to be marked failed",
-                lambda: (r := instance.get_run_by_id(run_id)) and r.status == DagsterRunStatus.FAILURE and r,
-            )
-            assert failed.status == DagsterRunStatus.FAILURE
-            # whoever notices first marks it failed: the run monitor (the launcher's health check) or, while
-            # the code server that started the worker is alive, the code server itself
-            logs = [r.event_log_entry.message or "" for r in instance.get_records_for_run(run_id).records]
-            assert any(
-                f"run worker process {worker} is gone" in m or f"Run execution process for {run_id}" in m
-                for m in logs
-            ), logs[-5:]
-
-            def retry():
-                runs = instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id}))
-                return (
-                    runs[0]
-                    if runs and runs[0].status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
-                    else None
-                )
-
-            retried = wait_for("the retry run to finish", retry, timeout=180)
-            assert retried.status == DagsterRunStatus.SUCCESS, (tmp_path / "daemon.log").read_text()[-3000:]
-            # the retry could only take the tables' pools because the dead run's slots were freed
-            assert run_id not in instance.event_log_storage.get_concurrency_run_ids()
-            source_rows = (
-                sqlite3.connect(settings.source_url.removeprefix("sqlite:///"))
-                .execute('SELECT COUNT(*) FROM "FactStream"')
-                .fetchone()[0]
-            )
-            assert lake(settings, "gold", "factstream").height == source_rows
-
-            audit = sa.create_engine(settings.audit_url)
-
-            def audited():
-                with audit.connect() as conn:
-                    return conn.execute(
-                        sa.text("SELECT status FROM Job_Metadata WHERE run_id = :r"), {"r": run_id}
-                    ).scalar()
-
-            assert wait_for("the audit row of the dead run", lambda: audited() == "Failed", timeout=60)
-            alert = wait_for(
-                "the run_failed alert",
-                lambda: [
-                    b for b in receiver.bodies if b.get("run_id") == run_id and b["alert"] == "run_failed"
-                ],
-                timeout=60,
-            )
-            assert len(alert) == 1 and alert[0]["status"] == "Failed"
-            audit.dispose()
-        finally:
-            lock.close()
-            os.killpg(daemon.pid, signal.SIGTERM)
+        with running_daemon(env, tmp_path):
+            lock = sqlite3.connect(settings.source_url.removeprefix("sqlite:///"), isolation_level=None)
             try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
+                lock.execute("BEGIN EXCLUSIVE")  # every extraction now waits on the source: a step that hangs
+                run_id = str(uuid.uuid4())
+                tags = {
+                    "dagster/asset_partition_range_start": first.isoformat(),
+                    "dagster/asset_partition_range_end": last.isoformat(),
+                }
+                launch = subprocess.run(
+                    [
+                        BIN / "dagster",
+                        "job",
+                        "launch",
+                        "-m",
+                        "platform_assets.definitions",
+                        "-j",
+                        "spotify_medallion",
+                        "--tags",
+                        json.dumps(tags),
+                        "--run-id",
+                        run_id,
+                    ],
+                    env=env,
+                    cwd=tmp_path,
+                    capture_output=True,
+                    text=True,
+                )
+                assert launch.returncode == 0, launch.stderr[-3000:]
+                instance = DagsterInstance.from_config(str(home))
+
+                def started_steps():
+                    return instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START).records
+
+                wait_for("a step of the run to start", started_steps)
+                run_start = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START).records[
+                    0
+                ]
+                worker = run_start.event_log_entry.dagster_event.pid
+                for pid in [worker, *descendants(worker)]:  # the worker and its step processes, all at once
+                    os.kill(pid, signal.SIGKILL)
+                lock.execute("ROLLBACK")
+
+                failed = wait_for(
+                    "the dead run to be marked failed",
+                    lambda: (
+                        (r := instance.get_run_by_id(run_id)) and r.status == DagsterRunStatus.FAILURE and r
+                    ),
+                )
+                assert failed.status == DagsterRunStatus.FAILURE
+                # whoever notices first marks it failed: the run monitor (the launcher's health check) or, while
+                # the code server that started the worker is alive, the code server itself
+                logs = [r.event_log_entry.message or "" for r in instance.get_records_for_run(run_id).records]
+                assert any(
+                    f"run worker process {worker} is gone" in m or f"Run execution process for {run_id}" in m
+                    for m in logs
+                ), logs[-5:]
+
+                def retry():
+                    runs = instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id}))
+                    return (
+                        runs[0]
+                        if runs and runs[0].status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
+                        else None
+                    )
+
+                retried = wait_for("the retry run to finish", retry, timeout=180)
+                assert retried.status == DagsterRunStatus.SUCCESS, (tmp_path / "daemon.log").read_text()[
+                    -3000:
+                ]
+                # the retry could only take the tables' pools because the dead run's slots were freed
+                assert run_id not in instance.event_log_storage.get_concurrency_run_ids()
+                source_rows = (
+                    sqlite3.connect(settings.source_url.removeprefix("sqlite:///"))
+                    .execute('SELECT COUNT(*) FROM "FactStream"')
+                    .fetchone()[0]
+                )
+                assert lake(settings, "gold", "factstream").height == source_rows
+
+                audit = sa.create_engine(settings.audit_url)
+
+                def audited():
+                    with audit.connect() as conn:
+                        return conn.execute(
+                            sa.text("SELECT status FROM Job_Metadata WHERE run_id = :r"), {"r": run_id}
+                        ).scalar()
+
+                assert wait_for("the audit row of the dead run", lambda: audited() == "Failed", timeout=60)
+                alert = wait_for(
+                    "the run_failed alert",
+                    lambda: [
+                        b for b in receiver.bodies if b.get("run_id") == run_id and b["alert"] == "run_failed"
+                    ],
+                    timeout=60,
+                )
+                assert len(alert) == 1 and alert[0]["status"] == "Failed"
+                audit.dispose()
+            finally:
+                lock.close()
 
 
 def test_a_killed_cli_run_without_a_daemon_is_unblocked_by_hand(deployment, tmp_path):

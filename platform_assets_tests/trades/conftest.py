@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,3 +25,15 @@ def missing_database() -> Iterator[tuple[str, sa.Engine]]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def serving_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty serving database on each supported backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'serving.db'}"
+    source = request.getfixturevalue("postgres_source" if request.param == "postgresql" else "mariadb_source")
+    if request.param == "postgresql":
+        # the fixture's schema first on the search path: the unqualified tables are created there
+        return f"{source.url}?options=-csearch_path%3D{source.schema}"
+    return source.url

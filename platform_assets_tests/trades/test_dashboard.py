@@ -194,17 +194,6 @@ def test_text_from_the_database_is_escaped(tmp_path: Path) -> None:
 # -- per-minute aggregation in each dialect --
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
-def serving_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'serving.db'}"
-    source = request.getfixturevalue("postgres_source" if request.param == "postgresql" else "mariadb_source")
-    if request.param == "postgresql":
-        # the fixture's schema first on the search path: the unqualified tables are created there
-        return f"{source.url}?options=-csearch_path%3D{source.schema}"
-    return source.url
-
-
 def test_trades_per_minute_aggregates_in_the_database(serving_url: str, tmp_path: Path) -> None:
     assert ServingStore(serving_url).trades_per_minute(6).is_empty()
     store, trades = filled_store(serving_url)

@@ -284,17 +284,6 @@ def test_merge_silver_is_idempotent(tmp_path: Path) -> None:
 # -- serving --
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
-def serving_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'serving.db'}"
-    source = request.getfixturevalue("postgres_source" if request.param == "postgresql" else "mariadb_source")
-    if request.param == "postgresql":
-        # the fixture's schema first on the search path: the unqualified tables are created there
-        return f"{source.url}?options=-csearch_path%3D{source.schema}"
-    return source.url
-
-
 def _served(enriched: pl.DataFrame) -> list[tuple]:
     return enriched.sort("symbol", "trade_id").rows()
 

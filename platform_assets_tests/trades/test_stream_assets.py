@@ -3,11 +3,8 @@ metrics and the low-volume alert; real websocket stand-in, mock Kafka cluster, H
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
@@ -27,39 +24,11 @@ from platform_assets.trades.sensors import MICRO_BATCH_JOB
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.receiver import Receiver
 from platform_devkit.trades import StreamDriver
-from platform_devkit.trades_standin import SYMBOLS, TradesStandin, make_trades
+from platform_devkit.trades_lookup_standin import TradesLookupStandin
+from platform_devkit.trades_standin import TradesStandin, make_trades
 
-LOOKUP = {
-    "symbols": [
-        {"symbol": s, "status": "TRADING", "baseAsset": s[:-4], "quoteAsset": "USDT", "filters": []}
-        for s in SYMBOLS
-        if s != "BNBUSDT"  # listed below as not tradable: its trades are left out of silver
-    ]
-    + [{"symbol": "BNBUSDT", "status": "BREAK", "baseAsset": "BNB", "quoteAsset": "USDT", "filters": []}]
-}
-
-
-class LookupServer:
-    def __init__(self, body: dict):
-        payload = json.dumps(body).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v3/exchangeInfo"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+# BNBUSDT is traded by the websocket stand-in but not listed as tradable: its trades are left out of silver
+TRADABLE = ("BTCUSDT", "ETHUSDT")
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +39,8 @@ def broker():
 
 @pytest.fixture(scope="module")
 def lookup():
-    server = LookupServer(LOOKUP)
-    yield server
-    server.close()
+    with TradesLookupStandin(traded=TRADABLE) as api:
+        yield api
 
 
 @pytest.fixture
@@ -122,7 +90,7 @@ def test_a_window_flows_from_the_websocket_to_the_serving_table_exactly_once(str
     assert window["trades_produced"].value == 153  # 150 trades and 3 resent after the drop
     assert sum(window["end_offsets"].value.values()) == 153
     lookup = feed.asset_materializations_for_node("raw__trade_symbols")[0].metadata
-    assert lookup["dagster/row_count"].value == 2
+    assert lookup["dagster/row_count"].value == 3  # BTCUSDT, ETHUSDT and SOLUSDT (never traded)
 
     runs = runner.drain()
     micro = [r for r in runs if r.dagster_run.tags.get(MICRO_BATCH_TAG) is not None]

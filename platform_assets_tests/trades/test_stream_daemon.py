@@ -8,13 +8,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import polars as pl
 import sqlalchemy as sa
-import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from platform_assets.core.trades.kafka import EmbeddedBroker
@@ -22,28 +19,25 @@ from platform_assets.core.trades.serving import ServingStore
 from platform_assets.lib.tags import MICRO_BATCH_TAG
 from platform_assets.settings import Settings
 from platform_assets.trades.sensors import MICRO_BATCH_JOB
-from platform_assets_tests.processes import descendants, wait_for
-from platform_assets_tests.trades.test_stream_assets import LOOKUP, LookupServer, expected_silver
+from platform_assets_tests.processes import BIN, dagster_home, descendants, running_daemon, wait_for
+from platform_assets_tests.trades.test_stream_assets import TRADABLE, expected_silver
+from platform_devkit.trades_lookup_standin import TradesLookupStandin
 from platform_devkit.trades_standin import TradesStandin, make_trades
 
-SHIPPED_DAGSTER_YAML = Path(__file__).parents[2] / "deploy" / "dagster.yaml"
-BIN = Path(sys.executable).parent
 TRADES = 240
 
 
 def test_the_stream_runs_under_the_daemon_and_survives_a_killed_micro_batch(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    config = yaml.safe_load(SHIPPED_DAGSTER_YAML.read_text())
-    config["run_monitoring"].update(poll_interval_seconds=1, free_slots_after_run_end_seconds=1)
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    home = dagster_home(tmp_path)
     base = {**os.environ, "DAGSTER_HOME": str(home)}
-    subprocess.run([BIN / "dagster", "instance", "migrate"], env=base, check=True, capture_output=True)
     settings = Settings(data_dir=tmp_path / "data")
     topic = f"trades_{uuid.uuid4().hex[:8]}"
     trades = make_trades(TRADES)
-    lookup = LookupServer(LOOKUP)
-    with EmbeddedBroker() as broker, TradesStandin(trades, interval=0.02) as standin:
+    with (
+        EmbeddedBroker() as broker,
+        TradesStandin(trades, interval=0.02) as standin,
+        TradesLookupStandin(traded=TRADABLE) as lookup,
+    ):
         env = {
             **base,
             "PLATFORM_DATA_DIR": str(settings.data_dir),
@@ -53,15 +47,7 @@ def test_the_stream_runs_under_the_daemon_and_survives_a_killed_micro_batch(tmp_
             "PLATFORM_TRADES_LOOKUP_URL": lookup.url,
             "PLATFORM_TRADES_MAX_BATCH_ROWS": "60",
         }
-        daemon = subprocess.Popen(
-            [BIN / "dagster-daemon", "run", "-m", "platform_assets.definitions"],
-            env=env,
-            cwd=tmp_path,
-            stdout=(tmp_path / "daemon.log").open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
+        with running_daemon(env, tmp_path):
             feed = subprocess.run(
                 [
                     BIN / "dagster",
@@ -143,10 +129,3 @@ def test_the_stream_runs_under_the_daemon_and_survives_a_killed_micro_batch(tmp_
             )
             assert (row.job_type, row.streaming_source) == ("Streaming", f"Kafka:{topic}")
             audit.dispose()
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-            lookup.close()
