@@ -313,7 +313,12 @@ def _read_ranges(
             raise BatchReadTimeout(
                 f"topic {topic!r}: the broker did not deliver the batch within {timeout:g} s ({missing})"
             )
-        for message in consumer.consume(num_messages=10_000, timeout=min(1.0, remaining)):
+        # Never ask for more than the range still holds: at the end of a topic, consume() would otherwise
+        # wait out its whole timeout for messages that do not exist yet.
+        wanted = sum(ranges[p].end - 1 - last[p] for p in pending)
+        for message in consumer.consume(
+            num_messages=max(1, min(10_000, wanted)), timeout=min(1.0, remaining)
+        ):
             error = message.error()
             if error is not None:
                 if error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):

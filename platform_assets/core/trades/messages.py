@@ -9,7 +9,7 @@ the exchange sent, so no float rounding happens before the data reaches the lake
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -97,7 +97,8 @@ def to_kafka(trade: Trade) -> tuple[bytes, bytes]:
     """The Kafka record of a trade: key = the symbol (so one symbol's trades stay in order on one
     partition), value = the trade as compact JSON with sorted keys (the same trade always gives the same
     bytes)."""
-    value = json.dumps(asdict(trade), sort_keys=True, separators=(",", ":"))
+    # vars(), not asdict(): the fields are flat, and asdict's deep copy was most of the feed's CPU time
+    value = json.dumps(vars(trade), sort_keys=True, separators=(",", ":"))
     return trade.symbol.encode("utf-8"), value.encode("utf-8")
 
 

@@ -39,8 +39,9 @@ from platform_assets.core.trades.serving import ServingStore
 logger = logging.getLogger(__name__)
 
 INGESTION_TABLE = "Enriched_Trades"
-# Micro-batches enriched per chunk when catching up: bounded by the batch cap, so memory stays bounded.
-CHUNK_BATCHES = 20
+# Micro-batches enriched per chunk when catching up: memory is bounded by this many times the batch cap
+# (PLATFORM_TRADES_MAX_BATCH_ROWS); a live stream has one batch per run.
+CHUNK_BATCHES = 4
 
 QUARANTINE_SCHEMA = pl.Schema(
     {
