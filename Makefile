@@ -18,7 +18,7 @@ SAMPLE_PARTITION_START := 2025-01-01
 comma := ,
 QUIET_DAGSTER := ignore:Parameter `backfill_policy` of function `asset` is currently in beta$(comma)ignore:Function `dev_command` is superseded$(if $(PYTHONWARNINGS),$(comma)$(PYTHONWARNINGS))
 
-.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream
+.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream bench-stream
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 # the dev extras include the project itself, so they also satisfy `install`
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -89,6 +89,9 @@ audit-setup: install
 
 bench: install
 	$(BIN)/python bench/medallion_bench.py
+
+bench-stream: install
+	$(BIN)/python bench/stream_bench.py
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ way the seed's Unity Catalog keeps one catalog per environment.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from upath import UPath
 
+from platform_assets.core.config import ENGINES, Engine
 from platform_assets.core.lake import location, table_location
 
 ENVIRONMENTS = ("dev", "sit", "prod")
@@ -31,6 +33,8 @@ SECRET_VARIABLES = (
     "PLATFORM_ALERT_WEBHOOK_URL",
     "PLATFORM_KAFKA_CONFIG",
     "PLATFORM_SERVING_URL",
+    "PLATFORM_SPARK_CONF",
+    "PLATFORM_SPARK_REMOTE",
 )
 DEFAULT_TRADES_WS_URL = "wss://stream.binance.com:9443/ws/btcusdt@trade"
 DEFAULT_TRADES_LOOKUP_URL = "https://api.binance.com/api/v3/exchangeInfo"
@@ -82,6 +86,33 @@ def _http_url(value: str, name: str, *, secret: bool = False) -> str:
         return value
     got = "its value is not shown as it is a secret" if secret else f"got {shown(value)}"
     raise SettingsError(f"{name} must be an http:// or https:// URL; {got}")
+
+
+def _engine(value: str) -> Engine:
+    if value not in ENGINES:
+        raise SettingsError(f"PLATFORM_ENGINE must be one of {', '.join(ENGINES)}, got {shown(value)}")
+    return value  # type: ignore[return-value]
+
+
+def _spark_remote(value: str | None) -> str | None:
+    if value is None or value.startswith("sc://"):
+        return value
+    raise SettingsError(
+        "PLATFORM_SPARK_REMOTE must be a Spark Connect URL (sc://host:15002/...); its value is not shown"
+    )
+
+
+def _spark_conf(value: str | None) -> dict[str, str]:
+    """``PLATFORM_SPARK_CONF``: a JSON object of Spark settings. Never echoed: it may hold credentials."""
+    if not value or not value.strip():
+        return {}
+    try:
+        conf = json.loads(value)
+    except ValueError as exc:
+        raise SettingsError(f"PLATFORM_SPARK_CONF is not valid JSON: {getattr(exc, 'msg', exc)}") from None
+    if not isinstance(conf, dict) or not all(isinstance(k, str) for k in conf):
+        raise SettingsError("PLATFORM_SPARK_CONF must be a JSON object of setting names to values")
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in conf.items()}
 
 
 def _topic(value: str) -> str:
@@ -143,6 +174,11 @@ class Settings:
     trades_max_batch_rows: int = 100_000
     serving_url: str = field(default="", repr=False)
     min_ingested_rows: int = 1
+    # the engine of silver and gold (tables.yaml may choose per table); Spark's session settings
+    engine: Engine = "polars"
+    spark_master: str = "local[*]"
+    spark_remote: str | None = field(default=None, repr=False)  # Spark Connect, sc://...: may hold a token
+    spark_conf: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets_in_environment: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -259,5 +295,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trades_max_batch_rows=_int(env, "PLATFORM_TRADES_MAX_BATCH_ROWS", 100_000),
         serving_url=_database_url(env, "PLATFORM_SERVING_URL"),
         min_ingested_rows=_int(env, "PLATFORM_MIN_INGESTED_ROWS", 1),
+        engine=_engine(env.get("PLATFORM_ENGINE") or "polars"),
+        spark_master=env.get("PLATFORM_SPARK_MASTER") or "local[*]",
+        spark_remote=_spark_remote(env.get("PLATFORM_SPARK_REMOTE") or None),
+        spark_conf=_spark_conf(env.get("PLATFORM_SPARK_CONF")),
         secrets_in_environment=frozenset(name for name in SECRET_VARIABLES if env.get(name)),
     )

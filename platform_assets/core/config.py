@@ -46,6 +46,11 @@ class Expectation:
         return pl.sql_expr(self.expr).fill_null(False)
 
 
+# What runs a table's silver and gold steps: polars in the step's process, or Spark (local or a cluster).
+Engine = Literal["polars", "spark"]
+ENGINES: tuple[str, ...] = get_args(Engine)
+
+
 @dataclass(frozen=True)
 class TableConfig:
     table: str
@@ -60,6 +65,7 @@ class TableConfig:
     scd_type: int = 1
     track_history_except: tuple[str, ...] = ()
     expectations: tuple[Expectation, ...] = ()
+    engine: Engine | None = None  # None: the platform's default (PLATFORM_ENGINE)
 
     @property
     def name(self) -> str:
@@ -142,6 +148,7 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         "derived",
         "gold",
         "expectations",
+        "engine",
     }
     if unknown:
         raise ConfigError(f"{table}: unknown field(s) {sorted(unknown)}")
@@ -192,6 +199,9 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         identifier(c, f"{table}.gold.track_history_except")
         for c in _as_list(gold.get("track_history_except"))
     )
+    engine = entry.get("engine")
+    if engine is not None and engine not in ENGINES:
+        raise ConfigError(f"{table}.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     config = TableConfig(
         table=table,
         keys=keys,
@@ -205,6 +215,7 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         scd_type=scd_type,
         track_history_except=track_except,
         expectations=tuple(_parse_expectation(e, table) for e in _as_list(entry.get("expectations"))),
+        engine=engine,
     )
     names = [e.name for e in config.all_expectations]
     if len(names) != len(set(names)):

@@ -11,10 +11,11 @@ from dagster import ConfigurableResource, EnvVar
 from upath import UPath
 
 from platform_assets.core.audit import AuditStore
+from platform_assets.core.config import load_tables
 from platform_assets.core.db import engine_for
 from platform_assets.core.lake import Layer, location, table_location
 from platform_assets.core.state import StateStore
-from platform_assets.settings import Settings
+from platform_assets.settings import Settings, SettingsError
 
 
 class LakehouseResource(ConfigurableResource):
@@ -56,12 +57,37 @@ class AuditResource(ConfigurableResource):
         return store
 
 
+class NoSpark(ConfigurableResource):
+    """The ``spark`` resource of a deployment where every table runs on polars: no JVM, no pyspark."""
+
+    @property
+    def spark_session(self):
+        raise RuntimeError(
+            "no table runs on Spark here: set PLATFORM_ENGINE=spark or engine: spark in tables.yaml"
+        )
+
+
 def _maybe_secret(settings: Settings, variable: str, value: str) -> str | EnvVar:
     return EnvVar(variable) if variable in settings.secrets_in_environment else value
 
 
+def engine_resource(settings: Settings) -> ConfigurableResource:
+    """The Spark session resource when a table runs on Spark; otherwise a stand-in that never starts one."""
+    tables = load_tables(settings.tables_file)
+    if settings.engine != "spark" and not any(t.engine == "spark" for t in tables):
+        return NoSpark()
+    try:
+        from platform_assets.lib.spark import spark_resource
+    except ImportError as exc:
+        raise SettingsError(
+            f"the spark engine needs the spark extra ({exc.name} is missing): pip install -e '.[spark]'"
+        ) from None
+    return spark_resource(settings)
+
+
 def build_resources(settings: Settings) -> dict:
     return {
+        "spark": engine_resource(settings),
         "lakehouse": LakehouseResource(
             env=settings.env,
             lake_url=settings.lake_url,

@@ -2,6 +2,7 @@
 the metadata the Dagster UI shows (per partition where a run covers several days)."""
 
 from datetime import date
+from typing import Any
 
 import polars as pl
 from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartitionsDefinition, MetadataValue
@@ -84,3 +85,22 @@ def report_units(context: AssetExecutionContext, config: TableConfig, units: lis
     for unit in units:
         context.add_asset_metadata(unit_metadata(unit), partition_key=unit.day.isoformat())
     return {}
+
+
+ENGINE_TAG = "platform/engine"
+
+
+def engine_of(config: TableConfig) -> str:
+    return config.engine or "polars"
+
+
+def engine_kinds(layer: str, config: TableConfig) -> set[str]:
+    """The asset's kinds: its layer, Delta, and the engine that computes it (polars or spark)."""
+    return {layer, "delta", engine_of(config)}
+
+
+def spark_session_for(context, config: TableConfig, spark: Any):
+    """The Spark session when the table runs on Spark (started on first use), else None. The engine is
+    also recorded as a run tag per table, so the audit's Process_Parameter_Metadata names it."""
+    context.instance.add_run_tags(context.run_id, {f"{ENGINE_TAG}.{config.name}": engine_of(config)})
+    return spark.spark_session if engine_of(config) == "spark" else None

@@ -1,6 +1,7 @@
 """The Spotify medallion (seed 001) as a Definitions fragment: three assets per configured table."""
 
 import warnings
+from dataclasses import replace
 
 from dagster import BetaWarning, Definitions, with_source_code_references
 
@@ -14,7 +15,8 @@ from platform_assets.spotify.partitions import daily_partitions
 def build_spotify_definitions(settings: Settings) -> Definitions:
     partitions = daily_partitions(settings)
     job = medallion_job(partitions)
-    assets = [a for table in load_tables(settings.tables_file) for a in table_assets(table, partitions)]
+    tables = [replace(t, engine=t.engine or settings.engine) for t in load_tables(settings.tables_file)]
+    assets = [a for table in tables for a in table_assets(table, partitions)]
     with warnings.catch_warnings():  # a beta API, used knowingly: one notice per asset is only noise
         warnings.simplefilter("ignore", BetaWarning)
         # code references: the UI links each asset to the factory that builds it

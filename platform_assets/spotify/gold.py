@@ -1,6 +1,7 @@
 """gold/<table>: AUTO CDC (SCD1/SCD2) from silver's change feed, or per day for partitioned tables."""
 
 from collections.abc import Iterator
+from typing import Any
 
 from dagster import (
     AssetCheckResult,
@@ -10,6 +11,7 @@ from dagster import (
     DailyPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
+    ResourceParam,
     asset,
 )
 
@@ -22,14 +24,18 @@ from platform_assets.lib.metadata import column_lineage as lineage_metadata
 from platform_assets.lib.metadata import numbers
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.spotify.common import (
+    ENGINE_TAG,
     GROUP,
     OWNERS,
     asset_key,
     described_schema,
+    engine_kinds,
+    engine_of,
     partitioning,
     pool,
     report_units,
     run_days,
+    spark_session_for,
     table_identity,
 )
 
@@ -46,14 +52,17 @@ def gold_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> Ass
         group_name=GROUP,
         owners=OWNERS,
         pool=pool(table),
-        kinds={"gold", "delta", "polars"},
+        kinds=engine_kinds("gold", table),
+        tags={ENGINE_TAG: engine_of(table)},
         description=f"{table.table}: {kind}, AUTO CDC semantics keyed on {', '.join(table.keys)}.",
         check_specs=[
             AssetCheckSpec(GOLD_CHECK, asset=key, description="null keys/sequence values are quarantined")
         ],
         **partitioning(table, partitions),
     )
-    def gold(context: AssetExecutionContext, lakehouse: LakehouseResource) -> Iterator:
+    def gold(
+        context: AssetExecutionContext, lakehouse: LakehouseResource, spark: ResourceParam[Any]
+    ) -> Iterator:
         result = run_gold(
             table,
             str(lakehouse.path("silver", table.name)),
@@ -62,6 +71,7 @@ def gold_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> Ass
             lakehouse.state(),
             run_id=context.run_id,
             days=run_days(context, table),
+            spark=spark_session_for(context, table, spark),
         )
         metadata = {
             **table_identity(lakehouse, "gold", table),

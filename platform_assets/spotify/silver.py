@@ -1,6 +1,7 @@
 """silver/<table>: cleaned rows from the bronze files not processed yet; expectations as asset checks."""
 
 from collections.abc import Iterator
+from typing import Any
 
 from dagster import (
     AssetCheckSpec,
@@ -11,6 +12,7 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    ResourceParam,
     asset,
 )
 
@@ -23,14 +25,18 @@ from platform_assets.lib.metadata import check_results
 from platform_assets.lib.metadata import column_lineage as lineage_metadata
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.spotify.common import (
+    ENGINE_TAG,
     GROUP,
     OWNERS,
     asset_key,
     described_schema,
+    engine_kinds,
+    engine_of,
     partitioning,
     pool,
     report_units,
     run_days,
+    spark_session_for,
     table_identity,
 )
 
@@ -54,7 +60,8 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         group_name=GROUP,
         owners=OWNERS,
         pool=pool(table),
-        kinds={"silver", "delta", "polars"},
+        kinds=engine_kinds("silver", table),
+        tags={ENGINE_TAG: engine_of(table)},
         description=f"{table.table} cleaned: one row per key, latest change wins.",
         check_specs=[
             AssetCheckSpec(
@@ -65,7 +72,10 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         **partitioning(table, partitions),
     )
     def silver(
-        context: AssetExecutionContext, config: SilverConfig, lakehouse: LakehouseResource
+        context: AssetExecutionContext,
+        config: SilverConfig,
+        lakehouse: LakehouseResource,
+        spark: ResourceParam[Any],
     ) -> Iterator:
         try:
             result = run_silver(
@@ -78,6 +88,7 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
                 days=run_days(context, table),
                 set_aside_drifted_files=config.set_aside_drifted_files,
                 log=context.log.info,
+                spark=spark_session_for(context, table, spark),
             )
         except SchemaDriftError as exc:  # the same file fails the same way again: no retry
             raise Failure(description=str(exc), allow_retries=False) from exc

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import polars as pl
 
@@ -62,13 +63,21 @@ def run_gold(
     *,
     run_id: str,
     days: Sequence[date] = (),
+    spark: Any = None,
 ) -> GoldResult:
+    """Fold silver's changes into gold (per day for partitioned tables); on Spark's executors when a
+    session is given (same fold, same table: see :mod:`platform_assets.core.spark.scd`)."""
     result = GoldResult()
     spec = cdc_spec(config)
     rejected: list[pl.DataFrame] = []
 
     def apply(unit: UnitResult, batch: pl.DataFrame, partition_values: dict | None) -> None:
-        applied = apply_changes(target, batch, spec, partition_values=partition_values)
+        if spark is None:
+            applied = apply_changes(target, batch, spec, partition_values=partition_values)
+        else:
+            from platform_assets.core.spark.scd import apply_changes_spark
+
+            applied = apply_changes_spark(spark, target, batch, spec, partition_values=partition_values)
         unit.rows_read = batch.height
         unit.add(applied)
         if applied.rejected.height:

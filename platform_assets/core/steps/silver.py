@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from platform_assets.core import delta
 from platform_assets.core.config import TableConfig
-from platform_assets.core.expectations import RuleResult, apply_expectations, combine
+from platform_assets.core.expectations import QualityOutcome, RuleResult, apply_expectations, combine
 from platform_assets.core.extract import list_files
 from platform_assets.core.lake import partition_dir
 from platform_assets.core.scd import CdcSpec, apply_changes
@@ -63,6 +64,30 @@ def cdc_spec(config: TableConfig) -> CdcSpec:
     )
 
 
+def _clean(files: Sequence[Path], config: TableConfig, target: str) -> QualityOutcome:
+    frame = transform(read_bronze(files), config)
+    check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), config.table)  # derived columns
+    return apply_expectations(frame, config.all_expectations)
+
+
+def _apply(spark: Any, target: str, batch: Any, spec: CdcSpec, partition_values: dict | None):
+    if spark is None:
+        return apply_changes(target, batch, spec, partition_values=partition_values)
+    from platform_assets.core.spark.scd import apply_changes_spark
+
+    return apply_changes_spark(spark, target, batch, spec, partition_values=partition_values)
+
+
+def _to_polars(frame: Any) -> pl.DataFrame:
+    return frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame.toArrow())
+
+
+def _schema(frame: Any) -> pl.Schema:
+    if isinstance(frame, pl.DataFrame):
+        return frame.schema
+    return pl.from_arrow(frame.limit(0).toArrow()).schema
+
+
 def checkpoint_name(config: TableConfig) -> str:
     return f"silver/{config.name}"
 
@@ -78,9 +103,14 @@ def run_silver(
     days: Sequence[date] = (),
     set_aside_drifted_files: bool = False,
     log: Callable[[str], None] | None = None,
+    spark: Any = None,
 ) -> SilverResult:
     """Process the new bronze files of the table (of each of ``days`` for a partitioned table, one day
-    at a time, so memory follows a day, not the range)."""
+    at a time, so memory follows a day, not the range).
+
+    With a Spark session (``spark``) the files are read, cleaned, checked and reduced to one row per key
+    by Spark, and folded into silver by :func:`platform_assets.core.spark.scd.apply_changes_spark`: the
+    same rules, applied by the same code on Spark's executors, so both engines write the same table."""
     result = SilverResult()
     processed = state.processed(checkpoint_name(config))
     units = (
@@ -104,27 +134,34 @@ def run_silver(
             new_files.remove(drift.file)
         if not new_files:
             continue
-        frame = transform(
-            read_bronze(newest_snapshot(new_files) if config.full_reload else new_files), config
-        )
-        check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), config.table)  # derived columns
-        quality = apply_expectations(frame, config.all_expectations)
+        files = newest_snapshot(new_files) if config.full_reload else new_files
+        if spark is None:
+            quality = _clean(files, config, target)
+            rows_read, batch = quality.kept.height + quality.quarantined.height, None
+        else:
+            from platform_assets.core.spark.silver import clean_batch_spark
+
+            kept, quarantined, results = clean_batch_spark(spark, files, config)
+            check_drift(_schema(kept), target_schema(target), config.table)  # derived columns
+            quality = QualityOutcome(kept=None, quarantined=quarantined, results=results)
+            rows_read, batch = results[0].total if results else None, kept
         result.rules.append(quality.results)
-        unit.rows_read = frame.height
+        unit.rows_read = rows_read
         if quality.blocked:
             result.blocked_by = [r.name for r in quality.failures("fail")]
             break
         if quality.quarantined.height:
             delta.append(quarantine_target, stamped(quality.quarantined, run_id))
-        batch = latest_per_key(quality.kept, config)
+        if spark is None or config.full_reload:  # a snapshot's deletes need the whole (small) snapshot
+            batch = latest_per_key(quality.kept, config) if spark is None else _to_polars(batch)
         if config.full_reload:
             stored = delta.read(target).select(config.keys) if delta.table_exists(target) else pl.DataFrame()
             batch = with_snapshot_deletes(batch, stored, config.keys)
         partition_values = {config.partition_column: [day]} if day is not None else None
-        unit.add(apply_changes(target, batch, cdc_spec(config), partition_values=partition_values))
+        unit.add(_apply(spark, target, batch, cdc_spec(config), partition_values))
         unit.rows_quarantined += quality.quarantined.height
         unit.files_read = len(new_files)
-        result.columns = batch.drop(DELETED, strict=False).schema
+        result.columns = pl.Schema({c: t for c, t in _schema(batch).items() if c != DELETED})
         state.mark_processed(checkpoint_name(config), [f.name for f in new_files])
     if delta.table_exists(target):
         result.row_count = pl.scan_delta(target).select(pl.len()).collect().item()  # from the log and footers

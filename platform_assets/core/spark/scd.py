@@ -1,0 +1,391 @@
+"""``apply_changes`` (AUTO CDC, SCD1/SCD2) with Spark doing the distribution.
+
+The fold of a batch into a target is independent per key, so Spark only moves rows: the batch's
+events, the stored target rows and the hidden state rows of the batch's keys (read by Spark from the
+Delta tables' current files) are tagged with their source, unioned and grouped by a hash bucket of
+the keys; inside each group the SAME core polars functions as :func:`platform_assets.core.scd.apply_changes`
+(``_scd1``/``_scd2``, ``_align``, ``_diff``) compute what changes, for the target and for each state
+table. Only that change set is collected and written on the driver with the core ``_write_diff``
+(one delta-rs merge, or a create/append), so both engines write the same tables and commits.
+
+A bucket holds whole keys (every row of a key hashes to the same bucket), so folding a bucket equals
+folding its keys one by one; ``buckets=0`` folds every key in its own group (slow: one Python call
+per key), the default folds about :data:`ROWS_PER_BUCKET` events per call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import reduce
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa
+
+from platform_assets.core import delta
+from platform_assets.core.scd import (
+    _IS_DELETE,
+    _STATE_IDS,
+    START_AT,
+    CdcResult,
+    CdcSpec,
+    _align,
+    _batch_events,
+    _check_partition_scope,
+    _diff,
+    _scd1,
+    _scd2,
+    _validate_batch,
+    _write_diff,
+    split_rejected,
+    state_path,
+)
+from platform_assets.core.spark.read import (
+    arrow_schema,
+    create_dataframe,
+    from_spark,
+    polars_schema,
+    read_delta,
+    spark_schema,
+    to_spark_arrow,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+ROWS_PER_BUCKET = 200_000  # events folded per Python call (bounds a worker's memory)
+
+_SRC = "__source"  # 0 = batch events, 1 = target rows, 2 + i = rows of state table i
+_ARRIVAL = "__arrival"  # batch row order: without sequence_by the last row of a key wins
+_BUCKET = "__bucket"
+_TABLE = "__table"  # change set: 0 = target, 1 + i = state table i
+_KIND = "__kind"  # U = upsert, D = delete (merge keys only), N = number of inserts in _COUNT
+_COUNT = "__inserted"
+
+
+def _col(name: str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def _in(source: int, column: str) -> str:
+    return f"__s{source}_{column}"
+
+
+def _out(table: int, column: str) -> str:
+    return f"__o{table}_{column}"
+
+
+def _group(i: int) -> str:
+    return f"__g{i}"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every group's fold needs (shipped to the executors): the spec and exact polars schemas."""
+
+    spec: CdcSpec
+    events: pl.Schema  # the events as the core builds them, plus _ARRIVAL
+    target: pl.Schema | None  # None: no target table yet
+    states: tuple[tuple[str, pl.Schema | None], ...]  # state table name -> schema (None: no table yet)
+    outputs: tuple[pl.Schema, ...]  # rows written to the target, then to each state table
+    changes: pl.Schema  # one change-set row (all tables' columns, prefixed)
+    changes_arrow: pa.Schema
+
+    @property
+    def merge_keys(self) -> list[str]:
+        return list(self.spec.keys) if self.spec.stored_as_scd_type == 1 else [*self.spec.keys, START_AT]
+
+
+def _desired(
+    spec: CdcSpec,
+    existing: pl.DataFrame | None,
+    state: dict[str, pl.DataFrame | None],
+    events: pl.DataFrame,
+) -> list[tuple[pl.DataFrame | None, pl.DataFrame, list[str]]]:
+    """(stored rows, rows wanted, ids) for the target, then each state table: the core fold."""
+    fold = _scd1 if spec.stored_as_scd_type == 1 else _scd2
+    desired, new_state = fold(existing, state, events, spec)
+    merge_keys = list(spec.keys) if spec.stored_as_scd_type == 1 else [*spec.keys, START_AT]
+    tables = [(existing, _align(desired, None if existing is None else existing.schema), merge_keys)]
+    for name, wanted in new_state.items():  # as apply_changes' _write_state
+        old = state[name]
+        tables.append(
+            (old, _align(wanted, None if old is None else old.schema), [*spec.keys, *_STATE_IDS[name]])
+        )
+    return tables
+
+
+def _part(frame: pl.DataFrame, source: int, schema: pl.Schema) -> pl.DataFrame:
+    rows = frame.filter(pl.col(_SRC) == source).select(pl.col(_in(source, c)).alias(c) for c in schema)
+    return delta.normalize_timestamps(rows).cast(dict(schema))  # type: ignore[arg-type]
+
+
+def _fold(plan: _Plan, table: pa.Table) -> pa.Table:
+    """The change set of one group of keys (runs on an executor)."""
+    if table.num_rows == 0:
+        return plan.changes_arrow.empty_table()
+    frame = pl.DataFrame(pl.from_arrow(table))
+    events = _part(frame, 0, plan.events).sort(_ARRIVAL).drop(_ARRIVAL)
+    existing = None if plan.target is None else _part(frame, 1, plan.target)
+    state = {
+        name: None if schema is None else _part(frame, 2 + i, schema)
+        for i, (name, schema) in enumerate(plan.states)
+    }
+    pieces = []
+    for t, (old, desired, ids) in enumerate(_desired(plan.spec, existing, state, events)):
+        expected = plan.outputs[t]
+        if set(desired.columns) != set(expected):
+            raise RuntimeError(
+                f"apply_changes_spark: a group's result has columns {desired.columns}, not {list(expected)}"
+            )
+        upserts, deletes, inserted = _diff(old, desired, ids)
+        tag = [pl.lit(t, pl.Int8).alias(_TABLE)]
+        upserts = upserts.select(pl.col(c).cast(d).alias(_out(t, c)) for c, d in expected.items())
+        deletes = deletes.select(pl.col(c).cast(expected[c]).alias(_out(t, c)) for c in ids)
+        pieces.append(upserts.select(*tag, pl.lit("U").alias(_KIND), pl.all()))
+        pieces.append(deletes.select(*tag, pl.lit("D").alias(_KIND), pl.all()))
+        if inserted:
+            pieces.append(pl.DataFrame({_TABLE: [t], _KIND: ["N"], _COUNT: [inserted]}))
+    for i, (name, _) in enumerate(plan.states):  # see _probe: the driver needs to know
+        if state[name] is not None and state[name].height:
+            pieces.append(
+                pl.DataFrame({_TABLE: [1 + i], _KIND: ["S"]}, schema={_TABLE: pl.Int8, _KIND: pl.String})
+            )
+    pieces = [p for p in pieces if p.height]
+    if not pieces:
+        return plan.changes_arrow.empty_table()
+    changes = pl.concat(pieces, how="diagonal_relaxed")
+    changes = changes.select(
+        pl.col(c).cast(t) if c in changes.columns else pl.lit(None, t).alias(c)
+        for c, t in plan.changes.items()
+    )
+    return to_spark_arrow(changes, plan.changes_arrow)
+
+
+def _folder(plan: _Plan) -> Callable[[pa.Table], pa.Table]:
+    def fold(table: pa.Table) -> pa.Table:
+        return _fold(plan, table)
+
+    return fold
+
+
+def _probe(
+    spec: CdcSpec,
+    events: pl.Schema,
+    target: pl.Schema | None,
+    states: tuple[tuple[str, pl.Schema | None], ...],
+    filled: frozenset[str] = frozenset(),
+) -> tuple[pl.Schema, ...]:
+    """The schemas the core fold gives the rows of the target and of each state table.
+
+    Polars types follow schemas, so the fold is run on empty frames, except that the core skips an
+    EMPTY tombstone/last-sequence frame (``height == 0``) and then orders (and may type) the columns
+    differently: the state tables in ``filled`` get one row of nulls, as when the batch's keys have
+    such state. The driver picks the variant the polars engine would have seen for the whole batch.
+    """
+    state = {
+        name: None if schema is None else pl.DataFrame(schema=schema).clear(int(name in filled))
+        for name, schema in states
+    }
+    existing = None if target is None else pl.DataFrame(schema=target)
+    tables = _desired(spec, existing, state, pl.DataFrame(schema=events).drop(_ARRIVAL))
+    return tuple(desired.schema for _, desired, _ in tables)
+
+
+def _make_plan(
+    spec: CdcSpec,
+    events: pl.Schema,
+    target: pl.Schema | None,
+    states: tuple[tuple[str, pl.Schema | None], ...],
+) -> _Plan:
+    """Rows travel with the types of the variant where every stored state is present (supertypes)."""
+    plain = _probe(spec, events, target, states)
+    outputs = _probe(spec, events, target, states, frozenset(n for n, s in states if s is not None))
+    assert [set(s) for s in plain] == [set(s) for s in outputs], "state changed the fold's columns"
+    changes = pl.Schema(
+        {
+            _TABLE: pl.Int8,
+            _KIND: pl.String,
+            _COUNT: pl.Int64,
+            **{_out(t, c): dtype for t, schema in enumerate(outputs) for c, dtype in schema.items()},
+        }
+    )
+    return _Plan(spec, events, target, states, outputs, changes, arrow_schema(spark_schema(changes)))
+
+
+def _existing_schema(path: str, keys: Sequence[str]) -> pl.Schema | None:
+    if not delta.table_exists(path):
+        return None
+    schema = pl.scan_delta(str(path)).collect_schema()
+    missing = [k for k in keys if k not in schema]
+    if missing:
+        raise ValueError(f"key column(s) {missing} are not in the existing table {path!r}")
+    return schema
+
+
+def _tagged(
+    frame: DataFrame, source: int, schema: pl.Schema, keys: Sequence[str], key_types: dict
+) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return frame.select(
+        F.lit(source).cast("byte").alias(_SRC),
+        *[_col(k).cast(key_types[k]).alias(_group(i)) for i, k in enumerate(keys)],
+        *[_col(c).alias(_in(source, c)) for c in schema],
+    )
+
+
+def _spark_events(batch: DataFrame, spec: CdcSpec, partition_values: dict | None):
+    """Spark batch → (rows_in, rejected rows, events DataFrame, events schema, number of events)."""
+    from pyspark.sql import functions as F
+
+    head = pl.DataFrame(schema=polars_schema(batch))
+    rows_in = batch.count()
+    if rows_in == 0:
+        return 0, head, None, None, 0
+    _validate_batch(head, spec, partition_values)
+    nulls = [_col(k).isNull() for k in spec.keys]
+    if spec.sequence_by:
+        nulls.append(_col(spec.sequence_by).isNull())
+    bad = reduce(lambda a, b: a | b, nulls)
+    _, rejected = split_rejected(from_spark(batch.filter(bad).toArrow(), head.schema), spec)
+    if rejected.height == rows_in:
+        return rows_in, rejected, None, None, 0
+    probe = _batch_events(delta.normalize_timestamps(head), spec)
+    is_delete = (
+        F.coalesce(_col(spec.apply_as_deletes), F.lit(False)) if spec.apply_as_deletes else F.lit(False)
+    )
+    events = batch.filter(~bad).withColumn(_IS_DELETE, is_delete)
+    events = events.select(*[_col(c) for c in probe.columns], F.monotonically_increasing_id().alias(_ARRIVAL))
+    scope = [c for c in (partition_values or {}) if c in probe.columns]
+    if scope:
+        seen = events.select(*[_col(c) for c in scope], _col(_IS_DELETE)).distinct().toArrow()
+        _check_partition_scope(from_spark(seen, probe.select(*scope, _IS_DELETE).schema), partition_values)
+    schema = pl.Schema({**probe.schema, _ARRIVAL: pl.Int64})
+    return rows_in, rejected, events, schema, rows_in - rejected.height
+
+
+def apply_changes_spark(
+    spark: SparkSession,
+    target: str,
+    batch: Any,
+    spec: CdcSpec,
+    *,
+    partition_values: dict[str, list] | None = None,
+    buckets: int | None = None,
+) -> CdcResult:
+    """:func:`platform_assets.core.scd.apply_changes` with the fold on Spark's executors.
+
+    ``batch`` is a pyspark or a polars DataFrame. Same arguments, same :class:`CdcResult`, same Delta
+    tables (target and hidden state). ``buckets``: groups of keys folded per Python call (None: about
+    one per :data:`ROWS_PER_BUCKET` events, at least ``spark.sql.shuffle.partitions``; 0: one per key).
+    """
+    current = delta.version(target)
+    cached = False
+    if isinstance(batch, pl.DataFrame):
+        if batch.height == 0:
+            return CdcResult(0, 0, 0, 0, batch, current, committed=False)
+        _validate_batch(batch, spec, partition_values)
+        clean, rejected = split_rejected(batch, spec)
+        rows_in, n_events = batch.height, clean.height
+        events = None
+        if clean.height:
+            frame = _batch_events(delta.normalize_timestamps(clean), spec)
+            _check_partition_scope(frame, partition_values)
+            frame = frame.with_row_index(_ARRIVAL).select(
+                pl.exclude(_ARRIVAL), pl.col(_ARRIVAL).cast(pl.Int64)
+            )
+            events_schema = frame.schema
+            events = create_dataframe(spark, frame)
+    else:
+        if not batch.is_cached:  # read several times below: compute it once
+            batch, cached = batch.persist(), True
+    try:
+        if not isinstance(batch, pl.DataFrame):
+            rows_in, rejected, events, events_schema, n_events = _spark_events(batch, spec, partition_values)
+        result = CdcResult(rows_in, 0, 0, 0, rejected, current, committed=False)
+        if events is None:
+            return result
+        return _fold_and_write(
+            spark, target, events, events_schema, n_events, spec, partition_values, buckets, result
+        )
+    finally:
+        if cached:
+            batch.unpersist()
+
+
+def _fold_and_write(
+    spark: SparkSession,
+    target: str,
+    events: DataFrame,
+    events_schema: pl.Schema,
+    n_events: int,
+    spec: CdcSpec,
+    partition_values: dict | None,
+    buckets: int | None,
+    result: CdcResult,
+) -> CdcResult:
+    from pyspark.sql import functions as F
+
+    keys = list(spec.keys)
+    target_schema = _existing_schema(target, keys)
+    states = tuple((name, _existing_schema(state_path(target, name), keys)) for name in spec.state_tables)
+    plan = _make_plan(spec, events_schema, target_schema, states)
+
+    # One type per key for grouping: the target's (as _read_for_keys casts the batch keys to it).
+    typed = spark_schema(target_schema) if target_schema is not None else events.schema
+    key_types = {k: typed[k].dataType for k in keys}
+    parts = [_tagged(events, 0, events_schema, keys, key_types)]
+    batch_keys = parts[0].select([_group(i) for i in range(len(keys))]).distinct()
+    stored = [(1, target, target_schema, partition_values)]
+    stored += [(2 + i, state_path(target, name), schema, None) for i, (name, schema) in enumerate(states)]
+    for source, path, schema, scope in stored:
+        if schema is not None:
+            rows = _tagged(read_delta(spark, path, scope), source, schema, keys, key_types)
+            parts.append(rows.join(batch_keys, on=[_group(i) for i in range(len(keys))], how="left_semi"))
+    rows = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+
+    groups = [_col(_group(i)) for i in range(len(keys))]
+    if buckets == 0:
+        grouped = rows.groupBy(*groups)
+    else:
+        n = buckets or max(
+            int(spark.conf.get("spark.sql.shuffle.partitions") or 1), math.ceil(n_events / ROWS_PER_BUCKET)
+        )
+        grouped = rows.withColumn(_BUCKET, F.pmod(F.xxhash64(*groups), F.lit(n))).groupBy(_BUCKET)
+    changes = from_spark(
+        grouped.applyInArrow(_folder(plan), spark_schema(plan.changes)).toArrow(), plan.changes
+    )
+
+    # The polars engine folds all keys at once: it saw a state table's rows if any group did.
+    seen = set(changes.filter(pl.col(_KIND) == "S").get_column(_TABLE).to_list())
+    filled = frozenset(name for i, (name, _) in enumerate(states) if 1 + i in seen)
+    final = _probe(spec, events_schema, target_schema, states, filled)
+
+    def diff(t: int, ids: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+        rows = changes.filter(pl.col(_TABLE) == t)
+        schema = final[t]
+        upserts = rows.filter(pl.col(_KIND) == "U").select(
+            pl.col(_out(t, c)).cast(d).alias(c) for c, d in schema.items()
+        )
+        deletes = rows.filter(pl.col(_KIND) == "D").select(
+            pl.col(_out(t, c)).cast(schema[c]).alias(c) for c in ids
+        )
+        return upserts, deletes, int(rows.filter(pl.col(_KIND) == "N").get_column(_COUNT).sum() or 0)
+
+    upserts, deletes, inserted = diff(0, plan.merge_keys)
+    result.version, result.committed = _write_diff(
+        target, upserts, deletes, plan.merge_keys, spec.partition_by, partition_values, inserted
+    )
+    result.rows_inserted = inserted
+    result.rows_updated = upserts.height - inserted
+    result.rows_deleted = deletes.height
+    for i, (name, _) in enumerate(states):  # after the target, as apply_changes does
+        ids = [*keys, *_STATE_IDS[name]]
+        upserts, deletes, _ = diff(1 + i, ids)
+        _write_diff(state_path(target, name), upserts, deletes, ids, (), None)
+    return result

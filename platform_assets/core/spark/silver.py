@@ -1,0 +1,206 @@
+"""Silver's cleaning on Spark: bronze files → ``transform`` → expectations → latest row per key.
+
+Spark reads the files; the core polars functions do the work inside the executors:
+:func:`platform_assets.core.silver.transform` and :func:`platform_assets.core.expectations.apply_expectations`
+per partition of rows (their rules are row-wise: see :func:`row_wise`), their per-batch
+:class:`RuleResult` counts summed with :func:`combine`, then
+:func:`platform_assets.core.silver.latest_per_key` per group of keys (a hash bucket of whole keys).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa
+
+from platform_assets.core.config import TableConfig
+from platform_assets.core.expectations import RULE_COLUMN, RuleResult, apply_expectations, combine
+from platform_assets.core.silver import SOURCE_FILE, latest_per_key, transform
+from platform_assets.core.spark.read import arrow_schema, from_spark, spark_schema, to_spark_arrow
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+_PART = "__part"  # 0 = kept row, 1 = quarantined row, 2 = counts of rule _RULE_INDEX
+_RULE_INDEX = "__rule_index"
+_TOTAL = "__total"
+_FAILED = "__failed"
+_FILE_INDEX = "__file_index"
+_ROW_INDEX = "__row_index"
+_BUCKET = "__bucket"
+
+# Expression nodes / functions whose value for a row depends on other rows (aggregations, windows...).
+_NOT_ROW_WISE = {
+    "Agg", "Over", "Rolling", "Window", "Len", "Sort", "SortBy", "Gather", "Filter", "Slice", "Explode",
+    "Shift", "ShiftAndFill", "CumSum", "CumProd", "CumMin", "CumMax", "CumCount", "Cumulative", "Rank",
+    "Diff", "Unique", "UniqueCounts", "IsDuplicated", "IsUnique", "IsFirstDistinct", "IsLastDistinct",
+    "Reverse", "ForwardFill", "BackwardFill", "FillNullWithStrategy", "Interpolate", "PctChange", "Mode",
+    "ValueCounts", "ArgUnique", "Repeat", "Implode", "AggGroups", "Ewm", "EwmMean", "EwmStd", "EwmVar",
+}  # fmt: skip
+
+
+def _mentions(node: Any, names: set[str]) -> bool:
+    if isinstance(node, dict):
+        return any(k in names or _mentions(v, names) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_mentions(v, names) for v in node)
+    return isinstance(node, str) and node in names
+
+
+def row_wise(config: TableConfig) -> bool:
+    """True when every derived column and rule gives a row's value from that row alone.
+
+    Then cleaning any split of the rows gives the same rows as cleaning the whole batch. An expression
+    that cannot be inspected counts as not row-wise.
+    """
+    expressions = [pl.sql_expr(e) for e in config.derived.values()]
+    expressions += [e.predicate() for e in config.all_expectations]
+    for expr in expressions:
+        try:
+            tree = json.loads(expr.meta.serialize(format="json"))
+        except Exception:
+            return False
+        if _mentions(tree, _NOT_ROW_WISE):
+            return False
+    return True
+
+
+def bronze_schema(files: Sequence[Path]) -> pl.Schema:
+    """The schema :func:`platform_assets.core.silver.read_bronze` gives these files (from their footers)."""
+    frames = []
+    for path in files:
+        with Path(path).open("rb") as handle:
+            frames.append(
+                pl.DataFrame(schema=pl.read_parquet_schema(handle)).with_columns(
+                    pl.lit("").alias(SOURCE_FILE)
+                )
+            )
+    return pl.concat(frames, how="diagonal").schema
+
+
+def _cleaner(
+    config: TableConfig,
+    bronze: pl.Schema,
+    clean: pl.Schema,
+    out: pa.Schema,
+    out_schema: pl.Schema,
+    whole: bool,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    n_rules = len(config.all_expectations)
+
+    def run(frame: pl.DataFrame) -> list[pa.RecordBatch]:
+        quality = apply_expectations(transform(frame, config), config.all_expectations)
+        counts = pl.DataFrame(
+            {
+                _PART: [2] * n_rules,
+                _RULE_INDEX: list(range(n_rules)),
+                _TOTAL: [r.total for r in quality.results],
+                _FAILED: [r.failed for r in quality.results],
+            },
+            schema={_PART: pl.Int8, _RULE_INDEX: pl.Int32, _TOTAL: pl.Int64, _FAILED: pl.Int64},
+        )
+        parts = [
+            quality.kept.with_columns(pl.lit(0, pl.Int8).alias(_PART)),
+            quality.quarantined.with_columns(pl.lit(1, pl.Int8).alias(_PART)),
+            counts,
+        ]
+        rows = pl.concat([p for p in parts if p.height], how="diagonal_relaxed")
+        rows = rows.select(
+            pl.col(c).cast(t) if c in rows.columns else pl.lit(None, t).alias(c)
+            for c, t in out_schema.items()
+        )
+        return to_spark_arrow(rows, out).to_batches()
+
+    def clean_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        extra = [_FILE_INDEX, _ROW_INDEX] if whole else []
+        schema = pl.Schema({**bronze, **dict.fromkeys(extra, pl.Int64)})
+        frames = [from_spark(b, schema) for b in batches]
+        if whole:  # the whole batch in read_bronze's order, in one call
+            frames = [pl.concat(frames).sort(extra).drop(extra)] if frames else []
+        for frame in frames:
+            if frame.height:
+                yield from run(frame)
+
+    return clean_partition
+
+
+def _deduper(config: TableConfig, clean: pl.Schema, out: pa.Schema) -> Callable[[pa.Table], pa.Table]:
+    kept = pl.Schema({c: t for c, t in clean.items() if c != SOURCE_FILE})
+
+    def dedupe(table: pa.Table) -> pa.Table:
+        if table.num_rows == 0:
+            return out.empty_table()
+        rows = latest_per_key(from_spark(table, clean), config)
+        return to_spark_arrow(rows.select(list(kept)), out)
+
+    return dedupe
+
+
+def clean_batch_spark(
+    spark: SparkSession, files: Sequence[Path], config: TableConfig, *, buckets: int | None = None
+) -> tuple[DataFrame, pl.DataFrame, list[RuleResult]]:
+    """Silver's ``transform`` + ``apply_expectations`` + ``latest_per_key`` of ``files``, on Spark.
+
+    Returns (kept rows, one per key: a Spark DataFrame; quarantined rows with ``_rule``: polars, collected;
+    the rules' results summed over the whole batch). ``buckets``: groups of keys deduplicated per Python
+    call (None: ``spark.sql.shuffle.partitions``; 0: one per key).
+    """
+    from pyspark.sql import functions as F
+
+    files = [Path(f) for f in files]
+    if not files:
+        raise ValueError("clean_batch_spark needs at least one bronze file")
+    bronze = bronze_schema(files)
+    clean = transform(pl.DataFrame(schema=bronze), config).schema
+    quarantined_schema = pl.Schema({**clean, RULE_COLUMN: pl.String})
+    out_schema = pl.Schema(
+        {
+            **quarantined_schema,
+            _PART: pl.Int8,
+            _RULE_INDEX: pl.Int32,
+            _TOTAL: pl.Int64,
+            _FAILED: pl.Int64,
+        }
+    )
+    whole = not row_wise(config)
+    read_schema = spark_schema(pl.Schema({c: t for c, t in bronze.items() if c != SOURCE_FILE}))
+    rows = spark.read.schema(read_schema).parquet(*[str(f) for f in files])
+    rows = rows.withColumn(SOURCE_FILE, F.col("_metadata.file_name"))
+    columns = [F.col(f"`{c}`") for c in bronze]
+    if whole:  # not row-wise: one call over all rows, in file order, like the polars engine
+        order = F.create_map(*[x for i, f in enumerate(files) for x in (F.lit(f.name), F.lit(i))])
+        columns += [
+            order[F.col(SOURCE_FILE)].cast("long").alias(_FILE_INDEX),
+            F.col("_metadata.row_index").alias(_ROW_INDEX),
+        ]
+        rows = rows.select(*columns).coalesce(1)
+    else:
+        rows = rows.select(*columns)
+    out_spark = spark_schema(out_schema)
+    cleaned = rows.mapInArrow(
+        _cleaner(config, bronze, clean, arrow_schema(out_spark), out_schema, whole), out_spark
+    )
+    cleaned = cleaned.localCheckpoint(eager=True)  # computed once: counts, quarantine and kept rows below
+
+    side = from_spark(cleaned.filter(F.col(_PART) != 0).toArrow(), out_schema)
+    quarantined = side.filter(pl.col(_PART) == 1).select(list(quarantined_schema))
+    counts = side.filter(pl.col(_PART) == 2).select(_RULE_INDEX, _TOTAL, _FAILED)
+    rules = config.all_expectations
+    per_batch = [[RuleResult(rules[i], total, failed)] for i, total, failed in counts.iter_rows()]
+    results = combine([[RuleResult(e, 0, 0) for e in rules], *per_batch])  # every rule, in config order
+
+    kept_schema = pl.Schema({c: t for c, t in clean.items() if c != SOURCE_FILE})
+    kept_spark = spark_schema(kept_schema)
+    kept = cleaned.filter(F.col(_PART) == 0).select(*[F.col(f"`{c}`") for c in clean])
+    keys = [F.col(f"`{k}`") for k in config.keys]
+    if buckets == 0:
+        grouped = kept.groupBy(*keys)
+    else:
+        n = buckets or int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
+        grouped = kept.withColumn(_BUCKET, F.pmod(F.xxhash64(*keys), F.lit(n))).groupBy(_BUCKET)
+    deduped = grouped.applyInArrow(_deduper(config, clean, arrow_schema(kept_spark)), kept_spark)
+    return deduped, quarantined, results

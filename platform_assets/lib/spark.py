@@ -1,0 +1,57 @@
+"""The Spark session of the Spark engine, from dagster-pyspark, created only when a step needs it.
+
+``LazyPySparkResource`` starts no JVM until a step asks for the session, so runs of polars tables never pay
+for Spark. This subclass adds what the platform needs around it: a one-line error when Java is missing, the
+workers running this environment's Python, Spark Connect (``PLATFORM_SPARK_REMOTE``), and the session
+stopped when the step ends (the JVM would otherwise outlive it).
+
+Importing this module needs the ``spark`` extra (pyspark, dagster-pyspark).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dagster import EnvVar, InitResourceContext
+from dagster_pyspark import LazyPySparkResource
+
+from platform_assets.core.spark.session import BASE_CONF, build_session
+from platform_assets.settings import Settings
+
+
+class SparkResource(LazyPySparkResource):
+    """``spark_config`` holds ``spark.master`` and the platform's defaults; ``extra_conf`` (the JSON of
+    ``PLATFORM_SPARK_CONF``, resolved from the environment at run time so the UI never shows it) goes over
+    them; ``remote`` (Spark Connect) wins over the master when set."""
+
+    remote: str | None = None
+    extra_conf: str | None = None
+
+    def _init_session(self) -> None:
+        if self._spark_session is None:
+            conf = {**self.spark_config, **(json.loads(self.extra_conf) if self.extra_conf else {})}
+            master = conf.pop("spark.master", None)
+            self._spark_session = build_session(master=master, remote=self.remote, conf=conf)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._spark_session is not None:
+            self._spark_session.stop()
+            self._spark_session = None
+
+
+def spark_resource(settings: Settings) -> SparkResource:
+    """Settings were validated when loaded; secrets reach the resource as ``EnvVar``s."""
+    config: dict[str, Any] = {**BASE_CONF, "spark.master": settings.spark_master}
+    secret = settings.secrets_in_environment
+    return SparkResource(
+        spark_config=config,
+        remote=EnvVar("PLATFORM_SPARK_REMOTE")
+        if "PLATFORM_SPARK_REMOTE" in secret
+        else settings.spark_remote,
+        extra_conf=(
+            EnvVar("PLATFORM_SPARK_CONF")
+            if "PLATFORM_SPARK_CONF" in secret
+            else (json.dumps(dict(settings.spark_conf)) if settings.spark_conf else None)
+        ),
+    )
