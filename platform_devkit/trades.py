@@ -68,10 +68,10 @@ class StreamDriver:
     def tick(self) -> tuple[SkipReason | RunRequest | SensorResult, list[RunRequest]]:
         """One evaluation of the sensor: its result and the runs it requests."""
         sensor = self.defs.resolve_sensor_def(SENSOR_NAME)
-        context = build_sensor_context(
+        with build_sensor_context(
             instance=self.instance, cursor=self.cursor, resources=self.resources, definitions=self.defs
-        )
-        result = sensor(context)
+        ) as context:
+            result = sensor(context)
         if isinstance(result, SensorResult):
             self.cursor = result.cursor or self.cursor
             return result, list(result.run_requests or [])

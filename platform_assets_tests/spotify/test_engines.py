@@ -14,11 +14,13 @@ import yaml
 from dagster import AssetKey, DagsterInstance
 from polars.testing import assert_frame_equal
 
+from platform_assets.core.audit import AuditStore
 from platform_assets.core.config import load_tables
 from platform_assets.core.scd import START_AT
 from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import NoSpark, build_resources
 from platform_assets.lib.spark import SparkResource
+from platform_assets.monitoring.audit import audit_tick
 from platform_assets.spotify.common import ENGINE_TAG
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.spark_cluster import standalone_cluster
@@ -94,6 +96,10 @@ def test_both_engines_give_the_same_medallion_scenario_after_scenario(tmp_path, 
 
     engines = {v for r in instance.get_runs() for k, v in r.tags.items() if k.startswith(ENGINE_TAG)}
     assert engines == {"polars", "spark"}  # each run says which engine ran each table
+    audit_tick(instance, build_resources(b)["audit"], None, log=lambda _: None)
+    spark_run = next(r for r in instance.get_runs() if r.tags.get(f"{ENGINE_TAG}.dimuser") == "spark")
+    params = AuditStore(b.audit_url).parameters(spark_run.run_id)
+    assert params[f"tag.{ENGINE_TAG}.dimuser"] == "spark"  # in Process_Parameter_Metadata
 
 
 def test_the_medallion_on_a_standalone_spark_cluster_matches_polars(tmp_path, sqlite_source):
