@@ -87,8 +87,10 @@ check-config: install
 audit-setup: install
 	$(BIN)/python -m platform_assets.audit_setup
 
-bench: install
-	$(BIN)/python bench/medallion_bench.py
+# ENGINE=spark or ENGINE=both (polars and Spark side by side on the same source); Spark needs the spark extra
+ENGINE ?= polars
+bench: $(if $(filter polars,$(ENGINE)),install,install-dev)
+	$(BIN)/python bench/medallion_bench.py --engine $(ENGINE)
 
 bench-stream: install
 	$(BIN)/python bench/stream_bench.py

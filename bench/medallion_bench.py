@@ -4,6 +4,7 @@
     python bench/medallion_bench.py --rows 200000         # quick run
     python bench/medallion_bench.py --rows 1000000 \\
         --url postgresql+psycopg://postgres@127.0.0.1:5432/test --json out.json
+    python bench/medallion_bench.py --engine both --rows 2000000 --skip-extract   # polars vs Spark
 
 Phases (each in its own child process, so the peak RSS reported belongs to that phase only):
 
@@ -14,6 +15,12 @@ Phases (each in its own child process, so the peak RSS reported belongs to that 
                on one new day after the last one (not measured)
   incremental  ``materialize_medallion`` again: dimensions + only the new day's partition
 
+``--engine spark`` runs silver and gold on Spark (``Settings(engine="spark", spark_master="local[*]")``);
+``--engine both`` runs full, change (once, on the shared source) and then incremental for polars and for
+Spark, each engine with its own data dir (lake, state), and prints them side by side. The parent samples
+each child's process tree (the JVM and the Python workers are descendants of the Python driver) every
+50 ms: the tree's peak RSS and its CPU time split between driver, JVM and Python workers.
+
 On PostgreSQL/MySQL the source lives in a fresh schema (``bench_<hex>``) that is dropped at the end;
 the pipeline reads it through a copy of tables.yaml with ``schema:`` set.
 """
@@ -21,11 +28,14 @@ the pipeline reads it through a copy of tables.yaml with ``schema:`` set.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import json
 import os
 import random
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +50,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_TABLES = REPO / "platform_assets" / "tables.yaml"
 PHASES = ("setup", "extract", "full", "change", "incremental")
+ENGINE_PHASES = ("full", "incremental")  # run once per engine; the others once per benchmark
+ENGINES = ("polars", "spark")
 START = date(2025, 1, 1)
 STREAMS_PER_SCALE_PER_DAY = 1000  # platform_devkit.sample.STREAMS_PER_SCALE_PER_DAY (not imported here)
 
@@ -98,6 +110,79 @@ class RssSampler:
         return round(max(inside), 1) if inside else None
 
 
+class Timers:
+    """Wall time spent in some platform functions during a run, by wrapping them in the child (the platform
+    code is not changed). Nested wraps count in each: a Delta commit inside a fold counts in both."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.first_end: dict[str, float] = {}  # time.time() when the first call returned
+        self.first_seconds: dict[str, float] = {}
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def wrap(self, module_name: str, attribute: str, label: str) -> None:
+        module = importlib.import_module(module_name)
+        original = getattr(module, attribute)
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - t0
+                self.seconds[label] = self.seconds.get(label, 0.0) + spent
+                self.calls[label] = self.calls.get(label, 0) + 1
+                if label not in self.first_end:
+                    self.first_end[label] = time.time()
+                    self.first_seconds[label] = spent
+
+        setattr(module, attribute, timed)
+        self._undo.append((module, attribute, original))
+
+    def __enter__(self) -> Timers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for module, attribute, original in reversed(self._undo):
+            setattr(module, attribute, original)
+
+    def summary(self, started: float) -> dict[str, Any]:
+        return {
+            label: {
+                "seconds": round(seconds, 3),
+                "calls": self.calls[label],
+                "first_seconds": round(self.first_seconds[label], 3),
+                "first_done_after": round(self.first_end[label] - started, 3),
+            }
+            for label, seconds in self.seconds.items()
+        }
+
+
+# label -> the platform functions timed under it (module, attribute), per engine
+SESSION = "Spark session start"
+CLEAN = "clean (read bronze, rules)"
+FOLD = "apply_changes (fold + commit)"
+COMMIT = "Delta commit (delta-rs, driver)"
+TIMED = {
+    "polars": {
+        CLEAN: [("platform_assets.core.steps.silver", "_clean")],
+        FOLD: [
+            ("platform_assets.core.steps.silver", "apply_changes"),
+            ("platform_assets.core.steps.gold", "apply_changes"),
+        ],
+        COMMIT: [("platform_assets.core.scd", "_write_diff")],
+    },
+    "spark": {
+        SESSION: [("platform_assets.lib.spark", "build_session")],
+        CLEAN: [("platform_assets.core.spark.silver", "clean_batch_spark")],
+        FOLD: [("platform_assets.core.spark.scd", "apply_changes_spark")],
+        COMMIT: [("platform_assets.core.spark.scd", "_write_diff")],
+    },
+}
+
+
 def _quiet() -> None:
     warnings.filterwarnings("ignore")
 
@@ -111,14 +196,22 @@ def _write_result(workdir: Path, phase: str, result: dict[str, Any]) -> None:
     (workdir / "results" / f"{phase}.json").write_text(json.dumps(result, indent=2, default=str))
 
 
+def _data_dir(workdir: Path, engine: str) -> Path:
+    """Each engine has its own lake, state and audit databases; the source is shared."""
+    return workdir / f"data_{engine}"
+
+
 def _settings(p: dict[str, Any], workdir: Path):
     from platform_assets.settings import Settings
 
     return Settings(
-        data_dir=workdir / "data",
+        data_dir=_data_dir(workdir, p["engine"]),
         source_url=p["url"],
         tables_file=Path(p["tables_file"]),
         batch_size=p["batch_size"],
+        engine=p["engine"],
+        spark_master=p["spark_master"],
+        spark_conf={k: str(v) for k, v in p.get("spark_conf", {}).items()},
     )
 
 
@@ -172,11 +265,16 @@ def _materialize(p: dict[str, Any], workdir: Path, days: tuple[date, date] | Non
 
     settings = _settings(p, workdir)
     instance = DagsterInstance.ephemeral()
-    base = _rss_mb()
-    with RssSampler() as sampler:
-        t0 = time.perf_counter()
-        run = materialize_medallion(settings, instance=instance, days=days, log_level="WARNING")
-        seconds = time.perf_counter() - t0
+    with Timers() as timers:
+        for label, targets in TIMED[p["engine"]].items():
+            for module_name, attribute in targets:
+                timers.wrap(module_name, attribute, label)
+        base = _rss_mb()
+        with RssSampler() as sampler:
+            started = time.time()
+            t0 = time.perf_counter()
+            run = materialize_medallion(settings, instance=instance, days=days, log_level="WARNING")
+            seconds = time.perf_counter() - t0
     steps = []
     for result in run.results:
         for stat in instance.get_run_step_stats(result.run_id):
@@ -206,11 +304,12 @@ def _materialize(p: dict[str, Any], workdir: Path, days: tuple[date, date] | Non
         "checks_failed": failed_checks,
         "steps": steps,
         "outside_steps_seconds": round(seconds - in_steps, 3),
+        "timed": timers.summary(started),
     }
 
 
 def phase_full(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    shutil.rmtree(workdir / "data", ignore_errors=True)
+    shutil.rmtree(_data_dir(workdir, p["engine"]), ignore_errors=True)
     result = _materialize(p, workdir, None)
     result["rows"] = p["fact_rows"]
     return result
@@ -313,14 +412,19 @@ PHASE_FUNCTIONS = {
 }
 
 
-def run_phase(phase: str, workdir: Path) -> int:
+def _result_name(phase: str, engine: str) -> str:
+    return f"{phase}-{engine}" if phase in ENGINE_PHASES else phase
+
+
+def run_phase(phase: str, workdir: Path, engine: str) -> int:
     _quiet()
-    p = _params(workdir)
+    p = {**_params(workdir), "engine": engine}
     result = PHASE_FUNCTIONS[phase](p, workdir)
     result["peak_mb"] = round(_peak_mb(), 1)
     result["seconds"] = round(result["seconds"], 3)
     result["rows_per_s"] = round(result["rows"] / result["seconds"]) if result["seconds"] > 0 else None
-    _write_result(workdir, phase, result)
+    result["us_per_row"] = round(1e6 * result["seconds"] / result["rows"], 2) if result["rows"] else None
+    _write_result(workdir, _result_name(phase, engine), result)
     return 0
 
 
@@ -358,29 +462,192 @@ def _drop_schema(url: str, schema: str) -> None:
         engine.dispose()
 
 
-def _spawn(phase: str, workdir: Path, verbose: bool) -> dict[str, Any]:
-    log = workdir / "logs" / f"{phase}.log"
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux /proc; none elsewhere or once it has exited)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def _process_tree(root: int) -> list[int]:
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += _children(pid)
+    return tree
+
+
+def _rss_and_cpu(pid: int) -> tuple[float, float] | None:
+    """(VmRSS in MB, user + system CPU seconds) of ``pid``, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            rss_kb = next((int(line.split()[1]) for line in handle if line.startswith("VmRSS:")), 0)
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return rss_kb / 1024, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _machine_cpu_seconds() -> float:
+    """CPU seconds all processes of the machine have used (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _kind(pid: int, root: int) -> str:
+    """driver (the phase's Python process), jvm, or workers (Spark's Python daemon and workers)."""
+    if pid == root:
+        return "driver"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            program = handle.read().split(b"\0", 1)[0].decode(errors="replace")
+    except OSError:
+        return "workers"
+    return "jvm" if os.path.basename(program) == "java" else "workers"
+
+
+class TreeSampler:
+    """Samples the RSS and CPU time of a child's whole process tree every ``interval`` seconds (the JVM of
+    a local Spark session and its Python workers are descendants of the phase's Python process).
+
+    The RSS is the sum of the processes' VmRSS, so pages shared between processes (forked Python workers)
+    count once per process: an upper bound. CPU seconds are the last value seen per process."""
+
+    def __init__(self, root: int, interval: float = 0.05) -> None:
+        self.root = root
+        self.interval = interval
+        self.peak_mb = 0.0
+        self.max_processes = 0
+        self.cpu: dict[int, float] = {}
+        self.kinds: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total, alive = 0.0, 0
+            for pid in _process_tree(self.root):
+                sample = _rss_and_cpu(pid)
+                if sample is None:
+                    continue
+                if self.kinds.get(pid) != "jvm":  # the JVM starts as the spark-submit script: look again
+                    self.kinds[pid] = _kind(pid, self.root)
+                total += sample[0]
+                alive += 1
+                self.cpu[pid] = sample[1]
+            self.peak_mb = max(self.peak_mb, total)
+            self.max_processes = max(self.max_processes, alive)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cpu_by_kind(self) -> dict[str, float]:
+        out = dict.fromkeys(("driver", "jvm", "workers"), 0.0)
+        for pid, seconds in self.cpu.items():
+            out[self.kinds[pid]] += seconds
+        return {k: round(v, 1) for k, v in out.items()}
+
+
+def _group_alive(process: subprocess.Popen) -> bool:
+    process.poll()  # reap the child itself, or the group never empties
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_group(process: subprocess.Popen, grace: float) -> bool:
+    """End whatever is left of the child's process group (its own session) after ``grace`` seconds:
+    SIGTERM, then SIGKILL after 5 s. The JVM and Spark's Python workers are in that group (a JVM exits on
+    its own shortly after its driver: hence the grace). True if anything had to be ended."""
+    deadline = time.monotonic() + grace
+    while _group_alive(process) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if not _group_alive(process):
+            return True
+        time.sleep(0.1)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+    return True
+
+
+def _spawn(phase: str, engine: str, workdir: Path, verbose: bool, timeout: float | None) -> dict[str, Any]:
+    name = _result_name(phase, engine)
+    log = workdir / "logs" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
-    command = [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--workdir", str(workdir)]
+    command = [
+        *(sys.executable, str(Path(__file__).resolve()), "--phase", phase),
+        *("--engine", engine, "--workdir", str(workdir)),
+    ]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        # a local Spark driver binds to the host's first non-loopback address otherwise
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
     }
-    t0 = time.perf_counter()
+    t0, machine = time.perf_counter(), _machine_cpu_seconds()
     with open(log, "w") as handle:
-        done = subprocess.run(
+        # A session of its own: the child, its JVM and the JVM's Python workers can be ended together
+        # (Ctrl-C reaches only this process; it ends the group in the finally below).
+        process = subprocess.Popen(
             command,
             stdout=None if verbose else handle,
             stderr=subprocess.STDOUT if not verbose else None,
             env=env,
-            check=False,
+            cwd=workdir,  # Spark's stray files (spark-warehouse, derby.log) land in the work dir
+            start_new_session=True,
         )
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
+        returncode = None
+        try:
+            with TreeSampler(process.pid) as tree:
+                try:
+                    returncode = process.wait(timeout)
+                except subprocess.TimeoutExpired:  # e.g. a Spark job whose scheduler thread died
+                    raise RuntimeError(
+                        f"phase {name} still running after {timeout:g} s: ended; log {log}"
+                    ) from None
+        finally:
+            leftover = _stop_group(process, grace=10 if returncode is not None else 0)
+    wall, machine = time.perf_counter() - t0, _machine_cpu_seconds() - machine
+    if returncode != 0:
         tail = "" if verbose else "".join(log.read_text().splitlines(keepends=True)[-40:])
-        raise RuntimeError(f"phase {phase} failed (exit {done.returncode}); log {log}:\n{tail}")
-    result = json.loads((workdir / "results" / f"{phase}.json").read_text())
+        raise RuntimeError(f"phase {name} failed (exit {returncode}); log {log}:\n{tail}")
+    result = json.loads((workdir / "results" / f"{name}.json").read_text())
     result["process_seconds"] = round(wall, 3)
+    result["tree_peak_mb"] = round(tree.peak_mb, 1)
+    result["tree_processes"] = tree.max_processes
+    result["cpu_seconds"] = tree.cpu_by_kind()
+    # CPU the rest of the machine used meanwhile: other work competing for the same cores
+    result["cpu_seconds"]["others"] = round(max(0.0, machine - sum(result["cpu_seconds"].values())), 1)
+    result["leftover_processes"] = leftover
     return result
 
 
@@ -390,6 +657,17 @@ def _fmt_int(value: Any) -> str:
 
 def _fmt_float(value: Any, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _peak(result: dict[str, Any]) -> float:
+    """The phase's peak: the child's own ``ru_maxrss`` or its process tree's (JVM included), the larger."""
+    return max(result["peak_mb"], result.get("tree_peak_mb") or 0.0)
+
+
+def _engine_results(results: dict[str, dict], engine: str) -> dict[str, dict]:
+    """One engine's view: ``extract``, ``full`` and ``incremental`` (the extraction is shared)."""
+    named = {"extract": "extract", **{phase: _result_name(phase, engine) for phase in ENGINE_PHASES}}
+    return {phase: results[name] for phase, name in named.items() if name in results}
 
 
 def _goals(backend: str, results: dict[str, dict]) -> dict[str, dict[str, Any]]:
@@ -405,7 +683,7 @@ def _goals(backend: str, results: dict[str, dict]) -> dict[str, dict[str, Any]]:
         }
     full = results.get("full")
     if full:
-        peaks = {k: r["peak_mb"] for k, r in results.items() if k in ("extract", "full", "incremental")}
+        peaks = {k: _peak(r) for k, r in results.items() if k in ("extract", "full", "incremental")}
         worst = max(peaks.values())
         rows = full["rows"]
         goals["peak"] = {
@@ -442,22 +720,42 @@ def _print_steps(name: str, result: dict[str, Any], top: int) -> None:
     print(f"  {'(outside steps: run setup)':<28} {_fmt_float(result['outside_steps_seconds'], 2):>9} s")
 
 
-def report(p: dict[str, Any], results: dict[str, dict], goals: dict[str, dict], top: int) -> None:
-    backend = p["backend"]
-    print()
-    print(
-        f"Medallion benchmark: {backend}, FactStream {p['fact_rows']:,} rows over {p['days']} days "
-        f"(scale {p['scale']}), batch size {p['batch_size']:,}, changed {p['changed']:.2%}"
+def _print_timed(name: str, result: dict[str, Any]) -> None:
+    """Where a run's time goes: the wrapped platform functions, the rest, and CPU by process kind."""
+    timed = result.get("timed") or {}
+    if not timed:
+        return
+    print(f"\n{name}: where the time goes (wall seconds, summed over calls)")
+    for label in (SESSION, CLEAN, FOLD, COMMIT):
+        t = timed.get(label)
+        if t is None:
+            continue
+        shown = f"  of which {label}" if label == COMMIT else label
+        note = f"{t['calls']} calls"
+        if label == SESSION:
+            note += f"; the first took {t['first_seconds']:.2f} s, ready {t['first_done_after']:.2f} s into the run"
+        print(f"  {shown:<34} {_fmt_float(t['seconds'], 2):>9} s  ({note})")
+    outside = result["seconds"] - sum(timed[k]["seconds"] for k in (SESSION, CLEAN, FOLD) if k in timed)
+    print(f"  {'the rest (bronze, Dagster, checks)':<34} {_fmt_float(outside, 2):>9} s")
+    cpu = result.get("cpu_seconds")
+    if cpu:
+        print(
+            f"  CPU seconds of the phase's processes: driver {cpu['driver']:.1f}, JVM {cpu['jvm']:.1f}, "
+            f"Python workers {cpu['workers']:.1f}; other processes {cpu.get('others', 0):.1f} "
+            f"(wall {result['process_seconds']:.1f} s x {os.cpu_count()} cores)"
+        )
+
+
+def _print_engine(engine: str, p: dict[str, Any], results: dict[str, dict], goals: dict, top: int) -> None:
+    header = (
+        f"{'phase':<12} {'rows':>12} {'seconds':>10} {'rows/s':>12} {'us/row':>10} {'peak MB':>9} "
+        f"{'tree MB':>9} {'base MB':>8}  note"
     )
-    if "setup" in results:
-        tables = ", ".join(f"{k} {v:,}" for k, v in results["setup"]["tables"].items())
-        print(f"source: {tables}  (built in {results['setup']['seconds']:.1f} s, not measured)")
-    header = f"{'phase':<12} {'rows':>12} {'seconds':>10} {'rows/s':>12} {'peak MB':>9} {'base MB':>8}  note"
-    print()
+    print(f"\nengine {engine}" + (f" (spark.master {p['spark_master']})" if engine == "spark" else ""))
     print(header)
     print("-" * len(header))
     notes = {
-        "extract": "core extract, whole FactStream -> Parquet",
+        "extract": "core extract, whole FactStream -> Parquet (same for both engines)",
         "full": "materialize_medallion, all tables, all days",
         "incremental": "",
     }
@@ -466,17 +764,22 @@ def report(p: dict[str, Any], results: dict[str, dict], goals: dict[str, dict], 
         notes["incremental"] = (
             f"{goals['incremental']['value']:.2f} % of full; {inc['rows']:,} changed rows, day {inc['new_day']}"
         )
+    if not results:
+        print("(no phase completed)")
     for phase in ("extract", "full", "incremental"):
         r = results.get(phase)
         if not r:
             continue
         print(
             f"{phase:<12} {_fmt_int(r['rows']):>12} {_fmt_float(r['seconds'], 2):>10} "
-            f"{_fmt_int(r['rows_per_s']):>12} {_fmt_float(r['peak_mb']):>9} {_fmt_float(r.get('base_mb')):>8}  "
-            f"{notes[phase]}"
+            f"{_fmt_int(r['rows_per_s']):>12} {_fmt_float(r.get('us_per_row'), 2):>10} "
+            f"{_fmt_float(r['peak_mb']):>9} {_fmt_float(r.get('tree_peak_mb')):>9} "
+            f"{_fmt_float(r.get('base_mb')):>8}  {notes[phase]}"
         )
-    print()
-    print("goals")
+        if r.get("leftover_processes"):
+            print(f"{'':<12} (processes of this phase were still running 10 s after it exited; ended)")
+    if goals:
+        print("goals")
     for key, g in goals.items():
         value = g["value"]
         shown = (
@@ -490,7 +793,64 @@ def report(p: dict[str, Any], results: dict[str, dict], goals: dict[str, dict], 
         print(f"  {g['goal']:<46} {shown:>16}  {_verdict(g['met'])}{note}")
     for phase in ("full", "incremental"):
         if phase in results:
-            _print_steps(phase, results[phase], top)
+            _print_steps(f"{phase} ({engine})", results[phase], top)
+            _print_timed(f"{phase} ({engine})", results[phase])
+
+
+def _ratio(a: Any, b: Any) -> str:
+    return "-" if not a or not b else f"x{a / b:,.2f}"
+
+
+def _print_side_by_side(results: dict[str, dict]) -> None:
+    header = (
+        f"{'phase':<12} {'engine':<13} {'seconds':>9} {'rows/s':>11} {'us/row':>10} {'peak MB':>9} "
+        f"{'tree MB':>9}  CPU s driver / JVM / workers (other processes)"
+    )
+    print("\nEngines side by side (peak MB: the Python process; tree MB: with the JVM and Python workers)")
+    print(header)
+    print("-" * len(header))
+    for phase in ENGINE_PHASES:
+        rows = {e: results.get(_result_name(phase, e)) for e in ENGINES}
+        for engine, r in rows.items():
+            if r is None:
+                continue
+            cpu = r.get("cpu_seconds") or {}
+            print(
+                f"{phase:<12} {engine:<13} {_fmt_float(r['seconds'], 2):>9} {_fmt_int(r['rows_per_s']):>11} "
+                f"{_fmt_float(r.get('us_per_row'), 2):>10} {_fmt_float(r['peak_mb']):>9} "
+                f"{_fmt_float(r.get('tree_peak_mb')):>9}  "
+                f"{cpu.get('driver', 0):.1f} / {cpu.get('jvm', 0):.1f} / {cpu.get('workers', 0):.1f} "
+                f"({cpu.get('others', 0):.1f})"
+            )
+        polars, spark = rows["polars"], rows["spark"]
+        if polars and spark:
+            print(
+                f"{phase:<12} {'spark/polars':<13} {_ratio(spark['seconds'], polars['seconds']):>9} "
+                f"{_ratio(spark['rows_per_s'], polars['rows_per_s']):>11} "
+                f"{_ratio(spark.get('us_per_row'), polars.get('us_per_row')):>10} "
+                f"{_ratio(spark['peak_mb'], polars['peak_mb']):>9} "
+                f"{_ratio(_peak(spark), _peak(polars)):>9}"
+            )
+
+
+def report(p: dict[str, Any], results: dict[str, dict], goals: dict[str, dict], top: int) -> None:
+    print()
+    print(
+        f"Medallion benchmark: {p['backend']}, FactStream {p['fact_rows']:,} rows over {p['days']} days "
+        f"(scale {p['scale']}), batch size {p['batch_size']:,}, changed {p['changed']:.2%}, "
+        f"engine {' and '.join(p['engines'])}"
+    )
+    if "setup" in results:
+        tables = ", ".join(f"{k} {v:,}" for k, v in results["setup"]["tables"].items())
+        print(f"source: {tables}  (built in {results['setup']['seconds']:.1f} s, not measured)")
+    for engine in p["engines"]:
+        _print_engine(engine, p, _engine_results(results, engine), goals[engine], top)
+    if len(p["engines"]) > 1:
+        _print_side_by_side(results)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def orchestrate(args: argparse.Namespace) -> int:
@@ -502,6 +862,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     backend = _backend(url)
     schema = None if backend == "sqlite" else f"bench_{uuid.uuid4().hex[:10]}"
     scale = max(1, round(args.rows / (STREAMS_PER_SCALE_PER_DAY * args.days)))
+    engines = list(ENGINES) if args.engine == "both" else [args.engine]
     params = {
         "url": url,
         "backend": backend,
@@ -513,24 +874,38 @@ def orchestrate(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "changed": args.changed,
         "seed": args.seed,
+        "engines": engines,
+        "spark_master": args.spark_master,
+        "spark_conf": json.loads(args.spark_conf) if args.spark_conf else {},
         "tables_file": str(_write_tables_file(workdir, schema)),
     }
     (workdir / "params.json").write_text(json.dumps(params, indent=2))
     print(f"workdir {workdir}; source {backend}" + (f" schema {schema}" if schema else ""), flush=True)
+    # Every engine loads the same source; the change is applied once, after every full load and before
+    # every incremental run, so each engine's incremental run sees the same new rows.
+    plan = [
+        *(("setup", engines[0]), ("extract", engines[0])),
+        *(("full", e) for e in engines),
+        ("change", engines[0]),
+        *(("incremental", e) for e in engines),
+    ]
     results: dict[str, dict] = {}
     status = 0
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the children are ended, then a report
     try:
-        for phase in PHASES:
+        for phase, engine in plan:
             if phase == "extract" and args.skip_extract:
                 continue
-            print(f"[{time.strftime('%H:%M:%S')}] phase {phase} ...", end=" ", flush=True)
-            results[phase] = _spawn(phase, workdir, args.verbose)
-            r = results[phase]
-            print(f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB", flush=True)
+            name = _result_name(phase, engine)
+            print(f"[{time.strftime('%H:%M:%S')}] phase {name} ...", end=" ", flush=True)
+            results[name] = r = _spawn(phase, engine, workdir, args.verbose, args.phase_timeout)
+            tree = f", tree {r['tree_peak_mb']:.0f} MB" if r["tree_processes"] > 1 else ""
+            print(f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB{tree}", flush=True)
     except (RuntimeError, KeyboardInterrupt) as exc:
         print(f"\n{exc}", file=sys.stderr)
         status = 1
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if schema is not None:
             try:
                 _drop_schema(url, schema)
@@ -538,7 +913,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 print(f"could not drop schema {schema}: {exc}", file=sys.stderr)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    goals = _goals(backend, results)
+    goals = {engine: _goals(backend, _engine_results(results, engine)) for engine in engines}
     report(params, results, goals, args.top_steps)
     if args.json:
         import sqlalchemy as sa
@@ -570,6 +945,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-extract", action="store_true", help="skip the raw extraction phase")
     parser.add_argument("--top-steps", type=int, default=8, help="slowest Dagster steps to list per run")
     parser.add_argument(
+        "--engine",
+        choices=(*ENGINES, "both"),
+        default="polars",
+        help="engine of silver and gold; both: each engine in turn on the same source (default polars)",
+    )
+    parser.add_argument("--spark-master", default="local[*]", help="spark.master of the Spark engine")
+    parser.add_argument(
+        "--spark-conf", default=None, help='Spark settings as JSON, e.g. \'{"spark.driver.memory": "4g"}\''
+    )
+    parser.add_argument(
+        "--phase-timeout", type=float, default=None, help="end a phase (and its JVM) after this many seconds"
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="show the phases' output instead of logging it"
     )
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
@@ -579,7 +967,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase:
         if not args.workdir:
             parser.error("--phase needs --workdir")
-        return run_phase(args.phase, Path(args.workdir))
+        if args.engine not in ENGINES:
+            parser.error("--phase needs one engine")
+        return run_phase(args.phase, Path(args.workdir), args.engine)
     return orchestrate(args)
 
 

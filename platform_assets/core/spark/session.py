@@ -25,7 +25,13 @@ BASE_CONF: dict[str, str] = {
     # The folds shuffle batches, not whole tables: a few partitions beat Spark's 200 tiny ones.
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Spark's 1 GB default driver heap runs out on a day of a few million fact rows; override it with
+    # PLATFORM_SPARK_CONF for bigger days (a local session's executors live in the driver's JVM).
+    "spark.driver.memory": "2g",
 }
+
+# Masters on this machine: the driver then listens on loopback only, never on the machine's address.
+_LOCAL_MASTERS = ("local", "spark://127.0.0.1:", "spark://localhost:")
 
 # Settings a Spark Connect client may not change (the server owns them).
 _SERVER_ONLY = ("spark.ui.", "spark.executorEnv.", "spark.master", "spark.driver.", "spark.executor.")
@@ -66,7 +72,10 @@ def build_session(
         return builder.getOrCreate()
     require_java()
     os.environ["PYSPARK_PYTHON"] = sys.executable  # before the JVM starts: its workers inherit it
-    builder = SparkSession.builder.master(master or "local[*]")
+    master = master or "local[*]"
+    builder = SparkSession.builder.master(master)
+    if master.startswith(_LOCAL_MASTERS):
+        settings = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1", **settings}
     for key, value in {**settings, "spark.executorEnv.PYSPARK_PYTHON": sys.executable}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

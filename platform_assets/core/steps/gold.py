@@ -54,6 +54,16 @@ def column_lineage(config: TableConfig, schema: pl.Schema) -> dict[str, list[str
     return lineage
 
 
+def _day(silver: str, column: str, day: date, spark: Any):
+    """Silver's rows of one day: read by Spark from the day's files when the engine is Spark, so a day
+    never travels through the driver as one task."""
+    if spark is None or not delta.table_exists(silver):
+        return delta.read(silver, pl.col(column) == day)
+    from platform_assets.core.spark.read import read_delta
+
+    return read_delta(spark, silver, {column: [day]})
+
+
 def run_gold(
     config: TableConfig,
     silver: str,
@@ -78,7 +88,7 @@ def run_gold(
             from platform_assets.core.spark.scd import apply_changes_spark
 
             applied = apply_changes_spark(spark, target, batch, spec, partition_values=partition_values)
-        unit.rows_read = batch.height
+        unit.rows_read = applied.rows_in
         unit.add(applied)
         if applied.rejected.height:
             rejected.append(applied.rejected)
@@ -86,7 +96,7 @@ def run_gold(
 
     if config.partitioned:
         for day in days:  # one day at a time: memory bounded by a day
-            batch = delta.read(silver, pl.col(config.partition_column) == day)
+            batch = _day(silver, config.partition_column, day, spark)
             apply(UnitResult(day=day), batch, {config.partition_column: [day]})
     else:
         entry = state.get(checkpoint_name(config))
