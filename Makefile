@@ -71,7 +71,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(WITH_KAFKA) $(BIN)/python -m platform_devkit.demo
 
 test: install-dev
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 # Links in audit rows and alerts point at the UI this serves, unless PLATFORM_UI_URL says otherwise.
 dev: export PYTHONWARNINGS := $(QUIET_DAGSTER)

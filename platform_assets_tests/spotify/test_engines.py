@@ -37,7 +37,7 @@ def twins(tmp_path, source, master: str = "local[2]"):
     polars_lake = replace(base, data_dir=tmp_path / "polars", lake_url="", state_url="", audit_url="")
     spark_lake = replace(
         base, data_dir=tmp_path / "spark", lake_url="", state_url="", audit_url="", engine="spark",
-        spark_master=master, serving_url="",
+        spark_master=master, serving_url="", spark_conf={"spark.sql.shuffle.partitions": "2"},
     )  # fmt: skip
     return polars_lake, spark_lake
 
