@@ -33,7 +33,6 @@ import importlib
 import json
 import os
 import random
-import resource
 import shutil
 import signal
 import subprocess
@@ -46,6 +45,8 @@ import warnings
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from measure import peak_mb, rss_mb  # bench/measure.py: this script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_TABLES = REPO / "platform_assets" / "tables.yaml"
@@ -65,22 +66,6 @@ GOAL_INCREMENTAL_PCT = 5.0
 # Measuring (child side)
 
 
-def _rss_mb() -> float:
-    """Current resident set size in MB (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def _peak_mb() -> float:
-    """ru_maxrss of this process in MB (kilobytes on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
 class RssSampler:
     """Samples this process's RSS in a thread, so a peak can be attributed to a Dagster step."""
 
@@ -92,7 +77,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.time(), _rss_mb()))
+            self.samples.append((time.time(), rss_mb()))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -243,7 +228,7 @@ def phase_extract(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     engine = engine_for(p["url"])
     out_dir = workdir / "extract_out"
     shutil.rmtree(out_dir, ignore_errors=True)
-    base = _rss_mb()
+    base = rss_mb()
     t0 = time.perf_counter()
     result = extract(engine, config, Window(), out_dir, batch_size=p["batch_size"])
     seconds = time.perf_counter() - t0
@@ -269,7 +254,7 @@ def _materialize(p: dict[str, Any], workdir: Path, days: tuple[date, date] | Non
         for label, targets in TIMED[p["engine"]].items():
             for module_name, attribute in targets:
                 timers.wrap(module_name, attribute, label)
-        base = _rss_mb()
+        base = rss_mb()
         with RssSampler() as sampler:
             started = time.time()
             t0 = time.perf_counter()
@@ -420,7 +405,7 @@ def run_phase(phase: str, workdir: Path, engine: str) -> int:
     _quiet()
     p = {**_params(workdir), "engine": engine}
     result = PHASE_FUNCTIONS[phase](p, workdir)
-    result["peak_mb"] = round(_peak_mb(), 1)
+    result["peak_mb"] = round(peak_mb(), 1)
     result["seconds"] = round(result["seconds"], 3)
     result["rows_per_s"] = round(result["rows"] / result["seconds"]) if result["seconds"] > 0 else None
     result["us_per_row"] = round(1e6 * result["seconds"] / result["rows"], 2) if result["rows"] else None

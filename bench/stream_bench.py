@@ -31,7 +31,6 @@ import contextlib
 import json
 import logging
 import os
-import resource
 import shutil
 import signal
 import sqlite3
@@ -49,6 +48,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from measure import peak_mb, rss_mb  # bench/measure.py: this script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -100,22 +101,6 @@ def spread_symbols(partitions: int) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------------
 # Measuring (child side)
-
-
-def _rss_mb() -> float:
-    """Current resident set size in MB (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def _peak_mb() -> float:
-    """ru_maxrss of this process in MB (kilobytes on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 class Timings:
@@ -172,7 +157,7 @@ def phase_feed(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
 
     log = _quiet_log()
     conf = producer_config(p["bootstrap"], None)
-    base = _rss_mb()
+    base = rss_mb()
     t0 = time.perf_counter()
     report = run_feed(
         p["feed_url"], conf, p["topic"], seconds=3600, max_trades=p["trades"], log=log, progress_every=3600
@@ -235,7 +220,7 @@ def phase_land(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
         plan_seconds = time.perf_counter() - t0
     finally:
         consumer.close()
-    base = _rss_mb()
+    base = rss_mb()
     t0 = time.perf_counter()
     result = landing.land_batch(conf, p["topic"], ranges, table, app_id=APP_ID, batch_id=0, log=log)
     seconds = time.perf_counter() - t0
@@ -276,7 +261,7 @@ def phase_enrich(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str,
     timings.wrap(stream, "enrich", "enrich (join, dedupe)")
     timings.wrap(stream, "merge_silver", "silver merge")
     timings.wrap(serving, "upsert_trades", "serve (SQLite upsert)")
-    base = _rss_mb()
+    base = rss_mb()
     t0 = time.perf_counter()
     run = stream.enrich_pending(
         _bronze_uri(workdir, cap), silver, lookup, serving, state, app_id=APP_ID, log=log
@@ -300,7 +285,7 @@ PHASE_FUNCTIONS = {"feed": phase_feed, "land": phase_land, "enrich": phase_enric
 def run_phase(phase: str, workdir: Path, cap: int | None) -> int:
     warnings.filterwarnings("ignore")
     result = PHASE_FUNCTIONS[phase](_params(workdir), workdir, cap)
-    result["peak_mb"] = round(_peak_mb(), 1)
+    result["peak_mb"] = round(peak_mb(), 1)
     result["seconds"] = round(result["seconds"], 3)
     result["rows_per_s"] = round(result["rows"] / result["seconds"]) if result["seconds"] > 0 else None
     (workdir / "results").mkdir(exist_ok=True)
