@@ -18,7 +18,6 @@ import json
 from datetime import UTC, datetime
 
 import polars as pl
-from confluent_kafka import Consumer
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -43,6 +42,7 @@ from platform_assets.core.trades.landing import (
     commit_offsets,
     high_watermarks,
     land_batch,
+    metadata_consumer,
     next_batch_id,
     plan_batch,
 )
@@ -211,7 +211,8 @@ def bronze_trades(
         batch_id = config.batch_id if config.batch_id is not None else next_batch_id(table, app_id)
     else:
         batch_id = next_batch_id(table, app_id)
-        ranges = plan_batch(_consumer(conf), topic, bronze_offsets(table), trade_stream.max_batch_rows)
+        with metadata_consumer(conf) as consumer:
+            ranges = plan_batch(consumer, topic, bronze_offsets(table), trade_stream.max_batch_rows)
         context.log.info(f"planned micro-batch {batch_id}: {_describe(ranges) or 'nothing new'}")
     quarantine = str(lakehouse.path("bronze", "trades_quarantine"))
     result = land_batch(
@@ -245,10 +246,6 @@ def bronze_trades(
             "topic": topic,
         }
     )
-
-
-def _consumer(conf: dict) -> Consumer:
-    return Consumer({**conf, "group.id": "platform.planner", "enable.auto.commit": False})
 
 
 def _describe(ranges: dict[int, OffsetRange]) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import time
 
-from confluent_kafka import Consumer
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -35,6 +34,7 @@ from platform_assets.core.trades.landing import (
     OffsetRange,
     OffsetsAheadError,
     bronze_offsets,
+    metadata_consumer,
     next_batch_id,
     plan_batch,
 )
@@ -111,9 +111,9 @@ def trades_micro_batches(
     bronze = str(lakehouse.path("bronze", "trades"))
     batch_id = next_batch_id(bronze, trade_stream.app_id)
     committed = bronze_offsets(bronze)
-    consumer = Consumer({**trade_stream.client_conf(), "group.id": "platform.planner"})
     try:
-        ranges = plan_batch(consumer, trade_stream.topic, committed, trade_stream.max_batch_rows)
+        with metadata_consumer(trade_stream.client_conf()) as consumer:
+            ranges = plan_batch(consumer, trade_stream.topic, committed, trade_stream.max_batch_rows)
     except OffsetsLostError as lost:
         # A run for the lost range fails loudly (and alerts, once: the run key does not change).
         context.log.error(str(lost))
@@ -129,8 +129,6 @@ def trades_micro_batches(
             f"{ahead}. An embedded broker keeps nothing across restarts: in dev, start the stream over "
             "with `make reset-stream`"
         )
-    finally:
-        consumer.close()
     if ranges:
         attempt = context.instance.get_runs_count(
             RunsFilter(job_name=MICRO_BATCH_JOB, tags=streaming_tags(trade_stream, batch_id))

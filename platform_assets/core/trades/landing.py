@@ -17,10 +17,11 @@ No Dagster import here: this is library code the sensor and the asset call.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -244,10 +245,19 @@ def bronze_offsets(
     return offsets
 
 
+@contextlib.contextmanager
+def metadata_consumer(conf: Mapping[str, Any]) -> Iterator[Consumer]:
+    """A consumer for metadata and watermarks only (planning, lag): it never subscribes nor commits."""
+    consumer = Consumer({**conf, "group.id": "platform.planner", "enable.auto.commit": False})
+    try:
+        yield consumer
+    finally:
+        consumer.close()
+
+
 def high_watermarks(conf: Mapping[str, Any], topic: str, *, timeout: float = 10.0) -> dict[int, int]:
     """The end offset (one past the last message) of every partition of ``topic``; {} if it does not exist."""
-    consumer = Consumer({**conf, "group.id": "platform.watermarks", "enable.auto.commit": False})
-    try:
+    with metadata_consumer(conf) as consumer:
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None:
             if metadata is None or metadata.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
@@ -257,8 +267,6 @@ def high_watermarks(conf: Mapping[str, Any], topic: str, *, timeout: float = 10.
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)[1]
             for p in sorted(metadata.partitions)
         }
-    finally:
-        consumer.close()
 
 
 # --- reading -------------------------------------------------------------------------------------
