@@ -66,6 +66,11 @@ def version(path: str) -> int | None:
     return DeltaTable(str(path)).version() if table_exists(path) else None
 
 
+def partition_columns(path: str) -> list[str]:
+    """The partition columns of the table at ``path``."""
+    return list(DeltaTable(str(path)).metadata().partition_columns)
+
+
 def read(path: str, filters: pl.Expr | None = None) -> pl.DataFrame:
     """Read a table (optionally filtered, pushed down into the scan).
 

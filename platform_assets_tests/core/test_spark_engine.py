@@ -8,12 +8,15 @@ with the reason (they never skip).
 
 from __future__ import annotations
 
+import json
 import random
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from deltalake import DeltaTable
 
 from platform_assets.core import delta
 from platform_assets.core.config import Expectation, TableConfig, load_tables
@@ -275,6 +278,65 @@ def test_invalid_inputs_raise_the_core_errors(spark, tmp_path):
     assert (empty.rows_in, empty.committed, empty.version) == (0, False, None)
 
 
+# --------------------------------------------------------------------------- how rows are written
+
+
+def commits(path: str) -> list[tuple[str, list[dict]]]:
+    """(operation, add actions) of every commit of the table, oldest first."""
+    out = []
+    for log in sorted((Path(path) / "_delta_log").glob("*.json")):
+        actions = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        operation = next(a["commitInfo"]["operation"] for a in actions if "commitInfo" in a)
+        out.append((operation, [a["add"] for a in actions if "add" in a]))
+    return out
+
+
+EXECUTOR_FILE = re.compile(r"part-[0-9a-f]{8}-[0-9a-f]{4}-.*-c000\.snappy\.parquet$")  # write.py's names
+
+
+def test_rows_that_only_add_are_written_by_the_executors_and_committed_by_delta_rs(spark, tmp_path):
+    twin = Twin(spark, tmp_path, PARTITIONED)
+    initial = [(1, DAY1, 10, 1), (2, DAY1, 20, 1), (3, DAY2, 30, 1)]
+    twin.apply(pl.DataFrame(initial, schema=FACT, orient="row"))
+    day3 = date(2025, 1, 3)
+    twin.apply(pl.DataFrame([(4, day3, 40, 1), (5, day3, None, 1)], schema=FACT, orient="row"))
+    twin.apply(pl.DataFrame([(1, DAY1, 11, 2)], schema=FACT, orient="row"))  # an update: one merge
+
+    target = twin.spark_target
+    (create, first), (append, added), (merge, _) = commits(target)
+    assert (create, append, merge) == ("CREATE TABLE", "WRITE", "MERGE")
+    for add in [*first, *added]:
+        assert EXECUTOR_FILE.search(add["path"]), add["path"]
+        assert add["path"].startswith(f"stream_date={add['partitionValues']['stream_date']}/")
+        assert (Path(target) / add["path"]).stat().st_size == add["size"]
+    stats = [json.loads(a["stats"]) for a in added]
+    assert sum(s["numRecords"] for s in stats) == 2
+    assert stats[0]["nullCount"]["plays"] == 1 and (
+        stats[0]["minValues"]["id"],
+        stats[0]["maxValues"]["id"],
+    ) == (4, 5)
+    assert sum(json.loads(a["stats"])["numRecords"] for a in first) == 3
+    # Nothing but the log and partition folders in the root (no _SUCCESS, no .crc), change feed on.
+    assert {p.name for p in Path(target).iterdir()} == {
+        "_delta_log",
+        "_change_data",
+        "stream_date=2025-01-01",
+        "stream_date=2025-01-02",
+        "stream_date=2025-01-03",
+    }
+    assert DeltaTable(target).metadata().configuration == delta.CDF_CONFIGURATION
+    changes, _ = delta.read_changes(target, 0)
+    assert sorted(changes.get_column("id").to_list()) == [1, 4, 5]  # the append's rows, then the merge's
+
+
+def test_rows_with_a_partition_value_that_needs_escaping_are_written_on_the_driver(spark, tmp_path):
+    spec = CdcSpec(keys=("id",), sequence_by="seq", partition_by=("region",))
+    twin = Twin(spark, tmp_path, spec)
+    twin.apply(pl.DataFrame({"id": [1, 2], "region": ["a b/c", "d"], "seq": [1, 1]}))
+    [(operation, added)] = commits(twin.spark_target)
+    assert operation == "WRITE" and not any(EXECUTOR_FILE.search(a["path"]) for a in added)
+
+
 # --------------------------------------------------------------------------- randomized
 
 
@@ -382,12 +444,14 @@ def track_files(folder: Path) -> list[Path]:
 
 def polars_silver(files: list[Path], config: TableConfig):
     quality = apply_expectations(transform(read_bronze(files), config), config.all_expectations)
-    return latest_per_key(quality.kept, config), quality.quarantined, quality.results
+    rows_read = quality.kept.height + quality.quarantined.height
+    return latest_per_key(quality.kept, config), quality.quarantined, quality.results, rows_read
 
 
 def assert_same_silver(spark, files: list[Path], config: TableConfig):
-    kept, quarantined, results = polars_silver(files, config)
-    spark_kept, spark_quarantined, spark_results = clean_batch_spark(spark, files, config)
+    kept, quarantined, results, rows_read = polars_silver(files, config)
+    spark_kept, spark_quarantined, spark_results, spark_rows_read = clean_batch_spark(spark, files, config)
+    assert spark_rows_read == rows_read
     got = pl.DataFrame(pl.from_arrow(spark_kept.toArrow()))
     assert got.schema == kept.schema
     assert got.sort(got.columns, nulls_last=True).equals(kept.sort(kept.columns, nulls_last=True))

@@ -5,8 +5,10 @@ events, the stored target rows and the hidden state rows of the batch's keys (re
 Delta tables' current files) are tagged with their source, unioned and grouped by a hash bucket of
 the keys; inside each group the SAME core polars functions as :func:`platform_assets.core.scd.apply_changes`
 (``_scd1``/``_scd2``, ``_align``, ``_diff``) compute what changes, for the target and for each state
-table. Only that change set is collected and written on the driver with the core ``_write_diff``
-(one delta-rs merge, or a create/append), so both engines write the same tables and commits.
+table. Rows that only add to a table (a first load, new keys) are written as data files by the
+executors and committed by delta-rs (:mod:`platform_assets.core.spark.write`); a change set with
+updates or deletes is collected and written with the core ``_write_diff`` (one delta-rs merge), so both
+engines write the same tables.
 
 A bucket holds whole keys (every row of a key hashes to the same bucket), so folding a bucket equals
 folding its keys one by one; ``buckets=0`` folds every key in its own group (slow: one Python call
@@ -42,6 +44,7 @@ from platform_assets.core.scd import (
     split_rejected,
     state_path,
 )
+from platform_assets.core.spark import write as spark_write
 from platform_assets.core.spark.read import (
     arrow_schema,
     create_dataframe,
@@ -329,6 +332,7 @@ def _fold_and_write(
     buckets: int | None,
     result: CdcResult,
 ) -> CdcResult:
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     keys = list(spec.keys)
@@ -357,35 +361,75 @@ def _fold_and_write(
             int(spark.conf.get("spark.sql.shuffle.partitions") or 1), math.ceil(n_events / ROWS_PER_BUCKET)
         )
         grouped = rows.withColumn(_BUCKET, F.pmod(F.xxhash64(*groups), F.lit(n))).groupBy(_BUCKET)
-    changes = from_spark(
-        grouped.applyInArrow(_folder(plan), spark_schema(plan.changes)).toArrow(), plan.changes
-    )
+    changes = grouped.applyInArrow(_folder(plan), spark_schema(plan.changes))
+    changes = changes.persist(StorageLevel.MEMORY_AND_DISK)  # summarised, then written per table
+    try:
+        return _write_changes(changes, target, plan, states, events_schema, partition_values, result)
+    finally:
+        changes.unpersist()
 
+
+def _write_changes(
+    changes: DataFrame,
+    target: str,
+    plan: _Plan,
+    states: tuple[tuple[str, pl.Schema | None], ...],
+    events_schema: pl.Schema,
+    partition_values: dict | None,
+    result: CdcResult,
+) -> CdcResult:
+    """Write the change set: rows that only add to a table from the executors, the rest by one merge."""
+    from pyspark.sql import functions as F
+
+    spec = plan.spec
+    counts = {
+        (row[_TABLE], row[_KIND]): (row["n"], row["inserted"] or 0)
+        for row in changes.groupBy(_TABLE, _KIND)
+        .agg(F.count(F.lit(1)).alias("n"), F.sum(_COUNT).alias("inserted"))
+        .collect()
+    }
     # The polars engine folds all keys at once: it saw a state table's rows if any group did.
-    seen = set(changes.filter(pl.col(_KIND) == "S").get_column(_TABLE).to_list())
-    filled = frozenset(name for i, (name, _) in enumerate(states) if 1 + i in seen)
-    final = _probe(spec, events_schema, target_schema, states, filled)
+    filled = frozenset(name for i, (name, _) in enumerate(states) if (1 + i, "S") in counts)
+    final = _probe(spec, events_schema, plan.target, states, filled)
 
-    def diff(t: int, ids: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-        rows = changes.filter(pl.col(_TABLE) == t)
+    def write(t: int, path: str, stored: pl.Schema | None, ids: list[str], partition_by, scope) -> tuple:
         schema = final[t]
-        upserts = rows.filter(pl.col(_KIND) == "U").select(
+        n_upserts = counts.get((t, "U"), (0, 0))[0]
+        n_deletes = counts.get((t, "D"), (0, 0))[0]
+        inserted = counts.get((t, "N"), (0, 0))[1]
+        if n_deletes == 0 and n_upserts == inserted and _appendable(schema, stored, path, partition_by):
+            if n_upserts == 0:
+                return delta.version(path), False, 0, 0, 0
+            rows = changes.filter((F.col(_TABLE) == t) & (F.col(_KIND) == "U"))
+            rows = rows.select(*[_col(_out(t, c)).alias(c) for c in schema])
+            return spark_write.append_rows(rows, path, schema, partition_by, n_upserts), True, inserted, 0, 0
+        mine = from_spark(changes.filter(F.col(_TABLE) == t).toArrow(), plan.changes)
+        upserts = mine.filter(pl.col(_KIND) == "U").select(
             pl.col(_out(t, c)).cast(d).alias(c) for c, d in schema.items()
         )
-        deletes = rows.filter(pl.col(_KIND) == "D").select(
+        deletes = mine.filter(pl.col(_KIND) == "D").select(
             pl.col(_out(t, c)).cast(schema[c]).alias(c) for c in ids
         )
-        return upserts, deletes, int(rows.filter(pl.col(_KIND) == "N").get_column(_COUNT).sum() or 0)
+        version, committed = _write_diff(path, upserts, deletes, ids, partition_by, scope, inserted)
+        return version, committed, inserted, upserts.height - inserted, deletes.height
 
-    upserts, deletes, inserted = diff(0, plan.merge_keys)
-    result.version, result.committed = _write_diff(
-        target, upserts, deletes, plan.merge_keys, spec.partition_by, partition_values, inserted
+    version, committed, inserted, updated, deleted = write(
+        0, target, plan.target, plan.merge_keys, spec.partition_by, partition_values
     )
-    result.rows_inserted = inserted
-    result.rows_updated = upserts.height - inserted
-    result.rows_deleted = deletes.height
-    for i, (name, _) in enumerate(states):  # after the target, as apply_changes does
-        ids = [*keys, *_STATE_IDS[name]]
-        upserts, deletes, _ = diff(1 + i, ids)
-        _write_diff(state_path(target, name), upserts, deletes, ids, (), None)
+    result.version, result.committed = version, committed
+    result.rows_inserted, result.rows_updated, result.rows_deleted = inserted, updated, deleted
+    for i, (name, stored) in enumerate(states):  # after the target, as apply_changes does
+        write(1 + i, state_path(target, name), stored, [*spec.keys, *_STATE_IDS[name]], (), None)
     return result
+
+
+def _appendable(schema: pl.Schema, stored: pl.Schema | None, path: str, partition_by: Sequence[str]) -> bool:
+    """True when new rows of ``schema`` can be added as files as they are: no new columns or types (those
+    take delta-rs' schema merge), the same partitioning, plain partition values."""
+    if not spark_write.supports(schema, partition_by):
+        return False
+    if stored is None:
+        return True
+    if dict(delta.normalize_timestamps(pl.DataFrame(schema=schema)).schema) != dict(stored):
+        return False
+    return delta.partition_columns(path) == list(partition_by)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import polars as pl
 import pyarrow as pa
@@ -140,13 +140,19 @@ def _deduper(config: TableConfig, clean: pl.Schema, out: pa.Schema) -> Callable[
     return dedupe
 
 
+class SparkCleaning(NamedTuple):
+    kept: DataFrame  # one row per key (Spark)
+    quarantined: pl.DataFrame  # with ``_rule``, collected
+    results: list[RuleResult]  # every rule, summed over the whole batch
+    rows_read: int  # rows kept or quarantined, before one row per key is taken
+
+
 def clean_batch_spark(
     spark: SparkSession, files: Sequence[Path], config: TableConfig, *, buckets: int | None = None
-) -> tuple[DataFrame, pl.DataFrame, list[RuleResult]]:
+) -> SparkCleaning:
     """Silver's ``transform`` + ``apply_expectations`` + ``latest_per_key`` of ``files``, on Spark.
 
-    Returns (kept rows, one per key: a Spark DataFrame; quarantined rows with ``_rule``: polars, collected;
-    the rules' results summed over the whole batch). ``buckets``: groups of keys deduplicated per Python
+    ``buckets``: groups of keys deduplicated per Python
     call (None: ``spark.sql.shuffle.partitions``; 0: one per key).
     """
     from pyspark.sql import functions as F
@@ -203,4 +209,4 @@ def clean_batch_spark(
         n = buckets or int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
         grouped = kept.withColumn(_BUCKET, F.pmod(F.xxhash64(*keys), F.lit(n))).groupBy(_BUCKET)
     deduped = grouped.applyInArrow(_deduper(config, clean, arrow_schema(kept_spark)), kept_spark)
-    return deduped, quarantined, results
+    return SparkCleaning(deduped, quarantined, results, kept.count() + quarantined.height)

@@ -141,10 +141,10 @@ def run_silver(
         else:
             from platform_assets.core.spark.silver import clean_batch_spark
 
-            kept, quarantined, results = clean_batch_spark(spark, files, config)
+            kept, quarantined, results, rows_read = clean_batch_spark(spark, files, config)
             check_drift(_schema(kept), target_schema(target), config.table)  # derived columns
             quality = QualityOutcome(kept=None, quarantined=quarantined, results=results)
-            rows_read, batch = results[0].total if results else None, kept
+            batch = kept
         result.rules.append(quality.results)
         unit.rows_read = rows_read
         if quality.blocked:
