@@ -1,7 +1,13 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-DATA_DIR ?= $(CURDIR)/data
+# The environment (catalog) every command works in: `make demo ENV=sit` or `PLATFORM_ENV=sit make demo`.
+ENV ?= dev
+export PLATFORM_ENV ?= $(ENV)
+# That environment's data folder, as config/$(PLATFORM_ENV).yaml names it (its data_dir), unless
+# PLATFORM_DATA_DIR overrides it: the Dagster home and the embedded broker's files live there too, so each
+# environment has its own run history.
+DATA_DIR ?= $(abspath $(or $(PLATFORM_DATA_DIR),$(shell sed -n 's/^data_dir: *//p' config/$(PLATFORM_ENV).yaml 2>/dev/null),data))
 export DAGSTER_HOME ?= $(DATA_DIR)/dagster_home
 # where `make dev` serves the UI: `make dev HOST=0.0.0.0 PORT=3001` (or the same as environment variables)
 HOST ?= 127.0.0.1

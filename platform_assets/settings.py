@@ -1,8 +1,10 @@
-"""The one place that reads the environment.
+"""The one place that reads the environment and the configuration files.
 
 Every other module receives a :class:`Settings` (or values taken from it); nothing else looks at
-``os.environ``. The environment (``dev``/``sit``/``prod``) selects the catalog folder of the lake, the
-way the seed's Unity Catalog keeps one catalog per environment.
+``os.environ`` or ``config/``. The environment (``dev``/``sit``/``prod``, ``PLATFORM_ENV``) is a catalog,
+the way the seed's Unity Catalog keeps one catalog per environment: it picks ``config/<env>.yaml``, whose
+values sit under the environment variables (a variable always wins) and over the built-in defaults.
+Secrets come only from environment variables: a file that holds one is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
+import yaml
 from upath import UPath
 
 from platform_assets.core.config import ENGINES, Engine
@@ -36,6 +39,17 @@ SECRET_VARIABLES = (
     "PLATFORM_SPARK_CONF",
     "PLATFORM_SPARK_REMOTE",
 )
+# Where config/<env>.yaml files are looked for unless PLATFORM_CONFIG_DIR says otherwise.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+# Settings that may never be written in a file (tokens, webhook URLs, client credentials).
+_ENVIRONMENT_ONLY = (
+    "PLATFORM_ALERT_WEBHOOK_URL",
+    "PLATFORM_KAFKA_CONFIG",
+    "PLATFORM_SPARK_CONF",
+    "PLATFORM_SPARK_REMOTE",
+)
+# Database URLs: in a file only without a password (a SQLite path, a trusted local server).
+_DATABASE_URLS = ("PLATFORM_SOURCE_URL", "PLATFORM_AUDIT_URL", "PLATFORM_STATE_URL", "PLATFORM_SERVING_URL")
 DEFAULT_TRADES_WS_URL = "wss://stream.binance.com:9443/ws/btcusdt@trade"
 DEFAULT_TRADES_LOOKUP_URL = "https://api.binance.com/api/v3/exchangeInfo"
 
@@ -180,6 +194,7 @@ class Settings:
     spark_remote: str | None = field(default=None, repr=False)  # Spark Connect, sc://...: may hold a token
     spark_conf: Mapping[str, str] = field(default_factory=dict, repr=False)
     secrets_in_environment: frozenset[str] = frozenset()
+    config_file: Path | None = None  # the config/<env>.yaml the values came from, if any
 
     def __post_init__(self) -> None:
         if self.env not in ENVIRONMENTS:
@@ -255,9 +270,87 @@ def _database_url(environ: Mapping[str, str], name: str) -> str:
     return database_url(raw, name) if raw else ""
 
 
+# Every variable load_settings reads; a configuration file may set those that are not secrets, by the
+# name without its prefix in lower case (``late_days: 2`` for PLATFORM_LATE_DAYS).
+VARIABLES = (
+    "PLATFORM_DATA_DIR", "PLATFORM_SOURCE_URL", "PLATFORM_AUDIT_URL", "PLATFORM_STATE_URL",
+    "PLATFORM_LAKE_URL", "PLATFORM_PARTITION_START", "PLATFORM_ALERT_WEBHOOK_URL", "PLATFORM_COUNTRY_API_URL",
+    "PLATFORM_COUNTRIES", "PLATFORM_UI_URL", "PLATFORM_SOURCE_SCHEMA", "PLATFORM_CUSTOMER_THRESHOLD",
+    "PLATFORM_PRODUCT_THRESHOLD", "PLATFORM_BATCH_SIZE", "PLATFORM_LATE_DAYS", "PLATFORM_MAX_CONCURRENT_TABLES",
+    "PLATFORM_TABLES_FILE", "PLATFORM_KAFKA_BOOTSTRAP", "PLATFORM_KAFKA_CONFIG", "PLATFORM_TRADES_TOPIC",
+    "PLATFORM_TRADES_WS_URL", "PLATFORM_TRADES_LOOKUP_URL", "PLATFORM_TRADES_MAX_BATCH_ROWS",
+    "PLATFORM_SERVING_URL", "PLATFORM_MIN_INGESTED_ROWS", "PLATFORM_ENGINE", "PLATFORM_SPARK_MASTER",
+    "PLATFORM_SPARK_REMOTE", "PLATFORM_SPARK_CONF",
+)  # fmt: skip
+
+
+def config_file(environ: Mapping[str, str]) -> Path | None:
+    """``<PLATFORM_CONFIG_DIR or config/>/<env>.yaml``; None when the default folder has no such file.
+
+    A folder named by PLATFORM_CONFIG_DIR must hold the file: a typo there would otherwise run an
+    environment on built-in defaults (and dev's data folder).
+    """
+    env = environ.get("PLATFORM_ENV") or "dev"
+    if env not in ENVIRONMENTS:
+        raise SettingsError(f"PLATFORM_ENV must be one of {', '.join(ENVIRONMENTS)}, got {shown(env)}")
+    named = environ.get("PLATFORM_CONFIG_DIR")
+    path = Path(named or CONFIG_DIR) / f"{env}.yaml"
+    if path.is_file():
+        return path
+    if named:
+        raise SettingsError(f"PLATFORM_CONFIG_DIR={shown(named)} has no {env}.yaml for PLATFORM_ENV={env}")
+    return None
+
+
+def _file_value(path: Path, key: str, value: object) -> str:
+    variable = f"PLATFORM_{key.upper()}"
+    if variable not in VARIABLES:
+        raise SettingsError(f"{path.name}: unknown setting {shown(key)}; expected one of the PLATFORM_* variables' "
+                            "names in lower case without the prefix, e.g. late_days")  # fmt: skip
+    if variable in _ENVIRONMENT_ONLY:
+        raise SettingsError(
+            f"{path.name}: {key} is a secret and comes only from the environment variable {variable}"
+        )
+    if isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    if value is None or isinstance(value, dict | bool):
+        raise SettingsError(f"{path.name}: {key} must be a text, number or list, got {shown(value)}")
+    text = str(value)
+    if variable in _DATABASE_URLS:
+        try:
+            password = sa.engine.make_url(text).password
+        except sa.exc.ArgumentError:
+            password = None  # reported by the URL's own check, with the variable's name
+        if password is not None:
+            raise SettingsError(
+                f"{path.name}: {key} holds a password; set {variable} in the environment instead"
+            )
+    return text
+
+
+def file_settings(path: Path) -> dict[str, str]:
+    """The variables a configuration file sets, as text (the environment's form)."""
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(content, dict):
+        raise SettingsError(f"{path} must be a mapping of setting names to values")
+    return {f"PLATFORM_{str(k).upper()}": _file_value(path, str(k), v) for k, v in content.items()}
+
+
+def _overlay(environ: Mapping[str, str]) -> dict[str, str]:
+    """The configuration file's values under the environment's (a variable set to "" counts as unset)."""
+    path = config_file(environ)
+    merged = file_settings(path) if path else {}
+    merged.update({k: v for k, v in environ.items() if v != ""})
+    return merged
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from ``PLATFORM_*`` environment variables (all optional)."""
-    env = os.environ if environ is None else environ
+    """Build settings from ``PLATFORM_*`` environment variables over ``config/<env>.yaml`` (all optional)."""
+    real = os.environ if environ is None else environ
+    env = _overlay(real)
     webhook = env.get("PLATFORM_ALERT_WEBHOOK_URL") or None
     if webhook is not None:
         _http_url(webhook, "PLATFORM_ALERT_WEBHOOK_URL", secret=True)
@@ -299,5 +392,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         spark_master=env.get("PLATFORM_SPARK_MASTER") or "local[*]",
         spark_remote=_spark_remote(env.get("PLATFORM_SPARK_REMOTE") or None),
         spark_conf=_spark_conf(env.get("PLATFORM_SPARK_CONF")),
-        secrets_in_environment=frozenset(name for name in SECRET_VARIABLES if env.get(name)),
+        secrets_in_environment=frozenset(name for name in SECRET_VARIABLES if real.get(name)),
+        config_file=config_file(real),
     )
