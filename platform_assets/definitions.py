@@ -1,14 +1,26 @@
 """The code location: assembles Definitions from the settings and the domains. Nothing else lives here."""
 
-from dagster import Definitions, multiprocess_executor
+from dagster import Definitions, ExecutorDefinition, in_process_executor, multiprocess_executor
 
 from platform_assets.countries.definitions import build_country_definitions
 from platform_assets.customers.definitions import build_customer_definitions
-from platform_assets.lib.resources import build_resources
+from platform_assets.lib.resources import build_resources, uses_spark
 from platform_assets.monitoring.audit import audit_trail_sensor
 from platform_assets.settings import Settings, load_settings
 from platform_assets.spotify.definitions import build_spotify_definitions
 from platform_assets.trades.definitions import build_trade_definitions
+
+
+def executor(settings: Settings) -> ExecutorDefinition:
+    """Steps run in parallel, bounded; per-table pools (dagster.yaml) keep one step per table at a time.
+
+    With Spark, a run's steps share one process and so one Spark session (stopped when the run ends):
+    a process per step would start a driver JVM per step, seconds and a driver heap each, while the
+    parallelism is Spark's own.
+    """
+    if uses_spark(settings):
+        return in_process_executor
+    return multiprocess_executor.configured({"max_concurrent": settings.max_concurrent_tables})
 
 
 def build_definitions(settings: Settings) -> Definitions:
@@ -20,8 +32,7 @@ def build_definitions(settings: Settings) -> Definitions:
         Definitions(
             sensors=[audit_trail_sensor],
             resources=build_resources(settings),
-            # Steps run in parallel, bounded; per-table pools (dagster.yaml) keep one step per table at a time.
-            executor=multiprocess_executor.configured({"max_concurrent": settings.max_concurrent_tables}),
+            executor=executor(settings),
         ),
     )
 

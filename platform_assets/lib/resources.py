@@ -71,10 +71,14 @@ def _maybe_secret(settings: Settings, variable: str, value: str) -> str | EnvVar
     return EnvVar(variable) if variable in settings.secrets_in_environment else value
 
 
+def uses_spark(settings: Settings) -> bool:
+    """True when the engine, or any table's own ``engine:``, is Spark."""
+    return settings.engine == "spark" or any(t.engine == "spark" for t in load_tables(settings.tables_file))
+
+
 def engine_resource(settings: Settings) -> ConfigurableResource:
     """The Spark session resource when a table runs on Spark; otherwise a stand-in that never starts one."""
-    tables = load_tables(settings.tables_file)
-    if settings.engine != "spark" and not any(t.engine == "spark" for t in tables):
+    if not uses_spark(settings):
         return NoSpark()
     try:
         from platform_assets.lib.spark import spark_resource

@@ -22,6 +22,7 @@ from platform_assets.lib.resources import NoSpark, build_resources
 from platform_assets.lib.spark import SparkResource
 from platform_assets.monitoring.audit import audit_tick
 from platform_assets.spotify.common import ENGINE_TAG
+from platform_assets.spotify.jobs import JOB_NAME
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.spark_cluster import standalone_cluster
 from platform_assets_tests.spotify.helpers import execute, insert_stream, lake, source_table
@@ -118,6 +119,7 @@ def test_the_medallion_on_a_standalone_spark_cluster_matches_polars(tmp_path, sq
 def test_the_engine_shows_as_a_kind_and_a_tag_and_tables_may_choose(tmp_path, sqlite_source):
     a, b = twins(tmp_path, sqlite_source)
     assert isinstance(build_resources(a)["spark"], NoSpark)  # polars only: no JVM, no pyspark import
+    assert build_definitions(a).resolve_job_def(JOB_NAME).executor_def.name == "multiprocess"
     document = yaml.safe_load(a.tables_file.read_text())
     next(t for t in document["tables"] if t["table"] == "FactStream")["engine"] = "spark"
     a.tables_file.write_text(yaml.safe_dump(document))  # polars by default, FactStream alone on Spark
@@ -132,3 +134,5 @@ def test_the_engine_shows_as_a_kind_and_a_tag_and_tables_may_choose(tmp_path, sq
                 node = graph.get(AssetKey([layer, table]))
                 assert engine in node.kinds and node.tags[ENGINE_TAG] == engine, (layer, table)
     assert isinstance(build_resources(a)["spark"], SparkResource)
+    for settings in (a, b):  # one process per run, so one Spark session per run, when a table is on Spark
+        assert build_definitions(settings).resolve_job_def(JOB_NAME).executor_def.name == "in_process"
