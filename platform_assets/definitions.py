@@ -1,7 +1,18 @@
 """The code location: assembles Definitions from the settings and the domains. Nothing else lives here."""
 
-from dagster import Definitions, ExecutorDefinition, in_process_executor, multiprocess_executor
+import warnings
+from collections.abc import Callable
 
+from dagster import (
+    AssetSpec,
+    Definitions,
+    ExecutorDefinition,
+    PreviewWarning,
+    in_process_executor,
+    multiprocess_executor,
+)
+
+from platform_assets.core.lake import LAYERS
 from platform_assets.countries.definitions import build_country_definitions
 from platform_assets.customers.definitions import build_customer_definitions
 from platform_assets.lib.resources import build_resources, uses_spark
@@ -23,8 +34,25 @@ def executor(settings: Settings) -> ExecutorDefinition:
     return multiprocess_executor.configured({"max_concurrent": settings.max_concurrent_tables})
 
 
+def with_catalog_names(settings: Settings) -> Callable[[AssetSpec], AssetSpec]:
+    """Every lake asset (``<layer>/<table>``) shows its three-part name and location in the UI."""
+
+    def add(spec: AssetSpec) -> AssetSpec:
+        layer, *rest = spec.key.path
+        if layer not in LAYERS or len(rest) != 1:
+            return spec
+        return spec.merge_attributes(
+            metadata={
+                "dagster/table_name": settings.table_name(layer, rest[0]),
+                "dagster/uri": str(settings.table_path(layer, rest[0])),
+            }
+        )
+
+    return add
+
+
 def build_definitions(settings: Settings) -> Definitions:
-    return Definitions.merge(
+    definitions = Definitions.merge(
         build_spotify_definitions(settings),
         build_customer_definitions(settings),
         build_country_definitions(settings),
@@ -35,6 +63,9 @@ def build_definitions(settings: Settings) -> Definitions:
             executor=executor(settings),
         ),
     )
+    with warnings.catch_warnings():  # a preview API, used knowingly
+        warnings.simplefilter("ignore", PreviewWarning)
+        return definitions.map_asset_specs(func=with_catalog_names(settings))
 
 
 defs = build_definitions(load_settings())

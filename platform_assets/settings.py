@@ -22,10 +22,9 @@ import yaml
 from upath import UPath
 
 from platform_assets.core.config import ENGINES, Engine
-from platform_assets.core.lake import location, table_location
+from platform_assets.core.lake import LAYERS, catalog_name, location, table_location
 
 ENVIRONMENTS = ("dev", "sit", "prod")
-LAYERS = ("raw", "bronze", "silver", "gold")
 DEFAULT_COUNTRIES = ("India", "United States", "United Kingdom", "China", "Russia")
 # Settings that may carry credentials: when set, Dagster resolves them from the environment at run
 # time (EnvVar), so their values never appear in run config or the UI; error messages never show them.
@@ -228,6 +227,11 @@ class Settings:
         if layer not in LAYERS:
             raise SettingsError(f"unknown layer {shown(layer)}; expected one of {', '.join(LAYERS)}")
         return table_location(self.lake_root, layer, table)
+
+    def table_name(self, layer: str, table: str) -> str:
+        """``<env>.<layer>.<table>``, the table's three-part name in this environment's catalog."""
+        self.table_path(layer, table)  # the same checks
+        return catalog_name(self.env, layer, table)
 
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 import yaml
 from dagster import DagsterInstance
 
+from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import build_resources
 from platform_assets.monitoring.audit import audit_tick
 from platform_assets.settings import CONFIG_DIR, ENVIRONMENTS, SettingsError, load_settings
@@ -92,6 +93,24 @@ def test_the_shipped_environments_have_their_own_data_folders():
     assert folders == {"dev": data, "sit": data / "sit", "prod": data / "prod"}
 
 
+def test_every_lake_asset_shows_its_three_part_name_and_location(tmp_path):
+    settings = load_settings({"PLATFORM_ENV": "sit", "PLATFORM_DATA_DIR": str(tmp_path)})
+    graph = build_definitions(settings).resolve_asset_graph()
+    named = {}
+    for key in graph.get_all_asset_keys():
+        metadata = graph.get(key).metadata
+        if key.path[0] == "kafka":  # a topic, not a lake table
+            assert "dagster/table_name" not in metadata
+            continue
+        named[key.to_user_string()] = metadata["dagster/table_name"]
+        layer, table = key.path
+        assert metadata["dagster/uri"] == str(tmp_path / "lake" / "sit" / layer / table)
+    assert named["silver/dimuser"] == "sit.silver.dimuser"
+    assert named["raw/countries"] == "sit.raw.countries"
+    assert named["silver/trades_enriched"] == "sit.silver.trades_enriched"
+    assert all(name == "sit." + key.replace("/", ".") for key, name in named.items())
+
+
 def test_a_dev_run_leaves_sit_untouched(tmp_path, sqlite_source):
     tables = tables_file_for(tmp_path, None)
     common = {"source_url": sqlite_source.url, "tables_file": str(tables), "partition_start": "2025-01-01"}
@@ -117,6 +136,11 @@ def test_a_dev_run_leaves_sit_untouched(tmp_path, sqlite_source):
     for settings in (dev, sit):
         with sa.create_engine(settings.audit_url).connect() as connection:
             jobs = connection.execute(sa.text('SELECT COUNT(*) FROM "Job_Metadata"')).scalar_one()
+            names = connection.execute(sa.text('SELECT DISTINCT table_name FROM "Task_Metadata"')).scalars()
+            names = set(names)
         assert jobs == 2  # each environment audited its own two runs only
+        layers = ("bronze", "silver", "gold")
+        tables = ("dimuser", "dimartist", "dimtrack", "dimdate", "factstream")
+        assert names == {f"{settings.env}.{layer}.{table}" for layer in layers for table in tables}
     assert sorted(p.name for p in (tmp_path / "data" / "lake").iterdir()) == ["dev"]
     assert sorted(p.name for p in (tmp_path / "data" / "sit" / "lake").iterdir()) == ["sit"]

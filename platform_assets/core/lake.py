@@ -31,6 +31,22 @@ def table_location(lake_root: UPath | Path, layer: Layer, table: str) -> UPath |
     return lake_root / layer / table.lower()
 
 
+LAYERS: tuple[Layer, ...] = ("raw", "bronze", "silver", "gold")
+
+
+def catalog_name(env: str, layer: str, table: str) -> str:
+    """``<env>.<layer>.<table>``: a table's three-part name (catalog = environment, schema = layer)."""
+    return f"{env}.{layer}.{table.lower()}"
+
+
+def catalog_name_of(env: str | None, asset_key: str) -> str | None:
+    """The three-part name of the lake table an asset key ``<layer>/<table>`` stands for; None otherwise."""
+    parts = asset_key.split("/")
+    if env is None or len(parts) != 2 or parts[0] not in LAYERS:
+        return None
+    return catalog_name(env, parts[0], parts[1])
+
+
 def quarantine_name(table: str) -> str:
     """The table that holds the rows a layer's rules set apart: ``<table>_quarantine``."""
     return f"{table.lower()}{QUARANTINE_SUFFIX}"

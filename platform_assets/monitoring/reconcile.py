@@ -10,6 +10,7 @@ from dagster import DagsterInstance
 from dagster._core.storage.dagster_run import RunRecord
 
 from platform_assets.core.audit import AuditStore
+from platform_assets.core.lake import catalog_name_of
 from platform_assets.lib.resources import AuditResource
 from platform_assets.lib.tags import AUDIT_JOB_ID_TAG
 from platform_assets.monitoring.alerts import send_alerts
@@ -29,6 +30,7 @@ class ReconcileReport:
 def write_facts(store: AuditStore, facts: RunFacts) -> int:
     """All four tables for one run; every write is an idempotent upsert keyed on the run id."""
     job_id = store.upsert_job(facts.run_id, **facts.job)
+    environment = facts.job.get("environment")
     store.set_parameters(facts.run_id, facts.parameters)
     for task in facts.tasks:
         store.upsert_task(
@@ -43,6 +45,7 @@ def write_facts(store: AuditStore, facts: RunFacts) -> int:
             rows_written=task.rows_written,
             delta_version=task.delta_version,
             error_message=task.error_message,
+            table_name=catalog_name_of(environment, task.asset_key),
         )
     for entry in facts.logs:
         store.log(facts.run_id, entry.event_key, entry.status, entry.timestamp, entry.message)

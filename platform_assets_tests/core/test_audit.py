@@ -82,18 +82,18 @@ def _version_rows(url: str) -> list[tuple]:
 
 
 def test_setup_creates_tables_and_version(url):
-    assert AuditStore(url).setup() == SCHEMA_VERSION == 2
+    assert AuditStore(url).setup() == SCHEMA_VERSION == 3
     engine = AuditStore(url).engine
     assert set(TABLE_NAMES) <= set(sa.inspect(engine).get_table_names())
     columns = {c["name"] for c in sa.inspect(engine).get_columns("Job_Metadata")}
     assert {"run_id", "parent_run_id", "ui_url", "duration", "trigger", "updated_at"} <= columns
-    assert _version_rows(url) == [(2,)]
+    assert _version_rows(url) == [(3,)]
 
 
 def test_setup_twice(url):
-    assert AuditStore(url).setup() == 2
-    assert AuditStore(url).setup() == 2
-    assert _version_rows(url) == [(2,)]
+    assert AuditStore(url).setup() == 3
+    assert AuditStore(url).setup() == 3
+    assert _version_rows(url) == [(3,)]
 
 
 def test_concurrent_setup_on_empty_database(url):
@@ -110,8 +110,8 @@ def test_concurrent_setup_on_empty_database(url):
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == [] and results == [2, 2, 2, 2]
-    assert _version_rows(url) == [(2,)]
+    assert errors == [] and results == [SCHEMA_VERSION] * 4
+    assert _version_rows(url) == [(3,)]
 
 
 def test_migration_from_version_1_keeps_rows(url):
@@ -169,18 +169,19 @@ def test_migration_from_version_1_keeps_rows(url):
             )
         )
 
-    assert AuditStore(url).setup() == 2
+    assert AuditStore(url).setup() == 3
 
     columns = {c["name"] for c in sa.inspect(engine).get_columns("Job_Metadata")}
     assert {"parent_run_id", "ui_url"} <= columns
-    assert _version_rows(url) == [(2,)]
+    assert "table_name" in {c["name"] for c in sa.inspect(engine).get_columns("Task_Metadata")}
+    assert _version_rows(url) == [(3,)]
     store = AuditStore(url)
     row = store.job("old-run")
     assert row["job_name"] == "bronze_users" and row["status"] == "Completed" and row["duration"] == 5.0
     assert row["parent_run_id"] is None and row["ui_url"] is None
     store.upsert_job("old-run", parent_run_id="parent", ui_url="http://dagster/runs/old-run")
     assert store.job("old-run")["parent_run_id"] == "parent"
-    assert AuditStore(url).setup() == 2  # and again: nothing left to do
+    assert AuditStore(url).setup() == 3  # and again: nothing left to do
 
 
 def test_newer_database_is_left_alone(tmp_path):

@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from platform_assets.core.audit.tables import job_table, metadata, version_table
+from platform_assets.core.audit.tables import job_table, metadata, task_table, version_table
 from platform_assets.core.db import utc_now
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _create_tables(conn: sa.Connection) -> None:
@@ -28,9 +28,15 @@ def _add_lineage_columns(conn: sa.Connection) -> None:
     _add_missing_columns(conn, job_table, ["parent_run_id", "ui_url"])
 
 
+def _add_table_name(conn: sa.Connection) -> None:
+    """Version 3: ``table_name`` on Task_Metadata, the three-part name of the table a task wrote."""
+    _add_missing_columns(conn, task_table, ["table_name"])
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _create_tables),
     (2, _add_lineage_columns),
+    (3, _add_table_name),
 ]
 assert [v for v, _ in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1)), "one step per version, in order"
 

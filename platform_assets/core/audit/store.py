@@ -51,7 +51,7 @@ _JOB_FIELDS = {
 }  # fmt: skip
 _TASK_FIELDS = {
     "partition_key", "status", "start_time", "end_time", "rows_read", "rows_written", "delta_version",
-    "error_message",
+    "error_message", "table_name",
 }  # fmt: skip
 _JOB_CHOICES = {"job_type": JOB_TYPES, "status": JOB_STATUSES, "trigger": TRIGGERS}
 _TASK_CHOICES = {"status": TASK_STATUSES}

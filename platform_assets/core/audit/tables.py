@@ -64,6 +64,7 @@ task_table = sa.Table(
     sa.Column("rows_read", sa.BigInteger, nullable=True),
     sa.Column("rows_written", sa.BigInteger, nullable=True),
     sa.Column("delta_version", sa.Integer, nullable=True),
+    sa.Column("table_name", sa.String(300), nullable=True),  # <env>.<layer>.<table> of a lake asset
     sa.Column("error_message", LongText),
     sa.UniqueConstraint("run_id", "step_key", "asset_key", name="uq_task_metadata_run_step_asset"),
 )
