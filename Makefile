@@ -24,7 +24,7 @@ SAMPLE_PARTITION_START := 2025-01-01
 comma := ,
 QUIET_DAGSTER := ignore:Parameter `backfill_policy` of function `asset` is currently in beta$(comma)ignore:Function `dev_command` is superseded$(if $(PYTHONWARNINGS),$(comma)$(PYTHONWARNINGS))
 
-.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream bench-stream
+.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream bench-stream batch-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,11 @@ dev: export PLATFORM_UI_URL ?= http://$(HOST):$(PORT)
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_assets.check_config --offline
 	$(WITH_KAFKA) $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+# The seed's batch test against one catalog (default sit): clean up, set up, two batches, every layer checked.
+batch-test: export PLATFORM_ENV := $(if $(filter command line,$(origin ENV)),$(ENV),sit)
+batch-test: install
+	$(BIN)/python -m platform_devkit.batch_test
 
 check-config: install
 	$(BIN)/python -m platform_assets.check_config

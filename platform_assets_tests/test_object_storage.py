@@ -50,7 +50,6 @@ def s3_lake(monkeypatch):
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ALLOW_HTTP": "true",
-        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",  # one writer per table (pools); no lock service here
     }.items():
         monkeypatch.setenv(name, value)
     try:
