@@ -114,7 +114,10 @@ lint: install-dev
 reset-stream: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_devkit.trades reset
 
+# Deletes the environment's lake, databases and run history: refused in prod unless FORCE=1.
 clean:
+	@if [ "$(PLATFORM_ENV)" = prod ] && [ "$(FORCE)" != 1 ]; then \
+		echo "error: refusing to delete prod's data in $(DATA_DIR) (make clean ENV=prod FORCE=1)" >&2; exit 2; fi
 	rm -rf $(DATA_DIR)/lake $(DATA_DIR)/*.db $(DAGSTER_HOME)
 
 # Debian's headless Chromium, which the dashboard test drives to check the page really draws its charts.

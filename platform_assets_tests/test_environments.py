@@ -3,7 +3,9 @@ each environment (catalog) in its own data folder, so a dev run never touches si
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from platform_assets.settings import CONFIG_DIR, ENVIRONMENTS, SettingsError, lo
 from platform_assets_tests.conftest import tables_file_for
 from platform_devkit import sample
 from platform_devkit.medallion import materialize_medallion
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def config_dir(tmp_path: Path, **files: dict) -> Path:
@@ -144,3 +148,23 @@ def test_a_dev_run_leaves_sit_untouched(tmp_path, sqlite_source):
         assert names == {f"{settings.env}.{layer}.{table}" for layer in layers for table in tables}
     assert sorted(p.name for p in (tmp_path / "data" / "lake").iterdir()) == ["dev"]
     assert sorted(p.name for p in (tmp_path / "data" / "sit" / "lake").iterdir()) == ["sit"]
+
+
+def test_make_clean_refuses_prod_without_force(tmp_path):
+    data = tmp_path / "prod"
+    table = data / "lake" / "prod" / "gold" / "dimuser"
+    table.mkdir(parents=True)
+    (data / "audit.db").write_text("")
+    env = {**os.environ, "DAGSTER_HOME": str(data / "dagster_home"), "PLATFORM_DATA_DIR": str(data)}
+    env.pop("MAKEFLAGS", None)
+
+    def clean(*args: str) -> subprocess.CompletedProcess:
+        command = ["make", "-s", "-C", str(REPO), "clean", "ENV=prod", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    refused = clean()
+    assert refused.returncode == 2
+    assert "refusing to delete prod's data" in refused.stderr and "FORCE=1" in refused.stderr
+    assert table.is_dir() and (data / "audit.db").exists()
+    assert clean("FORCE=1").returncode == 0
+    assert not (data / "lake").exists() and not (data / "audit.db").exists()
