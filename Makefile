@@ -24,7 +24,7 @@ SAMPLE_PARTITION_START := 2025-01-01
 comma := ,
 QUIET_DAGSTER := ignore:Parameter `backfill_policy` of function `asset` is currently in beta$(comma)ignore:Function `dev_command` is superseded$(if $(PYTHONWARNINGS),$(comma)$(PYTHONWARNINGS))
 
-.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream bench-stream batch-test
+.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream bench-stream batch-test history
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,10 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 batch-test: export PLATFORM_ENV := $(if $(filter command line,$(origin ENV)),$(ENV),sit)
 batch-test: install
 	$(BIN)/python -m platform_devkit.batch_test
+
+# One-time history load of a table: make history TABLE=FactStream FROM=2024-01-01 TO=2025-01-01 [FORCE=1]
+history: install
+	$(BIN)/python -m platform_assets.history --table "$(TABLE)" --from "$(FROM)" --to "$(TO)" $(if $(filter 1,$(FORCE)),--force)
 
 check-config: install
 	$(BIN)/python -m platform_assets.check_config

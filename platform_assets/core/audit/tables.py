@@ -8,7 +8,7 @@ from sqlalchemy.dialects import mssql, mysql
 JOB_TYPES = ("Batch", "Streaming")
 JOB_STATUSES = ("Queued", "Running", "Completed", "Failed", "Canceled")
 TASK_STATUSES = ("Running", "Completed", "Failed", "Skipped")
-TRIGGERS = ("manual", "schedule", "sensor", "backfill")
+TRIGGERS = ("manual", "schedule", "sensor", "backfill", "history")
 
 # Microsecond timestamps on MySQL/MariaDB (plain DATETIME drops them) and DATETIME2 on SQL Server.
 Timestamp = (
