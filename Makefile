@@ -24,7 +24,7 @@ SAMPLE_PARTITION_START := 2025-01-01
 comma := ,
 QUIET_DAGSTER := ignore:Parameter `backfill_policy` of function `asset` is currently in beta$(comma)ignore:Function `dev_command` is superseded$(if $(PYTHONWARNINGS),$(comma)$(PYTHONWARNINGS))
 
-.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream bench-stream batch-test history
+.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream bench-stream batch-test history setup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,10 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 batch-test: export PLATFORM_ENV := $(if $(filter command line,$(origin ENV)),$(ENV),sit)
 batch-test: install
 	$(BIN)/python -m platform_devkit.batch_test
+
+# The DDL step: audit, state and serving tables, and every silver/gold Delta table as declared (idempotent)
+setup: install
+	$(BIN)/python -m platform_assets.setup
 
 # One-time history load of a table: make history TABLE=FactStream FROM=2024-01-01 TO=2025-01-01 [FORCE=1]
 history: install

@@ -201,6 +201,15 @@ def _write_state(
 # --------------------------------------------------------------------------- input handling
 
 
+def output_schema(batch: pl.Schema, spec: CdcSpec) -> pl.Schema:
+    """The columns and types :func:`apply_changes` gives a new target for batches of ``batch``'s schema:
+    the fold run on no rows (polars types follow schemas), so it can never disagree with a real run."""
+    events = _batch_events(delta.normalize_timestamps(pl.DataFrame(schema=batch)), spec)
+    fold = _scd1 if spec.stored_as_scd_type == 1 else _scd2
+    desired, _ = fold(None, {name: None for name in spec.state_tables}, events, spec)
+    return _align(desired, None).schema
+
+
 def _validate_batch(batch: pl.DataFrame, spec: CdcSpec, partition_values: dict | None) -> None:
     """Fail fast, naming the column, instead of deep inside a join or a merge."""
     needed = [*spec.keys, *([spec.sequence_by] if spec.sequence_by else [])]

@@ -1,0 +1,74 @@
+"""The DDL step: ``python -m platform_assets.setup`` (``make setup``) creates what an environment needs before
+its first run, and reports what differs where it exists already.
+
+- the audit tables (migrated to the current version), the state tables and the serving tables;
+- every table's silver and gold Delta tables, empty, with the schema, partitioning and change data feed
+  the pipeline writes (``platform_assets.core.table_setup``); the source table is read for its columns.
+
+Idempotent: a second run creates nothing. An existing table is never changed; a difference from its
+declaration is printed as drift and the command exits 1, so a release pipeline stops there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import polars as pl
+
+from platform_assets.core.audit import AuditStore
+from platform_assets.core.config import load_tables
+from platform_assets.core.db import engine_for, redact
+from platform_assets.core.source_table import reflect
+from platform_assets.core.state import StateStore
+from platform_assets.core.table_setup import TableStatus, setup_table
+from platform_assets.core.trades.serving import ServingStore
+from platform_assets.settings import Settings, SettingsError, load_settings
+
+
+def set_up(settings: Settings, log=print) -> list[TableStatus]:
+    """Create what is missing; the status of every Delta table (created, or drift found)."""
+    log(f"audit schema version {AuditStore(settings.audit_url).setup()} at {redact(settings.audit_url)}")
+    StateStore(settings.state_url, settings.env)
+    log(f"state tables at {redact(settings.state_url)}")
+    ServingStore(settings.serving_url).setup()
+    log(f"serving tables at {redact(settings.serving_url)}")
+    engine = engine_for(settings.source_url)
+    statuses = []
+    for config in load_tables(settings.tables_file):
+        bronze = pl.DataFrame(pl.from_arrow(reflect(engine, config).schema.empty_table())).schema
+        paths = {
+            layer: (settings.table_name(layer, config.name), str(settings.table_path(layer, config.name)))
+            for layer in ("silver", "gold")
+        }
+        for status in setup_table(bronze, config, paths):
+            statuses.append(status)
+            what = "created" if status.created else ("DRIFT" if status.drift else "exists, as declared")
+            log(f"{status.name}: {what}" + "".join(f"\n    {d}" for d in status.drift))
+    return statuses
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="python -m platform_assets.setup", description=__doc__.split("\n\n")[0]
+    ).parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"setting up the {settings.env} catalog ({settings.lake_root})")
+    statuses = set_up(settings)
+    drifted = [s.name for s in statuses if s.drift]
+    if drifted:
+        print(
+            f"error: {len(drifted)} table(s) differ from their declaration: {', '.join(drifted)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
