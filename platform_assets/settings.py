@@ -137,6 +137,16 @@ def _topic(value: str) -> str:
     )
 
 
+def _cron(value: str, name: str) -> str:
+    """A five-field cron expression (minute hour day month weekday); Dagster checks the values' ranges."""
+    fields = value.split()
+    if len(fields) == 5 and all(re.fullmatch(r"[0-9A-Za-z*,/-]+", f) for f in fields):
+        return " ".join(fields)
+    raise SettingsError(
+        f"{name} must be a cron expression like '0 2 * * *' (five fields), got {shown(value)}"
+    )
+
+
 def _websocket_url(value: str) -> str:
     if value.startswith(("ws://", "wss://")) and len(value) > len("wss://"):
         return value
@@ -187,6 +197,9 @@ class Settings:
     trades_max_batch_rows: int = 100_000
     serving_url: str = field(default="", repr=False)
     min_ingested_rows: int = 1
+    # when the scheduled flows run (cron, UTC for the medallion, India time for the countries as in the seed)
+    medallion_schedule: str = "0 2 * * *"
+    countries_schedule: str = "0 0,12 * * *"
     # the engine of silver and gold (tables.yaml may choose per table); Spark's session settings
     engine: Engine = "polars"
     spark_master: str = "local[*]"
@@ -284,7 +297,7 @@ VARIABLES = (
     "PLATFORM_TABLES_FILE", "PLATFORM_KAFKA_BOOTSTRAP", "PLATFORM_KAFKA_CONFIG", "PLATFORM_TRADES_TOPIC",
     "PLATFORM_TRADES_WS_URL", "PLATFORM_TRADES_LOOKUP_URL", "PLATFORM_TRADES_MAX_BATCH_ROWS",
     "PLATFORM_SERVING_URL", "PLATFORM_MIN_INGESTED_ROWS", "PLATFORM_ENGINE", "PLATFORM_SPARK_MASTER",
-    "PLATFORM_SPARK_REMOTE", "PLATFORM_SPARK_CONF",
+    "PLATFORM_SPARK_REMOTE", "PLATFORM_SPARK_CONF", "PLATFORM_MEDALLION_SCHEDULE", "PLATFORM_COUNTRIES_SCHEDULE",
 )  # fmt: skip
 
 
@@ -392,6 +405,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trades_max_batch_rows=_int(env, "PLATFORM_TRADES_MAX_BATCH_ROWS", 100_000),
         serving_url=_database_url(env, "PLATFORM_SERVING_URL"),
         min_ingested_rows=_int(env, "PLATFORM_MIN_INGESTED_ROWS", 1),
+        medallion_schedule=_cron(
+            env.get("PLATFORM_MEDALLION_SCHEDULE") or "0 2 * * *", "PLATFORM_MEDALLION_SCHEDULE"
+        ),
+        countries_schedule=_cron(
+            env.get("PLATFORM_COUNTRIES_SCHEDULE") or "0 0,12 * * *", "PLATFORM_COUNTRIES_SCHEDULE"
+        ),
         engine=_engine(env.get("PLATFORM_ENGINE") or "polars"),
         spark_master=env.get("PLATFORM_SPARK_MASTER") or "local[*]",
         spark_remote=_spark_remote(env.get("PLATFORM_SPARK_REMOTE") or None),

@@ -17,6 +17,7 @@ from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import build_resources
 from platform_assets.monitoring.audit import audit_tick
 from platform_assets.settings import CONFIG_DIR, ENVIRONMENTS, SettingsError, load_settings
+from platform_assets.spotify.jobs import SCHEDULE_NAME
 from platform_assets_tests.conftest import tables_file_for
 from platform_devkit import sample
 from platform_devkit.medallion import materialize_medallion
@@ -168,3 +169,17 @@ def test_make_clean_refuses_prod_without_force(tmp_path):
     assert table.is_dir() and (data / "audit.db").exists()
     assert clean("FORCE=1").returncode == 0
     assert not (data / "lake").exists() and not (data / "audit.db").exists()
+
+
+def test_schedules_come_from_the_configuration(tmp_path):
+    folder = config_dir(tmp_path, sit={"data_dir": str(tmp_path), "medallion_schedule": "30 3 * * *"})
+    settings = load_settings({"PLATFORM_CONFIG_DIR": str(folder), "PLATFORM_ENV": "sit"})
+    schedules = {s.name: s for s in build_definitions(settings).schedules}
+    assert schedules[SCHEDULE_NAME].cron_schedule == "30 3 * * *"
+    assert schedules["countries_twice_daily"].cron_schedule == "0 0,12 * * *"  # the default
+    with pytest.raises(
+        SettingsError, match=r"PLATFORM_COUNTRIES_SCHEDULE must be a cron expression .* got 'noon'"
+    ):
+        load_settings(
+            {"PLATFORM_CONFIG_DIR": str(folder), "PLATFORM_ENV": "sit", "PLATFORM_COUNTRIES_SCHEDULE": "noon"}
+        )

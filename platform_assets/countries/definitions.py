@@ -49,14 +49,14 @@ def countries_job_for(partitions: StaticPartitionsDefinition):
     )
 
 
-def countries_schedule_for(job, partitions: StaticPartitionsDefinition):
+def countries_schedule_for(job, partitions: StaticPartitionsDefinition, cron: str = CRON):
     @schedule(
         name=SCHEDULE_NAME,
         job=job,
-        cron_schedule=CRON,
+        cron_schedule=cron,
         execution_timezone=TIMEZONE,
         default_status=DefaultScheduleStatus.RUNNING,
-        description="00:00 and 12:00 India time: all countries in one run.",
+        description=f"{cron} (India time; the seed's twice-daily trigger by default): all countries in one run.",
     )
     def countries_twice_daily(context: ScheduleEvaluationContext) -> RunRequest:
         return RunRequest(tags=all_countries_tags(partitions))
@@ -70,6 +70,6 @@ def build_country_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[build_raw_countries(partitions), silver_countries],
         jobs=[job],
-        schedules=[countries_schedule_for(job, partitions)],
+        schedules=[countries_schedule_for(job, partitions, settings.countries_schedule)],
         resources={"country_api": CountryApiResource(base_url=settings.country_api_url)},
     )

@@ -24,5 +24,5 @@ def build_spotify_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=assets,
         jobs=[job],
-        schedules=[daily_schedule(job, partitions, settings.late_days)],
+        schedules=[daily_schedule(job, partitions, settings.late_days, settings.medallion_schedule)],
     )

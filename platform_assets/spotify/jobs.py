@@ -29,18 +29,21 @@ def medallion_job(partitions: DailyPartitionsDefinition):
     )
 
 
-def daily_schedule(job, partitions: DailyPartitionsDefinition, late_days: int) -> ScheduleDefinition:
-    """02:00 UTC every day (like the seed's ADF DailyTrigger): the dimensions and the day that just ended,
+def daily_schedule(
+    job, partitions: DailyPartitionsDefinition, late_days: int, cron: str = "0 2 * * *"
+) -> ScheduleDefinition:
+    """``cron`` (UTC; 02:00 every day by default, like the seed's ADF DailyTrigger): the dimensions and the
+    day that just ended,
     plus ``late_days`` earlier days in the same run, so rows that arrived late for them are picked up
     (re-running a day is idempotent: only the late rows are committed)."""
 
     @schedule(
         name=SCHEDULE_NAME,
         job=job,
-        cron_schedule="0 2 * * *",
+        cron_schedule=cron,
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
-        description=f"Daily at 02:00 UTC: dimensions + the day that ended (and {late_days} day(s) before it).",
+        description=f"{cron} (UTC): dimensions + the day that ended (and {late_days} day(s) before it).",
     )
     def spotify_daily(context: ScheduleEvaluationContext) -> RunRequest:
         last = context.scheduled_execution_time.date() - timedelta(days=1)

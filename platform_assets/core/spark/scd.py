@@ -17,6 +17,7 @@ per key), the default folds about :data:`ROWS_PER_BUCKET` events per call.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -318,7 +319,8 @@ def apply_changes_spark(
         )
     finally:
         if cached:
-            batch.unpersist()
+            with contextlib.suppress(Exception):  # freeing the cache must never hide the step's own error
+                batch.unpersist()
 
 
 def _fold_and_write(
@@ -366,7 +368,8 @@ def _fold_and_write(
     try:
         return _write_changes(changes, target, plan, states, events_schema, partition_values, result)
     finally:
-        changes.unpersist()
+        with contextlib.suppress(Exception):  # as above
+            changes.unpersist()
 
 
 def _write_changes(
