@@ -43,6 +43,19 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def materialize_command(selection: str) -> list:
+    """``dagster asset materialize`` of ``selection`` against the code location, as a user runs it."""
+    return [
+        BIN / "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "platform_assets.definitions",
+        "--select",
+        selection,
+    ]
+
+
 def dagster_home(tmp_path: Path) -> Path:
     """A DAGSTER_HOME with the shipped dagster.yaml (run monitoring polled every second) and its storage
     created, as `make dev` does before the daemon and the CLI both open it."""

@@ -17,7 +17,7 @@ from dagster._core.scheduler.instigation import InstigatorType
 
 from platform_assets.monitoring.audit import SENSOR_NAME
 from platform_assets_tests.conftest import POSTGRES_URL, reachable, settings_for
-from platform_assets_tests.processes import BIN, running_daemon, wait_for
+from platform_assets_tests.processes import BIN, materialize_command, running_daemon, wait_for
 from platform_devkit import sample
 
 POSTGRES_YAML = Path(__file__).parents[1] / "deploy" / "dagster.postgres.yaml"
@@ -99,15 +99,7 @@ def test_runs_events_and_sensor_ticks_are_stored_in_postgres(
     try:
         with running_daemon(env, tmp_path):  # loads the code location while the CLI run goes on
             done = subprocess.run(
-                [
-                    BIN / "dagster",
-                    "asset",
-                    "materialize",
-                    "-m",
-                    "platform_assets.definitions",
-                    "--select",
-                    "bronze/dimartist",
-                ],
+                materialize_command("bronze/dimartist"),
                 env=env,
                 cwd=tmp_path,
                 capture_output=True,

@@ -13,6 +13,7 @@ from pathlib import Path
 from dagster import DagsterInstance, DagsterRunStatus
 
 from platform_assets.settings import Settings
+from platform_assets_tests.processes import materialize_command
 from platform_devkit import sample
 
 REPO = Path(__file__).parents[1]
@@ -36,15 +37,7 @@ def test_make_creates_the_instance_once_and_two_first_runs_then_start_together(t
     env = {**os.environ, "DAGSTER_HOME": str(home), "PLATFORM_DATA_DIR": str(settings.data_dir)}
     runs = [
         subprocess.Popen(
-            [
-                BIN / "dagster",
-                "asset",
-                "materialize",
-                "-m",
-                "platform_assets.definitions",
-                "--select",
-                f"bronze/{table}",
-            ],
+            materialize_command(f"bronze/{table}"),
             env=env,
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,

@@ -18,7 +18,14 @@ from dagster._core.launcher import WorkerStatus
 from platform_assets.core.config import load_tables
 from platform_assets.settings import Settings
 from platform_assets.unblock import unblock
-from platform_assets_tests.processes import BIN, dagster_home, descendants, running_daemon, wait_for
+from platform_assets_tests.processes import (
+    BIN,
+    dagster_home,
+    descendants,
+    materialize_command,
+    running_daemon,
+    wait_for,
+)
 from platform_assets_tests.receiver import Receiver
 from platform_assets_tests.spotify.helpers import lake
 from platform_devkit import sample
@@ -150,15 +157,7 @@ def test_a_killed_run_is_failed_freed_audited_alerted_and_retried(deployment, tm
 def test_a_killed_cli_run_without_a_daemon_is_unblocked_by_hand(deployment, tmp_path):
     home, settings = deployment
     env = {**os.environ, "DAGSTER_HOME": str(home), "PLATFORM_DATA_DIR": str(settings.data_dir)}
-    materialize = [
-        BIN / "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "platform_assets.definitions",
-        "--select",
-        "bronze/dimuser",
-    ]
+    materialize = materialize_command("bronze/dimuser")
     lock = sqlite3.connect(settings.source_url.removeprefix("sqlite:///"), isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
     cli = subprocess.Popen(
