@@ -31,6 +31,11 @@ def _table(settings: Settings, name: str) -> TableConfig:
     tables = load_tables(settings.tables_file)
     for config in tables:
         if name.lower() in (config.table.lower(), config.name):
+            if config.from_files:
+                raise SettingsError(
+                    f"--table {name!r} has source: files: its history is loaded by dropping the files "
+                    "into its landing folder"
+                )
             return config
     raise SettingsError(
         f"--table {name!r} is not in {settings.tables_file.name}: {', '.join(t.table for t in tables)}"

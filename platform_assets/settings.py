@@ -22,7 +22,7 @@ import yaml
 from upath import UPath
 
 from platform_assets.core.config import ENGINES, Engine
-from platform_assets.core.lake import LAYERS, catalog_name, location, table_location
+from platform_assets.core.lake import LAYERS, catalog_name, landing_location, location, table_location
 
 ENVIRONMENTS = ("dev", "sit", "prod")
 DEFAULT_COUNTRIES = ("India", "United States", "United Kingdom", "China", "Russia")
@@ -240,6 +240,10 @@ class Settings:
         if layer not in LAYERS:
             raise SettingsError(f"unknown layer {shown(layer)}; expected one of {', '.join(LAYERS)}")
         return table_location(self.lake_root, layer, table)
+
+    def landing_path(self, table: str) -> UPath:
+        """``<lake>/<env>/landing/<table>``: where a ``source: files`` table's files are dropped."""
+        return landing_location(self.lake_root, table)
 
     def table_name(self, layer: str, table: str) -> str:
         """``<env>.<layer>.<table>``, the table's three-part name in this environment's catalog."""

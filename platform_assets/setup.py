@@ -37,7 +37,10 @@ def set_up(settings: Settings, log=print) -> list[TableStatus]:
     engine = engine_for(settings.source_url)
     statuses = []
     for config in load_tables(settings.tables_file):
-        bronze = pl.DataFrame(pl.from_arrow(reflect(engine, config).schema.empty_table())).schema
+        if config.from_files:  # landing files: bronze holds the declared columns
+            bronze = config.polars_schema
+        else:
+            bronze = pl.DataFrame(pl.from_arrow(reflect(engine, config).schema.empty_table())).schema
         paths = {
             layer: (settings.table_name(layer, config.name), str(settings.table_path(layer, config.name)))
             for layer in ("silver", "gold")

@@ -62,6 +62,12 @@ def _unknown_columns(config: TableConfig, columns: Iterable[str]) -> list[str]:
 
 def check_table(engine: sa.Engine, config: TableConfig) -> TableCheck:
     """Check one table as extraction and silver will see it."""
+    if config.from_files:  # no source table: the declared columns are what bronze files carry
+        problems = _unknown_columns(config, config.columns)
+        change = "full reload" if config.cdc_col is None else f"change column {config.cdc_col}: landing files"
+        return TableCheck(
+            config.table, "; ".join(problems) or None, len(config.columns), "" if problems else change
+        )
     try:
         source = reflect(engine, config)
     except SourceError as exc:

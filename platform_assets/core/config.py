@@ -26,6 +26,19 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 Action = Literal["warn", "drop", "fail"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 Partitioning = Literal["daily"]
+Source = Literal["sql", "files"]
+SOURCES: tuple[str, ...] = get_args(Source)
+# Landing-zone files (source: files): the formats read and the declared column types.
+FileFormat = Literal["csv", "jsonl", "parquet"]
+FILE_FORMATS: tuple[str, ...] = get_args(FileFormat)
+COLUMN_TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "int64": pl.Int64(),
+    "float64": pl.Float64(),
+    "boolean": pl.Boolean(),
+    "date": pl.Date(),
+    "timestamp": pl.Datetime("us", "UTC"),  # UTC microseconds, the lake's one timestamp type
+}
 
 
 def identifier(value: Any, what: str) -> str:
@@ -66,6 +79,18 @@ class TableConfig:
     track_history_except: tuple[str, ...] = ()
     expectations: tuple[Expectation, ...] = ()
     engine: Engine | None = None  # None: the platform's default (PLATFORM_ENGINE)
+    source: Source = "sql"  # "files": bronze ingests files dropped in <lake>/<env>/landing/<table>/
+    format: FileFormat | None = None  # source: files only
+    columns: Mapping[str, str] = field(default_factory=dict)  # source: files: name -> COLUMN_TYPES key
+
+    @property
+    def from_files(self) -> bool:
+        return self.source == "files"
+
+    @property
+    def polars_schema(self) -> pl.Schema:
+        """The declared columns of a files table as a polars schema (empty for a SQL table)."""
+        return pl.Schema({c: COLUMN_TYPES[t] for c, t in self.columns.items()})
 
     @property
     def name(self) -> str:
@@ -149,6 +174,9 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         "gold",
         "expectations",
         "engine",
+        "source",
+        "format",
+        "columns",
     }
     if unknown:
         raise ConfigError(f"{table}: unknown field(s) {sorted(unknown)}")
@@ -202,6 +230,7 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
     engine = entry.get("engine")
     if engine is not None and engine not in ENGINES:
         raise ConfigError(f"{table}.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    source, file_format, columns = _parse_files_source(entry, table, keys, cdc_col, partition)
     config = TableConfig(
         table=table,
         keys=keys,
@@ -216,11 +245,51 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         track_history_except=track_except,
         expectations=tuple(_parse_expectation(e, table) for e in _as_list(entry.get("expectations"))),
         engine=engine,
+        source=source,
+        format=file_format,
+        columns=columns,
     )
     names = [e.name for e in config.all_expectations]
     if len(names) != len(set(names)):
         raise ConfigError(f"{table}: expectation names must be unique, got {names}")
     return config
+
+
+def _parse_files_source(
+    entry: Mapping[str, Any], table: str, keys: tuple[str, ...], cdc_col: str | None, partition: Any
+) -> tuple[str, str | None, dict[str, str]]:
+    """``source``, ``format`` and ``columns``: a files table declares its format and typed columns."""
+    source = entry.get("source", "sql")
+    if source not in SOURCES:
+        raise ConfigError(f"{table}.source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if source == "sql":
+        extra = sorted(f for f in ("format", "columns") if entry.get(f) is not None)
+        if extra:
+            raise ConfigError(f"{table}: {', '.join(extra)} only apply to a table with source: files")
+        return source, None, {}
+    file_format = entry.get("format")
+    if file_format not in FILE_FORMATS:
+        raise ConfigError(f"{table}.format must be one of {', '.join(FILE_FORMATS)}, got {file_format!r}")
+    columns = _mapping(entry.get("columns"), f"{table}.columns")
+    if not columns:
+        raise ConfigError(
+            f"{table}.columns: a table with source: files must declare its columns {{name: type}}"
+        )
+    for column, kind in columns.items():
+        identifier(column, f"{table}.columns")
+        if kind not in COLUMN_TYPES:
+            raise ConfigError(
+                f"{table}.columns.{column}: unknown type {kind!r} (one of {', '.join(COLUMN_TYPES)})"
+            )
+    for key in (*keys, *([cdc_col] if cdc_col else [])):
+        if key not in columns:
+            raise ConfigError(f"{table}: key/cdc_col column {key!r} is not among the declared columns")
+    if partition:
+        raise ConfigError(f"{table}.partition: daily partitions are not supported yet for source: files")
+    for unsupported in ("lag", "from_date", "schema"):
+        if entry.get(unsupported) not in (None, ""):
+            raise ConfigError(f"{table}.{unsupported}: does not apply to a table with source: files")
+    return source, file_format, {str(c): str(t) for c, t in columns.items()}
 
 
 def _compile(expr: Any, what: str) -> pl.Expr:

@@ -32,6 +32,12 @@ def table_location(lake_root: UPath | Path, layer: Layer, table: str) -> UPath |
 
 
 LAYERS: tuple[Layer, ...] = ("raw", "bronze", "silver", "gold")
+LANDING = "landing"
+
+
+def landing_location(lake_root: UPath | Path, table: str) -> UPath | Path:
+    """``<lake>/<env>/landing/<table>``: where files for a ``source: files`` table are dropped."""
+    return lake_root / LANDING / table.lower()
 
 
 def catalog_name(env: str, layer: str, table: str) -> str:

@@ -13,7 +13,7 @@ from upath import UPath
 from platform_assets.core.audit import AuditStore
 from platform_assets.core.config import load_tables
 from platform_assets.core.db import engine_for
-from platform_assets.core.lake import Layer, location, table_location
+from platform_assets.core.lake import Layer, landing_location, location, table_location
 from platform_assets.core.state import StateStore
 from platform_assets.settings import Settings, SettingsError
 
@@ -33,6 +33,10 @@ class LakehouseResource(ConfigurableResource):
 
     def path(self, layer: Layer, table: str) -> UPath:
         return table_location(self.lake_root, layer, table)
+
+    def landing(self, table: str) -> UPath:
+        """The landing folder of a ``source: files`` table."""
+        return landing_location(self.lake_root, table)
 
     def source_engine(self) -> sa.Engine:
         return engine_for(self.source_url)

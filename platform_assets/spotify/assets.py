@@ -8,14 +8,14 @@ and asset checks.
 from dagster import AssetsDefinition, DailyPartitionsDefinition
 
 from platform_assets.core.config import TableConfig
-from platform_assets.spotify.bronze import bronze_asset
+from platform_assets.spotify.bronze import bronze_asset, files_bronze_asset
 from platform_assets.spotify.gold import gold_asset
 from platform_assets.spotify.silver import silver_asset
 
 
 def table_assets(config: TableConfig, partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
     return [
-        bronze_asset(config, partitions),
+        (files_bronze_asset if config.from_files else bronze_asset)(config, partitions),
         silver_asset(config, partitions),
         gold_asset(config, partitions),
     ]

@@ -1,4 +1,5 @@
-"""bronze/<table>: incremental extraction by watermark (or a day window, or a full reload)."""
+"""bronze/<table>: incremental extraction by watermark (or a day window, or a full reload); for a
+``source: files`` table, the landing-zone files, once per file version."""
 
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from dagster import (
 
 from platform_assets.core.config import TableConfig, parse_from_date
 from platform_assets.core.errors import ConfigError, SourceError
+from platform_assets.core.lake import quarantine_name
+from platform_assets.core.landing import ingest_landing
 from platform_assets.core.steps import BronzeResult, run_bronze
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.spotify.common import (
@@ -112,3 +115,65 @@ def _from_date(value: str | None, table: TableConfig) -> datetime | None:
         return parse_from_date(value, f"run config {table.table}") or table.from_date
     except ConfigError as exc:
         raise Failure(description=str(exc), allow_retries=False) from exc
+
+
+# ----------------------------------------------------------------------------------------------------
+# source: files (landing-zone files; the sensor in spotify/landing.py asks for the ready ones)
+
+# A run without a list of files (manual, or the daily job) leaves files modified in the last minute alone:
+# they may still be being written (the sensor's readiness rule needs two looks; such a run has one).
+SETTLE_SECONDS = 60.0
+
+
+class LandingConfig(Config):
+    """Run configuration for the bronze step of a ``source: files`` table."""
+
+    files: list[str] = []
+    """File names or version ids (``name@hash``, as the landing_files sensor asks) in the landing folder.
+    Empty: every unprocessed file of the folder not modified in the last minute."""
+
+
+def files_bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
+    @asset(
+        key=asset_key("bronze", table),
+        group_name=GROUP,
+        owners=OWNERS,
+        pool=pool(table),
+        kinds={"bronze", table.format or "files", "parquet"},
+        description=f"{table.table}: landing-zone {table.format} files in Parquet, once per file version.",
+        **partitioning(table, partitions),
+    )
+    def bronze(context: AssetExecutionContext, config: LandingConfig, lakehouse: LakehouseResource):
+        result = ingest_landing(
+            config.files,
+            table,
+            lakehouse.landing(table.name),
+            lakehouse.path("bronze", table.name),
+            str(lakehouse.path("bronze", quarantine_name(table.name))),
+            lakehouse.state(),
+            settle_seconds=0.0 if config.files else SETTLE_SECONDS,
+        )
+        for what, entries in (
+            ("already ingested", result.already_processed),
+            ("changed since the sensor saw it (the sensor asks again)", result.changed),
+            ("no longer in the landing folder", result.missing),
+            ("modified in the last minute, left for the next run", result.not_settled),
+        ):
+            for entry in entries:
+                context.log.info(f"{table.table}: {entry}: {what}")
+        metadata = {
+            **table_identity(lakehouse, "bronze", table),
+            "files": MetadataValue.json([f.version for f in result.ingested]),
+            "files_written": MetadataValue.int(len(result.files_written)),
+            "rows_read": MetadataValue.int(result.rows + result.quarantined),
+            "rows_written": MetadataValue.int(result.rows),
+            "rows_quarantined": MetadataValue.int(result.quarantined),
+            "dagster/column_schema": described_schema(table, table.polars_schema),
+        }
+        for refused in result.refused:  # quarantined whole; a fixed file dropped again is a new version
+            context.log.warning(f"{table.table}: {refused}; the file is in the quarantine")
+        if result.refused:
+            metadata["files_refused"] = MetadataValue.json(result.refused)
+        return MaterializeResult(metadata=metadata)
+
+    return bronze

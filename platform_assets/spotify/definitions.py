@@ -9,6 +9,7 @@ from platform_assets.core.config import load_tables
 from platform_assets.settings import Settings
 from platform_assets.spotify.assets import table_assets
 from platform_assets.spotify.jobs import daily_schedule, medallion_job
+from platform_assets.spotify.landing import landing_sensor
 from platform_assets.spotify.partitions import daily_partitions
 
 
@@ -25,4 +26,6 @@ def build_spotify_definitions(settings: Settings) -> Definitions:
         assets=assets,
         jobs=[job],
         schedules=[daily_schedule(job, partitions, settings.late_days, settings.medallion_schedule)],
+        # landing-zone files: only when some table has source: files
+        sensors=[landing_sensor(tables)] if any(t.from_files for t in tables) else [],
     )
