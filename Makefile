@@ -93,7 +93,9 @@ batch-test: install
 	$(BIN)/python -m platform_devkit.batch_test
 
 # The DDL step: audit, state and serving tables, and every silver/gold Delta table as declared (idempotent)
+# Outside prod, with no PLATFORM_SOURCE_URL, the sample source is built first if missing (as `make demo` does).
 setup: install
+	$(if $(or $(filter prod,$(PLATFORM_ENV)),$(PLATFORM_SOURCE_URL)),,$(BIN)/python -m platform_devkit.sample init --if-missing --customers 650)
 	$(BIN)/python -m platform_assets.setup
 
 # One-time history load of a table: make history TABLE=FactStream FROM=2024-01-01 TO=2025-01-01 [FORCE=1]

@@ -374,3 +374,17 @@ def test_server_backends_match_sqlite(tmp_path, url, label):
     sample.advance(ref_url)
     sample.set_customer_count(ref_url, 550)
     assert server == _dump(ref_url)
+
+
+def test_init_if_missing_leaves_an_existing_source_alone(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    assert main(["init", "--if-missing", "--url", url, "--days", "1"]) == 0  # built: nothing was there
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM DimUser WHERE user_id = 1")
+        users = conn.exec_driver_sql("SELECT COUNT(*) FROM DimUser").scalar_one()
+    capsys.readouterr()
+    assert main(["init", "--if-missing", "--url", url]) == 0
+    assert "the sample tables exist, left as they are" in capsys.readouterr().out
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM DimUser").scalar_one() == users > 0

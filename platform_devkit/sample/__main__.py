@@ -45,12 +45,23 @@ def _parser() -> argparse.ArgumentParser:
     p_init.add_argument("--days", type=int, default=3)
     p_init.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
     p_init.add_argument("--customers", type=int, default=None)
+    p_init.add_argument(
+        "--if-missing", action="store_true", help="do nothing when the source already has the sample tables"
+    )
     p_adv = sub.add_parser("advance", help="simulate the next day of changes")
     common(p_adv)
     p_cust = sub.add_parser("customers", help="replace Customers with exactly N rows")
     p_cust.add_argument("n", type=int)
     common(p_cust)
     return parser
+
+
+def _has_sample(url: str, schema: str | None) -> bool:
+    import sqlalchemy as sa
+
+    from platform_assets.core.db import engine_for
+
+    return sa.inspect(engine_for(url)).has_table("FactStream", schema=schema)
 
 
 def _print_init_report(report: dict[str, tuple[int, float]], seconds: float) -> None:
@@ -64,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     url = args.url or default_url()
     try:
-        if args.command == "init":
+        if args.command == "init" and args.if_missing and _has_sample(url, args.schema):
+            print("source: the sample tables exist, left as they are")
+        elif args.command == "init":
             t0 = time.perf_counter()
             report = init_timed(
                 url,
