@@ -2,8 +2,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 # The environment (catalog) every command works in: `make demo ENV=sit` or `PLATFORM_ENV=sit make demo`.
-ENV ?= dev
-export PLATFORM_ENV ?= $(ENV)
+# ENV on the command line wins over a PLATFORM_ENV in the environment (`make clean ENV=prod` in a shell
+# that exported PLATFORM_ENV=dev means prod).
+ifeq ($(origin ENV),command line)
+export PLATFORM_ENV := $(ENV)
+else
+export PLATFORM_ENV ?= dev
+endif
 # That environment's data folder, as config/$(PLATFORM_ENV).yaml names it (its data_dir), unless
 # PLATFORM_DATA_DIR overrides it: the Dagster home and the embedded broker's files live there too, so each
 # environment has its own run history.
@@ -128,7 +133,7 @@ reset-stream: install $(DAGSTER_HOME)/dagster.yaml
 clean:
 	@if [ "$(PLATFORM_ENV)" = prod ] && [ "$(FORCE)" != 1 ]; then \
 		echo "error: refusing to delete prod's data in $(DATA_DIR) (make clean ENV=prod FORCE=1)" >&2; exit 2; fi
-	rm -rf $(DATA_DIR)/lake $(DATA_DIR)/*.db $(DAGSTER_HOME)
+	rm -rf $(DATA_DIR)/lake $(DATA_DIR)/*.db $(DATA_DIR)/dagster_home
 
 # Debian's headless Chromium, which the dashboard test drives to check the page really draws its charts.
 browser:
