@@ -64,17 +64,24 @@ def _metadata(result: BronzeResult) -> dict:
     return metadata
 
 
+def _bronze(table: TableConfig, partitions: DailyPartitionsDefinition, source: str, description: str) -> dict:
+    """What every bronze asset shares, whatever its source: key, group, owners, pool, partitions."""
+    return {
+        "key": asset_key("bronze", table),
+        "group_name": GROUP,
+        "owners": OWNERS,
+        "pool": pool(table),
+        "kinds": {"bronze", source, "parquet"},
+        "description": description,
+        **partitioning(table, partitions),
+    }
+
+
 def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
     @asset(
-        key=asset_key("bronze", table),
-        group_name=GROUP,
-        owners=OWNERS,
-        pool=pool(table),
-        kinds={"bronze", "sql", "parquet"},
-        description=f"Immutable Parquet extracts of source table {table.table}.",
+        **_bronze(table, partitions, "sql", f"Immutable Parquet extracts of source table {table.table}."),
         # The source is across a network: a dropped connection is retried (the step is idempotent).
         retry_policy=SOURCE_RETRY,
-        **partitioning(table, partitions),
     )
     def bronze(context: AssetExecutionContext, config: BronzeConfig, lakehouse: LakehouseResource):
         try:
@@ -135,14 +142,9 @@ class LandingConfig(Config):
 
 def files_bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
     @asset(
-        key=asset_key("bronze", table),
-        group_name=GROUP,
-        owners=OWNERS,
-        pool=pool(table),
-        kinds={"bronze", table.format or "files", "parquet"},
-        description=f"{table.table}: landing-zone {table.format} files in Parquet, once per file version.",
-        **partitioning(table, partitions),
-    )
+        **_bronze(table, partitions, table.format or "files",
+                  f"{table.table}: landing-zone {table.format} files in Parquet, once per file version."),
+    )  # fmt: skip
     def bronze(context: AssetExecutionContext, config: LandingConfig, lakehouse: LakehouseResource):
         result = ingest_landing(
             config.files,
