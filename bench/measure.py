@@ -5,6 +5,32 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import threading
+
+
+class Sampler:
+    """Calls :meth:`sample` every ``interval`` seconds in a thread while the ``with`` block runs."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def rss_mb() -> float:

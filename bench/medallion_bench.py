@@ -38,7 +38,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 import warnings
@@ -46,7 +45,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from measure import peak_mb, rss_mb  # bench/measure.py: this script's folder is on sys.path
+from measure import Sampler, peak_mb, rss_mb  # bench/measure.py: this script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_TABLES = REPO / "platform_assets" / "tables.yaml"
@@ -66,27 +65,15 @@ GOAL_INCREMENTAL_PCT = 5.0
 # Measuring (child side)
 
 
-class RssSampler:
+class RssSampler(Sampler):
     """Samples this process's RSS in a thread, so a peak can be attributed to a Dagster step."""
 
     def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.time(), rss_mb()))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> None:
+        self.samples.append((time.time(), rss_mb()))
 
     def peak_between(self, start: float | None, end: float | None) -> float | None:
         if start is None or end is None:
@@ -503,7 +490,7 @@ def _kind(pid: int, root: int) -> str:
     return "jvm" if os.path.basename(program) == "java" else "workers"
 
 
-class TreeSampler:
+class TreeSampler(Sampler):
     """Samples the RSS and CPU time of a child's whole process tree every ``interval`` seconds (the JVM of
     a local Spark session and its Python workers are descendants of the phase's Python process).
 
@@ -511,38 +498,26 @@ class TreeSampler:
     count once per process: an upper bound. CPU seconds are the last value seen per process."""
 
     def __init__(self, root: int, interval: float = 0.05) -> None:
+        super().__init__(interval)
         self.root = root
-        self.interval = interval
         self.peak_mb = 0.0
         self.max_processes = 0
         self.cpu: dict[int, float] = {}
         self.kinds: dict[int, str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total, alive = 0.0, 0
-            for pid in _process_tree(self.root):
-                sample = _rss_and_cpu(pid)
-                if sample is None:
-                    continue
-                if self.kinds.get(pid) != "jvm":  # the JVM starts as the spark-submit script: look again
-                    self.kinds[pid] = _kind(pid, self.root)
-                total += sample[0]
-                alive += 1
-                self.cpu[pid] = sample[1]
-            self.peak_mb = max(self.peak_mb, total)
-            self.max_processes = max(self.max_processes, alive)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> None:
+        total, alive = 0.0, 0
+        for pid in _process_tree(self.root):
+            reading = _rss_and_cpu(pid)
+            if reading is None:
+                continue
+            if self.kinds.get(pid) != "jvm":  # the JVM starts as the spark-submit script: look again
+                self.kinds[pid] = _kind(pid, self.root)
+            total += reading[0]
+            alive += 1
+            self.cpu[pid] = reading[1]
+        self.peak_mb = max(self.peak_mb, total)
+        self.max_processes = max(self.max_processes, alive)
 
     def cpu_by_kind(self) -> dict[str, float]:
         out = dict.fromkeys(("driver", "jvm", "workers"), 0.0)

@@ -49,7 +49,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from measure import peak_mb, rss_mb  # bench/measure.py: this script's folder is on sys.path
+from measure import Sampler, peak_mb, rss_mb  # bench/measure.py: this script's folder is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -386,7 +386,7 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-class TreeSampler:
+class TreeSampler(Sampler):
     """Peak RSS (VmHWM) of every process under the daemon, read every ``interval`` s in a thread.
 
     A run worker's peak is its kernel high-water mark, so the sample only has to come before the worker
@@ -395,31 +395,20 @@ class TreeSampler:
     """
 
     def __init__(self, root: int, interval: float = 0.2) -> None:
+        super().__init__(interval)
         self.root = root
-        self.interval = interval
         self.peaks: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            for pid in descendants(self.root):
-                try:
-                    status = Path(f"/proc/{pid}/status").read_text()
-                except OSError:
-                    continue
-                for line in status.splitlines():
-                    if line.startswith("VmHWM:"):
-                        mb = int(line.split()[1]) / 1024
-                        self.peaks[pid] = max(self.peaks.get(pid, 0.0), mb)
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> None:
+        for pid in descendants(self.root):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    mb = int(line.split()[1]) / 1024
+                    self.peaks[pid] = max(self.peaks.get(pid, 0.0), mb)
 
 
 def stop_group(process: subprocess.Popen[Any] | None, timeout: float = 20.0) -> None:
