@@ -16,13 +16,16 @@ The rules (see the README, "Incremental extraction"):
    so a re-read row is dropped here and never reaches silver twice.
 
 Rows arrive as Arrow batches of at most ``batch_size`` rows (``core.arrow_source``: ADBC on PostgreSQL,
-a server-side cursor elsewhere), each appended to one Parquet file, so memory is bounded by the batch
-size, not the table size.
+a server-side cursor elsewhere), each appended to one Parquet file by a writer thread while the next is
+fetched, so memory is bounded by the batch size, not the table size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,11 +36,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from platform_assets.core.arrow_source import iter_arrow_batches
+from platform_assets.core.arrow_source import ArrowReader
 from platform_assets.core.change_values import UnreadableValue, just_after, minus_lag, to_utc
 from platform_assets.core.config import TableConfig
 from platform_assets.core.lake import publish, refresh
-from platform_assets.core.source_table import SourceError, reflect
+from platform_assets.core.source_table import SourceError, SourceTable, reflect
 
 # ----------------------------------------------------------------------------------------------------
 # Watermarks and windows
@@ -179,10 +182,11 @@ class Extraction:
         kept = [(v, tuple(k)) for v, k in pairs if _comparable(v) >= floor]
         return Watermark(value, tuple(dict.fromkeys(kept)))
 
-    def track(self, frame: pl.DataFrame, config: TableConfig) -> None:
+    def track(self, batch: pa.RecordBatch | pa.Table, config: TableConfig) -> None:
         """Follow the largest change value and the rows read within the lag of it."""
         if config.cdc_col is None:
             return
+        frame = pl.from_arrow(batch.select([config.cdc_col, *config.keys]))  # only what is tracked
         column = frame.get_column(config.cdc_col)
         batch_max = column.max()
         if batch_max is None:
@@ -213,6 +217,57 @@ def bronze_file_name(table: str, at: datetime) -> str:
     return f"{table}_{to_utc(at).strftime('%Y%m%dT%H%M%S%fZ')}.parquet"
 
 
+class _ParquetSink:
+    """Appends record batches to one Parquet file from a background thread.
+
+    pyarrow compresses and writes without holding the GIL, so the next batch is fetched while the last
+    one is written. At most ``depth`` batches wait, so memory stays bounded by the batch size."""
+
+    def __init__(self, path: Path, schema: pa.Schema, depth: int = 2) -> None:
+        self.path, self.schema, self.depth = path, schema, depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-sink")  # keeps order
+        self._pending: deque[Future] = deque()
+        self._file: Any = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def _write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if self._writer is None:
+            self._file = self.path.open("wb")
+            self._writer = pq.ParquetWriter(self._file, self.schema, compression="snappy")
+        self._writer.write(batch)
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        while len(self._pending) >= self.depth:
+            self._pending.popleft().result()  # a failed write raises here, in the extracting thread
+        self._pending.append(self._pool.submit(self._write, batch))
+
+    def close(self) -> bool:
+        """Finish the file; True when one was written. Raises a write's error (the file stays partial)."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._writer is not None:
+                self._writer.close()
+            if self._file is not None:
+                self._file.close()
+        return self._writer is not None
+
+
+def _in_window(
+    batch: pa.RecordBatch, exact: pl.Expr | None, config: TableConfig, window: Window
+) -> pa.RecordBatch | pa.Table:
+    """The batch's rows inside the window and not taken before (untouched when nothing can be dropped)."""
+    if exact is None and not window.skip:
+        return batch
+    frame = pl.from_arrow(batch)
+    if exact is not None:
+        frame = frame.filter(exact)
+    frame = _drop_already_taken(frame, config, window)
+    return frame.to_arrow().cast(batch.schema)
+
+
 def extract(
     engine: sa.Engine,
     config: TableConfig,
@@ -222,13 +277,16 @@ def extract(
     batch_size: int,
     now: datetime | None = None,
     log: Any = None,
+    source: SourceTable | None = None,
+    reader: ArrowReader | None = None,
 ) -> Extraction:
     """Copy the rows of ``window`` into one new Parquet file in ``out_dir``.
 
     The file is written under a temporary name and renamed when complete, so a crash never leaves a
-    partial file that silver could pick up. No rows read: no file.
+    partial file that silver could pick up. No rows read: no file. A caller reading several windows
+    passes the reflected ``source`` and an open ``reader``, so they are set up once.
     """
-    source = reflect(engine, config)
+    source = source or reflect(engine, config)
     schema = source.schema
     statement = source.select(window.lower, window.upper)
     exact = source.exact(window.lower, window.upper)
@@ -236,36 +294,32 @@ def extract(
     final = out_dir / bronze_file_name(config.table, now or datetime.now(UTC))
     partial = final.with_name(f".{final.name}.partial")
     result = Extraction(path=None, schema=schema, lag=config.lag)
-    sink, writer = None, None
-    try:
-        for batch in iter_arrow_batches(engine, statement, schema, batch_size, source.converters):
-            frame = pl.from_arrow(batch)
-            if exact is not None:
-                frame = frame.filter(exact)
-            frame = _drop_already_taken(frame, config, window)
-            result.batches += 1
-            if frame.is_empty():
-                continue
-            result.track(frame, config)
-            if writer is None:
-                sink = partial.open("wb")
-                writer = pq.ParquetWriter(sink, schema, compression="snappy")
-            writer.write_table(frame.to_arrow().cast(schema))
-            result.rows += frame.height
-            if log is not None:
-                log(f"{config.table}: {result.rows} rows read in {result.batches} batch(es)")
-        if writer is not None:
-            writer.close()
-            sink.close()
-    except BaseException as exc:
-        if writer is not None:
-            writer.close()
-            sink.close()
+    sink = _ParquetSink(partial, schema)
+    with contextlib.ExitStack() as stack:
+        if reader is None:
+            reader = stack.enter_context(ArrowReader(engine))
+        try:
+            for batch in reader.batches(statement, schema, batch_size, source.converters):
+                batch = _in_window(batch, exact, config, window)
+                result.batches += 1
+                if batch.num_rows == 0:
+                    continue
+                result.track(batch, config)
+                sink.write(batch)
+                result.rows += batch.num_rows
+                if log is not None:
+                    log(f"{config.table}: {result.rows} rows read in {result.batches} batch(es)")
+            written = sink.close()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the error that matters is the one being raised
+                sink.close()
             partial.unlink(missing_ok=True)
-        if isinstance(exc, UnreadableValue):  # a stored value that is no time value: name it, never skip it
-            raise SourceError(str(exc)) from exc
-        raise
-    if writer is None:
+            if isinstance(
+                exc, UnreadableValue
+            ):  # a stored value that is no time value: name it, never skip it
+                raise SourceError(str(exc)) from exc
+            raise
+    if not written:
         return result
     publish(partial, final)
     result.path = final

@@ -105,8 +105,9 @@ class SourceTable:
         }
 
     def exact(self, lower: Any = None, upper: Any = None) -> pl.Expr | None:
-        """``lower <= change value < upper`` on parsed values, or None when the window is open."""
-        if self.change_kind is None or (lower is None and upper is None):
+        """``lower <= change value < upper`` on parsed values, or None when :meth:`select` is exact
+        already (an open window; any change column the database compares by typed value)."""
+        if self.change_kind is None or (lower is None and upper is None) or self.storage is None:
             return None
         column = pl.col(self.config.cdc_col)
         dtype = pl.Datetime("us", "UTC") if self.change_kind is Kind.TIMESTAMP else None

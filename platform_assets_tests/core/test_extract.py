@@ -356,14 +356,14 @@ def test_window_describe_open_sides():
 def test_batches_are_bounded(engine, users, out, monkeypatch, rows, batch_size):
     insert(engine, users, *[(i, f"u{i}", T0 + timedelta(minutes=i)) for i in range(rows)])
     seen: list[int] = []
-    original = extract_module.iter_arrow_batches
+    original = extract_module.ArrowReader.batches
 
-    def recording(engine_, statement, schema, size, converters):
-        for batch in original(engine_, statement, schema, size, converters):
+    def recording(reader, statement, schema, size, converters):
+        for batch in original(reader, statement, schema, size, converters):
             seen.append(batch.num_rows)
             yield batch
 
-    monkeypatch.setattr(extract_module, "iter_arrow_batches", recording)
+    monkeypatch.setattr(extract_module.ArrowReader, "batches", recording)
     messages: list[str] = []
     extraction = run(engine, Window.incremental(None), out, batch_size=batch_size, log=messages.append)
 
@@ -432,14 +432,14 @@ def test_failure_mid_extraction_leaves_nothing(engine, users, out):
 
 def test_failure_reading_source_leaves_nothing(engine, users, out, monkeypatch):
     insert(engine, users, *[(i, f"u{i}", T0) for i in range(4)])
-    original = extract_module.iter_arrow_batches
+    original = extract_module.ArrowReader.batches
 
-    def broken(engine_, statement, schema, size, converters):
-        batches = original(engine_, statement, schema, size, converters)
+    def broken(reader, statement, schema, size, converters):
+        batches = original(reader, statement, schema, size, converters)
         yield next(batches)
         raise sa.exc.OperationalError("SELECT", {}, Exception("connection lost"))
 
-    monkeypatch.setattr(extract_module, "iter_arrow_batches", broken)
+    monkeypatch.setattr(extract_module.ArrowReader, "batches", broken)
     with pytest.raises(sa.exc.OperationalError):
         run(engine, Window.incremental(None), out, batch_size=2)
     assert all_entries(out) == []

@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from platform_assets.core.arrow_source import ArrowReader
 from platform_assets.core.config import TableConfig
 from platform_assets.core.errors import SourceError, StateConflict
 from platform_assets.core.extract import Extraction, Watermark, Window, extract, remove_stale_partials
 from platform_assets.core.lake import partition_dir
+from platform_assets.core.source_table import reflect
 from platform_assets.core.state import StateStore
 from platform_assets.core.steps.units import UnitResult
 
@@ -52,11 +55,28 @@ def run_bronze(
     """Extract one table: each of ``days`` for a partitioned table, the whole table for a full reload,
     else from the watermark (or ``[from_date, watermark]`` for a backfill, which leaves state alone)."""
     result = BronzeResult(removed_partials=remove_stale_partials(out, config.table))
+    with ArrowReader(engine) as reader:  # one reflection and one connection for every window of the run
+        _extract_windows(result, partial(extract, engine, config, batch_size=batch_size, log=log,
+                                         source=reflect(engine, config), reader=reader),
+                         config, out, state, days=days, from_date=from_date, log=log)  # fmt: skip
+    return result
 
+
+def _extract_windows(
+    result: BronzeResult,
+    copy: Callable[[Window, Path], Extraction],
+    config: TableConfig,
+    out: Path,
+    state: StateStore,
+    *,
+    days: Sequence[date],
+    from_date: datetime | None,
+    log: Callable[[str], None] | None,
+) -> None:
     def read(window: Window, directory: Path, day: date | None = None) -> Extraction:
         if log is not None:
             log(f"{config.table}: extracting {window.describe()}")
-        extraction = extract(engine, config, window, directory, batch_size=batch_size, log=log)
+        extraction = copy(window, directory)
         result.extractions.append(extraction)
         written = [str(extraction.path)] if extraction.path is not None else []
         result.units.append(
@@ -69,10 +89,10 @@ def run_bronze(
     if config.partitioned:
         for day in days:
             read(Window.day(day), partition_dir(out, config, day), day)
-        return result
+        return
     if config.full_reload:
         read(Window(), out)
-        return result
+        return
 
     entry = state.get(watermark_name(config))
     before = Watermark.from_json(entry.value) if entry else None
@@ -80,7 +100,7 @@ def run_bronze(
     if from_date is not None:
         result.backfill, result.window = True, Window.backfill(from_date, before)
         read(result.window, out)
-        return result
+        return
     try:
         result.window = Window.incremental(before, config.lag)
     except ValueError as exc:  # a lag that does not fit the change column
@@ -94,4 +114,3 @@ def run_bronze(
             extraction.path.unlink(missing_ok=True)  # the winning run owns this window
             raise
     result.watermark_after = after
-    return result
