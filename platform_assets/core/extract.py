@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -217,42 +218,40 @@ def bronze_file_name(table: str, at: datetime) -> str:
     return f"{table}_{to_utc(at).strftime('%Y%m%dT%H%M%S%fZ')}.parquet"
 
 
-class _ParquetSink:
-    """Appends record batches to one Parquet file from a background thread.
+class _ParquetFiles:
+    """Appends record batches to Parquet files from one background thread, in order.
 
     pyarrow compresses and writes without holding the GIL, so the next batch is fetched while the last
     one is written. At most ``depth`` batches wait, so memory stays bounded by the batch size."""
 
-    def __init__(self, path: Path, schema: pa.Schema, depth: int = 2) -> None:
-        self.path, self.schema, self.depth = path, schema, depth
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-sink")  # keeps order
+    def __init__(self, schema: pa.Schema, depth: int = 2) -> None:
+        self.schema, self.depth = schema, depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
         self._pending: deque[Future] = deque()
-        self._file: Any = None
-        self._writer: pq.ParquetWriter | None = None
+        self._open: dict[Path, tuple[Any, pq.ParquetWriter]] = {}
 
-    def _write(self, batch: pa.RecordBatch | pa.Table) -> None:
-        if self._writer is None:
-            self._file = self.path.open("wb")
-            self._writer = pq.ParquetWriter(self._file, self.schema, compression="snappy")
-        self._writer.write(batch)
+    def _write(self, path: Path, batch: pa.RecordBatch | pa.Table) -> None:
+        if path not in self._open:
+            handle = path.open("wb")
+            self._open[path] = handle, pq.ParquetWriter(handle, self.schema, compression="snappy")
+        self._open[path][1].write(batch)
 
-    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+    def write(self, path: Path, batch: pa.RecordBatch | pa.Table) -> None:
         while len(self._pending) >= self.depth:
             self._pending.popleft().result()  # a failed write raises here, in the extracting thread
-        self._pending.append(self._pool.submit(self._write, batch))
+        self._pending.append(self._pool.submit(self._write, path, batch))
 
-    def close(self) -> bool:
-        """Finish the file; True when one was written. Raises a write's error (the file stays partial)."""
+    def close(self) -> set[Path]:
+        """Finish every file; returns the paths written. Raises a write's error (files stay partial)."""
         try:
             while self._pending:
                 self._pending.popleft().result()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            if self._writer is not None:
-                self._writer.close()
-            if self._file is not None:
-                self._file.close()
-        return self._writer is not None
+            for handle, writer in self._open.values():
+                writer.close()
+                handle.close()
+        return set(self._open)
 
 
 def _in_window(
@@ -268,6 +267,68 @@ def _in_window(
     return frame.to_arrow().cast(batch.schema)
 
 
+Route = Callable[[pa.RecordBatch | pa.Table], list[tuple[Any, pa.RecordBatch | pa.Table]]]
+
+
+def _copy(
+    engine: sa.Engine,
+    config: TableConfig,
+    window: Window,
+    folders: dict[Any, Path],
+    route: Route,
+    *,
+    batch_size: int,
+    now: datetime | None,
+    log: Any,
+    source: SourceTable | None,
+    reader: ArrowReader | None,
+) -> dict[Any, Extraction]:
+    """Read ``window`` with one query and write each batch's rows, split by ``route`` into parts keyed
+    like ``folders``, to one new file per part: written under a temporary name and renamed once every
+    part is complete, so a crash never leaves a partial file that silver could pick up. A part with no
+    rows gets no file."""
+    source = source or reflect(engine, config)
+    schema = source.schema
+    statement = source.select(window.lower, window.upper)
+    exact = source.exact(window.lower, window.upper)
+    name = bronze_file_name(config.table, now or datetime.now(UTC))
+    finals = {key: folder / name for key, folder in folders.items()}
+    partials = {key: final.with_name(f".{name}.partial") for key, final in finals.items()}
+    results = {key: Extraction(path=None, schema=schema, lag=config.lag) for key in folders}
+    files = _ParquetFiles(schema)
+    batches = rows = 0
+    with contextlib.ExitStack() as stack:
+        if reader is None:
+            reader = stack.enter_context(ArrowReader(engine))
+        try:
+            for folder in folders.values():
+                folder.mkdir(parents=True, exist_ok=True)
+            for batch in reader.batches(statement, schema, batch_size, source.converters):
+                batches += 1
+                for key, part in route(_in_window(batch, exact, config, window)):
+                    results[key].track(part, config)
+                    files.write(partials[key], part)
+                    results[key].rows += part.num_rows
+                    rows += part.num_rows
+                if log is not None:
+                    log(f"{config.table}: {rows} rows read in {batches} batch(es)")
+            written = files.close()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the error that matters is the one being raised
+                files.close()
+            for partial in partials.values():
+                partial.unlink(missing_ok=True)
+            if isinstance(exc, UnreadableValue):  # a stored value that is no time value: name it
+                raise SourceError(str(exc)) from exc
+            raise
+    for key, result in results.items():
+        result.batches = batches
+        if partials[key] in written:
+            publish(partials[key], finals[key])
+            result.path = finals[key]
+    return results
+
+
 def extract(
     engine: sa.Engine,
     config: TableConfig,
@@ -280,50 +341,63 @@ def extract(
     source: SourceTable | None = None,
     reader: ArrowReader | None = None,
 ) -> Extraction:
-    """Copy the rows of ``window`` into one new Parquet file in ``out_dir``.
+    """Copy the rows of ``window`` into one new Parquet file in ``out_dir`` (none when no rows are read).
 
-    The file is written under a temporary name and renamed when complete, so a crash never leaves a
-    partial file that silver could pick up. No rows read: no file. A caller reading several windows
-    passes the reflected ``source`` and an open ``reader``, so they are set up once.
-    """
-    source = source or reflect(engine, config)
-    schema = source.schema
-    statement = source.select(window.lower, window.upper)
-    exact = source.exact(window.lower, window.upper)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / bronze_file_name(config.table, now or datetime.now(UTC))
-    partial = final.with_name(f".{final.name}.partial")
-    result = Extraction(path=None, schema=schema, lag=config.lag)
-    sink = _ParquetSink(partial, schema)
-    with contextlib.ExitStack() as stack:
-        if reader is None:
-            reader = stack.enter_context(ArrowReader(engine))
-        try:
-            for batch in reader.batches(statement, schema, batch_size, source.converters):
-                batch = _in_window(batch, exact, config, window)
-                result.batches += 1
-                if batch.num_rows == 0:
-                    continue
-                result.track(batch, config)
-                sink.write(batch)
-                result.rows += batch.num_rows
-                if log is not None:
-                    log(f"{config.table}: {result.rows} rows read in {result.batches} batch(es)")
-            written = sink.close()
-        except BaseException as exc:
-            with contextlib.suppress(Exception):  # the error that matters is the one being raised
-                sink.close()
-            partial.unlink(missing_ok=True)
-            if isinstance(
-                exc, UnreadableValue
-            ):  # a stored value that is no time value: name it, never skip it
-                raise SourceError(str(exc)) from exc
-            raise
-    if not written:
-        return result
-    publish(partial, final)
-    result.path = final
-    return result
+    A caller reading several windows passes the reflected ``source`` and an open ``reader``, so they are
+    set up once."""
+
+    def whole(batch: pa.RecordBatch | pa.Table) -> list[tuple[Any, pa.RecordBatch | pa.Table]]:
+        return [(None, batch)] if batch.num_rows else []
+
+    return _copy(engine, config, window, {None: out_dir}, whole, batch_size=batch_size, now=now, log=log,
+                 source=source, reader=reader)[None]  # fmt: skip
+
+
+def consecutive_runs(days: Sequence[date]) -> list[list[date]]:
+    """``days`` (sorted, without repeats) grouped into runs of consecutive days."""
+    runs: list[list[date]] = []
+    for day in sorted(set(days)):
+        if runs and day - runs[-1][-1] == timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+def extract_days(
+    engine: sa.Engine,
+    config: TableConfig,
+    days: Sequence[date],
+    folder_of: Callable[[date], Path],
+    *,
+    batch_size: int,
+    now: datetime | None = None,
+    log: Any = None,
+    source: SourceTable | None = None,
+    reader: ArrowReader | None = None,
+) -> dict[date, Extraction]:
+    """Copy each of ``days`` (UTC days of the change column) into a new file in ``folder_of(day)``.
+
+    Each run of consecutive days is read with ONE query and its rows are split by day in memory: a
+    source without an index on the change column scans the whole table once per query, so a query per
+    day would scan it once per day."""
+    results: dict[date, Extraction] = {}
+    for run in consecutive_runs(days):
+        first, last = Window.day(run[0]), Window.day(run[-1])
+
+        def by_day(batch: pa.RecordBatch | pa.Table) -> list[tuple[Any, pa.RecordBatch | pa.Table]]:
+            values = pl.from_arrow(batch.column(config.cdc_col))
+            day_of_row = values.dt.date() if values.dtype != pl.Date else values
+            found = day_of_row.unique().sort().to_list()
+            if len(found) == 1:  # the usual case: the whole batch is one day's, no copy
+                return [(found[0], batch)]
+            return [(day, batch.filter((day_of_row == day).to_arrow())) for day in found]
+
+        results |= _copy(
+            engine, config, Window(first.lower, last.upper), {d: folder_of(d) for d in run}, by_day,
+            batch_size=batch_size, now=now, log=log, source=source, reader=reader,
+        )  # fmt: skip
+    return results
 
 
 # An extraction appends a batch to its partial file every few seconds; one left alone this long was

@@ -17,7 +17,14 @@ import sqlalchemy as sa
 from platform_assets.core.arrow_source import ArrowReader
 from platform_assets.core.config import TableConfig
 from platform_assets.core.errors import SourceError, StateConflict
-from platform_assets.core.extract import Extraction, Watermark, Window, extract, remove_stale_partials
+from platform_assets.core.extract import (
+    Extraction,
+    Watermark,
+    Window,
+    extract,
+    extract_days,
+    remove_stale_partials,
+)
 from platform_assets.core.lake import partition_dir
 from platform_assets.core.source_table import reflect
 from platform_assets.core.state import StateStore
@@ -56,56 +63,55 @@ def run_bronze(
     else from the watermark (or ``[from_date, watermark]`` for a backfill, which leaves state alone)."""
     result = BronzeResult(removed_partials=remove_stale_partials(out, config.table))
     with ArrowReader(engine) as reader:  # one reflection and one connection for every window of the run
-        _extract_windows(result, partial(extract, engine, config, batch_size=batch_size, log=log,
-                                         source=reflect(engine, config), reader=reader),
-                         config, out, state, days=days, from_date=from_date, log=log)  # fmt: skip
+        options = {"batch_size": batch_size, "log": log, "source": reflect(engine, config), "reader": reader}
+
+        def read(window: Window) -> Extraction:
+            if log is not None:
+                log(f"{config.table}: extracting {window.describe()}")
+            return _record(result, extract(engine, config, window, out, **options))
+
+        if config.partitioned:
+            if log is not None and days:
+                log(f"{config.table}: extracting {len(days)} day(s), {min(days)} to {max(days)}")
+            extractions = extract_days(engine, config, days, partial(partition_dir, out, config), **options)
+            for day in days:
+                _record(result, extractions[day], day)
+        elif config.full_reload:
+            read(Window())
+        else:
+            _incremental(result, read, config, state, from_date)
     return result
 
 
-def _extract_windows(
+def _record(result: BronzeResult, extraction: Extraction, day: date | None = None) -> Extraction:
+    result.extractions.append(extraction)
+    written = [str(extraction.path)] if extraction.path is not None else []
+    result.units.append(
+        UnitResult(day=day, rows_read=extraction.rows, rows_inserted=extraction.rows, files_written=written)
+    )
+    return extraction
+
+
+def _incremental(
     result: BronzeResult,
-    copy: Callable[[Window, Path], Extraction],
+    read: Callable[[Window], Extraction],
     config: TableConfig,
-    out: Path,
     state: StateStore,
-    *,
-    days: Sequence[date],
     from_date: datetime | None,
-    log: Callable[[str], None] | None,
 ) -> None:
-    def read(window: Window, directory: Path, day: date | None = None) -> Extraction:
-        if log is not None:
-            log(f"{config.table}: extracting {window.describe()}")
-        extraction = copy(window, directory)
-        result.extractions.append(extraction)
-        written = [str(extraction.path)] if extraction.path is not None else []
-        result.units.append(
-            UnitResult(
-                day=day, rows_read=extraction.rows, rows_inserted=extraction.rows, files_written=written
-            )
-        )
-        return extraction
-
-    if config.partitioned:
-        for day in days:
-            read(Window.day(day), partition_dir(out, config, day), day)
-        return
-    if config.full_reload:
-        read(Window(), out)
-        return
-
+    """From the watermark, which moves once the file is durable; or a backfill, which leaves it alone."""
     entry = state.get(watermark_name(config))
     before = Watermark.from_json(entry.value) if entry else None
     result.watermark_before = result.watermark_after = before
     if from_date is not None:
         result.backfill, result.window = True, Window.backfill(from_date, before)
-        read(result.window, out)
+        read(result.window)
         return
     try:
         result.window = Window.incremental(before, config.lag)
     except ValueError as exc:  # a lag that does not fit the change column
         raise SourceError(f"{config.table}: {exc}") from exc
-    extraction = read(result.window, out)
+    extraction = read(result.window)
     after = extraction.watermark_after(before)
     if extraction.path is not None:
         try:  # the file is durable: now, and only now, move the watermark
