@@ -15,6 +15,10 @@ Phases (each in its own child process, so the peak RSS reported belongs to that 
                on one new day after the last one (not measured)
   incremental  ``materialize_medallion`` again: dimensions + only the new day's partition
 
+``--floor`` adds, after the full load(s) and before the change, the same full load done with bare tools
+(``bench/floor.py``: a driver, pyarrow, polars, write_deltalake) in its own data dir, then checks that it
+built the same silver and gold tables as the platform, and reports the platform's times against it.
+
 ``--engine spark`` runs silver and gold on Spark (``Settings(engine="spark", spark_master="local[*]")``);
 ``--engine both`` runs full, change (once, on the shared source) and then incremental for polars and for
 Spark, each engine with its own data dir (lake, state), and prints them side by side. The parent samples
@@ -49,9 +53,11 @@ from measure import Sampler, peak_mb, rss_mb  # bench/measure.py: this script's 
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_TABLES = REPO / "platform_assets" / "tables.yaml"
-PHASES = ("setup", "extract", "full", "change", "incremental")
+PHASES = ("setup", "extract", "full", "floor", "compare", "change", "incremental")
 ENGINE_PHASES = ("full", "incremental")  # run once per engine; the others once per benchmark
 ENGINES = ("polars", "spark")
+FLOOR = "floor"  # the bare-tools full load (bench/floor.py); also the name of its data dir, data_floor/
+FLOOR_BACKENDS = ("sqlite", "postgresql")
 START = date(2025, 1, 1)
 STREAMS_PER_SCALE_PER_DAY = 1000  # platform_devkit.sample.STREAMS_PER_SCALE_PER_DAY (not imported here)
 
@@ -59,6 +65,10 @@ GOAL_EXTRACT_ROWS_PER_S = 600_000  # from PostgreSQL
 GOAL_PEAK_MB = 1024  # on a 10M-row table
 GOAL_PEAK_ROWS = 10_000_000
 GOAL_INCREMENTAL_PCT = 5.0
+# against the floor (--floor), measured in the same invocation
+GOAL_FLOOR_FULL_RATIO = 1.3  # full load: platform seconds / floor seconds
+GOAL_FLOOR_SILVER_GOLD_RATIO = 1.5  # silver + gold steps / the floor's silver + gold stages
+GOAL_EXTRACT_VS_BARE_FETCH = 0.8  # platform extraction rows/s / bare fetch rows/s, same table, same source
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -169,7 +179,7 @@ def _write_result(workdir: Path, phase: str, result: dict[str, Any]) -> None:
 
 
 def _data_dir(workdir: Path, engine: str) -> Path:
-    """Each engine has its own lake, state and audit databases; the source is shared."""
+    """Each engine (and the floor) has its own lake, state and audit databases; the source is shared."""
     return workdir / f"data_{engine}"
 
 
@@ -287,6 +297,40 @@ def phase_full(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return result
 
 
+def phase_floor(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """The full load with bare tools (bench/floor.py), into its own data dir."""
+    import floor
+
+    from platform_assets.core.config import load_tables
+
+    configs = load_tables(Path(p["tables_file"]))  # names, keys, rules: the data path is floor's own
+    out_dir = _data_dir(workdir, FLOOR)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    base = rss_mb()
+    result = floor.run_floor(p["url"], configs, out_dir, _fact_config(p).table)
+    return {**result, "rows": p["fact_rows"], "base_mb": round(base, 1)}
+
+
+def phase_compare(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """The floor's silver and gold tables against the engine's, row for row (not measured)."""
+    import floor
+
+    from platform_assets.core.config import load_tables
+
+    settings = _settings(p, workdir)
+    t0 = time.perf_counter()
+    tables = floor.compare(
+        load_tables(Path(p["tables_file"])), _data_dir(workdir, FLOOR), settings.table_path
+    )
+    return {
+        "engine": p["engine"],
+        "tables": tables,
+        "match": not any(t["problems"] for t in tables.values()),
+        "rows": sum(t["rows"] for t in tables.values()),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def phase_change(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """Update ``changed`` of DimUser/DimTrack and insert ``changed`` x N streams on a new day."""
     import sqlalchemy as sa
@@ -379,6 +423,8 @@ PHASE_FUNCTIONS = {
     "setup": phase_setup,
     "extract": phase_extract,
     "full": phase_full,
+    "floor": phase_floor,
+    "compare": phase_compare,
     "change": phase_change,
     "incremental": phase_incremental,
 }
@@ -625,8 +671,10 @@ def _peak(result: dict[str, Any]) -> float:
 
 
 def _engine_results(results: dict[str, dict], engine: str) -> dict[str, dict]:
-    """One engine's view: ``extract``, ``full`` and ``incremental`` (the extraction is shared)."""
-    named = {"extract": "extract", **{phase: _result_name(phase, engine) for phase in ENGINE_PHASES}}
+    """One engine's view: ``extract``, ``full`` and ``incremental`` (the extraction and the floor are
+    shared)."""
+    shared = {phase: phase for phase in ("extract", FLOOR, "compare")}
+    named = {**shared, **{phase: _result_name(phase, engine) for phase in ENGINE_PHASES}}
     return {phase: results[name] for phase, name in named.items() if name in results}
 
 
@@ -664,6 +712,66 @@ def _goals(backend: str, results: dict[str, dict]) -> dict[str, dict[str, Any]]:
                 "note": "",
             }
     return goals
+
+
+def _step_seconds(result: dict[str, Any], layers: tuple[str, ...]) -> float:
+    """Seconds of a run's Dagster steps of these layers (step keys are ``<layer>__<table>``)."""
+    steps = result.get("steps", [])
+    return round(sum(s["seconds"] or 0 for s in steps if s["step"].split("__")[0] in layers), 3)
+
+
+def _versus(
+    project: float | None, floor: float | None, goal: float | None = None, at_least: bool = False
+) -> dict[str, Any]:
+    """``project / floor``, and whether the ratio meets ``goal`` (at most it, or ``at_least`` it)."""
+    ratio = project / floor if project and floor else None
+    met = None if goal is None or ratio is None else (ratio >= goal if at_least else ratio <= goal)
+    return {
+        "project": project,
+        "floor": floor,
+        "ratio": None if ratio is None else round(ratio, 3),
+        "goal": None if goal is None else f"{'>=' if at_least else '<='} x{goal:g}",
+        "met": met,
+    }
+
+
+def _floor_figures(results: dict[str, dict], goals: dict[str, dict]) -> dict[str, dict]:
+    """The engine's full load against the floor's, all measured in this invocation (see the README)."""
+    floor, full = results.get(FLOOR), results.get("full")
+    if not floor or not full:
+        return {}
+    stages, extract = floor["stages"], results.get("extract")
+    figures = {
+        "full": _versus(full["seconds"], floor["seconds"], GOAL_FLOOR_FULL_RATIO),
+        "silver_gold": _versus(
+            _step_seconds(full, ("silver", "gold")),
+            stages["silver"] + stages["gold"],
+            GOAL_FLOOR_SILVER_GOLD_RATIO,
+        ),
+        "bronze": _versus(_step_seconds(full, ("bronze",)), stages["bronze"]),
+        "extraction": _versus(
+            extract and extract["rows_per_s"],
+            floor["bare_fetch"]["rows_per_s"],
+            GOAL_EXTRACT_VS_BARE_FETCH,
+            at_least=True,
+        ),
+        "peak": {
+            **_versus(_peak(full), _peak(floor)),
+            "goal": f"<= {GOAL_PEAK_MB:,} MB at {GOAL_PEAK_ROWS:,} rows",
+            "met": goals["peak"]["met"],
+            "base": {"project": full.get("base_mb"), "floor": floor.get("base_mb")},
+        },
+    }
+    incremental = results.get("incremental")
+    if incremental:
+        figures["incremental_share"] = {
+            "incremental": incremental["seconds"],
+            "full": full["seconds"],
+            "pct": goals["incremental"]["value"],
+            "goal": f"<= {GOAL_INCREMENTAL_PCT:g} %",
+            "met": goals["incremental"]["met"],
+        }
+    return figures
 
 
 def _verdict(met: bool | None) -> str:
@@ -706,7 +814,72 @@ def _print_timed(name: str, result: dict[str, Any]) -> None:
         )
 
 
-def _print_engine(engine: str, p: dict[str, Any], results: dict[str, dict], goals: dict, top: int) -> None:
+def _print_floor(results: dict[str, dict], figures: dict[str, dict]) -> None:
+    """The ``project / floor`` lines, each with its goal (if it has one) and verdict."""
+    floor = results[FLOOR]
+    print(
+        f"against the floor (bare tools: {floor['reader']}, polars, write_deltalake; partitioned silver "
+        f"and gold: {floor['partitioned_writes']})"
+    )
+
+    def line(label: str, text: str, figure: dict[str, Any]) -> None:
+        goal = f"goal {figure['goal']}" if figure.get("goal") else ""
+        print(f"  {label:<18} {text:<66} {goal:<14} {_verdict(figure['met']) if goal else ''}")
+
+    def ratio(f: dict[str, Any]) -> str:
+        return "-" if f["ratio"] is None else f"x{f['ratio']:.2f}"
+
+    for key, label in (("full", "full load"), ("silver_gold", "silver + gold"), ("bronze", "bronze")):
+        f = figures[key]
+        line(label, f"project {f['project']:.2f} s / floor {f['floor']:.2f} s = {ratio(f)}", f)
+    f = figures["extraction"]
+    project = "n/a (no extract phase)" if f["project"] is None else f"{f['project']:,.0f} rows/s"
+    line("extraction", f"project {project} / bare fetch {f['floor']:,.0f} rows/s = {ratio(f)}", f)
+    f = figures.get("incremental_share")
+    if f:
+        line(
+            "incremental share",
+            f"incremental {f['incremental']:.2f} s / full {f['full']:.2f} s = {f['pct']:.2f} %",
+            f,
+        )
+    f = figures["peak"]
+    base = f["base"]
+    line(
+        "peak memory",
+        f"project {f['project']:,.0f} MB (base {_fmt_float(base['project'], 0)}), "
+        f"floor {f['floor']:,.0f} MB (base {_fmt_float(base['floor'], 0)})",
+        {**f, "goal": f"project {f['goal']}"},
+    )
+
+
+def _print_check(compare: dict[str, Any]) -> None:
+    """Whether the floor built the platform's tables: without that, it is no reference."""
+    tables = compare["tables"]
+    if compare["match"]:
+        extra = sorted({c for t in tables.values() for c in t["project_only_columns"]})
+        print(
+            f"\nfloor check: the floor's {len(tables)} silver and gold tables hold the same rows as the "
+            f"platform's ({compare['engine']}), {compare['rows']:,} rows, column order ignored; "
+            + (f"columns only the platform has (not compared): {extra}" if extra else "same columns")
+        )
+        return
+    print("\n" + "!" * 100)
+    print(f"FLOOR CHECK FAILED: the floor's tables differ from the platform's ({compare['engine']}):")
+    for name, t in tables.items():
+        for problem in t["problems"]:
+            print(f"  {name}: {problem}")
+    print("The floor is no valid reference until it builds the same tables: its ratios mean nothing.")
+    print("!" * 100)
+
+
+def _print_engine(
+    engine: str,
+    p: dict[str, Any],
+    results: dict[str, dict],
+    goals: dict,
+    floor_figures: dict[str, dict],
+    top: int,
+) -> None:
     header = (
         f"{'phase':<12} {'rows':>12} {'seconds':>10} {'rows/s':>12} {'us/row':>10} {'peak MB':>9} "
         f"{'tree MB':>9} {'base MB':>8}  note"
@@ -717,8 +890,12 @@ def _print_engine(engine: str, p: dict[str, Any], results: dict[str, dict], goal
     notes = {
         "extract": "core extract, whole FactStream -> Parquet (same for both engines)",
         "full": "materialize_medallion, all tables, all days",
+        FLOOR: "",
         "incremental": "",
     }
+    if FLOOR in results:
+        stages = results[FLOOR]["stages"]
+        notes[FLOOR] = "bare tools, all tables: " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items())
     if "incremental" in results and "full" in results:
         inc = results["incremental"]
         notes["incremental"] = (
@@ -726,7 +903,7 @@ def _print_engine(engine: str, p: dict[str, Any], results: dict[str, dict], goal
         )
     if not results:
         print("(no phase completed)")
-    for phase in ("extract", "full", "incremental"):
+    for phase in ("extract", "full", FLOOR, "incremental"):
         r = results.get(phase)
         if not r:
             continue
@@ -751,6 +928,8 @@ def _print_engine(engine: str, p: dict[str, Any], results: dict[str, dict], goal
         )
         note = f"  ({g['note']})" if g["note"] else ""
         print(f"  {g['goal']:<46} {shown:>16}  {_verdict(g['met'])}{note}")
+    if floor_figures:
+        _print_floor(results, floor_figures)
     for phase in ("full", "incremental"):
         if phase in results:
             _print_steps(f"{phase} ({engine})", results[phase], top)
@@ -793,7 +972,13 @@ def _print_side_by_side(results: dict[str, dict]) -> None:
             )
 
 
-def report(p: dict[str, Any], results: dict[str, dict], goals: dict[str, dict], top: int) -> None:
+def report(
+    p: dict[str, Any],
+    results: dict[str, dict],
+    goals: dict[str, dict],
+    floor_figures: dict[str, dict],
+    top: int,
+) -> None:
     print()
     print(
         f"Medallion benchmark: {p['backend']}, FactStream {p['fact_rows']:,} rows over {p['days']} days "
@@ -804,9 +989,11 @@ def report(p: dict[str, Any], results: dict[str, dict], goals: dict[str, dict], 
         tables = ", ".join(f"{k} {v:,}" for k, v in results["setup"]["tables"].items())
         print(f"source: {tables}  (built in {results['setup']['seconds']:.1f} s, not measured)")
     for engine in p["engines"]:
-        _print_engine(engine, p, _engine_results(results, engine), goals[engine], top)
+        _print_engine(engine, p, _engine_results(results, engine), goals[engine], floor_figures[engine], top)
     if len(p["engines"]) > 1:
         _print_side_by_side(results)
+    if "compare" in results:
+        _print_check(results["compare"])
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -842,10 +1029,13 @@ def orchestrate(args: argparse.Namespace) -> int:
     (workdir / "params.json").write_text(json.dumps(params, indent=2))
     print(f"workdir {workdir}; source {backend}" + (f" schema {schema}" if schema else ""), flush=True)
     # Every engine loads the same source; the change is applied once, after every full load and before
-    # every incremental run, so each engine's incremental run sees the same new rows.
+    # every incremental run, so each engine's incremental run sees the same new rows. The floor loads the
+    # same source too, and is checked while the engine's tables still hold the full load only.
+    compared = "polars" if "polars" in engines else engines[0]
     plan = [
         *(("setup", engines[0]), ("extract", engines[0])),
         *(("full", e) for e in engines),
+        *(((FLOOR, engines[0]), ("compare", compared)) if args.floor else ()),
         ("change", engines[0]),
         *(("incremental", e) for e in engines),
     ]
@@ -861,6 +1051,9 @@ def orchestrate(args: argparse.Namespace) -> int:
             results[name] = r = _spawn(phase, engine, workdir, args.verbose, args.phase_timeout)
             tree = f", tree {r['tree_peak_mb']:.0f} MB" if r["tree_processes"] > 1 else ""
             print(f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB{tree}", flush=True)
+            if phase == "compare" and not r["match"]:  # measure the rest, but the run fails
+                print("the floor's tables differ from the platform's (see the report)", file=sys.stderr)
+                status = 1
     except (RuntimeError, KeyboardInterrupt) as exc:
         print(f"\n{exc}", file=sys.stderr)
         status = 1
@@ -874,18 +1067,25 @@ def orchestrate(args: argparse.Namespace) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     goals = {engine: _goals(backend, _engine_results(results, engine)) for engine in engines}
-    report(params, results, goals, args.top_steps)
+    floor_figures = {e: _floor_figures(_engine_results(results, e), goals[e]) for e in engines}
+    report(params, results, goals, floor_figures, args.top_steps)
     if args.json:
         import sqlalchemy as sa
 
         shown = {k: v for k, v in params.items() if k != "tables_file"}
         shown["url"] = sa.make_url(url).render_as_string(hide_password=True)
         Path(args.json).write_text(
-            json.dumps({"params": shown, "phases": results, "goals": goals}, indent=2, default=str)
+            json.dumps(
+                {"params": shown, "phases": results, "goals": goals, "floor": floor_figures},
+                indent=2,
+                default=str,
+            )
         )
         print(f"\nfigures written to {args.json}")
     if args.keep:
         print(f"work dir kept: {workdir}")
+    if "compare" in results and not results["compare"]["match"]:
+        print("\nFLOOR CHECK FAILED: the floor's tables differ from the platform's", file=sys.stderr)
     return status
 
 
@@ -903,6 +1103,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work dir (source, lake, logs)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
     parser.add_argument("--skip-extract", action="store_true", help="skip the raw extraction phase")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the full load with bare tools (bench/floor.py), check it builds the same tables, "
+        "and report the platform against it (SQLite and PostgreSQL)",
+    )
     parser.add_argument("--top-steps", type=int, default=8, help="slowest Dagster steps to list per run")
     parser.add_argument(
         "--engine",
@@ -924,6 +1130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < 1 or args.days < 1 or args.batch_size < 1 or not 0 < args.changed < 1:
         parser.error("--rows, --days and --batch-size must be positive and 0 < --changed < 1")
+    if args.floor and args.url and _backend(args.url) not in FLOOR_BACKENDS:
+        parser.error(f"--floor reads {' or '.join(FLOOR_BACKENDS)} sources only")
     if args.phase:
         if not args.workdir:
             parser.error("--phase needs --workdir")
