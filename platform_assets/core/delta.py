@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import date
 
 import polars as pl
 from deltalake import DeltaTable, write_deltalake
@@ -86,8 +87,26 @@ def read(path: str, filters: pl.Expr | None = None) -> pl.DataFrame:
     return lf.collect()
 
 
+class ChangeFeedUnavailable(RuntimeError):
+    """The change data feed does not reach back to the version asked for (cleaned up, or never on)."""
+
+
+def _partition_sql(partition: dict[str, object]) -> str:
+    """``partition`` (column -> value; identifiers validated by the table config) as a Delta SQL predicate."""
+    clauses = []
+    for column, value in partition.items():
+        if isinstance(value, bool) or not isinstance(value, int | date):
+            raise TypeError(f"partition value {value!r} of {column!r}: only dates and integers are supported")
+        literal = f"'{value.isoformat()}'" if isinstance(value, date) else str(value)
+        clauses.append(f'"{column}" = {literal}')
+    return " AND ".join(clauses)
+
+
 def read_changes(
-    path: str, since_version: int | None, deletes_as: str | None = None
+    path: str,
+    since_version: int | None,
+    deletes_as: str | None = None,
+    partition: dict[str, object] | None = None,
 ) -> tuple[pl.DataFrame, int | None]:
     """Rows inserted or updated after `since_version`, and the table version they go up to.
 
@@ -102,7 +121,9 @@ def read_changes(
     With no table at all: ``(empty frame, None)``.
 
     ``deletes_as`` names a Boolean column to add: deleted rows are then reported too (their last
-    image, with the column true), for consumers that apply deletes.
+    image, with the column true), for consumers that apply deletes. ``partition`` (e.g.
+    ``{"stream_date": date(2025, 1, 1)}``) keeps one partition's rows; the feed's files of other
+    partitions are never read. Raises :class:`ChangeFeedUnavailable` when the feed does not reach back.
     """
 
     def flagged(frame: pl.DataFrame) -> pl.DataFrame:
@@ -112,7 +133,8 @@ def read_changes(
     if current is None:
         return pl.DataFrame(), None
     if since_version is None:
-        return flagged(read(path)), current
+        only = pl.all_horizontal([pl.col(c) == v for c, v in partition.items()]) if partition else None
+        return flagged(read(path, only)), current
     if since_version < -1:
         raise ValueError(f"since_version must be >= -1 or None, got {since_version}")
     table = DeltaTable(str(path))
@@ -120,15 +142,20 @@ def read_changes(
     if since_version >= current:
         return flagged(pl.scan_delta(str(path)).head(0).collect()), current
     try:
-        reader = table.load_cdf(starting_version=since_version + 1, ending_version=current)
-    except DeltaError as exc:
-        raise RuntimeError(
+        reader = table.load_cdf(
+            starting_version=since_version + 1,
+            ending_version=current,
+            predicate=_partition_sql(partition) if partition else None,
+        )
+        # load_cdf returns an arro3 RecordBatchReader; pl.DataFrame() consumes it via the Arrow
+        # PyCapsule interface (pl.from_arrow returned a Series in a probe). Files removed by VACUUM
+        # only show up while reading.
+        changes = pl.DataFrame(reader.read_all())
+    except (DeltaError, OSError) as exc:
+        raise ChangeFeedUnavailable(
             f"Cannot read the change data feed of {path!r} from version {since_version + 1}: {exc}. "
             f"Is delta.enableChangeDataFeed set for all those commits?"
         ) from exc
-    # load_cdf returns an arro3 RecordBatchReader; pl.DataFrame() consumes it via the Arrow
-    # PyCapsule interface (pl.from_arrow returned a Series in a probe).
-    changes = pl.DataFrame(reader.read_all())
     kinds = (*_CDF_KEEP, "delete") if deletes_as else _CDF_KEEP
     changes = changes.filter(pl.col("_change_type").is_in(kinds)).sort("_commit_version", maintain_order=True)
     if deletes_as:

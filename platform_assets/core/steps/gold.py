@@ -1,5 +1,5 @@
-"""gold: AUTO CDC (SCD1/SCD2) from silver, consumed through a checkpoint of silver's change feed (or
-one day of silver at a time for a partitioned table)."""
+"""gold: AUTO CDC (SCD1/SCD2) from silver, consumed through a checkpoint of silver's change feed (for a
+partitioned table, one checkpoint per day: a day is read whole once, then through the feed)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,30 @@ def column_lineage(config: TableConfig, schema: pl.Schema) -> dict[str, list[str
     return lineage
 
 
+def day_checkpoint(config: TableConfig, day: date) -> str:
+    """The silver version gold has folded in for one day of a partitioned table."""
+    return f"{checkpoint_name(config)}/{day.isoformat()}"
+
+
+def _day_changes(
+    silver: str, config: TableConfig, day: date, entry: Any, spark: Any
+) -> tuple[Any, int | None]:
+    """Silver's rows of ``day`` that gold has not folded in yet, and the silver version they reach.
+
+    The first time, every row of the day. After that only what silver's change feed shows written to
+    the day since the version gold last read (the feed's files of other days are never opened), so a
+    day that silver did not touch costs nothing and rows silver only inserted are appended. A feed
+    cleaned up meanwhile falls back to the whole day, which the fold makes safe to apply again."""
+    column = config.partition_column
+    if entry is not None:
+        try:
+            return delta.read_changes(silver, entry.value, partition={column: day})
+        except delta.ChangeFeedUnavailable:
+            pass
+    current = delta.version(silver)  # taken before the read: the rows read are at least this new
+    return _day(silver, column, day, spark), current
+
+
 def _day(silver: str, column: str, day: date, spark: Any):
     """Silver's rows of one day: read by Spark from the day's files when the engine is Spark, so a day
     never travels through the driver as one task."""
@@ -95,9 +119,14 @@ def run_gold(
         result.units.append(unit)
 
     if config.partitioned:
+        fresh = not delta.table_exists(target)  # a gold table (re)built from nothing takes every day whole
         for day in days:  # one day at a time: memory bounded by a day
-            batch = _day(silver, config.partition_column, day, spark)
+            entry = state.get(day_checkpoint(config, day))
+            batch, silver_version = _day_changes(silver, config, day, None if fresh else entry, spark)
             apply(UnitResult(day=day), batch, {config.partition_column: [day]})
+            if silver_version is not None and (entry is None or entry.value != silver_version):
+                state.compare_and_set(day_checkpoint(config, day), entry, silver_version)
+            result.silver_version_read = silver_version
     else:
         entry = state.get(checkpoint_name(config))
         since = entry.value if entry else None
