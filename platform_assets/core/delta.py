@@ -61,6 +61,13 @@ def _check_not_foreign(path: str) -> None:
         )
 
 
+def open_table(path: str) -> DeltaTable | None:
+    """The table at ``path`` with its log read once, for a caller that reads, writes and asks its version
+    (writes through the handle move it on); None when there is no table yet."""
+    _check_not_foreign(path)
+    return DeltaTable(str(path)) if table_exists(path) else None
+
+
 def version(path: str) -> int | None:
     """Current version of the table, or None when there is no table yet."""
     _check_not_foreign(path)
@@ -197,16 +204,19 @@ def create(path: str, df: pl.DataFrame, partition_by: Sequence[str] | None = Non
     return DeltaTable(str(path)).version()
 
 
-def append(path: str, df: pl.DataFrame, partition_by: Sequence[str] | None = None) -> int:
+def append(
+    path: str, df: pl.DataFrame, partition_by: Sequence[str] | None = None, table: DeltaTable | None = None
+) -> int:
     """Append rows, adding any new columns (schema_mode="merge"); create the table if missing.
 
     Meant for append-only tables such as quarantines, whose columns drift with their sources.
     An empty frame appends nothing (no empty commit) but still creates a missing table, so
-    readers find the table and its schema. Returns the table version after the call.
+    readers find the table and its schema. Returns the table version after the call. ``table``:
+    the table already opened (see :func:`open_table`).
     """
-    if not table_exists(path):
+    table = table or open_table(path)
+    if table is None:
         return create(path, df, partition_by)
-    table = DeltaTable(str(path))
     existing_parts = list(table.metadata().partition_columns)
     if partition_by is not None and list(partition_by) != existing_parts:
         raise ValueError(
@@ -215,4 +225,4 @@ def append(path: str, df: pl.DataFrame, partition_by: Sequence[str] | None = Non
     if df.height == 0:
         return table.version()
     write_deltalake(table, normalize_timestamps(df).to_arrow(), mode="append", schema_mode="merge")
-    return DeltaTable(str(path)).version()
+    return table.version()  # the write moved the handle on

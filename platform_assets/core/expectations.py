@@ -66,6 +66,9 @@ def apply_expectations(frame: pl.DataFrame, expectations: Sequence[Expectation])
         keep = pl.all_horizontal([pl.col(f) for _, f in drop_flags])
     else:
         failed_rules, keep = pl.lit(None, dtype=pl.String), pl.lit(True)
+    if all(r.passed for r in results if r.expectation.action == "drop"):  # nothing to split off: no copy
+        nothing = frame.head(0).with_columns(pl.lit(None, pl.String).alias(RULE_COLUMN))
+        return QualityOutcome(kept=frame, quarantined=nothing, results=results)
     kept = scored.filter(keep).drop(flags)
     quarantined = scored.filter(~keep).with_columns(failed_rules.alias(RULE_COLUMN)).drop(flags)
     return QualityOutcome(kept=kept, quarantined=quarantined, results=results)

@@ -151,20 +151,22 @@ def apply_changes(
     are read and which partitions the merge may rewrite; every non-delete batch row must fall in
     it. The caller guarantees a key never lives outside those partitions.
     """
+    table = delta.open_table(target)  # its log is read once for the reads, the write and the versions
+    version = None if table is None else table.version()
     if batch.height == 0:  # nothing to fold in (e.g. an upstream table with no rows yet): no commit
-        return CdcResult(0, 0, 0, 0, batch, delta.version(target), committed=False)
+        return CdcResult(0, 0, 0, 0, batch, version, committed=False)
     _validate_batch(batch, spec, partition_values)
     clean, rejected = split_rejected(batch, spec)
-    result = CdcResult(batch.height, 0, 0, 0, rejected, delta.version(target), committed=False)
+    result = CdcResult(batch.height, 0, 0, 0, rejected, version, committed=False)
     if clean.height == 0:
         return result
 
     events = _batch_events(delta.normalize_timestamps(clean), spec)
     _check_partition_scope(events, partition_values)
     batch_keys = events.select(spec.keys).unique()
-    existing = _read_for_keys(target, batch_keys, spec.keys, partition_values)
+    existing = _read_for_keys(table, batch_keys, spec.keys, partition_values)
     state = {
-        name: _read_for_keys(state_path(target, name), batch_keys, spec.keys, None)
+        name: _read_for_keys(delta.open_table(state_path(target, name)), batch_keys, spec.keys, None)
         for name in spec.state_tables
     }
 
@@ -179,7 +181,7 @@ def apply_changes(
     desired = _align(desired, None if existing is None else existing.schema)
     upserts, deletes, inserted = _diff(existing, desired, merge_keys)
     result.version, result.committed = _write_diff(
-        target, upserts, deletes, merge_keys, spec.partition_by, partition_values, inserted
+        target, upserts, deletes, merge_keys, spec.partition_by, partition_values, inserted, table
     )
     result.rows_inserted = inserted
     result.rows_updated = upserts.height - inserted
@@ -243,6 +245,8 @@ def split_rejected(batch: pl.DataFrame, spec: CdcSpec) -> tuple[pl.DataFrame, pl
     """
     key_null = pl.any_horizontal([pl.col(k).is_null() for k in spec.keys])
     seq_null = pl.col(spec.sequence_by).is_null() if spec.sequence_by else pl.lit(False)
+    if not batch.select((key_null | seq_null).any()).item():  # the usual case: no copy of the batch
+        return batch, batch.head(0).with_columns(pl.lit(None, pl.String).alias("_rule"))
     rule = pl.when(key_null).then(pl.lit("key_not_null")).when(seq_null).then(pl.lit("sequence_not_null"))
     flagged = batch.with_columns(rule.otherwise(None).alias("_rule"))
     bad = pl.col("_rule").is_not_null()
@@ -278,20 +282,20 @@ def _check_partition_scope(events: pl.DataFrame, partition_values: dict | None) 
 
 
 def _read_for_keys(
-    path: str, batch_keys: pl.DataFrame, keys: Sequence[str], partition_values: dict | None
+    table: DeltaTable | None, batch_keys: pl.DataFrame, keys: Sequence[str], partition_values: dict | None
 ) -> pl.DataFrame | None:
-    """Stored rows of `path` for the batch's keys (within `partition_values`); None if no table.
+    """Stored rows of `table` for the batch's keys (within `partition_values`); None if no table.
 
     The per-column ``is_in`` filters are pushed into the Delta scan (file skipping on stats and
     partitions); the semi join then keeps exact multi-column key matches.
     """
-    if not delta.table_exists(path):
+    if table is None:
         return None
-    lf = pl.scan_delta(str(path))
+    lf = pl.scan_delta(table)
     schema = lf.collect_schema()
     missing = [k for k in keys if k not in schema]
     if missing:
-        raise ValueError(f"key column(s) {missing} are not in the existing table {path!r}")
+        raise ValueError(f"key column(s) {missing} are not in the existing table {table.table_uri!r}")
     batch_keys = batch_keys.select(pl.col(k).cast(schema[k]) for k in keys)
     filters = [pl.col(k).is_in(batch_keys.get_column(k).unique().implode()) for k in keys]
     filters += [pl.col(c).is_in(v, nulls_equal=True) for c, v in (partition_values or {}).items()]
@@ -572,22 +576,24 @@ def _write_diff(
     partition_by: Sequence[str],
     partition_values: dict[str, list] | None,
     inserted: int = 0,
+    table: DeltaTable | None = None,
 ) -> tuple[int | None, bool]:
     """Apply a diff with ONE merge (or create the table); commit nothing for an empty diff.
 
-    ``inserted`` is how many of ``upserts`` are keys new to the target.
+    ``inserted`` is how many of ``upserts`` are keys new to the target; ``table`` the target already
+    opened (else it is opened here).
 
     Returns (table version after the call, whether a commit was made).
     """
-    current = delta.version(path)
+    table = table or delta.open_table(path)
     if upserts.height == 0 and deletes.height == 0:
-        return current, False
-    if current is None:
+        return (None if table is None else table.version()), False
+    if table is None:
         return delta.create(path, upserts, partition_by), True
     if deletes.height == 0 and upserts.height == inserted:
         # Only rows whose keys the target does not hold (e.g. a new day of facts): an append is
         # equivalent to the merge and far cheaper in time and memory.
-        return delta.append(path, upserts, partition_by), True
+        return delta.append(path, upserts, partition_by, table), True
     source = pl.concat(
         [upserts.with_columns(pl.lit("U").alias(_OP)), deletes.with_columns(pl.lit("D").alias(_OP))],
         how="diagonal",
@@ -596,11 +602,10 @@ def _write_diff(
         [*[f"t.`{k}` = s.`{k}`" for k in merge_keys], *_partition_predicate(partition_values)]
     )
     (
-        DeltaTable(str(path))
-        .merge(source.to_arrow(), predicate, source_alias="s", target_alias="t", merge_schema=True)
+        table.merge(source.to_arrow(), predicate, source_alias="s", target_alias="t", merge_schema=True)
         .when_matched_delete(predicate=f"s.{_OP} = 'D'")
         .when_matched_update_all(predicate=f"s.{_OP} = 'U'", except_cols=[_OP])
         .when_not_matched_insert_all(predicate=f"s.{_OP} = 'U'", except_cols=[_OP])
         .execute()
     )
-    return delta.version(path), True
+    return table.version(), True  # the merge moved the handle on
