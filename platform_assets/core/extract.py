@@ -282,11 +282,12 @@ def _copy(
     log: Any,
     source: SourceTable | None,
     reader: ArrowReader | None,
+    watermarked: bool = True,
 ) -> dict[Any, Extraction]:
     """Read ``window`` with one query and write each batch's rows, split by ``route`` into parts keyed
     like ``folders``, to one new file per part: written under a temporary name and renamed once every
     part is complete, so a crash never leaves a partial file that silver could pick up. A part with no
-    rows gets no file."""
+    rows gets no file. ``watermarked``: follow the values a watermark is made of (see Extraction.track)."""
     source = source or reflect(engine, config)
     schema = source.schema
     statement = source.select(window.lower, window.upper)
@@ -306,7 +307,8 @@ def _copy(
             for batch in reader.batches(statement, schema, batch_size, source.converters):
                 batches += 1
                 for key, part in route(_in_window(batch, exact, config, window)):
-                    results[key].track(part, config)
+                    if watermarked:
+                        results[key].track(part, config)
                     files.write(partials[key], part)
                     results[key].rows += part.num_rows
                     rows += part.num_rows
@@ -395,7 +397,7 @@ def extract_days(
 
         results |= _copy(
             engine, config, Window(first.lower, last.upper), {d: folder_of(d) for d in run}, by_day,
-            batch_size=batch_size, now=now, log=log, source=source, reader=reader,
+            batch_size=batch_size, now=now, log=log, source=source, reader=reader, watermarked=False,
         )  # fmt: skip
     return results
 
