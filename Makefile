@@ -116,7 +116,7 @@ audit-setup: install
 # ENGINE=spark or ENGINE=both (polars and Spark side by side on the same source); Spark needs the spark extra
 ENGINE ?= polars
 bench: $(if $(filter polars,$(ENGINE)),install,install-dev)
-	$(BIN)/python bench/medallion_bench.py --engine $(ENGINE)
+	$(BIN)/python bench/medallion_bench.py --engine $(ENGINE) --floor $(if $(URL),--url $(URL))
 
 bench-stream: install
 	$(BIN)/python bench/stream_bench.py

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -68,11 +69,27 @@ def _adbc_uri(engine: sa.Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# Values the platform computes itself (window bounds from watermarks and days): safe to write into SQL.
+_WRITTEN_IN = (datetime, date, int, float, Decimal)
+
+
+def adbc_query(statement: sa.Select) -> tuple[str, tuple | None]:
+    """SQL and parameters for ADBC. ADBC streams a result through COPY, which takes no parameters; a
+    query with parameters is read whole into memory before the first batch (a 5-day window: 1.5 GB).
+    So window bounds (times, dates, numbers) are written into the SQL by SQLAlchemy's literal renderer;
+    any other value stays a parameter."""
+    dialect = postgresql.dialect(paramstyle="numeric_dollar")
+    compiled = statement.compile(dialect=dialect)
+    values = [compiled.params[name] for name in compiled.positiontup or ()]
+    if all(isinstance(v, _WRITTEN_IN) and not isinstance(v, bool) for v in values):
+        return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})), None
+    return str(compiled), tuple(values)
+
+
 def _postgres_batches(conn: Any, statement: sa.Select, schema: pa.Schema, batch_size: int):
-    compiled = statement.compile(dialect=postgresql.dialect(paramstyle="numeric_dollar"))
-    parameters = tuple(compiled.params[name] for name in compiled.positiontup or ())
+    sql, parameters = adbc_query(statement)
     with conn.cursor() as cursor:
-        cursor.execute(str(compiled), parameters=parameters or None)
+        cursor.execute(sql, parameters=parameters)
         for batch in cursor.fetch_record_batch():
             for offset in range(0, batch.num_rows, batch_size):
                 yield _conform(batch.slice(offset, batch_size), schema)

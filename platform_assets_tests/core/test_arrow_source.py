@@ -87,3 +87,20 @@ def test_adbc_binds_a_window_on_a_timestamptz_column(pg_table):
     portable = read_all(arrow_source._sqlalchemy_batches(engine, statement, source.schema, 100))
     assert fast.equals(portable)
     assert fast.num_rows == sum(1 for i in range(1, 251) if i % 60 >= 30)
+
+
+def test_window_bounds_are_written_into_the_sql_so_adbc_streams(pg_table):
+    """ADBC streams only a query without parameters (COPY); one with parameters is read whole first."""
+    engine, config = pg_table
+    source = reflect(engine, config)
+    lower, upper = datetime(2025, 1, 1, 0, 0, 10, 500, tzinfo=UTC), datetime(2025, 1, 1, 0, 0, 20, tzinfo=UTC)
+    sql, parameters = arrow_source.adbc_query(source.select(lower, upper))
+    assert parameters is None
+    assert "'2025-01-01 00:00:10.000500'" in sql and "'2025-01-01 00:00:20'" in sql
+    rows = read_all(arrow_source.iter_arrow_batches(engine, source.select(lower, upper), source.schema, 50))
+    seconds = sorted({ts.second for ts in rows.column("ts").to_pylist()})
+    assert seconds == list(range(11, 20))  # [10.0005 s, 20 s): the bound's microseconds kept
+
+    text = sa.select(source.table).where(source.table.c.name == "n1'; DROP TABLE x; --")
+    sql, parameters = arrow_source.adbc_query(text)
+    assert parameters == ("n1'; DROP TABLE x; --",) and "DROP" not in sql  # text stays a parameter
