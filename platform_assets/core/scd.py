@@ -163,7 +163,7 @@ def apply_changes(
 
     events = _batch_events(delta.normalize_timestamps(clean), spec)
     _check_partition_scope(events, partition_values)
-    batch_keys = events.select(spec.keys).unique()
+    batch_keys = events.select(spec.keys)
     existing = _read_for_keys(table, batch_keys, spec.keys, partition_values)
     state = {
         name: _read_for_keys(delta.open_table(state_path(target, name)), batch_keys, spec.keys, None)
@@ -171,7 +171,7 @@ def apply_changes(
     }
 
     merge_keys = list(spec.keys) if spec.stored_as_scd_type == 1 else [*spec.keys, START_AT]
-    if _first_events(existing, state, events, batch_keys):
+    if _first_events(existing, state, events, spec.keys):
         desired, new_state = _first_versions(events, spec), {}
     elif spec.stored_as_scd_type == 1:
         desired, new_state = _scd1(existing, state, events, spec)
@@ -289,7 +289,7 @@ def _read_for_keys(
     The per-column ``is_in`` filters are pushed into the Delta scan (file skipping on stats and
     partitions); the semi join then keeps exact multi-column key matches.
     """
-    if table is None:
+    if table is None or not _has_files_in(table, partition_values):
         return None
     lf = pl.scan_delta(table)
     schema = lf.collect_schema()
@@ -300,6 +300,19 @@ def _read_for_keys(
     filters = [pl.col(k).is_in(batch_keys.get_column(k).unique().implode()) for k in keys]
     filters += [pl.col(c).is_in(v, nulls_equal=True) for c, v in (partition_values or {}).items()]
     return lf.filter(pl.all_horizontal(filters)).join(batch_keys.lazy(), on=list(keys), how="semi").collect()
+
+
+def _has_files_in(table: DeltaTable, partition_values: dict | None) -> bool:
+    """False when the log lists no data file in the partitions (a new day): then there is nothing to read,
+    and no set of a million batch keys is built to look for it. True when it cannot tell."""
+    if not partition_values:
+        return True
+    filters = []
+    for column, values in partition_values.items():
+        if not all(isinstance(v, date | int | str) and not isinstance(v, bool | datetime) for v in values):
+            return True  # null, timestamp or boolean partition values: their text form is not checked here
+        filters.append((column, "in", [v.isoformat() if isinstance(v, date) else str(v) for v in values]))
+    return bool(table.file_uris(filters))
 
 
 # --------------------------------------------------------------------------- SCD logic
@@ -379,7 +392,7 @@ def _first_events(
     existing: pl.DataFrame | None,
     state: dict[str, pl.DataFrame | None],
     events: pl.DataFrame,
-    batch_keys: pl.DataFrame,
+    keys: Sequence[str],
 ) -> bool:
     """True when every event is the first and only one of its key: nothing stored or remembered for
     any key of the batch, one event per key, no deletes (a first load, a day of new facts).
@@ -390,7 +403,10 @@ def _first_events(
         return False
     if any(frame is not None and frame.height for frame in (existing, *state.values())):
         return False
-    return batch_keys.height == events.height and not events.get_column(_IS_DELETE).any()
+    if events.get_column(_IS_DELETE).any():
+        return False
+    distinct = pl.col(keys[0]) if len(keys) == 1 else pl.struct(keys)
+    return events.select(distinct.n_unique()).item() == events.height
 
 
 def _first_versions(events: pl.DataFrame, spec: CdcSpec) -> pl.DataFrame:
