@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,13 @@ import yaml
 from dagster import instance_for_test
 
 from platform_assets.settings import Settings
+
+# The JVMs tests start (local Spark drivers, the standalone cluster's daemons and executors, the Spark
+# Connect server) run tiny batches for seconds to minutes, and two test workers share two cores: with the
+# C1 compiler alone and the serial collector they spend about half the CPU (a fifth less for a worker's
+# long-lived driver) that C2's warm-up costs, and return the same rows. Set before any test starts a JVM
+# (they inherit it); a JAVA_TOOL_OPTIONS of your own wins.
+os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/"
@@ -28,6 +37,58 @@ def reachable(url: str) -> bool:
         return False
     finally:
         engine.dispose()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow(seconds): a long test (a daemon, a Spark cluster or server, many runs), started first; "
+        "seconds: about how long it takes in a full two-worker run",
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: the shares are cut from what runs
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the slow tests (``@pytest.mark.slow(seconds)``) first, spread over the xdist workers.
+
+    ``--dist worksteal`` hands each worker one contiguous share of the collection and later moves tests
+    from the end of the longest queue to an idle worker: a slow test near the end of a share starts
+    last and is the run's tail. So the slow tests go to the heads of the shares, longest first, each
+    to the share with the least slow time so far. Every worker computes the same order (xdist checks
+    that their collections match); without xdist the slow tests simply run first.
+    """
+    slow = [(item.get_closest_marker("slow"), item) for item in items]
+    slow = [(marker.args[0] if marker.args else 60, item) for marker, item in slow if marker]
+    if not slow:
+        return
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    slow.sort(key=lambda s: -s[0])  # stable: equal estimates keep their collection order
+    heads: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    loads = [0.0] * workers
+    for seconds, item in slow:
+        share = loads.index(min(loads))
+        heads[share].append(item)
+        loads[share] += seconds
+    moved = {id(item) for _, item in slow}
+    rest = iter([item for item in items if id(item) not in moved])
+    # the shares' sizes as worksteal cuts them: each idle worker gets len(pending) // workers_left
+    ordered, pending = [], len(items)
+    for share in range(workers):
+        size = pending // (workers - share)
+        pending -= size
+        ordered += heads[share]
+        ordered += islice(rest, max(0, size - len(heads[share])))
+    ordered += list(rest)
+    items[:] = ordered
+
+
+@pytest.fixture
+def no_spark_session() -> None:
+    """No local Spark session left active in this process by an earlier test: the test's Spark runs
+    build their own from their settings, as a run process does (platform_assets_tests/spark_sessions.py)."""
+    from platform_assets_tests.spark_sessions import stop_active_session
+
+    stop_active_session()
 
 
 @dataclass(frozen=True)

@@ -57,12 +57,19 @@ def materialize_command(selection: str) -> list:
 
 
 def dagster_home(tmp_path: Path) -> Path:
-    """A DAGSTER_HOME with the shipped dagster.yaml (run monitoring polled every second) and its storage
-    created, as `make dev` does before the daemon and the CLI both open it."""
+    """A DAGSTER_HOME with the shipped dagster.yaml (run monitoring polled every second, the run queue
+    every second instead of every 5) and its storage created, as `make dev` does before the daemon and
+    the CLI both open it."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     config = yaml.safe_load(SHIPPED_DAGSTER_YAML.read_text())
     config["run_monitoring"].update(poll_interval_seconds=1, free_slots_after_run_end_seconds=1)
+    # the coordinator the shipped `concurrency` settings already imply; only how often it dequeues differs
+    config["run_coordinator"] = {
+        "module": "dagster._core.run_coordinator",
+        "class": "QueuedRunCoordinator",
+        "config": {"dequeue_interval_seconds": 1},
+    }
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     subprocess.run([BIN / "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)

@@ -72,6 +72,7 @@ def postgres_home(tmp_path: Path, env: dict[str, str]) -> Path:
     return home
 
 
+@pytest.mark.slow(20)
 def test_runs_events_and_sensor_ticks_are_stored_in_postgres(
     tmp_path, sqlite_source, dagster_pg_url, monkeypatch
 ):

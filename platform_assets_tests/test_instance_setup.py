@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from platform_assets.settings import Settings
@@ -20,6 +21,7 @@ REPO = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.slow(20)
 def test_make_creates_the_instance_once_and_two_first_runs_then_start_together(tmp_path):
     home = tmp_path / "dagster_home"
     subprocess.run(

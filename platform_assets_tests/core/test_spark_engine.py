@@ -32,19 +32,25 @@ from platform_assets.core.scd import (
 from platform_assets.core.silver import RESCUED, latest_per_key, read_bronze, transform
 from platform_assets.core.spark.read import create_dataframe
 from platform_assets.core.spark.scd import apply_changes_spark
-from platform_assets.core.spark.session import JavaMissingError, build_session, require_java
+from platform_assets.core.spark.session import JavaMissingError, require_java
 from platform_assets.core.spark.silver import clean_batch_spark, row_wise
 from platform_assets_tests.core import test_scd as cases
+from platform_assets_tests.spark_sessions import shared_session, stop_shared_session
 
 SHIPPED = Path(__file__).resolve().parents[2] / "platform_assets" / "tables.yaml"
 
 
 @pytest.fixture(scope="session")
-def spark():
-    session = build_session("local[2]", conf={"spark.sql.shuffle.partitions": "2"})
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
+def _spark_lifetime():
+    yield
+    stop_shared_session()
+
+
+@pytest.fixture
+def spark(_spark_lifetime):
+    """The test process's shared ``local[2]`` session, started again if a medallion test in this worker
+    stopped it in between (platform_assets_tests/spark_sessions.py)."""
+    return shared_session()
 
 
 # --------------------------------------------------------------------------- comparing the engines

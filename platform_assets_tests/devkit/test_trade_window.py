@@ -3,11 +3,14 @@ broker starts empty each time, so the stream is reset and lands the same data ag
 
 from __future__ import annotations
 
+import pytest
+
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.settings import Settings
 from platform_devkit.trades import run_window_offline
 
 
+@pytest.mark.slow(15)
 def test_the_demo_window_lands_every_trade_once_in_small_batches(tmp_path, instance):
     settings = Settings(data_dir=tmp_path / "data")
     for _ in range(2):

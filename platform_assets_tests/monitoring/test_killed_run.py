@@ -42,6 +42,7 @@ def deployment(tmp_path):
     return home, settings
 
 
+@pytest.mark.slow(75)
 def test_a_killed_run_is_failed_freed_audited_alerted_and_retried(deployment, tmp_path):
     home, settings = deployment
     fact = next(t for t in load_tables(settings.tables_file) if t.partitioned)
@@ -154,6 +155,7 @@ def test_a_killed_run_is_failed_freed_audited_alerted_and_retried(deployment, tm
                 lock.close()
 
 
+@pytest.mark.slow(15)
 def test_a_killed_cli_run_without_a_daemon_is_unblocked_by_hand(deployment, tmp_path):
     home, settings = deployment
     env = {**os.environ, "DAGSTER_HOME": str(home), "PLATFORM_DATA_DIR": str(settings.data_dir)}

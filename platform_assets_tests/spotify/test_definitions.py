@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, DefaultScheduleStatus, build_schedule_context
 
 from platform_assets.definitions import build_definitions
@@ -66,6 +67,7 @@ def _cli_env(tmp_path: Path, source_url: str, tables_file: Path) -> dict:
     }
 
 
+@pytest.mark.slow(40)
 def test_cli_validates_and_materializes_a_partition_range(tmp_path, sqlite_source):
     settings = settings_for(tmp_path, sqlite_source)
     sample.init(sqlite_source.url, scale=1, seed=3, days=3)

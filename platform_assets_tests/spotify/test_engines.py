@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 
 import polars as pl
+import pytest
 import sqlalchemy as sa
 import yaml
 from dagster import AssetKey, DagsterInstance
@@ -66,6 +67,8 @@ def run_both(a, b, instance, **kwargs) -> None:
         assert run.success, [r.dagster_run.run_id for r in run.results if not r.success]
 
 
+@pytest.mark.slow(125)
+@pytest.mark.usefixtures("no_spark_session")  # its runs build their own sessions
 def test_both_engines_give_the_same_medallion_scenario_after_scenario(tmp_path, sqlite_source):
     a, b = twins(tmp_path, sqlite_source)
     sample.init(sqlite_source.url, scale=1, seed=7, days=3)
@@ -103,6 +106,8 @@ def test_both_engines_give_the_same_medallion_scenario_after_scenario(tmp_path, 
     assert params[f"tag.{ENGINE_TAG}.dimuser"] == "spark"  # in Process_Parameter_Metadata
 
 
+@pytest.mark.slow(115)
+@pytest.mark.usefixtures("no_spark_session")  # its runs build their own sessions
 def test_the_medallion_on_a_standalone_spark_cluster_matches_polars(tmp_path, sqlite_source):
     with standalone_cluster(tmp_path / "cluster") as master:
         a, b = twins(tmp_path, sqlite_source, master=master)

@@ -15,6 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance
 
 from platform_assets.spotify.common import ENGINE_TAG
@@ -57,6 +58,7 @@ def scenario(workdir: Path) -> dict:
     }
 
 
+@pytest.mark.slow(55)
 def test_the_medallion_through_spark_connect_matches_polars(tmp_path):
     code = (
         "import json, sys; from pathlib import Path; "

@@ -11,6 +11,7 @@ import subprocess
 import uuid
 
 import polars as pl
+import pytest
 import sqlalchemy as sa
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
@@ -27,6 +28,7 @@ from platform_devkit.trades_standin import TradesStandin, make_trades
 TRADES = 240
 
 
+@pytest.mark.slow(50)
 def test_the_stream_runs_under_the_daemon_and_survives_a_killed_micro_batch(tmp_path):
     home = dagster_home(tmp_path)
     base = {**os.environ, "DAGSTER_HOME": str(home)}
