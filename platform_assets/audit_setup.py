@@ -30,14 +30,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    store = AuditStore(url)
     try:
-        version = AuditStore(url).setup()
+        version = store.setup()
+        drift = store.drift()
     except AuditUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"audit schema version {version} at {redact(url)}")
     for name in TABLE_NAMES:
-        print(f"  {name}")
+        print(f"  {name}" + (f": DRIFT: {'; '.join(drift[name])}" if name in drift else ""))
+    if drift:
+        print(f"error: {len(drift)} audit table(s) differ from their declaration", file=sys.stderr)
+        return 1
     return 0
 
 

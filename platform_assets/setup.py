@@ -6,7 +6,8 @@ its first run, and reports what differs where it exists already.
   the pipeline writes (``platform_assets.core.table_setup``); the source table is read for its columns.
 
 Idempotent: a second run creates nothing. An existing table is never changed; a difference from its
-declaration is printed as drift and the command exits 1, so a release pipeline stops there.
+declaration is printed as drift and the command exits 1, so a release pipeline stops there. That holds
+for the SQL tables too: a declared column missing or of another type is one line per table.
 """
 
 from __future__ import annotations
@@ -21,21 +22,35 @@ from platform_assets.core.audit import AuditStore
 from platform_assets.core.config import load_tables
 from platform_assets.core.db import engine_for, redact
 from platform_assets.core.source_table import reflect
+from platform_assets.core.sql_drift import table_drift
 from platform_assets.core.state import StateStore
 from platform_assets.core.table_setup import TableStatus, setup_table
+from platform_assets.core.trades import serving
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.settings import Settings, SettingsError, load_settings
 
 
 def set_up(settings: Settings, log=print) -> list[TableStatus]:
-    """Create what is missing; the status of every Delta table (created, or drift found)."""
-    log(f"audit schema version {AuditStore(settings.audit_url).setup()} at {redact(settings.audit_url)}")
-    StateStore(settings.state_url, settings.env)
-    log(f"state tables at {redact(settings.state_url)}")
-    ServingStore(settings.serving_url).setup()
-    log(f"serving tables at {redact(settings.serving_url)}")
-    engine = engine_for(settings.source_url)
+    """Create what is missing; the status of every Delta table (created, or drift found), and of every
+    SQL table that differs from its declaration."""
     statuses = []
+
+    def sql_drift(what: str, url: str, drift: dict[str, list[str]]) -> None:
+        for name, problems in drift.items():
+            statuses.append(TableStatus(name, redact(url), drift=problems))
+            log(f"{what} table {name}: DRIFT: {'; '.join(problems)}")
+
+    audit = AuditStore(settings.audit_url)
+    log(f"audit schema version {audit.setup()} at {redact(settings.audit_url)}")
+    sql_drift("audit", settings.audit_url, audit.drift())
+    state = StateStore(settings.state_url, settings.env)
+    log(f"state tables at {redact(settings.state_url)}")
+    sql_drift("state", settings.state_url, state.drift())
+    store = ServingStore(settings.serving_url)
+    store.setup()
+    log(f"serving tables at {redact(settings.serving_url)}")
+    sql_drift("serving", settings.serving_url, table_drift(store.engine, serving.metadata.sorted_tables))
+    engine = engine_for(settings.source_url)
     for config in load_tables(settings.tables_file):
         if config.from_files:  # landing files: bronze holds the declared columns
             bronze = config.polars_schema

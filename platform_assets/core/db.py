@@ -11,6 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from platform_assets.core.redaction import redact_text
+from platform_assets.core.sql_drift import drift_error
 
 # Seconds to wait for a side database (audit, serving) before giving up: its outage must fail fast,
 # not stall the run that reports to it.
@@ -62,15 +63,24 @@ def redacted_url(url: str) -> str:
 @contextmanager
 def unavailable_as(error: type[Exception], what: str, url: str) -> Iterator[None]:
     """Raise ``error`` for a database that is down, unreachable or dropped the connection, with a one-line
-    message naming ``what`` and the URL without its password."""
+    message naming ``what`` and the URL without its password.
+
+    A statement that failed on a declared table that has drifted (a column dropped or retyped: SQLite
+    calls that an OperationalError too) raises :class:`~platform_assets.core.errors.TableDriftError`
+    instead, naming the table and column: the database is up, and retrying cannot help.
+    """
     try:
         yield
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
-        raise error(_unavailable(what, url, exc)) from exc
     except sa.exc.DBAPIError as exc:
-        if exc.connection_invalidated:
+        if not exc.connection_invalidated:
+            drifted = drift_error(fail_fast_engine(url), what, redacted_url(url), exc)
+            if drifted is not None:
+                raise drifted from exc
+        if exc.connection_invalidated or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
             raise error(_unavailable(what, url, exc)) from exc
         raise
+    except sa.exc.TimeoutError as exc:
+        raise error(_unavailable(what, url, exc)) from exc
 
 
 def _unavailable(what: str, url: str, exc: Exception) -> str:

@@ -65,6 +65,24 @@ class ServingUnavailable(RuntimeError):
     """The serving database cannot be reached; nothing was lost, the caller retries the same rows later."""
 
 
+class TableDriftError(RuntimeError):
+    """A platform SQL table (audit, state, serving) differs from its declaration: a column is missing or
+    holds another type. Not an outage: retrying cannot help until the table is restored as declared."""
+
+    def __init__(self, what: str, where: str, drift: dict[str, list[str]]):
+        self.what = what  # e.g. "serving database"
+        self.where = where  # the database URL, password masked
+        self.drift = drift  # table name -> differences
+        tables = "; ".join(f"table {name}: {', '.join(problems)}" for name, problems in drift.items())
+        super().__init__(
+            f"{what} {where} differs from the declared tables ({tables}); retrying cannot help: restore the "
+            "table(s) as declared (`make setup` lists every difference)"
+        )
+
+    def __reduce__(self):  # crosses process boundaries intact
+        return type(self), (self.what, self.where, self.drift)
+
+
 class MalformedFrame(ValueError):
     """A trade-feed frame that claims to be a trade but cannot be read as one (bad JSON, a missing or
     mistyped field). The feed counts and logs it and carries on; one bad frame never stops ingestion."""

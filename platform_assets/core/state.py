@@ -4,6 +4,8 @@ State lives in its own SQL database (``PLATFORM_STATE_URL``), separate from the 
 audit outage never stops data from flowing. Each state entry carries a version number; an update names
 the version it read and fails with :class:`StateConflict` if another run moved the entry meanwhile. That
 makes two concurrent runs on one table safe even where the per-table concurrency limit is not enforced.
+A statement that fails on a state table that has drifted from its declaration (a column dropped or
+retyped) raises :class:`~platform_assets.core.errors.TableDriftError` naming the table and column.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from platform_assets.core.db import engine_for, utc_now
+from platform_assets.core.db import engine_for, redact, utc_now
 from platform_assets.core.errors import StateConflict
+from platform_assets.core.sql_drift import drift_as_error, table_drift
 
 metadata = sa.MetaData()
 
@@ -59,20 +62,28 @@ class StateStore:
     def __init__(self, url: str, env: str):
         self.engine = engine_for(url)
         self.env = env
+        self._where = redact(url)
         _create_tables(url)
+
+    def drift(self) -> dict[str, list[str]]:
+        """How the state tables in the database differ from their declaration (empty: as declared)."""
+        return table_drift(self.engine, metadata.sorted_tables)
+
+    def _drift_as_error(self):
+        return drift_as_error(self.engine, "state database", self._where)
 
     def get(self, name: str) -> StateEntry | None:
         query = sa.select(state_table.c.value, state_table.c.version).where(
             state_table.c.env == self.env, state_table.c.name == name
         )
-        with self.engine.connect() as conn:
+        with self._drift_as_error(), self.engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else StateEntry(json.loads(row.value), row.version)
 
     def compare_and_set(self, name: str, expected: StateEntry | None, value: Any) -> StateEntry:
         """Write ``value`` if the entry is still at ``expected`` (None: must not exist yet)."""
         payload = json.dumps(value, sort_keys=True)
-        with self.engine.begin() as conn:
+        with self._drift_as_error(), self.engine.begin() as conn:
             if expected is None:
                 try:
                     conn.execute(
@@ -100,7 +111,7 @@ class StateStore:
 
     def delete(self, name: str) -> None:
         """Forget an entry (a reset); a missing one is fine."""
-        with self.engine.begin() as conn:
+        with self._drift_as_error(), self.engine.begin() as conn:
             conn.execute(
                 state_table.delete().where(state_table.c.env == self.env, state_table.c.name == name)
             )
@@ -109,7 +120,7 @@ class StateStore:
         query = sa.select(processed_table.c.file_name).where(
             processed_table.c.env == self.env, processed_table.c.consumer == consumer
         )
-        with self.engine.connect() as conn:
+        with self._drift_as_error(), self.engine.connect() as conn:
             return set(conn.execute(query).scalars())
 
     def mark_processed(self, consumer: str, file_names: Iterable[str]) -> None:
@@ -118,7 +129,7 @@ class StateStore:
         if not names:
             return
         now = utc_now()
-        with self.engine.begin() as conn:
+        with self._drift_as_error(), self.engine.begin() as conn:
             conn.execute(
                 processed_table.insert(),
                 [{"env": self.env, "consumer": consumer, "file_name": n, "processed_at": now} for n in names],

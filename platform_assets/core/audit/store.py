@@ -27,6 +27,7 @@ from platform_assets.core.audit.tables import (
     TRIGGERS,
     job_table,
     log_table,
+    metadata,
     parameter_table,
     task_table,
 )
@@ -39,6 +40,7 @@ from platform_assets.core.audit.values import (
 )
 from platform_assets.core.db import utc_now
 from platform_assets.core.redaction import redact_parameters, redact_text
+from platform_assets.core.sql_drift import table_drift
 
 # A status only replaces one of equal or lower rank; terminal statuses share the top rank, so the last
 # terminal report wins but a late "Running" never reopens a finished run.
@@ -97,6 +99,12 @@ class AuditStore:
                         return version
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
+
+    def drift(self) -> dict[str, list[str]]:
+        """How the audit tables differ from their declaration (empty: as declared), e.g. a column dropped
+        by hand after the migrations ran; they are never changed here."""
+        with unavailable_as_error(self.url):
+            return table_drift(self.engine, metadata.sorted_tables)
 
     def _upgrade_locked(self, conn: sa.Connection) -> int:
         locking_mysql = conn.dialect.name in ("mysql", "mariadb")
