@@ -29,7 +29,7 @@ SAMPLE_PARTITION_START := 2025-01-01
 comma := ,
 QUIET_DAGSTER := ignore:Parameter `backfill_policy` of function `asset` is currently in beta$(comma)ignore:Function `dev_command` is superseded$(if $(PYTHONWARNINGS),$(comma)$(PYTHONWARNINGS))
 
-.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream bench-stream batch-test history setup
+.PHONY: install install-dev demo test dev check-config bench lint clean audit-setup browser reset-stream new-epoch bench-stream batch-test history setup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,22 +58,14 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml | $(BIN)/python
 	$(BIN)/dagster instance migrate > /dev/null
 
 # The trade stream needs one Kafka broker shared by every process of `dagster dev` (webserver, daemon, run
-# workers) and the feed. Unless PLATFORM_KAFKA_BOOTSTRAP names one, $(WITH_KAFKA) at the start of a recipe
-# line starts a local broker (librdkafka's in-memory mock cluster, see platform_devkit/kafka_broker.py) in the
-# background, exports its address, and stops it when that line's shell exits. Each recipe line is a shell of
-# its own, so start, trap and command must share the line. A broker started with `&` ignores Ctrl+C (a
-# non-interactive shell does that to background jobs), so the command can shut down with the broker still
-# up; the INT/TERM/HUP traps turn a signal into an exit, and the EXIT trap stops the broker and waits for it.
-# A second `make dev` finds the first one's broker alive and uses it (its own broker process ends at once).
-# Kill the whole process group (as Ctrl+C does), not make alone: the shell waits for its command first.
+# workers) and the feed. $(WITH_KAFKA) runs the command after it under platform_devkit/dev.py: unless
+# PLATFORM_KAFKA_BOOTSTRAP names a broker, it starts a local one first (librdkafka's in-memory mock cluster,
+# see platform_devkit/kafka_broker.py) and exports its address. Broker and command run in process groups
+# of their own; SIGTERM (make passes it on, e.g. from a service manager), Ctrl+C or SIGHUP stops the
+# command's whole group first and the broker after it, and either one ending stops the other.
+# A second `make dev` finds the first one's broker alive and uses it.
 KAFKA_DIR = $(DATA_DIR)/kafka
-KAFKA_BROKER = $(BIN)/python -m platform_devkit.kafka_broker --address-file $(KAFKA_DIR)/bootstrap
-WITH_KAFKA = if [ -z "$$PLATFORM_KAFKA_BOOTSTRAP" ]; then \
-	$(KAFKA_BROKER) --pid-file $(KAFKA_DIR)/pid --topic "$${PLATFORM_TRADES_TOPIC:-trades}" & broker=$$!; \
-	trap 'kill $$broker 2>/dev/null; wait $$broker' EXIT; trap 'exit 1' HUP INT TERM; \
-	PLATFORM_KAFKA_BOOTSTRAP=$$($(KAFKA_BROKER) --print-address) || exit 1; \
-	export PLATFORM_KAFKA_BOOTSTRAP; \
-	fi;
+WITH_KAFKA = $(BIN)/python -m platform_devkit.dev --kafka-dir $(KAFKA_DIR) --
 
 demo: export PYTHONWARNINGS := $(QUIET_DAGSTER)
 demo: export PLATFORM_PARTITION_START ?= $(SAMPLE_PARTITION_START)
@@ -125,7 +117,12 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# After restarting the embedded broker (it keeps nothing): forget what the trade stream landed. Not in prod.
+# After a real broker's topic was recreated: start a new epoch of the trade stream from the new topic's
+# first offset (it reports first; YES=1 accepts). An embedded broker's restart needs nothing: it starts one.
+new-epoch: install
+	$(BIN)/python -m platform_assets.trades.new_epoch $(if $(filter 1,$(YES)),--yes)
+
+# Forget everything the trade stream landed and start over (dev only; not needed after a broker restart).
 reset-stream: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_devkit.trades reset
 

@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from platform_assets.core.errors import MalformedFrame
+from platform_assets.core.trades.client_log import CLIENT_LOG
 from platform_assets.core.trades.feed import Backoff, run_feed
 from platform_assets.core.trades.kafka import EmbeddedBroker, client_config, producer_config
 from platform_assets.core.trades.messages import Trade, from_kafka, parse_frame, to_kafka
@@ -138,12 +139,14 @@ def test_parse_frame_rejects_a_malformed_trade_saying_what_is_wrong(change, expe
 
 def test_client_config_merges_the_extra_json_and_producer_config_is_idempotent():
     extra = '{"security.protocol": "SASL_SSL", "sasl.password": "s3cret"}'
-    assert client_config("host:9093", extra) == {
+    conf = client_config("host:9093", extra)
+    assert conf.pop("logger") is CLIENT_LOG  # librdkafka's lines, one per state change
+    assert conf == {
         "bootstrap.servers": "host:9093",
         "security.protocol": "SASL_SSL",
         "sasl.password": "s3cret",
     }
-    assert client_config("host:9092", None) == {"bootstrap.servers": "host:9092"}
+    assert client_config("host:9092", None) == {"bootstrap.servers": "host:9092", "logger": CLIENT_LOG}
     conf = producer_config("host:9092", None)
     assert conf["enable.idempotence"] is True and conf["acks"] == "all"
     # a broker without idempotent production can be told so

@@ -15,6 +15,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from platform_assets.core.trades.client_log import CLIENT_LOG
+
 CONFIG_SETTING = "PLATFORM_KAFKA_CONFIG"
 
 # No lost and no doubled messages on producer retries. They are defaults, not overrides: a broker that
@@ -28,7 +30,7 @@ def client_config(bootstrap: str, extra_json: str | None) -> dict[str, Any]:
     A bad ``extra_json`` raises ValueError naming PLATFORM_KAFKA_CONFIG; the message never repeats the
     value, which usually holds a password.
     """
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": CLIENT_LOG}
     if not extra_json or not extra_json.strip():
         return config
     try:
