@@ -16,12 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import sqlalchemy as sa
 import yaml
+from dagster._utils.schedules import is_valid_cron_string
 from upath import UPath
 
-from platform_assets.core.config import ENGINES, Engine
+from platform_assets.core.config import ENGINES, Engine, parse_yaml, yaml_problem
 from platform_assets.core.lake import LAYERS, catalog_name, landing_location, location, table_location
 
 ENVIRONMENTS = ("dev", "sit", "prod")
@@ -101,9 +103,9 @@ def _http_url(value: str, name: str, *, secret: bool = False) -> str:
     raise SettingsError(f"{name} must be an http:// or https:// URL; {got}")
 
 
-def _engine(value: str) -> Engine:
+def _engine(value: str, name: str = "PLATFORM_ENGINE") -> Engine:
     if value not in ENGINES:
-        raise SettingsError(f"PLATFORM_ENGINE must be one of {', '.join(ENGINES)}, got {shown(value)}")
+        raise SettingsError(f"{name} must be one of {', '.join(ENGINES)}, got {shown(value)}")
     return value  # type: ignore[return-value]
 
 
@@ -128,29 +130,35 @@ def _spark_conf(value: str | None) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in conf.items()}
 
 
-def _topic(value: str) -> str:
+def _topic(value: str, name: str = "PLATFORM_TRADES_TOPIC") -> str:
     """A Kafka topic name as Kafka allows it: letters, digits, '.', '_', '-', at most 249 characters."""
     if re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) and value not in (".", ".."):
         return value
     raise SettingsError(
-        f"PLATFORM_TRADES_TOPIC must be a Kafka topic name (letters, digits, '.', '_', '-'), got {shown(value)}"
+        f"{name} must be a Kafka topic name (letters, digits, '.', '_', '-'), got {shown(value)}"
     )
 
 
 def _cron(value: str, name: str) -> str:
-    """A five-field cron expression (minute hour day month weekday); Dagster checks the values' ranges."""
+    """A five-field cron expression (minute hour day month weekday) whose values are in range, checked
+    the way Dagster checks a schedule's: ``99 99 * * *`` is refused here, not when the schedule ticks."""
     fields = value.split()
-    if len(fields) == 5 and all(re.fullmatch(r"[0-9A-Za-z*,/-]+", f) for f in fields):
+    if (
+        len(fields) == 5
+        and all(re.fullmatch(r"[0-9A-Za-z*,/-]+", f) for f in fields)
+        and is_valid_cron_string(" ".join(fields))
+    ):
         return " ".join(fields)
     raise SettingsError(
-        f"{name} must be a cron expression like '0 2 * * *' (five fields), got {shown(value)}"
+        f"{name} must be a cron expression like '0 2 * * *' (five fields: minute 0-59, hour 0-23, "
+        f"day 1-31, month 1-12, weekday 0-6), got {shown(value)}"
     )
 
 
-def _websocket_url(value: str) -> str:
+def _websocket_url(value: str, name: str = "PLATFORM_TRADES_WS_URL") -> str:
     if value.startswith(("ws://", "wss://")) and len(value) > len("wss://"):
         return value
-    raise SettingsError(f"PLATFORM_TRADES_WS_URL must be a ws:// or wss:// URL, got {shown(value)}")
+    raise SettingsError(f"{name} must be a ws:// or wss:// URL, got {shown(value)}")
 
 
 # Integer settings and their lower bounds. Checked in Settings, so settings built in code are held to the
@@ -251,44 +259,69 @@ class Settings:
         return catalog_name(self.env, layer, table)
 
 
-def _int(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name)
+class _Values:
+    """The merged values (environment over file) and, for each value that came from the file, where: so a
+    bad value is blamed on the line that set it, not on a variable nobody set."""
+
+    def __init__(self, values: Mapping[str, str], origins: Mapping[str, str]) -> None:
+        self.values, self.origins = values, origins
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.values.get(name, default)
+
+    def label(self, name: str) -> str:
+        """``PLATFORM_BATCH_SIZE``, or ``<file>, line 7: batch_size`` when the file set it."""
+        return self.origins.get(name, name)
+
+
+def _int(values: _Values, name: str, default: int) -> int:
+    raw = values.get(name)
     if raw in (None, ""):
         return default
+    minimum = _MINIMUM[name][1]
     try:
-        return int(raw)
+        number = int(raw)
     except ValueError:
         # `from None`: the chained ValueError would only repeat the value in a second traceback
         raise SettingsError(
-            f"{name} must be an integer of {_MINIMUM[name][1]} or more, got {shown(raw)}"
+            f"{values.label(name)} must be an integer of {minimum} or more, got {shown(raw)}"
         ) from None
+    if number < minimum:
+        raise SettingsError(f"{values.label(name)} must be an integer of {minimum} or more, got {number}")
+    return number
 
 
-def _date(environ: Mapping[str, str], name: str, default: date) -> date:
-    raw = environ.get(name)
+def _date(values: _Values, name: str, default: date) -> date:
+    raw = values.get(name)
     if raw in (None, ""):
         return default
+    message = f"{values.label(name)} must be a date like 2024-01-01 (YYYY-MM-DD), got {shown(raw)}"
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        raise SettingsError(message)
     try:
         return date.fromisoformat(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a date like 2024-01-01 (YYYY-MM-DD), got {shown(raw)}") from None
+    except ValueError as exc:  # the right shape, not a day of the calendar (2025-02-30)
+        raise SettingsError(f"{message} ({exc})") from None
 
 
-def _names(environ: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = environ.get(name)
+def _names(values: _Values, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = values.get(name)
     if not raw:
         return default
     names = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not names:
         raise SettingsError(
-            f"{name} must be a comma-separated list of names like India,Japan, got {shown(raw)}"
+            f"{values.label(name)} must be a comma-separated list of names like India,Japan, got {shown(raw)}"
         )
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        raise SettingsError(f"{values.label(name)} names {shown(twice)} twice")
     return names
 
 
-def _database_url(environ: Mapping[str, str], name: str) -> str:
-    raw = environ.get(name, "")
-    return database_url(raw, name) if raw else ""
+def _database_url(values: _Values, name: str) -> str:
+    raw = values.get(name, "")
+    return database_url(raw, values.label(name)) if raw else ""
 
 
 # Every variable load_settings reads; a configuration file may set those that are not secrets, by the
@@ -323,55 +356,142 @@ def config_file(environ: Mapping[str, str]) -> Path | None:
     return None
 
 
-def _file_value(path: Path, key: str, value: object) -> str:
+# Query parameters (and key=value pairs inside one, like an ODBC connection string's PWD=) that carry a
+# credential: matched case-insensitively, '-' read as '_' (X-Amz-Signature, sslpassword, access_token...).
+_CREDENTIAL_PARTS = (
+    "password", "passwd", "secret", "token", "apikey", "api_key", "accesskey", "access_key",
+    "private_key", "credential", "signature",
+)  # fmt: skip
+_CREDENTIAL_NAMES = ("pwd", "pass", "sig", "key", "auth", "authorization")
+
+
+def _credential_name(name: str) -> bool:
+    name = name.strip().lower().replace("-", "_")
+    return name in _CREDENTIAL_NAMES or any(part in name for part in _CREDENTIAL_PARTS)
+
+
+def _url_credential(text: str) -> str | None:
+    """Where ``text``, a URL, holds a credential (``None``: nowhere), in words that never quote it: a
+    password in the user part (``user:password@``), any user part of a web URL (a token there is basic
+    auth), or a path, query or fragment parameter named like a credential (``/;token=``, ``?sslpassword=``,
+    ``#access_token=``, ``?odbc_connect=...;PWD=...``, a URL with a password in a parameter)."""
+    head, sep, tail = text.strip().partition("://")  # any scheme, SASL_SSL:// too (urlsplit has rules)
+    scheme, rest = (head, tail) if sep else ("", head)
+    try:
+        parts = urlsplit(f"//{rest}")
+    except ValueError:
+        return None  # not a URL this can read: the setting's own check reports it
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        return "a password"
+    if at and scheme.lower() in ("http", "https", "ws", "wss"):
+        return "a credential in its user part (user@host)"
+    path_parameters = [p.partition("=")[0] for p in parts.path.split(";")[1:]]  # sc://host/;token=...
+    found = next((n for n in path_parameters if _credential_name(n)), None)
+    if found is not None:
+        return f"a credential in its path parameter {shown(found)}"
+    for part, query in (("query", parts.query), ("fragment", parts.fragment)):
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if _credential_name(name):
+                return f"a credential in its {part} parameter {shown(name)}"
+            inner = [pair.partition("=")[0] for pair in value.split(";") if "=" in pair]
+            found = next((n for n in inner if _credential_name(n)), None)
+            if found is not None:
+                return f"a credential ({shown(found.strip())} in its {part} parameter {shown(name)})"
+            if "://" in value and (nested := _url_credential(value)) is not None:
+                return f"{nested} in the URL in its {part} parameter {shown(name)}"
+    return None
+
+
+def _file_value(path: Path, key: str, value: object, line: int | None) -> str:
+    """One setting of a configuration file in the environment's form (text), or a SettingsError that
+    names the file, the line and the setting. A value is never quoted when it may hold a secret."""
+    where = f"{path}, line {line}" if line else str(path)
+    label = f"{where}: {key}"
     variable = f"PLATFORM_{key.upper()}"
     if variable not in VARIABLES:
-        raise SettingsError(f"{path.name}: unknown setting {shown(key)}; expected one of the PLATFORM_* variables' "
+        raise SettingsError(f"{where}: unknown setting {shown(key)}; expected one of the PLATFORM_* variables' "
                             "names in lower case without the prefix, e.g. late_days")  # fmt: skip
     if variable in _ENVIRONMENT_ONLY:
-        raise SettingsError(
-            f"{path.name}: {key} is a secret and comes only from the environment variable {variable}"
-        )
+        raise SettingsError(f"{label} is a secret and comes only from the environment variable {variable}")
+    instead = f"set {variable} in the environment instead"
     if isinstance(value, list):
-        value = ",".join(str(v) for v in value)
+        if not value:
+            raise SettingsError(f"{label} is an empty list; give at least one value, or leave {key} out "
+                                "for the default")  # fmt: skip
+        items = []
+        for number, item in enumerate(value, 1):
+            if item is None or isinstance(item, dict | list | bool) or not str(item).strip():
+                got = f"a {type(item).__name__}" if isinstance(item, dict | list) else shown(item)
+                raise SettingsError(f"{label}: item {number} must be a non-empty text or number, got {got}")
+            if "," in str(item):
+                raise SettingsError(f"{label}: item {number} holds a comma, which separates the values")
+            items.append(str(item).strip())
+        value = ",".join(items)
     if value is None or isinstance(value, dict | bool):
-        raise SettingsError(f"{path.name}: {key} must be a text, number or list, got {shown(value)}")
+        got = "a mapping" if isinstance(value, dict) else shown(value)  # a mapping may hold a secret
+        raise SettingsError(f"{label} must be a text, number or list, got {got}")
     text = str(value)
+    if not text.strip():
+        raise SettingsError(f"{label} is empty; leave {key} out for the default")
+    # the whole value and each comma-separated part (a list of URLs), read as a URL even without a scheme
+    # (host:port?token=...), so a credential is refused before any message could quote it
+    for part in dict.fromkeys([text, *text.split(",")]):
+        part = part.strip()
+        if part and (found := _url_credential(part)) is not None:
+            raise SettingsError(f"{label} holds {found}; {instead}")
     if variable in _DATABASE_URLS:
         try:
             password = sa.engine.make_url(text).password
         except sa.exc.ArgumentError:
-            password = None  # reported by the URL's own check, with the variable's name
+            password = None  # reported by the URL's own check, with the file's line
         if password is not None:
-            raise SettingsError(
-                f"{path.name}: {key} holds a password; set {variable} in the environment instead"
-            )
+            raise SettingsError(f"{label} holds a password; {instead}")
     return text
 
 
-def file_settings(path: Path) -> dict[str, str]:
-    """The variables a configuration file sets, as text (the environment's form)."""
+def file_settings(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The variables a configuration file sets, as text (the environment's form), and for each, where it
+    was set (``<file>, line <n>: <name>``) for messages."""
     try:
-        content = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        content, lines = parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise SettingsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise SettingsError(yaml_problem(path, exc)) from None
+    content = content or {}
     if not isinstance(content, dict):
         raise SettingsError(f"{path} must be a mapping of setting names to values")
-    return {f"PLATFORM_{str(k).upper()}": _file_value(path, str(k), v) for k, v in content.items()}
-
-
-def _overlay(environ: Mapping[str, str]) -> dict[str, str]:
-    """The configuration file's values under the environment's (a variable set to "" counts as unset)."""
-    path = config_file(environ)
-    merged = file_settings(path) if path else {}
-    merged.update({k: v for k, v in environ.items() if v != ""})
-    return merged
+    values, origins = {}, {}
+    for key, value in content.items():
+        line = lines.get(key) if isinstance(key, str) else None
+        variable = f"PLATFORM_{str(key).upper()}"
+        values[variable] = _file_value(path, str(key), value, line)
+        origins[variable] = f"{path}, line {line}: {key}" if line else f"{path}: {key}"
+    return values, origins
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from ``PLATFORM_*`` environment variables over ``config/<env>.yaml`` (all optional)."""
+    """Build settings from ``PLATFORM_*`` environment variables over ``config/<env>.yaml`` (all optional).
+
+    A variable set to "" counts as unset. A bad value raises :class:`SettingsError` naming where it was set:
+    the variable, or the file, line and setting name.
+    """
     real = os.environ if environ is None else environ
-    env = _overlay(real)
+    path = config_file(real)
+    values, origins = file_settings(path) if path else ({}, {})
+    if any(real.get(name) for name in origins):
+        # a variable hides a file value: the file is checked on its own too, so that it does not break
+        # the day the variable is unset
+        _settings(_Values(values, origins), {}, path)
+    merged = {**values, **{name: value for name, value in real.items() if value != ""}}
+    return _settings(_Values(merged, {n: o for n, o in origins.items() if not real.get(n)}), real, path)
+
+
+def _settings(env: _Values, real: Mapping[str, str], path: Path | None) -> Settings:
+    label = env.label
     webhook = env.get("PLATFORM_ALERT_WEBHOOK_URL") or None
     if webhook is not None:
         _http_url(webhook, "PLATFORM_ALERT_WEBHOOK_URL", secret=True)
@@ -386,12 +506,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         alert_webhook_url=webhook,
         country_api_url=_http_url(
             env.get("PLATFORM_COUNTRY_API_URL") or "https://restcountries.com/v3.1",
-            "PLATFORM_COUNTRY_API_URL",
+            label("PLATFORM_COUNTRY_API_URL"),
         ).rstrip("/"),
         countries=_names(env, "PLATFORM_COUNTRIES", DEFAULT_COUNTRIES),
-        ui_url=_http_url(env.get("PLATFORM_UI_URL") or "http://127.0.0.1:3000", "PLATFORM_UI_URL").rstrip(
-            "/"
-        ),
+        ui_url=_http_url(
+            env.get("PLATFORM_UI_URL") or "http://127.0.0.1:3000", label("PLATFORM_UI_URL")
+        ).rstrip("/"),
         source_schema=env.get("PLATFORM_SOURCE_SCHEMA") or None,
         customer_threshold=_int(env, "PLATFORM_CUSTOMER_THRESHOLD", 500),
         product_threshold=_int(env, "PLATFORM_PRODUCT_THRESHOLD", 600),
@@ -401,24 +521,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tables_file=Path(env.get("PLATFORM_TABLES_FILE") or Path(__file__).with_name("tables.yaml")),
         kafka_bootstrap=env.get("PLATFORM_KAFKA_BOOTSTRAP") or None,
         kafka_config=env.get("PLATFORM_KAFKA_CONFIG") or None,
-        trades_topic=_topic(env.get("PLATFORM_TRADES_TOPIC") or "trades"),
-        trades_ws_url=_websocket_url(env.get("PLATFORM_TRADES_WS_URL") or DEFAULT_TRADES_WS_URL),
+        trades_topic=_topic(env.get("PLATFORM_TRADES_TOPIC") or "trades", label("PLATFORM_TRADES_TOPIC")),
+        trades_ws_url=_websocket_url(
+            env.get("PLATFORM_TRADES_WS_URL") or DEFAULT_TRADES_WS_URL, label("PLATFORM_TRADES_WS_URL")
+        ),
         trades_lookup_url=_http_url(
-            env.get("PLATFORM_TRADES_LOOKUP_URL") or DEFAULT_TRADES_LOOKUP_URL, "PLATFORM_TRADES_LOOKUP_URL"
+            env.get("PLATFORM_TRADES_LOOKUP_URL") or DEFAULT_TRADES_LOOKUP_URL,
+            label("PLATFORM_TRADES_LOOKUP_URL"),
         ),
         trades_max_batch_rows=_int(env, "PLATFORM_TRADES_MAX_BATCH_ROWS", 100_000),
         serving_url=_database_url(env, "PLATFORM_SERVING_URL"),
         min_ingested_rows=_int(env, "PLATFORM_MIN_INGESTED_ROWS", 1),
         medallion_schedule=_cron(
-            env.get("PLATFORM_MEDALLION_SCHEDULE") or "0 2 * * *", "PLATFORM_MEDALLION_SCHEDULE"
+            env.get("PLATFORM_MEDALLION_SCHEDULE") or "0 2 * * *", label("PLATFORM_MEDALLION_SCHEDULE")
         ),
         countries_schedule=_cron(
-            env.get("PLATFORM_COUNTRIES_SCHEDULE") or "0 0,12 * * *", "PLATFORM_COUNTRIES_SCHEDULE"
+            env.get("PLATFORM_COUNTRIES_SCHEDULE") or "0 0,12 * * *", label("PLATFORM_COUNTRIES_SCHEDULE")
         ),
-        engine=_engine(env.get("PLATFORM_ENGINE") or "polars"),
+        engine=_engine(env.get("PLATFORM_ENGINE") or "polars", label("PLATFORM_ENGINE")),
         spark_master=env.get("PLATFORM_SPARK_MASTER") or "local[*]",
         spark_remote=_spark_remote(env.get("PLATFORM_SPARK_REMOTE") or None),
         spark_conf=_spark_conf(env.get("PLATFORM_SPARK_CONF")),
         secrets_in_environment=frozenset(name for name in SECRET_VARIABLES if real.get(name)),
-        config_file=config_file(real),
+        config_file=path,
     )

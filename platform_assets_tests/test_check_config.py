@@ -208,3 +208,61 @@ def test_offline_checks_settings_and_the_table_list_without_the_source(tmp_path)
     bad = offline(PLATFORM_BATCH_SIZE="abc")
     assert (bad.returncode, bad.stdout) == (2, "")
     assert bad.stderr == "error: PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 'abc'\n"
+
+
+CRON_RULE = "must be a cron expression like '0 2 * * *' (five fields: minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-6)"  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "tables", "environ", "message"),
+    [
+        ("late_days: 1\nlate_days: 2\n", None, {}, "{config}, line 2: duplicate key 'late_days' (first on line 1)"),
+        (None, "tables:\n  - table: A\n    key: id\n    key: a_id\n", {},
+         "{tables}, line 4: duplicate key 'key' (first on line 3)"),
+        ("countries: []\n", None, {},
+         "{config}, line 1: countries is an empty list; give at least one value, or leave countries out for the default"),
+        ("medallion_schedule: '99 99 * * *'\n", None, {}, f"{{config}}, line 1: medallion_schedule {CRON_RULE}, got '99 99 * * *'"),
+        (None, None, {"PLATFORM_COUNTRIES_SCHEDULE": "0 0 31 2 *"},
+         f"PLATFORM_COUNTRIES_SCHEDULE {CRON_RULE}, got '0 0 31 2 *'"),
+        ("partition_start: 2025-13-01\n", None, {},
+         "{config}, line 1: partition_start must be a date like 2024-01-01 (YYYY-MM-DD), got '2025-13-01' "
+         "(month must be in 1..12)"),
+        ("partition_start: 2025-02-30\n", None, {},
+         "{config}, line 1: partition_start must be a date like 2024-01-01 (YYYY-MM-DD), got '2025-02-30' "
+         "(day is out of range for month)"),
+        ("late_days: 1\nbatch_size: abc\n", None, {}, "{config}, line 2: batch_size must be an integer of 1 or more, got 'abc'"),
+        ("batch_size: 500\n", None, {"PLATFORM_BATCH_SIZE": "abc"}, "PLATFORM_BATCH_SIZE must be an integer of 1 or more, got 'abc'"),
+        ("source_url: postgresql+psycopg://etl@db/source?sslpassword=s3cr3t-pa55\n", None, {},
+         "{config}, line 1: source_url holds a credential in its query parameter 'sslpassword'; set PLATFORM_SOURCE_URL "
+         "in the environment instead"),
+        ("country_api_url: https://etl:s3cr3t-pa55@countries.example/v3.1\n", None, {},
+         "{config}, line 1: country_api_url holds a password; set PLATFORM_COUNTRY_API_URL in the environment instead"),
+    ],
+)  # fmt: skip
+def test_offline_refuses_a_misread_configuration_in_one_line_with_status_2(
+    tmp_path, config, tables, environ, message
+):
+    """The refusals of settings and the table list, as a command reports them: one line, no traceback."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    config_path = folder / "dev.yaml"
+    config_path.write_text(config or "late_days: 1\n")
+    tables_path = tmp_path / "tables.yaml"
+    tables_path.write_text(tables or "tables:\n  - {table: A, key: id}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "platform_assets.check_config", "--offline"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PLATFORM_DATA_DIR": str(tmp_path / "nowhere"),
+            "PLATFORM_CONFIG_DIR": str(folder),
+            "PLATFORM_TABLES_FILE": str(tables_path),
+            **environ,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    expected = message.format(config=config_path, tables=tables_path)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: {expected}\n")
+    assert "s3cr3t-pa55" not in done.stderr

@@ -73,6 +73,31 @@ def test_environment_selects_the_catalog_folder(tmp_path):
             " , ",
             "PLATFORM_COUNTRIES must be a comma-separated list of names like India,Japan, got ' , '",
         ),
+        ("PLATFORM_COUNTRIES", "India,Japan,India", "PLATFORM_COUNTRIES names 'India' twice"),
+        (
+            "PLATFORM_PARTITION_START",
+            "2025-02-30",
+            "PLATFORM_PARTITION_START must be a date like 2024-01-01 (YYYY-MM-DD), got '2025-02-30' "
+            "(day is out of range for month)",
+        ),
+        (
+            "PLATFORM_PARTITION_START",
+            "20250101",
+            "PLATFORM_PARTITION_START must be a date like 2024-01-01 (YYYY-MM-DD), got '20250101'",
+        ),
+        # cron values are checked for range, not only for their five fields
+        (
+            "PLATFORM_MEDALLION_SCHEDULE",
+            "99 99 * * *",
+            "PLATFORM_MEDALLION_SCHEDULE must be a cron expression like '0 2 * * *' (five fields: minute 0-59, "
+            "hour 0-23, day 1-31, month 1-12, weekday 0-6), got '99 99 * * *'",
+        ),
+        (
+            "PLATFORM_COUNTRIES_SCHEDULE",
+            "0 0,12 * * 9",
+            "PLATFORM_COUNTRIES_SCHEDULE must be a cron expression like '0 2 * * *' (five fields: minute 0-59, "
+            "hour 0-23, day 1-31, month 1-12, weekday 0-6), got '0 0,12 * * 9'",
+        ),
         (
             "PLATFORM_COUNTRY_API_URL",
             "restcountries.com/v3.1",
@@ -248,3 +273,10 @@ def test_trade_stream_settings():
     assert (settings.trades_topic, settings.trades_ws_url) == ("ticks", "ws://127.0.0.1:8766")
     assert "s3cr3t" not in repr(settings)
     assert "PLATFORM_KAFKA_CONFIG" in settings.secrets_in_environment
+
+
+@pytest.mark.parametrize(
+    "cron", ["0 2 * * *", "*/15 6-18 * * MON-FRI", "30 3 1,15 * *", "0 0 L * *", "0 12 * JAN 0"]
+)
+def test_valid_crons_are_accepted(cron):
+    assert load_settings({"PLATFORM_MEDALLION_SCHEDULE": cron}).medallion_schedule == cron

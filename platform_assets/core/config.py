@@ -336,15 +336,84 @@ def parse_tables(entries: Iterable[Mapping[str, Any]]) -> tuple[TableConfig, ...
     return tables
 
 
-class _TextDatesLoader(yaml.SafeLoader):
-    """YAML without implicit timestamps: ``2025-13-45`` stays text, so validation can name its field
-    (PyYAML would fail on it with no file, table or field in the message)."""
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping. PyYAML would keep the last value without a word, so a table's
+    second ``key:`` or an environment's second ``batch_size:`` would silently win."""
+
+    def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key!r} (first on line {first.line + 1})", again)
 
 
-_TextDatesLoader.yaml_implicit_resolvers = {
+class YamlLoader(yaml.SafeLoader):
+    """How the platform reads its YAML files (``tables.yaml``, ``config/<env>.yaml``): PyYAML's safe
+    loader, with two changes. No implicit timestamps: ``2025-13-45`` stays text, so validation can name
+    its file and field (PyYAML would fail on it with neither in the message). And a key given twice in
+    one mapping is an error, not a silent overwrite (a merge key ``<<`` may still be overridden)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # every mapping passes here before its merge keys are expanded: its own keys are checked once
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            seen: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: SafeConstructor reports it
+                if first is not key_node.start_mark:
+                    raise DuplicateKeyError(key, first, key_node.start_mark)
+        super().flatten_mapping(node)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        # only for an explicit !!timestamp tag: an impossible date is a marked error, not a ValueError
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a valid timestamp ({exc})", node.start_mark
+            ) from None
+
+
+YamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", YamlLoader.construct_yaml_timestamp)
+
+
+def parse_yaml(text: str) -> tuple[Any, dict[Any, int]]:
+    """The document in ``text`` and the line (from 1) of each key of its top-level mapping, so a
+    message can point at the line that set a value. Raises ``yaml.YAMLError`` (see :func:`yaml_problem`)."""
+    loader = YamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        document = None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                lines.setdefault(key_node.value, key_node.start_mark.line + 1)
+    return document, lines
+
+
+def yaml_problem(path: Path | str, exc: yaml.YAMLError) -> str:
+    """One line for a file that cannot be read: ``<path>, line L: duplicate key 'x' (first on line F)``
+    or ``<path>, line L, column C: not valid YAML: <problem>``."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, DuplicateKeyError):
+        return f"{path}, line {mark.line + 1}: {problem}"
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{path}{where}: not valid YAML: {problem}"
 
 
 def load_tables(path: Path) -> tuple[TableConfig, ...]:
@@ -353,13 +422,12 @@ def load_tables(path: Path) -> tuple[TableConfig, ...]:
         text = Path(path).read_text()
     except FileNotFoundError as exc:
         raise ConfigError(f"table list {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not text
+        raise ConfigError(f"cannot read table list {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        document = yaml.load(text, Loader=_TextDatesLoader)  # noqa: S506 (a SafeLoader subclass)
+        document, _ = parse_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+        raise ConfigError(yaml_problem(path, exc)) from None
     if not isinstance(document, Mapping) or not isinstance(document.get("tables"), list):
         raise ConfigError(f"{path}: expected a mapping with a 'tables' list")
     try:

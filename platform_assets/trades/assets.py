@@ -50,6 +50,7 @@ from platform_assets.core.trades.serving import MetricsRow
 from platform_assets.core.trades.stream import (
     INGESTION_TABLE,
     FeedWindow,
+    LookupMissing,
     WindowCount,
     consumed_offsets,
     count_windows,
@@ -161,14 +162,17 @@ def trade_symbols(
     frame = symbols_api.flatten(entries)
     path = symbols_api.write_lookup(frame, lakehouse.path("raw", "trade_symbols"))
     context.log.info(f"{frame.height} tradable symbol(s) of {len(entries)} listed -> {path}")
-    return MaterializeResult(
-        metadata={
-            **numbers(symbols_listed=len(entries)),
-            "dagster/row_count": MetadataValue.int(frame.height),
-            "dagster/column_schema": column_schema(frame.schema),
-            "path": MetadataValue.path(str(path)),
-        }
-    )
+    return MaterializeResult(metadata=lookup_metadata(len(entries), frame, path))
+
+
+def lookup_metadata(listed: int, frame: pl.DataFrame, path) -> dict:
+    """The metadata of a ``raw/trade_symbols`` materialization (the job's, and the feed command's)."""
+    return {
+        **numbers(symbols_listed=listed),
+        "dagster/row_count": MetadataValue.int(frame.height),
+        "dagster/column_schema": column_schema(frame.schema),
+        "path": MetadataValue.path(str(path)),
+    }
 
 
 # --- bronze --------------------------------------------------------------------------------------
@@ -282,7 +286,16 @@ def silver_trades_enriched(
     bronze = str(lakehouse.path("bronze", "trades"))
     silver = str(lakehouse.path("silver", "trades_enriched"))
     state, store = lakehouse.state(), serving.store()
-    lookup = read_lookup(lakehouse.path("raw", "trade_symbols"))
+    try:  # a lookup never pulled yet is pulled now: the run goes on
+        lookup = read_lookup(
+            lakehouse.path("raw", "trade_symbols"),
+            url=trade_stream.lookup_url,
+            timeout=trade_stream.lookup_timeout,
+            attempts=trade_stream.lookup_attempts,
+            log=context.log,
+        )
+    except LookupMissing as missing:
+        raise Failure(description=str(missing)) from None
     run = enrich_pending(bronze, silver, lookup, store, state, app_id=trade_stream.app_id, log=context.log)
     if run.unmatched_symbols:
         context.log.warning(

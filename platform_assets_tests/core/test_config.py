@@ -365,6 +365,55 @@ def test_config_errors_name_file_table_and_field(tmp_path, text, message):
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # the second `key:` would silently replace the first
+        (
+            "tables:\n  - table: DimUser\n    key: user_id\n    cdc_col: updated_at\n    key: id\n",
+            "line 5: duplicate key 'key' (first on line 3)",
+        ),
+        (
+            "tables:\n  - {table: DimUser, key: id, gold: {scd_type: 2, scd_type: 1}}\n",
+            "line 2: duplicate key 'scd_type' (first on line 2)",
+        ),
+        # a second list would silently replace the first one, tables and all
+        (
+            "tables:\n  - {table: A, key: id}\n\ntables:\n  - {table: B, key: id}\n",
+            "line 4: duplicate key 'tables' (first on line 1)",
+        ),
+        # an impossible date under an explicit tag: a marked error, not a traceback
+        (
+            "tables:\n  - {table: A, key: id, cdc_col: ts, from_date: !!timestamp 2025-02-30}\n",
+            "line 2, column 49: not valid YAML: '2025-02-30' is not a valid timestamp (day is out of range for month)",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_file_line_and_key(tmp_path, text, message):
+    path = tmp_path / "tables.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_tables(path)
+    assert str(error.value) == f"{path}, {message}"
+
+
+def test_a_merge_key_may_still_be_overridden(tmp_path):
+    path = tmp_path / "tables.yaml"
+    path.write_text(
+        "base: &base {key: id, cdc_col: ts}\n"
+        "tables:\n"
+        "  - {<<: *base, table: A}\n"
+        "  - {<<: *base, table: B, cdc_col: changed_at}\n"
+    )
+    a, b = load_tables(path)
+    assert (a.keys, a.cdc_col, b.keys, b.cdc_col) == (("id",), "ts", ("id",), "changed_at")
+
+
+def test_an_unreadable_table_list_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=rf"^cannot read table list {re.escape(str(tmp_path))}: "):
+        load_tables(tmp_path)  # a folder
+
+
+@pytest.mark.parametrize(
     ("names", "message"),
     [
         (["DimUser", "DimUser_quarantine"], r"^DimUser_quarantine: collides with DimUser's quarantine table"),

@@ -25,15 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import requests
 from deltalake import DeltaTable
 
 from platform_assets.core import delta
 from platform_assets.core.audit.values import as_utc
+from platform_assets.core.errors import LookupApiError
 from platform_assets.core.lake import is_url
+from platform_assets.core.redaction import redact_text
 from platform_assets.core.state import StateStore
 from platform_assets.core.trades.enrich import KEYS, enrich, merge_silver
 from platform_assets.core.trades.landing import QuarantinedMessage, bronze_offsets
-from platform_assets.core.trades.lookup import FILE_NAME
+from platform_assets.core.trades.lookup import FILE_NAME, fetch_lookup, flatten, write_lookup
 from platform_assets.core.trades.serving import ServingStore
 
 logger = logging.getLogger(__name__)
@@ -56,8 +59,15 @@ QUARANTINE_SCHEMA = pl.Schema(
 )
 
 
+LOOKUP_URL_SETTING = "PLATFORM_TRADES_LOOKUP_URL"
+
+
 class LookupMissing(RuntimeError):
-    """The symbol lookup has not been pulled yet, so no trade can be enriched."""
+    """The symbol lookup has not been pulled yet (and could not be pulled now), so no trade can be enriched."""
+
+
+class LookupUnavailable(RuntimeError):
+    """The lookup API could not give a usable lookup (unreachable, an error status, a malformed body)."""
 
 
 @dataclass(frozen=True)
@@ -100,15 +110,69 @@ def checkpoint_name(app_id: str) -> str:
     return f"{app_id}.silver"
 
 
-def read_lookup(folder: Path | Any) -> pl.DataFrame:
+@dataclass(frozen=True)
+class LookupRefresh:
+    """A lookup pulled and written: how many symbols the API listed, the tradable ones, the file."""
+
+    listed: int
+    frame: pl.DataFrame
+    path: Path | Any
+
+
+def pull_lookup(url: str, folder: Path | Any, *, timeout: float = 10, attempts: int = 4) -> LookupRefresh:
+    """Fetch the lookup from ``url``, flatten it and write it to ``folder`` (what ``raw/trade_symbols``
+    does). Any failure of the API raises :class:`LookupUnavailable` naming the setting and the URL
+    (redacted), never the URL's secrets."""
+    try:
+        entries = fetch_lookup(url, timeout=timeout, attempts=attempts)
+        frame = flatten(entries)
+    except LookupApiError as exc:
+        reason = exc.reason
+    except requests.RequestException as exc:
+        reason = f"no answer after {attempts} attempt(s) ({type(exc).__name__})"
+    except ValueError as exc:  # a symbol listed twice
+        reason = str(exc)
+    else:
+        return LookupRefresh(len(entries), frame, write_lookup(frame, folder))
+    raise LookupUnavailable(
+        f"the symbol lookup API {LOOKUP_URL_SETTING}={redact_text(url)} failed: {reason}"
+    ) from None
+
+
+def read_lookup(
+    folder: Path | Any,
+    *,
+    url: str | None = None,
+    timeout: float = 10,
+    attempts: int = 4,
+    log: Any = None,
+) -> pl.DataFrame:
+    """The symbol lookup in ``folder``.
+
+    A lookup that was never pulled (a fresh deployment whose first window started while the API was
+    down, or before any window) is pulled from ``url`` now, on first need, so the enrichment goes on.
+    Without ``url``, or when the API fails, raises :class:`LookupMissing` saying why.
+    """
     path = folder / FILE_NAME
-    exists = path.exists()
-    if not exists:
+    if path.exists():
+        return pl.read_parquet(str(path) if is_url(str(path)) else Path(str(path)))
+    if url is None:
         raise LookupMissing(
             f"the symbol lookup {path} does not exist yet: materialize raw/trade_symbols "
-            "(it also refreshes whenever trades_feed_job starts a window)"
+            "(it also refreshes whenever a feed window starts)"
         )
-    return pl.read_parquet(str(path) if is_url(str(path)) else Path(str(path)))
+    try:
+        pulled = pull_lookup(url, folder, timeout=timeout, attempts=attempts)
+    except LookupUnavailable as exc:
+        raise LookupMissing(
+            f"the symbol lookup {path} does not exist yet and could not be pulled: {exc}. Check "
+            f"{LOOKUP_URL_SETTING}; trades are enriched once a lookup is there (the next run pulls it again)"
+        ) from None
+    (log or logger).info(
+        f"the symbol lookup did not exist yet: pulled it on first need, {pulled.frame.height} tradable "
+        f"symbol(s) of {pulled.listed} listed -> {pulled.path}"
+    )
+    return pulled.frame
 
 
 def _batches(table: DeltaTable, low: int, high: int) -> pl.DataFrame:
