@@ -11,9 +11,12 @@ accepts, e.g. for Event Hubs::
 from __future__ import annotations
 
 import json
+import os
+import socket
+from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from platform_assets.core.trades.client_log import CLIENT_LOG
 
@@ -77,3 +80,46 @@ class EmbeddedBroker:
     def __exit__(self, *exc_info: object) -> None:
         self._owner = None
         self.bootstrap = ""
+
+
+# -- the embedded broker of `make dev` / `make demo` -------------------------------------------------
+
+# Where the broker process that `make dev` and `make demo` keep running (platform_devkit.kafka_broker)
+# publishes its address, under the environment's data folder; it removes the file when it stops.
+BROKER_ADDRESS_FILE = Path("kafka") / "bootstrap"
+BROKER_PROBE_TIMEOUT = 1.0
+
+
+def broker_address_file(data_dir: str | os.PathLike[str]) -> Path:
+    """``<data_dir>/kafka/bootstrap``: the address file of the data folder's embedded broker."""
+    return Path(data_dir) / BROKER_ADDRESS_FILE
+
+
+def running_broker(data_dir: str | os.PathLike[str], timeout: float = BROKER_PROBE_TIMEOUT) -> str | None:
+    """The address of the embedded broker running for ``data_dir``, or None.
+
+    The address is read from :func:`broker_address_file` and used only if a broker there accepts a
+    connection and answers a metadata request within ``timeout`` seconds: a file left behind by a killed
+    broker may name a port nobody listens on, or one some other program has taken since.
+    """
+    try:
+        address = broker_address_file(data_dir).read_text().strip()
+    except OSError:
+        return None
+    return address if address and _answers(address, timeout) else None
+
+
+def _answers(address: str, timeout: float) -> bool:
+    host, _, port = address.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError):
+        return False
+    # A dead or foreign address is an answer, not an error: keep librdkafka's own logging quiet.
+    client = Producer({"bootstrap.servers": address, "log_level": 0})
+    try:
+        client.list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
