@@ -39,6 +39,29 @@ COLUMN_TYPES: dict[str, pl.DataType] = {
     "date": pl.Date(),
     "timestamp": pl.Datetime("us", "UTC"),  # UTC microseconds, the lake's one timestamp type
 }
+# The files of a snapshot table (source: files without a cdc_col) apply in the order of their snapshot
+# time: the first date/time in the file name (default), the file's modification time, or a column.
+SnapshotBasis = Literal["file_name", "file_time", "column"]
+SNAPSHOT_BASES: tuple[str, ...] = get_args(SnapshotBasis)
+# Two rows of one landing file with the same key (and change value): both quarantined, or the last kept.
+DuplicateRule = Literal["quarantine", "keep_last"]
+DUPLICATE_RULES: tuple[str, ...] = get_args(DuplicateRule)
+
+
+@dataclass(frozen=True)
+class SnapshotTime:
+    """What orders the files of a snapshot table (``snapshot_time`` in tables.yaml)."""
+
+    basis: SnapshotBasis = "file_name"
+    column: str | None = None  # basis column: a declared timestamp or date column (its largest value)
+    pattern: str | None = None  # basis file_name: a regex whose first group holds the time (None: built in)
+
+    def describe(self) -> str:
+        if self.basis == "column":
+            return f"column {self.column}"
+        if self.basis == "file_time":
+            return "the file's modification time"
+        return f"the file name (pattern {self.pattern!r})" if self.pattern else "the file name"
 
 
 def identifier(value: Any, what: str) -> str:
@@ -82,6 +105,10 @@ class TableConfig:
     source: Source = "sql"  # "files": bronze ingests files dropped in <lake>/<env>/landing/<table>/
     format: FileFormat | None = None  # source: files only
     columns: Mapping[str, str] = field(default_factory=dict)  # source: files: name -> COLUMN_TYPES key
+    snapshot_time: SnapshotTime | None = None  # source: files without a cdc_col: what orders the snapshots
+    on_duplicate_key: DuplicateRule = (
+        "quarantine"  # source: files: same key (and change value) twice in a file
+    )
 
     @property
     def from_files(self) -> bool:
@@ -177,6 +204,8 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         "source",
         "format",
         "columns",
+        "snapshot_time",
+        "on_duplicate_key",
     }
     if unknown:
         raise ConfigError(f"{table}: unknown field(s) {sorted(unknown)}")
@@ -231,6 +260,7 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
     if engine is not None and engine not in ENGINES:
         raise ConfigError(f"{table}.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     source, file_format, columns = _parse_files_source(entry, table, keys, cdc_col, partition)
+    snapshot_time, on_duplicate_key = _parse_landing_rules(entry, table, source, cdc_col, columns)
     config = TableConfig(
         table=table,
         keys=keys,
@@ -248,11 +278,16 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         source=source,
         format=file_format,
         columns=columns,
+        snapshot_time=snapshot_time,
+        on_duplicate_key=on_duplicate_key,
     )
     names = [e.name for e in config.all_expectations]
     if len(names) != len(set(names)):
         raise ConfigError(f"{table}: expectation names must be unique, got {names}")
     return config
+
+
+FILES_ONLY = ("format", "columns", "snapshot_time", "on_duplicate_key")
 
 
 def _parse_files_source(
@@ -263,7 +298,7 @@ def _parse_files_source(
     if source not in SOURCES:
         raise ConfigError(f"{table}.source must be one of {', '.join(SOURCES)}, got {source!r}")
     if source == "sql":
-        extra = sorted(f for f in ("format", "columns") if entry.get(f) is not None)
+        extra = sorted(f for f in FILES_ONLY if entry.get(f) is not None)
         if extra:
             raise ConfigError(f"{table}: {', '.join(extra)} only apply to a table with source: files")
         return source, None, {}
@@ -290,6 +325,46 @@ def _parse_files_source(
         if entry.get(unsupported) not in (None, ""):
             raise ConfigError(f"{table}.{unsupported}: does not apply to a table with source: files")
     return source, file_format, {str(c): str(t) for c, t in columns.items()}
+
+
+def _parse_landing_rules(
+    entry: Mapping[str, Any], table: str, source: str, cdc_col: str | None, columns: Mapping[str, str]
+) -> tuple[SnapshotTime | None, str]:
+    """``snapshot_time`` (a snapshot table's order) and ``on_duplicate_key`` of a files table."""
+    rule = entry.get("on_duplicate_key", "quarantine")
+    if rule not in DUPLICATE_RULES:
+        raise ConfigError(
+            f"{table}.on_duplicate_key must be one of {', '.join(DUPLICATE_RULES)}, got {rule!r}"
+        )
+    if source != "files":
+        return None, "quarantine"
+    value = entry.get("snapshot_time")
+    if cdc_col is not None:
+        if value is not None:
+            raise ConfigError(f"{table}.snapshot_time: only a snapshot table (no cdc_col) has one")
+        return None, rule
+    if value is None or value == "file_name":
+        return SnapshotTime("file_name"), rule
+    if value == "file_time":
+        return SnapshotTime("file_time"), rule
+    what = f"{table}.snapshot_time"
+    if not isinstance(value, Mapping) or len(value) != 1 or next(iter(value)) not in ("column", "file_name"):
+        raise ConfigError(
+            f"{what} must be file_name, file_time, {{column: <name>}} or {{file_name: <regex>}}, got {value!r}"
+        )
+    [(basis, setting)] = value.items()
+    if basis == "column":
+        column = identifier(setting, what)
+        if columns.get(column) not in ("timestamp", "date"):
+            raise ConfigError(f"{what}: column {column!r} must be a declared timestamp or date column")
+        return SnapshotTime("column", column=column), rule
+    if not isinstance(setting, str) or not setting:
+        raise ConfigError(f"{what}.file_name: expected a regular expression, got {setting!r}")
+    try:
+        re.compile(setting)
+    except re.error as exc:
+        raise ConfigError(f"{what}.file_name: {setting!r} is not a regular expression ({exc})") from None
+    return SnapshotTime("file_name", pattern=setting), rule
 
 
 def _compile(expr: Any, what: str) -> pl.Expr:

@@ -17,27 +17,38 @@ declared schema (``columns``). The rules (README, "Landing-zone files"):
   :func:`read_landing_file` raise :class:`LandingError`; ingestion then quarantines the file as a whole
   (one row: the error, the header) and records its version, so it never blocks the files after it. Fix
   the file and drop it again: new content is a new version.
-- Order, for nothing lost: bronze file durable → quarantine rows appended → version marked processed.
-  A crash before the mark re-ingests the version on the next run: its rows reach bronze twice, and
-  silver keeps one row per key (same key, same change value), so silver and gold come out the same.
+  Invalid UTF-8 and a CSV header naming a column twice are refused the same way. Row-level problems
+  (a NUL byte, NaN or infinity in a ``float64`` column, two rows with the same key and change value, a
+  JSON object giving a key twice) quarantine the row(s), never the file.
+- A snapshot table (no ``cdc_col``) applies its files in the order of their snapshot time (the table's
+  ``snapshot_time``: the file name, the file's modification time, or a column). The time of the last
+  applied snapshot is kept in the state store; a file older than it is refused (never written, one
+  quarantine row, recorded) and the run fails with :class:`StaleSnapshotError` naming both files,
+  since applying it would delete keys that the newer snapshot has.
+- Order, for nothing lost: (snapshot time claimed →) bronze file durable → quarantine rows appended →
+  version marked processed. A crash before the mark re-ingests the version on the next run: its rows
+  reach bronze twice, and silver keeps one row per key (same key, same change value), so silver and gold
+  come out the same; a snapshot as old as the applied one is not stale, so the retry goes in.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from platform_assets.core import delta
-from platform_assets.core.config import COLUMN_TYPES, TableConfig
+from platform_assets.core.config import COLUMN_TYPES, SnapshotTime, TableConfig
 from platform_assets.core.extract import bronze_file_name
 from platform_assets.core.lake import publish, refresh
 from platform_assets.core.state import StateStore
@@ -66,9 +77,19 @@ class LandingError(ValueError):
         self.raw = raw
 
 
+class StaleSnapshotError(LandingError):
+    """A snapshot file older than the snapshot already applied: applying it would delete the keys the
+    newer snapshot added. The file is refused (nothing of it written) and the run fails."""
+
+
 def consumer_name(config: TableConfig) -> str:
     """The state store consumer holding a table's processed file versions."""
     return f"landing/{config.name}"
+
+
+def snapshot_state_name(config: TableConfig) -> str:
+    """The state entry holding a snapshot table's last applied snapshot (time, file, version)."""
+    return f"landing/{config.name}/snapshot"
 
 
 def version_id(name: str, content: bytes) -> str:
@@ -218,6 +239,22 @@ def _typed(frame: pl.DataFrame, columns: Mapping[str, str], native: bool) -> tup
             .then(pl.lit(f"column {column}: '") + pl.lit(shown) + pl.lit(f"' is not {kind}"))
             .otherwise(pl.lit(None, dtype=pl.String))
         )
+        if kind == "float64":  # 'nan', 'inf', 1e999, a Parquet NaN: no measurement, never a value to load
+            infinite = (result.is_not_null() & ~result.is_finite()).fill_null(False)
+            checks.append(
+                pl.when(pl.lit(infinite))
+                .then(pl.lit(f"column {column}: '") + pl.lit(shown) + pl.lit("' is not a finite float64"))
+                .otherwise(pl.lit(None, dtype=pl.String))
+            )
+        if (
+            kind == "string"
+        ):  # a NUL from a JSON \u0000 escape or a Parquet value (see _read_csv for raw ones)
+            nul = result.str.contains("\x00", literal=True).fill_null(False)
+            checks.append(
+                pl.when(pl.lit(nul))
+                .then(pl.lit(f"column {column}: contains a NUL character"))
+                .otherwise(pl.lit(None, dtype=pl.String))
+            )
     errors = pl.select(pl.coalesce(checks).alias(ERROR)).get_column(ERROR) if checks else pl.Series()
     return typed, errors
 
@@ -246,11 +283,15 @@ def _split(
     columns: Mapping[str, str],
     native: bool,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Cast ``frame`` (one row per record) and split good rows from bad ones."""
+    """Cast ``frame`` (one row per record) and split good rows from bad ones. Good rows keep their
+    ``_line`` and ``_raw`` (for the row rules of :func:`read_landing_content`, which drops them)."""
     if frame.height == 0:
-        return pl.DataFrame(schema=_schema(columns)), _bad(name, [], [], [])
+        return pl.DataFrame(schema=_located(columns)), _bad(name, [], [], [])
     typed, errors = _typed(frame, columns, native)
     failed = errors.is_not_null()
+    typed = typed.with_columns(
+        pl.Series(LINE, list(lines), dtype=pl.Int64), pl.Series(RAW, list(raws), dtype=pl.String)
+    )
     good = typed.filter(~failed)
     idx = [i for i, f in enumerate(failed.to_list()) if f]
     bad = _bad(name, [lines[i] for i in idx], errors.filter(failed).to_list(), [raws[i] for i in idx])
@@ -261,14 +302,45 @@ def _schema(columns: Mapping[str, str]) -> pl.Schema:
     return pl.Schema({c: COLUMN_TYPES[k] for c, k in columns.items()})
 
 
+def _located(columns: Mapping[str, str]) -> pl.Schema:
+    return pl.Schema({**_schema(columns), LINE: pl.Int64(), RAW: pl.String()})
+
+
+def _decode(name: str, content: bytes) -> str:
+    """The text of a CSV or JSON-lines file. Bytes that are not UTF-8 refuse the file whole: replacing
+    them (U+FFFD) would load altered values, and which rows they belong to is a guess."""
+    body = content.removeprefix(codecs.BOM_UTF8)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        start, end = body.rfind(b"\n", 0, exc.start) + 1, body.find(b"\n", exc.start)
+        raw = body[start : end if end >= 0 else len(body)].rstrip(b"\r")
+        raise LandingError(
+            f"landing file {name}: not valid UTF-8 (byte 0x{body[exc.start]:02x} at line {line}, "
+            f"byte offset {exc.start}); files are read as UTF-8 only",
+            line=line,
+            raw=raw.decode("utf-8", errors="backslashreplace"),
+        ) from None
+
+
 def _read_csv(name: str, content: bytes, columns: Mapping[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    text = content.decode("utf-8-sig", errors="replace")
+    text = _decode(name, content)
     physical = io.StringIO(text, newline="").readlines()  # as csv wants: quoted line breaks stay in fields
     reader = csv.reader(iter(physical))
     try:
         header = next(reader)
     except StopIteration:
         raise LandingError(f"landing file {name}: empty, no CSV header") from None
+    first_field: dict[str, int] = {}
+    for number, column in enumerate(header, start=1):
+        if column and first_field.setdefault(column, number) != number:
+            raise LandingError(
+                f"landing file {name}: column {column} appears twice in the CSV header (fields "
+                f"{first_field[column]} and {number}); which one holds its values is not known",
+                line=1,
+                raw=physical[0].rstrip("\r\n"),
+            )
     missing = [c for c in columns if c not in header]
     if missing:
         raise LandingError(
@@ -298,6 +370,14 @@ def _read_csv(name: str, content: bytes, columns: Mapping[str, str]) -> tuple[pl
         consumed = reader.line_num
         if not fields or all(not f.strip() for f in fields) and len(fields) <= 1:
             continue  # a blank line
+        if "\x00" in raw:
+            # A NUL byte quarantines its row, not the file: it is neither a separator, a quote nor a line
+            # break, so the record around it is still one row with known bounds, and the others are intact.
+            # (Python's csv module reads it as an ordinary character; no database text type stores it.)
+            bad_lines.append(first)
+            bad_errors.append("contains a NUL byte")
+            bad_raws.append(raw)
+            continue
         if len(fields) != len(header):
             bad_lines.append(first)
             bad_errors.append(f"expected {len(header)} fields, got {len(fields)}")
@@ -321,18 +401,44 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value)
 
 
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice is an error (``json`` would keep the last value silently)."""
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise _RepeatedKey(key)
+        value[key] = item
+    return value
+
+
 def _read_jsonl(name: str, content: bytes, columns: Mapping[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     records, lines, raws = [], [], []
     bad_lines, bad_errors, bad_raws = [], [], []
-    for number, line in enumerate(content.decode("utf-8-sig", errors="replace").split("\n"), start=1):
+    for number, line in enumerate(_decode(name, content).split("\n"), start=1):
         raw = line.removesuffix("\r")
         if not raw.strip():
             continue
+        if "\x00" in raw:  # one line, one row: the row is quarantined, as for CSV
+            bad_lines.append(number)
+            bad_errors.append("contains a NUL byte")
+            bad_raws.append(raw)
+            continue
         try:
-            value = json.loads(raw)
+            value = json.loads(raw, object_pairs_hook=_object)
         except json.JSONDecodeError as exc:
             bad_lines.append(number)
             bad_errors.append(f"not valid JSON: {exc.msg} (column {exc.colno})")
+            bad_raws.append(raw)
+            continue
+        except _RepeatedKey as exc:
+            bad_lines.append(number)
+            bad_errors.append(f"key {exc.key!r} appears twice in one JSON object")
             bad_raws.append(raw)
             continue
         if not isinstance(value, dict):
@@ -368,25 +474,154 @@ def _by_line(bad: pl.DataFrame) -> pl.DataFrame:
 READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
 
 
+def _text(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _duplicates(
+    name: str, rows: pl.DataFrame, by: Sequence[str], on_duplicate_key: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows of one file sharing their key (and change value): ``quarantine`` sets all of them apart
+    (which one is right is not known), ``keep_last`` keeps the last line. Rows with a null key or change
+    value are left to silver's rules."""
+    if not by or rows.height < 2:
+        return rows, _bad(name, [], [], [])
+    complete = pl.all_horizontal([pl.col(c).is_not_null() for c in by])
+    if on_duplicate_key == "keep_last":
+        last = pl.int_range(pl.len()).over(by) == pl.len().over(by) - 1
+        return rows.filter(~complete | last), _bad(name, [], [], [])
+    repeated = complete & (pl.len().over(by) > 1)
+    if not rows.select(repeated.any()).item():
+        return rows, _bad(name, [], [], [])
+    flagged = rows.filter(repeated)
+    lines_of: dict[tuple, list[int]] = {}
+    for *key, line in flagged.select(*by, LINE).iter_rows():
+        lines_of.setdefault(tuple(key), []).append(line)
+    errors = []
+    for *key, _line in flagged.select(*by, LINE).iter_rows():
+        shown = ", ".join(f"{c}={_text(v)}" for c, v in zip(by, key, strict=True))
+        on = ", ".join(str(n) for n in lines_of[tuple(key)])
+        errors.append(f"duplicate key {shown}: on lines {on} of the file, all quarantined (on_duplicate_key)")
+    bad = _bad(name, flagged[LINE].to_list(), errors, flagged[RAW].to_list())
+    return rows.filter(~repeated), bad
+
+
 def read_landing_content(
-    name: str, content: bytes, fmt: str, columns: Mapping[str, str]
+    name: str,
+    content: bytes,
+    fmt: str,
+    columns: Mapping[str, str],
+    *,
+    keys: Sequence[str] = (),
+    cdc_col: str | None = None,
+    on_duplicate_key: str = "quarantine",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Like :func:`read_landing_file`, for content already read (so its hash and its rows agree)."""
     if fmt not in READERS:
         raise LandingError(f"landing file {name}: unknown format {fmt!r}")
-    return READERS[fmt](name, content, columns)
+    rows, bad = READERS[fmt](name, content, columns)
+    by = [*keys, *([cdc_col] if cdc_col else [])]
+    rows, repeated = _duplicates(name, rows, by, on_duplicate_key)
+    return rows.drop(LINE, RAW), _by_line(pl.concat([bad, repeated]))
 
 
-def read_landing_file(path: Path, fmt: str, columns: Mapping[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_landing_file(
+    path: Path,
+    fmt: str,
+    columns: Mapping[str, str],
+    *,
+    keys: Sequence[str] = (),
+    cdc_col: str | None = None,
+    on_duplicate_key: str = "quarantine",
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The rows of one landing file in the declared schema, and the rows that do not fit it.
 
     ``rows`` has exactly the declared columns and types. ``bad`` has ``_source_file`` (the file name),
     ``_line`` (1-based line: the CSV header is line 1; for Parquet the row number), ``_error`` (e.g.
     ``column duration_sec: 'abc' is not int64``) and ``_raw`` (the line, or the Parquet row as JSON).
-    An empty value is null, never an error. A declared column missing from the CSV header or the Parquet
-    schema raises :class:`LandingError` (nothing of the file is read).
+    An empty value is null, never an error; NaN or infinity in a ``float64`` column, a NUL byte, and
+    (with ``keys``) rows of the file sharing their key and ``cdc_col`` value are bad rows. A declared
+    column missing from the CSV header or the Parquet schema, a column named twice in the CSV header, or
+    bytes that are not UTF-8 raise :class:`LandingError` (nothing of the file is read).
     """
-    return read_landing_content(path.name, path.read_bytes(), fmt, columns)
+    return read_landing_content(
+        path.name,
+        path.read_bytes(),
+        fmt,
+        columns,
+        keys=keys,
+        cdc_col=cdc_col,
+        on_duplicate_key=on_duplicate_key,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Snapshot time (a snapshot table's files apply in this order)
+
+# The first date or date and time in a file name: 2025-03-01, 20250301, 2025-03-01T06:30:00Z,
+# 2025-03-01_0630, 20250301T063000, with an optional fraction and Z or offset (none: UTC).
+NAME_TIME = re.compile(
+    r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})"
+    r"(?:[T_ -]?(\d{2})[:-]?(\d{2})(?:[:-]?(\d{2})(?:[.,](\d{1,6}))?)?)?"
+    r"(Z|[+-]\d{2}:?\d{2})?(?!\d)"
+)
+
+
+def time_in_name(name: str, pattern: str | None = None) -> datetime | None:
+    """The snapshot time a file name carries (UTC), or None. With ``pattern``, its first group (or the
+    whole match) must hold the time, in one of the forms of :data:`NAME_TIME`."""
+    if pattern is not None:
+        found = re.search(pattern, name)
+        if found is None:
+            return None
+        match = NAME_TIME.fullmatch(found.group(1) if found.re.groups else found.group(0))
+    else:
+        match = NAME_TIME.search(name)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        tz = UTC
+        if zone and zone != "Z":
+            digits = zone[1:].replace(":", "")
+            offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+            tz = timezone(offset if zone[0] == "+" else -offset)
+        at = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")),
+            tzinfo=tz,
+        )
+    except ValueError:  # month 13, hour 25...
+        return None
+    return at.astimezone(UTC)
+
+
+def snapshot_time(setting: SnapshotTime, name: str, path: Path, rows: pl.DataFrame, table: str) -> datetime:
+    """The snapshot time of one file of a snapshot table; :class:`LandingError` if it has none."""
+    if setting.basis == "file_time":
+        return datetime.fromtimestamp(_stat(path)[1] / 1e9, UTC)
+    if setting.basis == "column":
+        latest = rows.get_column(setting.column).max() if rows.height else None
+        if latest is None:
+            raise LandingError(
+                f"landing file {name}: no snapshot time (column {setting.column} has no value in the file)"
+            )
+        if not isinstance(latest, datetime):  # a date column: midnight UTC
+            latest = datetime(latest.year, latest.month, latest.day, tzinfo=UTC)
+        return latest.astimezone(UTC)
+    at = time_in_name(name, setting.pattern)
+    if at is None:
+        shown = f"matching {setting.pattern!r}" if setting.pattern else "(e.g. 2025-03-01 or 20250301T0600Z)"
+        raise LandingError(
+            f"landing file {name}: no snapshot time in the file name {shown}; rename the file, or set "
+            f"{table}.snapshot_time to file_time or {{column: <name>}}"
+        )
+    return at
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -449,6 +684,17 @@ def write_bronze(rows: pl.DataFrame, final: Path) -> None:
         raise
 
 
+@dataclass
+class _Read:
+    """One file version read, waiting to be written (a snapshot table's files are ordered first)."""
+
+    name: str
+    version: str
+    rows: pl.DataFrame
+    bad: pl.DataFrame
+    at: datetime | None = None  # its snapshot time (snapshot tables)
+
+
 def ingest_landing(
     files: Iterable[str],
     config: TableConfig,
@@ -467,6 +713,10 @@ def ingest_landing(
     ``settle_seconds`` ago (a run without the sensor must not take a file that is still being written).
     A version already processed is skipped. A file refused with :class:`LandingError` is quarantined
     as one row (its error) and recorded as processed; its message is listed in ``refused``.
+
+    A snapshot table's versions go in by snapshot time, oldest first. One older than the snapshot
+    already applied is refused the same way, and once every other version is in,
+    :class:`StaleSnapshotError` is raised (the run fails, naming the file, its time and the newer one).
     """
     now = now or datetime.now(UTC)
     result = LandingResult()
@@ -480,6 +730,7 @@ def ingest_landing(
             except FileNotFoundError:  # removed meanwhile
                 continue
             (wanted if age >= settle_seconds else result.not_settled).append(path.name)
+    snapshots: list[_Read] = []
     for entry in dict.fromkeys(wanted):
         name, expected = split_version(entry)
         path = landing_root / name
@@ -494,25 +745,101 @@ def ingest_landing(
         if version in processed:
             result.already_processed.append(version)
             continue
+        processed.add(version)  # asked for twice in one list (by name and by version id): read once
+        read = _Read(name, version, *_empty(config, name))
         try:
-            rows, bad = read_landing_content(name, content, config.format, config.columns)
+            read.rows, read.bad = read_landing_content(
+                name,
+                content,
+                config.format,
+                config.columns,
+                keys=config.keys,
+                cdc_col=config.cdc_col,
+                on_duplicate_key=config.on_duplicate_key,
+            )
+            if config.snapshot_time is not None:
+                read.at = snapshot_time(config.snapshot_time, name, path, read.rows, config.table)
         except LandingError as exc:  # the whole file: one quarantine row, so it never blocks the others
             result.refused.append(str(exc))
-            rows = pl.DataFrame(schema=_schema(config.columns))
-            bad = _bad(name, [exc.line], [str(exc)], [exc.raw])
-        # 1. the bronze file, durable (fsync + rename) before anything records the version
-        bronze_file = None
-        if rows.height:
-            [bronze_file] = _bronze_names(config, bronze_root, 1, datetime.now(UTC))
-            write_bronze(rows, bronze_file)
-        # 2. the bad rows, in the quarantine (created on first use, even empty, so readers find it)
-        if bad.height or not delta.table_exists(quarantine_path):
-            stamped = bad.with_columns(pl.lit(version).alias(VERSION), pl.lit(now).alias(INGESTED_AT))
-            delta.append(quarantine_path, stamped.select(*QUARANTINE_SCHEMA, INGESTED_AT))
-        # 3. the checkpoint. A crash before this line ingests the version again on the next run: the same
-        # rows reach bronze twice, and silver keeps one row per key (same key, same change value), so
-        # silver and gold come out the same; the quarantine may hold the bad rows twice (same _version).
-        state.mark_processed(consumer, [version])
-        processed.add(version)
-        result.ingested.append(IngestedFile(version, rows.height, bad.height, bronze_file))
+            read.rows, read.bad = _refused(config, name, exc)
+        if config.snapshot_time is None:
+            _write(read, config, bronze_root, quarantine_path, state, result, now)
+        else:
+            snapshots.append(read)
+    stale = []
+    for read in sorted(snapshots, key=lambda r: (r.at or now, r.name)):
+        if read.at is not None and read.rows.height:
+            try:
+                _claim_snapshot(read, config, state)
+            except StaleSnapshotError as exc:
+                stale.append(str(exc))
+                result.refused.append(str(exc))
+                read.rows, read.bad = _refused(config, read.name, exc)
+        _write(read, config, bronze_root, quarantine_path, state, result, now)
+    if stale:
+        went_in = [f.version for f in result.ingested if f.bronze_file is not None]
+        also = (
+            f"; the run's other file(s) went into bronze ({', '.join(went_in)}), silver takes them on its "
+            "next run"
+            if went_in
+            else ""
+        )
+        raise StaleSnapshotError("; ".join(stale) + also)
     return result
+
+
+def _empty(config: TableConfig, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return pl.DataFrame(schema=_schema(config.columns)), _bad(name, [], [], [])
+
+
+def _refused(config: TableConfig, name: str, exc: LandingError) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """No rows, and one quarantine row holding why the file was refused."""
+    return pl.DataFrame(schema=_schema(config.columns)), _bad(name, [exc.line], [str(exc)], [exc.raw])
+
+
+def _claim_snapshot(read: _Read, config: TableConfig, state: StateStore) -> None:
+    """Record ``read`` as the table's applied snapshot before any of it is written, or raise
+    :class:`StaleSnapshotError` if a newer snapshot is applied already. Compare-and-set: a concurrent run
+    that applied another snapshot meanwhile makes this one fail (StateConflict) with nothing written.
+    A snapshot as old as the applied one is not stale (the same export again, or a retry after a crash)."""
+    name = snapshot_state_name(config)
+    applied = state.get(name)
+    if applied is not None:
+        newer = datetime.fromisoformat(applied.value["time"])
+        if read.at < newer:
+            raise StaleSnapshotError(
+                f"landing file {read.name}: its snapshot time {read.at.isoformat()} (from "
+                f"{config.snapshot_time.describe()}) is older than the snapshot {newer.isoformat()} of "
+                f"{applied.value['file']} already applied; refused, nothing of it written (applying it "
+                "would delete the keys the newer snapshot has)"
+            )
+    state.compare_and_set(
+        name, applied, {"time": read.at.isoformat(), "file": read.name, "version": read.version}
+    )
+
+
+def _write(
+    read: _Read,
+    config: TableConfig,
+    bronze_root: Path,
+    quarantine_path: str,
+    state: StateStore,
+    result: LandingResult,
+    now: datetime,
+) -> None:
+    """One version: bronze file durable, then its bad rows in the quarantine, then the version recorded."""
+    # 1. the bronze file, durable (fsync + rename) before anything records the version
+    bronze_file = None
+    if read.rows.height:
+        [bronze_file] = _bronze_names(config, bronze_root, 1, datetime.now(UTC))
+        write_bronze(read.rows, bronze_file)
+    # 2. the bad rows, in the quarantine (created on first use, even empty, so readers find it)
+    if read.bad.height or not delta.table_exists(quarantine_path):
+        stamped = read.bad.with_columns(pl.lit(read.version).alias(VERSION), pl.lit(now).alias(INGESTED_AT))
+        delta.append(quarantine_path, stamped.select(*QUARANTINE_SCHEMA, INGESTED_AT))
+    # 3. the checkpoint. A crash before this line ingests the version again on the next run: the same
+    # rows reach bronze twice, and silver keeps one row per key (same key, same change value), so
+    # silver and gold come out the same; the quarantine may hold the bad rows twice (same _version).
+    consumer = consumer_name(config)
+    state.mark_processed(consumer, [read.version])
+    result.ingested.append(IngestedFile(read.version, read.rows.height, read.bad.height, bronze_file))
