@@ -45,7 +45,9 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _say(message: str) -> None:
-    print(f"dev: {message}", file=sys.stderr, flush=True)
+    # never in the way of stopping: a closed stderr (the terminal or the pipe gone) must not raise
+    with contextlib.suppress(OSError, ValueError):
+        print(f"dev: {message}", file=sys.stderr, flush=True)
 
 
 class _Signals:

@@ -95,10 +95,9 @@ def test_a_missing_or_retyped_column_is_drift(url):
     )
     store = ServingStore(url)
     wrong.create_all(store.engine)
-    store.setup()  # creates Ingestion_Metrics, leaves Enriched_Trades as it is
     dialect = store.engine.dialect
     double = sa.Double().compile(dialect=dialect)
-    assert table_drift(store.engine, serving.metadata.sorted_tables) == {
+    assert table_drift(store.engine, [serving.trades_table]) == {
         "Enriched_Trades": [
             f"column price is {sa.String(40).compile(dialect=dialect)}, declared {double}",
             f"column micro_batch_id ({sa.BigInteger().compile(dialect=dialect)}) is missing",
@@ -109,10 +108,10 @@ def test_a_missing_or_retyped_column_is_drift(url):
 def test_serving_drift_at_run_time_is_not_an_outage(url):
     store = ServingStore(url)
     store.setup()
-    _drop_column(store.engine, serving.trades_table, "micro_batch_id")
+    _drop_column(store.engine, serving.trades_table, "micro_batch_id")  # while the store is in use
 
     with pytest.raises(TableDriftError) as caught:
-        ServingStore(url).upsert_trades(_trade())
+        store.upsert_trades(_trade())
     assert not isinstance(caught.value, ServingUnavailable)
     message = str(caught.value)
     assert "table Enriched_Trades: column micro_batch_id (BIGINT) is missing" in message
@@ -120,7 +119,7 @@ def test_serving_drift_at_run_time_is_not_an_outage(url):
     assert caught.value.drift == {"Enriched_Trades": ["column micro_batch_id (BIGINT) is missing"]}
 
     with pytest.raises(TableDriftError, match="column micro_batch_id"):
-        ServingStore(url).trades()
+        store.trades()
 
 
 def test_audit_and_state_drift_at_run_time(url):
@@ -145,8 +144,14 @@ def test_audit_and_state_drift_at_run_time(url):
 def test_make_setup_reports_sql_drift_one_line_per_table(tmp_path, sqlite_source, monkeypatch, capsys):
     sample.init(sqlite_source.url, scale=1, seed=9, days=2)
     settings = settings_for(tmp_path, sqlite_source)
+    # Enriched_Trades made by hand with price as text (SQLite cannot retype a column in place)
+    wrong = sa.MetaData()
+    columns = [
+        sa.Column(c.name, sa.String(40) if c.name == "price" else c.type)
+        for c in serving.trades_table.columns
+    ]
+    sa.Table("Enriched_Trades", wrong, *columns).create(ServingStore(settings.serving_url).engine)
     setup.set_up(settings, log=lambda _: None)
-    _drop_column(ServingStore(settings.serving_url).engine, serving.trades_table, "micro_batch_id")
     _drop_column(AuditStore(settings.audit_url).engine, audit_tables.job_table, "ui_url")
     _drop_column(AuditStore(settings.audit_url).engine, audit_tables.job_table, "parent_run_id")
 
@@ -160,7 +165,7 @@ def test_make_setup_reports_sql_drift_one_line_per_table(tmp_path, sqlite_source
         "audit table Job_Metadata: DRIFT: column ui_url (VARCHAR(500)) is missing; "
         "column parent_run_id (VARCHAR(64)) is missing"
     ) in lines
-    assert "serving table Enriched_Trades: DRIFT: column micro_batch_id (BIGINT) is missing" in lines
+    assert "serving table Enriched_Trades: DRIFT: column price is VARCHAR(40), declared DOUBLE" in lines
     assert "2 table(s) differ from their declaration: Job_Metadata, Enriched_Trades" in out.err
 
     monkeypatch.setenv("PLATFORM_AUDIT_URL", settings.audit_url)

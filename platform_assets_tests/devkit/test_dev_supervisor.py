@@ -62,12 +62,31 @@ def _supervise(
         stderr=subprocess.STDOUT,
         text=True,
     )  # fmt: skip
+    STARTED.append(supervisor)
     wait_for("the command to start", ready.exists, timeout=60, every=0.1)
     command, grandchild, address = ready.read_text().split()
     pids = descendants(supervisor.pid)
     assert {int(command), int(grandchild)} <= set(pids)
     assert address == (tmp_path / "kafka" / "bootstrap").read_text()  # the broker it started
     return supervisor, pids, address
+
+
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_running():
+    """A test that fails half way still stops what it started (the supervisor stops its children)."""
+    yield
+    while STARTED:
+        supervisor = STARTED.pop()
+        if supervisor.poll() is None:
+            supervisor.terminate()
+            try:
+                supervisor.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                supervisor.kill()
+                supervisor.communicate()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -83,6 +102,15 @@ def test_a_stop_signal_ends_the_command_its_children_and_the_broker(tmp_path, si
     # the broker stopped cleanly (it removes its address file), after the command
     assert not (tmp_path / "kafka" / "bootstrap").exists()
     assert f"{signal.Signals(signum).name}: stopping" in output
+
+
+def test_a_closed_output_does_not_keep_it_from_stopping_everything(tmp_path):
+    """Its terminal (here: the pipe it writes to) gone before the signal: still every process ends."""
+    supervisor, pids, _ = _supervise(tmp_path)
+    supervisor.stdout.close()
+    supervisor.send_signal(signal.SIGTERM)
+    supervisor.wait(timeout=30)
+    assert [pid for pid in pids if _alive(pid)] == []
 
 
 def test_the_command_ending_stops_the_broker_with_its_status(tmp_path):
