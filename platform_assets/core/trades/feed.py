@@ -23,7 +23,8 @@ from websockets.uri import parse_uri
 
 from platform_assets.core.errors import MalformedFrame
 from platform_assets.core.redaction import redact_text
-from platform_assets.core.trades.messages import parse_frame, to_kafka
+from platform_assets.core.trades.messages import Trade, parse_frame, to_kafka
+from platform_assets.core.trades.trade_rules import trade_problem
 
 # Individual problems logged per window before only counting them; a feed that changed its format would
 # otherwise write one warning per frame.
@@ -65,6 +66,9 @@ class FeedReport:
     trades_produced: int = 0
     non_trade_frames: int = 0
     malformed_frames: int = 0
+    # Trades produced although they break the trade rules (a price of "1_000", a time out of range):
+    # landing dead-letters them with their offset and raw value, so nothing is dropped before the topic.
+    invalid_trades: int = 0
     connections: int = 0  # websocket connections opened
     reconnects: int = 0  # connection attempts after a failure or a drop
     delivery_errors: int = 0
@@ -77,7 +81,8 @@ class FeedReport:
     def summary(self) -> str:
         return (
             f"{self.trades_produced} trades produced to {self.topic!r}, {self.non_trade_frames} other frames, "
-            f"{self.malformed_frames} malformed, {self.connections} connections, {self.reconnects} reconnects, "
+            f"{self.malformed_frames} malformed, {self.invalid_trades} invalid trades, "
+            f"{self.connections} connections, {self.reconnects} reconnects, "
             f"{self.delivery_errors} delivery errors, {self.unflushed} unflushed"
         )
 
@@ -139,6 +144,7 @@ class _Feed:
         if trade is None:
             self.report.non_trade_frames += 1
             return False
+        self._check(trade)
         key, value = to_kafka(trade)
         while True:
             try:
@@ -151,6 +157,23 @@ class _Feed:
         self.producer.poll(0)
         return self.max_trades is not None and self.report.trades_produced >= self.max_trades
 
+    def _check(self, trade: Trade) -> None:
+        """Count and log a trade that breaks the trade rules; it is produced all the same."""
+        problem = trade_problem(
+            symbol=trade.symbol,
+            trade_id=trade.trade_id,
+            price=trade.price,
+            quantity=trade.quantity,
+            trade_time_ms=trade.trade_time_ms,
+            received_ms=int(time.time() * 1000),
+        )
+        if problem is not None:
+            self.report.invalid_trades += 1
+            self._problem(
+                f"trade feed: trade {trade.symbol} {trade.trade_id} is invalid ({problem}); produced all "
+                "the same, landing dead-letters it"
+            )
+
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.report.delivery_errors += 1
@@ -162,7 +185,8 @@ class _Feed:
             self.log.warning(message)
         if self._problems_logged == _LOGGED_PROBLEMS:
             self.log.warning(
-                "trade feed: further malformed frames and delivery errors are counted, not logged"
+                "trade feed: further malformed frames, invalid trades and delivery errors are counted, "
+                "not logged"
             )
 
     async def _housekeeping(self) -> None:

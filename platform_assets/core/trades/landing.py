@@ -24,16 +24,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import polars as pl
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from platform_assets.core.delta import CDF_CONFIGURATION, TIMESTAMP
 from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.trades.trade_rules import time_problem, trade_problem
 
 logger = logging.getLogger(__name__)
 
@@ -292,8 +292,9 @@ def _consumer_conf(bootstrap_conf: Mapping[str, Any], app_id: str) -> dict[str, 
 
 def _read_ranges(
     consumer: Consumer, topic: str, ranges: Mapping[int, OffsetRange], timeout: float
-) -> list[tuple[int, int, bytes | None, bytes | None]]:
-    """(partition, offset, key, value) of every message in ``ranges``, in partition/offset order."""
+) -> list[tuple[int, int, bytes | None, bytes | None, int | None]]:
+    """(partition, offset, key, value, broker timestamp in epoch ms or None) of every message in
+    ``ranges``, in partition/offset order."""
     for partition, wanted in ranges.items():
         low, high = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=timeout, cached=False
@@ -308,7 +309,7 @@ def _read_ranges(
     if not pending:
         return []
     consumer.assign([TopicPartition(topic, p, ranges[p].start) for p in sorted(pending)])
-    seen: dict[tuple[int, int], tuple[int, int, bytes | None, bytes | None]] = {}
+    seen: dict[tuple[int, int], tuple[int, int, bytes | None, bytes | None, int | None]] = {}
     last = {p: ranges[p].start - 1 for p in pending}
     deadline = time.monotonic() + timeout
     while pending:
@@ -342,7 +343,9 @@ def _read_ranges(
             # A fetch may run past the range end: those offsets belong to the next batch.
             if wanted is None or not wanted.start <= offset < wanted.end:
                 continue
-            seen[(partition, offset)] = (partition, offset, message.key(), message.value())
+            kind, stamp = message.timestamp()
+            broker_ms = stamp if kind != TIMESTAMP_NOT_AVAILABLE and stamp >= 0 else None
+            seen[(partition, offset)] = (partition, offset, message.key(), message.value(), broker_ms)
             last[partition] = max(last[partition], offset)
         for partition in list(pending):
             # The position, not the last message, decides: transaction markers and aborted messages
@@ -357,8 +360,10 @@ def _read_ranges(
 # --- parsing -------------------------------------------------------------------------------------
 
 
-def _parse(value: bytes | None) -> dict[str, Any] | str:
-    """The trade in ``value``, or the reason it is not one."""
+def _parse(value: bytes | None, received_ms: int) -> dict[str, Any] | str:
+    """The trade in ``value``, or the reason it is not one: not a well-formed trade message, or a trade
+    that breaks the rules of :mod:`~platform_assets.core.trades.trade_rules` (``received_ms``: the
+    broker's timestamp of the message, the reference for the trade time)."""
     if value is None:
         return "empty message (no value)"
     try:
@@ -381,24 +386,37 @@ def _parse(value: bytes | None) -> dict[str, Any] | str:
         text = trade[key]
         if not isinstance(text, str):
             return f"{key} is not a decimal string: {text!r}"
-        try:
-            if not Decimal(text).is_finite():
-                raise InvalidOperation
-        except InvalidOperation:
-            return f"{key} is not a decimal string: {text!r}"
     if not isinstance(trade["buyer_is_maker"], bool):
         return f"buyer_is_maker is not a boolean: {trade['buyer_is_maker']!r}"
+    problem = trade_problem(
+        symbol=trade["symbol"],
+        trade_id=trade["trade_id"],
+        price=trade["price"],
+        quantity=trade["quantity"],
+        trade_time_ms=trade["trade_time_ms"],
+        received_ms=received_ms,
+    ) or time_problem("event_time", trade["event_time_ms"], received_ms)
+    if problem is not None:
+        return problem
     return trade
 
 
 def to_frame(
-    messages: Iterable[tuple[int, int, bytes | None, bytes | None]], batch_id: int, ingested_at: datetime
+    messages: Iterable[tuple[Any, ...]],
+    batch_id: int,
+    ingested_at: datetime,
 ) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
-    """Bronze rows for the well-formed messages, and the quarantine for the others."""
+    """Bronze rows for the valid trades, and the quarantine (dead letters) for the other messages.
+
+    A message is (partition, offset, key, value), optionally with the broker's timestamp in epoch ms
+    last: the trade time is checked against it, or against ``ingested_at`` when there is none.
+    """
     rows: list[dict[str, Any]] = []
     quarantined: list[QuarantinedMessage] = []
-    for partition, offset, key, value in messages:
-        trade = _parse(value)
+    landed_ms = int(ingested_at.timestamp() * 1000)
+    for partition, offset, key, value, *stamp in messages:
+        broker_ms = stamp[0] if stamp and stamp[0] is not None else landed_ms
+        trade = _parse(value, broker_ms)
         if isinstance(trade, str):
             quarantined.append(QuarantinedMessage(partition, offset, trade, key, value))
             continue
@@ -434,8 +452,9 @@ def to_frame(
         event_time=epoch_ms("event_time_ms"),
         micro_batch_id=pl.lit(batch_id, dtype=pl.Int64()),
         ingested_at=pl.lit(ingested_at, dtype=TIMESTAMP),
-    ).select(list(SCHEMA))
-    return frame, quarantined
+    )
+    # Columns the caller adds afterwards (the epoch) are left to it.
+    return frame.select([c for c in SCHEMA if c in frame.columns]), quarantined
 
 
 # --- landing -------------------------------------------------------------------------------------
