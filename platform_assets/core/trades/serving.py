@@ -56,6 +56,10 @@ metrics_table = sa.Table(
     sa.Column("threshold", sa.BigInteger, nullable=False),
     sa.Column("alerted", sa.Boolean, nullable=False),
     sa.Column("recorded_at", Timestamp, nullable=False),
+    # Added later (setup() adds them to an older table): the window's messages dead-lettered (landing's
+    # and silver's quarantines) and held for the lookup when the row was written. Null: not counted.
+    sa.Column("dead_lettered_rows", sa.BigInteger, nullable=True),
+    sa.Column("held_rows", sa.BigInteger, nullable=True),
     sa.UniqueConstraint(
         "ingestion_table", "window_start", "window_end", name="uq_ingestion_metrics_table_window"
     ),
@@ -77,6 +81,8 @@ class MetricsRow:
     threshold: int
     alerted: bool
     recorded_at: datetime
+    dead_lettered_rows: int | None = None
+    held_rows: int | None = None
 
 
 def _unavailable_as_error(url: str):
@@ -121,6 +127,39 @@ def _rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+def _missing_columns(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column]]:
+    inspector = sa.inspect(conn)
+    missing = []
+    for table in metadata.sorted_tables:
+        present = {c["name"].lower() for c in inspector.get_columns(table.name, schema=table.schema)}
+        missing.extend((table, c) for c in table.columns if c.name.lower() not in present)
+    return missing
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """ALTER TABLE ... ADD COLUMN for each declared column an existing table lacks (a table made by an
+    older version; such columns are nullable, so existing rows need no value). Identifiers are quoted by
+    the dialect. Another process adding the same column first is fine."""
+    with engine.connect() as conn:
+        missing = _missing_columns(conn)
+    for table, column in missing:
+        if not column.nullable:
+            raise RuntimeError(f"{table.name} lacks the required column {column.name}: migrate it by hand")
+        preparer = engine.dialect.identifier_preparer
+        statement = (
+            f"ALTER TABLE {preparer.format_table(table)} "
+            f"ADD COLUMN {preparer.format_column(column)} {column.type.compile(dialect=engine.dialect)}"
+        )
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(statement))
+        except sa.exc.DBAPIError:
+            with engine.connect() as conn:
+                still = {(t.name, c.name) for t, c in _missing_columns(conn)}
+            if (table.name, column.name) in still:
+                raise
+
+
 class ServingStore:
     """``Enriched_Trades`` and ``Ingestion_Metrics`` in the database at ``url`` (any SQLAlchemy URL of
     SQLite, PostgreSQL or MySQL/MariaDB). Writes run :meth:`setup` first, once per store, so a store
@@ -136,12 +175,14 @@ class ServingStore:
         return f"ServingStore({redacted_url(self.url)!r})"
 
     def setup(self) -> None:
-        """Create the tables that are missing. Safe to run twice or from several processes at once."""
+        """Create the tables that are missing, and add the columns a table made by an older version lacks.
+        Safe to run twice or from several processes at once."""
         with _unavailable_as_error(self.url):
             for attempt in range(1, _SETUP_ATTEMPTS + 1):
                 try:
                     with self.engine.begin() as conn:
                         metadata.create_all(conn, checkfirst=True)
+                    _add_missing_columns(self.engine)
                 except (sa.exc.ProgrammingError, sa.exc.IntegrityError):
                     # another process created a table between our check and our CREATE: check again
                     if attempt == _SETUP_ATTEMPTS:
@@ -172,9 +213,20 @@ class ServingStore:
         return len(rows)
 
     def append_metrics(
-        self, window_start: Any, window_end: Any, table: str, total_rows: int, threshold: int
+        self,
+        window_start: Any,
+        window_end: Any,
+        table: str,
+        total_rows: int,
+        threshold: int,
+        *,
+        dead_lettered_rows: int | None = None,
+        held_rows: int | None = None,
     ) -> MetricsRow:
         """Record the window's row count for ``table``; the window's ``Ingestion_Metrics`` row.
+
+        ``dead_lettered_rows`` and ``held_rows``: the window's messages dead-lettered and held (for the
+        lookup) when it is recorded; None leaves them null.
 
         ``delta_rows`` is ``total_rows`` minus the total of the table's previous window (the latest one
         starting before this window), or ``total_rows`` for its first window; ``alerted`` is
@@ -206,6 +258,10 @@ class ServingStore:
                             threshold=threshold,
                             alerted=delta_rows < threshold,
                             recorded_at=utc_now(),
+                            dead_lettered_rows=None
+                            if dead_lettered_rows is None
+                            else int(dead_lettered_rows),
+                            held_rows=None if held_rows is None else int(held_rows),
                         )
                     )
             except sa.exc.IntegrityError:
