@@ -242,12 +242,17 @@ def test_the_feed_refuses_a_url_that_is_not_a_websocket(broker, topic):
 # -- the command --------------------------------------------------------------------------------
 
 
-def test_the_command_reads_its_settings_from_the_environment(broker, topic, monkeypatch):
+def test_the_command_reads_its_settings_from_the_environment(broker, topic, monkeypatch, tmp_path):
     with TradesStandin(100) as standin:
         monkeypatch.setenv("PLATFORM_TRADES_WS_URL", standin.url)
         monkeypatch.setenv("PLATFORM_KAFKA_BOOTSTRAP", broker.bootstrap)
         monkeypatch.setenv("PLATFORM_TRADES_TOPIC", topic)
         monkeypatch.delenv("PLATFORM_KAFKA_CONFIG", raising=False)
+        # the window is recorded in <data_dir>/dagster_home; the lookup API is down (one warning)
+        monkeypatch.setenv("PLATFORM_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.delenv("DAGSTER_HOME", raising=False)
+        lookup_down = f"http://127.0.0.1:{free_port()}/api/v3/exchangeInfo"
+        monkeypatch.setenv("PLATFORM_TRADES_LOOKUP_URL", lookup_down)
         assert main(["--seconds", "10", "--max-trades", "30"]) == 0
     messages = read_topic(broker.bootstrap, topic)
     assert len(messages) == 30
