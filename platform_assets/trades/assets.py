@@ -36,6 +36,7 @@ from platform_assets.core import delta
 from platform_assets.core.trades import lookup as symbols_api
 from platform_assets.core.trades.dashboard import render_dashboard
 from platform_assets.core.trades.feed import run_feed
+from platform_assets.core.trades.held import dead_lettered_count, held_count
 from platform_assets.core.trades.landing import (
     OffsetRange,
     bronze_offsets,
@@ -48,7 +49,10 @@ from platform_assets.core.trades.landing import (
 )
 from platform_assets.core.trades.serving import MetricsRow
 from platform_assets.core.trades.stream import (
+    HELD_TABLE,
     INGESTION_TABLE,
+    SILVER_QUARANTINE_TABLE,
+    EnrichRun,
     FeedWindow,
     LookupMissing,
     WindowCount,
@@ -69,6 +73,7 @@ LOOKUP_KEY = AssetKey(["raw", "trade_symbols"])
 BRONZE_KEY = AssetKey(["bronze", "trades"])
 SILVER_KEY = AssetKey(["silver", "trades_enriched"])
 VOLUME_CHECK = "ingestion_volume"
+HELD_CHECK = "held_trades"
 # How many recent feed windows the metrics step looks at: windows older than that are long recorded.
 RECENT_WINDOWS = 50
 OWNERS = ["team:data-platform"]
@@ -161,6 +166,9 @@ def trade_symbols(
     )
     frame = symbols_api.flatten(entries)
     path = symbols_api.write_lookup(frame, lakehouse.path("raw", "trade_symbols"))
+    # beside it, the listed symbols that are not tradable: enrichment filters their trades (and holds
+    # the trades of symbols not listed at all)
+    symbols_api.write_not_trading(symbols_api.not_trading(entries), lakehouse.path("raw", "trade_symbols"))
     context.log.info(f"{frame.height} tradable symbol(s) of {len(entries)} listed -> {path}")
     return MaterializeResult(metadata=lookup_metadata(len(entries), frame, path))
 
@@ -272,7 +280,13 @@ def _describe(ranges: dict[int, OffsetRange]) -> str:
             asset=SILVER_KEY,
             description="The latest feed window in Ingestion_Metrics ingested at least "
             "PLATFORM_MIN_INGESTED_ROWS new trades.",
-        )
+        ),
+        AssetCheckSpec(
+            HELD_CHECK,
+            asset=SILVER_KEY,
+            description="No trade is held waiting for a lookup that knows its symbol "
+            "(silver/trades_held is empty).",
+        ),
     ],
     description="Landed trades of TRADING symbols joined with the lookup, one row per (symbol, trade_id); "
     "upserted into Enriched_Trades; one Ingestion_Metrics row per completed feed window.",
@@ -296,7 +310,20 @@ def silver_trades_enriched(
         )
     except LookupMissing as missing:
         raise Failure(description=str(missing)) from None
-    run = enrich_pending(bronze, silver, lookup, store, state, app_id=trade_stream.app_id, log=context.log)
+    held_table = str(lakehouse.path("silver", HELD_TABLE))
+    silver_quarantine = str(lakehouse.path("silver", SILVER_QUARANTINE_TABLE))
+    run = enrich_pending(
+        bronze,
+        silver,
+        lookup,
+        store,
+        state,
+        app_id=trade_stream.app_id,
+        log=context.log,
+        not_trading=symbols_api.read_not_trading(lakehouse.path("raw", "trade_symbols")),
+        held_uri=held_table,
+        quarantine_uri=silver_quarantine,
+    )
     if run.unmatched_symbols:
         context.log.warning(
             f"{run.unmatched_rows} trade(s) of symbols not tradable in the lookup were left out: "
@@ -316,8 +343,20 @@ def silver_trades_enriched(
             # The alert is queued in the run's tags before the row is written: a kill in between sends it
             # from this run, and the retry's copy is recognised as the same window (see trades.alerts).
             tag_low_volume(context, count)
+        ends, starts = count.window.end_offsets, previous_end_offsets(windows, count.window)
         row = store.append_metrics(
-            count.window.start, count.window.end, count.table, count.total_rows, count.threshold
+            count.window.start,
+            count.window.end,
+            count.table,
+            count.total_rows,
+            count.threshold,
+            dead_lettered_rows=dead_lettered_count(
+                str(lakehouse.path("bronze", "trades_quarantine")),
+                ends,
+                starts,
+                silver_quarantine_uri=silver_quarantine,
+            ),
+            held_rows=held_count(held_table, ends, starts),
         )
         context.log.info(
             f"window {row.window_start:%Y-%m-%d %H:%M:%S}..{row.window_end:%H:%M:%S}: {row.total_rows} trades, "
@@ -334,6 +373,10 @@ def silver_trades_enriched(
                 bronze_rows=run.bronze_rows,
                 enriched_rows=run.enriched_rows,
                 unmatched_rows=run.unmatched_rows,
+                held_rows=run.held_rows,
+                released_rows=run.released_rows,
+                held_total=run.held_total,
+                quarantined_rows=run.quarantined_rows,
                 rows_inserted=run.inserted,
                 rows_updated=run.updated,
                 rows_served=run.served,
@@ -347,6 +390,34 @@ def silver_trades_enriched(
         }
     )
     yield volume_check(store.metrics(INGESTION_TABLE), serving.min_ingested_rows)
+    yield held_check(run)
+
+
+def held_check(run: EnrichRun) -> AssetCheckResult:
+    """Fails (WARN) while any trade waits in the held table for a lookup that knows its symbol."""
+    metadata = {
+        **numbers(count=run.held_total),
+        "symbols": MetadataValue.json(run.held_symbols[:50]),
+    }
+    if run.oldest_held is not None:
+        metadata["oldest"] = MetadataValue.timestamp(run.oldest_held)
+    return AssetCheckResult(
+        check_name=HELD_CHECK,
+        asset_key=SILVER_KEY,
+        passed=run.held_total == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=None
+        if run.held_total == 0
+        else f"{run.held_total} trade(s) held: the lookup does not know {', '.join(run.held_symbols[:10])}",
+    )
+
+
+def previous_end_offsets(windows: list[FeedWindow], window: FeedWindow) -> dict[int, int] | None:
+    """The end offsets of the window before ``window`` (latest start before its start), where its
+    messages begin; None for the first window known."""
+    earlier = [w for w in windows if w.start < window.start]
+    return dict(max(earlier, key=lambda w: (w.start, w.end)).end_offsets) if earlier else None
 
 
 def volume_check(rows: list[MetricsRow], threshold: int) -> AssetCheckResult:

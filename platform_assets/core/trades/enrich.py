@@ -16,6 +16,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from platform_assets.core import delta
+from platform_assets.core.trades.trade_rules import trade_problem_expr
 
 KEYS = ("symbol", "trade_id")
 TRADE_COLUMNS = ("symbol", "trade_id", "price", "quantity", "trade_time", "micro_batch_id")
@@ -94,12 +95,16 @@ def enrich(trades: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl
             pl.col("micro_batch_id").cast(pl.Int64),
         )
     )
-    enriched = (
-        matched.sort([*KEYS, "micro_batch_id", "price", "quantity", "trade_time"], nulls_last=True)
+    return _one_per_trade(matched).cast(dict(SCHEMA)), unmatched
+
+
+def _one_per_trade(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per (symbol, trade_id): the copy of the lowest micro-batch, ties broken on the rest."""
+    return (
+        frame.sort([*KEYS, "micro_batch_id", "price", "quantity", "trade_time"], nulls_last=True)
         .unique(list(KEYS), keep="first", maintain_order=True)
         .select(COLUMNS)
     )
-    return enriched.cast(dict(SCHEMA)), unmatched
 
 
 def merge_silver(table_uri: str, enriched: pl.DataFrame) -> MergeResult:
@@ -140,3 +145,87 @@ def merge_silver(table_uri: str, enriched: pl.DataFrame) -> MergeResult:
     return MergeResult(
         delta.version(table_uri), metrics["num_target_rows_inserted"], metrics["num_target_rows_updated"]
     )
+
+
+# --- before enrichment: the rules, and what the lookup knows ---------------------------------------
+
+
+def rule_problems(trades: pl.DataFrame, *, received: str = "ingested_at") -> pl.DataFrame:
+    """``trades`` with a ``reason`` column: why a row breaks the trade rules, null for a valid one.
+
+    The reference for the trade time is the column ``received`` (when the row was landed); without it,
+    only the lower bound applies.
+    """
+    frame = trades
+    if received not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=delta.TIMESTAMP).alias(received))
+    return frame.with_columns(trade_problem_expr(trade_time="trade_time", received=received)).select(
+        [*trades.columns, "reason"]
+    )
+
+
+@dataclass(frozen=True)
+class LookupSplit:
+    """Trades split by what the lookup says of their symbol."""
+
+    known: pl.DataFrame  # a TRADING symbol of the lookup: enrich
+    not_tradable: pl.DataFrame  # listed, but not TRADING: filter and count
+    unknown: pl.DataFrame  # not listed at all (or the lookup cannot tell): hold
+
+
+def split_by_lookup(
+    trades: pl.DataFrame, lookup: pl.DataFrame, not_trading: pl.DataFrame | None
+) -> LookupSplit:
+    """Split ``trades`` (input order kept) by their symbol: TRADING in ``lookup``; listed as not TRADING
+    (in ``not_trading``, or in ``lookup`` with another status); or unknown. ``not_trading`` None: the
+    lookup was written without that list, so every symbol missing from it is unknown."""
+    symbols = lookup.select(
+        pl.col("symbol").cast(pl.String), *(["status"] if "status" in lookup.columns else [])
+    )
+    tradable = symbols.filter(pl.col("status") == "TRADING") if "status" in symbols.columns else symbols
+    listed = (
+        [symbols.filter(pl.col("status") != "TRADING").select("symbol")]
+        if "status" in symbols.columns
+        else []
+    )
+    if not_trading is not None:
+        listed.append(not_trading.select(pl.col("symbol").cast(pl.String)))
+    halted = pl.concat(listed).unique() if listed else pl.DataFrame(schema={"symbol": pl.String})
+    trades = trades.with_columns(pl.col("symbol").cast(pl.String))
+    is_known = pl.col("symbol").is_in(tradable["symbol"].unique().implode())
+    is_halted = ~is_known & pl.col("symbol").is_in(halted["symbol"].implode())
+    return LookupSplit(
+        trades.filter(is_known),
+        trades.filter(is_halted.fill_null(False)),
+        trades.filter(~is_known.fill_null(False) & ~is_halted.fill_null(False)),
+    )
+
+
+# polars' panics derive from BaseException
+_ROW_ERRORS = (Exception, pl.exceptions.PanicException)
+
+
+def enrich_safely(trades: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(enriched, failed)``: :func:`enrich` of ``trades``; when it fails, the rows that make it fail are
+    found by halving and returned in ``failed`` with a ``reason`` (the error), the others enriched.
+
+    A row the trade rules let through but enrichment cannot take (a bug, a case the rules missed) must
+    not stop the stream: it goes to silver's quarantine instead. Costs one extra call per halving, only
+    when something fails.
+    """
+    try:
+        return enrich(trades, lookup)[0], trades.clear().with_columns(reason=pl.lit(None, dtype=pl.String))
+    except _ROW_ERRORS as exc:  # any failure of one row must stay with that row
+        try:
+            enrich(trades.clear(), lookup)
+        except _ROW_ERRORS:
+            raise exc from None  # not a row's fault (the lookup, the columns): fail the run
+        if trades.height <= 1:
+            return enrich(trades.clear(), lookup)[0], trades.with_columns(
+                reason=pl.lit(f"enrichment failed: {type(exc).__name__}: {exc}"[:500])
+            )
+    half = trades.height // 2
+    first, first_failed = enrich_safely(trades.slice(0, half), lookup)
+    second, second_failed = enrich_safely(trades.slice(half), lookup)
+    # the halves may share a resent trade: keep one copy per key, as enrich() does
+    return _one_per_trade(pl.concat([first, second])), pl.concat([first_failed, second_failed])

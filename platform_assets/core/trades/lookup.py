@@ -1,5 +1,9 @@
 """The trade symbol lookup: fetched from a REST API, flattened to one row per tradable symbol, landed as Parquet.
 
+Beside it, :data:`STATUS_FILE_NAME` lists the symbols the API lists but not as TRADING (symbol and status),
+so enrichment can tell a symbol that is not tradable (its trades are filtered) from one the lookup does not
+know (its trades are held until a later lookup knows it).
+
 The API answers with the exchange-info shape ``{"symbols": [{"symbol", "status", "baseAsset",
 "quoteAsset", "filters": [{"filterType": ...}, ...], ...}]}``. Enrichment only needs scalar columns, so
 the nested filters are unrolled into typed columns (:data:`FILTER_COLUMNS`) and everything else nested
@@ -17,11 +21,13 @@ import polars as pl
 
 from platform_assets.core.countries import as_number, excerpt, session_with_retries
 from platform_assets.core.errors import LookupApiError
-from platform_assets.core.lake import write_atomically
+from platform_assets.core.lake import is_url, write_atomically
 from platform_assets.core.redaction import redact_text
 
 FILE_NAME = "trade_symbols.parquet"
+STATUS_FILE_NAME = "trade_symbols_not_trading.parquet"
 TRADING = "TRADING"
+STATUS_SCHEMA = pl.Schema({"symbol": pl.String, "status": pl.String})
 
 # (filterType, field) -> column. Every column exists in every file (null where a symbol lacks the
 # filter) so the Parquet schema does not change with the symbols the exchange happens to list.
@@ -142,3 +148,35 @@ def write_lookup(frame: pl.DataFrame, folder: Path) -> Path:
     final = folder / FILE_NAME
     write_atomically(final, frame.write_parquet)
     return final
+
+
+def not_trading(symbols: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """The listed symbols whose status is not TRADING (columns symbol, status), sorted by symbol; a symbol
+    listed twice keeps its first status."""
+    rows = [
+        {"symbol": entry.get("symbol"), "status": entry.get("status")}
+        for entry in symbols
+        if entry.get("status") != TRADING
+    ]
+    return (
+        pl.DataFrame(rows, schema=STATUS_SCHEMA)
+        .unique("symbol", keep="first", maintain_order=True)
+        .sort("symbol")
+    )
+
+
+def write_not_trading(frame: pl.DataFrame, folder: Path) -> Path:
+    """Write ``frame`` (:func:`not_trading`) to ``<folder>/trade_symbols_not_trading.parquet`` atomically."""
+    folder = folder if isinstance(folder, Path) or hasattr(folder, "fs") else Path(folder)
+    final = folder / STATUS_FILE_NAME
+    write_atomically(final, frame.write_parquet)
+    return final
+
+
+def read_not_trading(folder: Path | Any) -> pl.DataFrame | None:
+    """The listed symbols that are not TRADING, or None when the lookup was written without that list (by
+    an older version): then every symbol missing from the lookup counts as unknown, and its trades are held."""
+    path = folder / STATUS_FILE_NAME
+    if not path.exists():
+        return None
+    return pl.read_parquet(str(path) if is_url(str(path)) else Path(str(path))).cast(dict(STATUS_SCHEMA))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,14 @@ from platform_assets.core.errors import LookupApiError
 from platform_assets.core.lake import is_url
 from platform_assets.core.redaction import redact_text
 from platform_assets.core.state import StateStore
-from platform_assets.core.trades.enrich import KEYS, enrich, merge_silver
+from platform_assets.core.trades.enrich import (
+    KEYS,
+    enrich_safely,
+    merge_silver,
+    rule_problems,
+    split_by_lookup,
+)
+from platform_assets.core.trades.held import held_summary, hold, quarantine, read_held, release, sibling
 from platform_assets.core.trades.landing import QuarantinedMessage, bronze_offsets
 from platform_assets.core.trades.lookup import FILE_NAME, fetch_lookup, flatten, write_lookup
 from platform_assets.core.trades.serving import ServingStore
@@ -42,6 +49,9 @@ from platform_assets.core.trades.serving import ServingStore
 logger = logging.getLogger(__name__)
 
 INGESTION_TABLE = "Enriched_Trades"
+# Side tables of silver, beside it in the lake (see platform_assets.core.trades.held).
+HELD_TABLE = "trades_held"
+SILVER_QUARANTINE_TABLE = "trades_enriched_quarantine"
 # Micro-batches enriched per chunk when catching up: memory is bounded by this many times the batch cap
 # (PLATFORM_TRADES_MAX_BATCH_ROWS); a live stream has one batch per run.
 CHUNK_BATCHES = 4
@@ -91,13 +101,19 @@ class EnrichRun:
     last_batch: int | None = None  # the last micro-batch id silver has consumed after the call
     bronze_rows: int = 0
     enriched_rows: int = 0
-    unmatched_rows: int = 0
+    unmatched_rows: int = 0  # trades of symbols the lookup lists as not tradable: filtered
+    held_rows: int = 0  # trades newly held: their symbol is unknown to the lookup
+    released_rows: int = 0  # held trades enriched in this run
+    quarantined_rows: int = 0  # rows kept in silver's quarantine instead of silver
     inserted: int = 0
     updated: int = 0
     served: int = 0
     silver_version: int | None = None
     bronze_version: int | None = None
     unmatched_symbols: list[str] = field(default_factory=list)
+    held_total: int = 0  # trades in the held table after the run
+    held_symbols: list[str] = field(default_factory=list)
+    oldest_held: datetime | None = None  # the oldest trade time among them
 
     @property
     def batches(self) -> int:
@@ -190,8 +206,20 @@ def enrich_pending(
     app_id: str,
     chunk_batches: int = CHUNK_BATCHES,
     log: Any = None,
+    not_trading: pl.DataFrame | None = None,
+    held_uri: str | None = None,
+    quarantine_uri: str | None = None,
 ) -> EnrichRun:
-    """Enrich, merge and serve every landed micro-batch after the checkpoint; move the checkpoint.
+    """Retry the held trades, then enrich, merge and serve every landed micro-batch after the checkpoint;
+    move the checkpoint.
+
+    Each bronze row is checked against the trade rules (a row that breaks them goes to silver's
+    quarantine, ``quarantine_uri``), then split by the lookup: a TRADING symbol is enriched, a symbol
+    listed as not tradable (``not_trading``, see :func:`~platform_assets.core.trades.lookup.read_not_trading`)
+    is filtered and counted, an unknown symbol is held (``held_uri``) until a later lookup knows it. Held
+    and quarantined rows are written before the checkpoint moves, and held rows leave the held table only
+    once served (or filtered), so a run killed anywhere is repeated by the next without loss or double.
+    The tables default to ``trades_held`` and ``trades_enriched_quarantine`` beside silver.
 
     The bronze snapshot is fixed at the start (its version is reported), so batches landing meanwhile
     wait for the next run. Raises what the serving store raises (:class:`ServingUnavailable`); the
@@ -199,43 +227,110 @@ def enrich_pending(
     """
     log = log or logger
     run = EnrichRun()
-    if not delta.table_exists(bronze_uri):
+    held_uri = held_uri or sibling(silver_uri, HELD_TABLE)
+    quarantine_uri = quarantine_uri or sibling(silver_uri, SILVER_QUARANTINE_TABLE)
+    not_tradable: set[str] = set()
+    _retry_held(run, held_uri, silver_uri, quarantine_uri, lookup, not_trading, serving, not_tradable, log)
+    try:
+        if not delta.table_exists(bronze_uri):
+            return run
+        table = DeltaTable(bronze_uri)
+        run.bronze_version = table.version()
+        landed = table.transaction_version(app_id)
+        name = checkpoint_name(app_id)
+        entry = state.get(name)
+        consumed = -1 if entry is None else int(entry.value["micro_batch_id"])
+        run.last_batch = None if entry is None else consumed
+        if landed is None or landed <= consumed:
+            return run
+        run.first_batch = consumed + 1
+        for low in range(consumed + 1, landed + 1, chunk_batches):
+            high = min(low + chunk_batches - 1, landed)
+            rows = rule_problems(_batches(table, low, high))
+            invalid = rows.filter(pl.col("reason").is_not_null())
+            split = split_by_lookup(
+                rows.filter(pl.col("reason").is_null()).drop("reason"), lookup, not_trading
+            )
+            enriched, failed = enrich_safely(split.known, lookup)
+            now = datetime.now(UTC)
+            # Side tables first: they are keyed, so a retry of this chunk writes nothing twice.
+            quarantined = quarantine(
+                quarantine_uri, pl.concat([invalid, failed], how="diagonal_relaxed"), now
+            )
+            held = hold(held_uri, split.unknown, now)
+            merged = merge_silver(silver_uri, enriched)
+            served = serving.upsert_trades(enriched)
+            entry = state.compare_and_set(
+                name, entry, {"micro_batch_id": high, "bronze_version": table.version()}
+            )
+            run.last_batch = high
+            run.bronze_rows += rows.height
+            run.enriched_rows += enriched.height
+            run.unmatched_rows += split.not_tradable.height
+            run.held_rows += held
+            run.quarantined_rows += quarantined
+            run.inserted += merged.inserted
+            run.updated += merged.updated
+            run.served += served
+            run.silver_version = merged.version
+            not_tradable.update(split.not_tradable["symbol"].unique().to_list())
+            log.info(
+                f"micro-batches {low}..{high}: {rows.height} bronze row(s), {enriched.height} enriched, "
+                f"{split.not_tradable.height} of symbols not tradable, {held} held for the lookup, "
+                f"{quarantined} quarantined, {merged.inserted} new in silver, {served} served"
+            )
+            if quarantined:
+                reasons = pl.concat([invalid, failed], how="diagonal_relaxed")["reason"].unique().sort()
+                log.warning(
+                    f"micro-batches {low}..{high}: {quarantined} row(s) kept in {quarantine_uri} instead of "
+                    f"silver: {'; '.join(reasons.head(5).to_list())}"
+                )
         return run
-    table = DeltaTable(bronze_uri)
-    run.bronze_version = table.version()
-    landed = table.transaction_version(app_id)
-    name = checkpoint_name(app_id)
-    entry = state.get(name)
-    consumed = -1 if entry is None else int(entry.value["micro_batch_id"])
-    run.last_batch = None if entry is None else consumed
-    if landed is None or landed <= consumed:
-        return run
-    run.first_batch = consumed + 1
-    unmatched: set[str] = set()
-    for low in range(consumed + 1, landed + 1, chunk_batches):
-        high = min(low + chunk_batches - 1, landed)
-        rows = _batches(table, low, high)
-        enriched, missed = enrich(rows, lookup)
-        merged = merge_silver(silver_uri, enriched)
-        served = serving.upsert_trades(enriched)
-        entry = state.compare_and_set(
-            name, entry, {"micro_batch_id": high, "bronze_version": table.version()}
-        )
-        run.last_batch = high
-        run.bronze_rows += rows.height
-        run.enriched_rows += enriched.height
-        run.unmatched_rows += missed.height
-        run.inserted += merged.inserted
-        run.updated += merged.updated
-        run.served += served
-        run.silver_version = merged.version
-        unmatched.update(missed["symbol"].unique().to_list())
-        log.info(
-            f"micro-batches {low}..{high}: {rows.height} bronze row(s), {enriched.height} enriched, "
-            f"{missed.height} of unknown symbols, {merged.inserted} new in silver, {served} served"
-        )
-    run.unmatched_symbols = sorted(unmatched)
-    return run
+    finally:
+        run.unmatched_symbols = sorted(not_tradable)
+        summary = held_summary(held_uri)
+        run.held_total, run.held_symbols, run.oldest_held = summary.rows, summary.symbols, summary.oldest
+
+
+def _retry_held(
+    run: EnrichRun,
+    held_uri: str,
+    silver_uri: str,
+    quarantine_uri: str,
+    lookup: pl.DataFrame,
+    not_trading: pl.DataFrame | None,
+    serving: ServingStore,
+    not_tradable: set[str],
+    log: Any,
+) -> None:
+    """Release the held trades the lookup knows now: enrich, merge and serve them, then remove them from
+    the held table (with the ones now listed as not tradable). Only the held table is read."""
+    held = read_held(held_uri)
+    if held.height == 0:
+        return
+    split = split_by_lookup(held, lookup, not_trading)
+    if split.known.height == 0 and split.not_tradable.height == 0:
+        log.info(f"{held.height} held trade(s) still wait for the lookup to know their symbol")
+        return
+    enriched, failed = enrich_safely(split.known, lookup)
+    quarantined = quarantine(quarantine_uri, failed, datetime.now(UTC))
+    merged = merge_silver(silver_uri, enriched)
+    served = serving.upsert_trades(enriched)
+    release(held_uri, pl.concat([split.known, split.not_tradable]))
+    run.released_rows += split.known.height - failed.height
+    run.unmatched_rows += split.not_tradable.height
+    run.quarantined_rows += quarantined
+    run.enriched_rows += enriched.height
+    run.inserted += merged.inserted
+    run.updated += merged.updated
+    run.served += served
+    run.silver_version = merged.version
+    not_tradable.update(split.not_tradable["symbol"].unique().to_list())
+    log.info(
+        f"held trades: {split.known.height} released to silver ({enriched.height} enriched, {served} served), "
+        f"{split.not_tradable.height} filtered (symbol not tradable), "
+        f"{held.height - split.known.height - split.not_tradable.height} still held"
+    )
 
 
 def consumed_offsets(bronze_uri: str, state: StateStore, app_id: str) -> dict[int, int]:
@@ -313,8 +408,9 @@ def count_windows(
 def keep_quarantined(
     table_uri: str, batch_id: int, messages: Sequence[QuarantinedMessage], now: datetime
 ) -> int:
-    """Merge malformed messages into the quarantine table, keyed on (partition, offset): a retried
-    batch adds nothing twice. The table version after the merge."""
+    """Merge dead letters (malformed messages, invalid trades) into the quarantine table, keyed on
+    (partition, offset, batch id): a retried batch adds nothing twice, and a new epoch's offsets (which
+    start over) are not taken for old ones. The table version after the merge."""
     frame = pl.DataFrame(
         [
             {
@@ -340,7 +436,8 @@ def keep_quarantined(
         DeltaTable(table_uri)
         .merge(
             frame.to_arrow(),
-            "t.kafka_partition = s.kafka_partition AND t.kafka_offset = s.kafka_offset",
+            "t.kafka_partition = s.kafka_partition AND t.kafka_offset = s.kafka_offset"
+            " AND t.micro_batch_id = s.micro_batch_id",
             source_alias="s",
             target_alias="t",
         )

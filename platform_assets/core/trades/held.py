@@ -1,0 +1,188 @@
+"""The two side tables of enrichment: trades held for the lookup, and rows silver could not take.
+
+- ``silver/trades_held``: landed trades whose symbol the lookup does not know (yet). Each enrichment run
+  retries them first against the current lookup; a trade released (enriched, merged, served) or filtered
+  (the lookup now lists its symbol as not tradable) leaves the table only after that, so a run killed at
+  any point retries it. Small by nature: it holds only what is waiting.
+- ``silver/trades_enriched_quarantine``: landed rows silver cannot enrich (a value the trade rules reject,
+  or that makes enrichment fail for any other reason), with the reason. Nothing in it blocks a later batch.
+
+Both are Delta tables merged idempotently on the row's position: (``kafka_partition``, ``kafka_offset``,
+``micro_batch_id``). The batch id is part of the key because offsets start over when the topic does
+(a new epoch), while batch ids never repeat.
+
+The counts per window (:func:`dead_lettered_count`, :func:`held_count`) read the messages among a
+window's offsets, like :func:`platform_assets.core.trades.stream.enriched_total`.
+
+No Dagster import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+from deltalake import DeltaTable
+
+from platform_assets.core import delta
+
+ROW_KEY = ("kafka_partition", "kafka_offset", "micro_batch_id")
+_ON = " AND ".join(f"t.{k} = s.{k}" for k in ROW_KEY)
+
+# A trade as silver reads it from bronze: what enrichment needs, and where it came from.
+TRADE_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String,
+        "trade_id": pl.Int64,
+        "price": pl.String,
+        "quantity": pl.String,
+        "trade_time": delta.TIMESTAMP,
+        "kafka_partition": pl.Int32,
+        "kafka_offset": pl.Int64,
+        "micro_batch_id": pl.Int64,
+        "ingested_at": delta.TIMESTAMP,
+    }
+)
+HELD_SCHEMA = pl.Schema({**TRADE_SCHEMA, "held_at": delta.TIMESTAMP})
+QUARANTINE_SCHEMA = pl.Schema({**TRADE_SCHEMA, "reason": pl.String, "quarantined_at": delta.TIMESTAMP})
+
+
+@dataclass(frozen=True)
+class HeldSummary:
+    """What the held table holds: how many trades, of which symbols, the oldest trade time."""
+
+    rows: int = 0
+    symbols: list[str] = field(default_factory=list)
+    oldest: datetime | None = None
+
+
+def _trades(rows: pl.DataFrame) -> pl.DataFrame:
+    frame = rows.with_columns(
+        pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in TRADE_SCHEMA.items()
+        if name not in rows.columns
+    )
+    return delta.normalize_timestamps(frame.select(TRADE_SCHEMA.names())).cast(dict(TRADE_SCHEMA))
+
+
+def _insert_new(table_uri: str, frame: pl.DataFrame) -> int:
+    """Insert the rows of ``frame`` whose key is not in the table (created on first use); the version."""
+    frame = frame.unique(list(ROW_KEY), keep="first", maintain_order=True)
+    if not delta.table_exists(table_uri):
+        try:
+            return delta.create(table_uri, frame)
+        except Exception:
+            if not delta.table_exists(table_uri):
+                raise
+            # another run created it first: merge into theirs
+    table = DeltaTable(table_uri)
+    table.merge(
+        frame.to_arrow(), _ON, source_alias="s", target_alias="t"
+    ).when_not_matched_insert_all().execute()
+    return table.version()
+
+
+def read_held(held_uri: str) -> pl.DataFrame:
+    """Every held trade (columns of :data:`HELD_SCHEMA`); empty when nothing was ever held."""
+    if not delta.table_exists(held_uri):
+        return pl.DataFrame(schema=HELD_SCHEMA)
+    return pl.read_delta(held_uri).select(HELD_SCHEMA.names())
+
+
+def hold(held_uri: str, rows: pl.DataFrame, now: datetime) -> int:
+    """Add ``rows`` (bronze rows) to the held table, each once however often it is called; the number
+    of rows given."""
+    if rows.height == 0:
+        return 0
+    frame = _trades(rows).with_columns(held_at=pl.lit(now, dtype=delta.TIMESTAMP))
+    _insert_new(held_uri, frame.cast(dict(HELD_SCHEMA)))
+    return rows.height
+
+
+def release(held_uri: str, rows: pl.DataFrame) -> None:
+    """Remove ``rows`` (matched on their position) from the held table. Call it only once they are
+    enriched and served, or filtered: a kill before it makes the next run do the same again."""
+    if rows.height == 0 or not delta.table_exists(held_uri):
+        return
+    keys = rows.select(ROW_KEY).unique().cast({k: HELD_SCHEMA[k] for k in ROW_KEY})
+    DeltaTable(held_uri).merge(
+        keys.to_arrow(), _ON, source_alias="s", target_alias="t"
+    ).when_matched_delete().execute()
+
+
+def quarantine(quarantine_uri: str, rows: pl.DataFrame, now: datetime) -> int:
+    """Keep ``rows`` (bronze rows with a ``reason`` column) in silver's quarantine, each once; the number
+    of rows given."""
+    if rows.height == 0:
+        return 0
+    frame = _trades(rows).with_columns(
+        reason=rows["reason"].cast(pl.String), quarantined_at=pl.lit(now, dtype=delta.TIMESTAMP)
+    )
+    _insert_new(quarantine_uri, frame.cast(dict(QUARANTINE_SCHEMA)))
+    return rows.height
+
+
+def held_summary(held_uri: str) -> HeldSummary:
+    held = read_held(held_uri)
+    if held.height == 0:
+        return HeldSummary()
+    return HeldSummary(held.height, held["symbol"].unique().sort().to_list(), held["trade_time"].min())
+
+
+# --- counts per window ----------------------------------------------------------------------------
+
+
+def _among(end_offsets: Mapping[int, int], start_offsets: Mapping[int, int] | None) -> pl.Expr:
+    """Rows whose (partition, offset) lies before ``end_offsets`` (and from ``start_offsets``, if given)."""
+    start_offsets = start_offsets or {}
+    return pl.any_horizontal(
+        (pl.col("kafka_partition") == p)
+        & (pl.col("kafka_offset") < end)
+        & (pl.col("kafka_offset") >= start_offsets.get(p, 0))
+        for p, end in end_offsets.items()
+    )
+
+
+def _count(table_uri: str | None, end_offsets: Mapping[int, int], start_offsets) -> int:
+    if not table_uri or not end_offsets or not delta.table_exists(table_uri):
+        return 0
+    return (
+        pl.scan_delta(table_uri)
+        .filter(_among(end_offsets, start_offsets))
+        .select(ROW_KEY)
+        .unique()
+        .select(pl.len())
+        .collect()
+        .item()
+    )
+
+
+def dead_lettered_count(
+    quarantine_uri: str,
+    end_offsets: Mapping[int, int],
+    start_offsets: Mapping[int, int] | None = None,
+    *,
+    silver_quarantine_uri: str | None = None,
+) -> int:
+    """Messages among the offsets before ``end_offsets`` (from ``start_offsets``, when given: one window)
+    that are dead-lettered: in landing's ``bronze/trades_quarantine``, plus, when given, in silver's
+    quarantine."""
+    return _count(quarantine_uri, end_offsets, start_offsets) + _count(
+        silver_quarantine_uri, end_offsets, start_offsets
+    )
+
+
+def held_count(
+    held_uri: str, end_offsets: Mapping[int, int], start_offsets: Mapping[int, int] | None = None
+) -> int:
+    """Messages among the offsets before ``end_offsets`` (from ``start_offsets``, when given) that are held
+    now, waiting for a lookup that knows their symbol."""
+    return _count(held_uri, end_offsets, start_offsets)
+
+
+def sibling(table_uri: str, name: str) -> str:
+    """The table ``name`` in the same folder as ``table_uri`` (a path or a URL)."""
+    head = str(table_uri).rstrip("/").rsplit("/", 1)[0]
+    return f"{head}/{name}"
