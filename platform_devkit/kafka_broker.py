@@ -46,6 +46,7 @@ from types import FrameType
 import confluent_kafka
 from confluent_kafka import KafkaException, Producer
 
+from platform_assets.core.trades.incarnation import mark_embedded
 from platform_assets.core.trades.kafka import EmbeddedBroker
 
 MOCK_DEFAULT_PARTITIONS = 4  # librdkafka's mock cluster: defaults.partition_cnt
@@ -281,6 +282,7 @@ def run(
             for topic in topics:
                 native.create_topic(topic, partitions)
             bootstrap = native.bootstrap
+            mark_embedded(bootstrap, ready_timeout)  # EmbeddedBroker does this itself
         counts = await_topics(bootstrap, topics, ready_timeout)
         pid = str(os.getpid())
         if pid_file is not None:

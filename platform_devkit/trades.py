@@ -23,10 +23,11 @@ from dagster import (
 )
 
 from platform_assets.core.state import StateStore
+from platform_assets.core.trades.incarnation import accepted_name
 from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets.core.trades.landing import bronze_offsets, high_watermarks
 from platform_assets.core.trades.serving import MetricsRow, ServingStore, metrics_table, trades_table
-from platform_assets.core.trades.stream import checkpoint_name
+from platform_assets.core.trades.stream import HELD_TABLE, SILVER_QUARANTINE_TABLE, checkpoint_name
 from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import build_resources
 from platform_assets.lib.tags import MICRO_BATCH_TAG
@@ -94,7 +95,10 @@ class StreamDriver:
         for _ in range(max_runs):
             result, requests = self.tick()
             if not requests:
-                if not isinstance(result, SkipReason):
+                skipped = isinstance(result, SkipReason) or (
+                    isinstance(result, SensorResult) and result.skip_reason is not None
+                )
+                if not skipped:
                     raise RuntimeError(f"the sensor neither skipped nor requested a run: {result!r}")
                 return results
             results.extend(self.execute(request) for request in requests)
@@ -117,23 +121,25 @@ class WindowSummary:
 
 
 def reset_stream(settings: Settings, instance: DagsterInstance) -> None:
-    """Forget everything the stream landed: its lake tables, silver's checkpoint, the serving tables and
-    the assets' history in Dagster (the feed windows recorded there name offsets of the old broker).
-
-    For an embedded broker, which keeps nothing across restarts: offsets landed from an earlier broker
-    would not exist in the new one (the platform refuses that loudly, as it would for a recreated topic).
-    """
+    """Forget everything the stream landed: its lake tables (dead letters, held trades and silver's
+    quarantine included), silver's checkpoint, an accepted incarnation, the serving tables and the assets'
+    history in Dagster. Not needed after a broker restart (a new epoch starts by itself): this is for
+    starting over."""
     for layer, table in (
         ("bronze", "trades"),
         ("bronze", "trades_quarantine"),
         ("silver", "trades_enriched"),
+        ("silver", HELD_TABLE),
+        ("silver", SILVER_QUARANTINE_TABLE),
     ):
         path = settings.table_path(layer, table)
         if path.exists():
             path.fs.rm(path.path, recursive=True)
     resources = trade_resources(settings)
     app_id = resources["trade_stream"].app_id
-    StateStore(settings.state_url, settings.env).delete(checkpoint_name(app_id))
+    state = StateStore(settings.state_url, settings.env)
+    state.delete(checkpoint_name(app_id))
+    state.delete(accepted_name(app_id))
     store = ServingStore(settings.serving_url)
     store.setup()
     with store.engine.begin() as conn:

@@ -7,8 +7,12 @@ MICRO_BATCH_TAG = "platform/micro_batch_id"
 PARENT_RUN_TAG = "platform/parent_run_id"
 AUDIT_JOB_ID_TAG = "platform/audit_job_id"
 ALERTS_SENT_TAG = "platform/alerts_sent"  # JSON list of the run's delivered alert keys
-ALERT_PENDING_TAG = "platform/alert_pending"
-LOW_VOLUME_TAG = "platform/low_volume"  # JSON list of the low-volume windows a run recorded (alerts due)  # "true" while one of the run's alerts waits for the webhook
+ALERT_PENDING_TAG = "platform/alert_pending"  # "true" while one of the run's alerts waits for the webhook
+LOW_VOLUME_TAG = "platform/low_volume"  # JSON list of the low-volume windows a run recorded (alerts due)
+# JSON list of the stream events a run recorded that alert once (a new epoch and what it lost upstream)
+STREAM_ALERTS_TAG = "platform/stream_alerts"
+# Set on the one run that fails loudly when a real broker's topic turned out to be a new incarnation
+STOPPED_TAG = "platform/stream_stopped"
 
 # Dagster's run tags for a partition range executed as one run (what a single-run backfill sets).
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"

@@ -1,8 +1,9 @@
 """Failure alerts for a run, sent once, with an outbox that does not depend on the audit database.
 
-A failed run, each failed check of ERROR severity and each low-volume window a run recorded (the
-``LOW_VOLUME_TAG`` the trade stream sets) post one JSON alert; a low-volume window alerts once even when
-a retried run records it again. Which alerts a run has had,
+A failed run, each failed check of ERROR severity, each low-volume window a run recorded (the
+``LOW_VOLUME_TAG`` the trade stream sets) and each stream event (``STREAM_ALERTS_TAG``: a new epoch)
+post one JSON alert; a low-volume window or a stream event alerts once even when a retried run records it
+again. Which alerts a run has had,
 and whether one still waits for the webhook, is kept in the run's own Dagster tags (``ALERTS_SENT_TAG``,
 ``ALERT_PENDING_TAG``), so alerts go out while the audit database is down; the matching
 ``Metadata_Logs`` rows (``Alerted``, ``AlertPending``) are handed back for the caller to write when it
@@ -20,13 +21,15 @@ from dagster._core.storage.dagster_run import RunRecord
 from platform_assets.core.alerts import AlertError, AlertPolicy, post_alert
 from platform_assets.core.audit import AuditStore
 from platform_assets.lib.resources import AuditResource
-from platform_assets.lib.tags import ALERT_PENDING_TAG, ALERTS_SENT_TAG, LOW_VOLUME_TAG
+from platform_assets.lib.tags import ALERT_PENDING_TAG, ALERTS_SENT_TAG, LOW_VOLUME_TAG, STREAM_ALERTS_TAG
 from platform_assets.monitoring.facts import RunFacts
 
 ALERT_PENDING = "AlertPending"
 # Event key prefix of an outbox row: "PENDING:<alert key>" until "<alert key>" itself is logged.
 PENDING = "PENDING:"
 LOW_VOLUME = "ALERT:low_volume:"
+# Stream events (a new epoch and what it lost upstream) alert once, whichever run recorded them.
+STREAM = "ALERT:stream:"
 
 
 @dataclass
@@ -70,6 +73,9 @@ def alerts_due(facts: RunFacts) -> list[tuple[str, dict]]:
                 {**base, "alert": "low_volume", "status": facts.status, **window},
             )
         )
+    for event in json.loads(facts.parameters.get(f"tag.{STREAM_ALERTS_TAG}") or "[]"):
+        payload = {k: v for k, v in event.items() if k != "key"}
+        due.append((f"{STREAM}{event['key']}", {**base, **payload, "status": facts.status}))
     for failure in facts.check_failures:
         if failure.severity == "ERROR":
             due.append(
@@ -98,7 +104,7 @@ def _delivered(key: str, run_id: str, sent: set[str], store: AuditStore | None) 
         return True
     if store is None:
         return False
-    if key.startswith(LOW_VOLUME):
+    if key.startswith((LOW_VOLUME, STREAM)):
         return store.has_log_anywhere(key, "Alerted")
     return store.has_log(run_id, key)
 

@@ -15,6 +15,7 @@ The work is done by :mod:`platform_assets.core.trades`; these functions only wir
 
 # No `from __future__ import annotations`: Dagster inspects the real `context` annotation.
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import polars as pl
@@ -37,34 +38,39 @@ from platform_assets.core.trades import lookup as symbols_api
 from platform_assets.core.trades.dashboard import render_dashboard
 from platform_assets.core.trades.feed import run_feed
 from platform_assets.core.trades.held import dead_lettered_count, held_count
+from platform_assets.core.trades.incarnation import accepted_incarnation
 from platform_assets.core.trades.landing import (
+    BatchPlan,
     OffsetRange,
-    bronze_offsets,
     commit_offsets,
-    high_watermarks,
     land_batch,
+    lost_upstream,
     metadata_consumer,
     next_batch_id,
-    plan_batch,
+    plan_next,
+    stream_position,
+    topic_end,
 )
 from platform_assets.core.trades.serving import MetricsRow
 from platform_assets.core.trades.stream import (
     HELD_TABLE,
-    INGESTION_TABLE,
     SILVER_QUARANTINE_TABLE,
     EnrichRun,
-    FeedWindow,
     LookupMissing,
-    WindowCount,
-    consumed_offsets,
-    count_windows,
     enrich_pending,
     keep_quarantined,
     read_lookup,
 )
+from platform_assets.core.trades.windows import (
+    INGESTION_TABLE,
+    FeedWindow,
+    WindowCount,
+    consumed_position,
+    count_windows,
+)
 from platform_assets.lib.metadata import column_schema, numbers
 from platform_assets.lib.resources import LakehouseResource
-from platform_assets.lib.tags import LOW_VOLUME_TAG
+from platform_assets.lib.tags import LOW_VOLUME_TAG, STREAM_ALERTS_TAG
 from platform_assets.trades.resources import ServingResource, TradeStreamResource
 
 GROUP = "trades"
@@ -106,25 +112,29 @@ def trade_feed(
         max_trades=config.max_trades,
         log=context.log,
     )
-    end_offsets = high_watermarks(trade_stream.client_conf(), trade_stream.topic)
+    incarnation, end_offsets = topic_end(trade_stream.client_conf(), trade_stream.topic)
     if report.lost:
         raise Failure(
             description=f"{report.lost} trade(s) may not have reached topic {trade_stream.topic!r}: "
             + report.summary(),
             metadata={"trades_produced": report.trades_produced, "lost": report.lost},
         )
-    return MaterializeResult(metadata=window_metadata(report, end_offsets))
+    return MaterializeResult(metadata=window_metadata(report, end_offsets, incarnation))
 
 
-def window_metadata(report, end_offsets: dict[int, int]) -> dict:
+def window_metadata(report, end_offsets: dict[int, int], incarnation: str | None = None) -> dict:
+    """A window's metadata: its span, and the topic's end offsets and incarnation when it ended (which
+    epoch its messages belong to)."""
     return {
         "window_start": MetadataValue.timestamp(report.window_start),
         "window_end": MetadataValue.timestamp(report.window_end),
         "end_offsets": MetadataValue.json({str(p): o for p, o in end_offsets.items()}),
         "topic": report.topic,
+        "incarnation": incarnation or "",
         **numbers(
             trades_produced=report.trades_produced,
             malformed_frames=report.malformed_frames,
+            invalid_trades=report.invalid_trades,
             non_trade_frames=report.non_trade_frames,
             reconnects=report.reconnects,
         ),
@@ -141,10 +151,12 @@ def window_from_metadata(metadata, topic: str) -> FeedWindow | None:
             return None
     except KeyError:
         return None
+    incarnation = metadata["incarnation"].value if "incarnation" in metadata else None
     return FeedWindow(
         datetime.fromtimestamp(start, UTC),
         datetime.fromtimestamp(end, UTC),
         {int(p): int(o) for p, o in offsets.items()},
+        incarnation or None,
     )
 
 
@@ -197,6 +209,13 @@ class MicroBatchConfig(Config):
 
     batch_id: int | None = Field(default=None, ge=0)
     ranges: list[OffsetRangeConfig] = Field(default_factory=list)
+    epoch: int | None = Field(default=None, ge=0, description="The epoch the ranges belong to.")
+    incarnation: str | None = Field(default=None, description="The topic incarnation the ranges belong to.")
+    new_epoch: bool = Field(default=False, description="The first batch of a new topic incarnation.")
+    lost_upstream: dict[str, int] = Field(
+        default_factory=dict,
+        description="New epoch only: per partition, what the previous incarnation held and never landed.",
+    )
 
 
 @asset(
@@ -207,7 +226,7 @@ class MicroBatchConfig(Config):
     owners=OWNERS,
     pool="table_trades",
     description="Every trade message consumed from the topic, one row each, landed exactly once per "
-    "micro-batch (Delta app transaction), with kafka_partition, kafka_offset and micro_batch_id.",
+    "micro-batch (Delta app transaction), with kafka_partition, kafka_offset, kafka_epoch and micro_batch_id.",
 )
 def bronze_trades(
     context: AssetExecutionContext,
@@ -221,43 +240,101 @@ def bronze_trades(
     if config.ranges:
         ranges = {r.partition: OffsetRange(r.partition, r.start, r.end) for r in config.ranges}
         batch_id = config.batch_id if config.batch_id is not None else next_batch_id(table, app_id)
+        plan = BatchPlan(
+            batch_id,
+            ranges,
+            config.epoch if config.epoch is not None else stream_position(table).epoch,
+            config.incarnation,
+            config.new_epoch,
+            {int(p): n for p, n in config.lost_upstream.items()},
+        )
     else:
-        batch_id = next_batch_id(table, app_id)
+        # A manual run plans by itself, as the sensor would (a real broker's new incarnation stops it).
         with metadata_consumer(conf) as consumer:
-            ranges = plan_batch(consumer, topic, bronze_offsets(table), trade_stream.max_batch_rows)
-        context.log.info(f"planned micro-batch {batch_id}: {_describe(ranges) or 'nothing new'}")
+            plan = plan_next(
+                consumer,
+                conf,
+                topic,
+                table,
+                app_id,
+                trade_stream.max_batch_rows,
+                accepted_incarnation=accepted_incarnation(lakehouse.state(), app_id),
+            )
+        if plan.new_epoch:
+            ends = [
+                w.end_offsets for w in recent_windows_of(context.instance, topic, plan.previous_incarnation)
+            ]
+            plan = replace(plan, lost_upstream=lost_upstream(plan.previous_offsets, *ends))
+        context.log.info(f"planned micro-batch {plan.batch_id}: {_describe(plan.ranges) or 'nothing new'}")
     quarantine = str(lakehouse.path("bronze", "trades_quarantine"))
     result = land_batch(
         conf,
         topic,
-        ranges,
+        plan.ranges,
         table,
         app_id=app_id,
-        batch_id=batch_id,
+        batch_id=plan.batch_id,
         log=context.log,
         read_timeout=trade_stream.read_timeout,
-        keep_quarantined=lambda bad: keep_quarantined(quarantine, batch_id, bad, datetime.now(UTC)),
+        keep_quarantined=lambda bad: keep_quarantined(quarantine, plan.batch_id, bad, datetime.now(UTC)),
+        epoch=plan.epoch,
+        incarnation=plan.incarnation,
+        lost_upstream=plan.lost_upstream,
     )
+    if result.new_epoch:
+        tag_new_epoch(context, topic, plan)
     # Only for lag monitoring (consumer-group tools); landing never reads it back.
-    commit_offsets(conf, topic, app_id, ranges)
-    ends = high_watermarks(conf, topic)
-    landed = bronze_offsets(table)
+    commit_offsets(conf, topic, app_id, plan.ranges)
+    _, ends = topic_end(conf, topic)
+    landed = stream_position(table).next_offsets
     lag = sum(max(0, end - landed.get(p, 0)) for p, end in ends.items())
     return MaterializeResult(
         metadata={
             **numbers(
-                micro_batch_id=batch_id,
+                micro_batch_id=plan.batch_id,
                 rows=result.rows,
-                batch_size=sum(len(r) for r in ranges.values()),
+                batch_size=sum(len(r) for r in plan.ranges.values()),
                 quarantined=len(result.quarantined),
                 lag=lag,
                 delta_version=result.version,
+                epoch=result.epoch,
             ),
             "skipped": result.skipped,
-            "offsets": MetadataValue.json({str(p): r.to_dict() for p, r in sorted(ranges.items())}),
+            "offsets": MetadataValue.json({str(p): r.to_dict() for p, r in sorted(plan.ranges.items())}),
             "topic": topic,
+            "incarnation": plan.incarnation or "",
+            **(
+                {
+                    "new_epoch": True,
+                    "previous_incarnation": plan.previous_incarnation or "",
+                    "lost_upstream": MetadataValue.int(plan.lost),
+                    "lost_upstream_by_partition": MetadataValue.json(
+                        {str(p): n for p, n in sorted(plan.lost_upstream.items())}
+                    ),
+                }
+                if result.new_epoch
+                else {}
+            ),
         }
     )
+
+
+def tag_new_epoch(context: AssetExecutionContext, topic: str, plan: BatchPlan) -> None:
+    """Queue the ``new_epoch`` alert in the run's tags (the audit sensor delivers it once)."""
+    run = context.instance.get_run_by_id(context.run_id)
+    queued = json.loads(run.tags.get(STREAM_ALERTS_TAG, "[]")) if run else []
+    alert = {
+        "alert": "new_epoch",
+        "key": f"{topic}:epoch:{plan.epoch}:{plan.incarnation}",
+        "topic": topic,
+        "epoch": plan.epoch,
+        "incarnation": plan.incarnation,
+        "previous_incarnation": plan.previous_incarnation,
+        "lost_upstream": plan.lost,
+        "lost_upstream_by_partition": {str(p): n for p, n in sorted(plan.lost_upstream.items())},
+    }
+    if alert not in queued:
+        context.instance.add_run_tags(context.run_id, {STREAM_ALERTS_TAG: json.dumps([*queued, alert])})
 
 
 def _describe(ranges: dict[int, OffsetRange]) -> str:
@@ -332,7 +409,7 @@ def silver_trades_enriched(
     windows = recent_windows(context, trade_stream.topic)
     counts = count_windows(
         windows,
-        consumed_offsets(bronze, state, trade_stream.app_id),
+        consumed_position(bronze, state, trade_stream.app_id),
         store,
         bronze_uri=bronze,
         silver_uri=silver,
@@ -343,7 +420,7 @@ def silver_trades_enriched(
             # The alert is queued in the run's tags before the row is written: a kill in between sends it
             # from this run, and the retry's copy is recognised as the same window (see trades.alerts).
             tag_low_volume(context, count)
-        ends, starts = count.window.end_offsets, previous_end_offsets(windows, count.window)
+        ends, starts = count.window.end_offsets, count.start_offsets
         row = store.append_metrics(
             count.window.start,
             count.window.end,
@@ -355,8 +432,10 @@ def silver_trades_enriched(
                 ends,
                 starts,
                 silver_quarantine_uri=silver_quarantine,
+                batches=count.batches,
             ),
-            held_rows=held_count(held_table, ends, starts),
+            held_rows=held_count(held_table, ends, starts, batches=count.batches),
+            delta_rows=count.delta_rows,
         )
         context.log.info(
             f"window {row.window_start:%Y-%m-%d %H:%M:%S}..{row.window_end:%H:%M:%S}: {row.total_rows} trades, "
@@ -413,13 +492,6 @@ def held_check(run: EnrichRun) -> AssetCheckResult:
     )
 
 
-def previous_end_offsets(windows: list[FeedWindow], window: FeedWindow) -> dict[int, int] | None:
-    """The end offsets of the window before ``window`` (latest start before its start), where its
-    messages begin; None for the first window known."""
-    earlier = [w for w in windows if w.start < window.start]
-    return dict(max(earlier, key=lambda w: (w.start, w.end)).end_offsets) if earlier else None
-
-
 def volume_check(rows: list[MetricsRow], threshold: int) -> AssetCheckResult:
     """The latest recorded window against its threshold. WARN severity: a low window is alerted as its
     own ``low_volume`` alert, not as a check failure. Before the first window there is nothing to judge."""
@@ -471,11 +543,16 @@ def tag_low_volume(context: AssetExecutionContext, count: WindowCount) -> None:
 
 
 def recent_windows(context: AssetExecutionContext, topic: str) -> list[FeedWindow]:
-    records = context.instance.fetch_materializations(FEED_KEY, limit=RECENT_WINDOWS).records
+    return recent_windows_of(context.instance, topic)
+
+
+def recent_windows_of(instance, topic: str, incarnation: str | None = None) -> list[FeedWindow]:
+    """The recent feed windows of ``topic`` (of one ``incarnation`` only, when given)."""
+    records = instance.fetch_materializations(FEED_KEY, limit=RECENT_WINDOWS).records
     windows = []
     for record in records:
         materialization = record.asset_materialization
         window = window_from_metadata(materialization.metadata, topic) if materialization else None
-        if window is not None:
+        if window is not None and (incarnation is None or window.incarnation == incarnation):
             windows.append(window)
     return windows

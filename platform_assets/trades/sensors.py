@@ -10,12 +10,19 @@ will retry (run retries, after its worker was killed) is waited for instead.
 With nothing new to land, a tick starts a silver-only run when silver is behind bronze (e.g. the serving
 database was down) at most once a minute, or when a feed window ended since the last tick (its metrics
 row may now be due).
+
+Each plan names the topic incarnation and the epoch (see ``core.trades.position``). A new incarnation of
+an embedded broker starts a new epoch at once, with what the old one left unlanded counted as lost
+upstream; a real broker's new incarnation stops landing: one run fails loudly (and alerts once), later
+ticks skip with the recovery command, until ``python -m platform_assets.trades.new_epoch`` accepts it.
+The cursor keeps the last watermarks seen per incarnation, for that count.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 from dagster import (
     DagsterRunStatus,
@@ -30,18 +37,21 @@ from dagster import (
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.trades.incarnation import accepted_incarnation
 from platform_assets.core.trades.landing import (
+    BatchPlan,
+    NewIncarnationError,
     OffsetRange,
     OffsetsAheadError,
-    bronze_offsets,
+    lost_upstream,
     metadata_consumer,
     next_batch_id,
-    plan_batch,
+    plan_next,
 )
 from platform_assets.core.trades.stream import checkpoint_name
 from platform_assets.lib.resources import LakehouseResource
-from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, STREAMING_SOURCE_TAG
-from platform_assets.trades.assets import FEED_KEY, SILVER_KEY
+from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, STOPPED_TAG, STREAMING_SOURCE_TAG
+from platform_assets.trades.assets import FEED_KEY, SILVER_KEY, recent_windows_of
 from platform_assets.trades.resources import TradeStreamResource
 
 MICRO_BATCH_JOB = "trades_micro_batch_job"
@@ -52,9 +62,18 @@ INTERVAL_SECONDS = 5
 CATCH_UP_EVERY_SECONDS = 60.0
 
 
-def micro_batch_run_config(batch_id: int, ranges: dict[int, OffsetRange]) -> dict:
-    """Offsets only, never payloads: the run reads exactly these ranges from the topic."""
-    config = {"batch_id": batch_id, "ranges": [r.to_dict() for _, r in sorted(ranges.items())]}
+def micro_batch_run_config(
+    batch_id: int, ranges: dict[int, OffsetRange], plan: BatchPlan | None = None
+) -> dict:
+    """Offsets only, never payloads: the run reads exactly these ranges from the topic (of the plan's
+    incarnation, in its epoch; a new epoch also carries what the old one left unlanded)."""
+    config: dict = {"batch_id": batch_id, "ranges": [r.to_dict() for _, r in sorted(ranges.items())]}
+    if plan is not None:
+        config["epoch"] = plan.epoch
+        config["incarnation"] = plan.incarnation
+        if plan.new_epoch:
+            config["new_epoch"] = True
+            config["lost_upstream"] = {str(p): n for p, n in sorted(plan.lost_upstream.items())}
     return {"ops": {"bronze__trades": {"config": config}}}
 
 
@@ -109,53 +128,110 @@ def trades_micro_batches(
     if busy:
         return SkipReason(busy)
     bronze = str(lakehouse.path("bronze", "trades"))
-    batch_id = next_batch_id(bronze, trade_stream.app_id)
-    committed = bronze_offsets(bronze)
+    topic, app_id = trade_stream.topic, trade_stream.app_id
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    seen = cursor.get("seen") or {}
+    conf = trade_stream.client_conf()
     try:
-        with metadata_consumer(trade_stream.client_conf()) as consumer:
-            ranges = plan_batch(consumer, trade_stream.topic, committed, trade_stream.max_batch_rows)
+        with metadata_consumer(conf) as consumer:
+            plan = plan_next(
+                consumer,
+                conf,
+                topic,
+                bronze,
+                app_id,
+                trade_stream.max_batch_rows,
+                accepted_incarnation=accepted_incarnation(lakehouse.state(), app_id),
+            )
     except OffsetsLostError as lost:
         # A run for the lost range fails loudly (and alerts, once: the run key does not change).
         context.log.error(str(lost))
+        batch_id = next_batch_id(bronze, app_id)
         gap = {lost.partition: OffsetRange(lost.partition, lost.wanted, lost.wanted + 1)}
         return RunRequest(
-            run_key=f"{trade_stream.topic}:{batch_id}:lost-{lost.partition}-{lost.wanted}",
+            run_key=f"{topic}:{batch_id}:lost-{lost.partition}-{lost.wanted}",
             run_config=micro_batch_run_config(batch_id, gap),
             tags=streaming_tags(trade_stream, batch_id),
         )
+    except NewIncarnationError as new:
+        return _stopped(context, trade_stream, new)
     except OffsetsAheadError as ahead:
         # Not a data loss and not retryable: someone has to decide (see the README, "Trade stream").
         return SkipReason(
-            f"{ahead}. An embedded broker keeps nothing across restarts: in dev, start the stream over "
-            "with `make reset-stream`"
+            f"{ahead}. Start a new epoch on purpose: python -m platform_assets.trades.new_epoch"
         )
-    if ranges:
+    if plan.new_epoch:
+        # What the old incarnation held beyond what landed: the planner's last look and the feed windows.
+        last_look = seen.get("offsets", {}) if seen.get("incarnation") == plan.previous_incarnation else {}
+        windows = recent_windows_of(context.instance, topic, plan.previous_incarnation)
+        ends = [w.end_offsets for w in windows]
+        plan = replace(plan, lost_upstream=lost_upstream(plan.previous_offsets, last_look, *ends))
+    cursor = {
+        **cursor,
+        "seen": {
+            "incarnation": plan.incarnation,
+            "offsets": {str(p): o for p, o in plan.high_watermarks.items()},
+        },
+    }
+    if plan.ranges:
+        batch_id = plan.batch_id
         attempt = context.instance.get_runs_count(
             RunsFilter(job_name=MICRO_BATCH_JOB, tags=streaming_tags(trade_stream, batch_id))
         )
-        return RunRequest(
-            run_key=f"{trade_stream.topic}:{batch_id}:{attempt}",
-            run_config=micro_batch_run_config(batch_id, ranges),
-            tags=streaming_tags(trade_stream, batch_id),
+        if plan.new_epoch:
+            context.log.warning(
+                f"topic {topic!r} is a new incarnation ({plan.incarnation}; before: {plan.previous_incarnation}): "
+                f"micro-batch {batch_id} starts epoch {plan.epoch} at its first offset; {plan.lost} message(s) "
+                "of the old incarnation were never landed"
+            )
+        return SensorResult(
+            run_requests=[
+                RunRequest(
+                    run_key=f"{topic}:{batch_id}:{attempt}",
+                    run_config=micro_batch_run_config(batch_id, plan.ranges, plan),
+                    tags=streaming_tags(trade_stream, batch_id),
+                )
+            ],
+            cursor=json.dumps(cursor),
         )
-    return _catch_up(context, lakehouse, trade_stream, batch_id - 1)
+    return _catch_up(context, lakehouse, trade_stream, plan, cursor)
+
+
+def _stopped(context: SensorEvaluationContext, trade_stream: TradeStreamResource, new: NewIncarnationError):
+    """A real broker's new incarnation: one run fails loudly (its failure alerts once), then skip."""
+    context.log.error(str(new))
+    run_key = f"{trade_stream.topic}:new-incarnation:{new.current}"
+    requested = context.instance.get_runs_count(
+        RunsFilter(job_name=MICRO_BATCH_JOB, tags={STOPPED_TAG: str(new.current)})
+    )
+    if requested:
+        return SkipReason(f"landing stopped: {new}")
+    # Empty ranges: the run plans by itself, meets the same new incarnation and fails with this message.
+    return RunRequest(
+        run_key=run_key,
+        run_config={"ops": {"bronze__trades": {"config": {"ranges": []}}}},
+        tags={**streaming_tags(trade_stream), STOPPED_TAG: str(new.current)},
+    )
 
 
 def _catch_up(
     context: SensorEvaluationContext,
     lakehouse: LakehouseResource,
     trade_stream: TradeStreamResource,
-    landed: int,
+    plan: BatchPlan,
+    cursor: dict,
 ):
-    cursor = json.loads(context.cursor) if context.cursor else {}
+    landed = plan.batch_id - 1
     windows = context.instance.fetch_materializations(FEED_KEY, limit=1).records
     last_window = windows[0].storage_id if windows else None
     new_window = last_window is not None and last_window != cursor.get("window")
     entry = lakehouse.state().get(checkpoint_name(trade_stream.app_id))
     consumed = -1 if entry is None else int(entry.value["micro_batch_id"])
-    behind = landed > consumed and time.time() - cursor.get("catch_up_at", 0.0) >= CATCH_UP_EVERY_SECONDS
-    if not (new_window or behind):
-        return SkipReason(f"caught up: micro-batches 0..{landed} landed and enriched")
+    due = time.time() - cursor.get("catch_up_at", 0.0) >= CATCH_UP_EVERY_SECONDS
+    if not (new_window or (landed > consumed and due)):
+        return SensorResult(
+            skip_reason=_status(context, trade_stream.topic, plan, consumed), cursor=json.dumps(cursor)
+        )
     reason = "a feed window ended" if new_window else f"silver is at batch {consumed} of {landed}"
     cursor = {**cursor, "window": last_window, "catch_up_at": time.time()}
     return SensorResult(
@@ -168,3 +244,30 @@ def _catch_up(
         ],
         cursor=json.dumps(cursor),
     )
+
+
+def _status(context: SensorEvaluationContext, topic: str, plan: BatchPlan, consumed: int) -> str:
+    """What is true of the stream when there is nothing to start: never "enriched" while silver is behind."""
+    landed = plan.batch_id - 1
+    if plan.new_epoch:
+        return (
+            f"topic {topic!r} is a new incarnation ({plan.incarnation}) with no message yet: epoch "
+            f"{plan.epoch} starts with its first one (micro-batches 0..{landed} landed before)"
+        )
+    if landed < 0:
+        return f"nothing landed yet: topic {topic!r} has no message (epoch {plan.epoch})"
+    if consumed >= landed:
+        return f"caught up: micro-batches 0..{landed} landed and enriched (epoch {plan.epoch})"
+    status = (
+        f"behind: micro-batches 0..{landed} landed, silver has enriched up to {consumed} "
+        f"({landed - consumed} batch(es) behind; a catch-up run starts at most every "
+        f"{CATCH_UP_EVERY_SECONDS:g} s)"
+    )
+    failed = context.instance.get_run_records(
+        RunsFilter(job_name=MICRO_BATCH_JOB, statuses=[DagsterRunStatus.FAILURE]), limit=1
+    )
+    if failed:
+        run = failed[0]
+        when = run.end_time or run.update_timestamp.timestamp()
+        status += f"; last failure: run {run.dagster_run.run_id} at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(when))} UTC"
+    return status

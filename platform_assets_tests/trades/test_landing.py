@@ -18,7 +18,7 @@ from deltalake.exceptions import CommitFailedError
 from platform_assets.core.errors import OffsetsLostError
 from platform_assets.core.trades import landing
 from platform_assets.core.trades.landing import (
-    SCHEMA,
+    TABLE_SCHEMA,
     BatchOrderError,
     BatchReadTimeout,
     OffsetRange,
@@ -123,7 +123,7 @@ def test_batch_lands_exactly_its_ranges(producer, topic, conf, table):
     landed = rows(table)
     assert landed.height == sum(len(r) for r in ranges.values())
     assert positions(landed) == [(0, o) for o in range(2, 8)] + [(1, o) for o in range(6)]
-    assert dict(landed.schema) == SCHEMA
+    assert dict(landed.schema) == TABLE_SCHEMA
     first = landed.row(0, named=True)
     assert first["trade_id"] == 2 and first["price"] == "27123.4500" and first["quantity"] == "0.00100000"
     assert first["trade_time"] == datetime(2023, 11, 14, 22, 13, 20, 2000, tzinfo=UTC)

@@ -131,3 +131,72 @@ def test_the_stream_runs_under_the_daemon_and_survives_a_killed_micro_batch(tmp_
             )
             assert (row.job_type, row.streaming_source) == ("Streaming", f"Kafka:{topic}")
             audit.dispose()
+
+
+def _launch_feed(env: dict, cwd, max_trades: int) -> None:
+    config = {"ops": {"kafka__trades": {"config": {"seconds": 60, "max_trades": max_trades}}}}
+    feed = subprocess.run(
+        [BIN / "dagster", "job", "launch", "-m", "platform_assets.definitions", "-j", "trades_feed_job"]
+        + ["--config-json", json.dumps(config)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    assert feed.returncode == 0, feed.stderr[-3000:]
+
+
+@pytest.mark.slow(60)
+def test_a_broker_restart_under_the_daemon_starts_a_new_epoch_and_serves_every_trade_once(tmp_path):
+    """What `make demo` then `make dev` does: the embedded broker (and the daemon) restart between two
+    windows; the second broker's topic is landed from its first offset, with no manual step."""
+    home = dagster_home(tmp_path)
+    settings = Settings(data_dir=tmp_path / "data")
+    topic = f"trades_{uuid.uuid4().hex[:8]}"
+    first, second = make_trades(90), [{**t, "t": t["t"] + 50_000} for t in make_trades(120)]
+    serving = ServingStore(settings.serving_url)
+
+    def env_for(broker, standin, lookup) -> dict:
+        return {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "PLATFORM_DATA_DIR": str(settings.data_dir),
+            "PLATFORM_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "PLATFORM_TRADES_TOPIC": topic,
+            "PLATFORM_TRADES_WS_URL": standin.url,
+            "PLATFORM_TRADES_LOOKUP_URL": lookup.url,
+            "PLATFORM_TRADES_MAX_BATCH_ROWS": "50",
+        }
+
+    def windows_counted(n: int):
+        def check():
+            try:
+                metrics = serving.metrics()
+            except Exception:
+                return None
+            return metrics if len(metrics) >= n else None
+
+        return check
+
+    with TradesLookupStandin(traded=TRADABLE) as lookup:
+        for number, trades in enumerate((first, second), start=1):
+            with (
+                EmbeddedBroker() as broker,
+                TradesStandin(trades, interval=0.01) as standin,
+                running_daemon(env_for(broker, standin, lookup), tmp_path),
+            ):
+                _launch_feed(env_for(broker, standin, lookup), tmp_path, len(trades))
+                metrics = wait_for(f"window {number} counted", windows_counted(number), timeout=240)
+    log = (tmp_path / "daemon.log").read_text()[-4000:]
+    bronze = pl.read_delta(str(settings.table_path("bronze", "trades")))
+    assert bronze.filter(pl.col("kafka_epoch") == 0).height == len(first), log
+    assert bronze.filter(pl.col("kafka_epoch") == 1).height == len(second), log
+    served = serving.trades().select("symbol", "trade_id").sort("symbol", "trade_id")
+    assert served.equals(
+        pl.concat([expected_silver(first), expected_silver(second)]).sort("symbol", "trade_id")
+    )
+    counts = [(m.total_rows, m.delta_rows) for m in metrics]
+    assert counts == [
+        (expected_silver(first).height, expected_silver(first).height),
+        (expected_silver(second).height, expected_silver(second).height),
+    ], log

@@ -12,7 +12,7 @@ Both are Delta tables merged idempotently on the row's position: (``kafka_partit
 (a new epoch), while batch ids never repeat.
 
 The counts per window (:func:`dead_lettered_count`, :func:`held_count`) read the messages among a
-window's offsets, like :func:`platform_assets.core.trades.stream.enriched_total`.
+window's offsets within its epoch's micro-batches, like :func:`.windows.enriched_total`.
 
 No Dagster import here.
 """
@@ -134,23 +134,39 @@ def held_summary(held_uri: str) -> HeldSummary:
 # --- counts per window ----------------------------------------------------------------------------
 
 
-def _among(end_offsets: Mapping[int, int], start_offsets: Mapping[int, int] | None) -> pl.Expr:
-    """Rows whose (partition, offset) lies before ``end_offsets`` (and from ``start_offsets``, if given)."""
+# The micro-batches of one epoch: first batch id, and the first of the next epoch (None: still open).
+# Offsets start over with each epoch, so a window's offsets only mean something within its batches.
+Batches = tuple[int, int | None]
+
+
+def _among(
+    end_offsets: Mapping[int, int], start_offsets: Mapping[int, int] | None, batches: Batches | None = None
+) -> pl.Expr:
+    """Rows whose (partition, offset) lies before ``end_offsets`` (and from ``start_offsets``, if given),
+    landed by one of ``batches`` (when given)."""
     start_offsets = start_offsets or {}
-    return pl.any_horizontal(
+    among = pl.any_horizontal(
         (pl.col("kafka_partition") == p)
         & (pl.col("kafka_offset") < end)
         & (pl.col("kafka_offset") >= start_offsets.get(p, 0))
         for p, end in end_offsets.items()
     )
+    if batches is not None:
+        first, after = batches
+        among = among & (pl.col("micro_batch_id") >= first)
+        if after is not None:
+            among = among & (pl.col("micro_batch_id") < after)
+    return among
 
 
-def _count(table_uri: str | None, end_offsets: Mapping[int, int], start_offsets) -> int:
+def _count(
+    table_uri: str | None, end_offsets: Mapping[int, int], start_offsets, batches: Batches | None = None
+) -> int:
     if not table_uri or not end_offsets or not delta.table_exists(table_uri):
         return 0
     return (
         pl.scan_delta(table_uri)
-        .filter(_among(end_offsets, start_offsets))
+        .filter(_among(end_offsets, start_offsets, batches))
         .select(ROW_KEY)
         .unique()
         .select(pl.len())
@@ -165,21 +181,26 @@ def dead_lettered_count(
     start_offsets: Mapping[int, int] | None = None,
     *,
     silver_quarantine_uri: str | None = None,
+    batches: Batches | None = None,
 ) -> int:
     """Messages among the offsets before ``end_offsets`` (from ``start_offsets``, when given: one window)
     that are dead-lettered: in landing's ``bronze/trades_quarantine``, plus, when given, in silver's
     quarantine."""
-    return _count(quarantine_uri, end_offsets, start_offsets) + _count(
-        silver_quarantine_uri, end_offsets, start_offsets
+    return _count(quarantine_uri, end_offsets, start_offsets, batches) + _count(
+        silver_quarantine_uri, end_offsets, start_offsets, batches
     )
 
 
 def held_count(
-    held_uri: str, end_offsets: Mapping[int, int], start_offsets: Mapping[int, int] | None = None
+    held_uri: str,
+    end_offsets: Mapping[int, int],
+    start_offsets: Mapping[int, int] | None = None,
+    *,
+    batches: Batches | None = None,
 ) -> int:
     """Messages among the offsets before ``end_offsets`` (from ``start_offsets``, when given) that are held
     now, waiting for a lookup that knows their symbol."""
-    return _count(held_uri, end_offsets, start_offsets)
+    return _count(held_uri, end_offsets, start_offsets, batches)
 
 
 def sibling(table_uri: str, name: str) -> str:

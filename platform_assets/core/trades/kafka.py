@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from platform_assets.core.trades.client_log import CLIENT_LOG
+from platform_assets.core.trades.incarnation import mark_embedded
 
 CONFIG_SETTING = "PLATFORM_KAFKA_CONFIG"
 
@@ -75,6 +76,8 @@ class EmbeddedBroker:
         self._owner = Producer({"test.mock.num.brokers": 1, "log_level": 3})
         brokers = self._owner.list_topics(timeout=self._timeout).brokers.values()
         self.bootstrap = ",".join(f"{b.host}:{b.port}" for b in brokers)
+        # Its identity for this start: offsets of a restarted broker must never continue old ones.
+        mark_embedded(self.bootstrap, self._timeout)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -33,6 +33,8 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from platform_assets.core.delta import CDF_CONFIGURATION, TIMESTAMP
 from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.trades.incarnation import is_embedded, topic_incarnation
+from platform_assets.core.trades.position import Epoch, StreamPosition, read_position
 from platform_assets.core.trades.trade_rules import time_problem, trade_problem
 
 logger = logging.getLogger(__name__)
@@ -53,14 +55,17 @@ SCHEMA: dict[str, pl.DataType] = {
     "ingested_at": TIMESTAMP,
 }
 
-# Each landing commit records, in its commit info, the next offset per partition for everything landed
-# so far. Data rows alone cannot say it: a malformed message (quarantined, not in bronze) or a
-# transaction marker at the end of a partition would otherwise be planned again on every tick.
-NEXT_OFFSETS_KEY = "kafka.next_offsets"
-TOPIC_KEY = "kafka.topic"
-BATCH_KEY = "kafka.micro_batch_id"
-# How many recent commits to search for that record; other writers (optimize, vacuum) commit rarely.
-_HISTORY_DEPTH = 50
+# The epoch of every bronze row (see core.trades.position): offsets restart with each topic incarnation,
+# so (kafka_epoch, kafka_partition, kafka_offset) identifies a message. Added by land_batch; rows landed
+# before epochs existed read as null, i.e. epoch 0.
+EPOCH_COLUMN = "kafka_epoch"
+# The bronze table's columns: the message columns and the epoch.
+TABLE_SCHEMA: dict[str, pl.DataType] = {**SCHEMA, EPOCH_COLUMN: pl.Int32()}
+
+# Each landing commit records, in its commit info, the stream's position: the next offset per partition
+# for everything landed so far in the epoch, the topic incarnation, the epochs (core.trades.position).
+# Data rows alone cannot say it: a malformed message (quarantined, not in bronze) or a transaction marker
+# at the end of a partition would otherwise be planned again on every tick.
 
 # Commit attempts before giving up on a contended table. Each attempt re-checks the app transaction,
 # so a retry never duplicates a batch.
@@ -77,6 +82,22 @@ class BatchReadTimeout(TimeoutError):
 class OffsetsAheadError(RuntimeError):
     """Bronze (or a plan) refers to offsets the topic does not have: the topic was recreated, or the
     table belongs to another topic. Landing would skip or misattribute messages."""
+
+
+class NewIncarnationError(RuntimeError):
+    """The topic is a new incarnation of the one bronze landed from (recreated, or another cluster): its
+    offsets are not the recorded ones. Landing stops until an operator starts a new epoch (an embedded
+    broker's new incarnation starts one by itself). Retrying cannot help."""
+
+    def __init__(self, topic: str, recorded: str | None, current: str | None, detail: str = ""):
+        self.topic = topic
+        self.recorded = recorded
+        self.current = current
+        super().__init__(
+            f"topic {topic!r} is a new incarnation ({current}) of the one bronze landed from ({recorded})"
+            f"{detail}: its offsets start over, so nothing is landed from it until a new epoch is started "
+            "on purpose: python -m platform_assets.trades.new_epoch (make new-epoch)"
+        )
 
 
 class BatchOrderError(RuntimeError):
@@ -116,6 +137,31 @@ class QuarantinedMessage:
 
 
 @dataclass(frozen=True)
+class BatchPlan:
+    """The next micro-batch: its id, the offset ranges, and the epoch and topic incarnation they belong to.
+
+    ``new_epoch``: the first batch of a new topic incarnation; ``lost_upstream`` then counts, per
+    partition, what the previous incarnation held that was never landed (as far as the planner saw it).
+    """
+
+    batch_id: int
+    ranges: dict[int, OffsetRange]
+    epoch: int = 0
+    incarnation: str | None = None
+    new_epoch: bool = False
+    lost_upstream: Mapping[int, int] = field(default_factory=dict)
+    previous_incarnation: str | None = None
+    # On a new epoch: where the previous epoch stopped (next offset per partition of the old incarnation).
+    previous_offsets: Mapping[int, int] = field(default_factory=dict)
+    # The topic's end offsets when planned (per partition), for lag and for the next plan's loss count.
+    high_watermarks: Mapping[int, int] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> int:
+        return sum(self.lost_upstream.values())
+
+
+@dataclass(frozen=True)
 class LandingResult:
     batch_id: int
     rows: int
@@ -124,6 +170,8 @@ class LandingResult:
     version: int | None
     ranges: dict[int, OffsetRange]
     quarantined: tuple[QuarantinedMessage, ...] = field(default=())
+    epoch: int = 0
+    new_epoch: bool = False
 
 
 # --- planning ------------------------------------------------------------------------------------
@@ -132,33 +180,149 @@ class LandingResult:
 def plan_batch(
     consumer: Consumer, topic: str, committed: Mapping[int, int], cap: int, *, timeout: float = 10.0
 ) -> dict[int, OffsetRange]:
-    """The next micro-batch: per partition, from the next offset bronze needs to the high watermark.
+    """The next micro-batch's ranges: per partition, from the next offset bronze needs to the high
+    watermark.
 
-    ``committed`` is the next offset per partition already landed (:func:`bronze_offsets`); a
-    partition missing from it starts at its low watermark. At most ``cap`` records in total, shared
-    max-min fairly so a busy partition cannot starve the others. Partitions with nothing new get no
-    range; an empty dict means caught up (also when the topic does not exist yet). Only metadata and
-    watermarks are read, nothing is consumed.
+    ``committed`` is the next offset per partition already landed; a partition missing from it starts
+    at its low watermark. At most ``cap`` records in total, shared max-min fairly so a busy partition
+    cannot starve the others. Partitions with nothing new get no range; an empty dict means caught up
+    (also when the topic does not exist yet). Only metadata and watermarks are read, nothing is consumed.
+    This does not look at the topic's incarnation: :func:`plan_next` does.
     """
-    if cap <= 0:
-        raise ValueError(f"cap must be positive, got {cap}")
-    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    metadata = _topic_metadata(consumer, topic, timeout)
+    if metadata is None:
+        return {}
+    ranges, _ = _plan_ranges(consumer, topic, metadata, committed, cap, timeout, check=True)
+    return ranges
+
+
+def _topic_metadata(consumer: Consumer, topic: str, timeout: float) -> Any:
+    """The cluster metadata of ``topic`` (None when the topic does not exist)."""
+    cluster = consumer.list_topics(topic, timeout=timeout)
+    metadata = cluster.topics.get(topic)
     if metadata is None or metadata.error is not None:
         if metadata is None or metadata.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            return {}
+            return None
         raise KafkaException(metadata.error)
+    return cluster
+
+
+def _plan_ranges(
+    consumer: Consumer,
+    topic: str,
+    cluster: Any,
+    committed: Mapping[int, int],
+    cap: int,
+    timeout: float,
+    *,
+    check: bool,
+) -> tuple[dict[int, OffsetRange], dict[int, int]]:
+    """Ranges from ``committed`` (or the low watermark) on, and the high watermark of every partition.
+    ``check``: raise when a start is outside what the partition holds."""
+    if cap <= 0:
+        raise ValueError(f"cap must be positive, got {cap}")
     starts: dict[int, int] = {}
     pending: dict[int, int] = {}
-    for partition in sorted(metadata.partitions):
+    highs: dict[int, int] = {}
+    for partition in sorted(cluster.topics[topic].partitions):
         low, high = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=timeout, cached=False
         )
         start = committed.get(partition, low)
-        _check_available(topic, partition, start, low, high)
+        if check:
+            _check_available(topic, partition, start, low, high)
         starts[partition] = start
-        pending[partition] = high - start
+        pending[partition] = max(0, high - start)
+        highs[partition] = high
     shares = _fair_shares(pending, cap)
-    return {p: OffsetRange(p, starts[p], starts[p] + n) for p, n in shares.items() if n > 0}
+    return {p: OffsetRange(p, starts[p], starts[p] + n) for p, n in shares.items() if n > 0}, highs
+
+
+def _ahead(
+    consumer: Consumer, topic: str, cluster: Any, committed: Mapping[int, int], timeout: float
+) -> bool:
+    """True when some recorded offset is past the end of its partition (or the partition is gone)."""
+    partitions = set(cluster.topics[topic].partitions)
+    for partition, start in committed.items():
+        if partition not in partitions:
+            return start > 0
+        _, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout, cached=False
+        )
+        if start > high:
+            return True
+    return False
+
+
+def plan_next(
+    consumer: Consumer,
+    conf: Mapping[str, Any],
+    topic: str,
+    table_uri: str,
+    app_id: str,
+    cap: int,
+    *,
+    accepted_incarnation: str | None = None,
+    timeout: float = 10.0,
+    storage_options: dict[str, str] | None = None,
+) -> BatchPlan:
+    """The next micro-batch of ``app_id`` from ``topic`` into ``table_uri``, epoch and incarnation included.
+
+    The table's newest landing commit says where the stream stands (:func:`read_position`); the broker
+    says which incarnation of the topic it serves (:func:`topic_incarnation`). The same incarnation
+    continues the epoch from the recorded offsets. A new one is never read from old offsets:
+
+    - an embedded broker's new incarnation, or the one an operator accepted (``accepted_incarnation``),
+      starts a new epoch at the new topic's first offset. The plan carries where the old epoch stopped
+      (``previous_offsets``): what the old incarnation held beyond it is lost upstream, which only the
+      caller can count (:func:`lost_upstream`, with the end offsets it saw of the old incarnation);
+    - any other raises :class:`NewIncarnationError`: landing stops until someone decides.
+
+    A table written before incarnations were recorded continues its epoch and adopts the current
+    incarnation, unless its offsets are past the topic's end: that is a new incarnation too.
+    The plan's ``ranges`` are empty when there is nothing new to land (or no topic yet).
+    """
+    table = _open(table_uri, storage_options)
+    position = read_position(table)
+    committed = table.transaction_version(app_id) if table is not None else None
+    batch_id = 0 if committed is None else committed + 1
+    cluster = _topic_metadata(consumer, topic, timeout)
+    if cluster is None:
+        return BatchPlan(batch_id, {}, position.epoch, position.incarnation)
+    incarnation = topic_incarnation(conf, topic, cluster.cluster_id, timeout=min(timeout, 5.0))
+    known = position.incarnation
+    changed = known is not None and incarnation is not None and incarnation != known
+    if not changed and known is None and position.found:
+        # Recorded before incarnations were: offsets past the end are the only sign of a new one.
+        changed = _ahead(consumer, topic, cluster, position.next_offsets, timeout)
+    if not changed:
+        ranges, highs = _plan_ranges(
+            consumer, topic, cluster, position.next_offsets, cap, timeout, check=True
+        )
+        return BatchPlan(batch_id, ranges, position.epoch, incarnation or known, high_watermarks=highs)
+    if not (is_embedded(incarnation) or (incarnation is not None and incarnation == accepted_incarnation)):
+        raise NewIncarnationError(topic, known, incarnation)
+    ranges, highs = _plan_ranges(consumer, topic, cluster, {}, cap, timeout, check=False)
+    return BatchPlan(
+        batch_id,
+        ranges,
+        position.epoch + 1 if position.found else position.epoch,
+        incarnation,
+        new_epoch=position.found,
+        previous_incarnation=known,
+        previous_offsets=dict(position.next_offsets),
+        high_watermarks=highs,
+    )
+
+
+def lost_upstream(landed: Mapping[int, int], *seen: Mapping[int, int]) -> dict[int, int]:
+    """Per partition, the messages an incarnation was seen to hold (``seen``: end offsets, e.g. the
+    planner's last watermarks and the feed windows' end offsets) beyond what was ``landed``."""
+    ends: dict[int, int] = {}
+    for offsets in seen:
+        for partition, end in offsets.items():
+            ends[int(partition)] = max(ends.get(int(partition), 0), int(end))
+    return {p: end - landed.get(p, 0) for p, end in sorted(ends.items()) if end > landed.get(p, 0)}
 
 
 def _check_available(topic: str, partition: int, start: int, low: int, high: int) -> None:
@@ -201,15 +365,6 @@ def _open(table_uri: str, storage_options: dict[str, str] | None) -> DeltaTable 
     return DeltaTable(table_uri, storage_options=storage_options)
 
 
-def _recorded_offsets(table: DeltaTable) -> dict[int, int]:
-    """Next offsets recorded by the newest landing commit among the recent ones ({} if none)."""
-    for commit in table.history(limit=_HISTORY_DEPTH):
-        recorded = commit.get(NEXT_OFFSETS_KEY)
-        if recorded is not None:
-            return {int(p): int(n) for p, n in json.loads(recorded).items()}
-    return {}
-
-
 def next_batch_id(table_uri: str, app_id: str, *, storage_options: dict[str, str] | None = None) -> int:
     """The id of the next micro-batch of ``app_id``: one past the last one committed (0 for a new table)."""
     table = _open(table_uri, storage_options)
@@ -217,32 +372,21 @@ def next_batch_id(table_uri: str, app_id: str, *, storage_options: dict[str, str
     return 0 if committed is None else committed + 1
 
 
-def bronze_offsets(
-    table_uri: str, *, version: int | None = None, storage_options: dict[str, str] | None = None
-) -> dict[int, int]:
-    """The next offset to land per partition: one past the highest offset the table holds (at
-    ``version``, when given).
+def stream_position(
+    table_uri: str, *, batch_id: int | None = None, storage_options: dict[str, str] | None = None
+) -> StreamPosition:
+    """Where the landing stream of ``table_uri`` stands (after micro-batch ``batch_id``, when given),
+    from the Delta log: O(1) in the table's history."""
+    return read_position(_open(table_uri, storage_options), batch_id=batch_id)
 
-    Computed by an aggregation over the table (statistics and one column, not a full read), and
-    raised to the offsets recorded by the last landing commit, which also cover quarantined messages
-    and transaction markers that left no row. Empty for a missing table.
-    """
-    table = _open(table_uri, storage_options)
-    if table is None:
-        return {}
-    if version is not None:
-        table.load_as_version(version)
-    # The same snapshot for the scan and the commit record, so both describe one table version.
-    held = (
-        pl.scan_delta(table)
-        .group_by("kafka_partition")
-        .agg((pl.col("kafka_offset").max() + 1).alias("next_offset"))
-        .collect()
-    )
-    offsets = {int(p): int(n) for p, n in held.iter_rows()}
-    for partition, recorded in _recorded_offsets(table).items():
-        offsets[partition] = max(offsets.get(partition, 0), recorded)
-    return offsets
+
+def bronze_offsets(
+    table_uri: str, *, batch_id: int | None = None, storage_options: dict[str, str] | None = None
+) -> dict[int, int]:
+    """The next offset to land per partition in the current epoch (after micro-batch ``batch_id``, when
+    given), as the landing commits record it (they also cover quarantined messages and transaction
+    markers that left no row). Empty for a missing table."""
+    return dict(stream_position(table_uri, batch_id=batch_id, storage_options=storage_options).next_offsets)
 
 
 @contextlib.contextmanager
@@ -253,6 +397,22 @@ def metadata_consumer(conf: Mapping[str, Any]) -> Iterator[Consumer]:
         yield consumer
     finally:
         consumer.close()
+
+
+def topic_end(
+    conf: Mapping[str, Any], topic: str, *, timeout: float = 10.0
+) -> tuple[str | None, dict[int, int]]:
+    """The topic's current incarnation and the end offset of every partition ((None, {}) when the topic
+    does not exist): what a feed window records when it ends."""
+    with metadata_consumer(conf) as consumer:
+        cluster = _topic_metadata(consumer, topic, timeout)
+        if cluster is None:
+            return None, {}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)[1]
+            for p in sorted(cluster.topics[topic].partitions)
+        }
+    return topic_incarnation(conf, topic, cluster.cluster_id, timeout=min(timeout, 5.0)), ends
 
 
 def high_watermarks(conf: Mapping[str, Any], topic: str, *, timeout: float = 10.0) -> dict[int, int]:
@@ -462,13 +622,21 @@ def to_frame(
 
 def _skip(batch_id: int, ranges: dict[int, OffsetRange], table: DeltaTable, log: Any) -> LandingResult:
     log.info(f"micro-batch {batch_id} is already in the table (version {table.version()}); nothing to land")
-    return LandingResult(batch_id, 0, True, table.version(), ranges)
+    return LandingResult(batch_id, 0, True, table.version(), ranges, epoch=read_position(table).epoch)
 
 
 def _check_order(
-    table: DeltaTable | None, app_id: str, batch_id: int, topic: str, ranges: Mapping[int, OffsetRange]
+    table: DeltaTable | None,
+    position: StreamPosition,
+    app_id: str,
+    batch_id: int,
+    topic: str,
+    ranges: Mapping[int, OffsetRange],
+    epoch: int,
+    incarnation: str | None,
 ) -> int | None:
-    """The last committed batch id of ``app_id``; raises when ``batch_id``/``ranges`` do not follow it."""
+    """The last committed batch id of ``app_id``; raises when ``batch_id``/``ranges``/``epoch`` do not
+    follow it."""
     committed = table.transaction_version(app_id) if table is not None else None
     expected = 0 if committed is None else committed + 1
     if batch_id > expected:
@@ -476,15 +644,66 @@ def _check_order(
             f"micro-batch {batch_id} of {app_id!r} cannot land before batch {expected}: recording it first "
             f"would make batch {expected} look landed"
         )
-    if table is not None and batch_id == expected:
-        recorded = _recorded_offsets(table)
-        for partition, wanted in ranges.items():
-            if len(wanted) and wanted.start < recorded.get(partition, 0):
-                raise BatchOrderError(
-                    f"micro-batch {batch_id}: topic {topic!r} partition {partition} starts at offset "
-                    f"{wanted.start} but offsets up to {recorded[partition] - 1} are already landed"
-                )
+    if table is None or batch_id != expected:
+        return committed
+    if epoch == position.epoch + 1 and position.found:
+        return committed  # a new epoch: its offsets belong to a new incarnation
+    if epoch != position.epoch:
+        raise BatchOrderError(
+            f"micro-batch {batch_id} of {app_id!r} is planned in epoch {epoch} but the table is in epoch "
+            f"{position.epoch}"
+        )
+    if position.incarnation is not None and incarnation is not None and incarnation != position.incarnation:
+        raise NewIncarnationError(
+            topic, position.incarnation, incarnation, " (the batch continues the epoch)"
+        )
+    for partition, wanted in ranges.items():
+        if len(wanted) and wanted.start < position.next_offsets.get(partition, 0):
+            raise BatchOrderError(
+                f"micro-batch {batch_id}: topic {topic!r} partition {partition} starts at offset "
+                f"{wanted.start} but offsets up to {position.next_offsets[partition] - 1} are already landed"
+            )
     return committed
+
+
+def _position_after(
+    position: StreamPosition,
+    batch_id: int,
+    ranges: Mapping[int, OffsetRange],
+    epoch: int,
+    incarnation: str | None,
+    lost_upstream: Mapping[int, int],
+) -> StreamPosition:
+    """The stream's position once micro-batch ``batch_id`` is landed."""
+    now = datetime.now(UTC).isoformat()
+    new_epoch = position.found and epoch == position.epoch + 1
+    epochs = list(position.epochs)
+    if new_epoch:
+        next_offsets: dict[int, int] = {}
+        epochs.append(Epoch(epoch, incarnation, batch_id, now, dict(lost_upstream)))
+    else:
+        next_offsets = dict(position.next_offsets)
+        incarnation = incarnation or position.incarnation
+        if not epochs or epochs[-1].number != epoch:
+            # The first batch of the table, or a table landed before epochs were recorded.
+            epochs.append(Epoch(epoch, incarnation, batch_id if not position.found else 0, now))
+        elif epochs[-1].incarnation is None and incarnation is not None:
+            last = epochs[-1]
+            epochs[-1] = Epoch(
+                last.number, incarnation, last.first_batch, last.started_at, last.lost_upstream
+            )
+    for partition, wanted in ranges.items():
+        next_offsets[partition] = max(next_offsets.get(partition, 0), wanted.end)
+    return StreamPosition(next_offsets, epoch, incarnation, tuple(epochs), found=True)
+
+
+def _current_incarnation(
+    consumer: Consumer, conf: Mapping[str, Any], topic: str, timeout: float
+) -> str | None:
+    cluster = _topic_metadata(consumer, topic, timeout)
+    if cluster is None:
+        return None
+    return topic_incarnation(conf, topic, cluster.cluster_id, timeout=min(timeout, 5.0))
 
 
 def land_batch(
@@ -499,6 +718,9 @@ def land_batch(
     read_timeout: float = 60.0,
     storage_options: dict[str, str] | None = None,
     keep_quarantined: Callable[[list[QuarantinedMessage]], None] | None = None,
+    epoch: int | None = None,
+    incarnation: str | None = None,
+    lost_upstream: Mapping[int, int] | None = None,
 ) -> LandingResult:
     """Land exactly the messages in ``ranges`` as micro-batch ``batch_id``, at most once.
 
@@ -516,6 +738,12 @@ def land_batch(
     their offsets still count as landed, as recorded in the commit. ``keep_quarantined`` receives them
     before the Delta commit, so a kill after the commit cannot lose them (it must be idempotent: a
     retried batch hands over the same messages again).
+
+    ``epoch`` and ``incarnation`` come from the plan (:func:`plan_next`): the topic must still be that
+    incarnation when the batch is read (else :class:`NewIncarnationError`, nothing landed), and the
+    epoch must be the table's, or the next one for the first batch of a new incarnation (its
+    ``lost_upstream`` is recorded with the epoch). Without them the batch continues the table's epoch.
+    Every row carries its epoch in ``kafka_epoch``.
     """
     log = log or logger
     ranges = dict(ranges)
@@ -525,12 +753,19 @@ def land_batch(
 
     # A retry of a landed batch stops here, before reading anything from Kafka.
     table = _open(table_uri, storage_options)
-    committed = _check_order(table, app_id, batch_id, topic, ranges)
+    position = read_position(table)
+    if epoch is None:
+        epoch = position.epoch
+    committed = _check_order(table, position, app_id, batch_id, topic, ranges, epoch, incarnation)
     if committed is not None and committed >= batch_id:
         return _skip(batch_id, ranges, table, log)
 
     consumer = Consumer(_consumer_conf(bootstrap_conf, app_id))
     try:
+        if incarnation is not None:
+            current = _current_incarnation(consumer, bootstrap_conf, topic, min(read_timeout, 10.0))
+            if current != incarnation:
+                raise NewIncarnationError(topic, incarnation, current, " since the batch was planned")
         messages = _read_ranges(consumer, topic, ranges, read_timeout)
     finally:
         consumer.close()
@@ -541,22 +776,18 @@ def land_batch(
         )
     if quarantined and keep_quarantined is not None:
         keep_quarantined(quarantined)
+    frame = frame.with_columns(pl.lit(epoch, dtype=pl.Int32()).alias(EPOCH_COLUMN))
     data = frame.to_arrow()
 
     for _attempt in range(_COMMIT_ATTEMPTS):
         table = _open(table_uri, storage_options)
-        committed = _check_order(table, app_id, batch_id, topic, ranges)
+        position = read_position(table)
+        committed = _check_order(table, position, app_id, batch_id, topic, ranges, epoch, incarnation)
         if committed is not None and committed >= batch_id:
             return _skip(batch_id, ranges, table, log)
-        next_offsets = _recorded_offsets(table) if table is not None else {}
-        for partition, wanted in ranges.items():
-            next_offsets[partition] = max(next_offsets.get(partition, 0), wanted.end)
+        after = _position_after(position, batch_id, ranges, epoch, incarnation, lost_upstream or {})
         properties = CommitProperties(
-            custom_metadata={
-                TOPIC_KEY: topic,
-                BATCH_KEY: str(batch_id),
-                NEXT_OFFSETS_KEY: json.dumps({str(p): n for p, n in sorted(next_offsets.items())}),
-            },
+            custom_metadata=after.commit_info(topic, batch_id),
             # No silent rebase onto a newer version: the check above holds for this snapshot only.
             max_commit_retries=0,
             app_transactions=[Transaction(app_id, batch_id)],
@@ -575,7 +806,8 @@ def land_batch(
                     commit_properties=properties,
                 )
             else:
-                write_deltalake(table, data, mode="append", commit_properties=properties)
+                # schema_mode merge: a table landed before epochs gains the kafka_epoch column.
+                write_deltalake(table, data, mode="append", schema_mode="merge", commit_properties=properties)
         except CommitFailedError as exc:
             log.info(f"micro-batch {batch_id}: commit lost to a concurrent writer ({exc}); checking again")
             continue
@@ -585,12 +817,22 @@ def land_batch(
                 log.info(f"micro-batch {batch_id}: table created concurrently ({exc}); checking again")
                 continue
             raise
+        new_epoch = after.epoch != position.epoch
+        if new_epoch:
+            started = after.epochs[-1]
+            log.warning(
+                f"topic {topic!r}: epoch {epoch} started with micro-batch {batch_id} on a new incarnation "
+                f"({incarnation}; before: {position.incarnation}); {started.lost} message(s) of the previous "
+                "incarnation were never landed (lost upstream)"
+            )
         log.info(
             f"micro-batch {batch_id}: landed {frame.height} row(s) of topic {topic!r} at version {version} "
-            f"({len(quarantined)} quarantined; ranges "
+            f"(epoch {epoch}; {len(quarantined)} quarantined; ranges "
             f"{', '.join(f'{p}:{r.start}..{r.end}' for p, r in sorted(ranges.items()))})"
         )
-        return LandingResult(batch_id, frame.height, False, version, ranges, tuple(quarantined))
+        return LandingResult(
+            batch_id, frame.height, False, version, ranges, tuple(quarantined), epoch, new_epoch
+        )
     raise CommitFailedError(
         f"micro-batch {batch_id}: {_COMMIT_ATTEMPTS} commit attempts on {table_uri!r} lost to concurrent "
         f"writers; nothing landed, retry the run"

@@ -222,14 +222,16 @@ class ServingStore:
         *,
         dead_lettered_rows: int | None = None,
         held_rows: int | None = None,
+        delta_rows: int | None = None,
     ) -> MetricsRow:
         """Record the window's row count for ``table``; the window's ``Ingestion_Metrics`` row.
 
         ``dead_lettered_rows`` and ``held_rows``: the window's messages dead-lettered and held (for the
         lookup) when it is recorded; None leaves them null.
 
-        ``delta_rows`` is ``total_rows`` minus the total of the table's previous window (the latest one
-        starting before this window), or ``total_rows`` for its first window; ``alerted`` is
+        ``delta_rows``, unless given (the stream gives it per epoch), is ``total_rows`` minus the total of
+        the table's previous window (the latest one starting before this window), or ``total_rows`` for
+        its first window; ``alerted`` is
         ``delta_rows < threshold``. A window already recorded is returned as stored, unchanged, so a
         retried run neither adds a row nor alerts twice from a recomputed delta.
         """
@@ -244,8 +246,9 @@ class ServingStore:
             existing = self._metrics_row(table, start, end)
             if existing is not None:
                 return existing
-            previous = self._previous_total(table, start)
-            delta_rows = total_rows if previous is None else total_rows - previous
+            if delta_rows is None:
+                previous = self._previous_total(table, start)
+                delta_rows = total_rows if previous is None else total_rows - previous
             try:
                 with self.engine.begin() as conn:
                     conn.execute(

@@ -1,16 +1,12 @@
-"""The steps after landing: enrich the micro-batches silver has not seen, serve them, count the windows.
+"""The steps after landing: enrich the micro-batches silver has not seen, and serve them.
 
 :func:`enrich_pending` is what ``silver/trades_enriched`` runs after each landed micro-batch. It reads
 the bronze batches after its checkpoint (a state entry holding the last micro-batch id it consumed),
 joins them with the symbol lookup, merges them into silver, upserts them into ``Enriched_Trades`` and
 only then moves the checkpoint (compare-and-set). Every step is idempotent, so a run that fails or is
 killed anywhere - the serving database down, say - is caught up by the next run without losing or
-doubling a trade. Batches go in chunks, so a long backlog keeps memory bounded.
-
-:func:`record_windows` appends one ``Ingestion_Metrics`` row per feed window once all of the window's
-messages are enriched (the window's end offsets are landed and consumed by silver). A window's total
-is the number of distinct enriched trades among the messages before its end offsets, so it does not
-depend on how batches fell across windows or on when the row is written.
+doubling a trade. Batches go in chunks, so a long backlog keeps memory bounded. Feed windows and their
+``Ingestion_Metrics`` rows are counted in :mod:`.windows`.
 
 No Dagster import here: the Dagster assets call these functions.
 """
@@ -18,7 +14,7 @@ No Dagster import here: the Dagster assets call these functions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,20 +25,18 @@ import requests
 from deltalake import DeltaTable
 
 from platform_assets.core import delta
-from platform_assets.core.audit.values import as_utc
 from platform_assets.core.errors import LookupApiError
 from platform_assets.core.lake import is_url
 from platform_assets.core.redaction import redact_text
 from platform_assets.core.state import StateStore
 from platform_assets.core.trades.enrich import (
-    KEYS,
     enrich_safely,
     merge_silver,
     rule_problems,
     split_by_lookup,
 )
 from platform_assets.core.trades.held import held_summary, hold, quarantine, read_held, release, sibling
-from platform_assets.core.trades.landing import QuarantinedMessage, bronze_offsets
+from platform_assets.core.trades.landing import QuarantinedMessage
 from platform_assets.core.trades.lookup import FILE_NAME, fetch_lookup, flatten, write_lookup
 from platform_assets.core.trades.serving import ServingStore
 
@@ -78,19 +72,6 @@ class LookupMissing(RuntimeError):
 
 class LookupUnavailable(RuntimeError):
     """The lookup API could not give a usable lookup (unreachable, an error status, a malformed body)."""
-
-
-@dataclass(frozen=True)
-class FeedWindow:
-    """One feed invocation: its wall-clock span and the topic's end offsets when it ended."""
-
-    start: datetime
-    end: datetime
-    end_offsets: Mapping[int, int]
-
-    def complete(self, landed: Mapping[int, int]) -> bool:
-        """True when every message before the end offsets is landed (``landed``: next offset per partition)."""
-        return all(landed.get(p, 0) >= end for p, end in self.end_offsets.items())
 
 
 @dataclass
@@ -331,78 +312,6 @@ def _retry_held(
         f"{split.not_tradable.height} filtered (symbol not tradable), "
         f"{held.height - split.known.height - split.not_tradable.height} still held"
     )
-
-
-def consumed_offsets(bronze_uri: str, state: StateStore, app_id: str) -> dict[int, int]:
-    """The next offset per partition of everything silver has consumed ({} before its first run)."""
-    entry = state.get(checkpoint_name(app_id))
-    if entry is None or not delta.table_exists(bronze_uri):
-        return {}
-    return bronze_offsets(bronze_uri, version=int(entry.value["bronze_version"]))
-
-
-def enriched_total(bronze_uri: str, silver_uri: str, end_offsets: Mapping[int, int]) -> int:
-    """Distinct enriched trades among the messages before ``end_offsets``.
-
-    The bronze keys before the offsets (one column pair, pruned by statistics), semi-joined with the
-    silver keys: silver holds one row per trade of a tradable symbol, whichever batch brought it.
-    """
-    if not end_offsets or not delta.table_exists(bronze_uri) or not delta.table_exists(silver_uri):
-        return 0
-    before = pl.any_horizontal(
-        (pl.col("kafka_partition") == p) & (pl.col("kafka_offset") < end) for p, end in end_offsets.items()
-    )
-    keys = pl.scan_delta(bronze_uri).filter(before).select(KEYS).unique()
-    silver = pl.scan_delta(silver_uri).select(KEYS)
-    return keys.join(silver, on=list(KEYS), how="semi").select(pl.len()).collect().item()
-
-
-@dataclass(frozen=True)
-class WindowCount:
-    """A complete window's count, before it is recorded: what its ``Ingestion_Metrics`` row will hold."""
-
-    window: FeedWindow
-    table: str
-    total_rows: int
-    delta_rows: int
-    threshold: int
-
-    @property
-    def low_volume(self) -> bool:
-        return self.delta_rows < self.threshold
-
-
-def count_windows(
-    windows: Iterable[FeedWindow],
-    consumed: Mapping[int, int],
-    serving: ServingStore,
-    *,
-    bronze_uri: str,
-    silver_uri: str,
-    threshold: int,
-    table: str = INGESTION_TABLE,
-) -> list[WindowCount]:
-    """The counts of the windows that are complete and not recorded yet, oldest first.
-
-    A window is complete when silver has consumed its end offsets (``consumed``); the others wait for a
-    later call. Each count's delta is taken against the window recorded before it, so record them in
-    order (:meth:`ServingStore.append_metrics`, which computes the same delta and is idempotent).
-    """
-    recorded = {(m.window_start, m.window_end) for m in serving.metrics(table)}
-    counts: list[WindowCount] = []
-    previous: int | None = None
-    for window in sorted(windows, key=lambda w: (w.start, w.end)):
-        key = (as_utc(window.start), as_utc(window.end))
-        if key in recorded or not window.complete(consumed):
-            continue
-        total = enriched_total(bronze_uri, silver_uri, window.end_offsets)
-        if previous is None:
-            previous = serving.previous_total(table, window.start)
-        counts.append(
-            WindowCount(window, table, total, total if previous is None else total - previous, threshold)
-        )
-        previous = total
-    return counts
 
 
 def keep_quarantined(
