@@ -153,7 +153,8 @@ def test_a_broker_restart_under_the_daemon_starts_a_new_epoch_and_serves_every_t
     home = dagster_home(tmp_path)
     settings = Settings(data_dir=tmp_path / "data")
     topic = f"trades_{uuid.uuid4().hex[:8]}"
-    first, second = make_trades(90), [{**t, "t": t["t"] + 50_000} for t in make_trades(120)]
+    # one micro-batch a window: what is tested is the restart, not batching
+    first, second = make_trades(40), [{**t, "t": t["t"] + 50_000} for t in make_trades(60)]
     serving = ServingStore(settings.serving_url)
 
     def env_for(broker, standin, lookup) -> dict:
@@ -165,7 +166,7 @@ def test_a_broker_restart_under_the_daemon_starts_a_new_epoch_and_serves_every_t
             "PLATFORM_TRADES_TOPIC": topic,
             "PLATFORM_TRADES_WS_URL": standin.url,
             "PLATFORM_TRADES_LOOKUP_URL": lookup.url,
-            "PLATFORM_TRADES_MAX_BATCH_ROWS": "50",
+            "PLATFORM_TRADES_MAX_BATCH_ROWS": "100",
         }
 
     def windows_counted(n: int):

@@ -67,8 +67,9 @@ def _trades(rows: pl.DataFrame) -> pl.DataFrame:
     return delta.normalize_timestamps(frame.select(TRADE_SCHEMA.names())).cast(dict(TRADE_SCHEMA))
 
 
-def _insert_new(table_uri: str, frame: pl.DataFrame) -> int:
-    """Insert the rows of ``frame`` whose key is not in the table (created on first use); the version."""
+def insert_new(table_uri: str, frame: pl.DataFrame) -> int:
+    """Insert the rows of ``frame`` whose position (:data:`ROW_KEY`) is not in the table (created on first
+    use), so a retried batch adds nothing twice; the table version after it."""
     frame = frame.unique(list(ROW_KEY), keep="first", maintain_order=True)
     if not delta.table_exists(table_uri):
         try:
@@ -97,7 +98,7 @@ def hold(held_uri: str, rows: pl.DataFrame, now: datetime) -> int:
     if rows.height == 0:
         return 0
     frame = _trades(rows).with_columns(held_at=pl.lit(now, dtype=delta.TIMESTAMP))
-    _insert_new(held_uri, frame.cast(dict(HELD_SCHEMA)))
+    insert_new(held_uri, frame.cast(dict(HELD_SCHEMA)))
     return rows.height
 
 
@@ -120,7 +121,7 @@ def quarantine(quarantine_uri: str, rows: pl.DataFrame, now: datetime) -> int:
     frame = _trades(rows).with_columns(
         reason=rows["reason"].cast(pl.String), quarantined_at=pl.lit(now, dtype=delta.TIMESTAMP)
     )
-    _insert_new(quarantine_uri, frame.cast(dict(QUARANTINE_SCHEMA)))
+    insert_new(quarantine_uri, frame.cast(dict(QUARANTINE_SCHEMA)))
     return rows.height
 
 

@@ -35,7 +35,15 @@ from platform_assets.core.trades.enrich import (
     rule_problems,
     split_by_lookup,
 )
-from platform_assets.core.trades.held import held_summary, hold, quarantine, read_held, release, sibling
+from platform_assets.core.trades.held import (
+    held_summary,
+    hold,
+    insert_new,
+    quarantine,
+    read_held,
+    release,
+    sibling,
+)
 from platform_assets.core.trades.landing import QuarantinedMessage
 from platform_assets.core.trades.lookup import FILE_NAME, fetch_lookup, flatten, write_lookup
 from platform_assets.core.trades.serving import ServingStore
@@ -335,22 +343,4 @@ def keep_quarantined(
         ],
         schema=QUARANTINE_SCHEMA,
     )
-    if not delta.table_exists(table_uri):
-        try:
-            return delta.create(table_uri, frame)
-        except Exception:
-            if not delta.table_exists(table_uri):
-                raise
-    (
-        DeltaTable(table_uri)
-        .merge(
-            frame.to_arrow(),
-            "t.kafka_partition = s.kafka_partition AND t.kafka_offset = s.kafka_offset"
-            " AND t.micro_batch_id = s.micro_batch_id",
-            source_alias="s",
-            target_alias="t",
-        )
-        .when_not_matched_insert_all()
-        .execute()
-    )
-    return DeltaTable(table_uri).version()
+    return insert_new(table_uri, frame)
