@@ -280,3 +280,12 @@ def test_trade_stream_settings():
 )
 def test_valid_crons_are_accepted(cron):
     assert load_settings({"PLATFORM_MEDALLION_SCHEDULE": cron}).medallion_schedule == cron
+
+
+def test_the_schedules_taken_as_valid_without_a_check_are_valid():
+    from dagster._utils.schedules import is_valid_cron_string
+
+    from platform_assets.settings import _KNOWN_GOOD_CRONS, Settings
+
+    assert {Settings.medallion_schedule, Settings.countries_schedule} == _KNOWN_GOOD_CRONS
+    assert all(is_valid_cron_string(cron) for cron in _KNOWN_GOOD_CRONS)

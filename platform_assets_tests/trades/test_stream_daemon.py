@@ -1,6 +1,7 @@
 """The trade stream under a real Dagster daemon: the schedule-less feed job launched from the CLI, the
 sensor starting micro-batch runs, one of them killed with SIGKILL mid-run and retried by Dagster, and
-every trade served exactly once with its window's metrics row and audit rows."""
+every trade served exactly once with its window's metrics row and audit rows; then the broker and the
+daemon restart and a second window lands in a new epoch."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from platform_devkit.trades_standin import TradesStandin, make_trades
 TRADES = 240
 
 
-@pytest.mark.slow(50)
-def test_the_stream_runs_under_the_daemon_and_survives_a_killed_micro_batch(tmp_path):
+@pytest.mark.slow(110)
+def test_the_stream_runs_under_the_daemon_survives_a_killed_micro_batch_and_a_broker_restart(tmp_path):
     home = dagster_home(tmp_path)
     base = {**os.environ, "DAGSTER_HOME": str(home)}
     settings = Settings(data_dir=tmp_path / "data")
@@ -50,24 +51,7 @@ def test_the_stream_runs_under_the_daemon_and_survives_a_killed_micro_batch(tmp_
             "PLATFORM_TRADES_MAX_BATCH_ROWS": "60",
         }
         with running_daemon(env, tmp_path):
-            feed = subprocess.run(
-                [
-                    BIN / "dagster",
-                    "job",
-                    "launch",
-                    "-m",
-                    "platform_assets.definitions",
-                    "-j",
-                    "trades_feed_job",
-                    "--config-json",
-                    json.dumps({"ops": {"kafka__trades": {"config": {"seconds": 60, "max_trades": TRADES}}}}),
-                ],
-                env=env,
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-            )
-            assert feed.returncode == 0, feed.stderr[-3000:]
+            _launch_feed(env, tmp_path, TRADES)
             instance = DagsterInstance.from_config(str(home))
 
             def micro_batch_step_started():
@@ -132,6 +116,50 @@ def test_the_stream_runs_under_the_daemon_and_survives_a_killed_micro_batch(tmp_
             assert (row.job_type, row.streaming_source) == ("Streaming", f"Kafka:{topic}")
             audit.dispose()
 
+    # The broker and the daemon restart, as `make dev` after `make demo` does: the new broker's topic is
+    # landed from its first offset in a new epoch, with no manual step.
+    second = [{**t, "t": t["t"] + 50_000} for t in make_trades(60)]
+    with (
+        EmbeddedBroker() as broker,
+        TradesStandin(second, interval=0.01) as standin,
+        TradesLookupStandin(traded=TRADABLE) as lookup,
+    ):
+        env = {
+            **env,
+            "PLATFORM_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "PLATFORM_TRADES_WS_URL": standin.url,
+            "PLATFORM_TRADES_LOOKUP_URL": lookup.url,
+        }
+        with running_daemon(env, tmp_path):
+            _launch_feed(env, tmp_path, len(second))
+
+            def second_window_counted():
+                try:
+                    rows = serving.metrics()
+                except Exception:
+                    return None
+                return rows if len(rows) == 2 else None
+
+            metrics = wait_for("the second window counted", second_window_counted, timeout=240)
+    log = (tmp_path / "daemon.log").read_text()[-4000:]
+    bronze = pl.read_delta(str(settings.table_path("bronze", "trades")))
+    assert bronze.filter(pl.col("kafka_epoch") == 0).height == TRADES, log
+    assert bronze.filter(pl.col("kafka_epoch") == 1).height == len(second), log
+    served = serving.trades().select("symbol", "trade_id").sort("symbol", "trade_id")
+    both = pl.concat([expected_silver(trades), expected_silver(second)]).sort("symbol", "trade_id")
+    assert served.equals(both)
+    first_total, second_total = expected_silver(trades).height, expected_silver(second).height
+    assert [(m.total_rows, m.delta_rows) for m in metrics] == [
+        (first_total, first_total),
+        (second_total, second_total),  # counted in its own epoch, from zero
+    ], log
+    new_epoch = [
+        r
+        for r in instance.get_runs(RunsFilter(job_name=MICRO_BATCH_JOB))
+        if r.run_config.get("ops", {}).get("bronze__trades", {}).get("config", {}).get("new_epoch")
+    ]
+    assert len(new_epoch) == 1, log
+
 
 def _launch_feed(env: dict, cwd, max_trades: int) -> None:
     config = {"ops": {"kafka__trades": {"config": {"seconds": 60, "max_trades": max_trades}}}}
@@ -144,60 +172,3 @@ def _launch_feed(env: dict, cwd, max_trades: int) -> None:
         text=True,
     )
     assert feed.returncode == 0, feed.stderr[-3000:]
-
-
-@pytest.mark.slow(60)
-def test_a_broker_restart_under_the_daemon_starts_a_new_epoch_and_serves_every_trade_once(tmp_path):
-    """What `make demo` then `make dev` does: the embedded broker (and the daemon) restart between two
-    windows; the second broker's topic is landed from its first offset, with no manual step."""
-    home = dagster_home(tmp_path)
-    settings = Settings(data_dir=tmp_path / "data")
-    topic = f"trades_{uuid.uuid4().hex[:8]}"
-    # one micro-batch a window: what is tested is the restart, not batching
-    first, second = make_trades(40), [{**t, "t": t["t"] + 50_000} for t in make_trades(60)]
-    serving = ServingStore(settings.serving_url)
-
-    def env_for(broker, standin, lookup) -> dict:
-        return {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "PLATFORM_DATA_DIR": str(settings.data_dir),
-            "PLATFORM_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "PLATFORM_TRADES_TOPIC": topic,
-            "PLATFORM_TRADES_WS_URL": standin.url,
-            "PLATFORM_TRADES_LOOKUP_URL": lookup.url,
-            "PLATFORM_TRADES_MAX_BATCH_ROWS": "100",
-        }
-
-    def windows_counted(n: int):
-        def check():
-            try:
-                metrics = serving.metrics()
-            except Exception:
-                return None
-            return metrics if len(metrics) >= n else None
-
-        return check
-
-    with TradesLookupStandin(traded=TRADABLE) as lookup:
-        for number, trades in enumerate((first, second), start=1):
-            with (
-                EmbeddedBroker() as broker,
-                TradesStandin(trades, interval=0.01) as standin,
-                running_daemon(env_for(broker, standin, lookup), tmp_path),
-            ):
-                _launch_feed(env_for(broker, standin, lookup), tmp_path, len(trades))
-                metrics = wait_for(f"window {number} counted", windows_counted(number), timeout=240)
-    log = (tmp_path / "daemon.log").read_text()[-4000:]
-    bronze = pl.read_delta(str(settings.table_path("bronze", "trades")))
-    assert bronze.filter(pl.col("kafka_epoch") == 0).height == len(first), log
-    assert bronze.filter(pl.col("kafka_epoch") == 1).height == len(second), log
-    served = serving.trades().select("symbol", "trade_id").sort("symbol", "trade_id")
-    assert served.equals(
-        pl.concat([expected_silver(first), expected_silver(second)]).sort("symbol", "trade_id")
-    )
-    counts = [(m.total_rows, m.delta_rows) for m in metrics]
-    assert counts == [
-        (expected_silver(first).height, expected_silver(first).height),
-        (expected_silver(second).height, expected_silver(second).height),
-    ], log
