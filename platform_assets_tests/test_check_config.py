@@ -240,29 +240,27 @@ CRON_RULE = "must be a cron expression like '0 2 * * *' (five fields: minute 0-5
     ],
 )  # fmt: skip
 def test_offline_refuses_a_misread_configuration_in_one_line_with_status_2(
-    tmp_path, config, tables, environ, message
+    tmp_path, monkeypatch, capsys, config, tables, environ, message
 ):
-    """The refusals of settings and the table list, as a command reports them: one line, no traceback."""
+    """The refusals of settings and the table list, as the command reports them: one line, no traceback
+    (the command itself runs in a process of its own in the test above; here its main, for speed)."""
     folder = tmp_path / "config"
     folder.mkdir()
     config_path = folder / "dev.yaml"
     config_path.write_text(config or "late_days: 1\n")
     tables_path = tmp_path / "tables.yaml"
     tables_path.write_text(tables or "tables:\n  - {table: A, key: id}\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "platform_assets.check_config", "--offline"],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "PLATFORM_DATA_DIR": str(tmp_path / "nowhere"),
-            "PLATFORM_CONFIG_DIR": str(folder),
-            "PLATFORM_TABLES_FILE": str(tables_path),
-            **environ,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    for name in [n for n in os.environ if n.startswith("PLATFORM_")]:
+        monkeypatch.delenv(name)
+    for name, value in {
+        "PLATFORM_DATA_DIR": str(tmp_path / "nowhere"),
+        "PLATFORM_CONFIG_DIR": str(folder),
+        "PLATFORM_TABLES_FILE": str(tables_path),
+        **environ,
+    }.items():
+        monkeypatch.setenv(name, value)
+    status = check_config.main(["--offline"])
+    out, err = capsys.readouterr()
     expected = message.format(config=config_path, tables=tables_path)
-    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: {expected}\n")
-    assert "s3cr3t-pa55" not in done.stderr
+    assert (status, out, err) == (2, "", f"error: {expected}\n")
+    assert "s3cr3t-pa55" not in err
