@@ -176,11 +176,7 @@ def trade_symbols(
     entries = symbols_api.fetch_lookup(
         trade_stream.lookup_url, timeout=trade_stream.lookup_timeout, attempts=trade_stream.lookup_attempts
     )
-    frame = symbols_api.flatten(entries)
-    path = symbols_api.write_lookup(frame, lakehouse.path("raw", "trade_symbols"))
-    # beside it, the listed symbols that are not tradable: enrichment filters their trades (and holds
-    # the trades of symbols not listed at all)
-    symbols_api.write_not_trading(symbols_api.not_trading(entries), lakehouse.path("raw", "trade_symbols"))
+    frame, path = symbols_api.publish(entries, lakehouse.path("raw", "trade_symbols"))
     context.log.info(f"{frame.height} tradable symbol(s) of {len(entries)} listed -> {path}")
     return MaterializeResult(metadata=lookup_metadata(len(entries), frame, path))
 

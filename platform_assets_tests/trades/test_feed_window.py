@@ -18,7 +18,7 @@ import pytest
 from dagster import DagsterInstance
 
 from platform_assets.core.trades.kafka import EmbeddedBroker, broker_address_file, running_broker
-from platform_assets.core.trades.lookup import FILE_NAME
+from platform_assets.core.trades.lookup import FILE_NAME, read_not_trading
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.core.trades.stream import LookupMissing, read_lookup
 from platform_assets.lib.resources import build_resources
@@ -240,6 +240,9 @@ def test_read_lookup_pulls_a_missing_lookup_on_first_need(tmp_path, lookup):
     assert frame["symbol"].to_list() == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     assert (tmp_path / FILE_NAME).exists()
     assert read_lookup(tmp_path).equals(frame)
+    # the listed symbols that are not tradable too, as the asset writes them: their trades are filtered,
+    # not held
+    assert read_not_trading(tmp_path).rows() == [("LUNAUSDT", "BREAK")]
 
 
 def test_read_lookup_names_the_setting_when_the_api_fails(tmp_path):

@@ -180,3 +180,12 @@ def read_not_trading(folder: Path | Any) -> pl.DataFrame | None:
     if not path.exists():
         return None
     return pl.read_parquet(str(path) if is_url(str(path)) else Path(str(path))).cast(dict(STATUS_SCHEMA))
+
+
+def publish(symbols: Sequence[Mapping[str, Any]], folder: Path) -> tuple[pl.DataFrame, Path]:
+    """Flatten a pulled lookup and write both its files to ``folder``: the TRADING symbols and, beside
+    them, the listed symbols that are not tradable (enrichment filters their trades and holds the trades
+    of symbols not listed at all). The tradable frame and its file."""
+    frame = flatten(symbols)
+    write_not_trading(not_trading(symbols), folder)
+    return frame, write_lookup(frame, folder)

@@ -45,7 +45,7 @@ from platform_assets.core.trades.held import (
     sibling,
 )
 from platform_assets.core.trades.landing import QuarantinedMessage
-from platform_assets.core.trades.lookup import FILE_NAME, fetch_lookup, flatten, write_lookup
+from platform_assets.core.trades.lookup import FILE_NAME, fetch_lookup, publish
 from platform_assets.core.trades.serving import ServingStore
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def pull_lookup(url: str, folder: Path | Any, *, timeout: float = 10, attempts: 
     (redacted), never the URL's secrets."""
     try:
         entries = fetch_lookup(url, timeout=timeout, attempts=attempts)
-        frame = flatten(entries)
+        frame, path = publish(entries, folder)
     except LookupApiError as exc:
         reason = exc.reason
     except requests.RequestException as exc:
@@ -138,7 +138,7 @@ def pull_lookup(url: str, folder: Path | Any, *, timeout: float = 10, attempts: 
     except ValueError as exc:  # a symbol listed twice
         reason = str(exc)
     else:
-        return LookupRefresh(len(entries), frame, write_lookup(frame, folder))
+        return LookupRefresh(len(entries), frame, path)
     raise LookupUnavailable(
         f"the symbol lookup API {LOOKUP_URL_SETTING}={redact_text(url)} failed: {reason}"
     ) from None
