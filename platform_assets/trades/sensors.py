@@ -130,7 +130,9 @@ def trades_micro_batches(
     bronze = str(lakehouse.path("bronze", "trades"))
     topic, app_id = trade_stream.topic, trade_stream.app_id
     cursor = json.loads(context.cursor) if context.cursor else {}
-    seen = cursor.get("seen") or {}
+    # The end offsets last seen per incarnation (the current one and the one before): what a new epoch
+    # counts as lost upstream, the same on every attempt of its first batch.
+    seen = cursor.get("seen_by_incarnation") or {}
     conf = trade_stream.client_conf()
     try:
         with metadata_consumer(conf) as consumer:
@@ -162,17 +164,14 @@ def trades_micro_batches(
         )
     if plan.new_epoch:
         # What the old incarnation held beyond what landed: the planner's last look and the feed windows.
-        last_look = seen.get("offsets", {}) if seen.get("incarnation") == plan.previous_incarnation else {}
+        last_look = seen.get(str(plan.previous_incarnation), {})
         windows = recent_windows_of(context.instance, topic, plan.previous_incarnation)
         ends = [w.end_offsets for w in windows]
         plan = replace(plan, lost_upstream=lost_upstream(plan.previous_offsets, last_look, *ends))
-    cursor = {
-        **cursor,
-        "seen": {
-            "incarnation": plan.incarnation,
-            "offsets": {str(p): o for p, o in plan.high_watermarks.items()},
-        },
-    }
+    kept = {str(plan.incarnation), str(plan.previous_incarnation or plan.incarnation)}
+    seen = {k: v for k, v in seen.items() if k in kept}
+    seen[str(plan.incarnation)] = {str(p): o for p, o in plan.high_watermarks.items()}
+    cursor = {**cursor, "seen_by_incarnation": seen}
     if plan.ranges:
         batch_id = plan.batch_id
         attempt = context.instance.get_runs_count(
