@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import confluent_kafka
 import pytest
 import sqlalchemy as sa
 
@@ -37,3 +39,49 @@ def serving_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         # the fixture's schema first on the search path: the unqualified tables are created there
         return f"{source.url}?options=-csearch_path%3D{source.schema}"
     return source.url
+
+
+# -- a mock Kafka cluster per test module, and fresh topics on it ---------------------------------------
+
+KAFKA_QUIET = {"log_level": 3}
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> Iterator[str]:
+    # The mock cluster lives as long as this producer does.
+    mock = confluent_kafka.Producer({"test.mock.num.brokers": 1, **KAFKA_QUIET})
+    yield ",".join(f"{b.host}:{b.port}" for b in mock.list_topics(timeout=10).brokers.values())
+    del mock
+
+
+@pytest.fixture(scope="module")
+def producer(bootstrap: str) -> Iterator[confluent_kafka.Producer]:
+    p = confluent_kafka.Producer(
+        {"bootstrap.servers": bootstrap, "topic.metadata.refresh.interval.ms": 200, **KAFKA_QUIET}
+    )
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def conf(bootstrap: str) -> dict:
+    return {"bootstrap.servers": bootstrap, **KAFKA_QUIET}
+
+
+@pytest.fixture
+def consumer(conf: dict) -> Iterator[confluent_kafka.Consumer]:
+    c = confluent_kafka.Consumer({**conf, "group.id": "planner"})
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def topic(producer: confluent_kafka.Producer) -> str:
+    """A fresh auto-created topic (the mock gives it 4 partitions), still empty."""
+    name = f"trades-{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + 10
+    while not producer.list_topics(name, timeout=5).topics[name].partitions:
+        assert time.monotonic() < deadline, f"topic {name} was not created"
+        time.sleep(0.05)
+    assert len(producer.list_topics(name, timeout=5).topics[name].partitions) >= 3
+    return name

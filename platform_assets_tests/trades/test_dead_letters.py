@@ -6,58 +6,17 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import confluent_kafka
 import polars as pl
-import pytest
 
 from platform_assets.core.trades.landing import bronze_offsets, land_batch, plan_batch
 from platform_assets.core.trades.stream import keep_quarantined
 
 APP = "bronze_trades"
 QUIET = {"log_level": 3}
-
-
-@pytest.fixture(scope="module")
-def bootstrap() -> Iterator[str]:
-    mock = confluent_kafka.Producer({"test.mock.num.brokers": 1, **QUIET})
-    yield ",".join(f"{b.host}:{b.port}" for b in mock.list_topics(timeout=10).brokers.values())
-    del mock
-
-
-@pytest.fixture(scope="module")
-def producer(bootstrap: str) -> Iterator[confluent_kafka.Producer]:
-    p = confluent_kafka.Producer(
-        {"bootstrap.servers": bootstrap, "topic.metadata.refresh.interval.ms": 200, **QUIET}
-    )
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def conf(bootstrap: str) -> dict:
-    return {"bootstrap.servers": bootstrap, **QUIET}
-
-
-@pytest.fixture
-def consumer(conf: dict) -> Iterator[confluent_kafka.Consumer]:
-    c = confluent_kafka.Consumer({**conf, "group.id": "planner"})
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def topic(producer: confluent_kafka.Producer) -> str:
-    name = f"trades-{uuid.uuid4().hex[:8]}"
-    deadline = time.monotonic() + 10
-    while not producer.list_topics(name, timeout=5).topics[name].partitions:
-        assert time.monotonic() < deadline, f"topic {name} was not created"
-        time.sleep(0.05)
-    return name
 
 
 def trade(trade_id: int, **changes) -> bytes:
