@@ -25,7 +25,6 @@ from dagster import (
 from platform_assets.core.state import StateStore
 from platform_assets.core.trades.incarnation import accepted_name
 from platform_assets.core.trades.kafka import EmbeddedBroker
-from platform_assets.core.trades.landing import bronze_offsets, high_watermarks
 from platform_assets.core.trades.serving import MetricsRow, ServingStore, metrics_table, trades_table
 from platform_assets.core.trades.stream import HELD_TABLE, SILVER_QUARANTINE_TABLE, checkpoint_name
 from platform_assets.definitions import build_definitions
@@ -148,14 +147,6 @@ def reset_stream(settings: Settings, instance: DagsterInstance) -> None:
     instance.wipe_assets([FEED_KEY, BRONZE_KEY, SILVER_KEY])
 
 
-def topic_behind_bronze(settings: Settings) -> bool:
-    """Whether bronze holds offsets the topic does not have: an embedded broker started afresh."""
-    stream = trade_resources(settings)["trade_stream"]
-    landed = bronze_offsets(str(settings.table_path("bronze", "trades")))
-    ends = high_watermarks(stream.client_conf(), stream.topic)
-    return any(offset > ends.get(partition, 0) for partition, offset in landed.items())
-
-
 def run_window_offline(
     settings: Settings,
     instance: DagsterInstance,
@@ -165,15 +156,13 @@ def run_window_offline(
 ) -> WindowSummary:
     """One short feed window against the local stand-ins (websocket with a drop, a resend and a
     malformed frame; lookup API), then every micro-batch run the sensor asks for (small batches, so
-    there are several). Without ``PLATFORM_KAFKA_BOOTSTRAP`` an embedded broker lives for the call. A
-    broker that holds fewer messages than bronze landed (a fresh embedded one) resets the stream first."""
+    there are several). Without ``PLATFORM_KAFKA_BOOTSTRAP`` an embedded broker lives for the call: each
+    call is then a new topic incarnation, which the stream lands as a new epoch (nothing to reset)."""
     settings = replace(settings, trades_max_batch_rows=max_batch_rows)
     with contextlib.ExitStack() as stack:
         if not settings.kafka_bootstrap:
             broker = stack.enter_context(EmbeddedBroker())
             settings = replace(settings, kafka_bootstrap=broker.bootstrap)
-        if topic_behind_bronze(settings):
-            reset_stream(settings, instance)
         lookup = stack.enter_context(TradesLookupStandin())
         settings = replace(settings, trades_lookup_url=lookup.url)
         feed = stack.enter_context(TradesStandin(trades, drop_after=trades // 2, malformed_at=trades // 3))

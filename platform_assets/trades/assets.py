@@ -256,11 +256,7 @@ def bronze_trades(
                 trade_stream.max_batch_rows,
                 accepted_incarnation=accepted_incarnation(lakehouse.state(), app_id),
             )
-        if plan.new_epoch:
-            ends = [
-                w.end_offsets for w in recent_windows_of(context.instance, topic, plan.previous_incarnation)
-            ]
-            plan = replace(plan, lost_upstream=lost_upstream(plan.previous_offsets, *ends))
+        plan = with_losses(context.instance, topic, plan)
         context.log.info(f"planned micro-batch {plan.batch_id}: {_describe(plan.ranges) or 'nothing new'}")
     quarantine = str(lakehouse.path("bronze", "trades_quarantine"))
     result = land_batch(
@@ -313,6 +309,15 @@ def bronze_trades(
             ),
         }
     )
+
+
+def with_losses(instance, topic: str, plan: BatchPlan, last_look: dict | None = None) -> BatchPlan:
+    """A new epoch's plan with what the old incarnation held beyond what landed (lost upstream), as far as
+    the feed windows' end offsets and ``last_look`` (the planner's last watermarks of it) saw."""
+    if not plan.new_epoch:
+        return plan
+    ends = [w.end_offsets for w in recent_windows_of(instance, topic, plan.previous_incarnation)]
+    return replace(plan, lost_upstream=lost_upstream(plan.previous_offsets, last_look or {}, *ends))
 
 
 def tag_new_epoch(context: AssetExecutionContext, topic: str, plan: BatchPlan) -> None:

@@ -23,6 +23,7 @@ from platform_assets.core.trades.incarnation import accept_incarnation
 from platform_assets.core.trades.kafka import client_config
 from platform_assets.core.trades.landing import stream_position, topic_end
 from platform_assets.settings import SettingsError, load_settings
+from platform_assets.trades.resources import trade_resources
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print("not accepted: run again with --yes to start a new epoch from the topic's first offset")
         return 1
     state = StateStore(settings.state_url, settings.env)
-    accept_incarnation(state, f"trades:{topic}", incarnation, datetime.now(UTC))
+    app_id = trade_resources(settings)["trade_stream"].app_id
+    accept_incarnation(state, app_id, incarnation, datetime.now(UTC))
     print(f"accepted: the next micro-batch starts epoch {position.epoch + 1} on incarnation {incarnation}")
     return 0
 

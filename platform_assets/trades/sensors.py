@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 
 from dagster import (
     DagsterRunStatus,
@@ -43,7 +42,6 @@ from platform_assets.core.trades.landing import (
     NewIncarnationError,
     OffsetRange,
     OffsetsAheadError,
-    lost_upstream,
     metadata_consumer,
     next_batch_id,
     plan_next,
@@ -51,7 +49,7 @@ from platform_assets.core.trades.landing import (
 from platform_assets.core.trades.stream import checkpoint_name
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, STOPPED_TAG, STREAMING_SOURCE_TAG
-from platform_assets.trades.assets import FEED_KEY, SILVER_KEY, recent_windows_of
+from platform_assets.trades.assets import FEED_KEY, SILVER_KEY, with_losses
 from platform_assets.trades.resources import TradeStreamResource
 
 MICRO_BATCH_JOB = "trades_micro_batch_job"
@@ -162,12 +160,7 @@ def trades_micro_batches(
         return SkipReason(
             f"{ahead}. Start a new epoch on purpose: python -m platform_assets.trades.new_epoch"
         )
-    if plan.new_epoch:
-        # What the old incarnation held beyond what landed: the planner's last look and the feed windows.
-        last_look = seen.get(str(plan.previous_incarnation), {})
-        windows = recent_windows_of(context.instance, topic, plan.previous_incarnation)
-        ends = [w.end_offsets for w in windows]
-        plan = replace(plan, lost_upstream=lost_upstream(plan.previous_offsets, last_look, *ends))
+    plan = with_losses(context.instance, topic, plan, seen.get(str(plan.previous_incarnation)))
     kept = {str(plan.incarnation), str(plan.previous_incarnation or plan.incarnation)}
     seen = {k: v for k, v in seen.items() if k in kept}
     seen[str(plan.incarnation)] = {str(p): o for p, o in plan.high_watermarks.items()}

@@ -1,5 +1,5 @@
 """The demo's trade window: one short window through the real jobs and sensor, twice (the embedded
-broker starts empty each time, so the stream is reset and lands the same data again)."""
+broker starts empty each time: the second window lands in a new epoch, with nothing reset)."""
 
 from __future__ import annotations
 
@@ -25,4 +25,6 @@ def test_the_demo_window_lands_every_trade_once_in_small_batches(tmp_path, insta
             False,
         )
         assert window.dashboard.read_text().count('id="total-trades"') == 1
-    assert len(ServingStore(settings.serving_url).metrics()) == 1
+    # one row per window, each counted in its own epoch
+    rows = ServingStore(settings.serving_url).metrics()
+    assert [(m.total_rows, m.delta_rows) for m in rows] == [(300, 300), (300, 300)]

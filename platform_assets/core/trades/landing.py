@@ -242,16 +242,8 @@ def _ahead(
     consumer: Consumer, topic: str, cluster: Any, committed: Mapping[int, int], timeout: float
 ) -> bool:
     """True when some recorded offset is past the end of its partition (or the partition is gone)."""
-    partitions = set(cluster.topics[topic].partitions)
-    for partition, start in committed.items():
-        if partition not in partitions:
-            return start > 0
-        _, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, partition), timeout=timeout, cached=False
-        )
-        if start > high:
-            return True
-    return False
+    ends = _end_offsets(consumer, topic, cluster, timeout)
+    return any(start > ends.get(partition, 0) for partition, start in committed.items())
 
 
 def plan_next(
@@ -408,25 +400,22 @@ def topic_end(
         cluster = _topic_metadata(consumer, topic, timeout)
         if cluster is None:
             return None, {}
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)[1]
-            for p in sorted(cluster.topics[topic].partitions)
-        }
+        ends = _end_offsets(consumer, topic, cluster, timeout)
     return topic_incarnation(conf, topic, cluster.cluster_id, timeout=min(timeout, 5.0)), ends
 
 
 def high_watermarks(conf: Mapping[str, Any], topic: str, *, timeout: float = 10.0) -> dict[int, int]:
     """The end offset (one past the last message) of every partition of ``topic``; {} if it does not exist."""
     with metadata_consumer(conf) as consumer:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            if metadata is None or metadata.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                return {}
-            raise KafkaException(metadata.error)
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)[1]
-            for p in sorted(metadata.partitions)
-        }
+        cluster = _topic_metadata(consumer, topic, timeout)
+        return {} if cluster is None else _end_offsets(consumer, topic, cluster, timeout)
+
+
+def _end_offsets(consumer: Consumer, topic: str, cluster: Any, timeout: float) -> dict[int, int]:
+    return {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)[1]
+        for p in sorted(cluster.topics[topic].partitions)
+    }
 
 
 # --- reading -------------------------------------------------------------------------------------

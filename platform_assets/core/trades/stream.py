@@ -110,6 +110,18 @@ class EnrichRun:
             return 0
         return self.last_batch - self.first_batch + 1
 
+    def count(
+        self, enriched: pl.DataFrame, not_tradable: pl.DataFrame, quarantined: int, merged, served: int
+    ) -> None:
+        """Add what one enrichment step did (a chunk of batches, or the released held trades)."""
+        self.enriched_rows += enriched.height
+        self.unmatched_rows += not_tradable.height
+        self.quarantined_rows += quarantined
+        self.inserted += merged.inserted
+        self.updated += merged.updated
+        self.served += served
+        self.silver_version = merged.version
+
 
 def checkpoint_name(app_id: str) -> str:
     return f"{app_id}.silver"
@@ -254,14 +266,8 @@ def enrich_pending(
             )
             run.last_batch = high
             run.bronze_rows += rows.height
-            run.enriched_rows += enriched.height
-            run.unmatched_rows += split.not_tradable.height
             run.held_rows += held
-            run.quarantined_rows += quarantined
-            run.inserted += merged.inserted
-            run.updated += merged.updated
-            run.served += served
-            run.silver_version = merged.version
+            run.count(enriched, split.not_tradable, quarantined, merged, served)
             not_tradable.update(split.not_tradable["symbol"].unique().to_list())
             log.info(
                 f"micro-batches {low}..{high}: {rows.height} bronze row(s), {enriched.height} enriched, "
@@ -307,13 +313,7 @@ def _retry_held(
     served = serving.upsert_trades(enriched)
     release(held_uri, pl.concat([split.known, split.not_tradable]))
     run.released_rows += split.known.height - failed.height
-    run.unmatched_rows += split.not_tradable.height
-    run.quarantined_rows += quarantined
-    run.enriched_rows += enriched.height
-    run.inserted += merged.inserted
-    run.updated += merged.updated
-    run.served += served
-    run.silver_version = merged.version
+    run.count(enriched, split.not_tradable, quarantined, merged, served)
     not_tradable.update(split.not_tradable["symbol"].unique().to_list())
     log.info(
         f"held trades: {split.known.height} released to silver ({enriched.height} enriched, {served} served), "
