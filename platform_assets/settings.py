@@ -180,6 +180,7 @@ _MINIMUM = {
     "PLATFORM_PRODUCT_THRESHOLD": ("product_threshold", 0),
     "PLATFORM_MIN_INGESTED_ROWS": ("min_ingested_rows", 0),
     "PLATFORM_TRADES_MAX_BATCH_ROWS": ("trades_max_batch_rows", 1),
+    "PLATFORM_TRADES_ALLOWED_LATENCY": ("trades_allowed_latency", 0),
 }
 
 
@@ -212,6 +213,9 @@ class Settings:
     trades_lookup_url: str = DEFAULT_TRADES_LOOKUP_URL
     # the most messages one micro-batch lands: bounds a run's memory when it catches up on a backlog
     trades_max_batch_rows: int = 100_000
+    # seconds a pending message may wait before a micro-batch starts for it (0: at once): fewer, larger
+    # batches on a quiet stream; a full batch (trades_max_batch_rows) starts without waiting
+    trades_allowed_latency: int = 30
     serving_url: str = field(default="", repr=False)
     min_ingested_rows: int = 1
     # when the scheduled flows run (cron, UTC for the medallion, India time for the countries as in the seed)
@@ -342,8 +346,9 @@ VARIABLES = (
     "PLATFORM_PRODUCT_THRESHOLD", "PLATFORM_BATCH_SIZE", "PLATFORM_LATE_DAYS", "PLATFORM_MAX_CONCURRENT_TABLES",
     "PLATFORM_TABLES_FILE", "PLATFORM_KAFKA_BOOTSTRAP", "PLATFORM_KAFKA_CONFIG", "PLATFORM_TRADES_TOPIC",
     "PLATFORM_TRADES_WS_URL", "PLATFORM_TRADES_LOOKUP_URL", "PLATFORM_TRADES_MAX_BATCH_ROWS",
-    "PLATFORM_SERVING_URL", "PLATFORM_MIN_INGESTED_ROWS", "PLATFORM_ENGINE", "PLATFORM_SPARK_MASTER",
-    "PLATFORM_SPARK_REMOTE", "PLATFORM_SPARK_CONF", "PLATFORM_MEDALLION_SCHEDULE", "PLATFORM_COUNTRIES_SCHEDULE",
+    "PLATFORM_TRADES_ALLOWED_LATENCY", "PLATFORM_SERVING_URL", "PLATFORM_MIN_INGESTED_ROWS", "PLATFORM_ENGINE",
+    "PLATFORM_SPARK_MASTER", "PLATFORM_SPARK_REMOTE", "PLATFORM_SPARK_CONF", "PLATFORM_MEDALLION_SCHEDULE",
+    "PLATFORM_COUNTRIES_SCHEDULE",
 )  # fmt: skip
 
 
@@ -539,6 +544,7 @@ def _settings(env: _Values, real: Mapping[str, str], path: Path | None) -> Setti
             label("PLATFORM_TRADES_LOOKUP_URL"),
         ),
         trades_max_batch_rows=_int(env, "PLATFORM_TRADES_MAX_BATCH_ROWS", 100_000),
+        trades_allowed_latency=_int(env, "PLATFORM_TRADES_ALLOWED_LATENCY", 30),
         serving_url=_database_url(env, "PLATFORM_SERVING_URL"),
         min_ingested_rows=_int(env, "PLATFORM_MIN_INGESTED_ROWS", 1),
         medallion_schedule=_cron(

@@ -30,6 +30,9 @@ class TradeStreamResource(ConfigurableResource):
     lookup_attempts: int = 4
     max_batch_rows: int = 100_000
     """The most messages one micro-batch lands (bounds a run's memory when it catches up)."""
+    allowed_latency_seconds: int = 30
+    """How long a pending message may wait before a micro-batch starts for it (0: at once). A batch also
+    starts as soon as ``max_batch_rows`` messages are pending."""
     read_timeout: float = 60.0
     """Seconds a micro-batch run waits for the broker to deliver its planned offsets."""
 
@@ -85,6 +88,7 @@ def trade_resources(settings: Settings) -> dict[str, ConfigurableResource]:
             ws_url=settings.trades_ws_url,
             lookup_url=settings.trades_lookup_url,
             max_batch_rows=settings.trades_max_batch_rows,
+            allowed_latency_seconds=settings.trades_allowed_latency,
         ),
         "serving": ServingResource(
             url=_secret(settings, "PLATFORM_SERVING_URL", settings.serving_url),

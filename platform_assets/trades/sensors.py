@@ -16,6 +16,12 @@ an embedded broker starts a new epoch at once, with what the old one left unland
 upstream; a real broker's new incarnation stops landing: one run fails loudly (and alerts once), later
 ticks skip with the recovery command, until ``python -m platform_assets.trades.new_epoch`` accepts it.
 The cursor keeps the last watermarks seen per incarnation, for that count.
+
+Batches are not started for every new message: a batch starts at once when
+``PLATFORM_TRADES_MAX_BATCH_ROWS`` messages are pending, otherwise once the oldest pending message has
+waited ``PLATFORM_TRADES_ALLOWED_LATENCY`` seconds since a tick first saw it (``core.trades.batching``;
+while a run is in flight, a tick only peeks at the topic's end offsets to start that clock). A new epoch,
+lost offsets, a stopped stream and the retry of a batch that did not land start at once.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import json
 import time
 
+from confluent_kafka import KafkaException
 from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -36,12 +43,14 @@ from dagster import (
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.trades import batching
 from platform_assets.core.trades.incarnation import accepted_incarnation
 from platform_assets.core.trades.landing import (
     BatchPlan,
     NewIncarnationError,
     OffsetRange,
     OffsetsAheadError,
+    high_watermarks,
     metadata_consumer,
     next_batch_id,
     plan_next,
@@ -58,6 +67,8 @@ INTERVAL_SECONDS = 5
 # Silver-only catch-up runs (silver behind bronze) are started at most this often, so a database that
 # stays down does not start a failing run every tick.
 CATCH_UP_EVERY_SECONDS = 60.0
+# The clock pending messages wait by (one name, so it can be moved without waiting).
+clock = time.time
 
 
 def micro_batch_run_config(
@@ -113,7 +124,8 @@ def _in_flight(context: SensorEvaluationContext) -> str | None:
     minimum_interval_seconds=INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description="Starts one trades_micro_batch_job run per new range of topic offsets (capped at "
-    "PLATFORM_TRADES_MAX_BATCH_ROWS messages), one at a time; catches silver up when it is behind.",
+    "PLATFORM_TRADES_MAX_BATCH_ROWS messages), one at a time, once that many are pending or the oldest has "
+    "waited PLATFORM_TRADES_ALLOWED_LATENCY seconds; catches silver up when it is behind.",
 )
 def trades_micro_batches(
     context: SensorEvaluationContext, lakehouse: LakehouseResource, trade_stream: TradeStreamResource
@@ -122,12 +134,12 @@ def trades_micro_batches(
         return SkipReason(
             "PLATFORM_KAFKA_BOOTSTRAP is not set: no broker to read (make dev and make demo start one)"
         )
+    cursor = json.loads(context.cursor) if context.cursor else {}
     busy = _in_flight(context)
     if busy:
-        return SkipReason(busy)
+        return _while_busy(context, trade_stream, cursor, busy)
     bronze = str(lakehouse.path("bronze", "trades"))
     topic, app_id = trade_stream.topic, trade_stream.app_id
-    cursor = json.loads(context.cursor) if context.cursor else {}
     # The end offsets last seen per incarnation (the current one and the one before): what a new epoch
     # counts as lost upstream, the same on every attempt of its first batch.
     seen = cursor.get("seen_by_incarnation") or {}
@@ -165,28 +177,56 @@ def trades_micro_batches(
     seen = {k: v for k, v in seen.items() if k in kept}
     seen[str(plan.incarnation)] = {str(p): o for p, o in plan.high_watermarks.items()}
     cursor = {**cursor, "seen_by_incarnation": seen}
-    if plan.ranges:
-        batch_id = plan.batch_id
-        attempt = context.instance.get_runs_count(
-            RunsFilter(job_name=MICRO_BATCH_JOB, tags=streaming_tags(trade_stream, batch_id))
+    now = clock()
+    if not plan.ranges:
+        cursor.pop(batching.PENDING_SINCE, None)
+        return _catch_up(context, lakehouse, trade_stream, plan, cursor)
+    since = batching.pending_since(cursor, plan, now)
+    trigger = batching.BatchTrigger(trade_stream.allowed_latency_seconds, trade_stream.max_batch_rows)
+    at_once = plan.new_epoch or batching.is_retry(cursor, plan)
+    waiting = None if at_once else trigger.waiting(batching.pending_messages(plan), since, now)
+    if waiting:
+        cursor[batching.PENDING_SINCE] = batching.pending_entry(plan, since)
+        waiting += f"; micro-batch {plan.batch_id} of epoch {plan.epoch} is next"
+        return _catch_up(context, lakehouse, trade_stream, plan, cursor, waiting=waiting)
+    batch_id = plan.batch_id
+    attempt = context.instance.get_runs_count(
+        RunsFilter(job_name=MICRO_BATCH_JOB, tags=streaming_tags(trade_stream, batch_id))
+    )
+    if plan.new_epoch:
+        context.log.warning(
+            f"topic {topic!r} is a new incarnation ({plan.incarnation}; before: {plan.previous_incarnation}): "
+            f"micro-batch {batch_id} starts epoch {plan.epoch} at its first offset; {plan.lost} message(s) "
+            "of the old incarnation were never landed"
         )
-        if plan.new_epoch:
-            context.log.warning(
-                f"topic {topic!r} is a new incarnation ({plan.incarnation}; before: {plan.previous_incarnation}): "
-                f"micro-batch {batch_id} starts epoch {plan.epoch} at its first offset; {plan.lost} message(s) "
-                "of the old incarnation were never landed"
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"{topic}:{batch_id}:{attempt}",
+                run_config=micro_batch_run_config(batch_id, plan.ranges, plan),
+                tags=streaming_tags(trade_stream, batch_id),
             )
-        return SensorResult(
-            run_requests=[
-                RunRequest(
-                    run_key=f"{topic}:{batch_id}:{attempt}",
-                    run_config=micro_batch_run_config(batch_id, plan.ranges, plan),
-                    tags=streaming_tags(trade_stream, batch_id),
-                )
-            ],
-            cursor=json.dumps(cursor),
-        )
-    return _catch_up(context, lakehouse, trade_stream, plan, cursor)
+        ],
+        cursor=json.dumps(batching.after_request(cursor, plan, now)),
+    )
+
+
+def _while_busy(context: SensorEvaluationContext, trade_stream: TradeStreamResource, cursor: dict, busy: str):
+    """Skip while a run is in flight; with a latency to wait, start the clock of messages that arrive
+    meanwhile (only the end offsets are read, and only until the clock runs)."""
+    if trade_stream.allowed_latency_seconds <= 0 or cursor.get(batching.PENDING_SINCE):
+        return SkipReason(busy)
+    if not (cursor.get(batching.REQUESTED) or {}).get("ends"):
+        return SkipReason(busy)
+    try:
+        ends = high_watermarks(trade_stream.client_conf(), trade_stream.topic, timeout=5.0)
+    except KafkaException as error:
+        # The next tick without a run in flight plans, and reports a broker that does not answer.
+        context.log.debug(f"end offsets not read while {busy}: {error}")
+        return SkipReason(busy)
+    if not batching.beyond_requested(cursor, ends):
+        return SkipReason(busy)
+    return SensorResult(skip_reason=busy, cursor=json.dumps(batching.seen_while_busy(cursor, clock())))
 
 
 def _stopped(context: SensorEvaluationContext, trade_stream: TradeStreamResource, new: NewIncarnationError):
@@ -212,7 +252,10 @@ def _catch_up(
     trade_stream: TradeStreamResource,
     plan: BatchPlan,
     cursor: dict,
+    waiting: str | None = None,
 ):
+    """A silver-only run when silver is behind or a feed window ended; else skip, saying why (``waiting``:
+    new messages wait for their batch)."""
     landed = plan.batch_id - 1
     windows = context.instance.fetch_materializations(FEED_KEY, limit=1).records
     last_window = windows[0].storage_id if windows else None
@@ -222,7 +265,8 @@ def _catch_up(
     due = time.time() - cursor.get("catch_up_at", 0.0) >= CATCH_UP_EVERY_SECONDS
     if not (new_window or (landed > consumed and due)):
         return SensorResult(
-            skip_reason=_status(context, trade_stream.topic, plan, consumed), cursor=json.dumps(cursor)
+            skip_reason=waiting or _status(context, trade_stream.topic, plan, consumed),
+            cursor=json.dumps(cursor),
         )
     reason = "a feed window ended" if new_window else f"silver is at batch {consumed} of {landed}"
     cursor = {**cursor, "window": last_window, "catch_up_at": time.time()}
