@@ -170,6 +170,16 @@ def _websocket_url(value: str, name: str = "PLATFORM_TRADES_WS_URL") -> str:
     raise SettingsError(f"{name} must be a ws:// or wss:// URL, got {shown(value)}")
 
 
+# Whose finished runs the daily prune deletes: the trade stream's micro-batch runs, or every job's.
+RUN_RETENTION_SCOPES = ("stream", "all")
+
+
+def _run_retention_scope(value: str, name: str = "PLATFORM_RUN_RETENTION_SCOPE") -> str:
+    if value not in RUN_RETENTION_SCOPES:
+        raise SettingsError(f"{name} must be one of {', '.join(RUN_RETENTION_SCOPES)}, got {shown(value)}")
+    return value
+
+
 # Integer settings and their lower bounds. Checked in Settings, so settings built in code are held to the
 # same rules as the environment; 0 concurrent tables or a 0-row batch would hang or loop, not fail.
 _MINIMUM = {
@@ -181,6 +191,7 @@ _MINIMUM = {
     "PLATFORM_MIN_INGESTED_ROWS": ("min_ingested_rows", 0),
     "PLATFORM_TRADES_MAX_BATCH_ROWS": ("trades_max_batch_rows", 1),
     "PLATFORM_TRADES_ALLOWED_LATENCY": ("trades_allowed_latency", 0),
+    "PLATFORM_RUN_RETENTION_DAYS": ("run_retention_days", 0),
 }
 
 
@@ -221,6 +232,10 @@ class Settings:
     # when the scheduled flows run (cron, UTC for the medallion, India time for the countries as in the seed)
     medallion_schedule: str = "0 2 * * *"
     countries_schedule: str = "0 0,12 * * *"
+    # Dagster's run history: finished runs older than this many days are deleted every day (0: kept for
+    # ever), those of the trade stream only ("stream") or of every job ("all")
+    run_retention_days: int = 7
+    run_retention_scope: str = "stream"
     # the engine of silver and gold (tables.yaml may choose per table); Spark's session settings
     engine: Engine = "polars"
     spark_master: str = "local[*]"
@@ -348,7 +363,7 @@ VARIABLES = (
     "PLATFORM_TRADES_WS_URL", "PLATFORM_TRADES_LOOKUP_URL", "PLATFORM_TRADES_MAX_BATCH_ROWS",
     "PLATFORM_TRADES_ALLOWED_LATENCY", "PLATFORM_SERVING_URL", "PLATFORM_MIN_INGESTED_ROWS", "PLATFORM_ENGINE",
     "PLATFORM_SPARK_MASTER", "PLATFORM_SPARK_REMOTE", "PLATFORM_SPARK_CONF", "PLATFORM_MEDALLION_SCHEDULE",
-    "PLATFORM_COUNTRIES_SCHEDULE",
+    "PLATFORM_COUNTRIES_SCHEDULE", "PLATFORM_RUN_RETENTION_DAYS", "PLATFORM_RUN_RETENTION_SCOPE",
 )  # fmt: skip
 
 
@@ -552,6 +567,10 @@ def _settings(env: _Values, real: Mapping[str, str], path: Path | None) -> Setti
         ),
         countries_schedule=_cron(
             env.get("PLATFORM_COUNTRIES_SCHEDULE") or "0 0,12 * * *", label("PLATFORM_COUNTRIES_SCHEDULE")
+        ),
+        run_retention_days=_int(env, "PLATFORM_RUN_RETENTION_DAYS", 7),
+        run_retention_scope=_run_retention_scope(
+            env.get("PLATFORM_RUN_RETENTION_SCOPE") or "stream", label("PLATFORM_RUN_RETENTION_SCOPE")
         ),
         engine=_engine(env.get("PLATFORM_ENGINE") or "polars", label("PLATFORM_ENGINE")),
         spark_master=env.get("PLATFORM_SPARK_MASTER") or "local[*]",
