@@ -1,17 +1,25 @@
 """`make dev` / `make demo` create the Dagster instance's storage once, before any run can start.
 
 Two first runs started at the same moment on a fresh DAGSTER_HOME would otherwise both create its SQLite
-storage and corrupt it ("table runs already exists", "alembic_version has more than one head")."""
+storage and corrupt it ("table runs already exists", "alembic_version has more than one head").
+
+The instance they install keeps schedule and sensor ticks for a bounded time, and the team's PostgreSQL
+variant keeps the same settings."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import DagsterInstance, DagsterRunStatus
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.instance.config import dagster_instance_config
+from dagster._core.scheduler.instigation import TickStatus
 
 from platform_assets.settings import Settings
 from platform_assets_tests.processes import materialize_command
@@ -53,3 +61,37 @@ def test_make_creates_the_instance_once_and_two_first_runs_then_start_together(t
         assert process.returncode == 0, errors[-2000:]
     with DagsterInstance.from_config(str(home)) as instance:
         assert [r.status for r in instance.get_runs()] == [DagsterRunStatus.SUCCESS] * 2
+
+
+# What the daemon keeps of schedule and sensor ticks, in days per tick status (deploy/dagster.yaml).
+TICK_RETENTION = {
+    TickStatus.SKIPPED: 1,
+    TickStatus.SUCCESS: 7,
+    TickStatus.FAILURE: 30,
+    TickStatus.STARTED: 30,
+}
+
+
+def test_the_shipped_instance_purges_old_ticks_by_status(tmp_path):
+    """The 5-second micro-batch sensor alone ticks 17,280 times a day: the instance installed by make
+    purges skipped ticks after a day, successful ones after a week and failed ones after a month."""
+    shutil.copy(REPO / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        for instigator in (InstigatorType.SENSOR, InstigatorType.SCHEDULE):
+            assert instance.get_tick_retention_settings(instigator) == TICK_RETENTION, instigator
+
+
+def test_the_team_instance_differs_from_the_shipped_one_only_in_its_storage(tmp_path):
+    """deploy/dagster.postgres.yaml keeps the same tick retention (and every other setting) as
+    deploy/dagster.yaml, and Dagster accepts it as an instance configuration."""
+    shipped = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    team = yaml.safe_load((REPO / "deploy" / "dagster.postgres.yaml").read_text())
+    assert team.pop("storage") == {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
+    assert team == shipped
+    shutil.copy(REPO / "deploy" / "dagster.postgres.yaml", tmp_path / "dagster.yaml")
+    config, _ = dagster_instance_config(str(tmp_path))  # validated against Dagster's schema
+    days = {status.value.lower(): n for status, n in TICK_RETENTION.items()}
+    assert config["retention"] == {
+        "schedule": {"purge_after_days": days},
+        "sensor": {"purge_after_days": days},
+    }
