@@ -158,7 +158,8 @@ def run_window_offline(
     malformed frame; lookup API), then every micro-batch run the sensor asks for (small batches, so
     there are several). Without ``PLATFORM_KAFKA_BOOTSTRAP`` an embedded broker lives for the call: each
     call is then a new topic incarnation, which the stream lands as a new epoch (nothing to reset)."""
-    settings = replace(settings, trades_max_batch_rows=max_batch_rows)
+    # The window has ended when the sensor ticks: land it now rather than after the allowed latency.
+    settings = replace(settings, trades_max_batch_rows=max_batch_rows, trades_allowed_latency=0)
     with contextlib.ExitStack() as stack:
         if not settings.kafka_bootstrap:
             broker = stack.enter_context(EmbeddedBroker())

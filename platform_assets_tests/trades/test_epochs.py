@@ -177,6 +177,7 @@ def test_a_broker_restart_between_windows_loses_nothing_and_counts_each_window_i
         trades_topic=f"trades_{uuid.uuid4().hex[:8]}",
         trades_lookup_url=lookup.url,
         trades_max_batch_rows=40,
+        trades_allowed_latency=0,  # each tick lands what is there
         serving_url=f"sqlite:///{tmp_path / 'serving.db'}",
         min_ingested_rows=1,
     )
@@ -230,6 +231,7 @@ def test_a_recreated_topic_on_a_real_broker_fails_one_run_and_then_waits(
         settings_for(tmp_path, sqlite_source),
         trades_topic=f"trades_{uuid.uuid4().hex[:8]}",
         trades_lookup_url=lookup.url,
+        trades_allowed_latency=0,  # each tick lands what is there
         serving_url=f"sqlite:///{tmp_path / 'serving.db'}",
     )
     which = {"id": "cluster-1/topic-a"}

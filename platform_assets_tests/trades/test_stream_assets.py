@@ -52,6 +52,7 @@ def stream(tmp_path: Path, sqlite_source, broker, lookup):
         trades_topic=f"trades_{uuid.uuid4().hex[:8]}",
         trades_lookup_url=lookup.url,
         trades_max_batch_rows=40,
+        trades_allowed_latency=0,  # each tick lands what is there
         serving_url=f"sqlite:///{tmp_path / 'serving.db'}",
         min_ingested_rows=10,
     )

@@ -49,6 +49,7 @@ def test_the_stream_runs_under_the_daemon_survives_a_killed_micro_batch_and_a_br
             "PLATFORM_TRADES_WS_URL": standin.url,
             "PLATFORM_TRADES_LOOKUP_URL": lookup.url,
             "PLATFORM_TRADES_MAX_BATCH_ROWS": "60",
+            "PLATFORM_TRADES_ALLOWED_LATENCY": "0",
         }
         with running_daemon(env, tmp_path):
             _launch_feed(env, tmp_path, TRADES)

@@ -32,6 +32,7 @@ def settings(tmp_path: Path, sqlite_source, broker):
         kafka_bootstrap=broker.bootstrap,
         trades_topic=f"trades_{uuid.uuid4().hex[:8]}",
         trades_max_batch_rows=40,
+        trades_allowed_latency=0,  # each tick lands what is there
         serving_url=f"sqlite:///{tmp_path / 'serving.db'}",
         min_ingested_rows=1,
     )
