@@ -74,6 +74,16 @@ def version(path: str) -> int | None:
     return DeltaTable(str(path)).version() if table_exists(path) else None
 
 
+def row_count(path: str) -> int:
+    """Rows of the table at ``path``, summed from the log's per-file statistics (no data file is read,
+    unless a file was written without statistics)."""
+    _check_not_foreign(path)
+    records = pl.DataFrame(DeltaTable(str(path)).get_add_actions(flatten=True))["num_records"]
+    if records.null_count():
+        return pl.scan_delta(str(path)).select(pl.len()).collect().item()
+    return int(records.sum())
+
+
 def partition_columns(path: str) -> list[str]:
     """The partition columns of the table at ``path``."""
     return list(DeltaTable(str(path)).metadata().partition_columns)

@@ -437,13 +437,14 @@ def silver_trades_enriched(
             ),
             held_rows=held_count(held_table, ends, starts, batches=count.batches),
             delta_rows=count.delta_rows,
+            micro_batches=count.micro_batches,
         )
         context.log.info(
             f"window {row.window_start:%Y-%m-%d %H:%M:%S}..{row.window_end:%H:%M:%S}: {row.total_rows} trades, "
             f"{row.delta_rows} new (threshold {row.threshold}){' - low volume' if row.alerted else ''}"
         )
     page = render_dashboard(store, serving.dashboard_path())
-    table_rows = pl.scan_delta(silver).select(pl.len()).collect().item() if delta.table_exists(silver) else 0
+    table_rows = delta.row_count(silver) if delta.table_exists(silver) else 0
     yield MaterializeResult(
         metadata={
             **numbers(

@@ -12,7 +12,7 @@ Both are Delta tables merged idempotently on the row's position: (``kafka_partit
 (a new epoch), while batch ids never repeat.
 
 The counts per window (:func:`dead_lettered_count`, :func:`held_count`) read the messages among a
-window's offsets within its epoch's micro-batches, like :func:`.windows.enriched_total`.
+window's offsets within its micro-batches, like :func:`.windows.new_trades`.
 
 No Dagster import here.
 """

@@ -60,6 +60,10 @@ metrics_table = sa.Table(
     # and silver's quarantines) and held for the lookup when the row was written. Null: not counted.
     sa.Column("dead_lettered_rows", sa.BigInteger, nullable=True),
     sa.Column("held_rows", sa.BigInteger, nullable=True),
+    # The micro-batches the window's messages landed in (first and last). The next window's count starts
+    # reading bronze at this window's first batch, so counting a window never reads older history.
+    sa.Column("first_micro_batch", sa.BigInteger, nullable=True),
+    sa.Column("last_micro_batch", sa.BigInteger, nullable=True),
     sa.UniqueConstraint(
         "ingestion_table", "window_start", "window_end", name="uq_ingestion_metrics_table_window"
     ),
@@ -83,6 +87,8 @@ class MetricsRow:
     recorded_at: datetime
     dead_lettered_rows: int | None = None
     held_rows: int | None = None
+    first_micro_batch: int | None = None
+    last_micro_batch: int | None = None
 
 
 def _unavailable_as_error(url: str):
@@ -223,11 +229,13 @@ class ServingStore:
         dead_lettered_rows: int | None = None,
         held_rows: int | None = None,
         delta_rows: int | None = None,
+        micro_batches: tuple[int, int] | None = None,
     ) -> MetricsRow:
         """Record the window's row count for ``table``; the window's ``Ingestion_Metrics`` row.
 
         ``dead_lettered_rows`` and ``held_rows``: the window's messages dead-lettered and held (for the
-        lookup) when it is recorded; None leaves them null.
+        lookup) when it is recorded; None leaves them null. ``micro_batches``: the first and last
+        micro-batch its messages landed in (None: null, e.g. a window with no message).
 
         ``delta_rows``, unless given (the stream gives it per epoch), is ``total_rows`` minus the total of
         the table's previous window (the latest one starting before this window), or ``total_rows`` for
@@ -265,6 +273,8 @@ class ServingStore:
                             if dead_lettered_rows is None
                             else int(dead_lettered_rows),
                             held_rows=None if held_rows is None else int(held_rows),
+                            first_micro_batch=None if micro_batches is None else int(micro_batches[0]),
+                            last_micro_batch=None if micro_batches is None else int(micro_batches[1]),
                         )
                     )
             except sa.exc.IntegrityError:
@@ -312,11 +322,14 @@ class ServingStore:
         frame = pl.DataFrame(rows, schema=stored)
         return frame.with_columns(pl.col("trade_time").dt.replace_time_zone("UTC"))
 
-    def metrics(self, table: str | None = None) -> list[MetricsRow]:
-        """The ``Ingestion_Metrics`` rows (of ``table``, when given) in the order they were recorded."""
+    def metrics(self, table: str | None = None, *, since: Any = None) -> list[MetricsRow]:
+        """The ``Ingestion_Metrics`` rows (of ``table``, when given; of windows ending at or after
+        ``since``, when given) in the order they were recorded."""
         query = sa.select(metrics_table).order_by(metrics_table.c.metric_id)
         if table is not None:
             query = query.where(metrics_table.c.ingestion_table == table)
+        if since is not None:
+            query = query.where(metrics_table.c.window_end >= as_utc(since))
         with _unavailable_as_error(self.url):
             self._ensure_setup()
             with self.engine.connect() as conn:

@@ -3,10 +3,11 @@
 A feed window ends with the topic's end offsets (and the topic incarnation they belong to). Its row is due
 once silver has consumed every message before those offsets, or once the window's epoch is over (its
 incarnation vanished: what did not land by then never will, and was counted as lost upstream when the
-next epoch started). A window's total is the number of distinct enriched trades among the bronze rows of
-its epoch before its end offsets; its delta is the difference to the previous window *of the same
-epoch* (the first window of an epoch counts from zero), so a new epoch never shows as a negative or
-inflated window.
+next epoch started). A window's delta is the number of distinct enriched trades its own messages brought
+(a trade counts once, in the window that first brought it); its total adds the previous window's total
+*of the same epoch* (the first window of an epoch counts from zero), so a new epoch never shows as a
+negative or inflated window. Counting a window reads only the micro-batches from the previous window's
+first one on (each row records the micro-batches its window's messages landed in), never older history.
 
 No Dagster import here.
 """
@@ -72,30 +73,62 @@ def window_epoch(window: FeedWindow, consumed: StreamPosition | None) -> int | N
     return None  # its incarnation may still start an epoch
 
 
-def enriched_total(bronze_uri: str, silver_uri: str, end_offsets: Mapping[int, int], epoch: int) -> int:
-    """Distinct enriched trades among the bronze rows of ``epoch`` before ``end_offsets``.
+@dataclass(frozen=True)
+class NewTrades:
+    """What a window brought: its distinct enriched trades not brought by an earlier window, and the
+    micro-batches its messages landed in (None: no message of it is in bronze)."""
 
-    The bronze keys (one column pair, pruned by statistics), semi-joined with the silver keys: silver
-    holds one row per trade of a tradable symbol, whichever batch brought it.
+    count: int = 0
+    micro_batches: tuple[int, int] | None = None
+
+
+def new_trades(
+    bronze_uri: str,
+    silver_uri: str,
+    epoch: int,
+    end_offsets: Mapping[int, int],
+    start_offsets: Mapping[int, int] | None = None,
+    *,
+    from_batch: int = 0,
+) -> NewTrades:
+    """Distinct enriched trades among the bronze rows of ``epoch`` from ``start_offsets`` (the previous
+    window's end; None: the epoch's start) to ``end_offsets``, less those an earlier window brought.
+
+    Reads only bronze's micro-batches from ``from_batch`` on (the previous window's first batch, or the
+    epoch's first), so the cost follows the window, not the table's history: file statistics on
+    ``micro_batch_id`` prune every older file. A trade is new when none of its copies among those rows
+    lies before the window's start and silver's copy of it (the one of its lowest micro-batch) is not
+    from an earlier batch. So each trade counts once, in the window that first brought it.
     """
     if (
         epoch < 0
         or not end_offsets
-        or not delta.table_exists(bronze_uri)
-        or not delta.table_exists(silver_uri)
+        or not (delta.table_exists(bronze_uri) and delta.table_exists(silver_uri))
     ):
-        return 0
-    bronze = pl.scan_delta(bronze_uri)
-    before = pl.any_horizontal(
+        return NewTrades()
+    bronze = pl.scan_delta(bronze_uri).filter(pl.col("micro_batch_id") >= from_batch)
+    before_end = pl.any_horizontal(
         (pl.col("kafka_partition") == p) & (pl.col("kafka_offset") < end) for p, end in end_offsets.items()
     )
     if EPOCH_COLUMN in bronze.collect_schema().names():
-        before = before & (pl.col(EPOCH_COLUMN).fill_null(0) == epoch)
+        before_end = before_end & (pl.col(EPOCH_COLUMN).fill_null(0) == epoch)
     elif epoch != 0:
-        return 0
-    keys = bronze.filter(before).select(KEYS).unique()
-    silver = pl.scan_delta(silver_uri).select(KEYS)
-    return keys.join(silver, on=list(KEYS), how="semi").select(pl.len()).collect().item()
+        return NewTrades()
+    starts = start_offsets or {}
+    in_window = pl.any_horizontal(
+        (pl.col("kafka_partition") == p) & (pl.col("kafka_offset") >= starts.get(p, 0)) for p in end_offsets
+    )
+    rows = bronze.filter(before_end).select(*KEYS, "micro_batch_id", in_window.alias("in_window")).collect()
+    ours = rows.filter("in_window")
+    if ours.is_empty():
+        return NewTrades()
+    first_seen = rows.group_by(KEYS).agg(pl.col("in_window").all().alias("new")).filter("new")
+    silver = pl.scan_delta(silver_uri).filter(pl.col("micro_batch_id") >= from_batch).select(KEYS).collect()
+    count = first_seen.join(silver, on=list(KEYS), how="semi").height
+    batches = ours.select(
+        pl.col("micro_batch_id").min().alias("a"), pl.col("micro_batch_id").max().alias("b")
+    )
+    return NewTrades(count, (int(batches["a"][0]), int(batches["b"][0])))
 
 
 @dataclass(frozen=True)
@@ -108,10 +141,13 @@ class WindowCount:
     total_rows: int
     delta_rows: int
     threshold: int
-    # The epoch's micro-batches (first, first of the next epoch or None), and where the window's messages
-    # start: the previous window of the same epoch's end offsets (None: the epoch's first window).
+    # The micro-batches that may hold the window's messages (from the previous window's first batch or
+    # the epoch's first, to the next epoch's first or None), and where the window's messages start: the
+    # previous window of the same epoch's end offsets (None: the epoch's first window).
     batches: tuple[int, int | None] = (0, None)
     start_offsets: Mapping[int, int] | None = None
+    # The micro-batches the window's own messages landed in (None: none of them landed).
+    micro_batches: tuple[int, int] | None = None
 
     @property
     def low_volume(self) -> bool:
@@ -133,35 +169,44 @@ def count_windows(
     A window waits while its epoch is the consumed one and silver has not consumed its end offsets.
     Each delta is taken against the previous window of the same epoch, so record them in order.
     """
-    recorded = {(m.window_start, m.window_end): m for m in serving.metrics(table)}
     ordered = sorted(windows, key=lambda w: (w.start, w.end))
+    if not ordered:
+        return []
+    recorded = {(m.window_start, m.window_end): m for m in serving.metrics(table, since=ordered[0].end)}
     counts: list[WindowCount] = []
-    # The latest window seen so far per epoch (recorded rows and counts of this call): total, end offsets.
-    previous: dict[int, tuple[int, Mapping[int, int]]] = {}
+    # The latest window seen so far per epoch (recorded rows and counts of this call): its total, its end
+    # offsets, and the micro-batch the next window's count starts reading at (its first).
+    previous: dict[int, tuple[int, Mapping[int, int], int | None]] = {}
     for window in ordered:
         epoch = window_epoch(window, consumed)
         key = (as_utc(window.start), as_utc(window.end))
         if key in recorded:
             if epoch is not None:
-                previous[epoch] = (recorded[key].total_rows, window.end_offsets)
+                row = recorded[key]
+                previous[epoch] = (row.total_rows, window.end_offsets, row.first_micro_batch)
             continue
         if epoch is None:
             continue
-        total = enriched_total(bronze_uri, silver_uri, window.end_offsets, epoch)
-        before, starts = previous.get(epoch, (None, None))
+        before, starts, from_batch = previous.get(epoch, (0, None, None))
+        batches = epoch_batches(consumed, epoch)
+        if from_batch is None:
+            from_batch = batches[0]
+        new = new_trades(bronze_uri, silver_uri, epoch, window.end_offsets, starts, from_batch=from_batch)
         counts.append(
             WindowCount(
                 window,
                 table,
                 epoch,
-                total,
-                total if before is None else total - before,
+                before + new.count,
+                new.count,
                 threshold,
-                epoch_batches(consumed, epoch),
+                (from_batch, batches[1]),
                 starts,
+                new.micro_batches,
             )
         )
-        previous[epoch] = (total, window.end_offsets)
+        first = new.micro_batches[0] if new.micro_batches else from_batch
+        previous[epoch] = (before + new.count, window.end_offsets, first)
     return counts
 
 

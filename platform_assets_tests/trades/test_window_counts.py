@@ -1,0 +1,128 @@
+"""A window's Ingestion_Metrics count reads its own micro-batches, never the table's older history.
+
+Bronze and silver are built directly as Delta tables, one file per micro-batch, as landing and silver's
+merge leave them: 120 messages on one partition, 20 per batch, in three feed windows of 40. The second
+window repeats a trade of the first and one of its own, the third holds a trade silver does not (a
+symbol the lookup did not know). Once the first two windows are recorded, every data file of the
+batches before the second window's first batch is deleted: the third window still counts right, so it
+read none of them.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from platform_assets.core import delta
+from platform_assets.core.trades.enrich import SCHEMA as SILVER_SCHEMA
+from platform_assets.core.trades.landing import TABLE_SCHEMA
+from platform_assets.core.trades.position import Epoch, StreamPosition
+from platform_assets.core.trades.serving import ServingStore
+from platform_assets.core.trades.windows import FeedWindow, count_windows
+
+INCARNATION = "cluster-a/topic-1"
+PER_BATCH = 20
+T0 = datetime(2026, 12, 7, 9, tzinfo=UTC)
+# offset -> trade id, where it is not the offset itself: a repeat of window 1's trade 5, and trade 49 twice
+REPEATS = {45: 5, 50: 49}
+UNKNOWN_SYMBOL_AT = 90
+
+
+def _bronze_rows(batch: int) -> pl.DataFrame:
+    offsets = range(batch * PER_BATCH, (batch + 1) * PER_BATCH)
+    return pl.DataFrame(
+        [
+            {
+                "symbol": "NOPEUSDT" if o == UNKNOWN_SYMBOL_AT else "BTCUSDT",
+                "trade_id": REPEATS.get(o, o),
+                "price": "1.5",
+                "quantity": "2",
+                "buyer_is_maker": False,
+                "trade_time": T0,
+                "event_time": T0,
+                "ingested_at": T0,
+                "kafka_partition": 0,
+                "kafka_offset": o,
+                "micro_batch_id": batch,
+                "kafka_epoch": 0,
+            }  # fmt: skip
+            for o in offsets
+        ],
+        schema=TABLE_SCHEMA,
+    )
+
+
+def _silver_rows(bronze: pl.DataFrame, known: set[int]) -> pl.DataFrame:
+    """What silver's merge adds for a batch: each tradable trade not there yet, once."""
+    new = bronze.filter(pl.col("symbol") == "BTCUSDT", ~pl.col("trade_id").is_in(known)).unique("trade_id")
+    known.update(new["trade_id"].to_list())
+    return new.select(
+        "symbol", "trade_id",
+        pl.lit("BTC").alias("base_asset"), pl.lit("USDT").alias("quote_asset"),
+        pl.lit(1.5).alias("price"), pl.lit(2.0).alias("quantity"), "trade_time", "micro_batch_id",
+    ).cast(dict(SILVER_SCHEMA))  # fmt: skip
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> tuple[str, str]:
+    bronze, silver = str(tmp_path / "bronze" / "trades"), str(tmp_path / "silver" / "trades_enriched")
+    known: set[int] = set()
+    for batch in range(6):
+        rows = _bronze_rows(batch)
+        write_deltalake(bronze, rows.to_arrow(), mode="append")
+        write_deltalake(silver, _silver_rows(rows, known).to_arrow(), mode="append")
+    return bronze, silver
+
+
+def _windows() -> list[FeedWindow]:
+    return [
+        FeedWindow(
+            T0 + timedelta(minutes=i), T0 + timedelta(minutes=i, seconds=50), {0: 40 * (i + 1)}, INCARNATION
+        )
+        for i in range(3)
+    ]
+
+
+CONSUMED = StreamPosition({0: 120}, 0, INCARNATION, (Epoch(0, INCARNATION, 0, T0.isoformat()),), True)
+
+
+def _count(lake, serving: ServingStore, windows: list[FeedWindow]):
+    bronze, silver = lake
+    return count_windows(windows, CONSUMED, serving, bronze_uri=bronze, silver_uri=silver, threshold=10)
+
+
+def test_each_trade_counts_once_in_the_window_that_first_brought_it(lake, tmp_path: Path):
+    serving = ServingStore(f"sqlite:///{tmp_path / 'serving.db'}")
+    counts = _count(lake, serving, _windows())
+    assert [c.delta_rows for c in counts] == [40, 38, 39]
+    assert [c.total_rows for c in counts] == [40, 78, 117]
+    assert [c.micro_batches for c in counts] == [(0, 1), (2, 3), (4, 5)]
+    assert [c.start_offsets for c in counts] == [None, {0: 40}, {0: 80}]
+
+
+def test_a_window_is_counted_from_the_previous_windows_first_batch_without_older_files(lake, tmp_path: Path):
+    serving = ServingStore(f"sqlite:///{tmp_path / 'serving.db'}")
+    first, second = _count(lake, serving, _windows()[:2])
+    for count in (first, second):
+        serving.append_metrics(
+            count.window.start, count.window.end, count.table, count.total_rows, count.threshold,
+            delta_rows=count.delta_rows, micro_batches=count.micro_batches,
+        )  # fmt: skip
+    assert [(m.first_micro_batch, m.last_micro_batch) for m in serving.metrics()] == [(0, 1), (2, 3)]
+    # Every data file of a batch before the second window's first batch (2) goes.
+    deleted = 0
+    for uri in lake:
+        files = pl.DataFrame(DeltaTable(uri).get_add_actions(flatten=True))
+        for path in files.filter(pl.col("max.micro_batch_id") < 2)["path"]:
+            os.unlink(Path(uri) / path)
+            deleted += 1
+    assert deleted == 4
+    (third,) = _count(lake, serving, _windows())
+    assert (third.delta_rows, third.total_rows, third.micro_batches) == (39, 117, (4, 5))
+    assert third.batches == (2, None)  # what its dead-letter and held counts read
+    assert delta.row_count(lake[1]) == 117  # from the log's statistics: the deleted files are not read
