@@ -21,6 +21,7 @@ import yaml
 from platform_assets.core.change_values import parse_lag, to_utc
 from platform_assets.core.errors import ConfigError
 from platform_assets.core.lake import QUARANTINE_SUFFIX
+from platform_assets.core.maintenance import CHANGE_FEED_POLICY, MaintenancePolicy, policy_from_mapping
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 Action = Literal["warn", "drop", "fail"]
@@ -109,6 +110,8 @@ class TableConfig:
     on_duplicate_key: DuplicateRule = (
         "quarantine"  # source: files: same key (and change value) twice in a file
     )
+    # compaction, vacuum and log retention of the table's Delta tables (silver, gold, their quarantines)
+    maintenance: MaintenancePolicy = CHANGE_FEED_POLICY
 
     @property
     def from_files(self) -> bool:
@@ -206,6 +209,7 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         "columns",
         "snapshot_time",
         "on_duplicate_key",
+        "maintenance",
     }
     if unknown:
         raise ConfigError(f"{table}: unknown field(s) {sorted(unknown)}")
@@ -280,11 +284,29 @@ def parse_table(entry: Mapping[str, Any]) -> TableConfig:
         columns=columns,
         snapshot_time=snapshot_time,
         on_duplicate_key=on_duplicate_key,
+        maintenance=_parse_maintenance(entry.get("maintenance"), table, partition_column),
     )
     names = [e.name for e in config.all_expectations]
     if len(names) != len(set(names)):
         raise ConfigError(f"{table}: expectation names must be unique, got {names}")
     return config
+
+
+def _parse_maintenance(block: Any, table: str, partition_column: str | None) -> MaintenancePolicy:
+    """The ``maintenance:`` block over the medallion's defaults (core.maintenance); its floor is the change
+    feed's, as gold reads silver's feed by version range."""
+    try:
+        policy = policy_from_mapping(block, CHANGE_FEED_POLICY)
+    except ConfigError as exc:
+        raise ConfigError(f"{table}.{exc}") from None
+    for column in policy.z_order:
+        identifier(column, f"{table}.maintenance.z_order")
+    if partition_column in policy.z_order:
+        raise ConfigError(
+            f"{table}.maintenance.z_order: {partition_column!r} partitions the table, so each file holds one "
+            "value of it; list other columns"
+        )
+    return policy
 
 
 FILES_ONLY = ("format", "columns", "snapshot_time", "on_duplicate_key")
