@@ -3,6 +3,8 @@
     python bench/stream_bench.py                          # 200,000 trades; caps 100k and 200k; 2,000/s for 60 s
     python bench/stream_bench.py --trades 50000 --batch-cap 50000 --seconds 20   # quick run
     python bench/stream_bench.py --skip-e2e --json out.json
+    python bench/stream_bench.py --landing-only --batch-cap 200000 --repeat 3   # landing goal only
+    python bench/stream_bench.py --landing-only --batch-cap 200000 --profile    # where landing's time goes
 
 Phases (feed, land and enrich each in its own child process, so the peak RSS reported is that phase's):
 
@@ -10,7 +12,8 @@ Phases (feed, land and enrich each in its own child process, so the peak RSS rep
                -> librdkafka's mock cluster (also in the parent; ``platform_devkit.kafka_broker``), ``--trades``
                trades over a topic of one partition (and one symbol) per 20,000 trades, at least 4
   land-<cap>   ``land_batch`` of one micro-batch of the first <cap> messages of that topic (planned by
-               ``plan_batch``) into a fresh bronze Delta table
+               ``plan_batch``) into a fresh bronze Delta table; ``--repeat N`` lands it N times (each in a
+               new process, into a new table), ``--profile`` runs ``land_batch`` under cProfile
   enrich-<cap> ``enrich_pending`` over that landed batch: silver Delta table + Enriched_Trades (SQLite)
   e2e          the whole Dagster path under a real ``dagster-daemon`` (shipped dagster.yaml, the sensor's
                default interval): ``trades_feed_job`` launched from the CLI reads the stand-in (its 3 symbols)
@@ -28,9 +31,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
+import io
 import json
 import logging
 import os
+import pstats
 import shutil
 import signal
 import sqlite3
@@ -213,6 +219,7 @@ def phase_land(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
     timings.wrap(landing, "_read_ranges", "read from Kafka")
     timings.wrap(landing, "to_frame", "parse to polars")
     timings.wrap(landing, "write_deltalake", "Delta commit")
+    profiler = cProfile.Profile() if p.get("profile") else None
     consumer = Consumer({**conf, "group.id": "stream_bench.planner", "enable.auto.commit": False})
     try:
         t0 = time.perf_counter()
@@ -222,8 +229,14 @@ def phase_land(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
         consumer.close()
     base = rss_mb()
     t0 = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     result = landing.land_batch(conf, p["topic"], ranges, table, app_id=APP_ID, batch_id=0, log=log)
+    if profiler is not None:
+        profiler.disable()
     seconds = time.perf_counter() - t0
+    if profiler is not None:
+        _write_profile(profiler, workdir / "results" / _label("land", cap))
     if result.rows != sum(len(r) for r in ranges.values()):
         raise RuntimeError(f"landed {result.rows} rows of a {cap}-message batch")
     return {
@@ -234,6 +247,19 @@ def phase_land(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
         "partitions": len(ranges),
         "breakdown": timings.rounded(),
     }
+
+
+def _write_profile(profiler: cProfile.Profile, stem: Path) -> None:
+    """``<stem>.prof`` (for pstats/snakeviz) and ``<stem>.profile.txt``: the functions with the most own
+    time, then the most cumulative time. Profiling slows Python-heavy code down, so a profiled run's rows/s
+    is not the landing figure."""
+    stem.parent.mkdir(exist_ok=True)
+    profiler.dump_stats(stem.with_suffix(".prof"))
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text).strip_dirs()
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(25)
+    stem.with_suffix(".profile.txt").write_text(text.getvalue())
 
 
 def phase_enrich(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, Any]:
@@ -827,15 +853,26 @@ def _goals(
     results: dict[str, dict], e2e: dict[str, Any] | None, caps: list[int]
 ) -> dict[str, dict[str, Any]]:
     goals: dict[str, dict[str, Any]] = {}
-    lands = {cap: results[f"land-{cap}"] for cap in caps if f"land-{cap}" in results}
+    # Per cap, the median over its runs (--repeat): one slow run on a shared machine does not decide.
+    lands = {
+        cap: statistics.median(
+            r["rows_per_s"] for label, r in results.items() if label.split(" ")[0] == f"land-{cap}"
+        )
+        for cap in caps
+        if f"land-{cap}" in results
+    }
     if lands:
-        worst = min(r["rows_per_s"] for r in lands.values())
+        worst = round(min(lands.values()))
+        runs = sum(1 for label in results if label.startswith("land-"))
+        notes = (["the slowest cap"] if len(lands) > 1 else []) + (
+            [f"median of {runs // len(lands)} runs"] if runs > len(lands) else []
+        )
         goals["landing"] = {
             "goal": f"landing >= {GOAL_LANDING_ROWS_PER_S:,} rows/s per micro-batch",
             "value": worst,
             "shown": f"{worst:,} rows/s",
             "met": worst >= GOAL_LANDING_ROWS_PER_S,
-            "note": "the slowest cap" if len(lands) > 1 else "",
+            "note": ", ".join(notes),
         }
     if e2e is not None and e2e.get("p95_s") is not None:
         goals["latency"] = {
@@ -869,8 +906,9 @@ def report(
     print()
     print(
         f"Trade stream benchmark: {args.trades:,} trades for feed and landing, caps "
-        f"{', '.join(f'{c:,}' for c in args.batch_cap)}; e2e {args.rate:g} trades/s for {args.seconds:g} s "
-        f"({os.cpu_count()} cores)"
+        f"{', '.join(f'{c:,}' for c in args.batch_cap)}; "
+        + ("landing only" if args.landing_only else f"e2e {args.rate:g} trades/s for {args.seconds:g} s")
+        + f" ({os.cpu_count()} cores)"
     )
     header = f"{'phase':<14} {'rows':>10} {'seconds':>9} {'rows/s':>10} {'peak MB':>8} {'base MB':>8}  note"
     print()
@@ -969,19 +1007,26 @@ def orchestrate(args: argparse.Namespace) -> int:
                 flush=True,
             )
             with TradesStandin(make_trades(args.trades, symbols)) as standin:
-                (workdir / "params.json").write_text(json.dumps({**params, "feed_url": standin.url}))
-                steps: list[tuple[str, int | None]] = [("feed", None)]
+                (workdir / "params.json").write_text(
+                    json.dumps({**params, "feed_url": standin.url, "profile": args.profile})
+                )
+                steps: list[tuple[str, int | None, int]] = [("feed", None, 1)]
                 for cap in args.batch_cap:
-                    steps += [("land", cap), ("enrich", cap)]
-                for phase, cap in steps:
-                    label = _label(phase, cap)
+                    steps += [("land", cap, run) for run in range(1, args.repeat + 1)]
+                    if not args.landing_only:
+                        steps.append(("enrich", cap, 1))
+                for phase, cap, run in steps:
+                    label = _label(phase, cap) + (f" #{run}" if run > 1 else "")
                     print(f"[{time.strftime('%H:%M:%S')}] phase {label} ...", end=" ", flush=True)
                     results[label] = r = _spawn(phase, cap, workdir, args.verbose)
                     print(
                         f"{r['seconds']:.1f} s, {r['rows_per_s']:,} rows/s, peak {r['peak_mb']:.0f} MB",
                         flush=True,
                     )
-            if not args.skip_e2e:
+                    if phase == "land" and args.profile:
+                        profile = workdir / "results" / f"{_label(phase, cap)}.profile.txt"
+                        print(profile.read_text(), flush=True)
+            if not args.skip_e2e and not args.landing_only:
                 print(
                     f"[{time.strftime('%H:%M:%S')}] phase e2e: {args.rate:g} trades/s for {args.seconds:g} s under "
                     "dagster-daemon ...",
@@ -1037,6 +1082,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-e2e", action="store_true", help="only the feed, landing and enrichment phases"
     )
+    parser.add_argument(
+        "--landing-only",
+        action="store_true",
+        help="only the feed and landing phases (no enrichment, no e2e)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="land each cap this many times, each in a new process (1)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run land_batch under cProfile: results/land-<cap>.prof and .profile.txt (printed); slows it",
+    )
     parser.add_argument("--workdir", default=None, help="work dir (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (lake, logs, Dagster home)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
@@ -1050,6 +1108,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.workdir:
             parser.error("--phase needs --workdir")
         return run_phase(args.phase, Path(args.workdir), args.cap)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.trades < 1 or args.rate <= 0 or args.seconds <= 0 or args.poll <= 0:
         parser.error("--trades, --rate, --seconds and --poll must be positive")
     if any(cap < 1 or cap > args.trades for cap in args.batch_cap):

@@ -18,24 +18,38 @@ No Dagster import here: this is library code the sensor and the asset call.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from platform_assets.core.delta import CDF_CONFIGURATION, TIMESTAMP
 from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.trades.canonical import as_text, decode_canonical
 from platform_assets.core.trades.incarnation import is_embedded, topic_incarnation
 from platform_assets.core.trades.position import Epoch, StreamPosition, read_position
-from platform_assets.core.trades.trade_rules import time_problem, trade_problem
+from platform_assets.core.trades.trade_rules import (
+    time_problem,
+    time_problem_expr,
+    trade_problem,
+    trade_problem_expr,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -439,11 +453,44 @@ def _consumer_conf(bootstrap_conf: Mapping[str, Any], app_id: str) -> dict[str, 
     return conf
 
 
+@dataclass(frozen=True)
+class Messages:
+    """Kafka messages as columns: message ``i`` is ``(partitions[i], offsets[i], keys[i], values[i],
+    broker_ms[i])``. Reading a batch only pulls these fields out of librdkafka's message objects, and
+    parsing works on whole columns, so no Python code runs per message on the way to bronze."""
+
+    partitions: Sequence[int]
+    offsets: Sequence[int]
+    keys: Sequence[bytes | None]
+    values: Sequence[bytes | None]
+    # The broker's timestamp in epoch ms, None when the message has none.
+    broker_ms: Sequence[int | None]
+
+    @classmethod
+    def from_tuples(cls, messages: Iterable[tuple[Any, ...]]) -> Messages:
+        """From (partition, offset, key, value) tuples, optionally with the broker timestamp last."""
+        rows = [(*m, None) if len(m) == 4 else tuple(m) for m in messages]
+        if not rows:
+            return cls([], [], [], [], [])
+        partitions, offsets, keys, values, stamps = zip(*rows, strict=True)
+        return cls(partitions, offsets, keys, values, stamps)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __iter__(self) -> Iterator[tuple[int, int, bytes | None, bytes | None, int | None]]:
+        return zip(self.partitions, self.offsets, self.keys, self.values, self.broker_ms, strict=True)
+
+
+# Messages asked of librdkafka per consume() call: large, so the per-call overhead vanishes, and bounded
+# by what the range still holds (see _read_ranges).
+_CONSUME_BATCH = 50_000
+
+
 def _read_ranges(
     consumer: Consumer, topic: str, ranges: Mapping[int, OffsetRange], timeout: float
-) -> list[tuple[int, int, bytes | None, bytes | None, int | None]]:
-    """(partition, offset, key, value, broker timestamp in epoch ms or None) of every message in
-    ``ranges``, in partition/offset order."""
+) -> Messages:
+    """Every message in ``ranges``, in partition/offset order (each offset once)."""
     for partition, wanted in ranges.items():
         low, high = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=timeout, cached=False
@@ -456,16 +503,58 @@ def _read_ranges(
             )
     pending = {p for p, r in ranges.items() if r.end > r.start}
     if not pending:
-        return []
+        return Messages([], [], [], [], [])
     consumer.assign([TopicPartition(topic, p, ranges[p].start) for p in sorted(pending)])
-    seen: dict[tuple[int, int], tuple[int, int, bytes | None, bytes | None, int | None]] = {}
-    last = {p: ranges[p].start - 1 for p in pending}
+    # The fields of every message delivered, as delivered (possibly past a range's end), one list per
+    # field (partitions, offsets, keys, values, timestamps); filtered, ordered and deduplicated at the
+    # end, over whole columns.
+    columns: tuple[list[Any], ...] = ([], [], [], [], [])
+    # The next offset each partition will deliver, as far as we know.
+    next_offset = {p: ranges[p].start for p in pending}
     deadline = time.monotonic() + timeout
+    with _without_cyclic_gc():
+        _consume(consumer, topic, ranges, pending, next_offset, deadline, timeout, columns)
+    return _in_ranges(ranges, *columns)
+
+
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector, as it was before afterwards.
+
+    Reading a batch allocates a few hundred thousand short-lived objects (librdkafka's messages, their
+    timestamp tuples) that are all freed by reference counting: none of them is in a cycle. Each of
+    them still counts towards the collector's thresholds, and its full collections walk the whole heap
+    (a run worker's is large), so collecting while reading cost more than the read itself. Collection is
+    only deferred: whatever is due runs at the next allocation after this block.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _consume(
+    consumer: Consumer,
+    topic: str,
+    ranges: Mapping[int, OffsetRange],
+    pending: set[int],
+    next_offset: dict[int, int],
+    deadline: float,
+    timeout: float,
+    columns: tuple[list[int], list[int], list[bytes | None], list[bytes | None], list[tuple[int, int]]],
+) -> None:
+    """Consume until every partition in ``pending`` has delivered its range, appending each message's
+    fields to ``columns`` (partitions, offsets, keys, values, timestamps)."""
+    partitions, offsets, keys, values, stamps = columns
     while pending:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             missing = ", ".join(
-                f"partition {p}: offsets {ranges[p].start}..{ranges[p].end - 1} wanted, read up to {last[p]}"
+                f"partition {p}: offsets {ranges[p].start}..{ranges[p].end - 1} wanted, read up to "
+                f"{next_offset[p] - 1}"
                 for p in sorted(pending)
             )
             raise BatchReadTimeout(
@@ -473,40 +562,98 @@ def _read_ranges(
             )
         # Never ask for more than the range still holds: at the end of a topic, consume() would otherwise
         # wait out its whole timeout for messages that do not exist yet.
-        wanted = sum(ranges[p].end - 1 - last[p] for p in pending)
-        for message in consumer.consume(
-            num_messages=max(1, min(10_000, wanted)), timeout=min(1.0, remaining)
-        ):
-            error = message.error()
-            if error is not None:
-                if error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
-                    # Retention removed offsets while we were reading them.
-                    partition = message.partition()
-                    low, _ = consumer.get_watermark_offsets(
-                        TopicPartition(topic, partition), timeout=timeout, cached=False
-                    )
-                    raise OffsetsLostError(topic, partition, ranges[partition].start, low)
-                raise KafkaException(error)
-            partition, offset = message.partition(), message.offset()
-            wanted = ranges.get(partition)
-            # A fetch may run past the range end: those offsets belong to the next batch.
-            if wanted is None or not wanted.start <= offset < wanted.end:
-                continue
-            kind, stamp = message.timestamp()
-            broker_ms = stamp if kind != TIMESTAMP_NOT_AVAILABLE and stamp >= 0 else None
-            seen[(partition, offset)] = (partition, offset, message.key(), message.value(), broker_ms)
-            last[partition] = max(last[partition], offset)
-        for partition in list(pending):
-            # The position, not the last message, decides: transaction markers and aborted messages
-            # occupy offsets that are never delivered.
-            position = consumer.position([TopicPartition(topic, partition)])[0].offset
-            if last[partition] >= ranges[partition].end - 1 or position >= ranges[partition].end:
+        wanted = sum(ranges[p].end - next_offset[p] for p in pending)
+        chunk = consumer.consume(
+            num_messages=max(1, min(_CONSUME_BATCH, wanted)), timeout=min(1.0, remaining)
+        )
+        errors = [(m, e) for m, e in zip(chunk, map(Message.error, chunk), strict=True) if e is not None]
+        if errors:
+            _raise_read_error(consumer, topic, ranges, *errors[0], timeout)
+        # map() over the method descriptors: the fields are pulled out in C, one list per field.
+        partitions += map(Message.partition, chunk)
+        offsets += map(Message.offset, chunk)
+        keys += map(Message.key, chunk)
+        values += map(Message.value, chunk)
+        stamps += map(Message.timestamp, chunk)
+        # The position (the offset after the last message delivered), not the last message, decides:
+        # transaction markers and aborted messages occupy offsets that are never delivered.
+        for position in consumer.position([TopicPartition(topic, p) for p in sorted(pending)]):
+            partition = position.partition
+            next_offset[partition] = max(next_offset[partition], position.offset)
+            if next_offset[partition] >= ranges[partition].end:
                 pending.discard(partition)
                 consumer.pause([TopicPartition(topic, partition)])
-    return [seen[k] for k in sorted(seen)]
+
+
+def _raise_read_error(
+    consumer: Consumer,
+    topic: str,
+    ranges: Mapping[int, OffsetRange],
+    message: Message,
+    error: KafkaError,
+    timeout: float,
+) -> None:
+    if error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+        # Retention removed offsets while we were reading them.
+        partition = message.partition()
+        low, _ = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout, cached=False
+        )
+        raise OffsetsLostError(topic, partition, ranges[partition].start, low)
+    raise KafkaException(error)
+
+
+def _in_ranges(
+    ranges: Mapping[int, OffsetRange],
+    partitions: list[int],
+    offsets: list[int],
+    keys: list[bytes | None],
+    values: list[bytes | None],
+    stamps: list[tuple[int, int]],
+) -> Messages:
+    """The delivered messages that belong to ``ranges``, in partition/offset order, each offset once (the
+    last delivery of it), with the broker timestamp in epoch ms or None."""
+    kinds, times = zip(*stamps, strict=True) if stamps else ((), ())
+    delivered = pl.DataFrame(
+        {"partition": partitions, "offset": offsets, "kind": kinds, "stamp": times},
+        schema={"partition": pl.Int32(), "offset": pl.Int64(), "kind": pl.Int32(), "stamp": pl.Int64()},
+    ).with_row_index("row")
+    bounds = pl.DataFrame(
+        [(p, r.start, r.end) for p, r in ranges.items()],
+        schema={"partition": pl.Int32(), "start": pl.Int64(), "end": pl.Int64()},
+        orient="row",
+    )
+    kept = (
+        delivered.join(bounds, on="partition")
+        # A fetch may run past the range end: those offsets belong to the next batch.
+        .filter(pl.col("offset").is_between(pl.col("start"), pl.col("end"), closed="left"))
+        .unique(["partition", "offset"], keep="last")
+        .sort("partition", "offset")
+        .select(
+            "row",
+            "partition",
+            "offset",
+            broker_ms=pl.when((pl.col("kind") != TIMESTAMP_NOT_AVAILABLE) & (pl.col("stamp") >= 0)).then(
+                "stamp"
+            ),
+        )
+    )
+    rows = kept["row"].to_list()
+    if rows != list(range(len(values))):
+        keys = [keys[i] for i in rows]
+        values = [values[i] for i in rows]
+    return Messages(
+        kept["partition"].to_list(), kept["offset"].to_list(), keys, values, kept["broker_ms"].to_list()
+    )
 
 
 # --- parsing -------------------------------------------------------------------------------------
+#
+# A batch is parsed as whole columns (to_frame): the values the feed wrote in its canonical layout are
+# decoded by one regular expression (core.trades.canonical) and checked by the trade rules' polars
+# expressions. Only the messages that are not in that layout or break a rule are parsed one by one, by
+# the reference parser _parse, which also gives the dead-letter reason. _parse alone, over every message
+# (to_frame_per_message), gives the same bronze rows and dead letters: a test holds the two to it.
 
 
 def _parse(value: bytes | None, received_ms: int) -> dict[str, Any] | str:
@@ -547,11 +694,35 @@ def _parse(value: bytes | None, received_ms: int) -> dict[str, Any] | str:
     ) or time_problem("event_time", trade["event_time_ms"], received_ms)
     if problem is not None:
         return problem
+    # Checked last, so every message another check refuses keeps that reason.
+    if not _is_unicode(trade["symbol"]):
+        return f"symbol is not Unicode text (it holds a lone surrogate): {trade['symbol']!r}"
     return trade
 
 
+def _is_unicode(text: str) -> bool:
+    """False for a string with a lone surrogate, which JSON can carry as an escape (``"\\ud800"``) but no
+    UTF-8 column can store: landing it would fail the whole batch, on every retry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# The trade columns before times become timestamps; "row" is the message's position in the batch.
+_RAW_SCHEMA: dict[str, pl.DataType] = {
+    "row": pl.get_index_type(),
+    **{k: SCHEMA[k] for k in ("symbol", "trade_id", "price", "quantity", "buyer_is_maker")},
+    "trade_time_ms": pl.Int64(),
+    "event_time_ms": pl.Int64(),
+    "kafka_partition": pl.Int32(),
+    "kafka_offset": pl.Int64(),
+}
+
+
 def to_frame(
-    messages: Iterable[tuple[Any, ...]],
+    messages: Messages | Iterable[tuple[Any, ...]],
     batch_id: int,
     ingested_at: datetime,
 ) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
@@ -559,18 +730,73 @@ def to_frame(
 
     A message is (partition, offset, key, value), optionally with the broker's timestamp in epoch ms
     last: the trade time is checked against it, or against ``ingested_at`` when there is none.
+
+    The batch is parsed as whole columns; messages not in the feed's canonical layout, and trades that
+    break a rule, go through the per-message parser, which decides them (and gives the reason). The
+    result is always that of :func:`to_frame_per_message`.
     """
-    rows: list[dict[str, Any]] = []
-    quarantined: list[QuarantinedMessage] = []
+    batch = messages if isinstance(messages, Messages) else Messages.from_tuples(messages)
     landed_ms = int(ingested_at.timestamp() * 1000)
-    for partition, offset, key, value, *stamp in messages:
-        broker_ms = stamp[0] if stamp and stamp[0] is not None else landed_ms
-        trade = _parse(value, broker_ms)
+    decoded = pl.concat(
+        [
+            decode_canonical(as_text(batch.values)),
+            pl.DataFrame(
+                {
+                    "kafka_partition": batch.partitions,
+                    "kafka_offset": batch.offsets,
+                    "received_ms": batch.broker_ms,
+                },
+                schema={"kafka_partition": pl.Int32(), "kafka_offset": pl.Int64(), "received_ms": pl.Int64()},
+            ).with_columns(pl.col("received_ms").fill_null(landed_ms)),
+        ],
+        how="horizontal",
+    ).with_row_index("row")
+    # A row is decided here only when it is certainly a valid trade; any doubt goes to the reference.
+    valid = (
+        pl.col("matched")
+        & trade_problem_expr(trade_time="trade_time_ms", received="received_ms").is_null()
+        & time_problem_expr("event_time", time="event_time_ms", received="received_ms").is_null()
+    )
+    decoded = decoded.with_columns(valid=valid)
+    fast = decoded.filter("valid").select(list(_RAW_SCHEMA))
+    doubtful = decoded.filter(~pl.col("valid"))["row"].to_list()
+    if not doubtful:
+        return _bronze_frame(fast, batch_id, ingested_at), []
+    slow, quarantined = _parse_each(batch, doubtful, landed_ms)
+    raw = pl.concat([fast, slow]).sort("row")
+    return _bronze_frame(raw, batch_id, ingested_at), quarantined
+
+
+def to_frame_per_message(
+    messages: Messages | Iterable[tuple[Any, ...]],
+    batch_id: int,
+    ingested_at: datetime,
+) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
+    """:func:`to_frame`, one message at a time with :func:`_parse`: the reference the columnar parse
+    must equal, row for row and dead letter for dead letter."""
+    batch = messages if isinstance(messages, Messages) else Messages.from_tuples(messages)
+    raw, quarantined = _parse_each(batch, range(len(batch)), int(ingested_at.timestamp() * 1000))
+    return _bronze_frame(raw, batch_id, ingested_at), quarantined
+
+
+def _parse_each(
+    batch: Messages, rows: Iterable[int], landed_ms: int
+) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
+    """The trade columns of messages ``rows`` of ``batch`` read one by one, and the dead letters."""
+    trades: list[dict[str, Any]] = []
+    quarantined: list[QuarantinedMessage] = []
+    for row in rows:
+        partition, offset = batch.partitions[row], batch.offsets[row]
+        stamp = batch.broker_ms[row]
+        trade = _parse(batch.values[row], landed_ms if stamp is None else stamp)
         if isinstance(trade, str):
-            quarantined.append(QuarantinedMessage(partition, offset, trade, key, value))
+            quarantined.append(
+                QuarantinedMessage(partition, offset, trade, batch.keys[row], batch.values[row])
+            )
             continue
-        rows.append(
+        trades.append(
             {
+                "row": row,
                 "symbol": trade["symbol"],
                 "trade_id": trade["trade_id"],
                 "price": trade["price"],
@@ -582,16 +808,12 @@ def to_frame(
                 "kafka_offset": offset,
             }
         )
-    raw = pl.DataFrame(
-        rows,
-        schema={
-            **{k: SCHEMA[k] for k in ("symbol", "trade_id", "price", "quantity", "buyer_is_maker")},
-            "trade_time_ms": pl.Int64(),
-            "event_time_ms": pl.Int64(),
-            "kafka_partition": pl.Int32(),
-            "kafka_offset": pl.Int64(),
-        },
-    )
+    return pl.DataFrame(trades, schema=_RAW_SCHEMA), quarantined
+
+
+def _bronze_frame(raw: pl.DataFrame, batch_id: int, ingested_at: datetime) -> pl.DataFrame:
+    """Bronze's columns from the trade columns: times become timestamps, the batch id and landing time
+    are added. Columns the caller adds afterwards (the epoch) are left to it."""
 
     def epoch_ms(name: str) -> pl.Expr:
         return pl.from_epoch(pl.col(name), time_unit="ms").dt.replace_time_zone("UTC").cast(TIMESTAMP)
@@ -602,8 +824,7 @@ def to_frame(
         micro_batch_id=pl.lit(batch_id, dtype=pl.Int64()),
         ingested_at=pl.lit(ingested_at, dtype=TIMESTAMP),
     )
-    # Columns the caller adds afterwards (the epoch) are left to it.
-    return frame.select([c for c in SCHEMA if c in frame.columns]), quarantined
+    return frame.select([c for c in SCHEMA if c in frame.columns])
 
 
 # --- landing -------------------------------------------------------------------------------------

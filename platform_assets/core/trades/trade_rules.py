@@ -12,9 +12,10 @@ A trade is valid when
   :data:`MAX_AHEAD_MS` (a day) after the reference time: the broker timestamp of the Kafka message when
   landing, the time the frame was received at the feed, the time the row was landed in silver.
 
-The rules exist twice, as :func:`trade_problem` for one trade (the feed and landing read messages one
-by one) and as :func:`trade_problem_expr` for a polars frame (silver), and both give the same reason, or
-none, for the same values (a test runs both over one corpus). Reasons never quote the value: the
+The rules exist twice, as :func:`trade_problem` for one trade (the feed reads frames one by one) and as
+:func:`trade_problem_expr` for a polars frame (landing, silver), and both give the same reason, or none,
+for the same values (a test runs both over one corpus); likewise :func:`time_problem` and
+:func:`time_problem_expr`. Reasons never quote the value: the
 dead-letter tables keep the raw value beside the reason.
 
 No Dagster import here.
@@ -111,21 +112,38 @@ def trade_problem_expr(*, trade_time: str = "trade_time", received: str = "inges
 
     symbol_ok = pl.col("symbol").cast(pl.String).str.len_chars().is_between(1, MAX_SYMBOL_LENGTH)
     trade_id_ok = pl.col("trade_id").cast(pl.Int64, strict=False) >= 0
-    time_ms = _millis(trade_time)
-    received_ms = _millis(received)
     cases: list[tuple[pl.Expr, str]] = [
         (~symbol_ok.fill_null(False), SYMBOL_INVALID),
         (~trade_id_ok.fill_null(False), TRADE_ID_INVALID),
         *_decimal_expr("price"),
         *_decimal_expr("quantity"),
-        (time_ms.is_null(), TRADE_TIME_MISSING),
-        (time_ms < EARLIEST_TRADE_MS, TRADE_TIME_TOO_EARLY),
-        ((time_ms > received_ms + MAX_AHEAD_MS).fill_null(False), TRADE_TIME_TOO_LATE),
     ]
+    return _first_reason(cases, otherwise=time_problem_expr("trade_time", time=trade_time, received=received))
+
+
+def time_problem_expr(name: str, *, time: str, received: str) -> pl.Expr:
+    """:func:`time_problem` over a frame: why the time in column ``time`` (of the field called ``name`` in
+    the reason) is out of range, null when it is not. ``time`` and ``received`` hold epoch milliseconds
+    (integers) or datetimes."""
+    time_ms = _millis(time)
+    received_ms = _millis(received)
+    cases = [
+        (time_ms.is_null(), f"{name} is missing"),
+        (time_ms < EARLIEST_TRADE_MS, f"{name} is before 2009-01-01"),
+        (
+            (time_ms > received_ms + MAX_AHEAD_MS).fill_null(False),
+            f"{name} is more than a day after the time it was received",
+        ),
+    ]
+    return _first_reason(cases, otherwise=pl.lit(None, dtype=pl.String))
+
+
+def _first_reason(cases: list[tuple[pl.Expr, str]], *, otherwise: pl.Expr) -> pl.Expr:
+    """The reason of the first case whose condition holds, else ``otherwise``; named ``reason``."""
     expr = pl.when(cases[0][0]).then(pl.lit(cases[0][1]))
     for condition, reason in cases[1:]:
         expr = expr.when(condition).then(pl.lit(reason))
-    return expr.otherwise(pl.lit(None, dtype=pl.String)).alias("reason")
+    return expr.otherwise(otherwise).alias("reason")
 
 
 def _millis(column: str) -> pl.Expr:
