@@ -15,6 +15,7 @@ from dagster import (
 from platform_assets.core.lake import LAYERS
 from platform_assets.countries.definitions import build_country_definitions
 from platform_assets.customers.definitions import build_customer_definitions
+from platform_assets.housekeeping.definitions import build_housekeeping_definitions
 from platform_assets.lib.resources import build_resources, uses_spark
 from platform_assets.monitoring.audit import audit_trail_sensor
 from platform_assets.settings import Settings, load_settings
@@ -57,6 +58,7 @@ def build_definitions(settings: Settings) -> Definitions:
         build_customer_definitions(settings),
         build_country_definitions(settings),
         build_trade_definitions(settings),
+        build_housekeeping_definitions(settings),
         Definitions(
             sensors=[audit_trail_sensor],
             resources=build_resources(settings),
