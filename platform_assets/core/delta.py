@@ -168,7 +168,11 @@ def read_changes(
         # PyCapsule interface (pl.from_arrow returned a Series in a probe). Files removed by VACUUM
         # only show up while reading.
         changes = pl.DataFrame(reader.read_all())
-    except (DeltaError, OSError) as exc:
+    except Exception as exc:
+        # delta-rs raises DeltaError or OSError; a data or change file VACUUM removed surfaces from the
+        # Arrow stream as a plain Exception ("... not found").
+        if not isinstance(exc, DeltaError | OSError) and "not found" not in str(exc):
+            raise
         raise ChangeFeedUnavailable(
             f"Cannot read the change data feed of {path!r} from version {since_version + 1}: {exc}. "
             f"Is delta.enableChangeDataFeed set for all those commits?"
