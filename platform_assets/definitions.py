@@ -17,6 +17,7 @@ from platform_assets.countries.definitions import build_country_definitions
 from platform_assets.customers.definitions import build_customer_definitions
 from platform_assets.housekeeping.definitions import build_housekeeping_definitions
 from platform_assets.lib.resources import build_resources, uses_spark
+from platform_assets.maintenance.definitions import build_maintenance_definitions
 from platform_assets.monitoring.audit import audit_trail_sensor
 from platform_assets.settings import Settings, load_settings
 from platform_assets.spotify.definitions import build_spotify_definitions
@@ -59,6 +60,7 @@ def build_definitions(settings: Settings) -> Definitions:
         build_country_definitions(settings),
         build_trade_definitions(settings),
         build_housekeeping_definitions(settings),
+        build_maintenance_definitions(settings),
         Definitions(
             sensors=[audit_trail_sensor],
             resources=build_resources(settings),
