@@ -6,6 +6,7 @@ system is read: no Delta log is replayed, so measuring costs the same on day 1 a
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,10 +32,20 @@ class TableFiles:
     log_bytes: int = 0
     log_commits: int = 0
     log_checkpoints: int = 0
+    # From the Delta log (with ``snapshot=True``): the live data files a reader opens, and the commits a
+    # reader replays after the newest checkpoint. On-disk counts above also hold replaced files that
+    # vacuum may not delete yet and commits the log retention still keeps.
+    version: int | None = None
+    live_files: int | None = None
+    live_bytes: int | None = None
+    replayed_commits: int | None = None
 
     def add(self, other: TableFiles) -> None:
         for name in ("data_files", "data_bytes", "log_files", "log_bytes", "log_commits", "log_checkpoints"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("live_files", "live_bytes", "replayed_commits"):
+            if getattr(other, name) is not None:
+                setattr(self, name, (getattr(self, name) or 0) + getattr(other, name))
 
 
 def _walk_files(folder: Path) -> list[os.DirEntry]:
@@ -71,16 +82,34 @@ def _table_files(folder: Path) -> TableFiles:
     return files
 
 
-def lake_tables(root: Path) -> dict[str, TableFiles]:
+def _snapshot(folder: Path, files: TableFiles) -> None:
+    """The live files and the commits replayed after the newest checkpoint, from the Delta log."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(str(folder))
+    files.version = table.version()
+    adds = table.get_add_actions(flatten=False)
+    files.live_files = adds.num_rows
+    files.live_bytes = int(sum(adds.column("size_bytes").to_pylist())) if adds.num_rows else 0
+    checkpoint = -1
+    last = folder / DELTA_LOG / "_last_checkpoint"
+    if last.is_file():
+        checkpoint = int(json.loads(last.read_text())["version"])
+    files.replayed_commits = files.version - checkpoint
+
+
+def lake_tables(root: Path, *, snapshot: bool = False) -> dict[str, TableFiles]:
     """``{"<layer>/<table>": TableFiles}`` for every table folder two levels under ``root`` (the
-    environment's catalog: ``<layer>/<table>``); a folder holding a Delta log deeper down is named by its
-    path relative to ``root``."""
+    environment's catalog: ``<layer>/<table>``). ``snapshot``: also read each Delta table's log for its
+    live files and the commits a reader replays (costs a table load each)."""
     tables: dict[str, TableFiles] = {}
     if not root.is_dir():
         return tables
     for layer in sorted(p for p in root.iterdir() if p.is_dir()):
         for table in sorted(p for p in layer.iterdir() if p.is_dir()):
-            tables[f"{layer.name}/{table.name}"] = _table_files(table)
+            files = tables[f"{layer.name}/{table.name}"] = _table_files(table)
+            if snapshot and files.delta:
+                _snapshot(table, files)
     return tables
 
 
@@ -98,6 +127,9 @@ def lake_totals(tables: dict[str, TableFiles]) -> dict[str, Any]:
         "log_bytes": delta.log_bytes,
         "log_commits": delta.log_commits,
         "log_checkpoints": delta.log_checkpoints,
+        "live_files": delta.live_files,
+        "replayed_commits": delta.replayed_commits,
+        "max_replayed_commits": max((f.replayed_commits or 0 for f in deltas.values()), default=0),
         "max_data_files": max((f.data_files for f in deltas.values()), default=0),
         "max_log_files": max((f.log_files for f in deltas.values()), default=0),
         "plain_folders": len(tables) - len(deltas),

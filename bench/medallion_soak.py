@@ -74,18 +74,28 @@ def maintenance_available() -> bool:
     return True
 
 
-def maintain_lake(lake_root: Path) -> dict[str, Any]:
-    """``maintain(table_uri, policy)`` on every Delta table of the lake, with the module's default policy."""
-    from platform_assets.core import maintenance
+def maintain_lake(settings) -> dict[str, Any]:
+    """``maintain(table_uri, policy)`` on every Delta table of the medallion, with the policy tables.yaml
+    gives the table (``TableConfig.maintenance``; its quarantine table too)."""
+    from platform_assets.core import delta
+    from platform_assets.core.config import load_tables
+    from platform_assets.core.lake import quarantine_name
+    from platform_assets.core.maintenance import maintain
 
-    policy = maintenance.MaintenancePolicy() if hasattr(maintenance, "MaintenancePolicy") else None
     out: dict[str, Any] = {}
-    for name, files in lake_tables(lake_root).items():
-        if not files.delta:
-            continue
-        t0 = time.perf_counter()
-        result = maintenance.maintain(str(lake_root / name), policy)
-        out[name] = {"seconds": round(time.perf_counter() - t0, 3), "result": _plain(result)}
+    for config in load_tables(settings.tables_file):
+        for layer, name in (
+            ("silver", config.name),
+            ("silver", quarantine_name(config.name)),
+            ("gold", config.name),
+            ("gold", quarantine_name(config.name)),
+        ):
+            uri = str(settings.table_path(layer, name))
+            if not delta.table_exists(uri):
+                continue
+            t0 = time.perf_counter()
+            result = maintain(uri, config.maintenance)
+            out[f"{layer}/{name}"] = {"seconds": round(time.perf_counter() - t0, 3), **result.metrics()}
     return out
 
 
@@ -145,7 +155,7 @@ def _audit_figures(settings) -> dict[str, Any]:
 
 
 def measure(settings, dagster_home: Path) -> dict[str, Any]:
-    tables = lake_tables(Path(str(settings.lake_root)))
+    tables = lake_tables(Path(str(settings.lake_root)), snapshot=True)
     dagster_files, dagster_bytes = folder_size(dagster_home)
     return {
         "state": _state_figures(settings),
@@ -255,7 +265,7 @@ def one_day(args, settings, instance, dagster_home: Path, audit, cursor, day_num
 
     if args.maintain_every and day_number % args.maintain_every == 0:
         t0 = time.perf_counter()
-        record["maintenance"] = maintain_lake(Path(str(settings.lake_root)))
+        record["maintenance"] = maintain_lake(settings)
         record["maintain_seconds"] = round(time.perf_counter() - t0, 3)
     record.update(measure(settings, dagster_home))
     if profiler:
@@ -340,9 +350,9 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     )
     print(f"times: median of the day and {s} day(s) each side; sizes: at the end of the day")
     header = (
-        f"{'day':>5} {'run s':>7} {'CPU s':>7} {'audit s':>8} {'rows':>7} {'data files':>10} "
-        f"{'log files':>9} {'log MB':>7} {'max log/tbl':>11} {'bronze files':>12} {'state KB':>8} "
-        f"{'state rows':>10} {'audit MB':>8} {'dagster MB':>10} {'RSS MB':>7}"
+        f"{'day':>5} {'run s':>7} {'CPU s':>7} {'audit s':>8} {'rows':>6} {'live files':>10} "
+        f"{'disk files':>10} {'log files':>9} {'log MB':>7} {'replay max':>10} {'bronze files':>12} "
+        f"{'state KB':>8} {'state rows':>10} {'audit MB':>8} {'dagster MB':>10} {'RSS MB':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -356,10 +366,11 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
             "run_cpu_seconds": _around(days, n, "run_cpu_seconds", s),
             "audit_seconds": _around(days, n, "audit_seconds", s),
             "rows_written": sum(d["rows_written"].values()),
+            "live_files": lake.get("live_files"),
             "data_files": lake["data_files"],
             "log_files": lake["log_files"],
             "log_mb": lake["log_bytes"] / 2**20,
-            "max_log_files": lake["max_log_files"],
+            "max_replayed_commits": lake.get("max_replayed_commits"),
             "bronze_files": lake["plain_files"],
             "state_kb": d["state"]["bytes"] / 1024,
             "state_rows": d["state"]["entries"] + d["state"]["processed_files"],
@@ -370,16 +381,26 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
         lines.append(line)
         print(
             f"{n:>5} {_fmt(line['run_seconds']):>7} {_fmt(line['run_cpu_seconds']):>7} "
-            f"{_fmt(line['audit_seconds']):>8} {line['rows_written']:>7,} {line['data_files']:>10,} "
-            f"{line['log_files']:>9,} {line['log_mb']:>7.2f} {line['max_log_files']:>11,} "
-            f"{line['bronze_files']:>12,} {line['state_kb']:>8.0f} {line['state_rows']:>10,} "
-            f"{line['audit_mb']:>8.2f} {line['dagster_mb']:>10.1f} {line['rss_mb']:>7.0f}"
+            f"{_fmt(line['audit_seconds']):>8} {line['rows_written']:>6,} {line['live_files'] or 0:>10,} "
+            f"{line['data_files']:>10,} {line['log_files']:>9,} {line['log_mb']:>7.2f} "
+            f"{line['max_replayed_commits'] or 0:>10,} {line['bronze_files']:>12,} {line['state_kb']:>8.0f} "
+            f"{line['state_rows']:>10,} {line['audit_mb']:>8.2f} {line['dagster_mb']:>10.1f} {line['rss_mb']:>7.0f}"
         )
-    maint = [d["maintain_seconds"] for d in days if "maintain_seconds" in d]
+    print(
+        "live files: data files of the Delta tables' current versions (what a reader opens); disk files: all "
+        "data files on disk (replaced ones until vacuum deletes them); replay max: the most commits a reader "
+        "of one table replays after its newest checkpoint"
+    )
+    maint = [d for d in days if "maintain_seconds" in d]
     if maint:
+        seconds = [d["maintain_seconds"] for d in maint]
+        last = maint[-1]["maintenance"]
         print(
-            f"maintenance: {len(maint)} passes, median {statistics.median(maint):.2f} s, "
-            f"last {maint[-1]:.2f} s, max {max(maint):.2f} s"
+            f"maintenance: {len(maint)} passes, median {statistics.median(seconds):.2f} s, last "
+            f"{seconds[-1]:.2f} s, max {max(seconds):.2f} s; last pass: live files "
+            f"{sum(t['files_before'] for t in last.values())} -> {sum(t['files_after'] for t in last.values())}, "
+            f"{sum(t['vacuumed_files'] for t in last.values())} vacuumed, log files "
+            f"{sum(t['log_files_before'] for t in last.values())} -> {sum(t['log_files'] for t in last.values())}"
         )
     goal = _goal(days, s)
     if goal:
@@ -440,12 +461,13 @@ def _step_growth(days: list[dict[str, Any]], s: int) -> list[dict[str, Any]]:
 
 
 def _print_tables(last: dict[str, Any]) -> None:
-    print(f"lake tables at day {last['day']} (Delta: data files / log files / log KB; plain: files):")
+    print(f"lake tables at day {last['day']}:")
     for name, t in sorted(last["tables"].items()):
         if t["delta"]:
             print(
-                f"  {name:<36} {t['data_files']:>6,} data  {t['log_files']:>6,} log "
-                f"({t['log_commits']:,} commits, {t['log_checkpoints']} checkpoints)  {t['log_bytes'] / 1024:>8.0f} KB"
+                f"  {name:<36} {t.get('live_files') or 0:>5,} live / {t['data_files']:>5,} disk data files  "
+                f"{t['log_files']:>5,} log files ({t['log_checkpoints']} checkpoints, "
+                f"{t.get('replayed_commits') or 0} replayed)  {t['log_bytes'] / 1024:>7.0f} KB"
             )
         else:
             print(f"  {name:<36} {t['data_files']:>6,} files (not Delta)  {t['data_bytes'] / 1024:>8.0f} KB")
