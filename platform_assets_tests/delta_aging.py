@@ -37,7 +37,11 @@ def age_commits(table: str | Path, days: float) -> None:
         stat = commit.stat()
         actions = [json.loads(line) for line in commit.read_text().splitlines() if line.strip()]
         for action in actions:
-            for kind, key in (("commitInfo", "timestamp"), ("remove", "deletionTimestamp"), ("add", "modificationTime")):
+            for kind, key in (
+                ("commitInfo", "timestamp"),
+                ("remove", "deletionTimestamp"),
+                ("add", "modificationTime"),
+            ):
                 if kind in action and action[kind].get(key) is not None:
                     action[kind][key] -= shift
         commit.write_text("".join(json.dumps(a) + "\n" for a in actions))

@@ -199,7 +199,9 @@ def parse_size(value: Any) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def policy_from_mapping(block: Mapping[str, Any] | None, base: MaintenancePolicy = DEFAULT_POLICY) -> MaintenancePolicy:
+def policy_from_mapping(
+    block: Mapping[str, Any] | None, base: MaintenancePolicy = DEFAULT_POLICY
+) -> MaintenancePolicy:
     """The policy a ``maintenance:`` block declares, over ``base`` (its defaults and its floor). Raises
     :class:`ConfigError` naming the field (``maintenance.<field>: ...``)."""
     if block is None:
@@ -364,15 +366,18 @@ def maintain(
     table.cleanup_metadata()
     after = file_stats(table, policy.small_file_size)
     report.version_after = table.version()
-    report.files_after, report.bytes_after, report.small_files_after = after.files, after.bytes, after.small_files
+    report.files_after, report.bytes_after, report.small_files_after = (
+        after.files,
+        after.bytes,
+        after.small_files,
+    )
     report.log_files_after = log_file_count(table_uri)
     return report
 
 
-def _attempts(what: str, table_uri: str, log: Any):
+def _attempts(what: str, table_uri: str):
     """Attempt numbers for a commit that may lose to concurrent writers, saying so on each retry."""
-    for attempt in range(1, COMMIT_ATTEMPTS + 1):
-        yield attempt
+    yield from range(1, COMMIT_ATTEMPTS + 1)
     raise MaintenanceConflict(
         f"{table_uri}: {what} lost to concurrent commits {COMMIT_ATTEMPTS} times; nothing was lost, the next "
         "maintenance run tries again (a table's writers and its maintenance share one concurrency pool)"
@@ -387,9 +392,7 @@ def _lost(what: str, table_uri: str, attempt: int, exc: Exception, log: Any) -> 
     )
 
 
-def _properties_commit(
-    table: DeltaTable, policy: MaintenancePolicy, position: dict[str, str] | None
-) -> None:
+def _properties_commit(table: DeltaTable, policy: MaintenancePolicy, position: dict[str, str] | None) -> None:
     """Commit the policy's table properties. With a stream ``position``: as a copy of it, refused if
     anything committed since ``table`` was read (so never placed above a newer landing commit)."""
     properties = (
@@ -410,7 +413,7 @@ def _declare_properties(
     table_uri: str, policy: MaintenancePolicy, storage_options: dict[str, str] | None, log: Any
 ) -> bool:
     """Set the retention properties when the table does not declare the policy's yet; True when set."""
-    for attempt in _attempts("setting the retention properties", table_uri, log):
+    for attempt in _attempts("setting the retention properties", table_uri):
         table = DeltaTable(table_uri, storage_options=storage_options)
         configuration = table.metadata().configuration
         if all(configuration.get(k) == v for k, v in policy.table_properties().items()):
@@ -437,7 +440,7 @@ def _compact(
 ) -> None:
     """Compact (or Z-order) the table, again on the new version when a concurrent commit conflicts."""
     what = "Z-ordering" if policy.z_order else "compaction"
-    for attempt in _attempts(what, table_uri, log):
+    for attempt in _attempts(what, table_uri):
         report.compaction_attempts = attempt
         table = DeltaTable(table_uri, storage_options=storage_options)
         try:
@@ -470,7 +473,7 @@ def _vacuum(
     once older than the retention. The retention is the one the table declares (set just before), and
     delta-rs checks it again (``enforce_retention_duration``).
     """
-    for attempt in _attempts("vacuum", table_uri, log):
+    for attempt in _attempts("vacuum", table_uri):
         table = DeltaTable(table_uri, storage_options=storage_options)
         try:
             removed = table.vacuum(
@@ -495,7 +498,7 @@ def _carry_position(
     The copy is committed on top of exactly the version it was read from (no automatic retries); a landing
     commit in between makes it fail, and the next attempt finds that landing commit on top: nothing to do.
     """
-    for attempt in _attempts("carrying the stream position", table_uri, log):
+    for attempt in _attempts("carrying the stream position", table_uri):
         table = DeltaTable(table_uri, storage_options=storage_options)
         history = _consistent_history(table)
         if history is None:

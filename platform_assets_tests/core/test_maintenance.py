@@ -79,14 +79,20 @@ def test_the_defaults_are_one_policy_with_a_floor_per_reader():
         ({"target_file_size": -5}, "target_file_size must be a whole number of at least 1048576, got -5"),
         ({"target_file_size": 1000}, "target_file_size must be a whole number of at least 1048576"),
         ({"vacuum_retention_hours": -1}, "vacuum_retention_hours must be a whole number of at least 0"),
-        ({"vacuum_retention_hours": 12}, "vacuum_retention_hours: 12 is below the floor of 24 hours: a reader"),
+        (
+            {"vacuum_retention_hours": 12},
+            "vacuum_retention_hours: 12 is below the floor of 24 hours: a reader",
+        ),
         (
             {"vacuum_retention_hours": 48, "retention_floor_hours": CHANGE_FEED_FLOOR_HOURS},
             "48 is below the floor of 168 hours: gold reads this table's change data feed",
         ),
         ({"retention_floor_hours": 1}, "retention_floor_hours must be a whole number of at least 24"),
         ({"log_retention_days": 0}, "log_retention_days must be a whole number of at least 1"),
-        ({"log_retention_days": 3}, "log_retention_days: 3 day(s) is shorter than the vacuum retention (168 hours)"),
+        (
+            {"log_retention_days": 3},
+            "log_retention_days: 3 day(s) is shorter than the vacuum retention (168 hours)",
+        ),
         ({"z_order": ("a", "a")}, "z_order must list distinct column names"),
         ({"checkpoint": "yes"}, "checkpoint must be true or false"),
         ({"target_file_size": True}, "target_file_size must be a whole number"),
@@ -99,8 +105,14 @@ def test_a_bad_policy_is_refused_saying_what_and_why(fields, message):
 
 
 def test_a_maintenance_block_is_read_over_the_defaults():
-    policy = policy_from_mapping({"target_file_size": "64 MiB", "z_order": "user_id", "log_retention_days": 60})
-    assert (policy.target_file_size, policy.z_order, policy.log_retention_days) == (64 * MIB, ("user_id",), 60)
+    policy = policy_from_mapping(
+        {"target_file_size": "64 MiB", "z_order": "user_id", "log_retention_days": 60}
+    )
+    assert (policy.target_file_size, policy.z_order, policy.log_retention_days) == (
+        64 * MIB,
+        ("user_id",),
+        60,
+    )
     assert policy.vacuum_retention_hours == 168 and policy.checkpoint
     assert policy_from_mapping(None) is DEFAULT_POLICY
     assert policy_from_mapping({"target_file_size": 2 * MIB}).target_file_size == 2 * MIB
@@ -117,13 +129,21 @@ def table_entry(**maintenance_block) -> dict:
 
 def test_tables_yaml_declares_maintenance_per_table_with_the_change_feed_floor():
     assert parse_table(table_entry()).maintenance == CHANGE_FEED_POLICY
-    declared = parse_table(table_entry(target_file_size="256 MiB", z_order=["user_id"], vacuum_retention_hours=336))
+    declared = parse_table(
+        table_entry(target_file_size="256 MiB", z_order=["user_id"], vacuum_retention_hours=336)
+    )
     assert declared.maintenance == MaintenancePolicy(256 * MIB, ("user_id",), 336, 30, True, 168)
-    with pytest.raises(ConfigError, match=r"FactStream\.maintenance\.vacuum_retention_hours: 24 is below the floor of 168"):
+    with pytest.raises(
+        ConfigError, match=r"FactStream\.maintenance\.vacuum_retention_hours: 24 is below the floor of 168"
+    ):
         parse_table(table_entry(vacuum_retention_hours=24))
-    with pytest.raises(ConfigError, match=r"FactStream\.maintenance\.z_order: 'stream_timestamp_date' partitions"):
+    with pytest.raises(
+        ConfigError, match=r"FactStream\.maintenance\.z_order: 'stream_timestamp_date' partitions"
+    ):
         parse_table(table_entry(z_order=["stream_timestamp_date"]))
-    with pytest.raises(ConfigError, match=r"FactStream\.maintenance\.z_order: 'user id' is not a valid identifier"):
+    with pytest.raises(
+        ConfigError, match=r"FactStream\.maintenance\.z_order: 'user id' is not a valid identifier"
+    ):
         parse_table(table_entry(z_order=["user id"]))
     with pytest.raises(ConfigError, match=r"FactStream\.maintenance: unknown field"):
         parse_table(table_entry(vacuum=1))
@@ -132,7 +152,9 @@ def test_tables_yaml_declares_maintenance_per_table_with_the_change_feed_floor()
 def test_a_z_order_column_the_table_does_not_have_is_refused_before_anything_is_written(tmp_path):
     path = appended(tmp_path / "t", 3)
     version = delta.version(path)
-    with pytest.raises(ConfigError, match=r"z_order column\(s\) \['user_id'\] are not columns of the table \(it has id, v\)"):
+    with pytest.raises(
+        ConfigError, match=r"z_order column\(s\) \['user_id'\] are not columns of the table \(it has id, v\)"
+    ):
         maintain(path, MaintenancePolicy(z_order=("user_id",)))
     assert delta.version(path) == version
 
@@ -213,7 +235,9 @@ def test_a_compaction_that_keeps_losing_gives_up_and_loses_nothing(tmp_path, mon
         return real(table, policy)
 
     monkeypatch.setattr(maintenance, "run_optimize", contended)
-    with pytest.raises(MaintenanceConflict, match="compaction lost to concurrent commits 5 times; nothing was lost"):
+    with pytest.raises(
+        MaintenanceConflict, match="compaction lost to concurrent commits 5 times; nothing was lost"
+    ):
         maintain(path, DEFAULT_POLICY)
     assert [r[0] for r in rows(path)] == list(range(5, 9))
 

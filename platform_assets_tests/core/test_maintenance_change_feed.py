@@ -53,7 +53,9 @@ class Medallion:
                     self.reports.append(maintain(target, self.table.maintenance))
 
     def run_gold(self, *days: date):
-        result = run_gold(self.table, self.silver, self.gold, self.quarantine, self.state, run_id="r", days=days)
+        result = run_gold(
+            self.table, self.silver, self.gold, self.quarantine, self.state, run_id="r", days=days
+        )
         return [(u.day, u.rows_read, u.rows_inserted, u.rows_updated) for u in result.units]
 
     def gold_rows(self) -> list[tuple]:
@@ -61,16 +63,18 @@ class Medallion:
         return frame.select(sorted(frame.columns)).sort(sorted(frame.columns)).rows()
 
     def fact_rows(self) -> list[tuple]:
-        return delta.read(self.gold).sort("stream_id").select("stream_id", "listen_duration", "stream_date").rows()
+        return (
+            delta.read(self.gold)
+            .sort("stream_id")
+            .select("stream_id", "listen_duration", "stream_date")
+            .rows()
+        )
 
 
 def users(rows: list[tuple[int, str, str, int]]) -> pl.DataFrame:
     """(user_id, user_name, subscription_type, day of January) as silver DimUser rows."""
     return pl.DataFrame(
-        [
-            (uid, name, "US", kind, datetime(2025, 1, d, 12, tzinfo=UTC))
-            for uid, name, kind, d in rows
-        ],
+        [(uid, name, "US", kind, datetime(2025, 1, d, 12, tzinfo=UTC)) for uid, name, kind, d in rows],
         schema={
             "user_id": pl.Int64,
             "user_name": pl.String,
@@ -89,7 +93,9 @@ def test_an_scd2_dimension_reads_the_same_changes_with_silver_compacted_between_
         reads = []
         for day in range(1, 9):  # a silver write a day (new users: a small file each), gold every other day
             changed = [(1, f"one{day}", "Premium", day)] if day % 3 == 0 else []
-            lake.to_silver(users([(10 * day, f"u{day}", "Free", day), (10 * day + 1, f"v{day}", "Free", day), *changed]))
+            lake.to_silver(
+                users([(10 * day, f"u{day}", "Free", day), (10 * day + 1, f"v{day}", "Free", day), *changed])
+            )
             if day % 2 == 0:
                 reads += lake.run_gold()
             elif day > 1:

@@ -118,8 +118,10 @@ def test_a_policy_the_table_cannot_take_fails_its_step_alone(instance, tmp_path)
     dimdate = str(settings.table_path("silver", "dimdate"))
     for day in range(1, 4):
         delta.append(dimdate, pl.DataFrame({"date_key": [20250100 + day], "month": [1]}))
-    result = build_definitions(settings).resolve_job_def(MAINTENANCE_JOB).execute_in_process(
-        instance=instance, raise_on_error=False
+    result = (
+        build_definitions(settings)
+        .resolve_job_def(MAINTENANCE_JOB)
+        .execute_in_process(instance=instance, raise_on_error=False)
     )
     assert not result.success
     failure = next(e for e in result.events_for_node("silver__dimdate") if e.is_step_failure)

@@ -23,10 +23,10 @@ from platform_assets.core.trades.landing import (
 )
 from platform_assets.core.trades.position import NEXT_OFFSETS_KEY, read_position
 from platform_assets_tests.delta_aging import age_files, age_table
+from platform_assets_tests.trades.test_enrich import EXCHANGE_INFO
 from platform_assets_tests.trades.test_held_trades import APP as SILVER_APP
 from platform_assets_tests.trades.test_held_trades import Lake, good
 from platform_assets_tests.trades.test_landing import produce_trades, rows
-from platform_assets_tests.trades.test_enrich import EXCHANGE_INFO
 
 APP = "bronze_trades"
 NO_CHECKPOINT = MaintenancePolicy(checkpoint=False)
@@ -152,7 +152,9 @@ def test_a_landing_commit_between_the_compactions_read_and_its_commit_loses_noth
     assert_each_message_once(table, {0: 9, 1: 10})
 
 
-def test_maintenance_running_alongside_landing_loses_and_repeats_nothing(producer, consumer, conf, topic, table):
+def test_maintenance_running_alongside_landing_loses_and_repeats_nothing(
+    producer, consumer, conf, topic, table
+):
     land_each(producer, consumer, conf, topic, table, 4)
     stop = threading.Event()
     reports, conflicts, errors = [], [], []
