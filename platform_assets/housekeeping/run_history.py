@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,18 +119,25 @@ class _Anchors:
         return Anchors(self.audited, self.newest, self.latest_events)
 
 
-def _attempts(instance: DagsterInstance, policy: RetentionPolicy, run: RunFacts) -> Sequence[RunFacts]:
-    """Every run of ``run``'s micro-batch (as the sensor counts them: its job, stream and batch id)."""
-    batch = policy.batch_of(run)
-    if batch is None:
-        return ()
-    job, stream, batch_id = batch
-    tags = (
-        {policy.batch_tag: batch_id}
-        if stream is None
-        else {policy.batch_tag: batch_id, policy.stream_tag: stream}
-    )
-    return [facts(r) for r in instance.get_run_records(RunsFilter(job_name=job, tags=tags))]
+def _attempts(
+    instance: DagsterInstance, policy: RetentionPolicy, runs: Sequence[RunFacts]
+) -> dict[tuple, list[RunFacts]]:
+    """Every run of the micro-batches ``runs`` are attempts of (as the sensor counts them: the same job,
+    stream and batch id), by batch: one query per job and stream, not one per run."""
+    wanted: dict[tuple, set[str]] = defaultdict(set)
+    for run in runs:
+        batch = policy.batch_of(run)
+        if batch is not None:
+            wanted[batch[:2]].add(batch[2])
+    attempts: dict[tuple, list[RunFacts]] = defaultdict(list)
+    for (job, stream), batch_ids in wanted.items():
+        tags: dict[str, str | list[str]] = {policy.batch_tag: sorted(batch_ids)}
+        if stream is not None:
+            tags[policy.stream_tag] = stream
+        for record in instance.get_run_records(RunsFilter(job_name=job, tags=tags)):
+            run = facts(record)
+            attempts[policy.batch_of(run)].append(run)
+    return attempts
 
 
 def prune_run_history(
@@ -172,11 +179,14 @@ def prune_run_history(
         records = instance.get_run_records(filters, limit=page_size, cursor=cursor, ascending=True)
         page = [facts(r) for r in records]
         page_anchors = anchors.for_jobs({run.job_name for run in page})
+        alone = {run.run_id: kept_because(run, policy, now, page_anchors) for run in page}
+        # a run due by itself goes only with every other attempt of its micro-batch
+        attempts = _attempts(instance, policy, [run for run in page if alone[run.run_id] is None])
         for run in page:
             report.examined += 1
-            reason = kept_because(run, policy, now, page_anchors)
-            if reason is None:  # due by itself: the other attempts of its micro-batch have their say
-                reason = verdict(run, policy, now, page_anchors, _attempts(instance, policy, run))
+            reason = alone[run.run_id]
+            if reason is None:
+                reason = verdict(run, policy, now, page_anchors, attempts.get(policy.batch_of(run), ()))
             if reason is not None:
                 report.kept[reason] += 1
                 cursor = run.run_id
