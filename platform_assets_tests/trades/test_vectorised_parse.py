@@ -17,8 +17,9 @@ from polars.testing import assert_frame_equal
 from platform_assets.core.trades import landing
 from platform_assets.core.trades.canonical import as_text, decode_canonical
 from platform_assets.core.trades.landing import (
-    Messages,
+    MESSAGE_SCHEMA,
     OffsetRange,
+    messages_frame,
     to_frame,
     to_frame_per_message,
 )
@@ -244,7 +245,7 @@ def test_what_the_feed_writes_never_goes_through_the_per_message_parser(parsed_o
 def test_an_empty_batch():
     frame, quarantined = assert_same([])
     assert frame.height == 0 and quarantined == []
-    assert frame.schema == to_frame(Messages([], [], [], [], []), 7, INGESTED)[0].schema
+    assert frame.schema == to_frame(pl.DataFrame(schema=MESSAGE_SCHEMA), 7, INGESTED)[0].schema
 
 
 def test_values_that_are_not_utf8_read_as_null_and_only_they():
@@ -294,7 +295,8 @@ def test_delivered_messages_are_kept_in_range_ordered_and_once():
         [b"A", b"B", b"C", b"D", b"E", None, b"G"],
         stamps,
     )
-    assert list(messages) == [
+    assert messages.schema == MESSAGE_SCHEMA
+    assert messages.rows() == [
         (0, 2, b"d", b"D", None),
         (0, 3, b"f", None, 9),  # the last delivery of an offset counts
         (1, 0, b"b", b"B", None),
@@ -330,11 +332,13 @@ def test_a_batch_read_in_many_consume_calls(producer, topic, conf, monkeypatch):
         messages = landing._read_ranges(consumer, topic, ranges, timeout=10)
     finally:
         consumer.close()
-    assert list(zip(messages.partitions, messages.offsets, strict=True)) == [
+    assert messages.select("partition", "offset").rows() == [
         *((0, o) for o in range(5, 23)),
         *((2, o) for o in range(30)),
     ]
-    assert list(messages.values) == values[0][5:23] + values[2]
-    assert all(ms is not None and ms > EARLIEST_TRADE_MS for ms in messages.broker_ms)
+    assert messages["value"].to_list() == values[0][5:23] + values[2]
+    assert messages["broker_ms"].min() > EARLIEST_TRADE_MS
     frame, quarantined = assert_same(messages)
     assert frame.height == 48 and quarantined == []
+    # The same frame as from tuples.
+    assert_frame_equal(messages_frame(messages.rows()), messages)

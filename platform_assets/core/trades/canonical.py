@@ -74,17 +74,17 @@ DECODED_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def as_text(values: Sequence[bytes | None]) -> pl.Series:
-    """The message values as a String column: null for a missing value or one that is not UTF-8.
+def as_text(values: pl.Series | Sequence[bytes | None]) -> pl.Series:
+    """The message values (bytes) as a String column: null for a missing value or one that is not UTF-8.
 
     The whole column is cast at once; only when some value is not UTF-8 (the cast then fails as a whole)
     is each value decoded on its own to find which.
     """
-    binary = pl.Series("value", values, dtype=pl.Binary())
+    binary = values if isinstance(values, pl.Series) else pl.Series("value", values, dtype=pl.Binary())
     try:
         return binary.cast(pl.String())
     except pl.exceptions.ComputeError:
-        return pl.Series("value", [_utf8(v) for v in values], dtype=pl.String())
+        return pl.Series(binary.name, [_utf8(v) for v in binary.to_list()], dtype=pl.String())
 
 
 def _utf8(value: bytes | None) -> str | None:

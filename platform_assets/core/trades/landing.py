@@ -22,9 +22,10 @@ import gc
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import polars as pl
@@ -453,33 +454,24 @@ def _consumer_conf(bootstrap_conf: Mapping[str, Any], app_id: str) -> dict[str, 
     return conf
 
 
-@dataclass(frozen=True)
-class Messages:
-    """Kafka messages as columns: message ``i`` is ``(partitions[i], offsets[i], keys[i], values[i],
-    broker_ms[i])``. Reading a batch only pulls these fields out of librdkafka's message objects, and
-    parsing works on whole columns, so no Python code runs per message on the way to bronze."""
+# A batch of Kafka messages, as read (_read_ranges) and parsed (to_frame): a frame, one row per message.
+# Reading only pulls these fields out of librdkafka's message objects and parsing works on whole columns,
+# so no Python code runs per message on the way to bronze.
+MESSAGE_SCHEMA: dict[str, pl.DataType] = {
+    "partition": pl.Int32(),
+    "offset": pl.Int64(),
+    "key": pl.Binary(),
+    "value": pl.Binary(),
+    # The broker's timestamp in epoch ms, null when the message has none.
+    "broker_ms": pl.Int64(),
+}
 
-    partitions: Sequence[int]
-    offsets: Sequence[int]
-    keys: Sequence[bytes | None]
-    values: Sequence[bytes | None]
-    # The broker's timestamp in epoch ms, None when the message has none.
-    broker_ms: Sequence[int | None]
 
-    @classmethod
-    def from_tuples(cls, messages: Iterable[tuple[Any, ...]]) -> Messages:
-        """From (partition, offset, key, value) tuples, optionally with the broker timestamp last."""
-        rows = [(*m, None) if len(m) == 4 else tuple(m) for m in messages]
-        if not rows:
-            return cls([], [], [], [], [])
-        partitions, offsets, keys, values, stamps = zip(*rows, strict=True)
-        return cls(partitions, offsets, keys, values, stamps)
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    def __iter__(self) -> Iterator[tuple[int, int, bytes | None, bytes | None, int | None]]:
-        return zip(self.partitions, self.offsets, self.keys, self.values, self.broker_ms, strict=True)
+def messages_frame(messages: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
+    """The message frame of (partition, offset, key, value) tuples, each optionally with the broker's
+    timestamp (epoch ms or None) last."""
+    rows = [(*m, None) if len(m) == 4 else tuple(m) for m in messages]
+    return pl.DataFrame(rows, schema=MESSAGE_SCHEMA, orient="row")
 
 
 # Messages asked of librdkafka per consume() call: large, so the per-call overhead vanishes, and bounded
@@ -489,8 +481,8 @@ _CONSUME_BATCH = 50_000
 
 def _read_ranges(
     consumer: Consumer, topic: str, ranges: Mapping[int, OffsetRange], timeout: float
-) -> Messages:
-    """Every message in ``ranges``, in partition/offset order (each offset once)."""
+) -> pl.DataFrame:
+    """Every message in ``ranges`` (:data:`MESSAGE_SCHEMA`), in partition/offset order, each offset once."""
     for partition, wanted in ranges.items():
         low, high = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=timeout, cached=False
@@ -503,7 +495,7 @@ def _read_ranges(
             )
     pending = {p for p, r in ranges.items() if r.end > r.start}
     if not pending:
-        return Messages([], [], [], [], [])
+        return pl.DataFrame(schema=MESSAGE_SCHEMA)
     consumer.assign([TopicPartition(topic, p, ranges[p].start) for p in sorted(pending)])
     # The fields of every message delivered, as delivered (possibly past a range's end), one list per
     # field (partitions, offsets, keys, values, timestamps); filtered, ordered and deduplicated at the
@@ -514,18 +506,19 @@ def _read_ranges(
     deadline = time.monotonic() + timeout
     with _without_cyclic_gc():
         _consume(consumer, topic, ranges, pending, next_offset, deadline, timeout, columns)
-    return _in_ranges(ranges, *columns)
+        return _in_ranges(ranges, *columns)
 
 
 @contextlib.contextmanager
 def _without_cyclic_gc() -> Iterator[None]:
     """Pause Python's cyclic garbage collector, as it was before afterwards.
 
-    Reading a batch allocates a few hundred thousand short-lived objects (librdkafka's messages, their
-    timestamp tuples) that are all freed by reference counting: none of them is in a cycle. Each of
-    them still counts towards the collector's thresholds, and its full collections walk the whole heap
-    (a run worker's is large), so collecting while reading cost more than the read itself. Collection is
-    only deferred: whatever is due runs at the next allocation after this block.
+    Reading a batch allocates a few hundred thousand objects (librdkafka's messages, their timestamp
+    tuples) that live at most as long as the batch and are freed by reference counting: none of them is
+    in a cycle. Each of them still counts towards the collector's thresholds, and its full collections
+    walk the whole heap (a run worker's is large) again and again, so collecting while reading cost more
+    than the read itself. Collection is only deferred: whatever is due runs at the next allocation after
+    this block.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -610,40 +603,37 @@ def _in_ranges(
     keys: list[bytes | None],
     values: list[bytes | None],
     stamps: list[tuple[int, int]],
-) -> Messages:
+) -> pl.DataFrame:
     """The delivered messages that belong to ``ranges``, in partition/offset order, each offset once (the
-    last delivery of it), with the broker timestamp in epoch ms or None."""
-    kinds, times = zip(*stamps, strict=True) if stamps else ((), ())
+    last delivery of it), with the broker timestamp in epoch ms or null."""
     delivered = pl.DataFrame(
-        {"partition": partitions, "offset": offsets, "kind": kinds, "stamp": times},
-        schema={"partition": pl.Int32(), "offset": pl.Int64(), "kind": pl.Int32(), "stamp": pl.Int64()},
+        {
+            "partition": partitions,
+            "offset": offsets,
+            "key": keys,
+            "value": values,
+            "kind": list(map(itemgetter(0), stamps)),
+            "stamp": list(map(itemgetter(1), stamps)),
+        },
+        schema={
+            **{k: MESSAGE_SCHEMA[k] for k in ("partition", "offset", "key", "value")},
+            "kind": pl.Int32(),
+            "stamp": pl.Int64(),
+        },
     ).with_row_index("row")
     bounds = pl.DataFrame(
         [(p, r.start, r.end) for p, r in ranges.items()],
         schema={"partition": pl.Int32(), "start": pl.Int64(), "end": pl.Int64()},
         orient="row",
     )
-    kept = (
+    known = (pl.col("kind") != TIMESTAMP_NOT_AVAILABLE) & (pl.col("stamp") >= 0)
+    return (
         delivered.join(bounds, on="partition")
         # A fetch may run past the range end: those offsets belong to the next batch.
         .filter(pl.col("offset").is_between(pl.col("start"), pl.col("end"), closed="left"))
-        .unique(["partition", "offset"], keep="last")
-        .sort("partition", "offset")
-        .select(
-            "row",
-            "partition",
-            "offset",
-            broker_ms=pl.when((pl.col("kind") != TIMESTAMP_NOT_AVAILABLE) & (pl.col("stamp") >= 0)).then(
-                "stamp"
-            ),
-        )
-    )
-    rows = kept["row"].to_list()
-    if rows != list(range(len(values))):
-        keys = [keys[i] for i in rows]
-        values = [values[i] for i in rows]
-    return Messages(
-        kept["partition"].to_list(), kept["offset"].to_list(), keys, values, kept["broker_ms"].to_list()
+        .sort("partition", "offset", "row")
+        .unique(["partition", "offset"], keep="last", maintain_order=True)
+        .select("partition", "offset", "key", "value", broker_ms=pl.when(known).then("stamp"))
     )
 
 
@@ -722,32 +712,30 @@ _RAW_SCHEMA: dict[str, pl.DataType] = {
 
 
 def to_frame(
-    messages: Messages | Iterable[tuple[Any, ...]],
+    messages: pl.DataFrame | Iterable[tuple[Any, ...]],
     batch_id: int,
     ingested_at: datetime,
 ) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
     """Bronze rows for the valid trades, and the quarantine (dead letters) for the other messages.
 
-    A message is (partition, offset, key, value), optionally with the broker's timestamp in epoch ms
-    last: the trade time is checked against it, or against ``ingested_at`` when there is none.
+    ``messages``: a frame of :data:`MESSAGE_SCHEMA`, or (partition, offset, key, value) tuples, optionally
+    with the broker's timestamp in epoch ms last. The trade time is checked against that timestamp, or
+    against ``ingested_at`` when there is none.
 
     The batch is parsed as whole columns; messages not in the feed's canonical layout, and trades that
     break a rule, go through the per-message parser, which decides them (and gives the reason). The
     result is always that of :func:`to_frame_per_message`.
     """
-    batch = messages if isinstance(messages, Messages) else Messages.from_tuples(messages)
+    batch = messages if isinstance(messages, pl.DataFrame) else messages_frame(messages)
     landed_ms = int(ingested_at.timestamp() * 1000)
     decoded = pl.concat(
         [
-            decode_canonical(as_text(batch.values)),
-            pl.DataFrame(
-                {
-                    "kafka_partition": batch.partitions,
-                    "kafka_offset": batch.offsets,
-                    "received_ms": batch.broker_ms,
-                },
-                schema={"kafka_partition": pl.Int32(), "kafka_offset": pl.Int64(), "received_ms": pl.Int64()},
-            ).with_columns(pl.col("received_ms").fill_null(landed_ms)),
+            batch.select(
+                kafka_partition="partition",
+                kafka_offset="offset",
+                received_ms=pl.col("broker_ms").fill_null(landed_ms),
+            ),
+            decode_canonical(as_text(batch["value"])),
         ],
         how="horizontal",
     ).with_row_index("row")
@@ -759,44 +747,44 @@ def to_frame(
     )
     decoded = decoded.with_columns(valid=valid)
     fast = decoded.filter("valid").select(list(_RAW_SCHEMA))
-    doubtful = decoded.filter(~pl.col("valid"))["row"].to_list()
-    if not doubtful:
+    doubtful = decoded.filter(~pl.col("valid"))["row"]
+    if doubtful.is_empty():
         return _bronze_frame(fast, batch_id, ingested_at), []
-    slow, quarantined = _parse_each(batch, doubtful, landed_ms)
+    slow, quarantined = _parse_each(batch.with_row_index("row")[doubtful], landed_ms)
     raw = pl.concat([fast, slow]).sort("row")
     return _bronze_frame(raw, batch_id, ingested_at), quarantined
 
 
 def to_frame_per_message(
-    messages: Messages | Iterable[tuple[Any, ...]],
+    messages: pl.DataFrame | Iterable[tuple[Any, ...]],
     batch_id: int,
     ingested_at: datetime,
 ) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
     """:func:`to_frame`, one message at a time with :func:`_parse`: the reference the columnar parse
     must equal, row for row and dead letter for dead letter."""
-    batch = messages if isinstance(messages, Messages) else Messages.from_tuples(messages)
-    raw, quarantined = _parse_each(batch, range(len(batch)), int(ingested_at.timestamp() * 1000))
+    batch = messages if isinstance(messages, pl.DataFrame) else messages_frame(messages)
+    raw, quarantined = _parse_each(batch.with_row_index("row"), int(ingested_at.timestamp() * 1000))
     return _bronze_frame(raw, batch_id, ingested_at), quarantined
 
 
-def _parse_each(
-    batch: Messages, rows: Iterable[int], landed_ms: int
-) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
-    """The trade columns of messages ``rows`` of ``batch`` read one by one, and the dead letters."""
+def _parse_each(messages: pl.DataFrame, landed_ms: int) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
+    """The trade columns of ``messages`` (a message frame with each message's ``row`` in its batch) read
+    one by one, and the dead letters."""
     trades: list[dict[str, Any]] = []
     quarantined: list[QuarantinedMessage] = []
-    for row in rows:
-        partition, offset = batch.partitions[row], batch.offsets[row]
-        stamp = batch.broker_ms[row]
-        trade = _parse(batch.values[row], landed_ms if stamp is None else stamp)
+    for message in messages.iter_rows(named=True):
+        stamp = message["broker_ms"]
+        trade = _parse(message["value"], landed_ms if stamp is None else stamp)
         if isinstance(trade, str):
             quarantined.append(
-                QuarantinedMessage(partition, offset, trade, batch.keys[row], batch.values[row])
+                QuarantinedMessage(
+                    message["partition"], message["offset"], trade, message["key"], message["value"]
+                )
             )
             continue
         trades.append(
             {
-                "row": row,
+                "row": message["row"],
                 "symbol": trade["symbol"],
                 "trade_id": trade["trade_id"],
                 "price": trade["price"],
@@ -804,8 +792,8 @@ def _parse_each(
                 "trade_time_ms": trade["trade_time_ms"],
                 "event_time_ms": trade["event_time_ms"],
                 "buyer_is_maker": trade["buyer_is_maker"],
-                "kafka_partition": partition,
-                "kafka_offset": offset,
+                "kafka_partition": message["partition"],
+                "kafka_offset": message["offset"],
             }
         )
     return pl.DataFrame(trades, schema=_RAW_SCHEMA), quarantined
