@@ -1,4 +1,4 @@
-"""Deleting finished runs from the Dagster instance's history, page by page, as core.run_retention rules.
+"""Deleting finished runs from the Dagster instance's history, page by page, as core.run_retention decides.
 
 A deleted run loses everything the instance keeps of it: its record and tags, its event log (the asset
 materializations and observations it reported included) and its captured stdout/stderr. With SQLite
