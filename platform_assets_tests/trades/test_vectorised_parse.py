@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from platform_assets.core.errors import OffsetsLostError
 from platform_assets.core.trades import landing
 from platform_assets.core.trades.canonical import as_text, decode_canonical
 from platform_assets.core.trades.landing import (
@@ -342,3 +343,40 @@ def test_a_batch_read_in_many_consume_calls(producer, topic, conf, monkeypatch):
     assert frame.height == 48 and quarantined == []
     # The same frame as from tuples.
     assert_frame_equal(messages_frame(messages.rows()), messages)
+
+
+class FailingConsumer(confluent_kafka.Consumer):
+    """A consumer whose broker reports an error after the first two messages of a fetch."""
+
+    code = confluent_kafka.KafkaError._AUTO_OFFSET_RESET
+
+    def consume(self, *args, **kwargs):
+        messages = super().consume(*args, **kwargs)
+        error = confluent_kafka.KafkaError(self.code)
+        return [*messages[:2], confluent_kafka.Message(topic="t", partition=0, offset=2, error=error)]
+
+
+@pytest.mark.parametrize(
+    ("code", "raised"),
+    [
+        (confluent_kafka.KafkaError._AUTO_OFFSET_RESET, OffsetsLostError),
+        (confluent_kafka.KafkaError.OFFSET_OUT_OF_RANGE, OffsetsLostError),
+        (confluent_kafka.KafkaError._TRANSPORT, confluent_kafka.KafkaException),
+    ],
+)
+def test_an_error_delivered_among_the_messages_stops_the_read(producer, topic, conf, code, raised):
+    for i in range(5):
+        producer.produce(topic, value=canonical(trade_id=i), partition=0)
+    assert producer.flush(10) == 0
+    consumer = FailingConsumer(landing._consumer_conf(conf, "test"))
+    consumer.code = code
+    try:
+        with pytest.raises(raised) as error:
+            landing._read_ranges(consumer, topic, {0: OffsetRange(0, 1, 5)}, timeout=10)
+    finally:
+        consumer.close()
+    if raised is OffsetsLostError:
+        assert (error.value.partition, error.value.wanted, error.value.available) == (0, 1, 0)
+    else:
+        assert error.value.args[0].code() == code
+    assert gc.isenabled()

@@ -559,9 +559,10 @@ def _consume(
         chunk = consumer.consume(
             num_messages=max(1, min(_CONSUME_BATCH, wanted)), timeout=min(1.0, remaining)
         )
-        errors = [(m, e) for m, e in zip(chunk, map(Message.error, chunk), strict=True) if e is not None]
-        if errors:
-            _raise_read_error(consumer, topic, ranges, *errors[0], timeout)
+        # A KafkaError is always true (it has no __bool__): any() scans the chunk in C.
+        if any(map(Message.error, chunk)):
+            message = next(m for m in chunk if m.error() is not None)
+            _raise_read_error(consumer, topic, ranges, message, message.error(), timeout)
         # map() over the method descriptors: the fields are pulled out in C, one list per field.
         partitions += map(Message.partition, chunk)
         offsets += map(Message.offset, chunk)
