@@ -110,7 +110,9 @@ def spread_symbols(partitions: int) -> list[str]:
 
 
 class Timings:
-    """Wall time spent inside named functions, by wrapping them where the measured code looks them up.
+    """Wall and CPU time spent inside named functions, by wrapping them where the measured code looks them
+    up. CPU time is the whole process's (every thread's, librdkafka's and polars' included): on a busy
+    machine it says how much work there was, apart from the wait for a core.
 
     Only this child process's module attributes are replaced; the platform code itself is untouched. It
     splits a phase into read / parse / write (or enrich / merge / serve) so the report can say where the
@@ -119,21 +121,26 @@ class Timings:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
         original: Callable[..., Any] = getattr(owner, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             try:
                 return original(*args, **kwargs)
             finally:
                 self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - t0
+                self.cpu_seconds[label] = self.cpu_seconds.get(label, 0.0) + time.process_time() - cpu0
 
         setattr(owner, name, timed)
 
     def rounded(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in self.seconds.items()}
+
+    def cpu_rounded(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.cpu_seconds.items()}
 
 
 def _params(workdir: Path) -> dict[str, Any]:
@@ -249,6 +256,7 @@ def phase_land(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
         "base_mb": round(base, 1),
         "partitions": len(ranges),
         "breakdown": timings.rounded(),
+        "cpu_breakdown": timings.cpu_rounded(),
     }
 
 
@@ -305,6 +313,7 @@ def phase_enrich(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str,
         "base_mb": round(base, 1),
         "served": run.served,
         "breakdown": timings.rounded(),
+        "cpu_breakdown": timings.cpu_rounded(),
     }
 
 
@@ -927,7 +936,10 @@ def report(
         breakdown = r.get("breakdown")
         note = notes[kind]
         if breakdown:
-            note += "; " + ", ".join(f"{k} {v:.2f} s" for k, v in breakdown.items())
+            cpu = r.get("cpu_breakdown", {})
+            note += "; " + ", ".join(
+                f"{k} {v:.2f} s" + (f" (CPU {cpu[k]:.2f})" if k in cpu else "") for k, v in breakdown.items()
+            )
         if r.get("cpu_seconds") is not None:
             note += f"; CPU {r['cpu_seconds']:.2f} s"
         print(
