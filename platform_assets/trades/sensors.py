@@ -67,7 +67,7 @@ INTERVAL_SECONDS = 5
 # Silver-only catch-up runs (silver behind bronze) are started at most this often, so a database that
 # stays down does not start a failing run every tick.
 CATCH_UP_EVERY_SECONDS = 60.0
-# The clock pending messages wait by (one name, so it can be moved without waiting).
+# The clock a pending message's wait is measured by: one name here, so a test can move it instead of waiting.
 clock = time.time
 
 

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from dagster import RunRequest, SensorResult, SkipReason
 
+from platform_assets.core.trades.batching import BatchTrigger
 from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets.core.trades.landing import high_watermarks
 from platform_assets.settings import SettingsError, load_settings
@@ -228,3 +229,19 @@ def test_the_allowed_latency_is_a_setting_passed_to_the_stream_resource(tmp_path
     with pytest.raises(SettingsError) as info:
         load_settings({"PLATFORM_TRADES_ALLOWED_LATENCY": "-1"})
     assert str(info.value) == "PLATFORM_TRADES_ALLOWED_LATENCY must be an integer of 0 or more, got -1"
+
+
+@pytest.mark.parametrize(
+    ("latency", "pending", "waited", "reason"),
+    [
+        (0, 1, 0, None),  # no latency allowed: at once, as before the knob existed
+        (30, 10, 0, None),  # a full batch: at once
+        (30, 3, 30, None),  # the oldest has waited long enough
+        (30, 1, 29.6, "1 message pending, waiting up to 30 s or 10 rows (first seen 29 s ago)"),
+        (30, 9, 0, "9 messages pending, waiting up to 30 s or 10 rows (first seen 0 s ago)"),
+    ],
+)
+def test_the_trigger_waits_only_for_a_partial_batch_younger_than_the_latency(
+    latency, pending, waited, reason
+):
+    assert BatchTrigger(latency, 10).waiting(pending, START, START + waited) == reason

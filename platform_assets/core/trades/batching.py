@@ -42,8 +42,8 @@ class BatchTrigger:
         if self.allowed_latency <= 0 or pending >= self.max_rows or now - since >= self.allowed_latency:
             return None
         return (
-            f"{pending} messages pending, waiting up to {self.allowed_latency:g} s or {self.max_rows} rows "
-            f"(first seen {max(0.0, now - since):.0f} s ago)"
+            f"{pending} message{'' if pending == 1 else 's'} pending, waiting up to {self.allowed_latency:g} s "
+            f"or {self.max_rows} rows (first seen {int(max(0.0, now - since))} s ago)"
         )
 
 
