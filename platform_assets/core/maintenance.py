@@ -376,7 +376,8 @@ def maintain(
 
 
 def _attempts(what: str, table_uri: str):
-    """Attempt numbers for a commit that may lose to concurrent writers, saying so on each retry."""
+    """Attempt numbers (1..COMMIT_ATTEMPTS) of a commit that may lose to concurrent writers; once they are
+    used up, :class:`MaintenanceConflict`."""
     yield from range(1, COMMIT_ATTEMPTS + 1)
     raise MaintenanceConflict(
         f"{table_uri}: {what} lost to concurrent commits {COMMIT_ATTEMPTS} times; nothing was lost, the next "
