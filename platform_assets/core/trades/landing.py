@@ -440,6 +440,10 @@ def _consumer_conf(bootstrap_conf: Mapping[str, Any], app_id: str) -> dict[str, 
     conf = dict(bootstrap_conf)
     # librdkafka wants a group id, but nothing here joins the group or commits to it.
     conf.setdefault("group.id", f"{app_id}.landing")
+    # A batch is read whole, as fast as possible: fetch up to 8 MiB per partition per request (librdkafka's
+    # default is 1 MiB) so a batch takes a few broker round trips, not dozens. What a fetch brings past
+    # the range is dropped; librdkafka's prefetch queue (queued.max.messages.kbytes) still bounds memory.
+    conf.setdefault("max.partition.fetch.bytes", 8 * 1024 * 1024)
     conf.update(
         {
             "enable.auto.commit": False,
