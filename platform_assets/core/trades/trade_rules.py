@@ -15,8 +15,8 @@ A trade is valid when
 The rules exist twice, as :func:`trade_problem` for one trade (the feed reads frames one by one) and as
 :func:`trade_problem_expr` for a polars frame (landing, silver), and both give the same reason, or none,
 for the same values (a test runs both over one corpus); likewise :func:`time_problem` and
-:func:`time_problem_expr`. Reasons never quote the value: the
-dead-letter tables keep the raw value beside the reason.
+:func:`time_problem_expr`. Reasons never quote the value: the dead-letter tables keep the raw value
+beside the reason.
 
 No Dagster import here.
 """
