@@ -28,7 +28,12 @@ from platform_assets.core.config import load_tables
 from platform_assets.core.maintenance import maintain
 from platform_assets.lib.metadata import numbers
 from platform_assets.lib.resources import LakehouseResource
-from platform_assets.maintenance.tables import MaintainedTable, medallion_tables, stream_tables
+from platform_assets.maintenance.tables import (
+    MaintainedTable,
+    country_tables,
+    medallion_tables,
+    stream_tables,
+)
 from platform_assets.settings import Settings
 
 MAINTENANCE_JOB = "table_maintenance_job"
@@ -75,7 +80,7 @@ def maintenance_job(tables: list[MaintainedTable]):
         name=MAINTENANCE_JOB,
         executor_def=in_process_executor,
         description="Compaction, vacuum, checkpoint and log clean-up of every Delta table the platform "
-        "writes (the trade stream's and the medallion's silver and gold), one step per table in its "
+        "writes (the trade stream's, the countries' and the medallion's silver and gold), one step per table in its "
         "writers' pool.",
     )
     def table_maintenance():
@@ -86,7 +91,9 @@ def maintenance_job(tables: list[MaintainedTable]):
 
 
 def build_maintenance_definitions(settings: Settings) -> Definitions:
-    job_def = maintenance_job(stream_tables() + medallion_tables(load_tables(settings.tables_file)))
+    job_def = maintenance_job(
+        stream_tables() + country_tables() + medallion_tables(load_tables(settings.tables_file))
+    )
     schedule = ScheduleDefinition(
         name=MAINTENANCE_SCHEDULE,
         job=job_def,

@@ -16,6 +16,8 @@ from platform_assets.core.config import TableConfig
 from platform_assets.core.lake import Layer, quarantine_name
 from platform_assets.core.maintenance import DEFAULT_POLICY, MaintenancePolicy
 from platform_assets.core.trades.stream import HELD_TABLE, SILVER_QUARANTINE_TABLE
+from platform_assets.countries.assets import SILVER_KEY as COUNTRIES_KEY
+from platform_assets.countries.assets import silver_countries
 from platform_assets.spotify.common import pool
 from platform_assets.trades.assets import BRONZE_KEY, SILVER_KEY, bronze_trades, silver_trades_enriched
 
@@ -31,7 +33,7 @@ class MaintainedTable:
     layer: Layer
     name: str
     policy: MaintenancePolicy
-    pool: str
+    pool: str | None
     is_asset: bool
 
     @property
@@ -57,6 +59,12 @@ def stream_tables() -> list[MaintainedTable]:
         MaintainedTable("silver", HELD_TABLE, STREAM_POLICY, enrichment, False),
         MaintainedTable("silver", SILVER_QUARANTINE_TABLE, STREAM_POLICY, enrichment, False),
     ]
+
+
+def country_tables() -> list[MaintainedTable]:
+    """silver/countries: merged twice a day from the country API's raw files (no change feed reader)."""
+    layer, name = COUNTRIES_KEY.path
+    return [MaintainedTable("silver", name, DEFAULT_POLICY, silver_countries.op.pool, True)]
 
 
 def medallion_tables(configs: Iterable[TableConfig]) -> list[MaintainedTable]:

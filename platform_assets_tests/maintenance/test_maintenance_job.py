@@ -14,7 +14,7 @@ from platform_assets.core.maintenance import CHANGE_FEED_POLICY
 from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import AuditResource
 from platform_assets.maintenance.definitions import MAINTENANCE_CRON, MAINTENANCE_JOB, MAINTENANCE_SCHEDULE
-from platform_assets.maintenance.tables import STREAM_POLICY, medallion_tables, stream_tables
+from platform_assets.maintenance.tables import STREAM_POLICY, country_tables, medallion_tables, stream_tables
 from platform_assets.monitoring.audit import audit_tick
 from platform_assets.monitoring.job_names import JobCatalog
 from platform_assets.settings import Settings
@@ -44,6 +44,9 @@ def test_every_delta_table_is_maintained_in_its_writers_pool():
         "silver/trades_held": ("table_trades_enriched", False, STREAM_POLICY),
         "silver/trades_enriched_quarantine": ("table_trades_enriched", False, STREAM_POLICY),
     }
+    assert [(t.key, t.pool, t.is_asset, t.policy) for t in country_tables()] == [
+        ("silver/countries", None, True, STREAM_POLICY)
+    ]
     dims = medallion_tables(
         [parse_table({"table": "DimUser", "key": ["user_id"], "maintenance": {"z_order": ["country"]}})]
     )
@@ -98,7 +101,7 @@ def test_the_job_compacts_every_table_keeps_every_row_and_reports_per_table(sett
     tasks = {t["asset_key"]: (t["status"], t["table_name"]) for t in store.tasks(result.run_id)}
     assert tasks["bronze/trades"] == ("Completed", "dev.bronze.trades")
     assert tasks["silver/dimdate"] == ("Completed", "dev.silver.dimdate")
-    assert len(tasks) == len(stream_tables()) + 4
+    assert len(tasks) == len(stream_tables()) + len(country_tables()) + 4
 
     # Daily, and on demand from the Launchpad: one step per table, each in its writers' pool.
     schedule = definitions.resolve_schedule_def(MAINTENANCE_SCHEDULE)
