@@ -415,6 +415,7 @@ def silver_trades_enriched(
         bronze_uri=bronze,
         silver_uri=silver,
         threshold=serving.min_ingested_rows,
+        tradable=lookup["symbol"].to_list(),
     )
     for count in counts:
         if count.low_volume:

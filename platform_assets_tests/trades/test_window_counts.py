@@ -126,3 +126,42 @@ def test_a_window_is_counted_from_the_previous_windows_first_batch_without_older
     assert (third.delta_rows, third.total_rows, third.micro_batches) == (39, 117, (4, 5))
     assert third.batches == (2, None)  # what its dead-letter and held counts read
     assert delta.row_count(lake[1]) == 117  # from the log's statistics: the deleted files are not read
+
+
+def test_a_new_epoch_that_resends_earlier_trades_counts_them_in_its_own_windows(tmp_path: Path):
+    """The topic started over (a restarted embedded broker) and the feed sent the same 40 trades again:
+    silver holds them from epoch 0, the new epoch's window counts them too."""
+    bronze, silver = str(tmp_path / "bronze"), str(tmp_path / "silver")
+    known: set[int] = set()
+    for batch in range(4):
+        epoch, first = divmod(batch, 2)
+        rows = _bronze_rows(first).with_columns(
+            pl.lit(batch, pl.Int64).alias("micro_batch_id"), pl.lit(epoch, pl.Int32).alias("kafka_epoch")
+        )
+        write_deltalake(bronze, rows.to_arrow(), mode="append")
+        new = _silver_rows(rows, known)
+        if new.height:
+            write_deltalake(silver, new.to_arrow(), mode="append")
+    assert delta.row_count(silver) == 40  # one copy per trade, from epoch 0
+    epochs = (
+        Epoch(0, "inc-a", 0, T0.isoformat()),
+        Epoch(1, "inc-b", 2, (T0 + timedelta(hours=1)).isoformat()),
+    )
+    consumed = StreamPosition({0: 40}, 1, "inc-b", epochs, True)
+    windows = [
+        FeedWindow(T0, T0 + timedelta(seconds=50), {0: 40}, "inc-a"),
+        FeedWindow(T0 + timedelta(hours=1), T0 + timedelta(hours=1, seconds=50), {0: 40}, "inc-b"),
+    ]
+    serving = ServingStore(f"sqlite:///{tmp_path / 'serving.db'}")
+    counts = count_windows(
+        windows, consumed, serving, bronze_uri=bronze, silver_uri=silver, threshold=10, tradable=["BTCUSDT"]
+    )
+    assert [(c.epoch, c.delta_rows, c.total_rows, c.micro_batches) for c in counts] == [
+        (0, 40, 40, (0, 1)),
+        (1, 40, 40, (2, 3)),
+    ]
+    # Without BTCUSDT among the tradable symbols nothing is looked up: the resent trades are not counted.
+    (_, again) = count_windows(
+        windows, consumed, serving, bronze_uri=bronze, silver_uri=silver, threshold=10, tradable=[]
+    )
+    assert again.delta_rows == 0

@@ -14,7 +14,7 @@ No Dagster import here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,6 +90,8 @@ def new_trades(
     start_offsets: Mapping[int, int] | None = None,
     *,
     from_batch: int = 0,
+    epoch_first_batch: int = 0,
+    tradable: Collection[str] | None = None,
 ) -> NewTrades:
     """Distinct enriched trades among the bronze rows of ``epoch`` from ``start_offsets`` (the previous
     window's end; None: the epoch's start) to ``end_offsets``, less those an earlier window brought.
@@ -98,7 +100,10 @@ def new_trades(
     epoch's first), so the cost follows the window, not the table's history: file statistics on
     ``micro_batch_id`` prune every older file. A trade is new when none of its copies among those rows
     lies before the window's start and silver's copy of it (the one of its lowest micro-batch) is not
-    from an earlier batch. So each trade counts once, in the window that first brought it.
+    from an earlier batch of the same epoch. So each trade counts once per epoch, in the window that first
+    brought it. A trade silver holds from an earlier epoch (``epoch_first_batch``: this epoch's first
+    batch) is looked up by its key; with ``tradable`` (the lookup's TRADING symbols) given, only keys of
+    those symbols are, so the trades of symbols never enriched cost no lookup.
     """
     if (
         epoch < 0
@@ -123,8 +128,26 @@ def new_trades(
     if ours.is_empty():
         return NewTrades()
     first_seen = rows.group_by(KEYS).agg(pl.col("in_window").all().alias("new")).filter("new")
-    silver = pl.scan_delta(silver_uri).filter(pl.col("micro_batch_id") >= from_batch).select(KEYS).collect()
-    count = first_seen.join(silver, on=list(KEYS), how="semi").height
+    silver = pl.scan_delta(silver_uri)
+    recent = silver.filter(pl.col("micro_batch_id") >= from_batch).select(KEYS).collect()
+    count = first_seen.join(recent, on=list(KEYS), how="semi").height
+    if epoch_first_batch > 0:
+        # Enriched in an earlier epoch (a trade sent again after the topic started over) counts again.
+        unmatched = first_seen.join(recent, on=list(KEYS), how="anti")
+        if tradable is not None:
+            unmatched = unmatched.filter(
+                pl.col("symbol").is_in(pl.Series(list(tradable), dtype=pl.String).implode())
+            )
+        if not unmatched.is_empty():
+            earlier = (
+                silver.filter(
+                    pl.col("micro_batch_id") < epoch_first_batch,
+                    pl.col("trade_id").is_in(unmatched["trade_id"].implode()),
+                )
+                .select(KEYS)
+                .collect()
+            )
+            count += unmatched.join(earlier, on=list(KEYS), how="semi").height
     batches = ours.select(
         pl.col("micro_batch_id").min().alias("a"), pl.col("micro_batch_id").max().alias("b")
     )
@@ -163,10 +186,12 @@ def count_windows(
     silver_uri: str,
     threshold: int,
     table: str = INGESTION_TABLE,
+    tradable: Collection[str] | None = None,
 ) -> list[WindowCount]:
     """The counts of the windows that are due and not recorded yet, oldest first.
 
     A window waits while its epoch is the consumed one and silver has not consumed its end offsets.
+    ``tradable``: the lookup's TRADING symbols, which bound the lookups of :func:`new_trades`.
     Each delta is taken against the previous window of the same epoch, so record them in order.
     """
     ordered = sorted(windows, key=lambda w: (w.start, w.end))
@@ -191,7 +216,16 @@ def count_windows(
         batches = epoch_batches(consumed, epoch)
         if from_batch is None:
             from_batch = batches[0]
-        new = new_trades(bronze_uri, silver_uri, epoch, window.end_offsets, starts, from_batch=from_batch)
+        new = new_trades(
+            bronze_uri,
+            silver_uri,
+            epoch,
+            window.end_offsets,
+            starts,
+            from_batch=from_batch,
+            epoch_first_batch=batches[0],
+            tradable=tradable,
+        )
         counts.append(
             WindowCount(
                 window,
