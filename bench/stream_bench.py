@@ -723,6 +723,7 @@ def run_e2e(args: argparse.Namespace, workdir: Path, bootstrap: str, cap: int) -
                 PLATFORM_TRADES_WS_URL=standin.url,
                 PLATFORM_TRADES_LOOKUP_URL=lookup.url,
                 PLATFORM_TRADES_MAX_BATCH_ROWS=str(cap),
+                PLATFORM_TRADES_ALLOWED_LATENCY=str(args.allowed_latency),
             )
             subprocess.run([BIN / "dagster", "instance", "migrate"], env=env, check=True, capture_output=True)
             daemon = subprocess.Popen(
@@ -1088,6 +1089,13 @@ def main(argv: list[str] | None = None) -> int:
         help="micro-batch caps to land and enrich (default 100000 200000); the smallest is the e2e run's cap",
     )
     parser.add_argument("--rate", type=float, default=2000, help="e2e: trades per second sent (2000)")
+    parser.add_argument(
+        "--allowed-latency",
+        type=int,
+        default=0,
+        help="e2e: PLATFORM_TRADES_ALLOWED_LATENCY of the daemon (0: a batch at every tick, what the latency "
+        "goal measures; the platform's default is 30)",
+    )
     parser.add_argument("--seconds", type=float, default=60, help="e2e: seconds of trades sent (60)")
     parser.add_argument("--poll", type=float, default=0.5, help="e2e: seconds between Enriched_Trades polls")
     parser.add_argument(
