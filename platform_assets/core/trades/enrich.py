@@ -107,13 +107,29 @@ def _one_per_trade(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _match_predicate(source: pl.DataFrame) -> str:
+    """Match on the key, within the batch's span of trade times.
+
+    Every copy of a trade carries the trade's own time (the exchange's, repeated by a resend), so the
+    bound loses no match, and it lets the merge skip every file of other times by its statistics: a
+    batch reads the few files of its minutes, not the table's history.
+    """
+    on_key = "t.symbol = s.symbol AND t.trade_id = s.trade_id"
+    if source.is_empty() or source["trade_time"].null_count():  # (the trade rules keep nulls out of silver)
+        return on_key
+    first, last = (v.isoformat() for v in (source["trade_time"].min(), source["trade_time"].max()))
+    return f"{on_key} AND t.trade_time >= '{first}' AND t.trade_time <= '{last}'"
+
+
 def merge_silver(table_uri: str, enriched: pl.DataFrame) -> MergeResult:
     """Upsert ``enriched`` into the Delta table at ``table_uri`` keyed on (symbol, trade_id).
 
     New keys are inserted; a key already present is replaced only by a copy from a lower
     ``micro_batch_id`` (a retried older micro-batch landing after a newer one), so the table agrees with
     :func:`enrich` whatever order batches land in. Merging rows already there commits nothing: the
-    version stays put. The table is created (change data feed on) on first use.
+    version stays put. The table is created (change data feed on) on first use. A copy is matched within
+    the batch's span of trade times (:func:`_match_predicate`), so the merge reads the files of those
+    times only, not the table's history.
     """
     missing = [c for c in COLUMNS if c not in enriched.columns]
     if missing:
@@ -134,7 +150,7 @@ def merge_silver(table_uri: str, enriched: pl.DataFrame) -> MergeResult:
         DeltaTable(str(table_uri))
         .merge(
             source.to_arrow(),
-            "t.symbol = s.symbol AND t.trade_id = s.trade_id",
+            _match_predicate(source),
             source_alias="s",
             target_alias="t",
         )
