@@ -1,11 +1,11 @@
 """A window's Ingestion_Metrics count reads its own micro-batches, never the table's older history.
 
 Bronze and silver are built directly as Delta tables, one file per micro-batch, as landing and silver's
-merge leave them: 120 messages on one partition, 20 per batch, in three feed windows of 40. The second
+merge leave them: 160 messages on one partition, 20 per batch, in four feed windows of 40. The second
 window repeats a trade of the first and one of its own, the third holds a trade silver does not (a
-symbol the lookup did not know). Once the first two windows are recorded, every data file of the
-batches before the second window's first batch is deleted: the third window still counts right, so it
-read none of them.
+symbol the lookup did not know). Once three windows are recorded, every data file of the batches before
+the second window's first batch is deleted: the fourth window (counted with the third again, for trades
+released from the held table meanwhile) still counts right, so it read none of them.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _silver_rows(bronze: pl.DataFrame, known: set[int]) -> pl.DataFrame:
 def lake(tmp_path: Path) -> tuple[str, str]:
     bronze, silver = str(tmp_path / "bronze" / "trades"), str(tmp_path / "silver" / "trades_enriched")
     known: set[int] = set()
-    for batch in range(6):
+    for batch in range(8):
         rows = _bronze_rows(batch)
         write_deltalake(bronze, rows.to_arrow(), mode="append")
         write_deltalake(silver, _silver_rows(rows, known).to_arrow(), mode="append")
@@ -84,11 +84,11 @@ def _windows() -> list[FeedWindow]:
         FeedWindow(
             T0 + timedelta(minutes=i), T0 + timedelta(minutes=i, seconds=50), {0: 40 * (i + 1)}, INCARNATION
         )
-        for i in range(3)
+        for i in range(4)
     ]
 
 
-CONSUMED = StreamPosition({0: 120}, 0, INCARNATION, (Epoch(0, INCARNATION, 0, T0.isoformat()),), True)
+CONSUMED = StreamPosition({0: 160}, 0, INCARNATION, (Epoch(0, INCARNATION, 0, T0.isoformat()),), True)
 
 
 def _count(lake, serving: ServingStore, windows: list[FeedWindow]):
@@ -99,21 +99,21 @@ def _count(lake, serving: ServingStore, windows: list[FeedWindow]):
 def test_each_trade_counts_once_in_the_window_that_first_brought_it(lake, tmp_path: Path):
     serving = ServingStore(f"sqlite:///{tmp_path / 'serving.db'}")
     counts = _count(lake, serving, _windows())
-    assert [c.delta_rows for c in counts] == [40, 38, 39]
-    assert [c.total_rows for c in counts] == [40, 78, 117]
-    assert [c.micro_batches for c in counts] == [(0, 1), (2, 3), (4, 5)]
-    assert [c.start_offsets for c in counts] == [None, {0: 40}, {0: 80}]
+    assert [c.delta_rows for c in counts] == [40, 38, 39, 40]
+    assert [c.total_rows for c in counts] == [40, 78, 117, 157]
+    assert [c.micro_batches for c in counts] == [(0, 1), (2, 3), (4, 5), (6, 7)]
+    assert [c.start_offsets for c in counts] == [None, {0: 40}, {0: 80}, {0: 120}]
 
 
 def test_a_window_is_counted_from_the_previous_windows_first_batch_without_older_files(lake, tmp_path: Path):
     serving = ServingStore(f"sqlite:///{tmp_path / 'serving.db'}")
-    first, second = _count(lake, serving, _windows()[:2])
-    for count in (first, second):
+    recorded = _count(lake, serving, _windows()[:3])
+    for count in recorded:
         serving.append_metrics(
             count.window.start, count.window.end, count.table, count.total_rows, count.threshold,
             delta_rows=count.delta_rows, micro_batches=count.micro_batches,
         )  # fmt: skip
-    assert [(m.first_micro_batch, m.last_micro_batch) for m in serving.metrics()] == [(0, 1), (2, 3)]
+    assert [(m.first_micro_batch, m.last_micro_batch) for m in serving.metrics()] == [(0, 1), (2, 3), (4, 5)]
     # Every data file of a batch before the second window's first batch (2) goes.
     deleted = 0
     for uri in lake:
@@ -122,10 +122,10 @@ def test_a_window_is_counted_from_the_previous_windows_first_batch_without_older
             os.unlink(Path(uri) / path)
             deleted += 1
     assert deleted == 4
-    (third,) = _count(lake, serving, _windows())
-    assert (third.delta_rows, third.total_rows, third.micro_batches) == (39, 117, (4, 5))
-    assert third.batches == (2, None)  # what its dead-letter and held counts read
-    assert delta.row_count(lake[1]) == 117  # from the log's statistics: the deleted files are not read
+    (fourth,) = _count(lake, serving, _windows())
+    assert (fourth.delta_rows, fourth.total_rows, fourth.micro_batches) == (40, 157, (6, 7))
+    assert fourth.batches == (4, None)  # what its dead-letter and held counts read
+    assert delta.row_count(lake[1]) == 157  # from the log's statistics: the deleted files are not read
 
 
 def test_a_new_epoch_that_resends_earlier_trades_counts_them_in_its_own_windows(tmp_path: Path):

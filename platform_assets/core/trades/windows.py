@@ -15,7 +15,7 @@ No Dagster import here.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import polars as pl
@@ -92,6 +92,7 @@ def new_trades(
     from_batch: int = 0,
     epoch_first_batch: int = 0,
     tradable: Collection[str] | None = None,
+    own_start: Mapping[int, int] | None = None,
 ) -> NewTrades:
     """Distinct enriched trades among the bronze rows of ``epoch`` from ``start_offsets`` (the previous
     window's end; None: the epoch's start) to ``end_offsets``, less those an earlier window brought.
@@ -104,6 +105,9 @@ def new_trades(
     brought it. A trade silver holds from an earlier epoch (``epoch_first_batch``: this epoch's first
     batch) is looked up by its key; with ``tradable`` (the lookup's TRADING symbols) given, only keys of
     those symbols are, so the trades of symbols never enriched cost no lookup.
+
+    The micro-batches reported are those of the rows from ``own_start`` (default ``start_offsets``) on:
+    a count that spans the previous window too reports the window's own batches.
     """
     if (
         epoch < 0
@@ -119,13 +123,22 @@ def new_trades(
         before_end = before_end & (pl.col(EPOCH_COLUMN).fill_null(0) == epoch)
     elif epoch != 0:
         return NewTrades()
-    starts = start_offsets or {}
-    in_window = pl.any_horizontal(
-        (pl.col("kafka_partition") == p) & (pl.col("kafka_offset") >= starts.get(p, 0)) for p in end_offsets
+
+    def from_offsets(offsets: Mapping[int, int]) -> pl.Expr:
+        return pl.any_horizontal(
+            (pl.col("kafka_partition") == p) & (pl.col("kafka_offset") >= offsets.get(p, 0))
+            for p in end_offsets
+        )
+
+    in_window = from_offsets(start_offsets or {})
+    own = in_window if own_start is None else from_offsets(own_start)
+    rows = (
+        bronze.filter(before_end)
+        .select(*KEYS, "micro_batch_id", in_window.alias("in_window"), own.alias("own"))
+        .collect()
     )
-    rows = bronze.filter(before_end).select(*KEYS, "micro_batch_id", in_window.alias("in_window")).collect()
-    ours = rows.filter("in_window")
-    if ours.is_empty():
+    ours = rows.filter("own")
+    if rows.filter("in_window").is_empty():
         return NewTrades()
     first_seen = rows.group_by(KEYS).agg(pl.col("in_window").all().alias("new")).filter("new")
     silver = pl.scan_delta(silver_uri)
@@ -148,6 +161,8 @@ def new_trades(
                 .collect()
             )
             count += unmatched.join(earlier, on=list(KEYS), how="semi").height
+    if ours.is_empty():
+        return NewTrades(count)
     batches = ours.select(
         pl.col("micro_batch_id").min().alias("a"), pl.col("micro_batch_id").max().alias("b")
     )
@@ -199,49 +214,89 @@ def count_windows(
         return []
     recorded = {(m.window_start, m.window_end): m for m in serving.metrics(table, since=ordered[0].end)}
     counts: list[WindowCount] = []
-    # The latest window seen so far per epoch (recorded rows and counts of this call): its total, its end
-    # offsets, and the micro-batch the next window's count starts reading at (its first).
-    previous: dict[int, tuple[int, Mapping[int, int], int | None]] = {}
+    previous: dict[int, _Seen] = {}  # the latest window seen so far per epoch (recorded or counted here)
     for window in ordered:
         epoch = window_epoch(window, consumed)
         key = (as_utc(window.start), as_utc(window.end))
-        if key in recorded:
-            if epoch is not None:
-                row = recorded[key]
-                previous[epoch] = (row.total_rows, window.end_offsets, row.first_micro_batch)
-            continue
         if epoch is None:
             continue
-        before, starts, from_batch = previous.get(epoch, (0, None, None))
-        batches = epoch_batches(consumed, epoch)
-        if from_batch is None:
-            from_batch = batches[0]
+        before = previous.get(epoch)
+        first_of_epoch = epoch_batches(consumed, epoch)[0]
+        if key in recorded:
+            row = recorded[key]
+            previous[epoch] = _Seen.after(
+                before, window, row.total_rows, row.delta_rows, row.first_micro_batch
+            )
+            if before is None:
+                # Its predecessors are out of sight. Its start is the epoch's when nothing was counted
+                # before it (its total is its delta); otherwise the next window counts its own only.
+                previous[epoch] = replace(
+                    previous[epoch], start_known=row.total_rows == row.delta_rows, from_batch=first_of_epoch
+                )
+            continue
+        seen = _Seen.after(before, window, 0, 0, None)
+        if before is None:
+            seen = replace(seen, from_batch=first_of_epoch)
+        if before is not None and before.start_known:
+            # Count the previous window again with this one: its trades released from the held table
+            # since its row was written count here, where they were enriched.
+            start, from_batch, already = before.start, before.from_batch, before.delta
+        else:
+            start, from_batch, already = seen.start, seen.from_batch, 0
         new = new_trades(
             bronze_uri,
             silver_uri,
             epoch,
             window.end_offsets,
-            starts,
+            start,
             from_batch=from_batch,
-            epoch_first_batch=batches[0],
+            epoch_first_batch=first_of_epoch,
             tradable=tradable,
+            own_start=seen.start,
         )
+        delta_rows = new.count - already
+        total = (before.total if before is not None else 0) + delta_rows
+        after_epoch = epoch_batches(consumed, epoch)[1]
         counts.append(
             WindowCount(
                 window,
                 table,
                 epoch,
-                before + new.count,
-                new.count,
+                total,
+                delta_rows,
                 threshold,
-                (from_batch, batches[1]),
-                starts,
+                (seen.from_batch, after_epoch),
+                seen.start,
                 new.micro_batches,
             )
         )
-        first = new.micro_batches[0] if new.micro_batches else from_batch
-        previous[epoch] = (before + new.count, window.end_offsets, first)
+        first = new.micro_batches[0] if new.micro_batches else None
+        previous[epoch] = replace(seen, total=total, delta=delta_rows, first_batch=first)
     return counts
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """A window as the next one's count needs it: its totals, where its messages start and end, the
+    micro-batch reading its messages starts at, and the first micro-batch its own messages landed in."""
+
+    total: int
+    delta: int
+    start: Mapping[int, int] | None  # None: the epoch's start
+    end: Mapping[int, int]
+    from_batch: int
+    first_batch: int | None
+    start_known: bool = True  # False: a recorded window whose predecessor is out of sight
+
+    @classmethod
+    def after(
+        cls, before: _Seen | None, window: FeedWindow, total: int, delta: int, first: int | None
+    ) -> _Seen:
+        """``window``, following ``before`` (None: the first window seen of its epoch)."""
+        if before is None:
+            return cls(total, delta, None, window.end_offsets, first or 0, first)
+        reading = before.first_batch if before.first_batch is not None else before.from_batch
+        return cls(total, delta, before.end, window.end_offsets, reading, first)
 
 
 def epoch_batches(consumed: StreamPosition | None, epoch: int) -> tuple[int, int | None]:
