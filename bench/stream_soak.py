@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import statistics
@@ -50,7 +49,7 @@ import sys
 import tempfile
 import time
 import warnings
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -592,7 +591,9 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
         + (f"maintenance every {args.maintain_every} batches" if args.maintain_every else "no maintenance")
     )
     if result.get("time_limit"):
-        print(f"stopped by the time limit (--max-minutes {args.max_minutes:g}) after batch {result['time_limit']:,}")
+        print(
+            f"stopped by the time limit (--max-minutes {args.max_minutes:g}) after batch {result['time_limit']:,}"
+        )
     print(f"ms per batch: median over the batch and {s} each side (window ends left out)")
     header = (
         f"{'batch':>6} {'plan':>6} {'land':>6} {'enrich':>7} {'metrics':>7} {'total':>7} {'CPU':>6} "
@@ -651,7 +652,10 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
         print(
             "dashboard (render_dashboard, every "
             f"{args.dashboard_every} batches; not in the per-batch cost), CPU ms [wall] at batch: "
-            + ", ".join(f"{r['batch']:,}: {1000 * r['dashboard_cpu_s']:,.0f} [{1000 * r['dashboard_s']:,.0f}]" for r in shown)
+            + ", ".join(
+                f"{r['batch']:,}: {1000 * r['dashboard_cpu_s']:,.0f} [{1000 * r['dashboard_s']:,.0f}]"
+                for r in shown
+            )
         )
     window_costs = [(r["batch"], r["metrics_s"]) for r in records if r.get("window_ended")]
     if window_costs:
@@ -715,7 +719,8 @@ def _function_growth(records: list[dict[str, Any]], s: int) -> list[dict[str, An
     labels = set().union(*(r["functions"] for r in plain))
     growth = []
     for label in labels:
-        def median(rows: list[dict[str, Any]], i: int) -> float:
+
+        def median(rows: list[dict[str, Any]], i: int, label: str = label) -> float:
             return statistics.median(r["functions"].get(label, [0.0, 0.0])[i] for r in rows)
 
         growth.append(
@@ -738,7 +743,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--batches", type=int, default=2_000, help="micro-batches (2,000; a day is 20,000)")
-    parser.add_argument("--rows-per-batch", type=int, default=ROWS_PER_BATCH, help=f"trades per batch ({ROWS_PER_BATCH:,})")
+    parser.add_argument(
+        "--rows-per-batch", type=int, default=ROWS_PER_BATCH, help=f"trades per batch ({ROWS_PER_BATCH:,})"
+    )
     parser.add_argument("--rate", type=int, default=RATE, help=f"trades per second of the stream ({RATE:,})")
     parser.add_argument(
         "--maintain-every",
@@ -779,7 +786,9 @@ def main(argv: list[str] | None = None) -> int:
         report(args, saved["result"])
         return 0
     if min(args.batches, args.rows_per_batch, args.rate, args.window_batches, args.measure_every) < 1:
-        parser.error("--batches, --rows-per-batch, --rate, --window-batches and --measure-every must be positive")
+        parser.error(
+            "--batches, --rows-per-batch, --rate, --window-batches and --measure-every must be positive"
+        )
     _quiet()
     available = maintenance_available()
     if args.maintain_every is None:
