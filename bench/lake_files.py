@@ -159,3 +159,19 @@ def sqlite_size(url_or_path: str | Path) -> int:
     return sum(
         p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-journal")) if p.is_file()
     )
+
+
+def age_files(root: Path, seconds: float) -> int:
+    """Move the modification time of every file under ``root`` ``seconds`` back; the files moved.
+
+    A soak compresses time: its days pass in seconds, so retention rules that read the storage's clock
+    (Delta log clean-up, a full vacuum's judgement of files the log does not reference) would never see a
+    file old enough. Moving every file back a day after each simulated day makes that clock follow the
+    simulated one. The commits' own timestamps (a removed file's ``deletionTimestamp``) are not moved.
+    """
+    moved = 0
+    for entry in _walk_files(root) if root.is_dir() else []:
+        stat = entry.stat(follow_symlinks=False)
+        os.utime(entry.path, (stat.st_atime - seconds, stat.st_mtime - seconds))
+        moved += 1
+    return moved

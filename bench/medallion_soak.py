@@ -17,8 +17,10 @@ Then, for each simulated day:
             (Dagster's ``execute_in_process`` of the job, the repo's resources, a persistent SQLite Dagster
             instance in the work dir: the unpartitioned tables in one run, the day range in a second)
   audit     one pass of the audit trail sensor (``audit_tick``) writing the day's runs to the audit database
-  maintain  every ``--maintain-every`` days, ``platform_assets.core.maintenance.maintain`` on every Delta
-            table of the lake (when that module exists)
+  maintain  every ``--maintain-every`` days, what the maintenance schedule runs: ``table_maintenance_job``
+            in process (``platform_assets.core.maintenance.maintain`` on every Delta table, each under its
+            policy from tables.yaml). ``--age-files`` moves every lake file's modification time a day back
+            after each day, so log clean-up and a full vacuum of unreferenced files see simulated time
   measure   sizes (not timed): the state database, every lake table (data files; ``_delta_log`` files and
             bytes), the audit database, the Dagster instance's storage, this process's RSS
 
@@ -46,7 +48,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from lake_files import as_dict, folder_size, lake_tables, lake_totals, sqlite_size  # bench/lake_files.py
+from lake_files import age_files, as_dict, folder_size, lake_tables, lake_totals, sqlite_size  # bench/lake_files.py
 from measure import peak_mb, rss_mb  # bench/measure.py: this script's folder is on sys.path
 
 START = date(2025, 1, 1)
@@ -68,35 +70,46 @@ def _quiet() -> None:
 
 def maintenance_available() -> bool:
     try:
-        from platform_assets.core import maintenance  # noqa: F401
+        from platform_assets.maintenance.definitions import MAINTENANCE_JOB  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-def maintain_lake(settings) -> dict[str, Any]:
-    """``maintain(table_uri, policy)`` on every Delta table of the medallion, with the policy tables.yaml
-    gives the table (``TableConfig.maintenance``; its quarantine table too)."""
-    from platform_assets.core import delta
-    from platform_assets.core.config import load_tables
-    from platform_assets.core.lake import quarantine_name
-    from platform_assets.core.maintenance import maintain
+def run_maintenance(settings, instance) -> dict[str, Any]:
+    """What the maintenance schedule runs: ``table_maintenance_job`` in process (one step per Delta table,
+    ``core.maintenance.maintain`` under the table's policy; tables that do not exist are skipped). Per
+    table: seconds and the figures its step reports."""
+    from platform_assets.definitions import build_definitions
+    from platform_assets.maintenance.definitions import MAINTENANCE_JOB
 
+    job = build_definitions(settings).resolve_job_def(MAINTENANCE_JOB)
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_quiet_run())
+    if not result.success:
+        raise RuntimeError(f"{MAINTENANCE_JOB} failed (run {result.run_id})")
+    seconds = {
+        s.step_key: s.end_time - s.start_time
+        for s in instance.get_run_step_stats(result.run_id)
+        if s.start_time is not None and s.end_time is not None
+    }
     out: dict[str, Any] = {}
-    for config in load_tables(settings.tables_file):
-        for layer, name in (
-            ("silver", config.name),
-            ("silver", quarantine_name(config.name)),
-            ("gold", config.name),
-            ("gold", quarantine_name(config.name)),
-        ):
-            uri = str(settings.table_path(layer, name))
-            if not delta.table_exists(uri):
-                continue
-            t0 = time.perf_counter()
-            result = maintain(uri, config.maintenance)
-            out[f"{layer}/{name}"] = {"seconds": round(time.perf_counter() - t0, 3), **result.metrics()}
+    for event in result.all_events:
+        if event.event_type_value != "STEP_OUTPUT" or event.step_key is None:
+            continue
+        metadata = {k: v.value for k, v in event.step_output_data.metadata.items()}
+        if metadata.get("skipped"):
+            continue
+        out[str(metadata.get("table", event.step_key))] = {
+            "seconds": round(seconds.get(event.step_key, 0.0), 3),
+            **{k: v for k, v in metadata.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+        }
     return out
+
+
+def _quiet_run() -> dict:
+    from platform_assets.lib.tags import console_log_level
+
+    return console_log_level("WARNING")
 
 
 def _plain(value: Any) -> Any:
@@ -263,9 +276,11 @@ def one_day(args, settings, instance, dagster_home: Path, audit, cursor, day_num
     record["audit_seconds"] = round(time.perf_counter() - t0, 3)
     record["audited_runs"] = report.runs
 
+    if args.age_files:  # the storage's clock follows the simulated one (see lake_files.age_files)
+        age_files(Path(str(settings.lake_root)), 24 * 3600)
     if args.maintain_every and day_number % args.maintain_every == 0:
         t0 = time.perf_counter()
-        record["maintenance"] = maintain_lake(settings)
+        record["maintenance"] = run_maintenance(settings, instance)
         record["maintain_seconds"] = round(time.perf_counter() - t0, 3)
     record.update(measure(settings, dagster_home))
     if profiler:
@@ -347,6 +362,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
         f"Medallion soak: {len(days)} daily incremental runs, scale {args.scale} "
         f"({1000 * args.scale:,} streams a day), late_days 1, "
         + (f"maintenance every {args.maintain_every} days" if args.maintain_every else "no maintenance")
+        + ("; lake files aged a day after each day" if getattr(args, "age_files", False) else "")
     )
     print(f"times: median of the day and {s} day(s) each side; sizes: at the end of the day")
     header = (
@@ -398,9 +414,11 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
         print(
             f"maintenance: {len(maint)} passes, median {statistics.median(seconds):.2f} s, last "
             f"{seconds[-1]:.2f} s, max {max(seconds):.2f} s; last pass: live files "
-            f"{sum(t['files_before'] for t in last.values())} -> {sum(t['files_after'] for t in last.values())}, "
-            f"{sum(t['vacuumed_files'] for t in last.values())} vacuumed, log files "
-            f"{sum(t['log_files_before'] for t in last.values())} -> {sum(t['log_files'] for t in last.values())}"
+            f"{sum(t.get('files_before', 0) for t in last.values())} -> "
+            f"{sum(t.get('files_after', 0) for t in last.values())}, "
+            f"{sum(t.get('vacuumed_files', 0) for t in last.values())} vacuumed, log files "
+            f"{sum(t.get('log_files_before', 0) for t in last.values())} -> "
+            f"{sum(t.get('log_files', 0) for t in last.values())}"
         )
     goal = _goal(days, s)
     if goal:
@@ -505,8 +523,14 @@ def main(argv: list[str] | None = None) -> int:
         "--maintain-every",
         type=int,
         default=None,
-        help=f"days between table maintenance passes (default {DEFAULT_MAINTAIN_EVERY} when "
-        "platform_assets.core.maintenance exists, else none); 0: never",
+        help=f"days between runs of table_maintenance_job (default {DEFAULT_MAINTAIN_EVERY}; the shipped "
+        "schedule runs it daily); 0: never",
+    )
+    parser.add_argument(
+        "--age-files",
+        action="store_true",
+        help="after each day, move every lake file's modification time a day back, so the retention rules "
+        "that read the storage's clock (log clean-up, a full vacuum of unreferenced files) see simulated time",
     )
     parser.add_argument("--scale", type=int, default=1, help="sample scale: 1,000 streams a day each (1)")
     parser.add_argument("--start-days", type=int, default=3, help="days in the source before the full load")
@@ -525,8 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report_from:
         saved = json.loads(Path(args.report_from).read_text())
-        for name in ("scale", "maintain_every", "smooth"):
-            setattr(args, name, saved["params"][name])
+        for name in ("scale", "maintain_every", "smooth", "age_files"):
+            setattr(args, name, saved["params"].get(name))
         report(args, {"days": saved["days"], "profiles": {}, "peak_mb": max(d["rss_mb"] for d in saved["days"])})
         return 0
     if args.quick:
@@ -541,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.maintain_every < 0:
         parser.error("--maintain-every must be 0 (never) or more")
     if args.maintain_every and not available:
-        parser.error("--maintain-every needs platform_assets.core.maintenance, which this checkout lacks")
+        parser.error("--maintain-every needs platform_assets.maintenance (table_maintenance_job), which this checkout lacks")
     workdir = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="medallion_soak_"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(
