@@ -23,6 +23,31 @@ from platform_assets.settings import Settings
 # (they inherit it); a JAVA_TOOL_OPTIONS of your own wins.
 os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
+
+def _parse_dagsters_migrations_once() -> None:
+    """Every Dagster instance a test opens stamps its SQLite storages with alembic: an ephemeral one for each
+    ``execute_in_process``/``materialize`` given no instance, a folder for each ``instance_for_test``. For each
+    stamp alembic reads and runs all 89 of Dagster's migration scripts again: three quarters of an ephemeral
+    instance's CPU (40 ms of 55), some five stamps a test. The scripts cannot change while the tests run, so
+    each test process reads them once per alembic configuration; what is stamped, checked or migrated is the
+    same."""
+    from alembic.script import ScriptDirectory
+
+    parse = ScriptDirectory.from_config.__func__
+    parsed: dict[tuple, ScriptDirectory] = {}
+
+    def from_config(cls, config):
+        options = config.get_section(config.config_ini_section, {})
+        key = (cls, config.config_file_name, tuple(sorted(options.items())))
+        if key not in parsed:
+            parsed[key] = parse(cls, config)
+        return parsed[key]
+
+    ScriptDirectory.from_config = classmethod(from_config)
+
+
+_parse_dagsters_migrations_once()
+
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/"
 SHIPPED_TABLES = Path(__file__).parents[1] / "platform_assets" / "tables.yaml"
