@@ -517,6 +517,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     t0 = time.perf_counter()
                     record["maintenance"] = maintain_tables(stream.table_uris())
                     record["maintain_s"] = time.perf_counter() - t0
+                record["peak_mb"] = round(peak_mb(), 1)  # the batch where it jumps names the cause
                 if n in measure_at or n % args.measure_every == 0:
                     record.update(measure(stream, broker))
                 else:
@@ -636,9 +637,12 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
         )
     rss = [r["rss_mb"] for r in records]
     tenth = max(1, len(rss) // 10)
+    jumps = _peak_jumps(records)
     print(
         f"memory: RSS {statistics.median(rss[:tenth]):.0f} MB over the first tenth of the batches, "
-        f"{statistics.median(rss[-tenth:]):.0f} MB over the last; peak {result['peak_mb']:.0f} MB"
+        f"{statistics.median(rss[-tenth:]):.0f} MB over the last (at the end of each batch); peak "
+        f"{result['peak_mb']:.0f} MB"
+        + (f", reached in: {', '.join(jumps)}" if jumps else "")
     )
     maint = [r["maintain_s"] for r in records if "maintain_s" in r]
     if maint:
@@ -686,6 +690,22 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
                     f"checkpoints, {f.get('replayed_commits') or 0} replayed) {f['log_bytes'] / 2**20:>6.1f} MB"
                 )
     return {"lines": lines, "goal": goal, "function_growth": growth}
+
+
+def _peak_jumps(records: list[dict[str, Any]], top: int = 4) -> list[str]:
+    """The batches in which the process's peak RSS rose most, and what else ran in them."""
+    rises, before = [], None
+    for r in records:
+        if "peak_mb" not in r:
+            continue
+        if before is not None and r["peak_mb"] > before:
+            what = [w for w, key in (("window end", "window_ended"), ("maintenance", "maintain_s"), ("dashboard", "dashboard_s")) if r.get(key)]
+            rises.append((r["peak_mb"] - before, r["batch"], r["peak_mb"], what))
+        before = r["peak_mb"]
+    return [
+        f"batch {b:,} (+{rise:.0f} MB to {peak:.0f}{'; ' + ', '.join(what) if what else ''})"
+        for rise, b, peak, what in sorted(rises, reverse=True)[:top]
+    ]
 
 
 def _goal(records: list[dict[str, Any]], s: int) -> dict[str, Any] | None:
