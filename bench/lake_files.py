@@ -156,9 +156,7 @@ def sqlite_size(url_or_path: str | Path) -> int:
     """Bytes of a SQLite database with its ``-wal`` and ``-journal`` files (0 when missing)."""
     text = str(url_or_path)
     path = Path(text.split("sqlite:///", 1)[1] if text.startswith("sqlite:///") else text)
-    return sum(
-        p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-journal")) if p.is_file()
-    )
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-journal")) if p.is_file())
 
 
 def age_files(root: Path, seconds: float) -> int:

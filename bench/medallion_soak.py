@@ -48,7 +48,14 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from lake_files import age_files, as_dict, folder_size, lake_tables, lake_totals, sqlite_size  # bench/lake_files.py
+from lake_files import (  # bench/lake_files.py
+    age_files,
+    as_dict,
+    folder_size,
+    lake_tables,
+    lake_totals,
+    sqlite_size,
+)
 from measure import peak_mb, rss_mb  # bench/measure.py: this script's folder is on sys.path
 
 START = date(2025, 1, 1)
@@ -110,21 +117,6 @@ def _quiet_run() -> dict:
     from platform_assets.lib.tags import console_log_level
 
     return console_log_level("WARNING")
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-friendly copy of a maintenance result (dataclass, dict or anything else)."""
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, int | float | str | bool) or value is None:
-        return value
-    return str(value)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -190,7 +182,9 @@ def _step_seconds(instance, run) -> dict[str, float]:
     for result in run.results:
         for stat in instance.get_run_step_stats(result.run_id):
             if stat.start_time is not None and stat.end_time is not None:
-                steps[stat.step_key] = round(steps.get(stat.step_key, 0.0) + stat.end_time - stat.start_time, 4)
+                steps[stat.step_key] = round(
+                    steps.get(stat.step_key, 0.0) + stat.end_time - stat.start_time, 4
+                )
     return steps
 
 
@@ -229,7 +223,9 @@ def setup(args: argparse.Namespace, data_dir: Path):
     instance = DagsterInstance.local_temp(
         tempdir=str(dagster_home), overrides={"telemetry": {"enabled": False}}
     )
-    counts = sample.init(settings.source_url, scale=args.scale, seed=args.seed, start=START, days=args.start_days)
+    counts = sample.init(
+        settings.source_url, scale=args.scale, seed=args.seed, start=START, days=args.start_days
+    )
     t0 = time.perf_counter()
     run = materialize_medallion(settings, instance=instance, log_level="WARNING")
     if not run.success:
@@ -332,11 +328,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def _around(days: list[dict[str, Any]], n: int, key: str, smooth: int) -> float | None:
     """Median of ``key`` over days ``n - smooth .. n + smooth`` (only the days run; profiled days left out)."""
-    values = [
-        d[key]
-        for d in days
-        if abs(d["day"] - n) <= smooth and key in d and not d.get("profiled")
-    ]
+    values = [d[key] for d in days if abs(d["day"] - n) <= smooth and key in d and not d.get("profiled")]
     return statistics.median(values) if values else None
 
 
@@ -446,7 +438,10 @@ def _goal(days: list[dict[str, Any]], s: int) -> dict[str, Any] | None:
     first = min(5, len(days))
     last = len(days)
     wall_first, wall_last = _around(days, first, "run_seconds", s), _around(days, last, "run_seconds", s)
-    cpu_first, cpu_last = _around(days, first, "run_cpu_seconds", s), _around(days, last, "run_cpu_seconds", s)
+    cpu_first, cpu_last = (
+        _around(days, first, "run_cpu_seconds", s),
+        _around(days, last, "run_cpu_seconds", s),
+    )
     if not (wall_first and wall_last and cpu_first and cpu_last):
         return None
     return {
@@ -551,7 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(Path(args.report_from).read_text())
         for name in ("scale", "maintain_every", "smooth", "age_files"):
             setattr(args, name, saved["params"].get(name))
-        report(args, {"days": saved["days"], "profiles": {}, "peak_mb": max(d["rss_mb"] for d in saved["days"])})
+        report(
+            args, {"days": saved["days"], "profiles": {}, "peak_mb": max(d["rss_mb"] for d in saved["days"])}
+        )
         return 0
     if args.quick:
         args.days = QUICK_DAYS
@@ -565,8 +562,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.maintain_every < 0:
         parser.error("--maintain-every must be 0 (never) or more")
     if args.maintain_every and not available:
-        parser.error("--maintain-every needs platform_assets.maintenance (table_maintenance_job), which this checkout lacks")
-    workdir = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="medallion_soak_"))
+        parser.error(
+            "--maintain-every needs platform_assets.maintenance (table_maintenance_job), which this checkout lacks"
+        )
+    workdir = (
+        Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="medallion_soak_"))
+    )
     workdir.mkdir(parents=True, exist_ok=True)
     print(
         f"workdir {workdir}; {args.days} days; "

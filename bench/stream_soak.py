@@ -21,10 +21,13 @@ this process, the core functions the Dagster assets call (no Dagster here):
             ``commit_offsets``, the lag (``topic_end``, ``stream_position``)
   enrich    what ``silver/trades_enriched`` does first: the lookup files, ``stream.enrich_pending``
   metrics   then the feed windows: ``windows.count_windows`` over the recent windows, each due window's
-            ``Ingestion_Metrics`` row (``append_metrics`` with the dead-lettered and held counts); the
-            dashboard page (``render_dashboard``); silver's row count; the volume check's metrics read
+            ``Ingestion_Metrics`` row (``append_metrics`` with the dead-lettered and held counts); silver's
+            row count; the volume check's metrics read
+  dashboard every ``--dashboard-every`` batches (the asset: after every run), ``render_dashboard``; its
+            cost is reported apart, as it grows with the serving table (see the report)
   maintain  every ``--maintain-every`` batches: ``platform_assets.core.maintenance.maintain`` on every Delta
-            table of the stream (once that module exists)
+            table of the stream, under the stream tables' policy (``DEFAULT_POLICY``), as
+            ``table_maintenance_job`` runs it
 
 A feed window ends every ``--window-batches`` batches (its end offsets read with ``topic_end``), as a feed
 run would record it. Sizes (files and bytes per table and in ``_delta_log``, the serving and state
@@ -367,7 +370,7 @@ class Stream:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Maintenance (platform_assets.core.maintenance, when it exists)
+# Maintenance (platform_assets.core.maintenance)
 
 
 def maintenance_available() -> bool:
@@ -379,15 +382,18 @@ def maintenance_available() -> bool:
 
 
 def maintain_tables(uris: list[str]) -> dict[str, Any]:
-    from platform_assets.core import delta, maintenance
+    """``maintain`` on each existing table under the stream tables' policy (platform_assets.maintenance.
+    tables.STREAM_POLICY is core.maintenance's DEFAULT_POLICY; that module imports Dagster, this one does
+    not). Per table: seconds and the report's figures."""
+    from platform_assets.core import delta
+    from platform_assets.core.maintenance import DEFAULT_POLICY, maintain
 
-    policy = maintenance.MaintenancePolicy() if hasattr(maintenance, "MaintenancePolicy") else None
     out = {}
     for uri in uris:
         if delta.table_exists(uri):
             t0 = time.perf_counter()
-            result = maintenance.maintain(uri, policy)
-            out[Path(uri).name] = {"seconds": round(time.perf_counter() - t0, 3), "result": str(result)[:300]}
+            report = maintain(uri, DEFAULT_POLICY)
+            out[Path(uri).name] = {"seconds": round(time.perf_counter() - t0, 3), **report.metrics()}
     return out
 
 
@@ -641,8 +647,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     print(
         f"memory: RSS {statistics.median(rss[:tenth]):.0f} MB over the first tenth of the batches, "
         f"{statistics.median(rss[-tenth:]):.0f} MB over the last (at the end of each batch); peak "
-        f"{result['peak_mb']:.0f} MB"
-        + (f", reached in: {', '.join(jumps)}" if jumps else "")
+        f"{result['peak_mb']:.0f} MB" + (f", reached in: {', '.join(jumps)}" if jumps else "")
     )
     maint = [r["maintain_s"] for r in records if "maintain_s" in r]
     if maint:
@@ -699,7 +704,15 @@ def _peak_jumps(records: list[dict[str, Any]], top: int = 4) -> list[str]:
         if "peak_mb" not in r:
             continue
         if before is not None and r["peak_mb"] > before:
-            what = [w for w, key in (("window end", "window_ended"), ("maintenance", "maintain_s"), ("dashboard", "dashboard_s")) if r.get(key)]
+            what = [
+                w
+                for w, key in (
+                    ("window end", "window_ended"),
+                    ("maintenance", "maintain_s"),
+                    ("dashboard", "dashboard_s"),
+                )
+                if r.get(key)
+            ]
             rises.append((r["peak_mb"] - before, r["batch"], r["peak_mb"], what))
         before = r["peak_mb"]
     return [
@@ -771,8 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         "--maintain-every",
         type=int,
         default=None,
-        help="batches between table maintenance passes (default 100 when platform_assets.core.maintenance "
-        "exists, else none); 0: never",
+        help="batches between table maintenance passes (100); 0: never",
     )
     parser.add_argument(
         "--dashboard-every",
