@@ -70,7 +70,7 @@ WITH_KAFKA = $(BIN)/python -m platform_devkit.dev --kafka-dir $(KAFKA_DIR) --
 demo: export PYTHONWARNINGS := $(QUIET_DAGSTER)
 demo: export PLATFORM_PARTITION_START ?= $(SAMPLE_PARTITION_START)
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m platform_assets.check_config --offline
+	$(BIN)/python -m platform_assets.cli.check_config --offline
 	$(WITH_KAFKA) $(BIN)/python -m platform_devkit.demo
 
 test: install-dev
@@ -81,7 +81,7 @@ dev: export PYTHONWARNINGS := $(QUIET_DAGSTER)
 dev: export PLATFORM_PARTITION_START ?= $(SAMPLE_PARTITION_START)
 dev: export PLATFORM_UI_URL ?= http://$(HOST):$(PORT)
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m platform_assets.check_config --offline
+	$(BIN)/python -m platform_assets.cli.check_config --offline
 	$(WITH_KAFKA) $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 # The seed's batch test against one catalog (default sit): clean up, set up, two batches, every layer checked.
@@ -93,17 +93,17 @@ batch-test: install
 # Outside prod, with no PLATFORM_SOURCE_URL, the sample source is built first if missing (as `make demo` does).
 setup: install
 	$(if $(or $(filter prod,$(PLATFORM_ENV)),$(PLATFORM_SOURCE_URL)),,$(BIN)/python -m platform_devkit.sample init --if-missing --customers 650)
-	$(BIN)/python -m platform_assets.setup
+	$(BIN)/python -m platform_assets.cli.setup
 
 # One-time history load of a table: make history TABLE=FactStream FROM=2024-01-01 TO=2025-01-01 [FORCE=1]
 history: install
-	$(BIN)/python -m platform_assets.history --table "$(TABLE)" --from "$(FROM)" --to "$(TO)" $(if $(filter 1,$(FORCE)),--force)
+	$(BIN)/python -m platform_assets.cli.history --table "$(TABLE)" --from "$(FROM)" --to "$(TO)" $(if $(filter 1,$(FORCE)),--force)
 
 check-config: install
-	$(BIN)/python -m platform_assets.check_config
+	$(BIN)/python -m platform_assets.cli.check_config
 
 audit-setup: install
-	$(BIN)/python -m platform_assets.audit_setup
+	$(BIN)/python -m platform_assets.cli.audit_setup
 
 # ENGINE=spark or ENGINE=both (polars and Spark side by side on the same source); Spark needs the spark extra
 ENGINE ?= polars
@@ -120,7 +120,7 @@ lint: install-dev
 # After a real broker's topic was recreated: start a new epoch of the trade stream from the new topic's
 # first offset (it reports first; YES=1 accepts). An embedded broker's restart needs nothing: it starts one.
 new-epoch: install
-	$(BIN)/python -m platform_assets.trades.new_epoch $(if $(filter 1,$(YES)),--yes)
+	$(BIN)/python -m platform_assets.cli.new_epoch $(if $(filter 1,$(YES)),--yes)
 
 # Forget everything the trade stream landed and start over (dev only; not needed after a broker restart).
 reset-stream: install $(DAGSTER_HOME)/dagster.yaml

@@ -3,7 +3,7 @@ the platform is measured against.
 
 No Dagster, no state store, no checkpoints, no quarantine, no incremental machinery, and nothing from
 ``platform_assets`` on the data path: a driver, pyarrow, polars and ``deltalake.write_deltalake``. The
-table configurations (``platform_assets.core.config.TableConfig``, read from tables.yaml by the caller)
+table configurations (``platform_assets.core.medallion.config.TableConfig``, read from tables.yaml by the caller)
 only say which tables, keys, change columns, derived expressions and expectations there are. The floor must
 build the same silver and gold tables as the platform (the benchmark checks it), or it is no reference.
 

@@ -149,12 +149,12 @@ FOLD = "apply_changes (fold + commit)"
 COMMIT = "Delta commit (delta-rs, driver)"
 TIMED = {
     "polars": {
-        CLEAN: [("platform_assets.core.steps.silver", "_clean")],
+        CLEAN: [("platform_assets.core.medallion.steps.silver", "_clean")],
         FOLD: [
-            ("platform_assets.core.steps.silver", "apply_changes"),
-            ("platform_assets.core.steps.gold", "apply_changes"),
+            ("platform_assets.core.medallion.steps.silver", "apply_changes"),
+            ("platform_assets.core.medallion.steps.gold", "apply_changes"),
         ],
-        COMMIT: [("platform_assets.core.scd", "_write_diff")],
+        COMMIT: [("platform_assets.core.medallion.scd", "_write_diff")],
     },
     "spark": {
         SESSION: [("platform_assets.lib.spark", "build_session")],
@@ -198,7 +198,7 @@ def _settings(p: dict[str, Any], workdir: Path):
 
 
 def _fact_config(p: dict[str, Any]):
-    from platform_assets.core.config import load_tables
+    from platform_assets.core.medallion.config import load_tables
 
     return next(t for t in load_tables(Path(p["tables_file"])) if t.table == "FactStream")
 
@@ -218,8 +218,8 @@ def phase_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 
 def phase_extract(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    from platform_assets.core.db import engine_for
-    from platform_assets.core.extract import Window, extract
+    from platform_assets.core.medallion.extract import Window, extract
+    from platform_assets.core.sql.engines import engine_for
 
     config = _fact_config(p)
     engine = engine_for(p["url"])
@@ -301,7 +301,7 @@ def phase_floor(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The full load with bare tools (bench/floor.py), into its own data dir."""
     import floor
 
-    from platform_assets.core.config import load_tables
+    from platform_assets.core.medallion.config import load_tables
 
     configs = load_tables(Path(p["tables_file"]))  # names, keys, rules: the data path is floor's own
     out_dir = _data_dir(workdir, FLOOR)
@@ -315,7 +315,7 @@ def phase_compare(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The floor's silver and gold tables against the engine's, row for row (not measured)."""
     import floor
 
-    from platform_assets.core.config import load_tables
+    from platform_assets.core.medallion.config import load_tables
 
     settings = _settings(p, workdir)
     t0 = time.perf_counter()

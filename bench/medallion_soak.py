@@ -18,7 +18,7 @@ Then, for each simulated day:
             instance in the work dir: the unpartitioned tables in one run, the day range in a second)
   audit     one pass of the audit trail sensor (``audit_tick``) writing the day's runs to the audit database
   maintain  every ``--maintain-every`` days, what the maintenance schedule runs: ``table_maintenance_job``
-            in process (``platform_assets.core.maintenance.maintain`` on every Delta table, each under its
+            in process (``platform_assets.core.lake.maintenance.maintain`` on every Delta table, each under its
             policy from tables.yaml). ``--age-files`` moves every lake file's modification time a day back
             after each day, so log clean-up and a full vacuum of unreferenced files see simulated time
   measure   sizes (not timed): the state database, every lake table (data files; ``_delta_log`` files and
@@ -72,12 +72,12 @@ def _quiet() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Maintenance (platform_assets.core.maintenance, when it exists)
+# Maintenance (platform_assets.core.lake.maintenance, when it exists)
 
 
 def maintenance_available() -> bool:
     try:
-        from platform_assets.maintenance.definitions import MAINTENANCE_JOB  # noqa: F401
+        from platform_assets.defs.maintenance.definitions import MAINTENANCE_JOB  # noqa: F401
     except ImportError:
         return False
     return True
@@ -88,7 +88,7 @@ def run_maintenance(settings, instance) -> dict[str, Any]:
     ``core.maintenance.maintain`` under the table's policy; tables that do not exist are skipped). Per
     table: seconds and the figures its step reports."""
     from platform_assets.definitions import build_definitions
-    from platform_assets.maintenance.definitions import MAINTENANCE_JOB
+    from platform_assets.defs.maintenance.definitions import MAINTENANCE_JOB
 
     job = build_definitions(settings).resolve_job_def(MAINTENANCE_JOB)
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_quiet_run())
@@ -238,7 +238,7 @@ def setup(args: argparse.Namespace, data_dir: Path):
 
 
 def one_day(args, settings, instance, dagster_home: Path, audit, cursor, day_number: int, profile: bool):
-    from platform_assets.monitoring.audit import audit_tick
+    from platform_assets.defs.monitoring.audit import audit_tick
     from platform_devkit import sample
     from platform_devkit.medallion import materialize_medallion
 
@@ -563,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--maintain-every must be 0 (never) or more")
     if args.maintain_every and not available:
         parser.error(
-            "--maintain-every needs platform_assets.maintenance (table_maintenance_job), which this checkout lacks"
+            "--maintain-every needs platform_assets.defs.maintenance (table_maintenance_job), which this checkout lacks"
         )
     workdir = (
         Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="medallion_soak_"))

@@ -62,7 +62,7 @@ BIN = Path(sys.executable).parent
 SHIPPED_DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
 CHILD_PHASES = ("feed", "land", "enrich")
 APP_ID = "trades:bench"
-MICRO_BATCH_JOB = "trades_micro_batch_job"  # platform_assets.trades.sensors.MICRO_BATCH_JOB
+MICRO_BATCH_JOB = "trades_micro_batch_job"  # platform_assets.defs.trades.sensors.MICRO_BATCH_JOB
 STANDIN_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")  # platform_devkit.trades_standin.SYMBOLS
 # librdkafka's mock cluster keeps at most 5 MiB (or 100,000 messages) per partition and silently drops the
 # oldest message sets beyond that (rdkafka_mock.c, max_size/max_cnt); a trade message is ~190 bytes. The

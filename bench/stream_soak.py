@@ -25,7 +25,7 @@ this process, the core functions the Dagster assets call (no Dagster here):
             row count; the volume check's metrics read
   dashboard every ``--dashboard-every`` batches (the asset: after every run), ``render_dashboard``; its
             cost is reported apart, as it grows with the serving table (see the report)
-  maintain  every ``--maintain-every`` batches: ``platform_assets.core.maintenance.maintain`` on every Delta
+  maintain  every ``--maintain-every`` batches: ``platform_assets.core.lake.maintenance.maintain`` on every Delta
             table of the stream, under the stream tables' policy (``DEFAULT_POLICY``), as
             ``table_maintenance_job`` runs it
 
@@ -65,7 +65,9 @@ ROWS_PER_BATCH = 8_640  # 4.32 s of trades: a day of 86,400 s is 20,000 batches
 PARTITIONS = 4  # the embedded broker's topic under make dev
 REPORT_BATCHES = (10, 100, 1_000, 10_000)
 GOAL_RATIO = 1.2
-RECENT_WINDOWS = 50  # platform_assets.trades.assets.RECENT_WINDOWS: the windows the metrics step looks at
+RECENT_WINDOWS = (
+    50  # platform_assets.defs.trades.assets.RECENT_WINDOWS: the windows the metrics step looks at
+)
 PHASES = ("plan", "land", "enrich", "metrics")  # the per-batch cost judged by the goal
 STREAM_TABLES = (  # (layer, table) of every Delta table the stream writes
     ("bronze", "trades"),
@@ -314,7 +316,7 @@ class Stream:
     def metrics(self) -> dict[str, Any]:
         """The rest of the silver asset but the dashboard: the due windows' rows, silver's row count, the
         volume check's read of the metrics."""
-        from platform_assets.core import delta
+        from platform_assets.core.lake import delta
         from platform_assets.core.trades import held, windows
         from platform_assets.core.trades.stream import INGESTION_TABLE
 
@@ -370,23 +372,23 @@ class Stream:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Maintenance (platform_assets.core.maintenance)
+# Maintenance (platform_assets.core.lake.maintenance)
 
 
 def maintenance_available() -> bool:
     try:
-        from platform_assets.core import maintenance  # noqa: F401
+        from platform_assets.core.lake import maintenance  # noqa: F401
     except ImportError:
         return False
     return True
 
 
 def maintain_tables(uris: list[str]) -> dict[str, Any]:
-    """``maintain`` on each existing table under the stream tables' policy (platform_assets.maintenance.
+    """``maintain`` on each existing table under the stream tables' policy (platform_assets.defs.maintenance.
     tables.STREAM_POLICY is core.maintenance's DEFAULT_POLICY; that module imports Dagster, this one does
     not). Per table: seconds and the report's figures."""
-    from platform_assets.core import delta
-    from platform_assets.core.maintenance import DEFAULT_POLICY, maintain
+    from platform_assets.core.lake import delta
+    from platform_assets.core.lake.maintenance import DEFAULT_POLICY, maintain
 
     out = {}
     for uri in uris:
@@ -826,7 +828,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.maintain_every is None:
         args.maintain_every = 100 if available else 0
     if args.maintain_every and not available:
-        parser.error("--maintain-every needs platform_assets.core.maintenance, which this checkout lacks")
+        parser.error(
+            "--maintain-every needs platform_assets.core.lake.maintenance, which this checkout lacks"
+        )
     workdir = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="stream_soak_"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(

@@ -12,16 +12,16 @@ from dagster import (
     multiprocess_executor,
 )
 
-from platform_assets.core.lake import LAYERS
-from platform_assets.countries.definitions import build_country_definitions
-from platform_assets.customers.definitions import build_customer_definitions
-from platform_assets.housekeeping.definitions import build_housekeeping_definitions
+from platform_assets.core.lake.locations import LAYERS
+from platform_assets.defs.countries.definitions import build_country_definitions
+from platform_assets.defs.customers.definitions import build_customer_definitions
+from platform_assets.defs.housekeeping.definitions import build_housekeeping_definitions
+from platform_assets.defs.maintenance.definitions import build_maintenance_definitions
+from platform_assets.defs.medallion.definitions import build_medallion_definitions
+from platform_assets.defs.monitoring.audit import audit_trail_sensor
+from platform_assets.defs.trades.definitions import build_trade_definitions
 from platform_assets.lib.resources import build_resources, uses_spark
-from platform_assets.maintenance.definitions import build_maintenance_definitions
-from platform_assets.monitoring.audit import audit_trail_sensor
 from platform_assets.settings import Settings, load_settings
-from platform_assets.spotify.definitions import build_spotify_definitions
-from platform_assets.trades.definitions import build_trade_definitions
 
 
 def executor(settings: Settings) -> ExecutorDefinition:
@@ -55,7 +55,7 @@ def with_catalog_names(settings: Settings) -> Callable[[AssetSpec], AssetSpec]:
 
 def build_definitions(settings: Settings) -> Definitions:
     definitions = Definitions.merge(
-        build_spotify_definitions(settings),
+        build_medallion_definitions(settings),
         build_customer_definitions(settings),
         build_country_definitions(settings),
         build_trade_definitions(settings),

@@ -22,8 +22,14 @@ import sqlalchemy as sa
 import yaml
 from upath import UPath
 
-from platform_assets.core.config import ENGINES, Engine, parse_yaml, yaml_problem
-from platform_assets.core.lake import LAYERS, catalog_name, landing_location, location, table_location
+from platform_assets.core.lake.locations import (
+    LAYERS,
+    catalog_name,
+    landing_location,
+    location,
+    table_location,
+)
+from platform_assets.core.medallion.config import ENGINES, Engine, parse_yaml, yaml_problem
 
 ENVIRONMENTS = ("dev", "sit", "prod")
 DEFAULT_COUNTRIES = ("India", "United States", "United Kingdom", "China", "Russia")

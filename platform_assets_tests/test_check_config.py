@@ -1,4 +1,4 @@
-"""``python -m platform_assets.check_config``: the table list checked against a real SQLite source."""
+"""``python -m platform_assets.cli.check_config``: the table list checked against a real SQLite source."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from platform_assets import check_config
-from platform_assets.core.check import check_table
-from platform_assets.core.config import parse_table
+from platform_assets.cli import check_config
+from platform_assets.core.medallion.check import check_table
+from platform_assets.core.medallion.config import parse_table
 from platform_assets_tests.conftest import tables_file_for
 
 try:
@@ -165,7 +165,7 @@ def test_the_module_runs_from_the_command_line(source, tmp_path):
         "PLATFORM_DATA_DIR": str(tmp_path),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "platform_assets.check_config"],
+        [sys.executable, "-m", "platform_assets.cli.check_config"],
         env=environ,
         capture_output=True,
         text=True,
@@ -174,7 +174,7 @@ def test_the_module_runs_from_the_command_line(source, tmp_path):
     )
     assert (done.returncode, done.stdout.splitlines()[1:], done.stderr) == (0, OK_LINES, "")
     bad = subprocess.run(
-        [sys.executable, "-m", "platform_assets.check_config"],
+        [sys.executable, "-m", "platform_assets.cli.check_config"],
         env={**environ, "PLATFORM_BATCH_SIZE": "abc"},
         capture_output=True,
         text=True,
@@ -194,7 +194,7 @@ def test_offline_checks_settings_and_the_table_list_without_the_source(tmp_path)
 
     def offline(**environ):
         return subprocess.run(
-            [sys.executable, "-m", "platform_assets.check_config", "--offline"],
+            [sys.executable, "-m", "platform_assets.cli.check_config", "--offline"],
             env={**base, **environ},
             capture_output=True,
             text=True,

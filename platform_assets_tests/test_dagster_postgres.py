@@ -15,7 +15,7 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.scheduler.instigation import InstigatorType
 
-from platform_assets.monitoring.audit import SENSOR_NAME
+from platform_assets.defs.monitoring.audit import SENSOR_NAME
 from platform_assets_tests.conftest import POSTGRES_URL, reachable, settings_for
 from platform_assets_tests.processes import BIN, materialize_command, running_daemon, wait_for
 from platform_devkit import sample

@@ -15,10 +15,10 @@ import yaml
 from dagster import DagsterInstance
 
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.medallion.jobs import SCHEDULE_NAME
+from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.lib.resources import build_resources
-from platform_assets.monitoring.audit import audit_tick
 from platform_assets.settings import CONFIG_DIR, ENVIRONMENTS, SettingsError, load_settings
-from platform_assets.spotify.jobs import SCHEDULE_NAME
 from platform_assets_tests.conftest import tables_file_for
 from platform_devkit import sample
 from platform_devkit.medallion import materialize_medallion

@@ -11,15 +11,15 @@ import pytest
 import sqlalchemy as sa
 from dagster import DagsterInstance
 
-from platform_assets import history
-from platform_assets.core import delta
+from platform_assets.cli import history
 from platform_assets.core.audit import AuditStore
-from platform_assets.core.config import load_tables
-from platform_assets.core.extract import list_files
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.config import load_tables
+from platform_assets.core.medallion.extract import list_files
+from platform_assets.core.medallion.steps import history as core_history
+from platform_assets.core.medallion.steps.bronze import watermark_name
+from platform_assets.core.medallion.steps.history import HistoryAlreadyLoaded, HistoryError
 from platform_assets.core.state import StateStore
-from platform_assets.core.steps import history as core_history
-from platform_assets.core.steps.bronze import watermark_name
-from platform_assets.core.steps.history import HistoryAlreadyLoaded, HistoryError
 from platform_assets_tests.conftest import settings_for
 from platform_devkit import sample
 from platform_devkit.medallion import materialize_medallion

@@ -37,17 +37,17 @@ from platform_assets.core.run_retention import (
     NEWEST_OF_JOB,
     OUT_OF_SCOPE,
 )
-from platform_assets.housekeeping.definitions import (
+from platform_assets.defs.housekeeping.definitions import (
     PRUNE_JOB,
     PRUNE_SCHEDULE,
     build_housekeeping_definitions,
     retention_policy,
 )
-from platform_assets.housekeeping.run_history import audited_until, prune_run_history
+from platform_assets.defs.housekeeping.run_history import audited_until, prune_run_history
+from platform_assets.defs.monitoring.audit import SENSOR_NAME as AUDIT_SENSOR
+from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB
 from platform_assets.lib.tags import ALERT_PENDING_TAG, JOB_TYPE_TAG, MICRO_BATCH_TAG, STREAMING_SOURCE_TAG
-from platform_assets.monitoring.audit import SENSOR_NAME as AUDIT_SENSOR
 from platform_assets.settings import Settings
-from platform_assets.trades.sensors import MICRO_BATCH_JOB
 
 BRONZE = AssetKey(["bronze", "trades"])
 STREAM = {JOB_TYPE_TAG: "Streaming", STREAMING_SOURCE_TAG: "Kafka:trades"}

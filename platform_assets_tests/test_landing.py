@@ -15,15 +15,15 @@ import pytest
 import yaml
 from dagster import build_sensor_context, materialize
 
-from platform_assets.core import delta
-from platform_assets.core.config import ConfigError, load_tables, parse_table
-from platform_assets.core.extract import list_files
-from platform_assets.core.landing import LandingError, consumer_name, read_landing_file, version_id
+from platform_assets.core.files.landing_zone import LandingError, consumer_name, read_landing_file, version_id
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.config import ConfigError, load_tables, parse_table
+from platform_assets.core.medallion.extract import list_files
 from platform_assets.core.state import StateStore
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.medallion.landing_zone import SENSOR_NAME
 from platform_assets.lib.resources import build_resources
 from platform_assets.settings import Settings
-from platform_assets.spotify.landing import SENSOR_NAME
 
 COLUMNS = {
     "track_id": "int64",
@@ -357,8 +357,8 @@ def test_a_sql_table_takes_no_columns():
 
 
 def test_setup_and_check_use_the_declared_columns(settings):
-    from platform_assets.core.check import check_table
-    from platform_assets.setup import set_up
+    from platform_assets.cli.setup import set_up
+    from platform_assets.core.medallion.check import check_table
 
     tables = load_tables(settings.tables_file)
     check = check_table(None, tables[0])

@@ -16,10 +16,7 @@ import pytest
 import yaml
 from dagster import materialize
 
-from platform_assets.core import delta
-from platform_assets.core.config import ConfigError, SnapshotTime, load_tables, parse_table
-from platform_assets.core.extract import list_files
-from platform_assets.core.landing import (
+from platform_assets.core.files.landing_zone import (
     LandingError,
     consumer_name,
     ingest_landing,
@@ -28,6 +25,9 @@ from platform_assets.core.landing import (
     time_in_name,
     version_id,
 )
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.config import ConfigError, SnapshotTime, load_tables, parse_table
+from platform_assets.core.medallion.extract import list_files
 from platform_assets.core.state import StateStore
 from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import build_resources

@@ -10,13 +10,13 @@ import time
 import pytest
 from dagster import materialize
 
-from platform_assets.core import delta
-from platform_assets.core.extract import list_files
-from platform_assets.countries.assets import CountryApiResource, raw_countries
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.extract import list_files
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.countries.assets import CountryApiResource, raw_countries
 from platform_assets.lib.resources import build_resources
 from platform_assets_tests.conftest import settings_for
-from platform_assets_tests.spotify.helpers import source_frame
+from platform_assets_tests.medallion.helpers import source_frame
 from platform_devkit import countries_standin as standin
 from platform_devkit import sample
 

@@ -132,7 +132,7 @@ def _write(url: str, tag: str, mode: str, retries: str) -> None:
             # the platform's own append (quarantines, ...): what two Dagster runs would do
             import polars as pl
 
-            from platform_assets.core import delta
+            from platform_assets.core.lake import delta
 
             delta.append(url, pl.DataFrame({"writer": [tag] * ROWS_PER_WRITER}))
         else:
@@ -302,7 +302,7 @@ def test_standard_variables_alone_commit_by_conditional_put(s3):
     commit is one PUT with If-None-Match: * — no temporary file, no copy, no DynamoDB."""
     import polars as pl
 
-    from platform_assets.core import delta
+    from platform_assets.core.lake import delta
 
     relay, _ = s3()
     url = f"s3://{BUCKET}/plain"

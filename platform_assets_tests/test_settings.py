@@ -187,7 +187,7 @@ def test_settings_built_in_code_follow_the_same_rules(tmp_path):
 
 def audit_setup(tmp_path: Path, *args: str, **environ: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "platform_assets.audit_setup", *args],
+        [sys.executable, "-m", "platform_assets.cli.audit_setup", *args],
         env={"PATH": os.environ["PATH"], "PLATFORM_DATA_DIR": str(tmp_path), **environ},
         capture_output=True,
         text=True,

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from dagster import DagsterInstance
 from deltalake import DeltaTable, write_deltalake
 
-from platform_assets import setup
-from platform_assets.core import delta
+from platform_assets.cli import setup
+from platform_assets.core.lake import delta
 from platform_assets_tests.conftest import settings_for
 from platform_devkit import sample
 from platform_devkit.medallion import materialize_medallion

@@ -1,7 +1,7 @@
 """``make batch-test ENV=sit`` (``python -m platform_devkit.batch_test``): the whole flow as a release test.
 
-The seed's batch test, against one environment's catalog: clean up, set up (``platform_assets.setup``), a
-history load of the first day of facts (``platform_assets.history``), batch 1, check every layer, a second
+The seed's batch test, against one environment's catalog: clean up, set up (``platform_assets.cli.setup``), a
+history load of the first day of facts (``platform_assets.cli.history``), batch 1, check every layer, a second
 batch of changes, check again, clean up. Each check compares what the pipeline built
 incrementally with what the same rules give when applied to the whole source at once:
 
@@ -31,21 +31,21 @@ import polars as pl
 import sqlalchemy as sa
 from dagster import DagsterInstance
 
-from platform_assets.core import delta
-from platform_assets.core.arrow_source import iter_arrow_batches
+from platform_assets.cli.history import load_history
+from platform_assets.cli.setup import set_up
 from platform_assets.core.audit import SCHEMA_VERSION, AuditStore
-from platform_assets.core.config import TableConfig, load_tables
-from platform_assets.core.db import engine_for
-from platform_assets.core.expectations import apply_expectations
-from platform_assets.core.extract import list_files
-from platform_assets.core.scd import END_AT, START_AT
-from platform_assets.core.silver import latest_per_key, transform
-from platform_assets.core.source_table import reflect
-from platform_assets.history import load_history
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.arrow_source import iter_arrow_batches
+from platform_assets.core.medallion.config import TableConfig, load_tables
+from platform_assets.core.medallion.expectations import apply_expectations
+from platform_assets.core.medallion.extract import list_files
+from platform_assets.core.medallion.scd import END_AT, START_AT
+from platform_assets.core.medallion.silver import latest_per_key, transform
+from platform_assets.core.medallion.source_table import reflect
+from platform_assets.core.sql.engines import engine_for
+from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.lib.resources import build_resources
-from platform_assets.monitoring.audit import audit_tick
 from platform_assets.settings import Settings, SettingsError, load_settings
-from platform_assets.setup import set_up
 from platform_devkit import sample
 from platform_devkit.medallion import materialize_medallion
 

@@ -9,9 +9,9 @@ from dataclasses import replace
 
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from platform_assets.countries.assets import country_partitions
-from platform_assets.countries.definitions import JOB_NAME, all_countries_tags
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.countries.assets import country_partitions
+from platform_assets.defs.countries.definitions import JOB_NAME, all_countries_tags
 from platform_assets.lib.tags import console_log_level
 from platform_assets.settings import Settings
 from platform_devkit import countries_standin

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from platform_assets.core.countries import country_file_name
+from platform_assets.core.rest.countries import country_file_name
 
 RECORDED = Path(__file__).with_name("recorded")
 NOT_FOUND = json.dumps({"status": 404, "message": "Not Found"}).encode()

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from dagster import DagsterInstance, ExecuteInProcessResult, build_sensor_context
 
-from platform_assets.customers.assets import CUSTOMER_KEY
-from platform_assets.customers.definitions import build_customer_definitions
-from platform_assets.customers.sensors import customer_count_to_product, customer_job, product_job
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.customers.assets import CUSTOMER_KEY
+from platform_assets.defs.customers.definitions import build_customer_definitions
+from platform_assets.defs.customers.sensors import customer_count_to_product, customer_job, product_job
 from platform_assets.lib.tags import console_log_level
 from platform_assets.settings import Settings
 

@@ -1,4 +1,4 @@
-"""``make demo`` (``python -m platform_devkit.demo``): build the sample source, run the whole Spotify
+"""``make demo`` (``python -m platform_devkit.demo``): build the sample source, run the whole
 medallion, the countries pull, the customer flow and one short trade-stream window through their jobs,
 and print a summary.
 
@@ -19,13 +19,13 @@ import sqlalchemy as sa
 from dagster import DagsterInstance
 from dagster._core.errors import DagsterHomeNotSetError
 
-from platform_assets.core import delta
-from platform_assets.core.config import TableConfig, load_tables
-from platform_assets.core.db import engine_for, redact
-from platform_assets.core.extract import list_files
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.config import TableConfig, load_tables
+from platform_assets.core.medallion.extract import list_files
+from platform_assets.core.sql.engines import engine_for, redact
+from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.lib.resources import build_resources
 from platform_assets.lib.tags import console_log_level
-from platform_assets.monitoring.audit import audit_tick
 from platform_assets.settings import Settings, load_settings
 from platform_devkit import sample
 from platform_devkit.countries import pull_countries_offline

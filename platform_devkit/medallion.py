@@ -1,9 +1,9 @@
-"""Materialize the whole Spotify medallion in-process through its job, ``spotify_medallion``: the
+"""Materialize the whole medallion (the sample's tables, or yours) in-process through its job, ``medallion_job``: the
 unpartitioned tables in one run, then every partitioned table's days with data as one single-run backfill.
 Used by the demo, the benchmark and the tests.
 
 Running the named job (rather than ``materialize`` on the assets) makes the runs show up under
-``spotify_medallion`` in the UI and in the audit tables, like the scheduled ones.
+``medallion_job`` in the UI and in the audit tables, like the scheduled ones.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from datetime import date
 
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
-from platform_assets.core.config import TableConfig, load_tables
-from platform_assets.core.db import engine_for
-from platform_assets.core.source_table import reflect
+from platform_assets.core.medallion.config import TableConfig, load_tables
+from platform_assets.core.medallion.source_table import reflect
+from platform_assets.core.sql.engines import engine_for
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.medallion.jobs import JOB_NAME
 from platform_assets.lib.tags import console_log_level, range_tags
 from platform_assets.settings import Settings
-from platform_assets.spotify.jobs import JOB_NAME
 
 
 @dataclass

@@ -28,13 +28,13 @@ from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets.core.trades.serving import MetricsRow, ServingStore, metrics_table, trades_table
 from platform_assets.core.trades.stream import HELD_TABLE, SILVER_QUARANTINE_TABLE, checkpoint_name
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.trades.assets import BRONZE_KEY, FEED_KEY, SILVER_KEY
+from platform_assets.defs.trades.definitions import FEED_JOB
+from platform_assets.defs.trades.resources import trade_resources
+from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB, SENSOR_NAME
 from platform_assets.lib.resources import build_resources
 from platform_assets.lib.tags import MICRO_BATCH_TAG
 from platform_assets.settings import Settings, load_settings
-from platform_assets.trades.assets import BRONZE_KEY, FEED_KEY, SILVER_KEY
-from platform_assets.trades.definitions import FEED_JOB
-from platform_assets.trades.resources import trade_resources
-from platform_assets.trades.sensors import MICRO_BATCH_JOB, SENSOR_NAME
 from platform_devkit.trades_lookup_standin import TradesLookupStandin
 from platform_devkit.trades_standin import TradesStandin
 

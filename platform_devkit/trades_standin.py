@@ -12,7 +12,7 @@ both are frames the feed must ignore. Like the real feed it can misbehave on pur
 After the last trade the connection stays open and quiet, like a market with no trades. Run it with::
 
     python -m platform_devkit.trades_standin --port 8766
-    PLATFORM_TRADES_WS_URL=ws://127.0.0.1:8766 python -m platform_assets.trades.feed --seconds 30
+    PLATFORM_TRADES_WS_URL=ws://127.0.0.1:8766 python -m platform_assets.cli.trades_feed --seconds 30
 """
 
 from __future__ import annotations

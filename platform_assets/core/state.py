@@ -18,9 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from platform_assets.core.db import engine_for, redact, utc_now
 from platform_assets.core.errors import StateConflict
-from platform_assets.core.sql_drift import drift_as_error, table_drift
+from platform_assets.core.sql.drift import drift_as_error, table_drift
+from platform_assets.core.sql.engines import engine_for, redact, utc_now
 
 metadata = sa.MetaData()
 

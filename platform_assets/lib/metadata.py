@@ -17,7 +17,7 @@ from dagster import (
     TableSchema,
 )
 
-from platform_assets.core.expectations import RuleResult
+from platform_assets.core.medallion.expectations import RuleResult
 
 
 def column_schema(

@@ -11,9 +11,9 @@ from dagster import ConfigurableResource, EnvVar
 from upath import UPath
 
 from platform_assets.core.audit import AuditStore
-from platform_assets.core.config import load_tables
-from platform_assets.core.db import engine_for
-from platform_assets.core.lake import Layer, landing_location, location, table_location
+from platform_assets.core.lake.locations import Layer, landing_location, location, table_location
+from platform_assets.core.medallion.config import load_tables
+from platform_assets.core.sql.engines import engine_for
 from platform_assets.core.state import StateStore
 from platform_assets.settings import Settings, SettingsError
 

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from platform_assets.core import arrow_source
-from platform_assets.core.config import TableConfig
-from platform_assets.core.extract import Window
-from platform_assets.core.source_table import reflect
+from platform_assets.core.medallion import arrow_source
+from platform_assets.core.medallion.config import TableConfig
+from platform_assets.core.medallion.extract import Window
+from platform_assets.core.medallion.source_table import reflect
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from platform_assets import audit_setup
+from platform_assets.cli import audit_setup
 from platform_assets.core.audit import (
     SCHEMA_VERSION,
     TABLE_NAMES,

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from platform_assets.core.change_values import (
+from platform_assets.core.medallion.change_values import (
     Kind,
     Storage,
     UnreadableValue,
@@ -22,9 +22,9 @@ from platform_assets.core.change_values import (
     parse_timestamp,
     time_array,
 )
-from platform_assets.core.config import ConfigError, parse_table
-from platform_assets.core.extract import Watermark, Window, extract
-from platform_assets.core.source_table import SourceError, reflect
+from platform_assets.core.medallion.config import ConfigError, parse_table
+from platform_assets.core.medallion.extract import Watermark, Window, extract
+from platform_assets.core.medallion.source_table import SourceError, reflect
 
 CONFIG = parse_table({"table": "Log", "key": "id", "cdc_col": "at"})
 EXPECTED = datetime(2025, 1, 1, 8, 10, 0, 123456, tzinfo=UTC)

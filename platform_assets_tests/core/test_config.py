@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from platform_assets.core.config import (
+from platform_assets.core.medallion.config import (
     ConfigError,
     identifier,
     load_tables,

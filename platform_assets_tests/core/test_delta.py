@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from platform_assets.core import delta
-from platform_assets.core.scd import CdcSpec, apply_changes
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.scd import CdcSpec, apply_changes
 
 
 def test_missing_table_reads_empty(tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from platform_assets.core.config import Expectation
-from platform_assets.core.expectations import RULE_COLUMN, apply_expectations
+from platform_assets.core.medallion.config import Expectation
+from platform_assets.core.medallion.expectations import RULE_COLUMN, apply_expectations
 
 
 def frame() -> pl.DataFrame:

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from platform_assets.core import extract as extract_module
-from platform_assets.core.config import parse_table
-from platform_assets.core.extract import (
+from platform_assets.core.medallion import extract as extract_module
+from platform_assets.core.medallion.config import parse_table
+from platform_assets.core.medallion.extract import (
     Extraction,
     Watermark,
     Window,
@@ -26,7 +26,7 @@ from platform_assets.core.extract import (
     extract,
     list_files,
 )
-from platform_assets.core.source_table import SourceError, arrow_type, reflect
+from platform_assets.core.medallion.source_table import SourceError, arrow_type, reflect
 
 CONFIG = parse_table({"table": "DimUser", "key": ["user_id"], "cdc_col": "updated_at"})
 FILE_PATTERN = re.compile(r"^DimUser_\d{8}T\d{12}Z\.parquet$")

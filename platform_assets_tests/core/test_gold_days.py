@@ -9,13 +9,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from platform_assets.core import delta
-from platform_assets.core.config import load_tables
-from platform_assets.core.scd import apply_changes
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.config import load_tables
+from platform_assets.core.medallion.scd import apply_changes
+from platform_assets.core.medallion.steps import gold as gold_step
+from platform_assets.core.medallion.steps.gold import day_checkpoint, run_gold
+from platform_assets.core.medallion.steps.silver import cdc_spec as silver_spec
 from platform_assets.core.state import StateStore
-from platform_assets.core.steps import gold as gold_step
-from platform_assets.core.steps.gold import day_checkpoint, run_gold
-from platform_assets.core.steps.silver import cdc_spec as silver_spec
 
 SHIPPED = Path(__file__).resolve().parents[2] / "platform_assets" / "tables.yaml"
 D1, D2 = date(2025, 1, 1), date(2025, 1, 2)

@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from platform_assets.core import arrow_source
-from platform_assets.core.config import parse_table
-from platform_assets.core.extract import Window, extract
-from platform_assets.core.source_table import SourceError
+from platform_assets.core.medallion import arrow_source
+from platform_assets.core.medallion.config import parse_table
+from platform_assets.core.medallion.extract import Window, extract
+from platform_assets.core.medallion.source_table import SourceError
 
 T0 = datetime(2025, 1, 1, 8, 0)
 T1 = datetime(2025, 1, 1, 9, 0)

@@ -10,9 +10,8 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from platform_assets.core import delta, maintenance
-from platform_assets.core.config import ConfigError, parse_table
-from platform_assets.core.maintenance import (
+from platform_assets.core.lake import delta, maintenance
+from platform_assets.core.lake.maintenance import (
     CHANGE_FEED_FLOOR_HOURS,
     CHANGE_FEED_POLICY,
     DEFAULT_POLICY,
@@ -22,6 +21,7 @@ from platform_assets.core.maintenance import (
     maintain,
     policy_from_mapping,
 )
+from platform_assets.core.medallion.config import ConfigError, parse_table
 from platform_assets_tests.delta_aging import age_files, age_table
 
 NO_CHECKPOINT = MaintenancePolicy(checkpoint=False)

@@ -11,13 +11,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from platform_assets.core import delta
-from platform_assets.core.config import load_tables
-from platform_assets.core.maintenance import CHANGE_FEED_POLICY, MaintenancePolicy, maintain
-from platform_assets.core.scd import apply_changes
+from platform_assets.core.lake import delta
+from platform_assets.core.lake.maintenance import CHANGE_FEED_POLICY, MaintenancePolicy, maintain
+from platform_assets.core.medallion.config import load_tables
+from platform_assets.core.medallion.scd import apply_changes
+from platform_assets.core.medallion.steps.gold import day_checkpoint, run_gold
+from platform_assets.core.medallion.steps.silver import cdc_spec as silver_spec
 from platform_assets.core.state import StateStore
-from platform_assets.core.steps.gold import day_checkpoint, run_gold
-from platform_assets.core.steps.silver import cdc_spec as silver_spec
 from platform_assets_tests.core.test_gold_days import D1, D2, at, streams
 from platform_assets_tests.delta_aging import age_table
 

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from platform_assets.core import delta
-from platform_assets.core.scd import END_AT, START_AT, CdcSpec, apply_changes, tombstone_path
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.scd import END_AT, START_AT, CdcSpec, apply_changes, tombstone_path
 
 # (userId, name, city, operation, sequenceNum): the example of the Databricks AUTO CDC docs.
 GOLDEN = [

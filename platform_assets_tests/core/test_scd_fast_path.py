@@ -12,8 +12,16 @@ from datetime import date
 import polars as pl
 import pytest
 
-from platform_assets.core import delta, scd
-from platform_assets.core.scd import END_AT, LAST_SEQ_DIR, START_AT, TOMBSTONES_DIR, CdcSpec, apply_changes
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion import scd
+from platform_assets.core.medallion.scd import (
+    END_AT,
+    LAST_SEQ_DIR,
+    START_AT,
+    TOMBSTONES_DIR,
+    CdcSpec,
+    apply_changes,
+)
 
 DAYS = [date(2025, 1, 1), date(2025, 1, 2)]
 SPECS = {

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from platform_assets.core.config import load_tables, parse_table
-from platform_assets.core.silver import (
+from platform_assets.core.medallion.config import load_tables, parse_table
+from platform_assets.core.medallion.silver import (
     RESCUED,
     SOURCE_FILE,
     Drift,

@@ -18,10 +18,10 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from platform_assets.core import delta
-from platform_assets.core.config import Expectation, TableConfig, load_tables
-from platform_assets.core.expectations import apply_expectations
-from platform_assets.core.scd import (
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.config import Expectation, TableConfig, load_tables
+from platform_assets.core.medallion.expectations import apply_expectations
+from platform_assets.core.medallion.scd import (
     LAST_SEQ_DIR,
     TOMBSTONES_DIR,
     CdcResult,
@@ -29,7 +29,7 @@ from platform_assets.core.scd import (
     apply_changes,
     state_path,
 )
-from platform_assets.core.silver import RESCUED, latest_per_key, read_bronze, transform
+from platform_assets.core.medallion.silver import RESCUED, latest_per_key, read_bronze, transform
 from platform_assets.core.spark.read import create_dataframe
 from platform_assets.core.spark.scd import apply_changes_spark
 from platform_assets.core.spark.session import JavaMissingError, require_java

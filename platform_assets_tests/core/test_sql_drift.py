@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from platform_assets import audit_setup, setup
+from platform_assets.cli import audit_setup, setup
 from platform_assets.core.audit import AuditStore
 from platform_assets.core.audit import tables as audit_tables
 from platform_assets.core.errors import ServingUnavailable, TableDriftError
-from platform_assets.core.sql_drift import table_drift
+from platform_assets.core.sql.drift import table_drift
 from platform_assets.core.state import StateStore
 from platform_assets.core.state import metadata as state_metadata
 from platform_assets.core.trades import serving

@@ -22,9 +22,9 @@ from dagster import (
 )
 from dagster._utils.schedules import schedule_execution_time_iterator
 
-from platform_assets.core import countries as api
-from platform_assets.core import delta
-from platform_assets.countries.assets import (
+from platform_assets.core.lake import delta
+from platform_assets.core.rest import countries as api
+from platform_assets.defs.countries.assets import (
     COUNTRY_PARTITIONS,
     DEFAULT_COUNTRIES,
     RAW_KEY,
@@ -34,7 +34,7 @@ from platform_assets.countries.assets import (
     raw_countries,
     silver_countries,
 )
-from platform_assets.countries.definitions import (
+from platform_assets.defs.countries.definitions import (
     CRON,
     JOB_NAME,
     SCHEDULE_NAME,

@@ -8,12 +8,12 @@ import sqlalchemy as sa
 from dagster import build_sensor_context, materialize
 
 from platform_assets.core.audit import AuditStore
-from platform_assets.customers.assets import CustomerFlowResource, customer_data
-from platform_assets.customers.sensors import customer_count_to_product
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.customers.assets import CustomerFlowResource, customer_data
+from platform_assets.defs.customers.sensors import customer_count_to_product
+from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.lib.resources import AuditResource, build_resources
 from platform_assets.lib.tags import PARENT_RUN_TAG
-from platform_assets.monitoring.audit import audit_tick
 from platform_assets_tests.conftest import settings_for
 from platform_devkit import sample
 

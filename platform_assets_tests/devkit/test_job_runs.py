@@ -1,15 +1,15 @@
 """The dev kit's in-process runs go through the platform's named jobs, so the UI and the audit tables show
-``spotify_medallion``, ``customer_job``, ``product_job`` and ``countries_job`` rather than
+``medallion_job``, ``customer_job``, ``product_job`` and ``countries_job`` rather than
 ``__ephemeral_asset_job__``."""
 
 from __future__ import annotations
 
 from dagster import AssetKey
 
-from platform_assets.countries.assets import DEFAULT_COUNTRIES, RAW_KEY, SILVER_KEY
+from platform_assets.defs.countries.assets import DEFAULT_COUNTRIES, RAW_KEY, SILVER_KEY
+from platform_assets.defs.medallion.jobs import JOB_NAME as MEDALLION_JOB
 from platform_assets.lib.tags import PARENT_RUN_TAG
 from platform_assets.settings import Settings
-from platform_assets.spotify.jobs import JOB_NAME as MEDALLION_JOB
 from platform_assets_tests.conftest import settings_for
 from platform_devkit import sample
 from platform_devkit.countries import pull_countries_offline

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import platform_assets
-from platform_assets.core.countries import country_file_name
+from platform_assets.core.rest.countries import country_file_name
 from platform_assets.settings import DEFAULT_COUNTRIES
 from platform_devkit import countries_standin
 

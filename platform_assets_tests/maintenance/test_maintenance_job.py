@@ -7,16 +7,25 @@ import polars as pl
 import pytest
 from dagster import AssetKey
 
-from platform_assets.core import delta
 from platform_assets.core.audit import AuditStore
-from platform_assets.core.config import parse_table
-from platform_assets.core.maintenance import CHANGE_FEED_POLICY
+from platform_assets.core.lake import delta
+from platform_assets.core.lake.maintenance import CHANGE_FEED_POLICY
+from platform_assets.core.medallion.config import parse_table
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.maintenance.definitions import (
+    MAINTENANCE_CRON,
+    MAINTENANCE_JOB,
+    MAINTENANCE_SCHEDULE,
+)
+from platform_assets.defs.maintenance.tables import (
+    STREAM_POLICY,
+    country_tables,
+    medallion_tables,
+    stream_tables,
+)
+from platform_assets.defs.monitoring.audit import audit_tick
+from platform_assets.defs.monitoring.job_names import JobCatalog
 from platform_assets.lib.resources import AuditResource
-from platform_assets.maintenance.definitions import MAINTENANCE_CRON, MAINTENANCE_JOB, MAINTENANCE_SCHEDULE
-from platform_assets.maintenance.tables import STREAM_POLICY, country_tables, medallion_tables, stream_tables
-from platform_assets.monitoring.audit import audit_tick
-from platform_assets.monitoring.job_names import JobCatalog
 from platform_assets.settings import Settings
 from platform_assets_tests.trades.test_held_trades import Lake, good
 

@@ -18,8 +18,8 @@ from dagster import (
 )
 
 from platform_assets.core.audit import AuditStore
+from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.lib.resources import AuditResource
-from platform_assets.monitoring.audit import audit_tick
 
 
 @pytest.fixture

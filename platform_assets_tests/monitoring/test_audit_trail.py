@@ -19,12 +19,12 @@ from dagster._core.definitions.definitions_class import Definitions
 
 from platform_assets.core.audit import AuditStore
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.lib.resources import AuditResource, build_resources
 from platform_assets.lib.tags import AUDIT_JOB_ID_TAG
-from platform_assets.monitoring.audit import audit_tick
 from platform_assets_tests.conftest import POSTGRES_URL, reachable, settings_for
+from platform_assets_tests.medallion.helpers import execute, source_table
 from platform_assets_tests.receiver import Receiver
-from platform_assets_tests.spotify.helpers import execute, source_table
 from platform_devkit import sample
 
 

@@ -10,13 +10,13 @@ from dagster import DagsterRunStatus, build_sensor_context, materialize
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 
 from platform_assets.core.audit import AuditStore
-from platform_assets.countries.assets import RAW_KEY, SILVER_KEY
-from platform_assets.customers.assets import CUSTOMER_KEY, PRODUCT_KEY
-from platform_assets.customers.sensors import product_run_config
 from platform_assets.definitions import build_definitions
+from platform_assets.defs.countries.assets import RAW_KEY, SILVER_KEY
+from platform_assets.defs.customers.assets import CUSTOMER_KEY, PRODUCT_KEY
+from platform_assets.defs.customers.sensors import product_run_config
+from platform_assets.defs.monitoring.audit import audit_tick, audit_trail_sensor
+from platform_assets.defs.monitoring.job_names import JobCatalog
 from platform_assets.lib.resources import AuditResource, build_resources
-from platform_assets.monitoring.audit import audit_tick, audit_trail_sensor
-from platform_assets.monitoring.job_names import JobCatalog
 from platform_assets_tests.conftest import settings_for
 from platform_devkit import sample
 
@@ -44,7 +44,7 @@ def test_a_materialize_run_is_recorded_under_the_job_covering_its_assets(setting
     jobs = JobCatalog.from_definitions(build_definitions(settings))
     audit_tick(instance, audit, None, log=lambda _: None, jobs=jobs)
     store = AuditStore(audit.audit_url)
-    assert store.job(result.run_id)["job_name"] == "spotify_medallion"
+    assert store.job(result.run_id)["job_name"] == "medallion_job"
     parameters = store.parameters(result.run_id)
     assert parameters["dagster_job_name"] == "__ephemeral_asset_job__"
     assert parameters["assets"] == "bronze/dimuser,gold/dimuser,silver/dimuser"

@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import WorkerStatus
 
-from platform_assets.core.config import load_tables
+from platform_assets.cli.unblock import unblock
+from platform_assets.core.medallion.config import load_tables
 from platform_assets.settings import Settings
-from platform_assets.unblock import unblock
 from platform_assets_tests.conftest import tables_file_for
+from platform_assets_tests.medallion.helpers import lake
 from platform_assets_tests.processes import (
     BIN,
     dagster_home,
@@ -29,7 +30,6 @@ from platform_assets_tests.processes import (
     wait_for,
 )
 from platform_assets_tests.receiver import Receiver
-from platform_assets_tests.spotify.helpers import lake
 from platform_devkit import sample
 from platform_devkit.medallion import days_with_data
 
@@ -83,7 +83,7 @@ def test_a_killed_run_is_failed_freed_audited_alerted_and_retried(deployment, tm
                         "-m",
                         "platform_assets.definitions",
                         "-j",
-                        "spotify_medallion",
+                        "medallion_job",
                         "--tags",
                         json.dumps(tags),
                         "--run-id",

@@ -11,7 +11,7 @@ import confluent_kafka
 import pytest
 import sqlalchemy as sa
 
-from platform_assets.core.db import engine_for
+from platform_assets.core.sql.engines import engine_for
 from platform_assets_tests.conftest import POSTGRES_URL, reachable
 
 

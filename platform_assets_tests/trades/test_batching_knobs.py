@@ -18,10 +18,10 @@ from dagster import RunRequest, SensorResult, SkipReason
 from platform_assets.core.trades.batching import BatchTrigger
 from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets.core.trades.landing import high_watermarks
+from platform_assets.defs.trades import sensors
+from platform_assets.defs.trades.resources import trade_resources
+from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB
 from platform_assets.settings import SettingsError, load_settings
-from platform_assets.trades import sensors
-from platform_assets.trades.resources import trade_resources
-from platform_assets.trades.sensors import MICRO_BATCH_JOB
 from platform_assets_tests.conftest import settings_for
 from platform_devkit.trades import StreamDriver
 from platform_devkit.trades_lookup_standin import TradesLookupStandin

@@ -29,9 +29,9 @@ from platform_assets.core.trades.landing import (
     stream_position,
 )
 from platform_assets.core.trades.serving import ServingStore
+from platform_assets.defs.monitoring.alerts import alerts_due
+from platform_assets.defs.monitoring.facts import RunFacts
 from platform_assets.lib.tags import STOPPED_TAG, STREAM_ALERTS_TAG
-from platform_assets.monitoring.alerts import alerts_due
-from platform_assets.monitoring.facts import RunFacts
 from platform_assets_tests.conftest import settings_for
 from platform_devkit.trades import StreamDriver
 from platform_devkit.trades_lookup_standin import TradesLookupStandin
@@ -253,7 +253,7 @@ def test_a_recreated_topic_on_a_real_broker_fails_one_run_and_then_waits(
         (failed,) = [runner.execute(r) for r in requests]
         assert not failed.success and failed.dagster_run.tags[STOPPED_TAG] == "cluster-1/topic-b"
         errors = [e.message or "" for e in failed.all_events if e.is_failure]
-        assert any("python -m platform_assets.trades.new_epoch" in str(e) for e in failed.all_events), errors
+        assert any("python -m platform_assets.cli.new_epoch" in str(e) for e in failed.all_events), errors
         for _ in range(2):  # later ticks wait: no second failing run, no second alert
             skip, again = runner.tick()
             assert again == [] and "landing stopped" in str(skip)
@@ -293,8 +293,8 @@ def test_a_new_epoch_is_an_alert_keyed_by_topic_and_epoch():
 def test_the_new_epoch_command_reports_and_accepts_the_current_incarnation(
     tmp_path: Path, monkeypatch, capsys
 ):
+    from platform_assets.defs.trades import new_epoch
     from platform_assets.settings import load_settings
-    from platform_assets.trades import new_epoch
 
     monkeypatch.setenv("PLATFORM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("PLATFORM_TRADES_TOPIC", "t")

@@ -16,12 +16,12 @@ from collections import Counter
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from platform_assets.cli.trades_feed import main
 from platform_assets.core.errors import MalformedFrame
 from platform_assets.core.trades.client_log import CLIENT_LOG
 from platform_assets.core.trades.feed import Backoff, run_feed
 from platform_assets.core.trades.kafka import EmbeddedBroker, client_config, producer_config
 from platform_assets.core.trades.messages import Trade, from_kafka, parse_frame, to_kafka
-from platform_assets.trades.feed import main
 from platform_devkit.trades_standin import ACK, TradesStandin, make_trades
 
 FAST = Backoff(initial=0.1, maximum=0.4)

@@ -17,14 +17,14 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance
 
+from platform_assets.cli.trades_feed import main
 from platform_assets.core.trades.kafka import EmbeddedBroker, broker_address_file, running_broker
 from platform_assets.core.trades.lookup import FILE_NAME, read_not_trading
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.core.trades.stream import LookupMissing, read_lookup
+from platform_assets.defs.monitoring.audit import audit_tick
+from platform_assets.defs.trades.assets import FEED_KEY, LOOKUP_KEY
 from platform_assets.lib.resources import build_resources
-from platform_assets.monitoring.audit import audit_tick
-from platform_assets.trades.assets import FEED_KEY, LOOKUP_KEY
-from platform_assets.trades.feed import main
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.receiver import Receiver
 from platform_assets_tests.trades.test_feed import free_port, read_topic
@@ -34,7 +34,7 @@ from platform_devkit.trades_standin import TradesStandin, make_trades
 
 # BNBUSDT is traded by the websocket stand-in but not tradable in this lookup: 2 of every 3 trades count
 TRADABLE = ("BTCUSDT", "ETHUSDT")
-FEED_LOG = "platform_assets.trades.feed"
+FEED_LOG = "platform_assets.cli.trades_feed"
 
 
 @pytest.fixture(scope="module")

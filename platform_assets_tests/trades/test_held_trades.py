@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from deltalake import CommitProperties, Transaction, write_deltalake
 
-from platform_assets.core import delta
+from platform_assets.core.lake import delta
 from platform_assets.core.state import StateStore
 from platform_assets.core.trades import held as held_module
 from platform_assets.core.trades import stream

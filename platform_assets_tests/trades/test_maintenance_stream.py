@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from platform_assets.core import maintenance
-from platform_assets.core.maintenance import DEFAULT_POLICY, MaintenanceConflict, MaintenancePolicy, maintain
+from platform_assets.core.lake import maintenance
+from platform_assets.core.lake.maintenance import (
+    DEFAULT_POLICY,
+    MaintenanceConflict,
+    MaintenancePolicy,
+    maintain,
+)
 from platform_assets.core.trades.landing import (
     OffsetRange,
     bronze_offsets,

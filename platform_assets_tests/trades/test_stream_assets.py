@@ -16,11 +16,11 @@ from platform_assets.core.audit import AuditStore
 from platform_assets.core.errors import OffsetsLostError
 from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets.core.trades.serving import ServingStore
+from platform_assets.defs.monitoring.audit import audit_tick
+from platform_assets.defs.trades import sensors
+from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB
 from platform_assets.lib.resources import build_resources
 from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, STREAMING_SOURCE_TAG
-from platform_assets.monitoring.audit import audit_tick
-from platform_assets.trades import sensors
-from platform_assets.trades.sensors import MICRO_BATCH_JOB
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.receiver import Receiver
 from platform_devkit.trades import StreamDriver

@@ -18,9 +18,9 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 
 from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets.core.trades.serving import ServingStore
+from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB
 from platform_assets.lib.tags import MICRO_BATCH_TAG
 from platform_assets.settings import Settings
-from platform_assets.trades.sensors import MICRO_BATCH_JOB
 from platform_assets_tests.processes import BIN, dagster_home, descendants, running_daemon, wait_for
 from platform_assets_tests.trades.test_stream_assets import TRADABLE, expected_silver
 from platform_devkit.trades_lookup_standin import TradesLookupStandin

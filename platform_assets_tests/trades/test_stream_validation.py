@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from platform_assets.core import delta
+from platform_assets.core.lake import delta
 from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.trades.test_stream_assets import Stream

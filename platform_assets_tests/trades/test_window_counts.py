@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from platform_assets.core import delta
+from platform_assets.core.lake import delta
 from platform_assets.core.trades.enrich import SCHEMA as SILVER_SCHEMA
 from platform_assets.core.trades.landing import TABLE_SCHEMA
 from platform_assets.core.trades.position import Epoch, StreamPosition

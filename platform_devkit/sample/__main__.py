@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 def _has_sample(url: str, schema: str | None) -> bool:
     import sqlalchemy as sa
 
-    from platform_assets.core.db import engine_for
+    from platform_assets.core.sql.engines import engine_for
 
     return sa.inspect(engine_for(url)).has_table("FactStream", schema=schema)
 

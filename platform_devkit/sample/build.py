@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from platform_assets.core.db import engine_for
+from platform_assets.core.sql.engines import engine_for
 from platform_devkit.sample.frames import (
     artists_frame,
     customers_frame,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Date, DateTime, Integer, MetaData, Numeric, String, Table
 
-from platform_assets.core.config import identifier
+from platform_assets.core.medallion.config import identifier
 
 TABLE_NAMES = ("DimUser", "DimArtist", "DimTrack", "DimDate", "FactStream", "Customers", "Products")
 

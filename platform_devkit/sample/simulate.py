@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 import polars as pl
 from sqlalchemy import Connection, Table, func, inspect, select
 
-from platform_assets.core.db import engine_for
+from platform_assets.core.sql.engines import engine_for
 from platform_devkit.sample.frames import (
     artists_frame,
     customers_frame,

@@ -18,6 +18,7 @@ The package, one job per module:
 
 from platform_assets.core.audit.connection import AuditUnavailable
 from platform_assets.core.audit.migrations import MIGRATIONS, SCHEMA_VERSION
+from platform_assets.core.audit.redaction import MASK, redact_parameters, redact_text
 from platform_assets.core.audit.store import AuditStore
 from platform_assets.core.audit.tables import (
     JOB_STATUSES,
@@ -26,7 +27,6 @@ from platform_assets.core.audit.tables import (
     TASK_STATUSES,
     TRIGGERS,
 )
-from platform_assets.core.redaction import MASK, redact_parameters, redact_text
 
 __all__ = [
     "JOB_STATUSES",

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from platform_assets.core.db import CONNECT_TIMEOUT, fail_fast_engine, redacted_url, unavailable_as
+from platform_assets.core.sql.engines import CONNECT_TIMEOUT, fail_fast_engine, redacted_url, unavailable_as
 
 __all__ = ["CONNECT_TIMEOUT", "AuditUnavailable", "audit_engine", "redacted_url", "unavailable_as_error"]
 

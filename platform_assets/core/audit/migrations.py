@@ -13,7 +13,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from platform_assets.core.audit.tables import job_table, metadata, task_table, version_table
-from platform_assets.core.db import utc_now
+from platform_assets.core.sql.engines import utc_now
 
 SCHEMA_VERSION = 3
 

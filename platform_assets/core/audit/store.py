@@ -20,6 +20,7 @@ from platform_assets.core.audit.connection import (
     unavailable_as_error,
 )
 from platform_assets.core.audit.migrations import upgrade
+from platform_assets.core.audit.redaction import redact_parameters, redact_text
 from platform_assets.core.audit.tables import (
     JOB_STATUSES,
     JOB_TYPES,
@@ -38,9 +39,8 @@ from platform_assets.core.audit.values import (
     clean_fields,
     duration_seconds,
 )
-from platform_assets.core.db import utc_now
-from platform_assets.core.redaction import redact_parameters, redact_text
-from platform_assets.core.sql_drift import table_drift
+from platform_assets.core.sql.drift import table_drift
+from platform_assets.core.sql.engines import utc_now
 
 # A status only replaces one of equal or lower rank; terminal statuses share the top rank, so the last
 # terminal report wins but a late "Running" never reopens a finished run.

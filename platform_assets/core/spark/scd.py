@@ -3,7 +3,7 @@
 The fold of a batch into a target is independent per key, so Spark only moves rows: the batch's
 events, the stored target rows and the hidden state rows of the batch's keys (read by Spark from the
 Delta tables' current files) are tagged with their source, unioned and grouped by a hash bucket of
-the keys; inside each group the SAME core polars functions as :func:`platform_assets.core.scd.apply_changes`
+the keys; inside each group the SAME core polars functions as :func:`platform_assets.core.medallion.scd.apply_changes`
 (``_scd1``/``_scd2``, ``_align``, ``_diff``) compute what changes, for the target and for each state
 table. Rows that only add to a table (a first load, new keys) are written as data files by the
 executors and committed by delta-rs (:mod:`platform_assets.core.spark.write`); a change set with
@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
-from platform_assets.core import delta
-from platform_assets.core.scd import (
+from platform_assets.core.lake import delta
+from platform_assets.core.medallion.scd import (
     _IS_DELETE,
     _STATE_IDS,
     START_AT,
@@ -282,7 +282,7 @@ def apply_changes_spark(
     partition_values: dict[str, list] | None = None,
     buckets: int | None = None,
 ) -> CdcResult:
-    """:func:`platform_assets.core.scd.apply_changes` with the fold on Spark's executors.
+    """:func:`platform_assets.core.medallion.scd.apply_changes` with the fold on Spark's executors.
 
     ``batch`` is a pyspark or a polars DataFrame. Same arguments, same :class:`CdcResult`, same Delta
     tables (target and hidden state). ``buckets``: groups of keys folded per Python call (None: about

@@ -1,10 +1,10 @@
 """Silver's cleaning on Spark: bronze files → ``transform`` → expectations → latest row per key.
 
 Spark reads the files; the core polars functions do the work inside the executors:
-:func:`platform_assets.core.silver.transform` and :func:`platform_assets.core.expectations.apply_expectations`
+:func:`platform_assets.core.medallion.silver.transform` and :func:`platform_assets.core.medallion.expectations.apply_expectations`
 per partition of rows (their rules are row-wise: see :func:`row_wise`), their per-batch
 :class:`RuleResult` counts summed with :func:`combine`, then
-:func:`platform_assets.core.silver.latest_per_key` per group of keys (a hash bucket of whole keys).
+:func:`platform_assets.core.medallion.silver.latest_per_key` per group of keys (a hash bucket of whole keys).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import polars as pl
 import pyarrow as pa
 
-from platform_assets.core.config import TableConfig
-from platform_assets.core.expectations import RULE_COLUMN, RuleResult, apply_expectations, combine
-from platform_assets.core.silver import SOURCE_FILE, latest_per_key, transform
+from platform_assets.core.medallion.config import TableConfig
+from platform_assets.core.medallion.expectations import RULE_COLUMN, RuleResult, apply_expectations, combine
+from platform_assets.core.medallion.silver import SOURCE_FILE, latest_per_key, transform
 from platform_assets.core.spark.read import arrow_schema, from_spark, spark_schema, to_spark_arrow
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def row_wise(config: TableConfig) -> bool:
 
 
 def bronze_schema(files: Sequence[Path]) -> pl.Schema:
-    """The schema :func:`platform_assets.core.silver.read_bronze` gives these files (from their footers)."""
+    """The schema :func:`platform_assets.core.medallion.silver.read_bronze` gives these files (from their footers)."""
     frames = []
     for path in files:
         with Path(path).open("rb") as handle:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs
 
-from platform_assets.core import delta
+from platform_assets.core.lake import delta
 from platform_assets.core.spark.read import arrow_schema, from_spark, spark_schema
 
 if TYPE_CHECKING:

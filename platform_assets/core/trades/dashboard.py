@@ -19,9 +19,9 @@ import polars as pl
 import sqlalchemy as sa
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
-from platform_assets.core.db import unavailable_as, utc_now
 from platform_assets.core.errors import ServingUnavailable
-from platform_assets.core.lake import write_atomically
+from platform_assets.core.lake.locations import write_atomically
+from platform_assets.core.sql.engines import unavailable_as, utc_now
 from platform_assets.core.trades.serving import MetricsRow, ServingStore, trades_table
 
 # The metrics history grows by a row per window for ever: the page shows the newest windows only.

@@ -15,7 +15,7 @@ import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
-from platform_assets.core import delta
+from platform_assets.core.lake import delta
 from platform_assets.core.trades.trade_rules import trade_problem_expr
 
 KEYS = ("symbol", "trade_id")

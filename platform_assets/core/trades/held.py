@@ -26,7 +26,7 @@ from datetime import datetime
 import polars as pl
 from deltalake import DeltaTable
 
-from platform_assets.core import delta
+from platform_assets.core.lake import delta
 
 ROW_KEY = ("kafka_partition", "kafka_offset", "micro_batch_id")
 _ON = " AND ".join(f"t.{k} = s.{k}" for k in ROW_KEY)

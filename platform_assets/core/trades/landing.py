@@ -40,8 +40,8 @@ from confluent_kafka import (
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from platform_assets.core.delta import CDF_CONFIGURATION, TIMESTAMP
 from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.lake.delta import CDF_CONFIGURATION, TIMESTAMP
 from platform_assets.core.trades.canonical import as_text, decode_canonical
 from platform_assets.core.trades.incarnation import is_embedded, topic_incarnation
 from platform_assets.core.trades.position import Epoch, StreamPosition, read_position
@@ -111,7 +111,7 @@ class NewIncarnationError(RuntimeError):
         super().__init__(
             f"topic {topic!r} is a new incarnation ({current}) of the one bronze landed from ({recorded})"
             f"{detail}: its offsets start over, so nothing is landed from it until a new epoch is started "
-            "on purpose: python -m platform_assets.trades.new_epoch (make new-epoch)"
+            "on purpose: python -m platform_assets.cli.new_epoch (make new-epoch)"
         )
 
 

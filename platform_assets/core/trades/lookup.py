@@ -19,10 +19,10 @@ from typing import Any
 
 import polars as pl
 
-from platform_assets.core.countries import as_number, excerpt, session_with_retries
+from platform_assets.core.audit.redaction import redact_text
 from platform_assets.core.errors import LookupApiError
-from platform_assets.core.lake import is_url, write_atomically
-from platform_assets.core.redaction import redact_text
+from platform_assets.core.lake.locations import is_url, write_atomically
+from platform_assets.core.rest.countries import as_number, excerpt, session_with_retries
 
 FILE_NAME = "trade_symbols.parquet"
 STATUS_FILE_NAME = "trade_symbols_not_trading.parquet"
@@ -61,7 +61,7 @@ def fetch_lookup(url: str, *, timeout: float = 10, attempts: int = 4) -> list[di
     """GET ``url`` and return its ``symbols`` list.
 
     Connection errors, timeouts and HTTP 500/502/503/504 are retried with exponential backoff (up to
-    ``attempts`` tries, see :func:`platform_assets.core.countries.session_with_retries`). A 4xx, a 5xx
+    ``attempts`` tries, see :func:`platform_assets.core.rest.countries.session_with_retries`). A 4xx, a 5xx
     once retries are spent, and a body that is not ``{"symbols": [{"symbol": ..., "status": ...}, ...]}``
     raise :class:`LookupApiError` with an excerpt of the body. A network failure after the last try
     propagates as ``requests.RequestException``.

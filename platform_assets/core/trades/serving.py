@@ -19,8 +19,8 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from platform_assets.core.audit.tables import Timestamp
 from platform_assets.core.audit.values import as_utc
-from platform_assets.core.db import fail_fast_engine, redacted_url, unavailable_as, utc_now
 from platform_assets.core.errors import ServingUnavailable
+from platform_assets.core.sql.engines import fail_fast_engine, redacted_url, unavailable_as, utc_now
 from platform_assets.core.trades.enrich import COLUMNS, KEYS, SCHEMA
 
 # Rows per INSERT: bounds statement size and parameter count (PostgreSQL caps a statement at 65535

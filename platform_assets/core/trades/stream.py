@@ -24,10 +24,10 @@ import polars as pl
 import requests
 from deltalake import DeltaTable
 
-from platform_assets.core import delta
+from platform_assets.core.audit.redaction import redact_text
 from platform_assets.core.errors import LookupApiError
-from platform_assets.core.lake import is_url
-from platform_assets.core.redaction import redact_text
+from platform_assets.core.lake import delta
+from platform_assets.core.lake.locations import is_url
 from platform_assets.core.state import StateStore
 from platform_assets.core.trades.enrich import (
     enrich_safely,

@@ -20,8 +20,8 @@ from datetime import datetime
 
 import polars as pl
 
-from platform_assets.core import delta
 from platform_assets.core.audit.values import as_utc
+from platform_assets.core.lake import delta
 from platform_assets.core.state import StateStore
 from platform_assets.core.trades.enrich import KEYS
 from platform_assets.core.trades.landing import EPOCH_COLUMN, stream_position

@@ -1,0 +1,149 @@
+"""Run one trade ingestion window from the command line: websocket trade feed -> Kafka topic.
+
+    python -m platform_assets.cli.trades_feed [--seconds N] [--max-trades N]
+
+It is one ingestion window, as a run of ``trades_feed_job`` is: as it starts, the symbol lookup is pulled
+into ``raw/trade_symbols`` (an API that fails is one warning; the window goes on), and once it ends the
+window is recorded in the Dagster instance as a materialization of ``kafka/trades`` with the job's metadata
+(:mod:`platform_assets.defs.trades.windows`), so it gets its own ``Ingestion_Metrics`` row and alert.
+
+Settings (environment): PLATFORM_TRADES_WS_URL, PLATFORM_TRADES_LOOKUP_URL, PLATFORM_KAFKA_BOOTSTRAP,
+PLATFORM_KAFKA_CONFIG (secret), PLATFORM_TRADES_TOPIC, PLATFORM_DATA_DIR; DAGSTER_HOME (default
+``<data_dir>/dagster_home``, as ``make dev`` uses). Without PLATFORM_KAFKA_BOOTSTRAP the trades go to the
+embedded broker that ``make dev`` or ``make demo`` runs (its address is in ``<data_dir>/kafka/bootstrap``);
+with none running, to a broker that lives only as long as this command, which is useful to try the feed,
+not to keep its data (that window is not recorded).
+The exit status is 1 when some trades may not have reached the topic, or the window could not be recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from dagster import DagsterError
+
+from platform_assets.core.trades.feed import run_feed
+from platform_assets.core.trades.kafka import (
+    EmbeddedBroker,
+    broker_address_file,
+    client_config,
+    producer_config,
+    running_broker,
+)
+from platform_assets.defs.trades.resources import trade_resources
+from platform_assets.defs.trades.windows import open_instance, record_window, refresh_lookup
+from platform_assets.settings import SettingsError, load_settings
+
+DEFAULT_SECONDS = 86_400.0
+
+log = logging.getLogger("platform_assets.cli.trades_feed")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m platform_assets.cli.trades_feed", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--seconds", type=_positive_float, default=DEFAULT_SECONDS, help="window length")
+    parser.add_argument("--max-trades", type=_positive_int, default=None, help="stop after N trades")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # urllib3 logs every retry of the lookup as a warning of its own: the refresh's one line says it all
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    # a Dagster home used for the first time creates its storage: alembic's notes about it are noise here
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ws_url, topic = settings.trades_ws_url, settings.trades_topic
+    bootstrap, extra = settings.kafka_bootstrap, settings.kafka_config
+    stream = trade_resources(settings)["trade_stream"]
+
+    with contextlib.ExitStack() as stack:
+        # the window is recorded only on a broker that outlives this command
+        shared = True
+        if bootstrap:
+            try:
+                conf, client = producer_config(bootstrap, extra), client_config(bootstrap, extra)
+            except ValueError as exc:
+                parser.error(str(exc))
+        else:
+            ignored = "; PLATFORM_KAFKA_CONFIG is ignored" if extra else ""
+            address = running_broker(settings.data_dir)
+            if address:
+                log.info(
+                    f"PLATFORM_KAFKA_BOOTSTRAP is not set: producing to the embedded broker running at {address} "
+                    f"(from {broker_address_file(settings.data_dir)}){ignored}"
+                )
+            else:
+                address = stack.enter_context(EmbeddedBroker()).bootstrap
+                shared = False
+                log.warning(
+                    f"PLATFORM_KAFKA_BOOTSTRAP is not set and no embedded broker is running (no live address in "
+                    f"{broker_address_file(settings.data_dir)}): producing to an embedded broker at {address}, "
+                    f"whose messages are gone when this command ends, so the window is not recorded{ignored}"
+                )
+            conf, client = producer_config(address, None), client_config(address, None)
+        try:
+            instance = stack.enter_context(open_instance(settings.data_dir, log))
+        except (DagsterError, OSError) as exc:
+            print(f"error: no Dagster instance to record the window in: {exc}", file=sys.stderr)
+            return 2
+
+        # The lookup refreshes as the window starts, beside the feed (as the job's two steps run): a slow
+        # or unreachable lookup API does not delay the window.
+        with ThreadPoolExecutor(1, thread_name_prefix="trade-lookup") as pool:
+            lookup = pool.submit(
+                refresh_lookup,
+                instance,
+                settings.trades_lookup_url,
+                settings.table_path("raw", "trade_symbols"),
+                timeout=stream.lookup_timeout,
+                attempts=stream.lookup_attempts,
+                log=log,
+            )
+            report = run_feed(ws_url, conf, topic, seconds=args.seconds, max_trades=args.max_trades, log=log)
+        if lookup.exception() is not None:
+            log.warning(f"the symbol lookup was not refreshed: {lookup.exception()}")
+        if report.lost:
+            log.error(
+                "the window is not recorded, as a failed trades_feed_job run records none: its trades count "
+                "in the next window"
+            )
+            return 1
+        if not shared:
+            return 0
+        try:
+            end_offsets = record_window(instance, report, client)
+        except Exception as exc:
+            log.error(f"the trades are on topic {topic!r}, but the window could not be recorded: {exc}")
+            return 1
+        log.info(
+            f"window recorded as a materialization of kafka/trades: {report.trades_produced} trade(s), "
+            f"end offsets {dict(sorted(end_offsets.items()))}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""silver: the bronze files not processed yet → cleaning rules → expectations → one row per key.
+
+A checkpoint of processed files (like Auto Loader's) makes every file count once. Types are checked on
+the files before any rule reads them; drifted files stop the step, or are set aside on request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from platform_assets.core.lake import delta
+from platform_assets.core.lake.locations import partition_dir
+from platform_assets.core.medallion.config import TableConfig
+from platform_assets.core.medallion.expectations import (
+    QualityOutcome,
+    RuleResult,
+    apply_expectations,
+    combine,
+)
+from platform_assets.core.medallion.extract import list_files
+from platform_assets.core.medallion.scd import CdcSpec, apply_changes
+from platform_assets.core.medallion.silver import (
+    DELETED,
+    SOURCE_FILE,
+    check_drift,
+    drift_error,
+    files_to_process,
+    find_drift,
+    latest_per_key,
+    newest_snapshot,
+    read_bronze,
+    set_aside,
+    target_schema,
+    transform,
+    with_snapshot_deletes,
+)
+from platform_assets.core.medallion.steps.units import UnitResult, stamped
+from platform_assets.core.state import StateStore
+
+
+@dataclass
+class SilverResult:
+    units: list[UnitResult] = field(default_factory=list)
+    rules: list[list[RuleResult]] = field(default_factory=list)
+    blocked_by: list[str] = field(default_factory=list)  # fail rules that stopped the step
+    set_aside: list[Path] = field(default_factory=list)
+    columns: pl.Schema | None = None
+    row_count: int | None = None
+
+    @property
+    def rule_results(self) -> list[RuleResult]:
+        return combine(self.rules)
+
+
+def cdc_spec(config: TableConfig) -> CdcSpec:
+    """Silver keeps the latest change per key (SCD1); a full reload's missing keys are deletes."""
+    return CdcSpec(
+        keys=config.keys,
+        sequence_by=config.cdc_col,
+        stored_as_scd_type=1,
+        partition_by=config.partition_by,
+        apply_as_deletes=DELETED if config.full_reload else None,
+    )
+
+
+def _clean(files: Sequence[Path], config: TableConfig, target: str) -> QualityOutcome:
+    frame = transform(read_bronze(files), config)
+    check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), config.table)  # derived columns
+    return apply_expectations(frame, config.all_expectations)
+
+
+def _apply(spark: Any, target: str, batch: Any, spec: CdcSpec, partition_values: dict | None):
+    if spark is None:
+        return apply_changes(target, batch, spec, partition_values=partition_values)
+    from platform_assets.core.spark.scd import apply_changes_spark
+
+    return apply_changes_spark(spark, target, batch, spec, partition_values=partition_values)
+
+
+def _to_polars(frame: Any) -> pl.DataFrame:
+    return frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame.toArrow())
+
+
+def _schema(frame: Any) -> pl.Schema:
+    if isinstance(frame, pl.DataFrame):
+        return frame.schema
+    return pl.from_arrow(frame.limit(0).toArrow()).schema
+
+
+def checkpoint_name(config: TableConfig) -> str:
+    return f"silver/{config.name}"
+
+
+def run_silver(
+    config: TableConfig,
+    bronze_root: Path,
+    target: str,
+    quarantine_target: str,
+    state: StateStore,
+    *,
+    run_id: str,
+    days: Sequence[date] = (),
+    set_aside_drifted_files: bool = False,
+    log: Callable[[str], None] | None = None,
+    spark: Any = None,
+) -> SilverResult:
+    """Process the new bronze files of the table (of each of ``days`` for a partitioned table, one day
+    at a time, so memory follows a day, not the range).
+
+    With a Spark session (``spark``) the files are read, cleaned, checked and reduced to one row per key
+    by Spark, and folded into silver by :func:`platform_assets.core.spark.scd.apply_changes_spark`: the
+    same rules, applied by the same code on Spark's executors, so both engines write the same table."""
+    result = SilverResult()
+    processed = state.processed(checkpoint_name(config))
+    units = (
+        [(d, partition_dir(bronze_root, config, d)) for d in days]
+        if config.partitioned
+        else [(None, bronze_root)]
+    )
+    for day, folder in units:
+        new_files = files_to_process(list_files(folder), processed)
+        unit = UnitResult(day=day)
+        result.units.append(unit)
+        if not new_files:
+            continue
+        if log is not None:
+            log(f"{config.table}: {len(new_files)} new bronze file(s) in {folder.name}")
+        drifts = find_drift(new_files, target_schema(target), config)
+        if drifts and not set_aside_drifted_files:
+            raise drift_error(drifts, config)
+        for drift in drifts:
+            result.set_aside.append(set_aside(drift, bronze_root, config, run_id))
+            new_files.remove(drift.file)
+        if not new_files:
+            continue
+        files = newest_snapshot(new_files) if config.full_reload else new_files
+        if spark is None:
+            quality = _clean(files, config, target)
+            rows_read, batch = quality.kept.height + quality.quarantined.height, None
+        else:
+            from platform_assets.core.spark.silver import clean_batch_spark
+
+            kept, quarantined, results, rows_read = clean_batch_spark(spark, files, config)
+            check_drift(_schema(kept), target_schema(target), config.table)  # derived columns
+            quality = QualityOutcome(kept=None, quarantined=quarantined, results=results)
+            batch = kept
+        result.rules.append(quality.results)
+        unit.rows_read = rows_read
+        if quality.blocked:
+            result.blocked_by = [r.name for r in quality.failures("fail")]
+            break
+        if quality.quarantined.height:
+            delta.append(quarantine_target, stamped(quality.quarantined, run_id))
+        if spark is None or config.full_reload:  # a snapshot's deletes need the whole (small) snapshot
+            batch = latest_per_key(quality.kept, config) if spark is None else _to_polars(batch)
+        if config.full_reload:
+            stored = delta.read(target).select(config.keys) if delta.table_exists(target) else pl.DataFrame()
+            batch = with_snapshot_deletes(batch, stored, config.keys)
+        partition_values = {config.partition_column: [day]} if day is not None else None
+        unit.add(_apply(spark, target, batch, cdc_spec(config), partition_values))
+        unit.rows_quarantined += quality.quarantined.height
+        unit.files_read = len(new_files)
+        result.columns = pl.Schema({c: t for c, t in _schema(batch).items() if c != DELETED})
+        state.mark_processed(checkpoint_name(config), [f.name for f in new_files])
+    if delta.table_exists(target):
+        result.row_count = pl.scan_delta(target).select(pl.len()).collect().item()  # from the log and footers
+    return result

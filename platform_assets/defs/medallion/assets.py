@@ -1,0 +1,21 @@
+"""Bronze, silver and gold assets for every table of the table list, built by one factory.
+
+The assets are thin: each calls one core step (``platform_assets.core.medallion.steps``: state, windows,
+checkpoints and merges live there) and turns its result into metadata (per partition for a range run)
+and asset checks.
+"""
+
+from dagster import AssetsDefinition, DailyPartitionsDefinition
+
+from platform_assets.core.medallion.config import TableConfig
+from platform_assets.defs.medallion.bronze import bronze_asset, files_bronze_asset
+from platform_assets.defs.medallion.gold import gold_asset
+from platform_assets.defs.medallion.silver import silver_asset
+
+
+def table_assets(config: TableConfig, partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
+    return [
+        (files_bronze_asset if config.from_files else bronze_asset)(config, partitions),
+        silver_asset(config, partitions),
+        gold_asset(config, partitions),
+    ]

@@ -1,0 +1,181 @@
+"""bronze/<table>: incremental extraction by watermark (or a day window, or a full reload); for a
+``source: files`` table, the landing-zone files, once per file version."""
+
+from datetime import datetime
+
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Backoff,
+    Config,
+    DailyPartitionsDefinition,
+    Failure,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+)
+
+from platform_assets.core.errors import ConfigError, SourceError
+from platform_assets.core.files.landing_zone import ingest_landing
+from platform_assets.core.lake.locations import quarantine_name
+from platform_assets.core.medallion.config import TableConfig, parse_from_date
+from platform_assets.core.medallion.steps import BronzeResult, run_bronze
+from platform_assets.defs.medallion.common import (
+    GROUP,
+    OWNERS,
+    asset_key,
+    described_schema,
+    partitioning,
+    pool,
+    report_units,
+    run_days,
+    table_identity,
+)
+from platform_assets.lib.resources import LakehouseResource
+
+SOURCE_RETRY = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
+class BronzeConfig(Config):
+    """Run configuration for a bronze extraction."""
+
+    from_date: str | None = None
+    """Backfill: re-read ``[from_date, watermark]`` without moving the watermark (ISO date or timestamp).
+    Defaults to the table's ``from_date`` in tables.yaml."""
+
+
+def _metadata(result: BronzeResult) -> dict:
+    metadata: dict = {}
+    files = [f for u in result.units for f in u.files_written]
+    if files:
+        metadata["files"] = MetadataValue.json(files)
+    metadata["files_written"] = MetadataValue.int(len(files))
+    if result.window is not None:
+        for name, watermark in (
+            ("watermark_before", result.watermark_before),
+            ("watermark_after", result.watermark_after),
+        ):
+            metadata[name] = MetadataValue.text(watermark.describe() if watermark else "none")
+        metadata["backfill_window" if result.backfill else "window"] = MetadataValue.text(
+            result.window.describe()
+        )
+    return metadata
+
+
+def _bronze(table: TableConfig, partitions: DailyPartitionsDefinition, source: str, description: str) -> dict:
+    """What every bronze asset shares, whatever its source: key, group, owners, pool, partitions."""
+    return {
+        "key": asset_key("bronze", table),
+        "group_name": GROUP,
+        "owners": OWNERS,
+        "pool": pool(table),
+        "kinds": {"bronze", source, "parquet"},
+        "description": description,
+        **partitioning(table, partitions),
+    }
+
+
+def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
+    @asset(
+        **_bronze(table, partitions, "sql", f"Immutable Parquet extracts of source table {table.table}."),
+        # The source is across a network: a dropped connection is retried (the step is idempotent).
+        retry_policy=SOURCE_RETRY,
+    )
+    def bronze(context: AssetExecutionContext, config: BronzeConfig, lakehouse: LakehouseResource):
+        try:
+            result = run_bronze(
+                lakehouse.source_engine(),
+                table,
+                lakehouse.path("bronze", table.name),
+                lakehouse.state(),
+                batch_size=lakehouse.batch_size,
+                days=run_days(context, table),
+                from_date=_from_date(config.from_date, table),
+                log=context.log.info,
+            )
+        except (
+            SourceError
+        ) as exc:  # a missing table or column, values that do not compare: retrying cannot help
+            raise Failure(description=str(exc), allow_retries=False) from exc
+        for leftover in result.removed_partials:
+            context.log.warning(
+                f"{table.table}: removed {leftover.name}, left by an extraction that was killed"
+            )
+        metadata = {
+            **table_identity(lakehouse, "bronze", table),
+            **_metadata(result),
+            **report_units(context, table, result.units),
+        }
+        schema = next((e.schema for e in result.extractions if e.schema is not None), None)
+        if schema is not None:
+            metadata["dagster/column_schema"] = described_schema(table, {f.name: f.type for f in schema})
+        return MaterializeResult(metadata=metadata)
+
+    return bronze
+
+
+def _from_date(value: str | None, table: TableConfig) -> datetime | None:
+    """The run config's ``from_date`` (else the table's); a bad value fails at once, naming the field."""
+    try:
+        return parse_from_date(value, f"run config {table.table}") or table.from_date
+    except ConfigError as exc:
+        raise Failure(description=str(exc), allow_retries=False) from exc
+
+
+# ----------------------------------------------------------------------------------------------------
+# source: files (landing-zone files; the sensor in defs/medallion/landing_zone.py asks for the ready ones)
+
+# A run without a list of files (manual, or the daily job) leaves files modified in the last minute alone:
+# they may still be being written (the sensor's readiness rule needs two looks; such a run has one).
+SETTLE_SECONDS = 60.0
+
+
+class LandingConfig(Config):
+    """Run configuration for the bronze step of a ``source: files`` table."""
+
+    files: list[str] = []
+    """File names or version ids (``name@hash``, as the landing_files sensor asks) in the landing folder.
+    Empty: every unprocessed file of the folder not modified in the last minute."""
+
+
+def files_bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
+    @asset(
+        **_bronze(table, partitions, table.format or "files",
+                  f"{table.table}: landing-zone {table.format} files in Parquet, once per file version."),
+    )  # fmt: skip
+    def bronze(context: AssetExecutionContext, config: LandingConfig, lakehouse: LakehouseResource):
+        result = ingest_landing(
+            config.files,
+            table,
+            lakehouse.landing(table.name),
+            lakehouse.path("bronze", table.name),
+            str(lakehouse.path("bronze", quarantine_name(table.name))),
+            lakehouse.state(),
+            settle_seconds=0.0 if config.files else SETTLE_SECONDS,
+        )
+        for what, entries in (
+            ("already ingested", result.already_processed),
+            ("changed since the sensor saw it (the sensor asks again)", result.changed),
+            ("no longer in the landing folder", result.missing),
+            ("modified in the last minute, left for the next run", result.not_settled),
+        ):
+            for entry in entries:
+                context.log.info(f"{table.table}: {entry}: {what}")
+        metadata = {
+            **table_identity(lakehouse, "bronze", table),
+            "files": MetadataValue.json([f.version for f in result.ingested]),
+            "files_written": MetadataValue.int(len(result.files_written)),
+            "rows_read": MetadataValue.int(result.rows + result.quarantined),
+            "rows_written": MetadataValue.int(result.rows),
+            "rows_quarantined": MetadataValue.int(result.quarantined),
+            "dagster/column_schema": described_schema(table, table.polars_schema),
+        }
+        for refused in result.refused:  # quarantined whole; a fixed file dropped again is a new version
+            context.log.warning(f"{table.table}: {refused}; the file is in the quarantine")
+        if result.refused:
+            metadata["files_refused"] = MetadataValue.json(result.refused)
+        return MaterializeResult(metadata=metadata)
+
+    return bronze

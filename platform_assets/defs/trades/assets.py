@@ -1,0 +1,561 @@
+"""The trade stream as assets: feed window -> Kafka topic -> bronze micro-batches -> enriched silver.
+
+- ``kafka/trades``: one materialization per feed window (the seed's ingestion pipeline). Its metadata
+  records the window and the topic's end offsets when the window ended, which is how the metrics step
+  knows when a window's messages are all enriched.
+- ``raw/trade_symbols``: the symbol lookup from REST, as Parquet (refreshed when a feed window starts).
+- ``bronze/trades``: one run per micro-batch (an explicit offset range, planned by the sensor
+  ``trades_micro_batches``); exactly once through a Delta app transaction.
+- ``silver/trades_enriched``: every landed batch not enriched yet, joined with the lookup, one row per
+  trade; served to ``Enriched_Trades``; then the ``Ingestion_Metrics`` row of each completed window,
+  the ``ingestion_volume`` check and the dashboard page.
+
+The work is done by :mod:`platform_assets.core.trades`; these functions only wire it to Dagster.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the real `context` annotation.
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from platform_assets.core.lake import delta
+from platform_assets.core.trades import lookup as symbols_api
+from platform_assets.core.trades.dashboard import render_dashboard
+from platform_assets.core.trades.feed import run_feed
+from platform_assets.core.trades.held import dead_lettered_count, held_count
+from platform_assets.core.trades.incarnation import accepted_incarnation
+from platform_assets.core.trades.landing import (
+    BatchPlan,
+    OffsetRange,
+    commit_offsets,
+    land_batch,
+    lost_upstream,
+    metadata_consumer,
+    next_batch_id,
+    plan_next,
+    stream_position,
+    topic_end,
+)
+from platform_assets.core.trades.serving import MetricsRow
+from platform_assets.core.trades.stream import (
+    HELD_TABLE,
+    SILVER_QUARANTINE_TABLE,
+    EnrichRun,
+    LookupMissing,
+    enrich_pending,
+    keep_quarantined,
+    read_lookup,
+)
+from platform_assets.core.trades.windows import (
+    INGESTION_TABLE,
+    FeedWindow,
+    WindowCount,
+    consumed_position,
+    count_windows,
+)
+from platform_assets.defs.trades.resources import ServingResource, TradeStreamResource
+from platform_assets.lib.metadata import column_schema, numbers
+from platform_assets.lib.resources import LakehouseResource
+from platform_assets.lib.tags import LOW_VOLUME_TAG, STREAM_ALERTS_TAG
+
+GROUP = "trades"
+FEED_KEY = AssetKey(["kafka", "trades"])
+LOOKUP_KEY = AssetKey(["raw", "trade_symbols"])
+BRONZE_KEY = AssetKey(["bronze", "trades"])
+SILVER_KEY = AssetKey(["silver", "trades_enriched"])
+VOLUME_CHECK = "ingestion_volume"
+HELD_CHECK = "held_trades"
+# How many recent feed windows the metrics step looks at: windows older than that are long recorded.
+RECENT_WINDOWS = 50
+OWNERS = ["team:data-platform"]
+
+
+# --- the feed ------------------------------------------------------------------------------------
+
+
+class FeedConfig(Config):
+    seconds: float = Field(default=86_400.0, gt=0, description="Length of the ingestion window.")
+    max_trades: int | None = Field(default=None, ge=1, description="End the window after this many trades.")
+
+
+@asset(
+    key=FEED_KEY,
+    group_name=GROUP,
+    kinds={"kafka", "websocket"},
+    owners=OWNERS,
+    description="One feed window: websocket trades produced to the Kafka topic, keyed by symbol.",
+)
+def trade_feed(
+    context: AssetExecutionContext, config: FeedConfig, trade_stream: TradeStreamResource
+) -> MaterializeResult:
+    conf = trade_stream.producer_conf()
+    report = run_feed(
+        trade_stream.ws_url,
+        conf,
+        trade_stream.topic,
+        seconds=config.seconds,
+        max_trades=config.max_trades,
+        log=context.log,
+    )
+    incarnation, end_offsets = topic_end(trade_stream.client_conf(), trade_stream.topic)
+    if report.lost:
+        raise Failure(
+            description=f"{report.lost} trade(s) may not have reached topic {trade_stream.topic!r}: "
+            + report.summary(),
+            metadata={"trades_produced": report.trades_produced, "lost": report.lost},
+        )
+    return MaterializeResult(metadata=window_metadata(report, end_offsets, incarnation))
+
+
+def window_metadata(report, end_offsets: dict[int, int], incarnation: str | None = None) -> dict:
+    """A window's metadata: its span, and the topic's end offsets and incarnation when it ended (which
+    epoch its messages belong to)."""
+    return {
+        "window_start": MetadataValue.timestamp(report.window_start),
+        "window_end": MetadataValue.timestamp(report.window_end),
+        "end_offsets": MetadataValue.json({str(p): o for p, o in end_offsets.items()}),
+        "topic": report.topic,
+        "incarnation": incarnation or "",
+        **numbers(
+            trades_produced=report.trades_produced,
+            malformed_frames=report.malformed_frames,
+            invalid_trades=report.invalid_trades,
+            non_trade_frames=report.non_trade_frames,
+            reconnects=report.reconnects,
+        ),
+    }
+
+
+def window_from_metadata(metadata, topic: str) -> FeedWindow | None:
+    """The feed window a ``kafka/trades`` materialization records of ``topic`` (None for one of another
+    topic, or without offsets, e.g. reported by hand)."""
+    try:
+        start, end = metadata["window_start"].value, metadata["window_end"].value
+        offsets = metadata["end_offsets"].value
+        if metadata["topic"].value != topic:
+            return None
+    except KeyError:
+        return None
+    incarnation = metadata["incarnation"].value if "incarnation" in metadata else None
+    return FeedWindow(
+        datetime.fromtimestamp(start, UTC),
+        datetime.fromtimestamp(end, UTC),
+        {int(p): int(o) for p, o in offsets.items()},
+        incarnation or None,
+    )
+
+
+# --- the lookup ----------------------------------------------------------------------------------
+
+
+@asset(
+    key=LOOKUP_KEY,
+    group_name=GROUP,
+    kinds={"api", "parquet"},
+    owners=OWNERS,
+    description="Tradable symbols from the exchange-info REST API: flattened, TRADING only, sorted.",
+)
+def trade_symbols(
+    context: AssetExecutionContext, lakehouse: LakehouseResource, trade_stream: TradeStreamResource
+) -> MaterializeResult:
+    entries = symbols_api.fetch_lookup(
+        trade_stream.lookup_url, timeout=trade_stream.lookup_timeout, attempts=trade_stream.lookup_attempts
+    )
+    frame, path = symbols_api.publish(entries, lakehouse.path("raw", "trade_symbols"))
+    context.log.info(f"{frame.height} tradable symbol(s) of {len(entries)} listed -> {path}")
+    return MaterializeResult(metadata=lookup_metadata(len(entries), frame, path))
+
+
+def lookup_metadata(listed: int, frame: pl.DataFrame, path) -> dict:
+    """The metadata of a ``raw/trade_symbols`` materialization (the job's, and the feed command's)."""
+    return {
+        **numbers(symbols_listed=listed),
+        "dagster/row_count": MetadataValue.int(frame.height),
+        "dagster/column_schema": column_schema(frame.schema),
+        "path": MetadataValue.path(str(path)),
+    }
+
+
+# --- bronze --------------------------------------------------------------------------------------
+
+
+class OffsetRangeConfig(Config):
+    partition: int = Field(ge=0)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class MicroBatchConfig(Config):
+    """Which micro-batch to land; set by the sensor. Empty: plan the next batch now (a manual run)."""
+
+    batch_id: int | None = Field(default=None, ge=0)
+    ranges: list[OffsetRangeConfig] = Field(default_factory=list)
+    epoch: int | None = Field(default=None, ge=0, description="The epoch the ranges belong to.")
+    incarnation: str | None = Field(default=None, description="The topic incarnation the ranges belong to.")
+    new_epoch: bool = Field(default=False, description="The first batch of a new topic incarnation.")
+    lost_upstream: dict[str, int] = Field(
+        default_factory=dict,
+        description="New epoch only: per partition, what the previous incarnation held and never landed.",
+    )
+
+
+@asset(
+    key=BRONZE_KEY,
+    deps=[FEED_KEY],
+    group_name=GROUP,
+    kinds={"delta", "kafka", "bronze"},
+    owners=OWNERS,
+    pool="table_trades",
+    description="Every trade message consumed from the topic, one row each, landed exactly once per "
+    "micro-batch (Delta app transaction), with kafka_partition, kafka_offset, kafka_epoch and micro_batch_id.",
+)
+def bronze_trades(
+    context: AssetExecutionContext,
+    config: MicroBatchConfig,
+    lakehouse: LakehouseResource,
+    trade_stream: TradeStreamResource,
+) -> MaterializeResult:
+    table = str(lakehouse.path("bronze", "trades"))
+    conf = trade_stream.client_conf()
+    topic, app_id = trade_stream.topic, trade_stream.app_id
+    if config.ranges:
+        ranges = {r.partition: OffsetRange(r.partition, r.start, r.end) for r in config.ranges}
+        batch_id = config.batch_id if config.batch_id is not None else next_batch_id(table, app_id)
+        plan = BatchPlan(
+            batch_id,
+            ranges,
+            config.epoch if config.epoch is not None else stream_position(table).epoch,
+            config.incarnation,
+            config.new_epoch,
+            {int(p): n for p, n in config.lost_upstream.items()},
+        )
+    else:
+        # A manual run plans by itself, as the sensor would (a real broker's new incarnation stops it).
+        with metadata_consumer(conf) as consumer:
+            plan = plan_next(
+                consumer,
+                conf,
+                topic,
+                table,
+                app_id,
+                trade_stream.max_batch_rows,
+                accepted_incarnation=accepted_incarnation(lakehouse.state(), app_id),
+            )
+        plan = with_losses(context.instance, topic, plan)
+        context.log.info(f"planned micro-batch {plan.batch_id}: {_describe(plan.ranges) or 'nothing new'}")
+    quarantine = str(lakehouse.path("bronze", "trades_quarantine"))
+    result = land_batch(
+        conf,
+        topic,
+        plan.ranges,
+        table,
+        app_id=app_id,
+        batch_id=plan.batch_id,
+        log=context.log,
+        read_timeout=trade_stream.read_timeout,
+        keep_quarantined=lambda bad: keep_quarantined(quarantine, plan.batch_id, bad, datetime.now(UTC)),
+        epoch=plan.epoch,
+        incarnation=plan.incarnation,
+        lost_upstream=plan.lost_upstream,
+    )
+    if result.new_epoch:
+        tag_new_epoch(context, topic, plan)
+    # Only for lag monitoring (consumer-group tools); landing never reads it back.
+    commit_offsets(conf, topic, app_id, plan.ranges)
+    _, ends = topic_end(conf, topic)
+    landed = stream_position(table).next_offsets
+    lag = sum(max(0, end - landed.get(p, 0)) for p, end in ends.items())
+    return MaterializeResult(
+        metadata={
+            **numbers(
+                micro_batch_id=plan.batch_id,
+                rows=result.rows,
+                batch_size=sum(len(r) for r in plan.ranges.values()),
+                quarantined=len(result.quarantined),
+                lag=lag,
+                delta_version=result.version,
+                epoch=result.epoch,
+            ),
+            "skipped": result.skipped,
+            "offsets": MetadataValue.json({str(p): r.to_dict() for p, r in sorted(plan.ranges.items())}),
+            "topic": topic,
+            "incarnation": plan.incarnation or "",
+            **(
+                {
+                    "new_epoch": True,
+                    "previous_incarnation": plan.previous_incarnation or "",
+                    "lost_upstream": MetadataValue.int(plan.lost),
+                    "lost_upstream_by_partition": MetadataValue.json(
+                        {str(p): n for p, n in sorted(plan.lost_upstream.items())}
+                    ),
+                }
+                if result.new_epoch
+                else {}
+            ),
+        }
+    )
+
+
+def with_losses(instance, topic: str, plan: BatchPlan, last_look: dict | None = None) -> BatchPlan:
+    """A new epoch's plan with what the old incarnation held beyond what landed (lost upstream), as far as
+    the feed windows' end offsets and ``last_look`` (the planner's last watermarks of it) saw."""
+    if not plan.new_epoch:
+        return plan
+    ends = [w.end_offsets for w in recent_windows_of(instance, topic, plan.previous_incarnation)]
+    return replace(plan, lost_upstream=lost_upstream(plan.previous_offsets, last_look or {}, *ends))
+
+
+def tag_new_epoch(context: AssetExecutionContext, topic: str, plan: BatchPlan) -> None:
+    """Queue the ``new_epoch`` alert in the run's tags (the audit sensor delivers it once)."""
+    run = context.instance.get_run_by_id(context.run_id)
+    queued = json.loads(run.tags.get(STREAM_ALERTS_TAG, "[]")) if run else []
+    alert = {
+        "alert": "new_epoch",
+        "key": f"{topic}:epoch:{plan.epoch}:{plan.incarnation}",
+        "topic": topic,
+        "epoch": plan.epoch,
+        "incarnation": plan.incarnation,
+        "previous_incarnation": plan.previous_incarnation,
+        "lost_upstream": plan.lost,
+        "lost_upstream_by_partition": {str(p): n for p, n in sorted(plan.lost_upstream.items())},
+    }
+    if alert not in queued:
+        context.instance.add_run_tags(context.run_id, {STREAM_ALERTS_TAG: json.dumps([*queued, alert])})
+
+
+def _describe(ranges: dict[int, OffsetRange]) -> str:
+    return ", ".join(f"partition {p}: {r.start}..{r.end - 1}" for p, r in sorted(ranges.items()) if len(r))
+
+
+# --- silver, serving and metrics -----------------------------------------------------------------
+
+
+@asset(
+    key=SILVER_KEY,
+    deps=[BRONZE_KEY, LOOKUP_KEY],
+    group_name=GROUP,
+    kinds={"delta", "polars", "silver"},
+    owners=OWNERS,
+    pool="table_trades_enriched",
+    check_specs=[
+        AssetCheckSpec(
+            VOLUME_CHECK,
+            asset=SILVER_KEY,
+            description="The latest feed window in Ingestion_Metrics ingested at least "
+            "PLATFORM_MIN_INGESTED_ROWS new trades.",
+        ),
+        AssetCheckSpec(
+            HELD_CHECK,
+            asset=SILVER_KEY,
+            description="No trade is held waiting for a lookup that knows its symbol "
+            "(silver/trades_held is empty).",
+        ),
+    ],
+    description="Landed trades of TRADING symbols joined with the lookup, one row per (symbol, trade_id); "
+    "upserted into Enriched_Trades; one Ingestion_Metrics row per completed feed window.",
+)
+def silver_trades_enriched(
+    context: AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    trade_stream: TradeStreamResource,
+    serving: ServingResource,
+):
+    bronze = str(lakehouse.path("bronze", "trades"))
+    silver = str(lakehouse.path("silver", "trades_enriched"))
+    state, store = lakehouse.state(), serving.store()
+    try:  # a lookup never pulled yet is pulled now: the run goes on
+        lookup = read_lookup(
+            lakehouse.path("raw", "trade_symbols"),
+            url=trade_stream.lookup_url,
+            timeout=trade_stream.lookup_timeout,
+            attempts=trade_stream.lookup_attempts,
+            log=context.log,
+        )
+    except LookupMissing as missing:
+        raise Failure(description=str(missing)) from None
+    held_table = str(lakehouse.path("silver", HELD_TABLE))
+    silver_quarantine = str(lakehouse.path("silver", SILVER_QUARANTINE_TABLE))
+    run = enrich_pending(
+        bronze,
+        silver,
+        lookup,
+        store,
+        state,
+        app_id=trade_stream.app_id,
+        log=context.log,
+        not_trading=symbols_api.read_not_trading(lakehouse.path("raw", "trade_symbols")),
+        held_uri=held_table,
+        quarantine_uri=silver_quarantine,
+    )
+    if run.unmatched_symbols:
+        context.log.warning(
+            f"{run.unmatched_rows} trade(s) of symbols not tradable in the lookup were left out: "
+            + ", ".join(run.unmatched_symbols[:20])
+        )
+    windows = recent_windows(context, trade_stream.topic)
+    counts = count_windows(
+        windows,
+        consumed_position(bronze, state, trade_stream.app_id),
+        store,
+        bronze_uri=bronze,
+        silver_uri=silver,
+        threshold=serving.min_ingested_rows,
+        tradable=lookup["symbol"].to_list(),
+    )
+    for count in counts:
+        if count.low_volume:
+            # The alert is queued in the run's tags before the row is written: a kill in between sends it
+            # from this run, and the retry's copy is recognised as the same window (see trades.alerts).
+            tag_low_volume(context, count)
+        ends, starts = count.window.end_offsets, count.start_offsets
+        row = store.append_metrics(
+            count.window.start,
+            count.window.end,
+            count.table,
+            count.total_rows,
+            count.threshold,
+            dead_lettered_rows=dead_lettered_count(
+                str(lakehouse.path("bronze", "trades_quarantine")),
+                ends,
+                starts,
+                silver_quarantine_uri=silver_quarantine,
+                batches=count.batches,
+            ),
+            held_rows=held_count(held_table, ends, starts, batches=count.batches),
+            delta_rows=count.delta_rows,
+            micro_batches=count.micro_batches,
+        )
+        context.log.info(
+            f"window {row.window_start:%Y-%m-%d %H:%M:%S}..{row.window_end:%H:%M:%S}: {row.total_rows} trades, "
+            f"{row.delta_rows} new (threshold {row.threshold}){' - low volume' if row.alerted else ''}"
+        )
+    page = render_dashboard(store, serving.dashboard_path())
+    table_rows = delta.row_count(silver) if delta.table_exists(silver) else 0
+    yield MaterializeResult(
+        metadata={
+            **numbers(
+                batches=run.batches,
+                first_batch=run.first_batch,
+                last_batch=run.last_batch,
+                bronze_rows=run.bronze_rows,
+                enriched_rows=run.enriched_rows,
+                unmatched_rows=run.unmatched_rows,
+                held_rows=run.held_rows,
+                released_rows=run.released_rows,
+                held_total=run.held_total,
+                quarantined_rows=run.quarantined_rows,
+                rows_inserted=run.inserted,
+                rows_updated=run.updated,
+                rows_served=run.served,
+                windows_recorded=len(counts),
+                delta_version=run.silver_version,
+                bronze_version=run.bronze_version,
+            ),
+            "dagster/row_count": MetadataValue.int(table_rows),
+            "dashboard": MetadataValue.path(str(page)),
+            "serving_table": INGESTION_TABLE,
+        }
+    )
+    yield volume_check(store.metrics(INGESTION_TABLE), serving.min_ingested_rows)
+    yield held_check(run)
+
+
+def held_check(run: EnrichRun) -> AssetCheckResult:
+    """Fails (WARN) while any trade waits in the held table for a lookup that knows its symbol."""
+    metadata = {
+        **numbers(count=run.held_total),
+        "symbols": MetadataValue.json(run.held_symbols[:50]),
+    }
+    if run.oldest_held is not None:
+        metadata["oldest"] = MetadataValue.timestamp(run.oldest_held)
+    return AssetCheckResult(
+        check_name=HELD_CHECK,
+        asset_key=SILVER_KEY,
+        passed=run.held_total == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=None
+        if run.held_total == 0
+        else f"{run.held_total} trade(s) held: the lookup does not know {', '.join(run.held_symbols[:10])}",
+    )
+
+
+def volume_check(rows: list[MetricsRow], threshold: int) -> AssetCheckResult:
+    """The latest recorded window against its threshold. WARN severity: a low window is alerted as its
+    own ``low_volume`` alert, not as a check failure. Before the first window there is nothing to judge."""
+    if not rows:
+        return AssetCheckResult(
+            check_name=VOLUME_CHECK,
+            asset_key=SILVER_KEY,
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"windows": 0, "threshold": threshold, "note": "no feed window recorded yet"},
+        )
+    last = rows[-1]
+    return AssetCheckResult(
+        check_name=VOLUME_CHECK,
+        asset_key=SILVER_KEY,
+        passed=not last.alerted,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "window_start": MetadataValue.timestamp(last.window_start.replace(tzinfo=UTC)),
+            "window_end": MetadataValue.timestamp(last.window_end.replace(tzinfo=UTC)),
+            **numbers(
+                windows=len(rows),
+                total_rows=last.total_rows,
+                delta_rows=last.delta_rows,
+                threshold=last.threshold,
+            ),
+        },
+    )
+
+
+def tag_low_volume(context: AssetExecutionContext, count: WindowCount) -> None:
+    """Queue the window's ``low_volume`` alert in the run's tags; the audit sensor delivers it once."""
+    run = context.instance.get_run_by_id(context.run_id)
+    queued = json.loads(run.tags.get(LOW_VOLUME_TAG, "[]")) if run else []
+    alert = {
+        "ingestion_table": count.table,
+        "window_start": count.window.start.isoformat(),
+        "window_end": count.window.end.isoformat(),
+        "total_rows": count.total_rows,
+        "delta_rows": count.delta_rows,
+        "threshold": count.threshold,
+    }
+    if alert not in queued:
+        context.instance.add_run_tags(context.run_id, {LOW_VOLUME_TAG: json.dumps([*queued, alert])})
+    context.log.warning(
+        f"low volume: {count.delta_rows} new trade(s) in the window ending {count.window.end:%Y-%m-%d %H:%M:%S} "
+        f"UTC, below the threshold of {count.threshold}; alert queued"
+    )
+
+
+def recent_windows(context: AssetExecutionContext, topic: str) -> list[FeedWindow]:
+    return recent_windows_of(context.instance, topic)
+
+
+def recent_windows_of(instance, topic: str, incarnation: str | None = None) -> list[FeedWindow]:
+    """The recent feed windows of ``topic`` (of one ``incarnation`` only, when given)."""
+    records = instance.fetch_materializations(FEED_KEY, limit=RECENT_WINDOWS).records
+    windows = []
+    for record in records:
+        materialization = record.asset_materialization
+        window = window_from_metadata(materialization.metadata, topic) if materialization else None
+        if window is not None and (incarnation is None or window.incarnation == incarnation):
+            windows.append(window)
+    return windows

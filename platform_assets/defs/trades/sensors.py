@@ -1,0 +1,307 @@
+"""``trades_micro_batches``: one run per new range of offsets, one at a time, nothing consumed in the sensor.
+
+Each tick reads only metadata: the bronze table (next batch id and offsets) and the topic's watermarks.
+It starts a micro-batch run when there are new messages and no micro-batch run is in flight, so batches
+land in order and the plan always starts where bronze ends. Run keys are ``<topic>:<batch>:<attempt>``:
+Dagster never re-requests a run key, so a batch whose run failed is requested again under the next
+attempt number (landing is exactly-once whatever the number of attempts). A run that Dagster itself
+will retry (run retries, after its worker was killed) is waited for instead.
+
+With nothing new to land, a tick starts a silver-only run when silver is behind bronze (e.g. the serving
+database was down) at most once a minute, or when a feed window ended since the last tick (its metrics
+row may now be due).
+
+Each plan names the topic incarnation and the epoch (see ``core.trades.position``). A new incarnation of
+an embedded broker starts a new epoch at once, with what the old one left unlanded counted as lost
+upstream; a real broker's new incarnation stops landing: one run fails loudly (and alerts once), later
+ticks skip with the recovery command, until ``python -m platform_assets.cli.new_epoch`` accepts it.
+The cursor keeps the last watermarks seen per incarnation, for that count.
+
+Batches are not started for every new message: a batch starts at once when
+``PLATFORM_TRADES_MAX_BATCH_ROWS`` messages are pending, otherwise once the oldest pending message has
+waited ``PLATFORM_TRADES_ALLOWED_LATENCY`` seconds since a tick first saw it (``core.trades.batching``;
+while a run is in flight, a tick only peeks at the topic's end offsets to start that clock). A new epoch,
+lost offsets, a stopped stream and the retry of a batch that did not land start at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from confluent_kafka import KafkaException
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+from dagster._core.storage.tags import WILL_RETRY_TAG
+
+from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.trades import batching
+from platform_assets.core.trades.incarnation import accepted_incarnation
+from platform_assets.core.trades.landing import (
+    BatchPlan,
+    NewIncarnationError,
+    OffsetRange,
+    OffsetsAheadError,
+    high_watermarks,
+    metadata_consumer,
+    next_batch_id,
+    plan_next,
+)
+from platform_assets.core.trades.stream import checkpoint_name
+from platform_assets.defs.trades.assets import FEED_KEY, SILVER_KEY, with_losses
+from platform_assets.defs.trades.resources import TradeStreamResource
+from platform_assets.lib.resources import LakehouseResource
+from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, STOPPED_TAG, STREAMING_SOURCE_TAG
+
+MICRO_BATCH_JOB = "trades_micro_batch_job"
+SENSOR_NAME = "trades_micro_batches"
+INTERVAL_SECONDS = 5
+# Silver-only catch-up runs (silver behind bronze) are started at most this often, so a database that
+# stays down does not start a failing run every tick.
+CATCH_UP_EVERY_SECONDS = 60.0
+# The clock a pending message's wait is measured by: one name here, so a test can move it instead of waiting.
+clock = time.time
+
+
+def micro_batch_run_config(
+    batch_id: int, ranges: dict[int, OffsetRange], plan: BatchPlan | None = None
+) -> dict:
+    """Offsets only, never payloads: the run reads exactly these ranges from the topic (of the plan's
+    incarnation, in its epoch; a new epoch also carries what the old one left unlanded)."""
+    config: dict = {"batch_id": batch_id, "ranges": [r.to_dict() for _, r in sorted(ranges.items())]}
+    if plan is not None:
+        config["epoch"] = plan.epoch
+        config["incarnation"] = plan.incarnation
+        if plan.new_epoch:
+            config["new_epoch"] = True
+            config["lost_upstream"] = {str(p): n for p, n in sorted(plan.lost_upstream.items())}
+    return {"ops": {"bronze__trades": {"config": config}}}
+
+
+def streaming_tags(trade_stream: TradeStreamResource, batch_id: int | None = None) -> dict[str, str]:
+    tags = {JOB_TYPE_TAG: "Streaming", STREAMING_SOURCE_TAG: trade_stream.streaming_source}
+    if batch_id is not None:
+        tags[MICRO_BATCH_TAG] = str(batch_id)
+    return tags
+
+
+# Every status before a run ends: a queued run counts, or the next tick would plan the same batch again.
+UNFINISHED = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+
+def _in_flight(context: SensorEvaluationContext) -> str | None:
+    """Why no new run may start now (a run in progress or about to be retried), or None."""
+    active = context.instance.get_run_records(
+        RunsFilter(job_name=MICRO_BATCH_JOB, statuses=UNFINISHED), limit=1
+    )
+    if active:
+        return f"micro-batch run {active[0].dagster_run.run_id} is in progress"
+    latest = context.instance.get_run_records(RunsFilter(job_name=MICRO_BATCH_JOB), limit=1)
+    if latest:
+        run = latest[0].dagster_run
+        if run.status == DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true":
+            return f"run {run.run_id} failed and Dagster will retry it"
+    return None
+
+
+@sensor(
+    name=SENSOR_NAME,
+    job_name=MICRO_BATCH_JOB,
+    minimum_interval_seconds=INTERVAL_SECONDS,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Starts one trades_micro_batch_job run per new range of topic offsets (capped at "
+    "PLATFORM_TRADES_MAX_BATCH_ROWS messages), one at a time, once that many are pending or the oldest has "
+    "waited PLATFORM_TRADES_ALLOWED_LATENCY seconds; catches silver up when it is behind.",
+)
+def trades_micro_batches(
+    context: SensorEvaluationContext, lakehouse: LakehouseResource, trade_stream: TradeStreamResource
+):
+    if not trade_stream.kafka_bootstrap:
+        return SkipReason(
+            "PLATFORM_KAFKA_BOOTSTRAP is not set: no broker to read (make dev and make demo start one)"
+        )
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    busy = _in_flight(context)
+    if busy:
+        return _while_busy(context, trade_stream, cursor, busy)
+    bronze = str(lakehouse.path("bronze", "trades"))
+    topic, app_id = trade_stream.topic, trade_stream.app_id
+    # The end offsets last seen per incarnation (the current one and the one before): what a new epoch
+    # counts as lost upstream, the same on every attempt of its first batch.
+    seen = cursor.get("seen_by_incarnation") or {}
+    conf = trade_stream.client_conf()
+    try:
+        with metadata_consumer(conf) as consumer:
+            plan = plan_next(
+                consumer,
+                conf,
+                topic,
+                bronze,
+                app_id,
+                trade_stream.max_batch_rows,
+                accepted_incarnation=accepted_incarnation(lakehouse.state(), app_id),
+            )
+    except OffsetsLostError as lost:
+        # A run for the lost range fails loudly (and alerts, once: the run key does not change).
+        context.log.error(str(lost))
+        batch_id = next_batch_id(bronze, app_id)
+        gap = {lost.partition: OffsetRange(lost.partition, lost.wanted, lost.wanted + 1)}
+        return RunRequest(
+            run_key=f"{topic}:{batch_id}:lost-{lost.partition}-{lost.wanted}",
+            run_config=micro_batch_run_config(batch_id, gap),
+            tags=streaming_tags(trade_stream, batch_id),
+        )
+    except NewIncarnationError as new:
+        return _stopped(context, trade_stream, new)
+    except OffsetsAheadError as ahead:
+        # Not a data loss and not retryable: someone has to decide (see the README, "Trade stream").
+        return SkipReason(f"{ahead}. Start a new epoch on purpose: python -m platform_assets.cli.new_epoch")
+    plan = with_losses(context.instance, topic, plan, seen.get(str(plan.previous_incarnation)))
+    kept = {str(plan.incarnation), str(plan.previous_incarnation or plan.incarnation)}
+    seen = {k: v for k, v in seen.items() if k in kept}
+    seen[str(plan.incarnation)] = {str(p): o for p, o in plan.high_watermarks.items()}
+    cursor = {**cursor, "seen_by_incarnation": seen}
+    now = clock()
+    if not plan.ranges:
+        cursor.pop(batching.PENDING_SINCE, None)
+        return _catch_up(context, lakehouse, trade_stream, plan, cursor)
+    since = batching.pending_since(cursor, plan, now)
+    trigger = batching.BatchTrigger(trade_stream.allowed_latency_seconds, trade_stream.max_batch_rows)
+    at_once = plan.new_epoch or batching.is_retry(cursor, plan)
+    waiting = None if at_once else trigger.waiting(batching.pending_messages(plan), since, now)
+    if waiting:
+        cursor[batching.PENDING_SINCE] = batching.pending_entry(plan, since)
+        waiting += f"; micro-batch {plan.batch_id} of epoch {plan.epoch} is next"
+        return _catch_up(context, lakehouse, trade_stream, plan, cursor, waiting=waiting)
+    batch_id = plan.batch_id
+    attempt = context.instance.get_runs_count(
+        RunsFilter(job_name=MICRO_BATCH_JOB, tags=streaming_tags(trade_stream, batch_id))
+    )
+    if plan.new_epoch:
+        context.log.warning(
+            f"topic {topic!r} is a new incarnation ({plan.incarnation}; before: {plan.previous_incarnation}): "
+            f"micro-batch {batch_id} starts epoch {plan.epoch} at its first offset; {plan.lost} message(s) "
+            "of the old incarnation were never landed"
+        )
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"{topic}:{batch_id}:{attempt}",
+                run_config=micro_batch_run_config(batch_id, plan.ranges, plan),
+                tags=streaming_tags(trade_stream, batch_id),
+            )
+        ],
+        cursor=json.dumps(batching.after_request(cursor, plan, now)),
+    )
+
+
+def _while_busy(context: SensorEvaluationContext, trade_stream: TradeStreamResource, cursor: dict, busy: str):
+    """Skip while a run is in flight; with a latency to wait, start the clock of messages that arrive
+    meanwhile (only the end offsets are read, and only until the clock runs)."""
+    if trade_stream.allowed_latency_seconds <= 0 or cursor.get(batching.PENDING_SINCE):
+        return SkipReason(busy)
+    if not (cursor.get(batching.REQUESTED) or {}).get("ends"):
+        return SkipReason(busy)
+    try:
+        ends = high_watermarks(trade_stream.client_conf(), trade_stream.topic, timeout=5.0)
+    except KafkaException as error:
+        # The next tick without a run in flight plans, and reports a broker that does not answer.
+        context.log.debug(f"end offsets not read while {busy}: {error}")
+        return SkipReason(busy)
+    if not batching.beyond_requested(cursor, ends):
+        return SkipReason(busy)
+    return SensorResult(skip_reason=busy, cursor=json.dumps(batching.seen_while_busy(cursor, clock())))
+
+
+def _stopped(context: SensorEvaluationContext, trade_stream: TradeStreamResource, new: NewIncarnationError):
+    """A real broker's new incarnation: one run fails loudly (its failure alerts once), then skip."""
+    context.log.error(str(new))
+    run_key = f"{trade_stream.topic}:new-incarnation:{new.current}"
+    requested = context.instance.get_runs_count(
+        RunsFilter(job_name=MICRO_BATCH_JOB, tags={STOPPED_TAG: str(new.current)})
+    )
+    if requested:
+        return SkipReason(f"landing stopped: {new}")
+    # Empty ranges: the run plans by itself, meets the same new incarnation and fails with this message.
+    return RunRequest(
+        run_key=run_key,
+        run_config={"ops": {"bronze__trades": {"config": {"ranges": []}}}},
+        tags={**streaming_tags(trade_stream), STOPPED_TAG: str(new.current)},
+    )
+
+
+def _catch_up(
+    context: SensorEvaluationContext,
+    lakehouse: LakehouseResource,
+    trade_stream: TradeStreamResource,
+    plan: BatchPlan,
+    cursor: dict,
+    waiting: str | None = None,
+):
+    """A silver-only run when silver is behind or a feed window ended; else skip, saying why (``waiting``:
+    new messages wait for their batch)."""
+    landed = plan.batch_id - 1
+    windows = context.instance.fetch_materializations(FEED_KEY, limit=1).records
+    last_window = windows[0].storage_id if windows else None
+    new_window = last_window is not None and last_window != cursor.get("window")
+    entry = lakehouse.state().get(checkpoint_name(trade_stream.app_id))
+    consumed = -1 if entry is None else int(entry.value["micro_batch_id"])
+    due = time.time() - cursor.get("catch_up_at", 0.0) >= CATCH_UP_EVERY_SECONDS
+    if not (new_window or (landed > consumed and due)):
+        return SensorResult(
+            skip_reason=waiting or _status(context, trade_stream.topic, plan, consumed),
+            cursor=json.dumps(cursor),
+        )
+    reason = "a feed window ended" if new_window else f"silver is at batch {consumed} of {landed}"
+    cursor = {**cursor, "window": last_window, "catch_up_at": time.time()}
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"{trade_stream.topic}:catch-up:{landed}:{last_window}:{int(time.time())}",
+                asset_selection=[SILVER_KEY],
+                tags={**streaming_tags(trade_stream), "platform/catch_up": reason},
+            )
+        ],
+        cursor=json.dumps(cursor),
+    )
+
+
+def _status(context: SensorEvaluationContext, topic: str, plan: BatchPlan, consumed: int) -> str:
+    """What is true of the stream when there is nothing to start: never "enriched" while silver is behind."""
+    landed = plan.batch_id - 1
+    if plan.new_epoch:
+        return (
+            f"topic {topic!r} is a new incarnation ({plan.incarnation}) with no message yet: epoch "
+            f"{plan.epoch} starts with its first one (micro-batches 0..{landed} landed before)"
+        )
+    if landed < 0:
+        return f"nothing landed yet: topic {topic!r} has no message (epoch {plan.epoch})"
+    if consumed >= landed:
+        return f"caught up: micro-batches 0..{landed} landed and enriched (epoch {plan.epoch})"
+    status = (
+        f"behind: micro-batches 0..{landed} landed, silver has enriched up to {consumed} "
+        f"({landed - consumed} batch(es) behind; a catch-up run starts at most every "
+        f"{CATCH_UP_EVERY_SECONDS:g} s)"
+    )
+    failed = context.instance.get_run_records(
+        RunsFilter(job_name=MICRO_BATCH_JOB, statuses=[DagsterRunStatus.FAILURE]), limit=1
+    )
+    if failed:
+        run = failed[0]
+        when = run.end_time or run.update_timestamp.timestamp()
+        status += f"; last failure: run {run.dagster_run.run_id} at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(when))} UTC"
+    return status
