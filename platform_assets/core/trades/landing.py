@@ -40,7 +40,13 @@ from confluent_kafka import (
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.errors import (
+    BatchOrderError,
+    BatchReadTimeout,
+    NewIncarnationError,
+    OffsetsAheadError,
+    OffsetsLostError,
+)
 from platform_assets.core.lake.delta import CDF_CONFIGURATION, TIMESTAMP
 from platform_assets.core.trades.canonical import as_text, decode_canonical
 from platform_assets.core.trades.incarnation import is_embedded, topic_incarnation
@@ -88,37 +94,6 @@ _COMMIT_ATTEMPTS = 5
 
 _NUMBER_KEYS = ("trade_id", "trade_time_ms", "event_time_ms")
 _DECIMAL_KEYS = ("price", "quantity")
-
-
-class BatchReadTimeout(TimeoutError):
-    """The broker did not deliver a planned offset range in time; the batch was not landed."""
-
-
-class OffsetsAheadError(RuntimeError):
-    """Bronze (or a plan) refers to offsets the topic does not have: the topic was recreated, or the
-    table belongs to another topic. Landing would skip or misattribute messages."""
-
-
-class NewIncarnationError(RuntimeError):
-    """The topic is a new incarnation of the one bronze landed from (recreated, or another cluster): its
-    offsets are not the recorded ones. Landing stops until an operator starts a new epoch (an embedded
-    broker's new incarnation starts one by itself). Retrying cannot help."""
-
-    def __init__(self, topic: str, recorded: str | None, current: str | None, detail: str = ""):
-        self.topic = topic
-        self.recorded = recorded
-        self.current = current
-        super().__init__(
-            f"topic {topic!r} is a new incarnation ({current}) of the one bronze landed from ({recorded})"
-            f"{detail}: its offsets start over, so nothing is landed from it until a new epoch is started "
-            "on purpose: python -m platform_assets.cli.new_epoch (make new-epoch)"
-        )
-
-
-class BatchOrderError(RuntimeError):
-    """A batch id or range that does not follow what the table holds. Landing it would either skip a
-    batch for good (a later id recorded first) or duplicate messages (a range starting before the
-    table's next offset)."""
 
 
 @dataclass(frozen=True)
