@@ -19,12 +19,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from platform_assets.core.errors import ConfigurationError
+
 Location = tuple[str | int, ...]
 
 
-class DuplicateKeyError(yaml.constructor.ConstructorError):
+class DuplicateKeyError(ConfigurationError, yaml.constructor.ConstructorError):
     """A key given twice in one mapping. PyYAML would keep the last value without a word, so a table's
-    second ``key:`` or an environment's second ``batch_size:`` would silently win."""
+    second ``key:`` or an environment's second ``batch_size:`` would silently win. Raised while a file is
+    read, caught by the reader and reported as a ``ConfigError`` naming file and line. Not retryable."""
 
     def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark) -> None:
         super().__init__(None, None, f"duplicate key {key!r} (first on line {first.line + 1})", again)
