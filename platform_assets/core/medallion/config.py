@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 import polars as pl
 import yaml
 
-from platform_assets.core.errors import ConfigError
+from platform_assets.core.errors import ConfigError, ConfigurationError
 from platform_assets.core.lake.locations import QUARANTINE_SUFFIX
 from platform_assets.core.lake.maintenance import CHANGE_FEED_POLICY, MaintenancePolicy, policy_from_mapping
 from platform_assets.core.medallion.change_values import parse_lag, to_utc
@@ -433,9 +433,10 @@ def parse_tables(entries: Iterable[Mapping[str, Any]]) -> tuple[TableConfig, ...
     return tables
 
 
-class DuplicateKeyError(yaml.constructor.ConstructorError):
+class DuplicateKeyError(ConfigurationError, yaml.constructor.ConstructorError):
     """A key given twice in one mapping. PyYAML would keep the last value without a word, so a table's
-    second ``key:`` or an environment's second ``batch_size:`` would silently win."""
+    second ``key:`` or an environment's second ``batch_size:`` would silently win. Raised while a file is
+    read, caught by the reader and reported as a ``ConfigError`` naming file and line. Not retryable."""
 
     def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark) -> None:
         super().__init__(None, None, f"duplicate key {key!r} (first on line {first.line + 1})", again)
