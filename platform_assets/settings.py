@@ -22,6 +22,7 @@ import sqlalchemy as sa
 import yaml
 from upath import UPath
 
+from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.lake.locations import (
     LAYERS,
     catalog_name,
@@ -60,11 +61,12 @@ DEFAULT_TRADES_WS_URL = "wss://stream.binance.com:9443/ws/btcusdt@trade"
 DEFAULT_TRADES_LOOKUP_URL = "https://api.binance.com/api/v3/exchangeInfo"
 
 
-class SettingsError(ValueError):
-    """A setting has a value the platform cannot use.
+class SettingsError(ConfigurationError, ValueError):
+    """A setting has a value the platform cannot use. Not retryable: someone changes the setting.
 
     The message is one line naming the variable, its value (never for a secret) and what is allowed, so
-    a command can print it as it is (``error: <message>``) instead of a traceback.
+    a command can print it as it is (``error: <message>``) instead of a traceback. It lives here, beside
+    the one module that raises it (every caller imports it from here).
     """
 
 
