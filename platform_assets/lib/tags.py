@@ -4,6 +4,8 @@
 JOB_TYPE_TAG = "platform/job_type"
 STREAMING_SOURCE_TAG = "platform/streaming_source"
 MICRO_BATCH_TAG = "platform/micro_batch_id"
+# A run tag ``platform/parameter.<Name>`` is recorded as the audit parameter ``<Name>`` (e.g. Kafka_Topic)
+PARAMETER_TAG_PREFIX = "platform/parameter."
 PARENT_RUN_TAG = "platform/parent_run_id"
 AUDIT_JOB_ID_TAG = "platform/audit_job_id"
 ALERTS_SENT_TAG = "platform/alerts_sent"  # JSON list of the run's delivered alert keys

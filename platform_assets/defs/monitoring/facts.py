@@ -24,6 +24,7 @@ from platform_assets.lib.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
     JOB_TYPE_TAG,
     MICRO_BATCH_TAG,
+    PARAMETER_TAG_PREFIX,
     PARENT_RUN_TAG,
     STREAMING_SOURCE_TAG,
 )
@@ -171,10 +172,15 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 
 def parameters(run_config: Mapping[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:
-    """The run's configuration (flattened, e.g. ``ops.bronze__dimuser.config.from_date``) and its tags."""
+    """The run's configuration (flattened, e.g. ``ops.bronze__dimuser.config.from_date``), its tags, and the
+    parameters its tags declare (:data:`PARAMETER_TAG_PREFIX`)."""
     out: dict[str, Any] = {}
     _flatten("", {k: v for k, v in run_config.items() if k != "loggers"}, out)
     out.update({f"tag.{k}": v for k, v in tags.items()})
+    # Parameters a job declares through its run tags, under their own names (e.g. Kafka_Topic).
+    out.update(
+        {k[len(PARAMETER_TAG_PREFIX) :]: v for k, v in tags.items() if k.startswith(PARAMETER_TAG_PREFIX)}
+    )
     return out
 
 
