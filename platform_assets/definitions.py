@@ -1,7 +1,15 @@
-"""The code location: assembles Definitions from the settings and the domains. Nothing else lives here."""
+"""The code location: Dagster's loader over ``defs/`` (one ``@definitions`` function per domain folder), plus
+what belongs to the whole location (resources, executor, catalog names). Nothing else lives here.
+
+A dg project (``[tool.dg]`` in pyproject.toml): ``dg check defs``, ``dg list defs`` and ``dg dev`` load
+``defs`` below, as ``make dev`` (workspace.yaml) and every ``dagster`` command do. Tests build the same
+location from their own settings with :func:`build_definitions`: the loader runs with those settings
+active (:mod:`platform_assets.lib.active_settings`), so there is one assembly path.
+"""
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 from dagster import (
     AssetSpec,
@@ -9,19 +17,18 @@ from dagster import (
     ExecutorDefinition,
     PreviewWarning,
     in_process_executor,
+    load_from_defs_folder,
     multiprocess_executor,
 )
 
 from platform_assets.core.lake.locations import LAYERS
-from platform_assets.defs.countries.definitions import build_country_definitions
-from platform_assets.defs.customers.definitions import build_customer_definitions
-from platform_assets.defs.housekeeping.definitions import build_housekeeping_definitions
-from platform_assets.defs.maintenance.definitions import build_maintenance_definitions
-from platform_assets.defs.medallion.definitions import build_medallion_definitions
-from platform_assets.defs.monitoring.audit import audit_trail_sensor
-from platform_assets.defs.trades.definitions import build_trade_definitions
+from platform_assets.lib.active_settings import using_settings
 from platform_assets.lib.resources import build_resources, uses_spark
 from platform_assets.settings import Settings, load_settings
+
+# Any path inside the project does: the loader finds pyproject.toml ([tool.dg]) above it, and from it
+# the defs module (platform_assets.defs).
+PROJECT_PATH = Path(__file__).parent
 
 
 def executor(settings: Settings) -> ExecutorDefinition:
@@ -54,18 +61,13 @@ def with_catalog_names(settings: Settings) -> Callable[[AssetSpec], AssetSpec]:
 
 
 def build_definitions(settings: Settings) -> Definitions:
+    """Every domain folder of ``defs/`` (its ``definitions.py``), built from ``settings``, and the
+    location-wide resources and executor."""
+    with using_settings(settings):
+        domains = load_from_defs_folder(path_within_project=PROJECT_PATH)
     definitions = Definitions.merge(
-        build_medallion_definitions(settings),
-        build_customer_definitions(settings),
-        build_country_definitions(settings),
-        build_trade_definitions(settings),
-        build_housekeeping_definitions(settings),
-        build_maintenance_definitions(settings),
-        Definitions(
-            sensors=[audit_trail_sensor],
-            resources=build_resources(settings),
-            executor=executor(settings),
-        ),
+        domains,
+        Definitions(resources=build_resources(settings), executor=executor(settings)),
     )
     with warnings.catch_warnings():  # a preview API, used knowingly
         warnings.simplefilter("ignore", PreviewWarning)

@@ -14,6 +14,7 @@ from dagster import (
     ScheduleEvaluationContext,
     StaticPartitionsDefinition,
     define_asset_job,
+    definitions,
     schedule,
 )
 
@@ -25,6 +26,7 @@ from platform_assets.defs.countries.assets import (
     country_partitions,
     silver_countries,
 )
+from platform_assets.lib.active_settings import active_settings
 from platform_assets.lib.tags import range_tags
 from platform_assets.settings import Settings
 
@@ -73,3 +75,10 @@ def build_country_definitions(settings: Settings) -> Definitions:
         schedules=[countries_schedule_for(job, partitions, settings.countries_schedule)],
         resources={"country_api": CountryApiResource(base_url=settings.country_api_url)},
     )
+
+
+@definitions
+def defs() -> Definitions:
+    """This folder's part of the code location, as ``load_from_defs_folder`` takes it: built from the
+    settings of the load in progress (:mod:`platform_assets.lib.active_settings`)."""
+    return build_country_definitions(active_settings())

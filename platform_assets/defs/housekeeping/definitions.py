@@ -17,6 +17,7 @@ from dagster import (
     RunRequest,
     ScheduleEvaluationContext,
     SkipReason,
+    definitions,
     job,
     op,
     schedule,
@@ -26,6 +27,7 @@ from pydantic import Field
 from platform_assets.core.run_retention import RetentionPolicy
 from platform_assets.defs.housekeeping.run_history import PruneReport, audited_until, prune_run_history
 from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB
+from platform_assets.lib.active_settings import active_settings
 from platform_assets.lib.tags import ALERT_PENDING_TAG, MICRO_BATCH_TAG, STREAMING_SOURCE_TAG
 from platform_assets.settings import Settings
 
@@ -106,3 +108,10 @@ def build_housekeeping_definitions(settings: Settings) -> Definitions:
         return RunRequest()
 
     return Definitions(jobs=[prune_run_history_job], schedules=[prune_run_history_daily])
+
+
+@definitions
+def defs() -> Definitions:
+    """This folder's part of the code location, as ``load_from_defs_folder`` takes it: built from the
+    settings of the load in progress (:mod:`platform_assets.lib.active_settings`)."""
+    return build_housekeeping_definitions(active_settings())

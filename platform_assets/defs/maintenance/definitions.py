@@ -18,6 +18,7 @@ from dagster import (
     OpExecutionContext,
     Output,
     ScheduleDefinition,
+    definitions,
     in_process_executor,
     job,
     op,
@@ -32,6 +33,7 @@ from platform_assets.defs.maintenance.tables import (
     medallion_tables,
     stream_tables,
 )
+from platform_assets.lib.active_settings import active_settings
 from platform_assets.lib.metadata import numbers
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.settings import Settings
@@ -103,3 +105,10 @@ def build_maintenance_definitions(settings: Settings) -> Definitions:
         description=f"{MAINTENANCE_CRON} (UTC): maintenance of every Delta table.",
     )
     return Definitions(jobs=[job_def], schedules=[schedule])
+
+
+@definitions
+def defs() -> Definitions:
+    """This folder's part of the code location, as ``load_from_defs_folder`` takes it: built from the
+    settings of the load in progress (:mod:`platform_assets.lib.active_settings`)."""
+    return build_maintenance_definitions(active_settings())

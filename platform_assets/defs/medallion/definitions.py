@@ -3,13 +3,14 @@
 import warnings
 from dataclasses import replace
 
-from dagster import BetaWarning, Definitions, with_source_code_references
+from dagster import BetaWarning, Definitions, definitions, with_source_code_references
 
 from platform_assets.core.medallion.config import load_tables
 from platform_assets.defs.medallion.assets import table_assets
 from platform_assets.defs.medallion.jobs import ALIAS_JOB_NAME, daily_schedule, medallion_job
 from platform_assets.defs.medallion.landing_zone import landing_sensor
 from platform_assets.defs.medallion.partitions import daily_partitions
+from platform_assets.lib.active_settings import active_settings
 from platform_assets.settings import Settings
 
 
@@ -29,3 +30,10 @@ def build_medallion_definitions(settings: Settings) -> Definitions:
         # landing-zone files: only when some table has source: files
         sensors=[landing_sensor(tables)] if any(t.from_files for t in tables) else [],
     )
+
+
+@definitions
+def defs() -> Definitions:
+    """This folder's part of the code location, as ``load_from_defs_folder`` takes it: built from the
+    settings of the load in progress (:mod:`platform_assets.lib.active_settings`)."""
+    return build_medallion_definitions(active_settings())

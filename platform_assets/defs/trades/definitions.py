@@ -10,6 +10,7 @@ from dagster import (
     DefaultScheduleStatus,
     Definitions,
     define_asset_job,
+    definitions,
     in_process_executor,
     schedule,
 )
@@ -26,6 +27,7 @@ from platform_assets.defs.trades.assets import (
 )
 from platform_assets.defs.trades.resources import trade_resources
 from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB, trades_micro_batches
+from platform_assets.lib.active_settings import active_settings
 from platform_assets.lib.tags import JOB_TYPE_TAG
 from platform_assets.settings import Settings
 
@@ -72,3 +74,10 @@ def build_trade_definitions(settings: Settings) -> Definitions:
         sensors=[trades_micro_batches],
         resources=trade_resources(settings),
     )
+
+
+@definitions
+def defs() -> Definitions:
+    """This folder's part of the code location, as ``load_from_defs_folder`` takes it: built from the
+    settings of the load in progress (:mod:`platform_assets.lib.active_settings`)."""
+    return build_trade_definitions(active_settings())
