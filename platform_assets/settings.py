@@ -5,6 +5,14 @@ Every other module receives a :class:`Settings` (or values taken from it); nothi
 the way the seed's Unity Catalog keeps one catalog per environment: it picks ``config/<env>.yaml``, whose
 values sit under the environment variables (a variable always wins) and over the built-in defaults.
 Secrets come only from environment variables: a file that holds one is refused.
+
+Each setting is declared once, as a field of :class:`Settings`: its name (``batch_size`` is
+``PLATFORM_BATCH_SIZE`` in the environment and ``batch_size:`` in a file), its type and check, its default,
+whether it is a secret (:class:`Var`) and its description. The loader (:func:`load_settings`, reading the
+environment through pydantic-settings), the configuration file's check (:func:`file_settings`) and the
+settings reference (``docs/settings.md``, written by ``platform_assets.cli.settings_reference``) all
+come from those fields. A bad value is reported in one line naming where it was set (the variable, or the
+file, line and setting) and what is allowed, never quoting a secret.
 """
 
 from __future__ import annotations
@@ -12,16 +20,23 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass as plain_dataclass
 from datetime import date
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import sqlalchemy as sa
 import yaml
+from pydantic import BeforeValidator, Field, ValidationError, create_model
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 from upath import UPath
 
+from platform_assets.core.config_errors import parse_yaml, problems, yaml_problem
 from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.lake.locations import (
     LAYERS,
@@ -30,35 +45,17 @@ from platform_assets.core.lake.locations import (
     location,
     table_location,
 )
-from platform_assets.core.medallion.config import ENGINES, Engine, parse_yaml, yaml_problem
+from platform_assets.core.medallion.config import ENGINES, Engine
 
 ENVIRONMENTS = ("dev", "sit", "prod")
 DEFAULT_COUNTRIES = ("India", "United States", "United Kingdom", "China", "Russia")
-# Settings that may carry credentials: when set, Dagster resolves them from the environment at run
-# time (EnvVar), so their values never appear in run config or the UI; error messages never show them.
-SECRET_VARIABLES = (
-    "PLATFORM_SOURCE_URL",
-    "PLATFORM_STATE_URL",
-    "PLATFORM_AUDIT_URL",
-    "PLATFORM_ALERT_WEBHOOK_URL",
-    "PLATFORM_KAFKA_CONFIG",
-    "PLATFORM_SERVING_URL",
-    "PLATFORM_SPARK_CONF",
-    "PLATFORM_SPARK_REMOTE",
-)
 # Where config/<env>.yaml files are looked for unless PLATFORM_CONFIG_DIR says otherwise.
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
-# Settings that may never be written in a file (tokens, webhook URLs, client credentials).
-_ENVIRONMENT_ONLY = (
-    "PLATFORM_ALERT_WEBHOOK_URL",
-    "PLATFORM_KAFKA_CONFIG",
-    "PLATFORM_SPARK_CONF",
-    "PLATFORM_SPARK_REMOTE",
-)
-# Database URLs: in a file only without a password (a SQLite path, a trusted local server).
-_DATABASE_URLS = ("PLATFORM_SOURCE_URL", "PLATFORM_AUDIT_URL", "PLATFORM_STATE_URL", "PLATFORM_SERVING_URL")
+PREFIX = "PLATFORM_"
 DEFAULT_TRADES_WS_URL = "wss://stream.binance.com:9443/ws/btcusdt@trade"
 DEFAULT_TRADES_LOOKUP_URL = "https://api.binance.com/api/v3/exchangeInfo"
+# Whose finished runs the daily prune deletes: the trade stream's micro-batch runs, or every job's.
+RUN_RETENTION_SCOPES = ("stream", "all")
 
 
 class SettingsError(ConfigurationError, ValueError):
@@ -68,6 +65,22 @@ class SettingsError(ConfigurationError, ValueError):
     a command can print it as it is (``error: <message>``) instead of a traceback. It lives here, beside
     the one module that raises it (every caller imports it from here).
     """
+
+
+@plain_dataclass(frozen=True)
+class Var:
+    """Marks a field of :class:`Settings` as a setting read from ``PLATFORM_<NAME>`` (and a file).
+
+    ``secret``: the value may carry credentials. When it is set in the environment, Dagster resolves it
+    from there at run time (``EnvVar``), so it never appears in run config or the UI; messages and
+    ``repr`` never show it. ``file``: whether ``config/<env>.yaml`` may set it. A secret a file may set
+    (a database URL) is accepted there only without a password. ``default_text``: the default as the
+    reference shows it, when it is computed (from the data folder).
+    """
+
+    secret: bool = False
+    file: bool = True
+    default_text: str | None = None
 
 
 # Longer values are cut in messages: a pasted file or JSON blob would bury the one line that matters.
@@ -80,187 +93,330 @@ def shown(value: object) -> str:
     return text if len(text) <= _SHOWN_CHARS else f"{text[: _SHOWN_CHARS - 4]}...{text[-1]}"
 
 
-def database_url(value: str, name: str) -> str:
-    """Check that ``value`` is a SQLAlchemy URL of a dialect this installation has; return it.
+# ----------------------------------------------------------------------------------------------------
+# checks: each takes the value as text (environment, file) or as its type (code) and returns it typed,
+# or raises ValueError with what is wrong after the setting's name (the formatter puts the name first)
 
-    ``name`` is what the message calls it (the variable, or ``--url``). The value itself is never put in
-    the message, as a database URL may hold a password; the dialect name alone is safe to show.
-    """
+
+def _database_url(value: str) -> str:
+    """A SQLAlchemy URL of a dialect this installation has. The value is never put in the message, as a
+    database URL may hold a password; the dialect name alone is safe to show."""
     try:
         url = sa.engine.make_url(value)
     except sa.exc.ArgumentError:
-        raise SettingsError(
-            f"{name} is not a SQLAlchemy URL (expected dialect+driver://user:password@host/database, "
+        raise ValueError(
+            "is not a SQLAlchemy URL (expected dialect+driver://user:password@host/database, "
             "e.g. sqlite:///data/source.db); its value is not shown as it may hold a password"
         ) from None
     try:
         url.get_dialect()
     except sa.exc.NoSuchModuleError:
-        raise SettingsError(
-            f"{name} names an unknown database dialect {shown(url.drivername)}; expected one of sqlite, "
+        raise ValueError(
+            f"names an unknown database dialect {shown(url.drivername)}; expected one of sqlite, "
             "postgresql+psycopg, mysql+pymysql, mssql+pyodbc (the rest of the value is not shown)"
         ) from None
     return value
 
 
-def _http_url(value: str, name: str, *, secret: bool = False) -> str:
-    if value.startswith(("http://", "https://")) and len(value) > len("https://"):
-        return value
-    got = "its value is not shown as it is a secret" if secret else f"got {shown(value)}"
-    raise SettingsError(f"{name} must be an http:// or https:// URL; {got}")
+def database_url(value: str, name: str) -> str:
+    """Check that ``value`` is a SQLAlchemy URL of a dialect this installation has; return it.
 
-
-def _engine(value: str, name: str = "PLATFORM_ENGINE") -> Engine:
-    if value not in ENGINES:
-        raise SettingsError(f"{name} must be one of {', '.join(ENGINES)}, got {shown(value)}")
-    return value  # type: ignore[return-value]
-
-
-def _spark_remote(value: str | None) -> str | None:
-    if value is None or value.startswith("sc://"):
-        return value
-    raise SettingsError(
-        "PLATFORM_SPARK_REMOTE must be a Spark Connect URL (sc://host:15002/...); its value is not shown"
-    )
-
-
-def _spark_conf(value: str | None) -> dict[str, str]:
-    """``PLATFORM_SPARK_CONF``: a JSON object of Spark settings. Never echoed: it may hold credentials."""
-    if not value or not value.strip():
-        return {}
+    ``name`` is what the message calls it (the variable, or ``--url``)."""
     try:
-        conf = json.loads(value)
+        return _database_url(value)
     except ValueError as exc:
-        raise SettingsError(f"PLATFORM_SPARK_CONF is not valid JSON: {getattr(exc, 'msg', exc)}") from None
-    if not isinstance(conf, dict) or not all(isinstance(k, str) for k in conf):
-        raise SettingsError("PLATFORM_SPARK_CONF must be a JSON object of setting names to values")
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in conf.items()}
+        raise SettingsError(f"{name} {exc}") from None
 
 
-def _topic(value: str, name: str = "PLATFORM_TRADES_TOPIC") -> str:
-    """A Kafka topic name as Kafka allows it: letters, digits, '.', '_', '-', at most 249 characters."""
-    if re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) and value not in (".", ".."):
+def _optional_database_url(value: Any) -> str:
+    return _database_url(value) if value else ""  # "": the data folder's SQLite file
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a text, got {shown(value)}")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return _text(value) or None if value is not None else None
+
+
+def _http_url(value: Any) -> str:
+    text = _text(value)
+    if text.startswith(("http://", "https://")) and len(text) > len("https://"):
+        return text
+    raise ValueError(f"must be an http:// or https:// URL; got {shown(value)}")
+
+
+def _base_url(value: Any) -> str:
+    """An http(s) URL that paths are appended to: without its trailing '/'."""
+    return _http_url(value).rstrip("/")
+
+
+def _webhook_url(value: Any) -> str | None:
+    if not value:
+        return None
+    if isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) > len("https://"):
         return value
-    raise SettingsError(
-        f"{name} must be a Kafka topic name (letters, digits, '.', '_', '-'), got {shown(value)}"
-    )
+    raise ValueError("must be an http:// or https:// URL; its value is not shown as it is a secret")
+
+
+def _websocket_url(value: Any) -> str:
+    if isinstance(value, str) and value.startswith(("ws://", "wss://")) and len(value) > len("wss://"):
+        return value
+    raise ValueError(f"must be a ws:// or wss:// URL, got {shown(value)}")
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {shown(value)}")
+        return value
+
+    return check
+
+
+def _at_least(minimum: int) -> Callable[[Any], int]:
+    """An integer of ``minimum`` or more. 0 concurrent tables or a 0-row batch would hang or loop, not
+    fail; "2.5" is not read as 2."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise ValueError(f"must be an integer of {minimum} or more, got {shown(value)}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be an integer of {minimum} or more, got {shown(value)}")
+        if value < minimum:
+            raise ValueError(f"must be an integer of {minimum} or more, got {value}")
+        return value
+
+    return check
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    message = f"must be a date like 2024-01-01 (YYYY-MM-DD), got {shown(value)}"
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(message)
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:  # the right shape, not a day of the calendar (2025-02-30)
+        raise ValueError(f"{message} ({exc})") from None
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A comma-separated list (or a sequence) of names, each once."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(str(part).strip() for part in parts if str(part).strip())
+    if not names:
+        raise ValueError(f"must be a comma-separated list of names like India,Japan, got {shown(value)}")
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        raise ValueError(f"names {shown(twice)} twice")
+    return names
+
+
+def _topic(value: Any) -> str:
+    """A Kafka topic name as Kafka allows it: letters, digits, '.', '_', '-', at most 249 characters."""
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) and value not in (".", ".."):
+        return value
+    raise ValueError(f"must be a Kafka topic name (letters, digits, '.', '_', '-'), got {shown(value)}")
 
 
 # The shipped schedules (the defaults below): valid, and checked so by the tests.
-_KNOWN_GOOD_CRONS = frozenset({"0 2 * * *", "0 0,12 * * *"})
+_KNOWN_GOOD_CRONS = frozenset({"0 2 * * *", "0 0,12 * * *", "0 0 * * *"})
 
 
-def _cron(value: str, name: str) -> str:
+def _cron(value: Any) -> str:
     """A five-field cron expression (minute hour day month weekday) whose values are in range, checked
     the way Dagster checks a schedule's: ``99 99 * * *`` is refused here, not when the schedule ticks."""
-    fields = value.split()
-    if " ".join(fields) in _KNOWN_GOOD_CRONS:
-        return " ".join(fields)
+    fields_ = str(value).split()
+    if " ".join(fields_) in _KNOWN_GOOD_CRONS:
+        return " ".join(fields_)
     # Imported here: Dagster takes a second to import, which commands that never load it (check_config,
     # setup, the feed) would otherwise pay on every start for the default schedules.
     from dagster._utils.schedules import is_valid_cron_string
 
     if (
-        len(fields) == 5
-        and all(re.fullmatch(r"[0-9A-Za-z*,/-]+", f) for f in fields)
-        and is_valid_cron_string(" ".join(fields))
+        len(fields_) == 5
+        and all(re.fullmatch(r"[0-9A-Za-z*,/-]+", f) for f in fields_)
+        and is_valid_cron_string(" ".join(fields_))
     ):
-        return " ".join(fields)
-    raise SettingsError(
-        f"{name} must be a cron expression like '0 2 * * *' (five fields: minute 0-59, hour 0-23, "
+        return " ".join(fields_)
+    raise ValueError(
+        "must be a cron expression like '0 2 * * *' (five fields: minute 0-59, hour 0-23, "
         f"day 1-31, month 1-12, weekday 0-6), got {shown(value)}"
     )
 
 
-def _websocket_url(value: str, name: str = "PLATFORM_TRADES_WS_URL") -> str:
-    if value.startswith(("ws://", "wss://")) and len(value) > len("wss://"):
+def _spark_remote(value: Any) -> str | None:
+    if not value:
+        return None
+    if isinstance(value, str) and value.startswith("sc://"):
         return value
-    raise SettingsError(f"{name} must be a ws:// or wss:// URL, got {shown(value)}")
+    raise ValueError("must be a Spark Connect URL (sc://host:15002/...); its value is not shown")
 
 
-# Whose finished runs the daily prune deletes: the trade stream's micro-batch runs, or every job's.
-RUN_RETENTION_SCOPES = ("stream", "all")
+def _spark_conf(value: Any) -> dict[str, str]:
+    """A JSON object of Spark settings (or a mapping). Never echoed: it may hold credentials."""
+    if isinstance(value, Mapping):
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    if not value or not str(value).strip():
+        return {}
+    try:
+        conf = json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f"is not valid JSON: {getattr(exc, 'msg', exc)}") from None
+    if not isinstance(conf, dict) or not all(isinstance(k, str) for k in conf):
+        raise ValueError("must be a JSON object of setting names to values")
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in conf.items()}
 
 
-def _run_retention_scope(value: str, name: str = "PLATFORM_RUN_RETENTION_SCOPE") -> str:
-    if value not in RUN_RETENTION_SCOPES:
-        raise SettingsError(f"{name} must be one of {', '.join(RUN_RETENTION_SCOPES)}, got {shown(value)}")
-    return value
+def _checked(check: Callable[[Any], Any]) -> BeforeValidator:
+    return BeforeValidator(check)
 
 
-# Integer settings and their lower bounds. Checked in Settings, so settings built in code are held to the
-# same rules as the environment; 0 concurrent tables or a 0-row batch would hang or loop, not fail.
-_MINIMUM = {
-    "PLATFORM_BATCH_SIZE": ("batch_size", 1),
-    "PLATFORM_MAX_CONCURRENT_TABLES": ("max_concurrent_tables", 1),
-    "PLATFORM_LATE_DAYS": ("late_days", 0),
-    "PLATFORM_CUSTOMER_THRESHOLD": ("customer_threshold", 0),
-    "PLATFORM_PRODUCT_THRESHOLD": ("product_threshold", 0),
-    "PLATFORM_MIN_INGESTED_ROWS": ("min_ingested_rows", 0),
-    "PLATFORM_TRADES_MAX_BATCH_ROWS": ("trades_max_batch_rows", 1),
-    "PLATFORM_TRADES_ALLOWED_LATENCY": ("trades_allowed_latency", 0),
-    "PLATFORM_RUN_RETENTION_DAYS": ("run_retention_days", 0),
-}
+Int0 = Annotated[int, _checked(_at_least(0)), Var()]
+Int1 = Annotated[int, _checked(_at_least(1)), Var()]
+Cron = Annotated[str, _checked(_cron), Var()]
+BaseUrl = Annotated[str, _checked(_base_url), Var()]
+
+
+# ----------------------------------------------------------------------------------------------------
+# the declaration
 
 
 @dataclass(frozen=True)
 class Settings:
-    env: str = "dev"
-    data_dir: Path = Path("data")
+    """Every setting of the platform. Built by :func:`load_settings`, or in code (tests, the dev kit)
+    with the same checks: ``Settings(data_dir=tmp, max_concurrent_tables=0)`` raises SettingsError."""
+
+    env: Annotated[str, _checked(_one_of(*ENVIRONMENTS)), Var(file=False)] = Field(
+        "dev",
+        description="The environment, one catalog of its own: picks config/<env>.yaml and the lake folder "
+        "<lake_url>/<env>; dev, sit or prod.",
+    )
+    data_dir: Annotated[Path, Var()] = Field(
+        Path("data"),
+        description="The folder of the local files: the SQLite databases and the lake unless set apart.",
+    )
     # URLs may carry credentials: kept out of repr (logs, tracebacks).
-    source_url: str = field(default="", repr=False)
-    audit_url: str = field(default="", repr=False)
-    state_url: str = field(default="", repr=False)
-    lake_url: str = ""
-    partition_start: date = date(2024, 1, 1)
-    alert_webhook_url: str | None = field(default=None, repr=False)
-    country_api_url: str = "https://restcountries.com/v3.1"
-    ui_url: str = "http://127.0.0.1:3000"
-    countries: tuple[str, ...] = DEFAULT_COUNTRIES
-    source_schema: str | None = None
-    customer_threshold: int = 500
-    product_threshold: int = 600
-    batch_size: int = 100_000
-    late_days: int = 1
-    max_concurrent_tables: int = 4
-    tables_file: Path = Path(__file__).with_name("tables.yaml")
+    source_url: Annotated[
+        str, _checked(_optional_database_url), Var(secret=True, default_text="sqlite:///<data_dir>/source.db")
+    ] = Field("", repr=False, description="The source database (SQLAlchemy URL) the medallion extracts from.")
+    audit_url: Annotated[
+        str, _checked(_optional_database_url), Var(secret=True, default_text="sqlite:///<data_dir>/audit.db")
+    ] = Field("", repr=False, description="The audit database (Job_Metadata, Task_Metadata, Metadata_Logs).")
+    state_url: Annotated[
+        str, _checked(_optional_database_url), Var(secret=True, default_text="sqlite:///<data_dir>/state.db")
+    ] = Field("", repr=False, description="The state database: watermarks, checkpoints, stream cursors.")
+    lake_url: Annotated[str, _checked(_text), Var(default_text="<data_dir>/lake")] = Field(
+        "",
+        description="Where the lake lives: a local folder or an object-store URL (s3://, abfss://, gs://).",
+    )
+    partition_start: Annotated[date, _checked(_date), Var()] = Field(
+        date(2024, 1, 1), description="The first day of the daily partitions (YYYY-MM-DD)."
+    )
+    alert_webhook_url: Annotated[str | None, _checked(_webhook_url), Var(secret=True, file=False)] = Field(
+        None, repr=False, description="A webhook (Slack, Teams...) told of failed runs; unset: no alerts."
+    )
+    country_api_url: BaseUrl = Field(
+        "https://restcountries.com/v3.1", description="The REST Countries API the countries job reads."
+    )
+    ui_url: BaseUrl = Field(
+        "http://127.0.0.1:3000", description="The Dagster UI's address, for links in alerts."
+    )
+    countries: Annotated[tuple[str, ...], _checked(_names), Var()] = Field(
+        DEFAULT_COUNTRIES,
+        description="The countries fetched, one partition each: a comma-separated list (a YAML list in a "
+        "file).",
+    )
+    source_schema: Annotated[str | None, _checked(_optional_text), Var()] = Field(
+        None, description="The source database's schema of the tables; unset: the connection's default."
+    )
+    customer_threshold: Int0 = Field(500, description="Customers job: the threshold of the sample's report.")
+    product_threshold: Int0 = Field(600, description="Customers job: the product threshold of the report.")
+    batch_size: Int1 = Field(100_000, description="Rows per batch when extracting from the source.")
+    late_days: Int0 = Field(
+        1, description="Daily partitions: days after its end a day is re-read for late rows."
+    )
+    max_concurrent_tables: Int1 = Field(4, description="Medallion tables materialized at the same time.")
+    tables_file: Annotated[Path, Var(default_text="platform_assets/tables.yaml")] = Field(
+        Path(__file__).with_name("tables.yaml"), description="The table list the medallion is built from."
+    )
     # the trade stream (seeds 003 and 000); no bootstrap: an embedded broker
-    kafka_bootstrap: str | None = None
-    kafka_config: str | None = field(default=None, repr=False)  # JSON client settings (SASL...): secret
-    trades_topic: str = "trades"
-    trades_ws_url: str = DEFAULT_TRADES_WS_URL
-    trades_lookup_url: str = DEFAULT_TRADES_LOOKUP_URL
-    # the most messages one micro-batch lands: bounds a run's memory when it catches up on a backlog
-    trades_max_batch_rows: int = 100_000
-    # seconds a pending message may wait before a micro-batch starts for it (0: at once): fewer, larger
-    # batches on a quiet stream; a full batch (trades_max_batch_rows) starts without waiting
-    trades_allowed_latency: int = 30
-    serving_url: str = field(default="", repr=False)
-    min_ingested_rows: int = 1
-    # when the scheduled flows run (cron, UTC for the medallion, India time for the countries as in the seed)
-    medallion_schedule: str = "0 2 * * *"
-    countries_schedule: str = "0 0,12 * * *"
-    # Dagster's run history: finished runs older than this many days are deleted every day (0: kept for
-    # ever), those of the trade stream only ("stream") or of every job ("all")
-    run_retention_days: int = 7
-    run_retention_scope: str = "stream"
-    # the engine of silver and gold (tables.yaml may choose per table); Spark's session settings
-    engine: Engine = "polars"
-    spark_master: str = "local[*]"
-    spark_remote: str | None = field(default=None, repr=False)  # Spark Connect, sc://...: may hold a token
-    spark_conf: Mapping[str, str] = field(default_factory=dict, repr=False)
-    secrets_in_environment: frozenset[str] = frozenset()
-    config_file: Path | None = None  # the config/<env>.yaml the values came from, if any
+    kafka_bootstrap: Annotated[str | None, _checked(_optional_text), Var()] = Field(
+        None, description="Kafka's bootstrap servers (host:port,...); unset: an embedded broker (dev)."
+    )
+    kafka_config: Annotated[str | None, _checked(_optional_text), Var(secret=True, file=False)] = Field(
+        None, repr=False, description="Kafka client settings as a JSON object (SASL, TLS...)."
+    )
+    trades_topic: Annotated[str, _checked(_topic), Var()] = Field(
+        "trades", description="The Kafka topic of the trade stream."
+    )
+    trades_ws_url: Annotated[str, _checked(_websocket_url), Var()] = Field(
+        DEFAULT_TRADES_WS_URL, description="The websocket the trade feed reads."
+    )
+    trades_lookup_url: Annotated[str, _checked(_http_url), Var()] = Field(
+        DEFAULT_TRADES_LOOKUP_URL, description="The exchange's symbol lookup (REST) the enrichment reads."
+    )
+    trades_max_batch_rows: Int1 = Field(
+        100_000,
+        description="The most messages one micro-batch lands: bounds a run's memory on a backlog; a full "
+        "batch starts without waiting.",
+    )
+    trades_allowed_latency: Int0 = Field(
+        30,
+        description="Seconds a pending message may wait before a micro-batch starts for it (0: at once): "
+        "fewer, larger batches on a quiet stream.",
+    )
+    serving_url: Annotated[
+        str,
+        _checked(_optional_database_url),
+        Var(secret=True, default_text="sqlite:///<data_dir>/serving.db"),
+    ] = Field("", repr=False, description="The serving database the enriched trades are written to.")
+    min_ingested_rows: Int0 = Field(
+        1, description="Fewer rows than this in a bronze ingestion is reported as a warning."
+    )
+    # when the scheduled flows run (cron, UTC for the medallion and the trade feed, India time for the
+    # countries as in the seed)
+    medallion_schedule: Cron = Field("0 2 * * *", description="When the medallion runs (cron, UTC).")
+    countries_schedule: Cron = Field(
+        "0 0,12 * * *", description="When the countries job runs (cron, Asia/Kolkata)."
+    )
+    trades_schedule: Cron = Field(
+        "0 0 * * *", description="When a new trade ingestion window starts (cron, UTC)."
+    )
+    run_retention_days: Int0 = Field(
+        7, description="Dagster's finished runs older than this many days are deleted daily (0: kept)."
+    )
+    run_retention_scope: Annotated[str, _checked(_one_of(*RUN_RETENTION_SCOPES)), Var()] = Field(
+        "stream",
+        description="Whose runs the prune deletes: the trade stream's (stream) or every job's (all).",
+    )
+    engine: Annotated[Engine, _checked(_one_of(*ENGINES)), Var()] = Field(
+        "polars", description="The engine of silver and gold (tables.yaml may choose per table)."
+    )
+    spark_master: Annotated[str, _checked(_text), Var()] = Field(
+        "local[*]", description="Spark's master for the spark engine (local[*]: in the step's process)."
+    )
+    spark_remote: Annotated[str | None, _checked(_spark_remote), Var(secret=True, file=False)] = Field(
+        None, repr=False, description="A Spark Connect URL (sc://...) instead of a local Spark."
+    )
+    spark_conf: Annotated[Mapping[str, str], _checked(_spark_conf), Var(secret=True, file=False)] = Field(
+        default_factory=dict, repr=False, description="Spark session settings as a JSON object."
+    )
+    # what the loader adds: not settings of their own
+    secrets_in_environment: frozenset[str] = Field(
+        frozenset(), description="The secret variables set in the environment."
+    )
+    config_file: Path | None = Field(None, description="The config/<env>.yaml the values came from, if any.")
 
     def __post_init__(self) -> None:
-        if self.env not in ENVIRONMENTS:
-            raise SettingsError(
-                f"PLATFORM_ENV must be one of {', '.join(ENVIRONMENTS)}, got {shown(self.env)}"
-            )
-        for name, (attribute, minimum) in _MINIMUM.items():
-            value = getattr(self, attribute)
-            if value < minimum:
-                raise SettingsError(f"{name} must be an integer of {minimum} or more, got {value}")
         data_dir = Path(self.data_dir).resolve()
         object.__setattr__(self, "data_dir", data_dir)
         defaults = {
@@ -295,84 +451,99 @@ class Settings:
         return catalog_name(self.env, layer, table)
 
 
-class _Values:
-    """The merged values (environment over file) and, for each value that came from the file, where: so a
-    bad value is blamed on the line that set it, not on a variable nobody set."""
+@plain_dataclass(frozen=True)
+class Declared:
+    """One setting as declared: what the loader, the file check and the reference read."""
 
-    def __init__(self, values: Mapping[str, str], origins: Mapping[str, str]) -> None:
-        self.values, self.origins = values, origins
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self.values.get(name, default)
-
-    def label(self, name: str) -> str:
-        """``PLATFORM_BATCH_SIZE``, or ``<file>, line 7: batch_size`` when the file set it."""
-        return self.origins.get(name, name)
+    name: str  # batch_size
+    variable: str  # PLATFORM_BATCH_SIZE
+    var: Var
+    type_text: str
+    default: Any
+    description: str
 
 
-def _int(values: _Values, name: str, default: int) -> int:
-    raw = values.get(name)
-    if raw in (None, ""):
-        return default
-    minimum = _MINIMUM[name][1]
-    try:
-        number = int(raw)
-    except ValueError:
-        # `from None`: the chained ValueError would only repeat the value in a second traceback
-        raise SettingsError(
-            f"{values.label(name)} must be an integer of {minimum} or more, got {shown(raw)}"
-        ) from None
-    if number < minimum:
-        raise SettingsError(f"{values.label(name)} must be an integer of {minimum} or more, got {number}")
-    return number
+def declared() -> Iterator[Declared]:
+    """The settings in declaration order (the fields of :class:`Settings` marked with :class:`Var`)."""
+    for name, info in Settings.__pydantic_fields__.items():
+        var = next((m for m in info.metadata if isinstance(m, Var)), None)
+        if var is None:
+            continue
+        default = info.default_factory() if info.default_factory else info.default
+        annotation = str(info.annotation).replace("typing.", "").replace("collections.abc.", "")
+        annotation = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", annotation)
+        yield Declared(name, f"{PREFIX}{name.upper()}", var, annotation, default, info.description or "")
 
 
-def _date(values: _Values, name: str, default: date) -> date:
-    raw = values.get(name)
-    if raw in (None, ""):
-        return default
-    message = f"{values.label(name)} must be a date like 2024-01-01 (YYYY-MM-DD), got {shown(raw)}"
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
-        raise SettingsError(message)
-    try:
-        return date.fromisoformat(raw)
-    except ValueError as exc:  # the right shape, not a day of the calendar (2025-02-30)
-        raise SettingsError(f"{message} ({exc})") from None
-
-
-def _names(values: _Values, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = values.get(name)
-    if not raw:
-        return default
-    names = tuple(part.strip() for part in raw.split(",") if part.strip())
-    if not names:
-        raise SettingsError(
-            f"{values.label(name)} must be a comma-separated list of names like India,Japan, got {shown(raw)}"
-        )
-    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
-    if twice is not None:
-        raise SettingsError(f"{values.label(name)} names {shown(twice)} twice")
-    return names
-
-
-def _database_url(values: _Values, name: str) -> str:
-    raw = values.get(name, "")
-    return database_url(raw, values.label(name)) if raw else ""
-
-
+SETTINGS: dict[str, Declared] = {d.name: d for d in declared()}
 # Every variable load_settings reads; a configuration file may set those that are not secrets, by the
 # name without its prefix in lower case (``late_days: 2`` for PLATFORM_LATE_DAYS).
-VARIABLES = (
-    "PLATFORM_DATA_DIR", "PLATFORM_SOURCE_URL", "PLATFORM_AUDIT_URL", "PLATFORM_STATE_URL",
-    "PLATFORM_LAKE_URL", "PLATFORM_PARTITION_START", "PLATFORM_ALERT_WEBHOOK_URL", "PLATFORM_COUNTRY_API_URL",
-    "PLATFORM_COUNTRIES", "PLATFORM_UI_URL", "PLATFORM_SOURCE_SCHEMA", "PLATFORM_CUSTOMER_THRESHOLD",
-    "PLATFORM_PRODUCT_THRESHOLD", "PLATFORM_BATCH_SIZE", "PLATFORM_LATE_DAYS", "PLATFORM_MAX_CONCURRENT_TABLES",
-    "PLATFORM_TABLES_FILE", "PLATFORM_KAFKA_BOOTSTRAP", "PLATFORM_KAFKA_CONFIG", "PLATFORM_TRADES_TOPIC",
-    "PLATFORM_TRADES_WS_URL", "PLATFORM_TRADES_LOOKUP_URL", "PLATFORM_TRADES_MAX_BATCH_ROWS",
-    "PLATFORM_TRADES_ALLOWED_LATENCY", "PLATFORM_SERVING_URL", "PLATFORM_MIN_INGESTED_ROWS", "PLATFORM_ENGINE",
-    "PLATFORM_SPARK_MASTER", "PLATFORM_SPARK_REMOTE", "PLATFORM_SPARK_CONF", "PLATFORM_MEDALLION_SCHEDULE",
-    "PLATFORM_COUNTRIES_SCHEDULE", "PLATFORM_RUN_RETENTION_DAYS", "PLATFORM_RUN_RETENTION_SCOPE",
-)  # fmt: skip
+VARIABLES = tuple(d.variable for d in SETTINGS.values() if d.name != "env")
+# Settings that may carry credentials: when set, Dagster resolves them from the environment at run
+# time (EnvVar), so their values never appear in run config or the UI; error messages never show them.
+SECRET_VARIABLES = tuple(d.variable for d in SETTINGS.values() if d.var.secret)
+
+_pydantic_init = Settings.__init__
+
+
+def _label(name: str, origins: Mapping[str, str]) -> str:
+    """``PLATFORM_BATCH_SIZE``, or ``<file>, line 7: batch_size`` when the file set it."""
+    return origins.get(name) or (SETTINGS[name].variable if name in SETTINGS else name)
+
+
+def _one_line(exc: ValidationError, origins: Mapping[str, str]) -> str:
+    """The first problem of ``exc`` as ``<where it was set> <what is wrong>``."""
+    first = problems(exc)[0]
+    return f"{_label(str(first.loc[0]), origins) if first.loc else 'settings'} {first.message}"
+
+
+def _validated(self: Settings, *args: Any, **kwargs: Any) -> None:
+    try:
+        _pydantic_init(self, *args, **kwargs)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc, {})) from None  # `from None`: the error holds the values
+
+
+Settings.__init__ = _validated  # type: ignore[method-assign]
+
+
+def _build(values: Mapping[str, Any], origins: Mapping[str, str]) -> Settings:
+    """Settings from ``values`` (by field name), a bad one blamed on where ``origins`` says it came from."""
+    try:
+        return Settings.__pydantic_validator__.validate_python(ArgsKwargs((), dict(values)))
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc, origins)) from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# the environment, through pydantic-settings: every declared setting as its PLATFORM_* variable, as text
+
+
+Environment = create_model(
+    "Environment",
+    __base__=BaseSettings,
+    __config__=None,
+    **{d.name: (str | None, Field(None, validation_alias=d.variable)) for d in SETTINGS.values()},
+)
+Environment.model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore")
+
+
+class _EnvironmentSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (``os.environ`` or a test's dict)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(Environment, case_sensitive=True, env_ignore_empty=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, True, True, None)
+
+
+def environment_values(environ: Mapping[str, str]) -> dict[str, str]:
+    """The declared settings set (not to "") in ``environ``, by field name, as text."""
+    names = {d.variable: d.name for d in SETTINGS.values()}
+    found = _EnvironmentSource(environ)()  # by variable (the fields' aliases)
+    return {names[variable]: value for variable, value in found.items() if value is not None}
 
 
 def config_file(environ: Mapping[str, str]) -> Path | None:
@@ -391,6 +562,10 @@ def config_file(environ: Mapping[str, str]) -> Path | None:
     if named:
         raise SettingsError(f"PLATFORM_CONFIG_DIR={shown(named)} has no {env}.yaml for PLATFORM_ENV={env}")
     return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# the configuration file: any setting that is not a secret, a database URL only without a password
 
 
 # Query parameters (and key=value pairs inside one, like an ODBC connection string's PWD=) that carry a
@@ -440,31 +615,37 @@ def _url_credential(text: str) -> str | None:
     return None
 
 
+def _file_list(label: str, key: str, value: list) -> str:
+    """A YAML list as the environment's comma-separated text."""
+    if not value:
+        raise SettingsError(f"{label} is an empty list; give at least one value, or leave {key} out "
+                            "for the default")  # fmt: skip
+    items = []
+    for number, item in enumerate(value, 1):
+        if item is None or isinstance(item, dict | list | bool) or not str(item).strip():
+            got = f"a {type(item).__name__}" if isinstance(item, dict | list) else shown(item)
+            raise SettingsError(f"{label}: item {number} must be a non-empty text or number, got {got}")
+        if "," in str(item):
+            raise SettingsError(f"{label}: item {number} holds a comma, which separates the values")
+        items.append(str(item).strip())
+    return ",".join(items)
+
+
 def _file_value(path: Path, key: str, value: object, line: int | None) -> str:
     """One setting of a configuration file in the environment's form (text), or a SettingsError that
     names the file, the line and the setting. A value is never quoted when it may hold a secret."""
     where = f"{path}, line {line}" if line else str(path)
     label = f"{where}: {key}"
-    variable = f"PLATFORM_{key.upper()}"
-    if variable not in VARIABLES:
+    setting = SETTINGS.get(key)
+    if setting is None or (not setting.var.file and not setting.var.secret):
         raise SettingsError(f"{where}: unknown setting {shown(key)}; expected one of the PLATFORM_* variables' "
                             "names in lower case without the prefix, e.g. late_days")  # fmt: skip
-    if variable in _ENVIRONMENT_ONLY:
+    variable = setting.variable
+    if not setting.var.file:
         raise SettingsError(f"{label} is a secret and comes only from the environment variable {variable}")
     instead = f"set {variable} in the environment instead"
     if isinstance(value, list):
-        if not value:
-            raise SettingsError(f"{label} is an empty list; give at least one value, or leave {key} out "
-                                "for the default")  # fmt: skip
-        items = []
-        for number, item in enumerate(value, 1):
-            if item is None or isinstance(item, dict | list | bool) or not str(item).strip():
-                got = f"a {type(item).__name__}" if isinstance(item, dict | list) else shown(item)
-                raise SettingsError(f"{label}: item {number} must be a non-empty text or number, got {got}")
-            if "," in str(item):
-                raise SettingsError(f"{label}: item {number} holds a comma, which separates the values")
-            items.append(str(item).strip())
-        value = ",".join(items)
+        value = _file_list(label, key, value)
     if value is None or isinstance(value, dict | bool):
         got = "a mapping" if isinstance(value, dict) else shown(value)  # a mapping may hold a secret
         raise SettingsError(f"{label} must be a text, number or list, got {got}")
@@ -477,7 +658,7 @@ def _file_value(path: Path, key: str, value: object, line: int | None) -> str:
         part = part.strip()
         if part and (found := _url_credential(part)) is not None:
             raise SettingsError(f"{label} holds {found}; {instead}")
-    if variable in _DATABASE_URLS:
+    if setting.var.secret:  # a database URL: in a file only without a password
         try:
             password = sa.engine.make_url(text).password
         except sa.exc.ArgumentError:
@@ -488,8 +669,8 @@ def _file_value(path: Path, key: str, value: object, line: int | None) -> str:
 
 
 def file_settings(path: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """The variables a configuration file sets, as text (the environment's form), and for each, where it
-    was set (``<file>, line <n>: <name>``) for messages."""
+    """The settings a configuration file sets, by name, as text (the environment's form), and for each,
+    where it was set (``<file>, line <n>: <name>``) for messages."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -504,9 +685,8 @@ def file_settings(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     values, origins = {}, {}
     for key, value in content.items():
         line = lines.get(key) if isinstance(key, str) else None
-        variable = f"PLATFORM_{str(key).upper()}"
-        values[variable] = _file_value(path, str(key), value, line)
-        origins[variable] = f"{path}, line {line}: {key}" if line else f"{path}: {key}"
+        values[str(key)] = _file_value(path, str(key), value, line)
+        origins[str(key)] = f"{path}, line {line}: {key}" if line else f"{path}: {key}"
     return values, origins
 
 
@@ -519,71 +699,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     real = os.environ if environ is None else environ
     path = config_file(real)
     values, origins = file_settings(path) if path else ({}, {})
-    if any(real.get(name) for name in origins):
+    from_environment = environment_values(real)
+    if any(name in from_environment for name in origins):
         # a variable hides a file value: the file is checked on its own too, so that it does not break
         # the day the variable is unset
-        _settings(_Values(values, origins), {}, path)
-    merged = {**values, **{name: value for name, value in real.items() if value != ""}}
-    return _settings(_Values(merged, {n: o for n, o in origins.items() if not real.get(n)}), real, path)
-
-
-def _settings(env: _Values, real: Mapping[str, str], path: Path | None) -> Settings:
-    label = env.label
-    webhook = env.get("PLATFORM_ALERT_WEBHOOK_URL") or None
-    if webhook is not None:
-        _http_url(webhook, "PLATFORM_ALERT_WEBHOOK_URL", secret=True)
-    return Settings(
-        env=env.get("PLATFORM_ENV", "dev") or "dev",
-        data_dir=Path(env.get("PLATFORM_DATA_DIR") or "data"),
-        source_url=_database_url(env, "PLATFORM_SOURCE_URL"),
-        audit_url=_database_url(env, "PLATFORM_AUDIT_URL"),
-        state_url=_database_url(env, "PLATFORM_STATE_URL"),
-        lake_url=env.get("PLATFORM_LAKE_URL", ""),
-        partition_start=_date(env, "PLATFORM_PARTITION_START", date(2024, 1, 1)),
-        alert_webhook_url=webhook,
-        country_api_url=_http_url(
-            env.get("PLATFORM_COUNTRY_API_URL") or "https://restcountries.com/v3.1",
-            label("PLATFORM_COUNTRY_API_URL"),
-        ).rstrip("/"),
-        countries=_names(env, "PLATFORM_COUNTRIES", DEFAULT_COUNTRIES),
-        ui_url=_http_url(
-            env.get("PLATFORM_UI_URL") or "http://127.0.0.1:3000", label("PLATFORM_UI_URL")
-        ).rstrip("/"),
-        source_schema=env.get("PLATFORM_SOURCE_SCHEMA") or None,
-        customer_threshold=_int(env, "PLATFORM_CUSTOMER_THRESHOLD", 500),
-        product_threshold=_int(env, "PLATFORM_PRODUCT_THRESHOLD", 600),
-        batch_size=_int(env, "PLATFORM_BATCH_SIZE", 100_000),
-        late_days=_int(env, "PLATFORM_LATE_DAYS", 1),
-        max_concurrent_tables=_int(env, "PLATFORM_MAX_CONCURRENT_TABLES", 4),
-        tables_file=Path(env.get("PLATFORM_TABLES_FILE") or Path(__file__).with_name("tables.yaml")),
-        kafka_bootstrap=env.get("PLATFORM_KAFKA_BOOTSTRAP") or None,
-        kafka_config=env.get("PLATFORM_KAFKA_CONFIG") or None,
-        trades_topic=_topic(env.get("PLATFORM_TRADES_TOPIC") or "trades", label("PLATFORM_TRADES_TOPIC")),
-        trades_ws_url=_websocket_url(
-            env.get("PLATFORM_TRADES_WS_URL") or DEFAULT_TRADES_WS_URL, label("PLATFORM_TRADES_WS_URL")
-        ),
-        trades_lookup_url=_http_url(
-            env.get("PLATFORM_TRADES_LOOKUP_URL") or DEFAULT_TRADES_LOOKUP_URL,
-            label("PLATFORM_TRADES_LOOKUP_URL"),
-        ),
-        trades_max_batch_rows=_int(env, "PLATFORM_TRADES_MAX_BATCH_ROWS", 100_000),
-        trades_allowed_latency=_int(env, "PLATFORM_TRADES_ALLOWED_LATENCY", 30),
-        serving_url=_database_url(env, "PLATFORM_SERVING_URL"),
-        min_ingested_rows=_int(env, "PLATFORM_MIN_INGESTED_ROWS", 1),
-        medallion_schedule=_cron(
-            env.get("PLATFORM_MEDALLION_SCHEDULE") or "0 2 * * *", label("PLATFORM_MEDALLION_SCHEDULE")
-        ),
-        countries_schedule=_cron(
-            env.get("PLATFORM_COUNTRIES_SCHEDULE") or "0 0,12 * * *", label("PLATFORM_COUNTRIES_SCHEDULE")
-        ),
-        run_retention_days=_int(env, "PLATFORM_RUN_RETENTION_DAYS", 7),
-        run_retention_scope=_run_retention_scope(
-            env.get("PLATFORM_RUN_RETENTION_SCOPE") or "stream", label("PLATFORM_RUN_RETENTION_SCOPE")
-        ),
-        engine=_engine(env.get("PLATFORM_ENGINE") or "polars", label("PLATFORM_ENGINE")),
-        spark_master=env.get("PLATFORM_SPARK_MASTER") or "local[*]",
-        spark_remote=_spark_remote(env.get("PLATFORM_SPARK_REMOTE") or None),
-        spark_conf=_spark_conf(env.get("PLATFORM_SPARK_CONF")),
-        secrets_in_environment=frozenset(name for name in SECRET_VARIABLES if real.get(name)),
-        config_file=path,
-    )
+        _build(values, origins)
+    secrets = frozenset(SETTINGS[name].variable for name in from_environment if SETTINGS[name].var.secret)
+    merged = {**values, **from_environment, "secrets_in_environment": secrets, "config_file": path}
+    return _build(merged, {n: o for n, o in origins.items() if n not in from_environment})

@@ -287,5 +287,6 @@ def test_the_schedules_taken_as_valid_without_a_check_are_valid():
 
     from platform_assets.settings import _KNOWN_GOOD_CRONS, Settings
 
-    assert {Settings.medallion_schedule, Settings.countries_schedule} == _KNOWN_GOOD_CRONS
+    shipped = {Settings.medallion_schedule, Settings.countries_schedule, Settings.trades_schedule}
+    assert shipped == _KNOWN_GOOD_CRONS
     assert all(is_valid_cron_string(cron) for cron in _KNOWN_GOOD_CRONS)

@@ -18,7 +18,13 @@ from typing import Any, Literal, get_args
 import polars as pl
 import yaml
 
-from platform_assets.core.errors import ConfigError, ConfigurationError
+from platform_assets.core.config_errors import (  # noqa: F401 (DuplicateKeyError, YamlLoader: re-exported)
+    DuplicateKeyError,
+    YamlLoader,
+    parse_yaml,
+    yaml_problem,
+)
+from platform_assets.core.errors import ConfigError
 from platform_assets.core.lake.locations import QUARANTINE_SUFFIX
 from platform_assets.core.lake.maintenance import CHANGE_FEED_POLICY, MaintenancePolicy, policy_from_mapping
 from platform_assets.core.medallion.change_values import parse_lag, to_utc
@@ -431,87 +437,6 @@ def parse_tables(entries: Iterable[Mapping[str, Any]]) -> tuple[TableConfig, ...
                 f"<layer>/{table.name}; rename it"
             )
     return tables
-
-
-class DuplicateKeyError(ConfigurationError, yaml.constructor.ConstructorError):
-    """A key given twice in one mapping. PyYAML would keep the last value without a word, so a table's
-    second ``key:`` or an environment's second ``batch_size:`` would silently win. Raised while a file is
-    read, caught by the reader and reported as a ``ConfigError`` naming file and line. Not retryable."""
-
-    def __init__(self, key: Any, first: yaml.Mark, again: yaml.Mark) -> None:
-        super().__init__(None, None, f"duplicate key {key!r} (first on line {first.line + 1})", again)
-
-
-class YamlLoader(yaml.SafeLoader):
-    """How the platform reads its YAML files (``tables.yaml``, ``config/<env>.yaml``): PyYAML's safe
-    loader, with two changes. No implicit timestamps: ``2025-13-45`` stays text, so validation can name
-    its file and field (PyYAML would fail on it with neither in the message). And a key given twice in
-    one mapping is an error, not a silent overwrite (a merge key ``<<`` may still be overridden)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._checked: set[int] = set()
-
-    def flatten_mapping(self, node: yaml.MappingNode) -> None:
-        # every mapping passes here before its merge keys are expanded: its own keys are checked once
-        if id(node) not in self._checked:
-            self._checked.add(id(node))
-            seen: dict[Any, yaml.Mark] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    first = seen.setdefault(key, key_node.start_mark)
-                except TypeError:
-                    continue  # an unhashable key: SafeConstructor reports it
-                if first is not key_node.start_mark:
-                    raise DuplicateKeyError(key, first, key_node.start_mark)
-        super().flatten_mapping(node)
-
-    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
-        # only for an explicit !!timestamp tag: an impossible date is a marked error, not a ValueError
-        try:
-            return super().construct_yaml_timestamp(node)
-        except ValueError as exc:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"{node.value!r} is not a valid timestamp ({exc})", node.start_mark
-            ) from None
-
-
-YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", YamlLoader.construct_yaml_timestamp)
-
-
-def parse_yaml(text: str) -> tuple[Any, dict[Any, int]]:
-    """The document in ``text`` and the line (from 1) of each key of its top-level mapping, so a
-    message can point at the line that set a value. Raises ``yaml.YAMLError`` (see :func:`yaml_problem`)."""
-    loader = YamlLoader(text)
-    try:
-        node = loader.get_single_node()
-        document = None if node is None else loader.construct_document(node)
-    finally:
-        loader.dispose()
-    lines = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                lines.setdefault(key_node.value, key_node.start_mark.line + 1)
-    return document, lines
-
-
-def yaml_problem(path: Path | str, exc: yaml.YAMLError) -> str:
-    """One line for a file that cannot be read: ``<path>, line L: duplicate key 'x' (first on line F)``
-    or ``<path>, line L, column C: not valid YAML: <problem>``."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if isinstance(exc, DuplicateKeyError):
-        return f"{path}, line {mark.line + 1}: {problem}"
-    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{path}{where}: not valid YAML: {problem}"
 
 
 def load_tables(path: Path) -> tuple[TableConfig, ...]:
