@@ -47,6 +47,7 @@ from typing import Any
 
 import polars as pl
 
+from platform_assets.core.errors import SourceError
 from platform_assets.core.lake import delta
 from platform_assets.core.lake.locations import publish, refresh
 from platform_assets.core.medallion.config import COLUMN_TYPES, SnapshotTime, TableConfig
@@ -66,20 +67,24 @@ IGNORED_SUFFIXES = (".tmp", ".partial")
 _TIMESTAMP = COLUMN_TYPES["timestamp"]
 
 
-class LandingError(ValueError):
+class LandingError(SourceError, ValueError):
     """A landing file that cannot be read in the declared schema at all (a declared column is missing
     from the CSV header or the Parquet schema, or the file is no Parquet). ``line`` and ``raw`` say where
-    (the CSV header), when there is a line to show."""
+    (the CSV header), when there is a line to show. Not retryable: the same file fails the same way (the
+    file is quarantined whole). Raised and caught within this module, so it lives here."""
 
     def __init__(self, message: str, line: int | None = None, raw: str | None = None):
         super().__init__(message)
         self.line = line
         self.raw = raw
 
+    def details(self) -> dict[str, Any]:
+        return {"line": self.line} if self.line is not None else {}
+
 
 class StaleSnapshotError(LandingError):
     """A snapshot file older than the snapshot already applied: applying it would delete the keys the
-    newer snapshot added. The file is refused (nothing of it written) and the run fails."""
+    newer snapshot added. The file is refused (nothing of it written) and the run fails. Not retryable."""
 
 
 def consumer_name(config: TableConfig) -> str:
@@ -401,7 +406,10 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value)
 
 
-class _RepeatedKey(ValueError):
+class _RepeatedKey(SourceError, ValueError):
+    """A JSON object of a landing file with a key given twice: poison data, not retryable. Raised and
+    caught within :func:`_object`'s caller here, reported as that line's quarantine reason."""
+
     def __init__(self, key: str):
         super().__init__(key)
         self.key = key

@@ -18,7 +18,7 @@ import polars as pl
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError
 
-from platform_assets.core.errors import NotADeltaTableError
+from platform_assets.core.errors import LakeError, NotADeltaTableError
 from platform_assets.core.lake.locations import is_url
 
 # Change data feed on every table we create: read_changes() depends on it, and the property
@@ -104,8 +104,9 @@ def read(path: str, filters: pl.Expr | None = None) -> pl.DataFrame:
     return lf.collect()
 
 
-class ChangeFeedUnavailable(RuntimeError):
-    """The change data feed does not reach back to the version asked for (cleaned up, or never on)."""
+class ChangeFeedUnavailable(LakeError, RuntimeError):
+    """The change data feed does not reach back to the version asked for (cleaned up, or never on). Not
+    retryable; callers fall back to a full read. Raised only by this module, so it lives here."""
 
 
 def _partition_sql(partition: dict[str, object]) -> str:

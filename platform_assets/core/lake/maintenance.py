@@ -54,7 +54,7 @@ import polars as pl
 from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
 
-from platform_assets.core.errors import ConfigError, NotADeltaTableError
+from platform_assets.core.errors import ConfigError, LakeError, NotADeltaTableError
 from platform_assets.core.lake.locations import location
 from platform_assets.core.trades.position import (
     BATCH_KEY,
@@ -105,9 +105,11 @@ _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
 _UNITS = {None: 1, "B": 1, "KiB": KIB, "MiB": MIB, "GiB": GIB}
 
 
-class MaintenanceConflict(RuntimeError):
+class MaintenanceConflict(LakeError, RuntimeError):
     """A maintenance commit kept losing to concurrent writers; nothing of the table was lost, the next run
-    tries again."""
+    tries again. Retryable. Raised only by this module, so it lives here."""
+
+    retryable = True
 
 
 def _whole(name: str, value: Any, minimum: int) -> int:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from platform_assets.core.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -39,8 +41,9 @@ _SERVER_ONLY = ("spark.ui.", "spark.executorEnv.", "spark.master", "spark.driver
 JAVA_HINT = "install Java 17 or 21 (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
 
 
-class JavaMissingError(RuntimeError):
-    """No Java runtime: a local Spark session cannot start."""
+class JavaMissingError(ConfigurationError, RuntimeError):
+    """No Java runtime: a local Spark session cannot start. Not retryable: install Java or set JAVA_HOME.
+    Raised only by this module, so it lives here."""
 
 
 def require_java() -> str:

@@ -18,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 import sqlalchemy as sa
 
+from platform_assets.core.errors import SourceError
 from platform_assets.core.lake.locations import partition_dir
 from platform_assets.core.medallion.arrow_source import iter_arrow_batches
 from platform_assets.core.medallion.config import TableConfig
@@ -26,12 +27,14 @@ from platform_assets.core.medallion.source_table import reflect
 from platform_assets.core.state import StateStore
 
 
-class HistoryError(RuntimeError):
-    """A history load that must not run, or that did not load what the source holds."""
+class HistoryError(SourceError):
+    """A history load that must not run (no change column, an empty window): not retryable; or that did not
+    load what the source holds (the source changed during the load): raised ``retryable``. Raised by this
+    module and handled by the history command only, so it lives here."""
 
 
 class HistoryAlreadyLoaded(HistoryError):
-    """The table's history was loaded before and ``force`` was not given."""
+    """The table's history was loaded before and ``force`` was not given. Not retryable."""
 
 
 @dataclass
@@ -135,7 +138,8 @@ def run_history(
         if result.rows != result.source_rows:
             raise HistoryError(
                 f"{config.table}: history load of {result.window.describe()} wrote {result.rows} rows but the "
-                f"source holds {result.source_rows}; the files were removed, nothing was loaded"
+                f"source holds {result.source_rows}; the files were removed, nothing was loaded",
+                retryable=True,
             )
     except BaseException:
         for path in result.files:
