@@ -60,7 +60,9 @@ def post_alert(
                 return attempt
             answer = f"HTTP {response.status_code} {_mask(response.text[:200], url)}".rstrip()
             if response.status_code < 500:
-                raise AlertError(f"the webhook ({WEBHOOK_SETTING}) refused the alert: {answer}")
+                raise AlertError(
+                    f"the webhook ({WEBHOOK_SETTING}) refused the alert: {answer}", retryable=False
+                )
             last_error = answer
         if attempt < policy.attempts:
             sleep(policy.backoff_seconds * 2 ** (attempt - 1))

@@ -25,7 +25,7 @@ import requests
 from deltalake import DeltaTable
 
 from platform_assets.core.audit.redaction import redact_text
-from platform_assets.core.errors import LookupApiError
+from platform_assets.core.errors import LookupApiError, SourceError
 from platform_assets.core.lake import delta
 from platform_assets.core.lake.locations import is_url
 from platform_assets.core.state import StateStore
@@ -74,12 +74,17 @@ QUARANTINE_SCHEMA = pl.Schema(
 LOOKUP_URL_SETTING = "PLATFORM_TRADES_LOOKUP_URL"
 
 
-class LookupMissing(RuntimeError):
-    """The symbol lookup has not been pulled yet (and could not be pulled now), so no trade can be enriched."""
+class LookupMissing(SourceError):
+    """The symbol lookup has not been pulled yet (and could not be pulled now), so no trade can be enriched.
+    Not retryable as a step: the pull already made its attempts with backoff, and the next enrichment run
+    (the stream sensor starts one) pulls it again; the message names the setting to check. Raised and
+    handled by the trade stream only, so it lives here."""
 
 
-class LookupUnavailable(RuntimeError):
-    """The lookup API could not give a usable lookup (unreachable, an error status, a malformed body)."""
+class LookupUnavailable(SourceError):
+    """The lookup API could not give a usable lookup (unreachable, an error status, a malformed body).
+    Retryable when it did not answer or answered with a server error; a 4xx or a malformed body is not.
+    Raised and handled by the trade stream only, so it lives here."""
 
 
 @dataclass
@@ -144,15 +149,15 @@ def pull_lookup(url: str, folder: Path | Any, *, timeout: float = 10, attempts: 
         entries = fetch_lookup(url, timeout=timeout, attempts=attempts)
         frame, path = publish(entries, folder)
     except LookupApiError as exc:
-        reason = exc.reason
+        reason, retryable = exc.reason, exc.retryable
     except requests.RequestException as exc:
-        reason = f"no answer after {attempts} attempt(s) ({type(exc).__name__})"
+        reason, retryable = f"no answer after {attempts} attempt(s) ({type(exc).__name__})", True
     except ValueError as exc:  # a symbol listed twice
-        reason = str(exc)
+        reason, retryable = str(exc), False
     else:
         return LookupRefresh(len(entries), frame, path)
     raise LookupUnavailable(
-        f"the symbol lookup API {LOOKUP_URL_SETTING}={redact_text(url)} failed: {reason}"
+        f"the symbol lookup API {LOOKUP_URL_SETTING}={redact_text(url)} failed: {reason}", retryable=retryable
     ) from None
 
 
