@@ -73,7 +73,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_assets.cli.check_config --offline
 	$(WITH_KAFKA) $(BIN)/python -m platform_devkit.demo
 
-test: install-dev
+test: install-dev lint
 	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 # Links in audit rows and alerts point at the UI this serves, unless PLATFORM_UI_URL says otherwise.
@@ -113,9 +113,15 @@ bench: $(if $(filter polars,$(ENGINE)),install,install-dev)
 bench-stream: install
 	$(BIN)/python bench/stream_bench.py
 
+# ruff (lint rules, then formatting) over the repository, pyright (basic mode, [tool.pyright] in pyproject)
+# over platform_assets/; `make test` runs this first. Each tool says in one line what failed and the fix.
 lint: install-dev
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	@echo "lint: ruff check ."
+	@$(BIN)/ruff check --quiet . || { echo "lint: ruff check failed (above); many fix with: $(BIN)/ruff check --fix ." >&2; exit 1; }
+	@echo "lint: ruff format --check ."
+	@$(BIN)/ruff format --check --quiet . || { echo "lint: files above need formatting: $(BIN)/ruff format ." >&2; exit 1; }
+	@echo "lint: pyright (basic) over platform_assets/"
+	@$(BIN)/pyright || { echo "lint: pyright found type errors (above); annotate or narrow, see docs/types.md" >&2; exit 1; }
 
 # After a real broker's topic was recreated: start a new epoch of the trade stream from the new topic's
 # first offset (it reports first; YES=1 accepts). An embedded broker's restart needs nothing: it starts one.
