@@ -1,0 +1,198 @@
+"""``loan_applications_micro_batches``: one ``Loan_Application_Stream_Job`` run per new range of offsets,
+one at a time, nothing consumed in the sensor.
+
+Each tick reads only metadata: bronze's Delta log (next batch id, offsets, epoch) and the topic's
+watermarks (``core.streaming.plan_next``). With messages pending and no run of the job in flight, it
+starts a run for the next batch; batches therefore land in order and each plan starts where bronze ends.
+Run keys are ``<topic>:<batch>:<attempt>``: Dagster never re-requests a run key, so a batch whose run
+failed or was killed is requested again under the next attempt (landing is exactly once whatever the
+number of attempts). A run Dagster itself will retry is waited for.
+
+A batch starts once the oldest pending message has waited the stream's allowed latency (streams.yaml,
+``allowed_latency``) or a full batch is pending. With nothing pending and silver behind bronze (its step
+failed after bronze landed), a silver-only run catches it up, at most once a minute.
+
+The cursor keeps the topic's end offsets last seen per incarnation (what a new epoch counts as lost
+upstream), when the pending messages were first seen, and when silver was last caught up.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.loans.events import TABLE
+from platform_assets.core.loans.silver import consumed
+from platform_assets.core.streaming import (
+    BatchPlan,
+    NewIncarnationError,
+    OffsetRange,
+    OffsetsAheadError,
+    lost_upstream,
+    metadata_consumer,
+    next_batch_id,
+    plan_next,
+)
+from platform_assets.core.streaming.incarnation import accepted_incarnation
+from platform_assets.defs.loans.assets import SILVER_KEY
+from platform_assets.defs.loans.resources import LoanStreamResource
+from platform_assets.lib.micro_batches import (
+    attempt,
+    batch_size,
+    in_flight,
+    micro_batch_run_config,
+    streaming_tags,
+)
+from platform_assets.lib.resources import LakehouseResource
+
+JOB = "Loan_Application_Stream_Job"
+SENSOR_NAME = "loan_applications_micro_batches"
+BRONZE_STEP = f"bronze__{TABLE}"
+INTERVAL_SECONDS = 5
+CATCH_UP_EVERY_SECONDS = 60.0
+# The clock pending messages wait by: one name here, so a test can move it instead of waiting.
+clock = time.time
+
+
+def run_tags(loan_stream: LoanStreamResource, plan: BatchPlan) -> dict[str, str]:
+    """The audit's view of a micro-batch run: Streaming, ``Kafka:<topic>``, its id and parameters."""
+    parameters = {
+        "Kafka_Topic": loan_stream.topic,
+        "Kafka_Broker": loan_stream.broker,
+        "Batch_Size": batch_size(plan.ranges),
+    }
+    return streaming_tags(loan_stream.topic, plan.batch_id, parameters)
+
+
+@sensor(
+    name=SENSOR_NAME,
+    job_name=JOB,
+    minimum_interval_seconds=INTERVAL_SECONDS,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=f"Starts one {JOB} run per new range of offsets of the loan application topic, one at a "
+    "time; catches silver up when it is behind bronze.",
+)
+def loan_applications_micro_batches(
+    context: SensorEvaluationContext, lakehouse: LakehouseResource, loan_stream: LoanStreamResource
+):
+    if not loan_stream.kafka_bootstrap:
+        return SkipReason(
+            "PLATFORM_KAFKA_BOOTSTRAP is not set: no broker to read (make dev and make demo start one)"
+        )
+    busy = in_flight(context.instance, JOB)
+    if busy:
+        return SkipReason(busy)
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    stream, topic = loan_stream.declaration(), loan_stream.topic
+    bronze = str(lakehouse.path("bronze", TABLE))
+    conf = loan_stream.client_conf()
+    try:
+        with metadata_consumer(conf) as consumer:
+            plan = plan_next(
+                consumer,
+                conf,
+                topic,
+                bronze,
+                stream.app_id,
+                loan_stream.batch_cap,
+                accepted_incarnation=accepted_incarnation(lakehouse.state(), stream.app_id),
+            )
+    except OffsetsLostError as lost:
+        # A run for the lost range fails loudly (and alerts, once: the run key does not change).
+        context.log.error(str(lost))
+        gap = BatchPlan(
+            next_batch_id(bronze, stream.app_id),
+            {lost.partition: OffsetRange(lost.partition, lost.wanted, lost.wanted + 1)},
+        )
+        return RunRequest(
+            run_key=f"{topic}:{gap.batch_id}:lost-{lost.partition}-{lost.wanted}",
+            run_config=micro_batch_run_config(BRONZE_STEP, gap),
+            tags=run_tags(loan_stream, gap),
+        )
+    except (NewIncarnationError, OffsetsAheadError) as stopped:
+        # Not retryable: someone has to decide (python -m platform_assets.cli.new_epoch).
+        return SkipReason(f"landing stopped: {stopped}")
+    seen = cursor.get("seen_by_incarnation") or {}
+    if plan.new_epoch:
+        last_look = seen.get(str(plan.previous_incarnation)) or {}
+        plan = replace(plan, lost_upstream=lost_upstream(plan.previous_offsets, last_look))
+    kept = {str(plan.incarnation), str(plan.previous_incarnation or plan.incarnation)}
+    seen = {k: v for k, v in seen.items() if k in kept}
+    seen[str(plan.incarnation)] = {str(p): o for p, o in plan.high_watermarks.items()}
+    cursor = {**cursor, "seen_by_incarnation": seen}
+    if not plan.ranges:
+        cursor.pop("pending_since", None)
+        return _catch_up(context, lakehouse, loan_stream, plan, cursor)
+    now = clock()
+    since = cursor.setdefault("pending_since", now)
+    latency = (
+        loan_stream.allowed_latency if loan_stream.allowed_latency is not None else stream.allowed_latency
+    )
+    full = batch_size(plan.ranges) >= loan_stream.batch_cap
+    if not (plan.new_epoch or full or now - since >= latency):
+        return SensorResult(
+            skip_reason=f"{batch_size(plan.ranges)} message(s) pending for {now - since:.0f} s of the allowed "
+            f"{latency:g} s; micro-batch {plan.batch_id} is next",
+            cursor=json.dumps(cursor),
+        )
+    cursor.pop("pending_since", None)
+    tries = attempt(context.instance, JOB, topic, plan.batch_id)
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"{topic}:{plan.batch_id}:{tries}",
+                run_config=micro_batch_run_config(BRONZE_STEP, plan),
+                tags=run_tags(loan_stream, plan),
+            )
+        ],
+        cursor=json.dumps(cursor),
+    )
+
+
+def _catch_up(
+    context: SensorEvaluationContext,
+    lakehouse: LakehouseResource,
+    loan_stream: LoanStreamResource,
+    plan: BatchPlan,
+    cursor: dict,
+):
+    """A silver-only run when silver has not consumed every landed batch; else skip, saying where the
+    stream stands."""
+    landed = plan.batch_id - 1
+    done = consumed(str(lakehouse.path("silver", TABLE)), loan_stream.app_id)
+    due = clock() - cursor.get("catch_up_at", 0.0) >= CATCH_UP_EVERY_SECONDS
+    if landed <= done or not due:
+        status = (
+            f"caught up: micro-batches 0..{landed} landed and in silver (epoch {plan.epoch})"
+            if landed <= done
+            else f"silver is at micro-batch {done} of {landed}; a catch-up run starts at most every "
+            f"{CATCH_UP_EVERY_SECONDS:g} s"
+        )
+        if landed < 0:
+            status = f"nothing landed yet: topic {loan_stream.topic!r} has no message (epoch {plan.epoch})"
+        return SensorResult(skip_reason=status, cursor=json.dumps(cursor))
+    cursor = {**cursor, "catch_up_at": clock()}
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"{loan_stream.topic}:catch-up:{done}:{landed}:{int(clock())}",
+                asset_selection=[SILVER_KEY],
+                tags={
+                    **streaming_tags(loan_stream.topic),
+                    "platform/catch_up": f"silver at {done} of {landed}",
+                },
+            )
+        ],
+        cursor=json.dumps(cursor),
+    )

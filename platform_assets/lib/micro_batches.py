@@ -1,0 +1,132 @@
+"""The Dagster side of a micro-batch stream (Kafka → Delta via ``core.streaming``), shared by streams.
+
+A stream's sensor plans the next batch (offsets only, nothing consumed) and starts one run of the
+stream's job per batch, one at a time; the run's bronze step lands exactly those offsets. What every
+such stream needs the same way lives here: the run configuration that carries the plan
+(:class:`MicroBatchConfig`, :func:`micro_batch_run_config`, :func:`plan_from_config`), the run tags the
+audit trail reads (``Streaming``, ``Kafka:<topic>``, the micro-batch id and the audit parameters,
+:func:`streaming_tags`), and whether a run of the job is in flight (:func:`in_flight`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from dagster import Config, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.storage.tags import WILL_RETRY_TAG
+from pydantic import Field
+
+from platform_assets.core.streaming import BatchPlan, OffsetRange
+from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, PARAMETER_TAG_PREFIX, STREAMING_SOURCE_TAG
+
+
+class OffsetRangeConfig(Config):
+    partition: int = Field(ge=0)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class MicroBatchConfig(Config):
+    """Which micro-batch to land; set by the sensor. Empty: plan the next batch now (a manual run)."""
+
+    batch_id: int | None = Field(default=None, ge=0)
+    ranges: list[OffsetRangeConfig] = Field(default_factory=list)
+    epoch: int | None = Field(default=None, ge=0, description="The epoch the ranges belong to.")
+    incarnation: str | None = Field(default=None, description="The topic incarnation the ranges belong to.")
+    new_epoch: bool = Field(default=False, description="The first batch of a new topic incarnation.")
+    lost_upstream: dict[str, int] = Field(
+        default_factory=dict,
+        description="New epoch only: per partition, what the previous incarnation held and never landed.",
+    )
+
+
+def micro_batch_run_config(step: str, plan: BatchPlan) -> dict:
+    """The run configuration of the bronze step ``step`` (e.g. ``bronze__loan_applications``) landing
+    ``plan``: offsets only, never payloads."""
+    config: dict = {
+        "batch_id": plan.batch_id,
+        "ranges": [r.to_dict() for _, r in sorted(plan.ranges.items())],
+        "epoch": plan.epoch,
+        "incarnation": plan.incarnation,
+    }
+    if plan.new_epoch:
+        config["new_epoch"] = True
+        config["lost_upstream"] = {str(p): n for p, n in sorted(plan.lost_upstream.items())}
+    return {"ops": {step: {"config": config}}}
+
+
+def plan_from_config(config: MicroBatchConfig, next_batch_id: int, epoch: int) -> BatchPlan | None:
+    """The plan a sensor handed the run; None when the run has no ranges (a manual run plans itself).
+    ``next_batch_id`` and ``epoch`` (what the table holds) fill what the configuration leaves out."""
+    if not config.ranges:
+        return None
+    return BatchPlan(
+        config.batch_id if config.batch_id is not None else next_batch_id,
+        {r.partition: OffsetRange(r.partition, r.start, r.end) for r in config.ranges},
+        config.epoch if config.epoch is not None else epoch,
+        config.incarnation,
+        config.new_epoch,
+        {int(p): n for p, n in config.lost_upstream.items()},
+    )
+
+
+def describe(ranges: Mapping[int, OffsetRange]) -> str:
+    return ", ".join(f"partition {p}: {r.start}..{r.end - 1}" for p, r in sorted(ranges.items()) if len(r))
+
+
+def batch_size(ranges: Mapping[int, OffsetRange]) -> int:
+    """The messages a batch covers (dead letters included)."""
+    return sum(len(r) for r in ranges.values())
+
+
+def broker_address(bootstrap: str) -> str:
+    """``host:port`` of every bootstrap server, nothing else: a scheme or user info someone wrote into
+    the bootstrap list (``SASL_SSL://user:secret@host:9093``) never reaches the audit trail."""
+    servers = []
+    for server in bootstrap.split(","):
+        server = re.sub(r"^[A-Za-z][A-Za-z0-9+._-]*://", "", server.strip())
+        servers.append(server.rpartition("@")[2].split("/")[0])
+    return ",".join(s for s in servers if s)
+
+
+def streaming_tags(
+    topic: str, batch_id: int | None = None, parameters: Mapping[str, object] | None = None
+) -> dict[str, str]:
+    """A micro-batch run's tags: ``Streaming``, ``Kafka:<topic>``, its micro-batch id, and audit
+    parameters (recorded under their own names in Process_Parameter_Metadata)."""
+    tags = {JOB_TYPE_TAG: "Streaming", STREAMING_SOURCE_TAG: f"Kafka:{topic}"}
+    if batch_id is not None:
+        tags[MICRO_BATCH_TAG] = str(batch_id)
+    for name, value in (parameters or {}).items():
+        tags[f"{PARAMETER_TAG_PREFIX}{name}"] = str(value)
+    return tags
+
+
+# Every status before a run ends: a queued run counts, or the next tick would plan the same batch again.
+UNFINISHED = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+
+def in_flight(instance: DagsterInstance, job_name: str) -> str | None:
+    """Why no new run of ``job_name`` may start now (one in progress, or about to be retried), or None."""
+    active = instance.get_run_records(RunsFilter(job_name=job_name, statuses=UNFINISHED), limit=1)
+    if active:
+        return f"micro-batch run {active[0].dagster_run.run_id} is in progress"
+    latest = instance.get_run_records(RunsFilter(job_name=job_name), limit=1)
+    if latest:
+        run = latest[0].dagster_run
+        if run.status == DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true":
+            return f"run {run.run_id} failed and Dagster will retry it"
+    return None
+
+
+def attempt(instance: DagsterInstance, job_name: str, topic: str, batch_id: int) -> int:
+    """How many runs of micro-batch ``batch_id`` were requested before: the next run key's attempt
+    (Dagster never re-requests a run key, and a batch whose run failed must be requested again)."""
+    return instance.get_runs_count(RunsFilter(job_name=job_name, tags=streaming_tags(topic, batch_id)))
