@@ -13,7 +13,7 @@ from dagster import materialize
 from platform_assets.core.lake import delta
 from platform_assets.core.medallion.extract import list_files
 from platform_assets.definitions import build_definitions
-from platform_assets.defs.countries.assets import CountryApiResource, raw_countries
+from platform_assets.defs.countries.assets import CountryApiResource, build_raw_countries, country_partitions
 from platform_assets.lib.resources import build_resources
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.medallion.helpers import source_frame
@@ -111,7 +111,7 @@ def test_raw_country_files_land_on_the_object_store(tmp_path, s3_lake):
     server, base_url = standin.serve()
     try:
         result = materialize(
-            [raw_countries],
+            [build_raw_countries(country_partitions(settings.countries))],
             partition_key="India",
             resources={**build_resources(settings), "country_api": CountryApiResource(base_url=base_url)},
         )

@@ -290,3 +290,35 @@ def test_the_schedules_taken_as_valid_without_a_check_are_valid():
     shipped = {Settings.medallion_schedule, Settings.countries_schedule, Settings.trades_schedule}
     assert shipped == _KNOWN_GOOD_CRONS
     assert all(is_valid_cron_string(cron) for cron in _KNOWN_GOOD_CRONS)
+
+
+def test_the_trade_feed_schedule_comes_from_the_settings(tmp_path):
+    settings = load_settings({"PLATFORM_DATA_DIR": str(tmp_path), "PLATFORM_TRADES_SCHEDULE": "30 1 * * *"})
+    schedule = build_definitions(settings).resolve_schedule_def("trades_feed_daily")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 1 * * *", "UTC")
+    assert load_settings({}).trades_schedule == "0 0 * * *"
+    with pytest.raises(SettingsError) as info:
+        load_settings({"PLATFORM_TRADES_SCHEDULE": "daily"})
+    assert str(info.value).startswith("PLATFORM_TRADES_SCHEDULE must be a cron expression like '0 2 * * *'")
+
+
+def test_secrets_reach_resources_as_environment_references_only_when_the_environment_set_them(tmp_path):
+    from dagster import EnvVar
+
+    from platform_assets.lib.resources import secret
+
+    settings = load_settings(
+        {
+            "PLATFORM_DATA_DIR": str(tmp_path),
+            "PLATFORM_AUDIT_URL": f"sqlite:///{tmp_path / 'a.db'}",
+            "PLATFORM_KAFKA_CONFIG": '{"sasl.password": "x"}',
+        }
+    )
+    for name, variable in (("audit_url", "PLATFORM_AUDIT_URL"), ("kafka_config", "PLATFORM_KAFKA_CONFIG")):
+        value = secret(settings, name)
+        assert isinstance(value, EnvVar) and value.env_var_name == variable
+    default = secret(settings, "source_url")  # not set: the data folder's file, as it is
+    assert not isinstance(default, EnvVar) and default == f"sqlite:///{tmp_path / 'source.db'}"
+    assert secret(settings, "alert_webhook_url") is None
+    with pytest.raises(ValueError, match="batch_size is not declared a secret"):
+        secret(settings, "batch_size")

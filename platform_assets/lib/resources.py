@@ -6,6 +6,8 @@ resolves them at run time and never shows or stores their values.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from dagster import ConfigurableResource, EnvVar
 from upath import UPath
@@ -15,7 +17,7 @@ from platform_assets.core.lake.locations import Layer, landing_location, locatio
 from platform_assets.core.medallion.config import load_tables
 from platform_assets.core.sql.engines import engine_for
 from platform_assets.core.state import StateStore
-from platform_assets.settings import Settings, SettingsError
+from platform_assets.settings import SETTINGS, Settings, SettingsError
 
 
 class LakehouseResource(ConfigurableResource):
@@ -71,8 +73,14 @@ class NoSpark(ConfigurableResource):
         )
 
 
-def _maybe_secret(settings: Settings, variable: str, value: str) -> str | EnvVar:
-    return EnvVar(variable) if variable in settings.secrets_in_environment else value
+def secret(settings: Settings, name: str) -> Any:
+    """The secret setting ``name`` (``source_url``) as a resource's field: ``EnvVar("PLATFORM_SOURCE_URL")``
+    when the environment set it, so Dagster resolves it at run time and its value never appears in run
+    config or the UI; else the value itself (a default, or a password-free URL from a file)."""
+    variable = SETTINGS[name].variable
+    if not SETTINGS[name].var.secret:
+        raise ValueError(f"{name} is not declared a secret setting")
+    return EnvVar(variable) if variable in settings.secrets_in_environment else getattr(settings, name)
 
 
 def uses_spark(settings: Settings) -> bool:
@@ -99,18 +107,14 @@ def build_resources(settings: Settings) -> dict:
         "lakehouse": LakehouseResource(
             env=settings.env,
             lake_url=settings.lake_url,
-            source_url=_maybe_secret(settings, "PLATFORM_SOURCE_URL", settings.source_url),
-            state_url=_maybe_secret(settings, "PLATFORM_STATE_URL", settings.state_url),
+            source_url=secret(settings, "source_url"),
+            state_url=secret(settings, "state_url"),
             batch_size=settings.batch_size,
         ),
         "audit": AuditResource(
-            audit_url=_maybe_secret(settings, "PLATFORM_AUDIT_URL", settings.audit_url),
+            audit_url=secret(settings, "audit_url"),
             environment=settings.env,
             ui_url=settings.ui_url,
-            alert_webhook_url=(
-                EnvVar("PLATFORM_ALERT_WEBHOOK_URL")
-                if "PLATFORM_ALERT_WEBHOOK_URL" in settings.secrets_in_environment
-                else settings.alert_webhook_url
-            ),
+            alert_webhook_url=secret(settings, "alert_webhook_url"),
         ),
     }

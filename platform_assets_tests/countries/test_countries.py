@@ -25,13 +25,13 @@ from dagster._utils.schedules import schedule_execution_time_iterator
 from platform_assets.core.lake import delta
 from platform_assets.core.rest import countries as api
 from platform_assets.defs.countries.assets import (
-    COUNTRY_PARTITIONS,
     DEFAULT_COUNTRIES,
     RAW_KEY,
     SILVER_KEY,
     SILVER_SCHEMA,
     CountryApiResource,
-    raw_countries,
+    build_raw_countries,
+    country_partitions,
     silver_countries,
 )
 from platform_assets.defs.countries.definitions import (
@@ -62,6 +62,9 @@ INDIA_ROW = {
     "source_file": "india.json",
 }
 IST = ZoneInfo(TIMEZONE)
+# the partitions and raw asset of the default settings (Settings(): the five default countries)
+COUNTRY_PARTITIONS = country_partitions(Settings().countries)
+raw_countries = build_raw_countries(COUNTRY_PARTITIONS)
 
 
 # --------------------------------------------------------------------------- servers
@@ -132,7 +135,7 @@ def resources(settings: Settings, base_url: str) -> dict:
 
 
 def run(settings, base_url, instance, assets=(raw_countries, silver_countries), **kwargs):
-    kwargs.setdefault("tags", None if "partition_key" in kwargs else all_countries_tags())
+    kwargs.setdefault("tags", None if "partition_key" in kwargs else all_countries_tags(COUNTRY_PARTITIONS))
     return materialize(
         list(assets),
         resources=resources(settings, base_url),

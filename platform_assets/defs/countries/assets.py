@@ -48,15 +48,15 @@ TABLE = "countries"
 
 
 def country_partitions(countries: Sequence[str]) -> StaticPartitionsDefinition:
-    """One partition per configured country; a name that cannot be a file fails when definitions load."""
+    """One partition per configured country (``settings.countries``, ``PLATFORM_COUNTRIES``); a name that
+    cannot be a file fails when definitions load. There is no module-level partitions object: the
+    partitions are those of the settings the definitions are built from."""
     if not countries:
         raise ValueError("at least one country must be configured")
     for name in countries:
         api.country_file_name(name)
     return StaticPartitionsDefinition(list(countries))
 
-
-COUNTRY_PARTITIONS = country_partitions(DEFAULT_COUNTRIES)
 
 SILVER_SCHEMA = pl.Schema(
     {
@@ -162,9 +162,6 @@ def build_raw_countries(partitions: StaticPartitionsDefinition) -> AssetsDefinit
         kinds={"api", "json"},
         description="REST Countries /name/<country> responses (every match, as JSON), one file per country.",
     )(_fetch_countries)
-
-
-raw_countries = build_raw_countries(COUNTRY_PARTITIONS)
 
 
 def read_raw_files(folder: Path, warn=None) -> tuple[pl.DataFrame, dict[str, str], int]:

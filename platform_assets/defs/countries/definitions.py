@@ -19,7 +19,6 @@ from dagster import (
 )
 
 from platform_assets.defs.countries.assets import (
-    COUNTRY_PARTITIONS,
     GROUP,
     CountryApiResource,
     build_raw_countries,
@@ -36,7 +35,7 @@ CRON = "0 0,12 * * *"
 TIMEZONE = "Asia/Kolkata"
 
 
-def all_countries_tags(partitions: StaticPartitionsDefinition = COUNTRY_PARTITIONS) -> dict[str, str]:
+def all_countries_tags(partitions: StaticPartitionsDefinition) -> dict[str, str]:
     """Run tags covering every country partition in one run."""
     keys = partitions.get_partition_keys()
     return range_tags(keys[0], keys[-1])

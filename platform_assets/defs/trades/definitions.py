@@ -54,23 +54,28 @@ trades_micro_batch_job = define_asset_job(
 )
 
 
-@schedule(
-    name=FEED_SCHEDULE,
-    job=trades_feed_job,
-    cron_schedule="0 0 * * *",
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="Every day at 00:00 UTC: a new 24-hour ingestion window.",
-)
-def trades_feed_daily():
-    return {}
+def trades_feed_schedule_for(cron: str):
+    """The feed's schedule at ``cron`` (``PLATFORM_TRADES_SCHEDULE``, UTC; daily at 00:00 by default)."""
+
+    @schedule(
+        name=FEED_SCHEDULE,
+        job=trades_feed_job,
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=f"{cron} (UTC; every day at 00:00 by default): a new ingestion window.",
+    )
+    def trades_feed_daily():
+        return {}
+
+    return trades_feed_daily
 
 
 def build_trade_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[trade_feed, trade_symbols, bronze_trades, silver_trades_enriched],
         jobs=[trades_feed_job, trades_micro_batch_job],
-        schedules=[trades_feed_daily],
+        schedules=[trades_feed_schedule_for(settings.trades_schedule)],
         sensors=[trades_micro_batches],
         resources=trade_resources(settings),
     )

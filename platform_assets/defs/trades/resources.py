@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource
 
 from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.trades.kafka import client_config, producer_config
 from platform_assets.core.trades.serving import ServingStore
+from platform_assets.lib.resources import secret
 from platform_assets.settings import Settings
 
 
@@ -77,15 +78,11 @@ class ServingResource(ConfigurableResource):
         return Path(self.dashboard_dir)
 
 
-def _secret(settings: Settings, variable: str, value: str | None) -> str | EnvVar | None:
-    return EnvVar(variable) if variable in settings.secrets_in_environment else value
-
-
 def trade_resources(settings: Settings) -> dict[str, ConfigurableResource]:
     return {
         "trade_stream": TradeStreamResource(
             kafka_bootstrap=settings.kafka_bootstrap,
-            kafka_config=_secret(settings, "PLATFORM_KAFKA_CONFIG", settings.kafka_config),
+            kafka_config=secret(settings, "kafka_config"),
             topic=settings.trades_topic,
             ws_url=settings.trades_ws_url,
             lookup_url=settings.trades_lookup_url,
@@ -93,7 +90,7 @@ def trade_resources(settings: Settings) -> dict[str, ConfigurableResource]:
             allowed_latency_seconds=settings.trades_allowed_latency,
         ),
         "serving": ServingResource(
-            url=_secret(settings, "PLATFORM_SERVING_URL", settings.serving_url),
+            url=secret(settings, "serving_url"),
             min_ingested_rows=settings.min_ingested_rows,
             dashboard_dir=str(settings.data_dir / "dashboard" / settings.env),
         ),
