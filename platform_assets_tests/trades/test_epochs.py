@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from platform_assets.core.state import StateStore
-from platform_assets.core.trades import landing
+from platform_assets.core.streaming import planning
 from platform_assets.core.trades.incarnation import accept_incarnation, accepted_incarnation, is_embedded
 from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets.core.trades.landing import (
@@ -57,7 +57,7 @@ def _produce(bootstrap: str, topic: str, ids: range) -> None:
     assert producer.flush(10) == 0
 
 
-def _land_next(bootstrap: str, topic: str, table: str, **plan_args) -> landing.BatchPlan:
+def _land_next(bootstrap: str, topic: str, table: str, **plan_args) -> planning.BatchPlan:
     conf = {"bootstrap.servers": bootstrap, **QUIET}
     with metadata_consumer(conf) as consumer:
         plan = plan_next(consumer, conf, topic, table, APP, 1000, **plan_args)
@@ -111,7 +111,7 @@ def test_a_recreated_topic_on_a_real_broker_stops_landing_until_an_operator_acce
 ):
     table, topic = str(tmp_path / "bronze"), "t"
     incarnations = iter(["cluster-1/topic-a"] * 3 + ["cluster-1/topic-b"] * 100)
-    monkeypatch.setattr(landing, "topic_incarnation", lambda *a, **k: next(incarnations))
+    monkeypatch.setattr(planning, "topic_incarnation", lambda *a, **k: next(incarnations))
     state = StateStore(f"sqlite:///{tmp_path / 'state.db'}", "dev")
     with EmbeddedBroker() as broker:
         _produce(broker.bootstrap, topic, range(12))
@@ -235,7 +235,7 @@ def test_a_recreated_topic_on_a_real_broker_fails_one_run_and_then_waits(
         serving_url=f"sqlite:///{tmp_path / 'serving.db'}",
     )
     which = {"id": "cluster-1/topic-a"}
-    monkeypatch.setattr(landing, "topic_incarnation", lambda *a, **k: which["id"])
+    monkeypatch.setattr(planning, "topic_incarnation", lambda *a, **k: which["id"])
     with EmbeddedBroker() as broker:
         runner = StreamDriver(replace(settings, kafka_bootstrap=broker.bootstrap), instance)
         with TradesStandin(make_trades(20)) as standin:
@@ -293,7 +293,7 @@ def test_a_new_epoch_is_an_alert_keyed_by_topic_and_epoch():
 def test_the_new_epoch_command_reports_and_accepts_the_current_incarnation(
     tmp_path: Path, monkeypatch, capsys
 ):
-    from platform_assets.defs.trades import new_epoch
+    from platform_assets.cli import new_epoch
     from platform_assets.settings import load_settings
 
     monkeypatch.setenv("PLATFORM_DATA_DIR", str(tmp_path / "data"))

@@ -14,7 +14,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from platform_assets.core.errors import OffsetsLostError
-from platform_assets.core.trades import landing
+from platform_assets.core.streaming import landing, reading
 from platform_assets.core.trades.landing import (
     TABLE_SCHEMA,
     BatchOrderError,
@@ -203,7 +203,7 @@ def test_offsets_below_the_low_watermark_raise(producer, topic, conf, table, mon
     )
     assert f"{topic!r} partition 0" in str(lost.value)
 
-    monkeypatch.setattr(landing, "Consumer", RetentionConsumer)
+    monkeypatch.setattr(reading, "Consumer", RetentionConsumer)
     with pytest.raises(OffsetsLostError, match="offset 2 is needed"):
         land_batch(conf, topic, {0: OffsetRange(0, 2, 10)}, table, app_id=APP, batch_id=0)
     assert next_batch_id(table, APP) == 0 and bronze_offsets(table) == {}
@@ -301,7 +301,7 @@ class SilentConsumer(confluent_kafka.Consumer):
 
 def test_a_broker_that_does_not_deliver_times_out_naming_the_range(producer, topic, conf, table, monkeypatch):
     produce_trades(producer, topic, 3, 4)
-    monkeypatch.setattr(landing, "Consumer", SilentConsumer)
+    monkeypatch.setattr(reading, "Consumer", SilentConsumer)
 
     with pytest.raises(BatchReadTimeout, match=r"partition 3: offsets 1\.\.3 wanted, read up to 0"):
         land_batch(conf, topic, {3: OffsetRange(3, 1, 4)}, table, app_id=APP, batch_id=0, read_timeout=0.5)

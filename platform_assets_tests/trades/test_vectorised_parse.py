@@ -15,6 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.streaming import reading
 from platform_assets.core.trades import landing
 from platform_assets.core.trades.canonical import as_text, decode_canonical
 from platform_assets.core.trades.landing import (
@@ -288,7 +289,7 @@ def test_delivered_messages_are_kept_in_range_ordered_and_once():
     ]
     # partition 1 first, one offset past its range, partition 0 delivered twice at offset 3, a partition
     # that is not in the batch at all.
-    messages = landing._in_ranges(
+    messages = reading._in_ranges(
         {0: OffsetRange(0, 2, 4), 1: OffsetRange(1, 0, 2)},
         [1, 1, 0, 0, 1, 0, 2],
         [1, 0, 3, 2, 2, 3, 0],
@@ -307,13 +308,13 @@ def test_delivered_messages_are_kept_in_range_ordered_and_once():
 
 def test_the_collector_is_paused_while_reading_and_left_as_it_was():
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), landing._without_cyclic_gc():
+    with pytest.raises(RuntimeError), reading._without_cyclic_gc():
         assert not gc.isenabled()
         raise RuntimeError("a read error")
     assert gc.isenabled()
     gc.disable()
     try:
-        with landing._without_cyclic_gc():
+        with reading._without_cyclic_gc():
             pass
         assert not gc.isenabled()
     finally:
@@ -326,11 +327,11 @@ def test_a_batch_read_in_many_consume_calls(producer, topic, conf, monkeypatch):
         for value in batch:
             producer.produce(topic, key=b"BTCUSDT", value=value, partition=partition)
     assert producer.flush(10) == 0
-    monkeypatch.setattr(landing, "_CONSUME_BATCH", 7)  # several calls, each ending mid-range
+    monkeypatch.setattr(reading, "_CONSUME_BATCH", 7)  # several calls, each ending mid-range
     ranges = {0: OffsetRange(0, 5, 23), 2: OffsetRange(2, 0, 30), 1: OffsetRange(1, 0, 0)}
-    consumer = confluent_kafka.Consumer(landing._consumer_conf(conf, "test"))
+    consumer = confluent_kafka.Consumer(reading._consumer_conf(conf, "test"))
     try:
-        messages = landing._read_ranges(consumer, topic, ranges, timeout=10)
+        messages = reading._read_ranges(consumer, topic, ranges, timeout=10)
     finally:
         consumer.close()
     assert messages.select("partition", "offset").rows() == [
@@ -368,11 +369,11 @@ def test_an_error_delivered_among_the_messages_stops_the_read(producer, topic, c
     for i in range(5):
         producer.produce(topic, value=canonical(trade_id=i), partition=0)
     assert producer.flush(10) == 0
-    consumer = FailingConsumer(landing._consumer_conf(conf, "test"))
+    consumer = FailingConsumer(reading._consumer_conf(conf, "test"))
     consumer.code = code
     try:
         with pytest.raises(raised) as error:
-            landing._read_ranges(consumer, topic, {0: OffsetRange(0, 1, 5)}, timeout=10)
+            reading._read_ranges(consumer, topic, {0: OffsetRange(0, 1, 5)}, timeout=10)
     finally:
         consumer.close()
     if raised is OffsetsLostError:
