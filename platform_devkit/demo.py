@@ -1,6 +1,6 @@
 """``make demo`` (``python -m platform_devkit.demo``): build the sample source, run the whole
-medallion, the countries pull, the customer flow and one short trade-stream window through their jobs,
-and print a summary.
+medallion, the countries pull, the customer flow, one short trade-stream window and one short window of
+loan application events through their jobs, and print a summary.
 
 Runs with the real Dagster instance (``DAGSTER_HOME``), so the runs appear in ``make dev`` afterwards.
 """
@@ -30,6 +30,7 @@ from platform_assets.settings import Settings, load_settings
 from platform_devkit import sample
 from platform_devkit.countries import pull_countries_offline
 from platform_devkit.customers import run_customer_flow
+from platform_devkit.loans import run_window_offline as run_loans_offline
 from platform_devkit.medallion import materialize_medallion
 from platform_devkit.trades import run_window_offline
 
@@ -121,6 +122,14 @@ def main() -> int:
             f"total {metrics.total_rows}, delta {metrics.delta_rows}, threshold {metrics.threshold}, "
             f"alerted {metrics.alerted}; dashboard: {stream.dashboard}"
         )
+    loans = run_loans_offline(settings, instance, run_config=console_log_level("WARNING"))
+    print(
+        f"loan applications: {len(loans.produced.messages)} messages to topic {loans.topic!r} "
+        f"({loans.produced.poison} poison; some out of order or breaking an expectation); "
+        f"{loans.micro_batches} micro-batch run(s) {'success' if loans.success else 'FAILED'}; "
+        f"bronze {loans.bronze_rows} rows + {loans.dead_letters} dead letters, silver {loans.silver_rows} "
+        f"applications + {loans.quarantined} quarantined"
+    )
     audit = build_resources(settings)["audit"]
     report, _ = audit_tick(instance, audit, None, log=lambda _: None)
     print(
@@ -133,6 +142,7 @@ def main() -> int:
         and flow.parent.success
         and (flow.child is None or flow.child.success)
         and stream.success
+        and loans.success
         and metrics is not None
     )
     return 0 if ok else 1

@@ -206,6 +206,7 @@ class LoanStreamDriver:
 @dataclass(frozen=True)
 class LoanWindowSummary:
     produced: Produced
+    topic: str
     runs: list[ExecuteInProcessResult]
     micro_batches: int
     bronze_rows: int
@@ -252,6 +253,7 @@ def run_window_offline(
     path = settings.table_path
     return LoanWindowSummary(
         produced=produced,
+        topic=stream.topic,
         runs=runs,
         micro_batches=sum(1 for r in runs if MICRO_BATCH_TAG in r.dagster_run.tags),
         bronze_rows=_rows(str(path("bronze", TABLE))),
