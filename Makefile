@@ -50,11 +50,13 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-# The instance's storage is created once here, before any run or daemon can start: two processes creating
-# a fresh SQLite storage at the same moment corrupt it.
-$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml | $(BIN)/python
+# The instance configuration is the top-level dagster.yaml: installed into the environment's DAGSTER_HOME
+# (again whenever it changed), so each environment keeps its own run history. The instance's storage is
+# created once here, before any run or daemon can start: two processes creating a fresh SQLite storage at
+# the same moment corrupt it.
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml | $(BIN)/python
 	mkdir -p $(DAGSTER_HOME)
-	cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster instance migrate > /dev/null
 
 # The trade stream needs one Kafka broker shared by every process of `dagster dev` (webserver, daemon, run
@@ -76,13 +78,21 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 test: install-dev lint
 	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
+# `dagster dev` warns that a dagster.yaml in its working folder "will not be used" unless DAGSTER_HOME is
+# that very folder (Dagster compares the two paths as they are), even when it is the file installed there.
+# So Dagster starts in the Dagster home, named by its physical path (the form the working folder has), with
+# the data folder and the settings' other paths made absolute: relative ones meant the repository.
+IN_DAGSTER_HOME = cd "$(DAGSTER_HOME)" && DAGSTER_HOME="$$(pwd -P)" PLATFORM_DATA_DIR="$(DATA_DIR)" \
+	$(foreach v,PLATFORM_CONFIG_DIR PLATFORM_TABLES_FILE,$(if $($(v)),$(v)="$(abspath $($(v)))"))
+
 # Links in audit rows and alerts point at the UI this serves, unless PLATFORM_UI_URL says otherwise.
 dev: export PYTHONWARNINGS := $(QUIET_DAGSTER)
 dev: export PLATFORM_PARTITION_START ?= $(SAMPLE_PARTITION_START)
 dev: export PLATFORM_UI_URL ?= http://$(HOST):$(PORT)
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_assets.cli.check_config --offline
-	$(WITH_KAFKA) $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	$(IN_DAGSTER_HOME) $(abspath $(BIN))/python -m platform_devkit.dev --kafka-dir $(KAFKA_DIR) -- \
+		$(abspath $(BIN))/dagster dev -w $(CURDIR)/workspace.yaml -h $(HOST) -p $(PORT)
 
 # The seed's batch test against one catalog (default sit): clean up, set up, two batches, every layer checked.
 batch-test: export PLATFORM_ENV := $(if $(filter command line,$(origin ENV)),$(ENV),sit)

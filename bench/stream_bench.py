@@ -59,7 +59,7 @@ from measure import Sampler, peak_mb, rss_mb  # bench/measure.py: this script's 
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SHIPPED_DAGSTER_YAML = REPO / "deploy" / "dagster.yaml"
+SHIPPED_DAGSTER_YAML = REPO / "dagster.yaml"
 CHILD_PHASES = ("feed", "land", "enrich")
 APP_ID = "trades:bench"
 MICRO_BATCH_JOB = "trades_micro_batch_job"  # platform_assets.defs.trades.sensors.MICRO_BATCH_JOB

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-SHIPPED_DAGSTER_YAML = Path(__file__).parents[1] / "deploy" / "dagster.yaml"
+SHIPPED_DAGSTER_YAML = Path(__file__).parents[1] / "dagster.yaml"
 BIN = Path(sys.executable).parent
 
 

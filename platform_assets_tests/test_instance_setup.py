@@ -38,7 +38,7 @@ def test_make_creates_the_instance_once_and_two_first_runs_then_start_together(t
         check=True,
         capture_output=True,
     )
-    assert (home / "dagster.yaml").read_text() == (REPO / "deploy" / "dagster.yaml").read_text()
+    assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
     for storage in ("history/runs.db", "history/runs/index.db", "schedules/schedules.db"):
         assert (home / storage).stat().st_size > 0, storage
 
@@ -63,7 +63,7 @@ def test_make_creates_the_instance_once_and_two_first_runs_then_start_together(t
         assert [r.status for r in instance.get_runs()] == [DagsterRunStatus.SUCCESS] * 2
 
 
-# What the daemon keeps of schedule and sensor ticks, in days per tick status (deploy/dagster.yaml).
+# What the daemon keeps of schedule and sensor ticks, in days per tick status (the top-level dagster.yaml).
 TICK_RETENTION = {
     TickStatus.SKIPPED: 1,
     TickStatus.SUCCESS: 7,
@@ -75,7 +75,7 @@ TICK_RETENTION = {
 def test_the_shipped_instance_purges_old_ticks_by_status(tmp_path):
     """The 5-second micro-batch sensor alone ticks 17,280 times a day: the instance installed by make
     purges skipped ticks after a day, successful ones after a week and failed ones after a month."""
-    shutil.copy(REPO / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         for instigator in (InstigatorType.SENSOR, InstigatorType.SCHEDULE):
             assert instance.get_tick_retention_settings(instigator) == TICK_RETENTION, instigator
@@ -83,8 +83,8 @@ def test_the_shipped_instance_purges_old_ticks_by_status(tmp_path):
 
 def test_the_team_instance_differs_from_the_shipped_one_only_in_its_storage(tmp_path):
     """deploy/dagster.postgres.yaml keeps the same tick retention (and every other setting) as
-    deploy/dagster.yaml, and Dagster accepts it as an instance configuration."""
-    shipped = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    the top-level dagster.yaml, and Dagster accepts it as an instance configuration."""
+    shipped = yaml.safe_load((REPO / "dagster.yaml").read_text())
     team = yaml.safe_load((REPO / "deploy" / "dagster.postgres.yaml").read_text())
     assert team.pop("storage") == {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
     assert team == shipped

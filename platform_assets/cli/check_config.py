@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from platform_assets.core.medallion.check import check_tables, first_line
 from platform_assets.core.medallion.config import ConfigError, load_tables
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with engine_for(url).connect():
             pass
-    except sa.exc.DBAPIError as exc:
+    except sa_exc.DBAPIError as exc:
         print(
             f"error: cannot connect to the source database {redact(url)}: {first_line(exc.orig)}",
             file=sys.stderr,

@@ -44,11 +44,12 @@ def _table(settings: Settings, name: str) -> TableConfig:
 
 def _instant(value: str, option: str) -> datetime:
     try:
-        return parse_from_date(value, option)
+        instant = parse_from_date(value, option)
     except ConfigError:
-        raise SettingsError(
-            f"{option} must be an ISO date or timestamp like 2024-01-01, got {value!r}"
-        ) from None
+        instant = None
+    if instant is None:  # not a date, or empty
+        raise SettingsError(f"{option} must be an ISO date or timestamp like 2024-01-01, got {value!r}")
+    return instant
 
 
 def load_history(
@@ -96,7 +97,7 @@ def load_history(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m platform_assets.cli.history", description=__doc__.split("\n\n")[1]
+        prog="python -m platform_assets.cli.history", description=(__doc__ or "").split("\n\n")[1]
     )
     parser.add_argument("--table", required=True, help="the table, as in tables.yaml (e.g. FactStream)")
     parser.add_argument(

@@ -28,7 +28,7 @@ from platform_assets.settings import SettingsError, load_settings
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m platform_assets.cli.new_epoch", description=__doc__.splitlines()[0]
+        prog="python -m platform_assets.cli.new_epoch", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument("--yes", action="store_true", help="accept the topic's current incarnation")
     args = parser.parse_args(argv)

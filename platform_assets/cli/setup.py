@@ -69,7 +69,7 @@ def set_up(settings: Settings, log=print) -> list[TableStatus]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argparse.ArgumentParser(
-        prog="python -m platform_assets.cli.setup", description=__doc__.split("\n\n")[0]
+        prog="python -m platform_assets.cli.setup", description=(__doc__ or "").split("\n\n")[0]
     ).parse_args(argv)
     try:
         settings = load_settings()

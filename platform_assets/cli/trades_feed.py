@@ -59,7 +59,7 @@ def _positive_float(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m platform_assets.cli.trades_feed", description=__doc__.splitlines()[0]
+        prog="python -m platform_assets.cli.trades_feed", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument("--seconds", type=_positive_float, default=DEFAULT_SECONDS, help="window length")
     parser.add_argument("--max-trades", type=_positive_int, default=None, help="stop after N trades")

@@ -32,7 +32,7 @@ def unblock(instance: DagsterInstance, run_id: str, *, force: bool = False) -> s
         starts = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1).records
         entry = starts[0].event_log_entry if starts else None
         pid = entry.dagster_event.pid if entry and entry.dagster_event else None
-        if pid is not None and process_alive(pid, entry.timestamp) and not force:
+        if entry is not None and pid is not None and process_alive(pid, entry.timestamp) and not force:
             raise RuntimeError(
                 f"run {run_id}'s worker process {pid} is still alive: stop it first, "
                 "or pass --force if it belongs to another machine"
@@ -50,7 +50,7 @@ def unblock(instance: DagsterInstance, run_id: str, *, force: bool = False) -> s
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m platform_assets.cli.unblock", description=__doc__.split("\n\n")[0]
+        prog="python -m platform_assets.cli.unblock", description=(__doc__ or "").split("\n\n")[0]
     )
     parser.add_argument("run_id")
     parser.add_argument("--force", action="store_true", help="also when the worker process seems alive")

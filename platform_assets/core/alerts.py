@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import requests
 
-from platform_assets.core.audit.redaction import MASK
+from platform_assets.core.redaction import MASK
 from platform_assets.core.errors import AlertError
 
 WEBHOOK_SETTING = "PLATFORM_ALERT_WEBHOOK_URL"

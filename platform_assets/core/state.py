@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from platform_assets.core.errors import StateConflict
 from platform_assets.core.sql.drift import drift_as_error, table_drift
@@ -91,7 +92,7 @@ class StateStore:
                             env=self.env, name=name, value=payload, version=1, updated_at=utc_now()
                         )
                     )
-                except sa.exc.IntegrityError as exc:
+                except sa_exc.IntegrityError as exc:
                     raise StateConflict(f"state {name!r} was created by another run") from exc
                 return StateEntry(value, 1)
             result = conn.execute(

@@ -1,15 +1,25 @@
-"""Materialization metadata in the shapes the Dagster UI understands (plots, schema, lineage)."""
+"""Materialization metadata in the shapes the Dagster UI understands (plots, schema, lineage), and
+:func:`step_metadata`, the one place where a medallion step's result becomes that metadata.
+
+The core's steps (:mod:`platform_assets.core.medallion.steps`, and the landing-zone ingestion) return
+plain result objects and know nothing of Dagster. An asset calls its step and hands the result here;
+every key a medallion materialization or check result carries is written in this module, so the assets
+only declare themselves, call, and log.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetExecutionContext,
     AssetKey,
+    MaterializeResult,
     MetadataValue,
     TableColumn,
     TableColumnDep,
@@ -17,7 +27,24 @@ from dagster import (
     TableSchema,
 )
 
+from platform_assets.core.files.landing_zone import LandingResult
+from platform_assets.core.lake.locations import Layer
+from platform_assets.core.medallion.config import Expectation, TableConfig
 from platform_assets.core.medallion.expectations import RuleResult
+from platform_assets.core.medallion.scd import END_AT, START_AT
+from platform_assets.core.medallion.silver import column_lineage as silver_lineage
+from platform_assets.core.medallion.steps import BronzeResult, GoldResult, SilverResult, UnitResult
+from platform_assets.core.medallion.steps.gold import column_lineage as gold_lineage
+from platform_assets.core.medallion.steps.units import total
+from platform_assets.lib.resources import LakehouseResource
+
+StepResult = BronzeResult | LandingResult | SilverResult | GoldResult
+Metadata = dict[str, Any]  # name -> MetadataValue (or a plain value Dagster wraps, such as a bool)
+
+GOLD_CHECK = "keys_and_sequence_not_null"
+
+# ----------------------------------------------------------------------------------------------------
+# Shapes the UI understands
 
 
 def column_schema(
@@ -52,7 +79,7 @@ def numbers(**values: int | float | None) -> dict[str, MetadataValue]:
 
 
 def check_results(
-    asset_key: AssetKey, rule_results: list[RuleResult], expectations
+    asset_key: AssetKey, rule_results: list[RuleResult], expectations: Sequence[Expectation]
 ) -> list[AssetCheckResult]:
     """One check result per expectation; ``fail`` rules report ERROR severity (blocking), others WARN."""
     results = {r.name: r for r in rule_results}
@@ -79,3 +106,181 @@ def check_results(
             )
         )
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# A medallion table as Dagster names and describes it
+
+
+def asset_key(layer: Layer, config: TableConfig) -> AssetKey:
+    """``<layer>/<table>``: the asset key of a table of the table list in one layer."""
+    return AssetKey([layer, config.name])
+
+
+def table_identity(lakehouse: LakehouseResource, layer: Layer, config: TableConfig) -> Metadata:
+    """``<env>.<layer>.<table>`` and where it lives, as the UI's table name and URI."""
+    return {
+        "dagster/table_name": MetadataValue.text(f"{lakehouse.env}.{layer}.{config.name}"),
+        "dagster/uri": MetadataValue.text(str(lakehouse.path(layer, config.name))),
+    }
+
+
+def column_descriptions(config: TableConfig) -> dict[str, str]:
+    described = {k: "key" for k in config.keys}
+    if config.cdc_col:
+        described[config.cdc_col] = "change column: watermark of bronze, sequence of gold's versions"
+    described.update({c: f"derived: {expr}" for c, expr in config.derived.items()})
+    if config.partition_column:
+        described[config.partition_column] = f"UTC day of {config.cdc_col}: the daily partition"
+    described[START_AT] = f"this version is valid from ({config.cdc_col})"
+    described[END_AT] = "this version is valid until; null on the current version"
+    return described
+
+
+def described_schema(config: TableConfig, schema: pl.Schema | Mapping[str, Any]) -> TableSchema:
+    return column_schema(schema, column_descriptions(config))
+
+
+def unit_metadata(unit: UnitResult) -> dict[str, MetadataValue]:
+    """The counts of one unit of work (a day, or a whole unpartitioned table)."""
+    return numbers(
+        rows_read=unit.rows_read,
+        rows_written=unit.rows_written,
+        rows_inserted=unit.rows_inserted,
+        rows_updated=unit.rows_updated,
+        rows_deleted=unit.rows_deleted,
+        rows_quarantined=unit.rows_quarantined,
+        files_read=unit.files_read or None,
+        delta_version=unit.version,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# A step's result as metadata
+
+
+@dataclass(frozen=True)
+class StepMetadata:
+    """What one step reports: its materialization's metadata, the counts of each day of a range run
+    (``partitions``, day -> metadata: each day's materialization carries its own), and its checks."""
+
+    materialization: Metadata
+    partitions: dict[str, Metadata] = field(default_factory=dict)
+    checks: list[AssetCheckResult] = field(default_factory=list)
+
+    def report(self, context: AssetExecutionContext) -> MaterializeResult:
+        """Attach each day's counts to its partition; the materialization, its checks with it."""
+        for day, values in self.partitions.items():
+            context.add_asset_metadata(values, partition_key=day)
+        return MaterializeResult(metadata=self.materialization, check_results=self.checks)
+
+
+def step_metadata(result: StepResult, table: TableConfig, lakehouse: LakehouseResource) -> StepMetadata:
+    """The metadata and check results of one medallion step's result (bronze from the source or from
+    landing-zone files, silver, gold) for ``table`` in ``lakehouse``'s environment."""
+    if isinstance(result, BronzeResult):
+        return _bronze(result, table, lakehouse)
+    if isinstance(result, LandingResult):
+        return _landing(result, table, lakehouse)
+    if isinstance(result, SilverResult):
+        return _silver(result, table, lakehouse)
+    return _gold(result, table, lakehouse)
+
+
+def _counts(config: TableConfig, units: list[UnitResult]) -> tuple[Metadata, dict[str, Metadata]]:
+    """The step's counts for the materialization of an unpartitioned table, or each day's counts for
+    its own partition of a partitioned one (and none on the materialization)."""
+    if not config.partitioned:
+        return unit_metadata(total(units)), {}
+    return {}, {u.day.isoformat(): unit_metadata(u) for u in units if u.day is not None}
+
+
+def _bronze(result: BronzeResult, table: TableConfig, lakehouse: LakehouseResource) -> StepMetadata:
+    metadata = table_identity(lakehouse, "bronze", table)
+    files = [f for u in result.units for f in u.files_written]
+    if files:
+        metadata["files"] = MetadataValue.json(files)
+    metadata["files_written"] = MetadataValue.int(len(files))
+    if result.window is not None:
+        for name, watermark in (
+            ("watermark_before", result.watermark_before),
+            ("watermark_after", result.watermark_after),
+        ):
+            metadata[name] = MetadataValue.text(watermark.describe() if watermark else "none")
+        window = "backfill_window" if result.backfill else "window"
+        metadata[window] = MetadataValue.text(result.window.describe())
+    counts, days = _counts(table, result.units)
+    metadata.update(counts)
+    schema = next((e.schema for e in result.extractions if e.schema is not None), None)
+    if schema is not None:
+        metadata["dagster/column_schema"] = described_schema(table, {f.name: f.type for f in schema})
+    return StepMetadata(metadata, days)
+
+
+def _landing(result: LandingResult, table: TableConfig, lakehouse: LakehouseResource) -> StepMetadata:
+    metadata = {
+        **table_identity(lakehouse, "bronze", table),
+        "files": MetadataValue.json([f.version for f in result.ingested]),
+        "files_written": MetadataValue.int(len(result.files_written)),
+        "rows_read": MetadataValue.int(result.rows + result.quarantined),
+        "rows_written": MetadataValue.int(result.rows),
+        "rows_quarantined": MetadataValue.int(result.quarantined),
+        "dagster/column_schema": described_schema(table, table.polars_schema),
+    }
+    if result.refused:  # quarantined whole; a fixed file dropped again is a new version
+        metadata["files_refused"] = MetadataValue.json(result.refused)
+    return StepMetadata(metadata)
+
+
+def _silver(result: SilverResult, table: TableConfig, lakehouse: LakehouseResource) -> StepMetadata:
+    counts, days = _counts(table, result.units)
+    metadata = {
+        **table_identity(lakehouse, "silver", table),
+        **counts,
+        "committed": any(u.committed for u in result.units),
+    }
+    if result.row_count is not None:
+        metadata["dagster/row_count"] = MetadataValue.int(result.row_count)
+    if result.blocked_by:
+        metadata["blocked_by"] = MetadataValue.text(", ".join(result.blocked_by))
+    if result.set_aside:
+        metadata["files_set_aside"] = MetadataValue.json([str(p) for p in result.set_aside])
+    if result.columns is not None:
+        metadata["dagster/column_schema"] = described_schema(table, result.columns)
+        metadata["dagster/column_lineage"] = column_lineage(
+            asset_key("bronze", table), silver_lineage(table, list(result.columns))
+        )
+    checks = check_results(asset_key("silver", table), result.rule_results, table.all_expectations)
+    return StepMetadata(metadata, days, checks)
+
+
+def _gold(result: GoldResult, table: TableConfig, lakehouse: LakehouseResource) -> StepMetadata:
+    counts, days = _counts(table, result.units)
+    metadata = {
+        **table_identity(lakehouse, "gold", table),
+        **counts,
+        "committed": any(u.committed for u in result.units),
+        **numbers(current_versions=result.current_versions, closed_versions=result.closed_versions),
+    }
+    if result.silver_version_read is not None or not table.partitioned:
+        read = result.silver_version_read
+        metadata["silver_version_read"] = MetadataValue.int(read if read is not None else -1)
+    if result.row_count is not None:
+        metadata["dagster/row_count"] = MetadataValue.int(result.row_count)
+    if result.columns is not None:
+        metadata["dagster/column_schema"] = described_schema(table, result.columns)
+        metadata["dagster/column_lineage"] = column_lineage(
+            asset_key("silver", table), gold_lineage(table, result.columns)
+        )
+    step = total(result.units)
+    check = AssetCheckResult(
+        asset_key=asset_key("gold", table),
+        check_name=GOLD_CHECK,
+        passed=step.rows_quarantined == 0,
+        metadata={
+            "rows_checked": MetadataValue.int(step.rows_read),
+            "rows_failed": MetadataValue.int(step.rows_quarantined),
+            "rules": MetadataValue.text(", ".join(result.rejected_rules)),
+        },
+    )
+    return StepMetadata(metadata, days, [check])

@@ -173,6 +173,13 @@ def test_make_dev_stops_cleanly_when_make_alone_gets_sigterm(tmp_path):
         assert [pid for pid in pids if _alive(pid)] == [], output[-3000:]
         assert "SIGTERM: stopping" in output
         assert not (tmp_path / "data" / "kafka" / "bootstrap").exists()
+        # the top-level dagster.yaml, installed into the environment's Dagster home, configured the
+        # instance, and Dagster did not warn that it sees an unused dagster.yaml in its working folder
+        assert (tmp_path / "data" / "dagster_home" / "dagster.yaml").read_text() == (
+            REPO / "dagster.yaml"
+        ).read_text()
+        assert (tmp_path / "data" / "dagster_home" / "history" / "runs.db").exists()
+        assert "will not be used to configure Dagster" not in output, output[-3000:]
     finally:
         if make.poll() is None:
             for pid in descendants(make.pid):

@@ -57,7 +57,7 @@ def test_daily_schedule_runs_the_day_that_just_ended_and_a_late_day(tmp_path, sq
 def _cli_env(tmp_path: Path, source_url: str, tables_file: Path) -> dict:
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     return {
         **os.environ,
         "DAGSTER_HOME": str(home),

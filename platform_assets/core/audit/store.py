@@ -12,6 +12,7 @@ from contextlib import suppress
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from platform_assets.core.audit.connection import (
     AuditUnavailable,
@@ -20,7 +21,7 @@ from platform_assets.core.audit.connection import (
     unavailable_as_error,
 )
 from platform_assets.core.audit.migrations import upgrade
-from platform_assets.core.audit.redaction import redact_parameters, redact_text
+from platform_assets.core.redaction import redact_parameters, redact_text
 from platform_assets.core.audit.tables import (
     JOB_STATUSES,
     JOB_TYPES,
@@ -91,7 +92,7 @@ class AuditStore:
                 with self.engine.connect() as conn:  # a dead server fails here, without retries
                     try:
                         version = self._upgrade_locked(conn)
-                    except sa.exc.DBAPIError as exc:
+                    except sa_exc.DBAPIError as exc:
                         if attempt == _SETUP_ATTEMPTS or exc.connection_invalidated:
                             raise
                     else:
@@ -121,7 +122,7 @@ class AuditStore:
                 return upgrade(conn)
         finally:
             if locking_mysql:
-                with suppress(sa.exc.DBAPIError):
+                with suppress(sa_exc.DBAPIError):
                     conn.execute(sa.select(sa.func.release_lock(lock_name)))
                     conn.commit()
 
@@ -290,7 +291,7 @@ class AuditStore:
             try:
                 with self.engine.begin() as conn:
                     conn.execute(log_table.insert().values(job_id=job_id, **values))
-            except sa.exc.IntegrityError:
+            except sa_exc.IntegrityError:
                 if self._has_log(run_id, event_key):
                     return False  # another writer logged it first
                 raise
@@ -376,7 +377,7 @@ class AuditStore:
             try:
                 with self.engine.begin() as conn:
                     return write(conn)
-            except sa.exc.IntegrityError:
+            except sa_exc.IntegrityError:
                 if attempt == _WRITE_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from platform_assets.core.audit.redaction import redact_text
+from platform_assets.core.redaction import redact_text
 from platform_assets.core.medallion.change_values import to_utc
 
 # Longest text kept in a Text column (error messages, log messages, parameter values).

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal, TypeGuard
 
 from upath import UPath
 
@@ -79,17 +79,17 @@ def location(url: str | os.PathLike) -> UPath:
     return UPath(text) if is_url(text) else UPath(Path(text).resolve())
 
 
-def is_local(path: UPath | Path) -> bool:
+def is_local(path: UPath | Path) -> TypeGuard[Path]:
     return isinstance(path, Path) and getattr(path, "protocol", "") in ("", "file", "local")
 
 
 def refresh(folder: UPath | Path) -> None:
     """Drop cached listings of an object store, so files written by other processes are seen."""
-    if not is_local(folder) and hasattr(folder, "fs"):
+    if not is_local(folder) and isinstance(folder, UPath):
         folder.fs.invalidate_cache()
 
 
-def write_atomically(path: UPath | Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomically(path: UPath | Path, write: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` through a hidden temporary file published by rename: readers see the old file or
     the new one, never half of one, and a reader globbing the real suffix never picks up the temp file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,4 +112,9 @@ def publish(partial: UPath | Path, final: UPath | Path) -> None:
     if is_local(partial):
         with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
-    partial.rename(final)
+    if isinstance(partial, UPath):  # an object store's location, or a local one made by location()
+        partial.rename(final)
+    elif isinstance(final, Path):
+        partial.rename(final)
+    else:
+        raise TypeError(f"cannot publish the local file {partial} to {final}, which is not on the local disk")

@@ -248,7 +248,7 @@ def minus_lag(value: Any, lag: timedelta | int | None) -> Any:
 # SQLite: how a column is stored, and an index-friendly superset of a window
 
 
-def sqlite_storage(conn: sa.Connection, column: sa.Column, where: str) -> Storage:
+def sqlite_storage(conn: sa.Connection, column: sa.ColumnElement[Any], where: str) -> Storage:
     """How ``column`` stores its values, from its smallest and largest stored value.
 
     SQLite orders numbers before text, so the two ends tell whether the column mixes numbers and

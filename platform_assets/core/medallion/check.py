@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from platform_assets.core.medallion.config import TableConfig
 from platform_assets.core.medallion.source_table import SourceError, reflect
@@ -37,7 +38,7 @@ class TableCheck:
         return f"ok {self.table} ({self.columns} columns, {self.change})"
 
 
-def first_line(error: BaseException) -> str:
+def first_line(error: BaseException | None) -> str:
     """The first non-empty line of an error's message (drivers put hints and carets on further lines)."""
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
@@ -72,7 +73,7 @@ def check_table(engine: sa.Engine, config: TableConfig) -> TableCheck:
         source = reflect(engine, config)
     except SourceError as exc:
         return TableCheck(config.table, str(exc))
-    except sa.exc.DBAPIError as exc:
+    except sa_exc.DBAPIError as exc:
         # e.g. no permission on one table: reported for that table, the others are still checked. The
         # driver's own message, first line only (SQLAlchemy appends the SQL and a link).
         return TableCheck(config.table, first_line(exc.orig))

@@ -17,11 +17,21 @@ from typing import Any, Literal, get_args
 
 import polars as pl
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from platform_assets.core.config_errors import (  # noqa: F401 (DuplicateKeyError, YamlLoader: re-exported)
     DuplicateKeyError,
     YamlLoader,
     parse_yaml,
+    problems,
     yaml_problem,
 )
 from platform_assets.core.errors import ConfigError
@@ -192,207 +202,342 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-def parse_table(entry: Mapping[str, Any]) -> TableConfig:
-    """Validate one entry of the table list."""
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"table entry must be a mapping, got {entry!r}")
-    table = identifier(entry.get("table"), "table")
-    unknown = set(entry) - {
-        "table",
-        "schema",
-        "key",
-        "cdc_col",
-        "from_date",
-        "lag",
-        "partition",
-        "partition_column",
-        "derived",
-        "gold",
-        "expectations",
-        "engine",
-        "source",
-        "format",
-        "columns",
-        "snapshot_time",
-        "on_duplicate_key",
-        "maintenance",
-    }
-    if unknown:
-        raise ConfigError(f"{table}: unknown field(s) {sorted(unknown)}")
-    schema = entry.get("schema")
-    if schema is not None:
-        identifier(schema, f"{table}.schema")
-    keys = tuple(identifier(k, f"{table}.key") for k in _as_list(entry.get("key")))
-    if not keys:
-        raise ConfigError(f"{table}: at least one key column is required")
-    cdc_col = entry.get("cdc_col")
-    if cdc_col is not None:
-        identifier(cdc_col, f"{table}.cdc_col")
-    partition = entry.get("partition")
-    if partition not in (None, "daily"):
-        raise ConfigError(f"{table}.partition: only 'daily' is supported, got {partition!r}")
-    if partition and not cdc_col:
-        raise ConfigError(f"{table}: a partitioned table needs a cdc_col to partition on")
-    partition_column = entry.get("partition_column")
-    if partition_column is not None:
-        identifier(partition_column, f"{table}.partition_column")
-        if not partition:
-            raise ConfigError(f"{table}.partition_column: only a partitioned table has one")
-    elif partition:
-        partition_column = f"{cdc_col}_date"
-    try:
-        lag = parse_lag(entry.get("lag"), f"{table}.lag")
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    if lag is not None and (not cdc_col or partition):
-        raise ConfigError(
-            f"{table}.lag: only watermark tables re-read a lag (this one has "
-            f"{'daily partitions' if partition else 'no cdc_col'})"
-        )
-    derived = _mapping(entry.get("derived"), f"{table}.derived")
-    for column, expr in derived.items():
-        identifier(column, f"{table}.derived")
-        _compile(expr, f"{table}.derived.{column}")
-    gold = _mapping(entry.get("gold"), f"{table}.gold")
-    unknown_gold = set(gold) - {"scd_type", "track_history_except"}
-    if unknown_gold:
-        raise ConfigError(f"{table}.gold: unknown field(s) {sorted(unknown_gold)}")
-    scd_type = gold.get("scd_type", 1)
-    if isinstance(scd_type, bool) or not isinstance(scd_type, int) or scd_type not in (1, 2):
-        raise ConfigError(f"{table}.gold.scd_type must be 1 or 2, got {scd_type!r}")
-    if scd_type == 2 and not cdc_col:
-        raise ConfigError(f"{table}: SCD type 2 needs a cdc_col to sequence versions")
-    track_except = tuple(
-        identifier(c, f"{table}.gold.track_history_except")
-        for c in _as_list(gold.get("track_history_except"))
-    )
-    engine = entry.get("engine")
-    if engine is not None and engine not in ENGINES:
-        raise ConfigError(f"{table}.engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    source, file_format, columns = _parse_files_source(entry, table, keys, cdc_col, partition)
-    snapshot_time, on_duplicate_key = _parse_landing_rules(entry, table, source, cdc_col, columns)
-    config = TableConfig(
-        table=table,
-        keys=keys,
-        cdc_col=cdc_col,
-        schema=schema,
-        from_date=parse_from_date(entry.get("from_date"), table),
-        lag=lag,
-        partition=partition,
-        partition_column=partition_column,
-        derived=derived,
-        scd_type=scd_type,
-        track_history_except=track_except,
-        expectations=tuple(_parse_expectation(e, table) for e in _as_list(entry.get("expectations"))),
-        engine=engine,
-        source=source,
-        format=file_format,
-        columns=columns,
-        snapshot_time=snapshot_time,
-        on_duplicate_key=on_duplicate_key,
-        maintenance=_parse_maintenance(entry.get("maintenance"), table, partition_column),
-    )
-    names = [e.name for e in config.all_expectations]
-    if len(names) != len(set(names)):
-        raise ConfigError(f"{table}: expectation names must be unique, got {names}")
-    return config
+# ----------------------------------------------------------------------------------------------------
+# tables.yaml entries as pydantic models. Each validator checks one field (or one rule across fields) and
+# raises ConfigError with the whole message ("<table>.<field>: ..."): the table's name reaches nested
+# models through the validation context, so a rule in `gold:` or `expectations:` names its table too.
 
 
-def _parse_maintenance(block: Any, table: str, partition_column: str | None) -> MaintenancePolicy:
-    """The ``maintenance:`` block over the medallion's defaults (core.maintenance); its floor is the change
-    feed's, as gold reads silver's feed by version range."""
-    try:
-        policy = policy_from_mapping(block, CHANGE_FEED_POLICY)
-    except ConfigError as exc:
-        raise ConfigError(f"{table}.{exc}") from None
-    for column in policy.z_order:
-        identifier(column, f"{table}.maintenance.z_order")
-    if partition_column in policy.z_order:
-        raise ConfigError(
-            f"{table}.maintenance.z_order: {partition_column!r} partitions the table, so each file holds one "
-            "value of it; list other columns"
-        )
-    return policy
+def _table(info: ValidationInfo) -> str:
+    return (info.context or {}).get("table", "?")
+
+
+class _Entry(BaseModel):
+    """A block of tables.yaml: unknown fields are refused all at once, in one sorted message."""
+
+    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True, populate_by_name=True)
+
+    @classmethod
+    def _where(cls, info: ValidationInfo, data: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any, info: ValidationInfo) -> Any:
+        known = {f.alias or name for name, f in cls.model_fields.items()}
+        unknown = set(data) - known if isinstance(data, Mapping) else set()
+        if unknown:
+            raise ConfigError(f"{cls._where(info, data)}: unknown field(s) {sorted(unknown)}")
+        return data
+
+
+class GoldEntry(_Entry):
+    """``gold:``: how gold keeps history (SCD type 1 or 2, columns whose changes make no new version)."""
+
+    scd_type: int = 1
+    track_history_except: tuple[str, ...] = ()
+
+    @classmethod
+    def _where(cls, info: ValidationInfo, data: Mapping[str, Any]) -> str:
+        return f"{_table(info)}.gold"
+
+    @field_validator("scd_type", mode="before")
+    @classmethod
+    def _scd_type(cls, value: Any, info: ValidationInfo) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value not in (1, 2):
+            raise ConfigError(f"{_table(info)}.gold.scd_type must be 1 or 2, got {value!r}")
+        return value
+
+    @field_validator("track_history_except", mode="before")
+    @classmethod
+    def _track_history_except(cls, value: Any, info: ValidationInfo) -> tuple[str, ...]:
+        return tuple(identifier(c, f"{_table(info)}.gold.track_history_except") for c in _as_list(value))
+
+
+class ExpectationEntry(_Entry):
+    """One rule of ``expectations:``: a SQL predicate and what a violation does."""
+
+    name: str
+    expr: str
+    action: Action = "warn"
+
+    @classmethod
+    def _where(cls, info: ValidationInfo, data: Mapping[str, Any]) -> str:
+        return f"{_table(info)}.expectations.{data.get('name')}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_named_mapping(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{_table(info)}.expectations: each rule must be a mapping, got {data!r}")
+        identifier(data.get("name"), f"{_table(info)}.expectations.name")
+        return {"expr": None, **data}  # a missing expr is reported by its own check, with the rule's name
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _action(cls, value: Any, info: ValidationInfo) -> Action:
+        if value not in ACTIONS:
+            where = f"{_table(info)}.expectations.{info.data.get('name')}"
+            raise ConfigError(f"{where}: action must be one of {ACTIONS}, got {value!r}")
+        return value
+
+    @field_validator("expr", mode="before")
+    @classmethod
+    def _expr(cls, value: Any, info: ValidationInfo) -> str:
+        _compile(value, f"{_table(info)}.expectations.{info.data.get('name')}")
+        return value
+
+    def rule(self) -> Expectation:
+        return Expectation(name=self.name, expr=self.expr, action=self.action)
 
 
 FILES_ONLY = ("format", "columns", "snapshot_time", "on_duplicate_key")
 
 
-def _parse_files_source(
-    entry: Mapping[str, Any], table: str, keys: tuple[str, ...], cdc_col: str | None, partition: Any
-) -> tuple[str, str | None, dict[str, str]]:
-    """``source``, ``format`` and ``columns``: a files table declares its format and typed columns."""
-    source = entry.get("source", "sql")
-    if source not in SOURCES:
-        raise ConfigError(f"{table}.source must be one of {', '.join(SOURCES)}, got {source!r}")
-    if source == "sql":
-        extra = sorted(f for f in FILES_ONLY if entry.get(f) is not None)
-        if extra:
-            raise ConfigError(f"{table}: {', '.join(extra)} only apply to a table with source: files")
-        return source, None, {}
-    file_format = entry.get("format")
-    if file_format not in FILE_FORMATS:
-        raise ConfigError(f"{table}.format must be one of {', '.join(FILE_FORMATS)}, got {file_format!r}")
-    columns = _mapping(entry.get("columns"), f"{table}.columns")
-    if not columns:
-        raise ConfigError(
-            f"{table}.columns: a table with source: files must declare its columns {{name: type}}"
-        )
-    for column, kind in columns.items():
-        identifier(column, f"{table}.columns")
-        if kind not in COLUMN_TYPES:
+class TableEntry(_Entry):
+    """One entry of tables.yaml as written. :meth:`config` turns it into the :class:`TableConfig` the
+    platform runs with (partition column and snapshot order resolved, rules as :class:`Expectation`)."""
+
+    table: str
+    source_schema: str | None = Field(None, alias="schema")
+    key: tuple[str, ...] = Field((), validate_default=True)
+    cdc_col: str | None = None
+    partition: Partitioning | None = None
+    partition_column: str | None = None
+    lag: timedelta | int | None = None
+    derived: dict[str, str] = {}
+    gold: GoldEntry = GoldEntry()
+    engine: Engine | None = None
+    source: Source = "sql"
+    format: FileFormat | None = Field(None, validate_default=True)
+    columns: dict[str, str] = {}
+    snapshot_time: Any = None
+    on_duplicate_key: DuplicateRule = "quarantine"
+    from_date: datetime | None = None
+    expectations: tuple[ExpectationEntry, ...] = ()
+    maintenance: MaintenancePolicy = CHANGE_FEED_POLICY
+
+    @classmethod
+    def _where(cls, info: ValidationInfo, data: Mapping[str, Any]) -> str:
+        return _table(info)
+
+    @field_validator("table", mode="before")
+    @classmethod
+    def _table_name(cls, value: Any) -> str:
+        return identifier(value, "table")
+
+    @field_validator("source_schema", "cdc_col", "partition_column", mode="before")
+    @classmethod
+    def _identifier(cls, value: Any, info: ValidationInfo) -> str | None:
+        name = {"source_schema": "schema"}.get(info.field_name, info.field_name)
+        return None if value is None else identifier(value, f"{_table(info)}.{name}")
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key(cls, value: Any, info: ValidationInfo) -> tuple[str, ...]:
+        keys = tuple(identifier(k, f"{_table(info)}.key") for k in _as_list(value))
+        if not keys:
+            raise ConfigError(f"{_table(info)}: at least one key column is required")
+        return keys
+
+    @field_validator("partition", mode="before")
+    @classmethod
+    def _partition(cls, value: Any, info: ValidationInfo) -> str | None:
+        if value not in (None, "daily"):
+            raise ConfigError(f"{_table(info)}.partition: only 'daily' is supported, got {value!r}")
+        return value
+
+    @field_validator("lag", mode="before")
+    @classmethod
+    def _lag(cls, value: Any, info: ValidationInfo) -> timedelta | int | None:
+        try:
+            return parse_lag(value, f"{_table(info)}.lag")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @field_validator("derived", "columns", mode="before")
+    @classmethod
+    def _mapping_of_columns(cls, value: Any, info: ValidationInfo) -> dict:
+        what = f"{_table(info)}.{info.field_name}"
+        columns = _mapping(value, what)
+        for column, rule in columns.items():
+            identifier(column, what)
+            if info.field_name == "derived":
+                _compile(rule, f"{what}.{column}")
+            elif rule not in COLUMN_TYPES:
+                raise ConfigError(
+                    f"{what}.{column}: unknown type {rule!r} (one of {', '.join(COLUMN_TYPES)})"
+                )
+        return {str(c): str(r) for c, r in columns.items()} if info.field_name == "columns" else columns
+
+    @field_validator("gold", mode="before")
+    @classmethod
+    def _gold(cls, value: Any, info: ValidationInfo) -> Any:
+        return _mapping(value, f"{_table(info)}.gold")
+
+    @field_validator("engine", "source", "format", "on_duplicate_key", mode="before")
+    @classmethod
+    def _choice(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name
+        allowed = {"engine": ENGINES, "source": SOURCES, "format": FILE_FORMATS}.get(name, DUPLICATE_RULES)
+        if name == "engine" and value is None or name == "format" and info.data.get("source") != "files":
+            return value  # the platform's engine; a SQL table's format is refused below if given
+        if value not in allowed:
+            raise ConfigError(f"{_table(info)}.{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    @field_validator("from_date", mode="before")
+    @classmethod
+    def _from_date(cls, value: Any, info: ValidationInfo) -> datetime | None:
+        return parse_from_date(value, _table(info))
+
+    @field_validator("expectations", mode="before")
+    @classmethod
+    def _expectations(cls, value: Any) -> list:
+        return _as_list(value)
+
+    @field_validator("maintenance", mode="before")
+    @classmethod
+    def _maintenance(cls, value: Any, info: ValidationInfo) -> MaintenancePolicy:
+        """The ``maintenance:`` block over the medallion's defaults (core.maintenance); its floor is the
+        change feed's, as gold reads silver's feed by version range."""
+        if isinstance(value, MaintenancePolicy):
+            return value
+        try:
+            policy = policy_from_mapping(value, CHANGE_FEED_POLICY)
+        except ConfigError as exc:
+            raise ConfigError(f"{_table(info)}.{exc}") from None
+        for column in policy.z_order:
+            identifier(column, f"{_table(info)}.maintenance.z_order")
+        return policy
+
+    # rules across fields, in the order a reader checks them
+
+    @model_validator(mode="after")
+    def _partitioning(self) -> TableEntry:
+        if self.partition and not self.cdc_col:
+            raise ConfigError(f"{self.table}: a partitioned table needs a cdc_col to partition on")
+        if self.partition_column is not None and not self.partition:
+            raise ConfigError(f"{self.table}.partition_column: only a partitioned table has one")
+        if self.partition and self.partition_column is None:
+            self.partition_column = f"{self.cdc_col}_date"
+        if self.lag is not None and (not self.cdc_col or self.partition):
             raise ConfigError(
-                f"{table}.columns.{column}: unknown type {kind!r} (one of {', '.join(COLUMN_TYPES)})"
+                f"{self.table}.lag: only watermark tables re-read a lag (this one has "
+                f"{'daily partitions' if self.partition else 'no cdc_col'})"
             )
-    for key in (*keys, *([cdc_col] if cdc_col else [])):
-        if key not in columns:
-            raise ConfigError(f"{table}: key/cdc_col column {key!r} is not among the declared columns")
-    if partition:
-        raise ConfigError(f"{table}.partition: daily partitions are not supported yet for source: files")
-    for unsupported in ("lag", "from_date", "schema"):
-        if entry.get(unsupported) not in (None, ""):
-            raise ConfigError(f"{table}.{unsupported}: does not apply to a table with source: files")
-    return source, file_format, {str(c): str(t) for c, t in columns.items()}
+        if self.gold.scd_type == 2 and not self.cdc_col:
+            raise ConfigError(f"{self.table}: SCD type 2 needs a cdc_col to sequence versions")
+        if self.partition_column in self.maintenance.z_order:
+            raise ConfigError(
+                f"{self.table}.maintenance.z_order: {self.partition_column!r} partitions the table, so each "
+                "file holds one value of it; list other columns"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _files_source(self) -> TableEntry:
+        """A files table declares its format and typed columns; a SQL table has neither."""
+        table = self.table
+        if self.source == "sql":
+            given = sorted(
+                f for f in FILES_ONLY if f in self.model_fields_set and getattr(self, f) is not None
+            )
+            if given:
+                raise ConfigError(f"{table}: {', '.join(given)} only apply to a table with source: files")
+            return self
+        if not self.columns:
+            raise ConfigError(
+                f"{table}.columns: a table with source: files must declare its columns {{name: type}}"
+            )
+        for key in (*self.key, *([self.cdc_col] if self.cdc_col else [])):
+            if key not in self.columns:
+                raise ConfigError(f"{table}: key/cdc_col column {key!r} is not among the declared columns")
+        if self.partition:
+            raise ConfigError(f"{table}.partition: daily partitions are not supported yet for source: files")
+        for unsupported in ("lag", "from_date", "source_schema"):
+            if getattr(self, unsupported) is not None:
+                name = {"source_schema": "schema"}.get(unsupported, unsupported)
+                raise ConfigError(f"{table}.{name}: does not apply to a table with source: files")
+        self.snapshot_time = self._snapshot_time()
+        return self
+
+    def _snapshot_time(self) -> SnapshotTime | None:
+        """``snapshot_time``: what orders the files of a snapshot table (no cdc_col)."""
+        value, what = self.snapshot_time, f"{self.table}.snapshot_time"
+        if self.cdc_col is not None:
+            if value is not None:
+                raise ConfigError(f"{what}: only a snapshot table (no cdc_col) has one")
+            return None
+        if value is None or value == "file_name":
+            return SnapshotTime("file_name")
+        if value == "file_time":
+            return SnapshotTime("file_time")
+        if (
+            not isinstance(value, Mapping)
+            or len(value) != 1
+            or next(iter(value)) not in ("column", "file_name")
+        ):
+            raise ConfigError(
+                f"{what} must be file_name, file_time, {{column: <name>}} or {{file_name: <regex>}}, got {value!r}"
+            )
+        [(basis, setting)] = value.items()
+        if basis == "column":
+            column = identifier(setting, what)
+            if self.columns.get(column) not in ("timestamp", "date"):
+                raise ConfigError(f"{what}: column {column!r} must be a declared timestamp or date column")
+            return SnapshotTime("column", column=column)
+        if not isinstance(setting, str) or not setting:
+            raise ConfigError(f"{what}.file_name: expected a regular expression, got {setting!r}")
+        try:
+            re.compile(setting)
+        except re.error as exc:
+            raise ConfigError(f"{what}.file_name: {setting!r} is not a regular expression ({exc})") from None
+        return SnapshotTime("file_name", pattern=setting)
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> TableEntry:
+        names = [e.name for e in self.config().all_expectations]
+        if len(names) != len(set(names)):
+            raise ConfigError(f"{self.table}: expectation names must be unique, got {names}")
+        return self
+
+    def config(self) -> TableConfig:
+        """The table as the platform runs it."""
+        files = self.source == "files"
+        return TableConfig(
+            table=self.table,
+            keys=self.key,
+            cdc_col=self.cdc_col,
+            schema=self.source_schema,
+            from_date=self.from_date,
+            lag=self.lag,
+            partition=self.partition,
+            partition_column=self.partition_column,
+            derived=self.derived,
+            scd_type=self.gold.scd_type,
+            track_history_except=self.gold.track_history_except,
+            expectations=tuple(e.rule() for e in self.expectations),
+            engine=self.engine,
+            source=self.source,
+            format=self.format if files else None,
+            columns=self.columns if files else {},
+            snapshot_time=self.snapshot_time if files else None,
+            on_duplicate_key=self.on_duplicate_key if files else "quarantine",
+            maintenance=self.maintenance,
+        )
 
 
-def _parse_landing_rules(
-    entry: Mapping[str, Any], table: str, source: str, cdc_col: str | None, columns: Mapping[str, str]
-) -> tuple[SnapshotTime | None, str]:
-    """``snapshot_time`` (a snapshot table's order) and ``on_duplicate_key`` of a files table."""
-    rule = entry.get("on_duplicate_key", "quarantine")
-    if rule not in DUPLICATE_RULES:
-        raise ConfigError(
-            f"{table}.on_duplicate_key must be one of {', '.join(DUPLICATE_RULES)}, got {rule!r}"
-        )
-    if source != "files":
-        return None, "quarantine"
-    value = entry.get("snapshot_time")
-    if cdc_col is not None:
-        if value is not None:
-            raise ConfigError(f"{table}.snapshot_time: only a snapshot table (no cdc_col) has one")
-        return None, rule
-    if value is None or value == "file_name":
-        return SnapshotTime("file_name"), rule
-    if value == "file_time":
-        return SnapshotTime("file_time"), rule
-    what = f"{table}.snapshot_time"
-    if not isinstance(value, Mapping) or len(value) != 1 or next(iter(value)) not in ("column", "file_name"):
-        raise ConfigError(
-            f"{what} must be file_name, file_time, {{column: <name>}} or {{file_name: <regex>}}, got {value!r}"
-        )
-    [(basis, setting)] = value.items()
-    if basis == "column":
-        column = identifier(setting, what)
-        if columns.get(column) not in ("timestamp", "date"):
-            raise ConfigError(f"{what}: column {column!r} must be a declared timestamp or date column")
-        return SnapshotTime("column", column=column), rule
-    if not isinstance(setting, str) or not setting:
-        raise ConfigError(f"{what}.file_name: expected a regular expression, got {setting!r}")
+def parse_table(entry: Mapping[str, Any]) -> TableConfig:
+    """Validate one entry of the table list (:class:`TableEntry`); a problem raises ConfigError naming
+    the table and the field."""
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"table entry must be a mapping, got {entry!r}")
+    table = identifier(entry.get("table"), "table")
     try:
-        re.compile(setting)
-    except re.error as exc:
-        raise ConfigError(f"{what}.file_name: {setting!r} is not a regular expression ({exc})") from None
-    return SnapshotTime("file_name", pattern=setting), rule
+        return TableEntry.model_validate(entry, context={"table": table}).config()
+    except ValidationError as exc:
+        raise ConfigError(problems(exc)[0].message) from None
 
 
 def _compile(expr: Any, what: str) -> pl.Expr:
@@ -402,21 +547,6 @@ def _compile(expr: Any, what: str) -> pl.Expr:
         return pl.sql_expr(expr)
     except (pl.exceptions.PolarsError, ValueError) as exc:  # SQLInterfaceError, SQLSyntaxError, ...
         raise ConfigError(f"{what}: cannot parse {expr!r}: {exc}") from exc
-
-
-def _parse_expectation(entry: Any, table: str) -> Expectation:
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"{table}.expectations: each rule must be a mapping, got {entry!r}")
-    name = identifier(entry.get("name"), f"{table}.expectations.name")
-    unknown = set(entry) - {"name", "expr", "action"}
-    if unknown:
-        raise ConfigError(f"{table}.expectations.{name}: unknown field(s) {sorted(unknown)}")
-    action = entry.get("action", "warn")
-    if action not in ACTIONS:
-        raise ConfigError(f"{table}.expectations.{name}: action must be one of {ACTIONS}, got {action!r}")
-    expr = entry.get("expr")
-    _compile(expr, f"{table}.expectations.{name}")
-    return Expectation(name=name, expr=expr, action=action)
 
 
 def parse_tables(entries: Iterable[Mapping[str, Any]]) -> tuple[TableConfig, ...]:

@@ -36,6 +36,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+from upath import UPath
 
 from platform_assets.core.lake.locations import publish, refresh
 from platform_assets.core.medallion.arrow_source import ArrowReader
@@ -158,7 +159,7 @@ class Window:
 class Extraction:
     """What one extraction read and wrote."""
 
-    path: Path | None
+    path: UPath | Path | None
     rows: int = 0
     batches: int = 0
     max_value: Any = None
@@ -187,7 +188,9 @@ class Extraction:
         """Follow the largest change value and the rows read within the lag of it."""
         if config.cdc_col is None:
             return
-        frame = pl.from_arrow(batch.select([config.cdc_col, *config.keys]))  # only what is tracked
+        frame = pl.DataFrame(
+            pl.from_arrow(batch.select([config.cdc_col, *config.keys]))
+        )  # only what is tracked
         column = frame.get_column(config.cdc_col)
         batch_max = column.max()
         if batch_max is None:
@@ -228,20 +231,20 @@ class _ParquetFiles:
         self.schema, self.depth = schema, depth
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
         self._pending: deque[Future] = deque()
-        self._open: dict[Path, tuple[Any, pq.ParquetWriter]] = {}
+        self._open: dict[UPath | Path, tuple[Any, pq.ParquetWriter]] = {}
 
-    def _write(self, path: Path, batch: pa.RecordBatch | pa.Table) -> None:
+    def _write(self, path: UPath | Path, batch: pa.RecordBatch | pa.Table) -> None:
         if path not in self._open:
             handle = path.open("wb")
             self._open[path] = handle, pq.ParquetWriter(handle, self.schema, compression="snappy")
         self._open[path][1].write(batch)
 
-    def write(self, path: Path, batch: pa.RecordBatch | pa.Table) -> None:
+    def write(self, path: UPath | Path, batch: pa.RecordBatch | pa.Table) -> None:
         while len(self._pending) >= self.depth:
             self._pending.popleft().result()  # a failed write raises here, in the extracting thread
         self._pending.append(self._pool.submit(self._write, path, batch))
 
-    def close(self) -> set[Path]:
+    def close(self) -> set[UPath | Path]:
         """Finish every file; returns the paths written. Raises a write's error (files stay partial)."""
         try:
             while self._pending:
@@ -260,7 +263,7 @@ def _in_window(
     """The batch's rows inside the window and not taken before (untouched when nothing can be dropped)."""
     if exact is None and not window.skip:
         return batch
-    frame = pl.from_arrow(batch)
+    frame = pl.DataFrame(pl.from_arrow(batch))
     if exact is not None:
         frame = frame.filter(exact)
     frame = _drop_already_taken(frame, config, window)
@@ -274,7 +277,7 @@ def _copy(
     engine: sa.Engine,
     config: TableConfig,
     window: Window,
-    folders: dict[Any, Path],
+    folders: dict[Any, UPath | Path],
     route: Route,
     *,
     batch_size: int,
@@ -335,7 +338,7 @@ def extract(
     engine: sa.Engine,
     config: TableConfig,
     window: Window,
-    out_dir: Path,
+    out_dir: UPath | Path,
     *,
     batch_size: int,
     now: datetime | None = None,
@@ -370,7 +373,7 @@ def extract_days(
     engine: sa.Engine,
     config: TableConfig,
     days: Sequence[date],
-    folder_of: Callable[[date], Path],
+    folder_of: Callable[[date], UPath | Path],
     *,
     batch_size: int,
     now: datetime | None = None,
@@ -389,6 +392,8 @@ def extract_days(
 
         def by_day(batch: pa.RecordBatch | pa.Table) -> list[tuple[Any, pa.RecordBatch | pa.Table]]:
             values = pl.from_arrow(batch.column(config.cdc_col))
+            if not isinstance(values, pl.Series):  # one column in, one Series out
+                raise TypeError(f"{config.table}.{config.cdc_col}: expected a column, got {type(values)}")
             day_of_row = values.dt.date() if values.dtype != pl.Date else values
             found = day_of_row.unique().sort().to_list()
             if len(found) == 1:  # the usual case: the whole batch is one day's, no copy
@@ -407,7 +412,7 @@ def extract_days(
 STALE_PARTIAL_SECONDS = 600
 
 
-def remove_stale_partials(root: Path, table: str, now: float | None = None) -> list[Path]:
+def remove_stale_partials(root: UPath | Path, table: str, now: float | None = None) -> list[UPath | Path]:
     """Delete ``.<Table>_<ts>.parquet.partial`` files under ``root`` left by killed extractions."""
     refresh(root)
     if not root.exists():
@@ -425,7 +430,7 @@ def remove_stale_partials(root: Path, table: str, now: float | None = None) -> l
     return removed
 
 
-def list_files(directory: Path) -> list[Path]:
+def list_files(directory: UPath | Path) -> list[UPath | Path]:
     """Complete bronze files in a folder (and its partition sub-folders), oldest first."""
     refresh(directory)
     if not directory.exists():

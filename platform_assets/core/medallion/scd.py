@@ -105,6 +105,14 @@ class CdcSpec:
         return self.sequence_by is not None and self.sequence_by not in self.except_column_list
 
     @property
+    def sequence(self) -> str:
+        """``sequence_by``, for the steps that only run with one (SCD2 always has one, and so does any
+        spec with state tables); a clear error if a caller reaches them without."""
+        if self.sequence_by is None:
+            raise ValueError("this step orders events by sequence_by, which this CdcSpec does not set")
+        return self.sequence_by
+
+    @property
     def state_tables(self) -> list[str]:
         """Hidden state tables this spec needs (see the module docstring)."""
         if self.sequence_by is None:
@@ -199,8 +207,9 @@ def _write_state(
     """
     for name, desired in new.items():
         ids = [*spec.keys, *_STATE_IDS[name]]
-        desired = _align(desired, None if old[name] is None else old[name].schema)
-        upserts, deletes, _ = _diff(old[name], desired, ids)
+        previous = old[name]
+        desired = _align(desired, None if previous is None else previous.schema)
+        upserts, deletes, _ = _diff(previous, desired, ids)
         _write_diff(state_path(target, name), upserts, deletes, ids, (), None)
 
 
@@ -344,7 +353,7 @@ def _value_columns(events: pl.DataFrame, spec: CdcSpec) -> list[str]:
 def _tombstones_as_events(tombstones: pl.DataFrame | None, spec: CdcSpec) -> list[pl.DataFrame]:
     if tombstones is None or tombstones.height == 0:
         return []
-    return [tombstones.rename({DELETED_AT: spec.sequence_by}).with_columns(pl.lit(True).alias(_IS_DELETE))]
+    return [tombstones.rename({DELETED_AT: spec.sequence}).with_columns(pl.lit(True).alias(_IS_DELETE))]
 
 
 def _scd1(
@@ -414,7 +423,7 @@ def _first_versions(events: pl.DataFrame, spec: CdcSpec) -> pl.DataFrame:
     rows = events.drop(_INTERNAL, strict=False)
     if spec.stored_as_scd_type == 1:
         return rows
-    seq = spec.sequence_by
+    seq = spec.sequence
     versions = rows.with_columns(pl.col(seq).alias(START_AT), pl.lit(None, rows.schema[seq]).alias(END_AT))
     if not spec.stores_sequence:
         versions = versions.drop(seq)
@@ -436,7 +445,7 @@ def _versions_as_events(
     A closed version whose __END_AT is not the start of another version of the key was closed by
     a delete at __END_AT.
     """
-    seq = spec.sequence_by
+    seq = spec.sequence
     values = existing.with_columns(pl.lit(False).alias(_IS_DELETE))
     frames = [values.with_columns(pl.col(START_AT).alias(seq))]
     if seq in existing.columns:
@@ -459,7 +468,7 @@ def _scd2(
     Returns (versions with __START_AT/__END_AT, new hidden state: deletes that close no version
     and, when needed, each version's latest sequence).
     """
-    keys, seq = list(spec.keys), spec.sequence_by
+    keys, seq = list(spec.keys), spec.sequence
     stored = [] if existing is None else _versions_as_events(existing, state.get(LAST_SEQ_DIR), spec)
     tombstones = _tombstones_as_events(state.get(TOMBSTONES_DIR), spec)
     all_events = pl.concat([*stored, *tombstones, events], how="diagonal_relaxed")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+from upath import UPath
 
 from platform_assets.core.errors import SchemaDriftError
 from platform_assets.core.lake.delta import table_exists
@@ -40,7 +41,7 @@ class Drift:
         return f"{table}.{self.column} changed type from {self.old} to {self.new} in bronze file {self.file.name}"
 
 
-def find_drift(files: Sequence[Path], target: pl.Schema | None, config: TableConfig) -> list[Drift]:
+def find_drift(files: Sequence[UPath | Path], target: pl.Schema | None, config: TableConfig) -> list[Drift]:
     """Bronze files whose source columns changed type, checked before any rule reads them.
 
     Each file's Parquet schema is compared with silver's (or, on a first load, with the files before
@@ -95,7 +96,7 @@ def set_aside(drift: Drift, bronze_root: Path, config: TableConfig, run_id: str)
     return destination
 
 
-def read_bronze(files: Sequence[Path]) -> pl.DataFrame:
+def read_bronze(files: Sequence[UPath | Path]) -> pl.DataFrame:
     """All rows of ``files``, tagged with their file name (later files win ties)."""
     frames = []
     for path in files:
@@ -149,7 +150,7 @@ def column_lineage(config: TableConfig, columns: Sequence[str]) -> dict[str, lis
     return {c: lineage[c] for c in columns if c in lineage}
 
 
-def files_to_process(files: Sequence[Path], processed: set[str]) -> list[Path]:
+def files_to_process(files: Sequence[UPath | Path], processed: set[str]) -> list[UPath | Path]:
     """The checkpoint (like Auto Loader's): only files not consumed before."""
     return [p for p in files if p.name not in processed]
 
@@ -159,7 +160,7 @@ def target_schema(path: str) -> pl.Schema | None:
     return pl.scan_delta(path).collect_schema() if table_exists(path) else None
 
 
-def newest_snapshot(files: Sequence[Path]) -> list[Path]:
+def newest_snapshot(files: Sequence[UPath | Path]) -> list[UPath | Path]:
     """Full reloads: every file is a whole snapshot, so the newest one supersedes the others."""
     return sorted(files, key=lambda p: p.name)[-1:]
 

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from platform_assets.core.errors import SourceError
 from platform_assets.core.medallion.change_values import (
@@ -54,7 +55,7 @@ _KIND_TYPES = {Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"), Kind.DATE: pa.date3
 class SourceTable:
     """A reflected source table and how its change column compares."""
 
-    table: sa.Table
+    table: sa.Table | sa.Subquery  # a subquery where configured names differ from the real columns
     config: TableConfig
     change_kind: Kind | None = None
     storage: Storage | None = None  # how a SQLite change column stores its values
@@ -62,6 +63,20 @@ class SourceTable:
 
     def where(self, column: str) -> str:
         return f"{self.config.table}.{column}"
+
+    @property
+    def change_column(self) -> str:
+        """The configured change column, which the windowed reads need (``change_kind`` is set only then)."""
+        if self.config.cdc_col is None:
+            raise ValueError(f"{self.config.table} has no change column: it is read whole, not by window")
+        return self.config.cdc_col
+
+    @property
+    def kind(self) -> Kind:
+        """``change_kind`` where a window bound is compared: set whenever the table has a change column."""
+        if self.change_kind is None:
+            raise ValueError(f"{self.config.table} has no change column: it is read whole, not by window")
+        return self.change_kind
 
     @property
     def schema(self) -> pa.Schema:
@@ -87,7 +102,7 @@ class SourceTable:
         statement = sa.select(*columns)
         if self.change_kind is None or (lower is None and upper is None):
             return statement
-        column = self.table.c[self.config.cdc_col]
+        column = self.table.c[self.change_column]
         if self.storage is not None:
             return statement.where(*sqlite_window(column, self.storage, _instant(lower), _instant(upper)))
         if lower is not None:
@@ -109,7 +124,7 @@ class SourceTable:
         already (an open window; any change column the database compares by typed value)."""
         if self.change_kind is None or (lower is None and upper is None) or self.storage is None:
             return None
-        column = pl.col(self.config.cdc_col)
+        column = pl.col(self.change_column)
         dtype = pl.Datetime("us", "UTC") if self.change_kind is Kind.TIMESTAMP else None
         predicate = pl.lit(True)
         if lower is not None:
@@ -118,22 +133,23 @@ class SourceTable:
             predicate &= column < pl.lit(as_kind(self.change_kind, upper), dtype=dtype)
         return predicate
 
-    def _bind(self, column: sa.Column, value: Any) -> Any:
+    def _bind(self, column: sa.ColumnElement[Any], value: Any) -> Any:
         """A bound as a typed column expects it: naive UTC for columns without a time zone."""
-        value = as_kind(self.change_kind, value)
+        value = as_kind(self.kind, value)
         if self.change_kind is Kind.TIMESTAMP and not getattr(column.type, "timezone", False):
             return value.replace(tzinfo=None)
         return value
 
     def value_range(self, conn: sa.Connection) -> tuple[datetime, datetime] | None:
         """Smallest and largest change value, as UTC timestamps (None for an empty table)."""
-        column = self.table.c[self.config.cdc_col]
+        column = self.table.c[self.change_column]
         if self.storage is Storage.TEXT:
             column = sa.func.julianday(sa.type_coerce(column, sa.Text))
         low, high = conn.execute(sa.select(sa.func.min(column), sa.func.max(column))).one()
-        if low is None:
+        first, last = parse_timestamp(low), parse_timestamp(high)
+        if first is None or last is None:  # min and max are both null exactly when the table is empty
             return None
-        return parse_timestamp(low), parse_timestamp(high)
+        return first, last
 
 
 def _instant(value: Any) -> datetime | None:
@@ -169,7 +185,7 @@ def _names_in(inspector: sa.Inspector, schema: str | None) -> list[str]:
     """Tables and views of ``schema``; none when it cannot be listed (a schema that does not exist)."""
     try:
         return sorted({*inspector.get_table_names(schema=schema), *inspector.get_view_names(schema=schema)})
-    except sa.exc.SQLAlchemyError:
+    except sa_exc.SQLAlchemyError:
         return []
 
 
@@ -210,7 +226,7 @@ def reflect(engine: sa.Engine, config: TableConfig) -> SourceTable:
             schema=schema,
             autoload_with=engine,
         )
-    except sa.exc.NoSuchTableError as exc:
+    except sa_exc.NoSuchTableError as exc:
         raise _no_such_table(config, schema or inspector.default_schema_name, existing) from exc
     needed = [*config.keys, *([config.cdc_col] if config.cdc_col else [])]
     actual = {name: _resolve(engine.dialect, name, table.c.keys()) for name in needed}

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from platform_assets.core.errors import TableDriftError
 
@@ -86,7 +87,7 @@ def drift_error(engine: sa.Engine, what: str, where: str, exc: BaseException) ->
     try:
         with engine.connect() as conn:
             drift = table_drift(conn, named)
-    except sa.exc.SQLAlchemyError:
+    except sa_exc.SQLAlchemyError:
         return None
     return TableDriftError(what, where, drift) if drift else None
 
@@ -96,7 +97,7 @@ def drift_as_error(engine: sa.Engine, what: str, where: str) -> Iterator[None]:
     """Raise :class:`TableDriftError` for a statement that failed on a drifted table; other errors pass."""
     try:
         yield
-    except sa.exc.DBAPIError as exc:
+    except sa_exc.DBAPIError as exc:
         error = None if exc.connection_invalidated else drift_error(engine, what, where, exc)
         if error is not None:
             raise error from exc
@@ -144,5 +145,5 @@ def _retyped(declared: sa.types.TypeEngine, found: sa.types.TypeEngine, dialect:
 def _sql(type_: sa.types.TypeEngine, dialect: sa.Dialect) -> str:
     try:
         return type_.compile(dialect=dialect)
-    except sa.exc.CompileError:
+    except sa_exc.CompileError:
         return repr(type_)

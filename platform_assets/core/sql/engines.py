@@ -9,8 +9,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
-from platform_assets.core.audit.redaction import redact_text
+from platform_assets.core.redaction import redact_text
 from platform_assets.core.sql.drift import drift_error
 
 # Seconds to wait for a side database (audit, serving) before giving up: its outage must fail fast,
@@ -56,7 +57,7 @@ def redacted_url(url: str) -> str:
     """:func:`redact`, or for text SQLAlchemy cannot parse, whatever credentials can be recognised masked."""
     try:
         return redact(url)
-    except (sa.exc.ArgumentError, ValueError):
+    except (sa_exc.ArgumentError, ValueError):
         return redact_text(url)
 
 
@@ -71,15 +72,15 @@ def unavailable_as(error: type[Exception], what: str, url: str) -> Iterator[None
     """
     try:
         yield
-    except sa.exc.DBAPIError as exc:
+    except sa_exc.DBAPIError as exc:
         if not exc.connection_invalidated:
             drifted = drift_error(fail_fast_engine(url), what, redacted_url(url), exc)
             if drifted is not None:
                 raise drifted from exc
-        if exc.connection_invalidated or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        if exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
             raise error(_unavailable(what, url, exc)) from exc
         raise
-    except sa.exc.TimeoutError as exc:
+    except sa_exc.TimeoutError as exc:
         raise error(_unavailable(what, url, exc)) from exc
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from platform_assets.core.audit.redaction import redact_text
+from platform_assets.core.redaction import redact_text
 
 LOGGER_NAME = "platform_assets.kafka"
 REMINDER_SECONDS = 60.0

@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from platform_assets.core.audit.redaction import redact_text
+from platform_assets.core.redaction import redact_text
 from platform_assets.core.errors import LookupApiError
 from platform_assets.core.lake.locations import is_url, write_atomically
 from platform_assets.core.rest.countries import as_number, excerpt, session_with_retries

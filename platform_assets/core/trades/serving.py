@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from platform_assets.core.audit.tables import Timestamp
@@ -159,7 +160,7 @@ def _add_missing_columns(engine: sa.Engine) -> None:
         try:
             with engine.begin() as conn:
                 conn.execute(sa.text(statement))
-        except sa.exc.DBAPIError:
+        except sa_exc.DBAPIError:
             with engine.connect() as conn:
                 still = {(t.name, c.name) for t, c in _missing_columns(conn)}
             if (table.name, column.name) in still:
@@ -189,7 +190,7 @@ class ServingStore:
                     with self.engine.begin() as conn:
                         metadata.create_all(conn, checkfirst=True)
                     _add_missing_columns(self.engine)
-                except (sa.exc.ProgrammingError, sa.exc.IntegrityError):
+                except (sa_exc.ProgrammingError, sa_exc.IntegrityError):
                     # another process created a table between our check and our CREATE: check again
                     if attempt == _SETUP_ATTEMPTS:
                         raise
@@ -277,7 +278,7 @@ class ServingStore:
                             last_micro_batch=None if micro_batches is None else int(micro_batches[1]),
                         )
                     )
-            except sa.exc.IntegrityError:
+            except sa_exc.IntegrityError:
                 pass  # a concurrent run recorded this window first: theirs is the row
             row = self._metrics_row(table, start, end)
         assert row is not None, "the window's row was just written"

@@ -24,7 +24,7 @@ import polars as pl
 import requests
 from deltalake import DeltaTable
 
-from platform_assets.core.audit.redaction import redact_text
+from platform_assets.core.redaction import redact_text
 from platform_assets.core.errors import LookupApiError, SourceError
 from platform_assets.core.lake import delta
 from platform_assets.core.lake.locations import is_url

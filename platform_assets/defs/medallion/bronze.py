@@ -12,7 +12,6 @@ from dagster import (
     Failure,
     Jitter,
     MaterializeResult,
-    MetadataValue,
     RetryPolicy,
     asset,
 )
@@ -21,18 +20,9 @@ from platform_assets.core.errors import ConfigError, SourceError
 from platform_assets.core.files.landing_zone import ingest_landing
 from platform_assets.core.lake.locations import quarantine_name
 from platform_assets.core.medallion.config import TableConfig, parse_from_date
-from platform_assets.core.medallion.steps import BronzeResult, run_bronze
-from platform_assets.defs.medallion.common import (
-    GROUP,
-    OWNERS,
-    asset_key,
-    described_schema,
-    partitioning,
-    pool,
-    report_units,
-    run_days,
-    table_identity,
-)
+from platform_assets.core.medallion.steps import run_bronze
+from platform_assets.defs.medallion.common import asset_args, run_days
+from platform_assets.lib.metadata import step_metadata
 from platform_assets.lib.resources import LakehouseResource
 
 SOURCE_RETRY = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
@@ -46,44 +36,18 @@ class BronzeConfig(Config):
     Defaults to the table's ``from_date`` in tables.yaml."""
 
 
-def _metadata(result: BronzeResult) -> dict:
-    metadata: dict = {}
-    files = [f for u in result.units for f in u.files_written]
-    if files:
-        metadata["files"] = MetadataValue.json(files)
-    metadata["files_written"] = MetadataValue.int(len(files))
-    if result.window is not None:
-        for name, watermark in (
-            ("watermark_before", result.watermark_before),
-            ("watermark_after", result.watermark_after),
-        ):
-            metadata[name] = MetadataValue.text(watermark.describe() if watermark else "none")
-        metadata["backfill_window" if result.backfill else "window"] = MetadataValue.text(
-            result.window.describe()
-        )
-    return metadata
-
-
-def _bronze(table: TableConfig, partitions: DailyPartitionsDefinition, source: str, description: str) -> dict:
-    """What every bronze asset shares, whatever its source: key, group, owners, pool, partitions."""
-    return {
-        "key": asset_key("bronze", table),
-        "group_name": GROUP,
-        "owners": OWNERS,
-        "pool": pool(table),
-        "kinds": {"bronze", source, "parquet"},
-        "description": description,
-        **partitioning(table, partitions),
-    }
-
-
 def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
+    description = f"Immutable Parquet extracts of source table {table.table}."
+
     @asset(
-        **_bronze(table, partitions, "sql", f"Immutable Parquet extracts of source table {table.table}."),
+        **asset_args("bronze", table, partitions, description=description),
+        kinds={"bronze", "sql", "parquet"},
         # The source is across a network: a dropped connection is retried (the step is idempotent).
         retry_policy=SOURCE_RETRY,
     )
-    def bronze(context: AssetExecutionContext, config: BronzeConfig, lakehouse: LakehouseResource):
+    def bronze(
+        context: AssetExecutionContext, config: BronzeConfig, lakehouse: LakehouseResource
+    ) -> MaterializeResult:
         try:
             result = run_bronze(
                 lakehouse.source_engine(),
@@ -103,15 +67,7 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
             context.log.warning(
                 f"{table.table}: removed {leftover.name}, left by an extraction that was killed"
             )
-        metadata = {
-            **table_identity(lakehouse, "bronze", table),
-            **_metadata(result),
-            **report_units(context, table, result.units),
-        }
-        schema = next((e.schema for e in result.extractions if e.schema is not None), None)
-        if schema is not None:
-            metadata["dagster/column_schema"] = described_schema(table, {f.name: f.type for f in schema})
-        return MaterializeResult(metadata=metadata)
+        return step_metadata(result, table, lakehouse).report(context)
 
     return bronze
 
@@ -141,11 +97,15 @@ class LandingConfig(Config):
 
 
 def files_bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
+    description = f"{table.table}: landing-zone {table.format} files in Parquet, once per file version."
+
     @asset(
-        **_bronze(table, partitions, table.format or "files",
-                  f"{table.table}: landing-zone {table.format} files in Parquet, once per file version."),
-    )  # fmt: skip
-    def bronze(context: AssetExecutionContext, config: LandingConfig, lakehouse: LakehouseResource):
+        **asset_args("bronze", table, partitions, description=description),
+        kinds={"bronze", table.format or "files", "parquet"},
+    )
+    def bronze(
+        context: AssetExecutionContext, config: LandingConfig, lakehouse: LakehouseResource
+    ) -> MaterializeResult:
         result = ingest_landing(
             config.files,
             table,
@@ -163,19 +123,8 @@ def files_bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition
         ):
             for entry in entries:
                 context.log.info(f"{table.table}: {entry}: {what}")
-        metadata = {
-            **table_identity(lakehouse, "bronze", table),
-            "files": MetadataValue.json([f.version for f in result.ingested]),
-            "files_written": MetadataValue.int(len(result.files_written)),
-            "rows_read": MetadataValue.int(result.rows + result.quarantined),
-            "rows_written": MetadataValue.int(result.rows),
-            "rows_quarantined": MetadataValue.int(result.quarantined),
-            "dagster/column_schema": described_schema(table, table.polars_schema),
-        }
         for refused in result.refused:  # quarantined whole; a fixed file dropped again is a new version
             context.log.warning(f"{table.table}: {refused}; the file is in the quarantine")
-        if result.refused:
-            metadata["files_refused"] = MetadataValue.json(result.refused)
-        return MaterializeResult(metadata=metadata)
+        return step_metadata(result, table, lakehouse).report(context)
 
     return bronze

@@ -1,27 +1,20 @@
-"""Shared pieces of the medallion assets: keys, pools, partitioning, and turning step results into
-the metadata the Dagster UI shows (per partition where a run covers several days)."""
+"""What every medallion asset declares alike (group, owners, pool, partitioning, engine) and the run's
+days and Spark session. The metadata a step's result becomes is :mod:`platform_assets.lib.metadata`'s."""
 
 from datetime import date
-from typing import Any
+from typing import Any, TypedDict
 
-import polars as pl
-from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartitionsDefinition, MetadataValue
+from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, DailyPartitionsDefinition
 
 from platform_assets.core.lake.locations import Layer
 from platform_assets.core.medallion.config import TableConfig
-from platform_assets.core.medallion.scd import END_AT, START_AT
-from platform_assets.core.medallion.steps import UnitResult
-from platform_assets.core.medallion.steps.units import total
 from platform_assets.defs.medallion.partitions import days_of_run
-from platform_assets.lib.metadata import column_schema, numbers
-from platform_assets.lib.resources import LakehouseResource
+from platform_assets.lib.metadata import asset_key
 
 GROUP = "medallion"
 OWNERS = ["team:data-platform"]
-
-
-def asset_key(layer: Layer, config: TableConfig) -> AssetKey:
-    return AssetKey([layer, config.name])
+ENGINE_TAG = "platform/engine"
+UPSTREAM: dict[Layer, Layer] = {"silver": "bronze", "gold": "silver"}
 
 
 def pool(config: TableConfig) -> str:
@@ -29,65 +22,40 @@ def pool(config: TableConfig) -> str:
     return f"table_{config.name}"
 
 
-def partitioning(config: TableConfig, partitions: DailyPartitionsDefinition) -> dict:
-    if not config.partitioned:
-        return {}
-    # A range backfill launched from the UI runs as one run covering all its days.
-    return {"partitions_def": partitions, "backfill_policy": BackfillPolicy.single_run()}
+class AssetArgs(TypedDict, total=False):
+    """Arguments of ``@asset`` (typed, so a type checker picks the decorator's keyword-only form)."""
+
+    key: AssetKey
+    deps: list[AssetKey]
+    group_name: str
+    owners: list[str]
+    pool: str
+    kinds: set[str]
+    tags: dict[str, str]
+    description: str
+    partitions_def: DailyPartitionsDefinition
+    backfill_policy: BackfillPolicy
+
+
+def asset_args(
+    layer: Layer, config: TableConfig, partitions: DailyPartitionsDefinition, *, description: str
+) -> AssetArgs:
+    """The ``@asset`` arguments every asset of ``layer`` shares: key, upstream, group, owners, pool,
+    kinds (silver and gold: the engine's too, and its tag), partitions."""
+    args = AssetArgs(key=asset_key(layer, config), group_name=GROUP, owners=OWNERS, pool=pool(config))
+    args["description"] = description
+    if config.partitioned:  # a range backfill launched from the UI runs as one run covering all its days
+        args["partitions_def"] = partitions
+        args["backfill_policy"] = BackfillPolicy.single_run()
+    if layer in UPSTREAM:
+        args["deps"] = [asset_key(UPSTREAM[layer], config)]
+        args["kinds"] = engine_kinds(layer, config)
+        args["tags"] = {ENGINE_TAG: engine_of(config)}
+    return args
 
 
 def run_days(context: AssetExecutionContext, config: TableConfig) -> list[date]:
     return days_of_run(context) if config.partitioned else []
-
-
-def table_identity(lakehouse: LakehouseResource, layer: Layer, config: TableConfig) -> dict:
-    """``<env>.<layer>.<table>`` and where it lives, as the UI's table name and URI."""
-    return {
-        "dagster/table_name": MetadataValue.text(f"{lakehouse.env}.{layer}.{config.name}"),
-        "dagster/uri": MetadataValue.text(str(lakehouse.path(layer, config.name))),
-    }
-
-
-def column_descriptions(config: TableConfig) -> dict[str, str]:
-    described = {k: "key" for k in config.keys}
-    if config.cdc_col:
-        described[config.cdc_col] = "change column: watermark of bronze, sequence of gold's versions"
-    described.update({c: f"derived: {expr}" for c, expr in config.derived.items()})
-    if config.partition_column:
-        described[config.partition_column] = f"UTC day of {config.cdc_col}: the daily partition"
-    described[START_AT] = f"this version is valid from ({config.cdc_col})"
-    described[END_AT] = "this version is valid until; null on the current version"
-    return described
-
-
-def described_schema(config: TableConfig, schema: pl.Schema) -> MetadataValue:
-    return column_schema(schema, column_descriptions(config))
-
-
-def unit_metadata(unit: UnitResult) -> dict:
-    return numbers(
-        rows_read=unit.rows_read,
-        rows_written=unit.rows_written,
-        rows_inserted=unit.rows_inserted,
-        rows_updated=unit.rows_updated,
-        rows_deleted=unit.rows_deleted,
-        rows_quarantined=unit.rows_quarantined,
-        files_read=unit.files_read or None,
-        delta_version=unit.version,
-    )
-
-
-def report_units(context: AssetExecutionContext, config: TableConfig, units: list[UnitResult]) -> dict:
-    """Counts per partition for a partitioned table (each day's materialization carries its own), or
-    the whole step's counts, returned for the materialization of an unpartitioned one."""
-    if not config.partitioned:
-        return unit_metadata(total(units))
-    for unit in units:
-        context.add_asset_metadata(unit_metadata(unit), partition_key=unit.day.isoformat())
-    return {}
-
-
-ENGINE_TAG = "platform/engine"
 
 
 def engine_of(config: TableConfig) -> str:
@@ -99,7 +67,7 @@ def engine_kinds(layer: str, config: TableConfig) -> set[str]:
     return {layer, "delta", engine_of(config)}
 
 
-def spark_session_for(context, config: TableConfig, spark: Any):
+def spark_session_for(context: AssetExecutionContext, config: TableConfig, spark: Any) -> Any:
     """The Spark session when the table runs on Spark (started on first use), else None. The engine is
     also recorded as a run tag per table, so the audit's Process_Parameter_Metadata names it."""
     context.instance.add_run_tags(context.run_id, {f"{ENGINE_TAG}.{config.name}": engine_of(config)})

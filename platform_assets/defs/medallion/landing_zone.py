@@ -24,7 +24,7 @@ from dagster import (
 
 from platform_assets.core.files.landing_zone import consumer_name, ready_files
 from platform_assets.core.medallion.config import TableConfig
-from platform_assets.defs.medallion.common import asset_key
+from platform_assets.lib.metadata import asset_key
 from platform_assets.lib.resources import LakehouseResource
 
 SENSOR_NAME = "landing_files"

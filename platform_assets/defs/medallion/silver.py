@@ -1,6 +1,5 @@
 """silver/<table>: cleaned rows from the bronze files not processed yet; expectations as asset checks."""
 
-from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
@@ -11,7 +10,6 @@ from dagster import (
     DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
-    MetadataValue,
     ResourceParam,
     asset,
 )
@@ -19,25 +17,9 @@ from dagster import (
 from platform_assets.core.errors import SchemaDriftError
 from platform_assets.core.lake.locations import quarantine_name
 from platform_assets.core.medallion.config import TableConfig
-from platform_assets.core.medallion.silver import column_lineage
 from platform_assets.core.medallion.steps import run_silver
-from platform_assets.defs.medallion.common import (
-    ENGINE_TAG,
-    GROUP,
-    OWNERS,
-    asset_key,
-    described_schema,
-    engine_kinds,
-    engine_of,
-    partitioning,
-    pool,
-    report_units,
-    run_days,
-    spark_session_for,
-    table_identity,
-)
-from platform_assets.lib.metadata import check_results
-from platform_assets.lib.metadata import column_lineage as lineage_metadata
+from platform_assets.defs.medallion.common import asset_args, run_days, spark_session_for
+from platform_assets.lib.metadata import asset_key, step_metadata
 from platform_assets.lib.resources import LakehouseResource
 
 
@@ -52,31 +34,19 @@ class SilverConfig(Config):
 
 def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
     key = asset_key("silver", table)
-    expectations = table.all_expectations
+    checks = [
+        AssetCheckSpec(e.name, asset=key, blocking=e.action == "fail", description=f"{e.action}: {e.expr}")
+        for e in table.all_expectations
+    ]
+    description = f"{table.table} cleaned: one row per key, latest change wins."
 
-    @asset(
-        key=key,
-        deps=[asset_key("bronze", table)],
-        group_name=GROUP,
-        owners=OWNERS,
-        pool=pool(table),
-        kinds=engine_kinds("silver", table),
-        tags={ENGINE_TAG: engine_of(table)},
-        description=f"{table.table} cleaned: one row per key, latest change wins.",
-        check_specs=[
-            AssetCheckSpec(
-                e.name, asset=key, blocking=e.action == "fail", description=f"{e.action}: {e.expr}"
-            )
-            for e in expectations
-        ],
-        **partitioning(table, partitions),
-    )
+    @asset(**asset_args("silver", table, partitions, description=description), check_specs=checks)
     def silver(
         context: AssetExecutionContext,
         config: SilverConfig,
         lakehouse: LakehouseResource,
         spark: ResourceParam[Any],
-    ) -> Iterator:
+    ) -> MaterializeResult:
         try:
             result = run_silver(
                 table,
@@ -98,23 +68,6 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
             context.log.error(
                 f"{table.table}: fail rule(s) {', '.join(result.blocked_by)} violated; nothing written"
             )
-        metadata = {
-            **table_identity(lakehouse, "silver", table),
-            **report_units(context, table, result.units),
-            "committed": any(u.committed for u in result.units),
-        }
-        if result.row_count is not None:
-            metadata["dagster/row_count"] = MetadataValue.int(result.row_count)
-        if result.blocked_by:
-            metadata["blocked_by"] = MetadataValue.text(", ".join(result.blocked_by))
-        if result.set_aside:
-            metadata["files_set_aside"] = MetadataValue.json([str(p) for p in result.set_aside])
-        if result.columns is not None:
-            metadata["dagster/column_schema"] = described_schema(table, result.columns)
-            metadata["dagster/column_lineage"] = lineage_metadata(
-                asset_key("bronze", table), column_lineage(table, list(result.columns))
-            )
-        yield MaterializeResult(metadata=metadata)
-        yield from check_results(key, result.rule_results, expectations)
+        return step_metadata(result, table, lakehouse).report(context)
 
     return silver

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import (
+    AssetCheckEvaluation,
+    AssetMaterialization,
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    EventLogEntry,
+    EventLogRecord,
+)
 from dagster._core.storage.dagster_run import RunRecord
 
 from platform_assets.defs.monitoring.job_names import JobCatalog, attributed_job_name
@@ -111,7 +120,12 @@ class RunFacts:
 
 
 def _time(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
+    return None if timestamp is None else _when(timestamp)
+
+
+def _when(timestamp: float) -> datetime:
+    """A Dagster timestamp as the audit tables' naive UTC time."""
+    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
 
 
 def error_text(error: Any) -> str | None:
@@ -231,12 +245,10 @@ def collect(
         },
         parameters=parameters(run.run_config or {}, tags),
     )
-    tasks: dict[tuple[str, str], TaskFacts] = {}
-    step_tasks: dict[str, TaskFacts] = {}
-    run_errors: list[str] = []
+    folder = _EventFolder(facts)
     for event_record in events:
-        _apply_event(event_record, facts, tasks, step_tasks, run_errors)
-    facts.tasks = list(tasks.values()) + [t for k, t in step_tasks.items() if not _has_asset_rows(tasks, k)]
+        folder.apply(event_record)
+    facts.tasks = folder.task_rows()
     run_range = _partition_range(tags)
     for task in facts.tasks:
         task.partition_key = _task_partition(task.partitions, run_range)
@@ -247,33 +259,54 @@ def collect(
     facts.job["job_name"] = attributed_job_name(run.job_name, selected, jobs)
     if status == "Failed":
         step_errors = [f"{t.asset_key}: {t.error_message}" for t in facts.tasks if t.error_message]
-        facts.job["error_message"] = "\n".join(step_errors or run_errors)[:4000] or "run failed"
+        facts.job["error_message"] = "\n".join(step_errors or folder.run_errors)[:4000] or "run failed"
     if facts.job["start_time"] is None and facts.logs:
         facts.job["start_time"] = facts.logs[0].timestamp
     return facts
 
 
-def _has_asset_rows(tasks: Mapping[tuple[str, str], TaskFacts], step_key: str) -> bool:
-    return any(k[0] == step_key for k in tasks)
+@dataclass
+class _EventFolder:
+    """Folds a run's events, in order, into its facts: a log row per run event, step failure and failed
+    check; a task row per (step, asset) materialized, and per step that materialized nothing."""
 
+    facts: RunFacts
+    asset_tasks: dict[tuple[str, str], TaskFacts] = field(default_factory=dict)  # (step key, asset key)
+    step_tasks: dict[str, TaskFacts] = field(default_factory=dict)
+    run_errors: list[str] = field(default_factory=list)
 
-def _apply_event(event_record, facts: RunFacts, tasks, step_tasks, run_errors: list[str]) -> None:
-    entry = event_record.event_log_entry
-    event = entry.dagster_event
-    when = _time(entry.timestamp)
-    kind = event.event_type
-    if kind in RUN_EVENTS:
+    def apply(self, record: EventLogRecord) -> None:
+        entry = record.event_log_entry
+        event = entry.get_dagster_event()
+        when = _when(entry.timestamp)
+        kind = event.event_type
+        if kind in RUN_EVENTS:
+            self._run_event(record.storage_id, entry, event, when)
+        elif kind in STEP_EVENTS:
+            self._step_event(record.storage_id, event, when)
+        elif kind == DagsterEventType.ASSET_MATERIALIZATION:
+            self._materialization(event, when)
+        elif kind == DagsterEventType.ASSET_CHECK_EVALUATION:
+            self._check_evaluation(record.storage_id, event.event_specific_data, when)
+
+    def task_rows(self) -> list[TaskFacts]:
+        """A row per asset a step materialized; a step that materialized none has a row of its own."""
+        stepped = {step for step, _ in self.asset_tasks}
+        rest = [t for k, t in self.step_tasks.items() if k not in stepped]
+        return list(self.asset_tasks.values()) + rest
+
+    def _run_event(self, storage_id: int, entry: EventLogEntry, event: DagsterEvent, when: datetime) -> None:
+        kind = event.event_type
         message = entry.message or event.message or RUN_EVENTS[kind]
         if kind == DagsterEventType.RUN_FAILURE:
             error = getattr(event.event_specific_data, "error", None)
-            run_errors.append(error_text(error) or message)
-        facts.logs.append(
-            LogFacts(f"{kind.value}:{event_record.storage_id}", RUN_EVENTS[kind], when, message[:2000])
-        )
-        return
-    step_key = event.step_key or ""
-    if kind in STEP_EVENTS:
-        task = step_tasks.setdefault(step_key, TaskFacts(step_key, _step_asset(step_key)))
+            self.run_errors.append(error_text(error) or message)
+        self.facts.logs.append(LogFacts(f"{kind.value}:{storage_id}", RUN_EVENTS[kind], when, message[:2000]))
+
+    def _step_event(self, storage_id: int, event: DagsterEvent, when: datetime) -> None:
+        """A step started or ended: its row, and the rows of the assets it materialized, follow it."""
+        kind, step_key = event.event_type, event.step_key or ""
+        task = self.step_tasks.setdefault(step_key, TaskFacts(step_key, _step_asset(step_key)))
         if kind == DagsterEventType.STEP_START:
             task.start_time = when
         elif kind == DagsterEventType.STEP_SUCCESS:
@@ -283,64 +316,52 @@ def _apply_event(event_record, facts: RunFacts, tasks, step_tasks, run_errors: l
         else:
             task.status, task.end_time = "Failed", when
             task.error_message = error_text(event.step_failure_data.error)
-            facts.logs.append(
-                LogFacts(
-                    f"STEP_FAILURE:{event_record.storage_id}",
-                    "Failed",
-                    when,
-                    f"step {step_key} failed: {task.error_message}"[:2000],
-                )
-            )
-        for (step, _), asset_task in tasks.items():
+            message = f"step {step_key} failed: {task.error_message}"[:2000]
+            self.facts.logs.append(LogFacts(f"STEP_FAILURE:{storage_id}", "Failed", when, message))
+        for (step, _), asset_task in self.asset_tasks.items():
             if step == step_key:
                 asset_task.status, asset_task.end_time = task.status, task.end_time
                 asset_task.start_time = asset_task.start_time or task.start_time
                 asset_task.error_message = task.error_message
-        return
-    if kind == DagsterEventType.ASSET_MATERIALIZATION:
-        materialization = event.event_specific_data.materialization
+
+    def _materialization(self, event: DagsterEvent, when: datetime) -> None:
+        materialization: AssetMaterialization = event.event_specific_data.materialization
+        step_key = event.step_key or ""
         asset = materialization.asset_key.to_user_string()
-        step = step_tasks.get(step_key)
-        task = tasks.setdefault(
-            (step_key, asset),
-            TaskFacts(step_key, asset, start_time=step.start_time if step else when),
+        step = self.step_tasks.get(step_key)
+        task = self.asset_tasks.setdefault(
+            (step_key, asset), TaskFacts(step_key, asset, start_time=step.start_time if step else when)
         )
-        metadata = materialization.metadata
-        rows_read, rows_written = (
-            _metadata_value(metadata, "rows_read"),
-            _metadata_value(metadata, "rows_written"),
-        )
-        partition = materialization.partition
-        if partition is not None and task.partitions and partition not in task.partitions:
-            # Another day of the same step (a range run): each day's event counts its own rows, and the
-            # row describes the whole step.
-            task.rows_read, task.rows_written = (
-                _add(task.rows_read, rows_read),
-                _add(task.rows_written, rows_written),
-            )
-        else:
-            task.rows_read, task.rows_written = rows_read, rows_written
-        if partition is not None and partition not in task.partitions:
-            task.partitions.append(partition)
-        task.delta_version = _metadata_value(metadata, "delta_version")
+        _count_rows(task, materialization.partition, materialization.metadata)
+        task.delta_version = _metadata_value(materialization.metadata, "delta_version")
         if step is not None and step.status != "Running":
             task.status, task.end_time = step.status, step.end_time
-        return
-    if kind == DagsterEventType.ASSET_CHECK_EVALUATION:
-        evaluation = event.event_specific_data
-        if not evaluation.passed:
-            severity = evaluation.severity.value
-            asset = evaluation.asset_key.to_user_string()
-            failed = _metadata_value(evaluation.metadata, "rows_failed")
-            facts.check_failures.append(CheckFailure(asset, evaluation.check_name, severity, failed))
-            facts.logs.append(
-                LogFacts(
-                    f"CHECK_FAILED:{event_record.storage_id}",
-                    f"Check{severity.title()}",
-                    when,
-                    f"check {asset}:{evaluation.check_name} failed ({severity}); rows_failed={failed}",
-                )
-            )
+
+    def _check_evaluation(self, storage_id: int, evaluation: AssetCheckEvaluation, when: datetime) -> None:
+        if evaluation.passed:
+            return
+        severity = evaluation.severity.value
+        asset = evaluation.asset_key.to_user_string()
+        failed = _metadata_value(evaluation.metadata, "rows_failed")
+        self.facts.check_failures.append(CheckFailure(asset, evaluation.check_name, severity, failed))
+        message = f"check {asset}:{evaluation.check_name} failed ({severity}); rows_failed={failed}"
+        self.facts.logs.append(
+            LogFacts(f"CHECK_FAILED:{storage_id}", f"Check{severity.title()}", when, message)
+        )
+
+
+def _count_rows(task: TaskFacts, partition: str | None, metadata: Mapping[str, Any]) -> None:
+    """The rows read and written of one materialization: another day of the same step (a range run)
+    adds its own to the row, which describes the whole step; otherwise they replace what was there."""
+    rows_read = _metadata_value(metadata, "rows_read")
+    rows_written = _metadata_value(metadata, "rows_written")
+    if partition is not None and task.partitions and partition not in task.partitions:
+        task.rows_read = _add(task.rows_read, rows_read)
+        task.rows_written = _add(task.rows_written, rows_written)
+    else:
+        task.rows_read, task.rows_written = rows_read, rows_written
+    if partition is not None and partition not in task.partitions:
+        task.partitions.append(partition)
 
 
 def affected_runs(records: Iterable[RunRecord]) -> list[RunRecord]:

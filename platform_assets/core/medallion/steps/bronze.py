@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
+from upath import UPath
 
 from platform_assets.core.errors import SourceError, StateConflict
 from platform_assets.core.lake.locations import partition_dir
@@ -41,7 +42,7 @@ class BronzeResult:
     watermark_after: Watermark | None = None
     window: Window | None = None  # the incremental or backfill window (None for day windows and reloads)
     backfill: bool = False
-    removed_partials: list[Path] = field(default_factory=list)
+    removed_partials: list[UPath | Path] = field(default_factory=list)
 
 
 def watermark_name(config: TableConfig) -> str:
@@ -51,7 +52,7 @@ def watermark_name(config: TableConfig) -> str:
 def run_bronze(
     engine: sa.Engine,
     config: TableConfig,
-    out: Path,
+    out: UPath | Path,
     state: StateStore,
     *,
     batch_size: int,

@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import sqlalchemy as sa
+from upath import UPath
 
 from platform_assets.core.errors import SourceError
 from platform_assets.core.lake.locations import partition_dir
@@ -49,7 +50,7 @@ class HistoryResult:
         return sum(e.rows for e in self.extractions)
 
     @property
-    def files(self) -> list[Path]:
+    def files(self) -> list[UPath | Path]:
         return [e.path for e in self.extractions if e.path is not None]
 
 
@@ -92,7 +93,7 @@ def count_source_rows(engine: sa.Engine, config: TableConfig, window: Window, ba
 def run_history(
     engine: sa.Engine,
     config: TableConfig,
-    bronze_root: Path,
+    bronze_root: UPath | Path,
     state: StateStore,
     *,
     lower: datetime,

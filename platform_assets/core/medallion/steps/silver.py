@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from upath import UPath
 
 from platform_assets.core.lake import delta
 from platform_assets.core.lake.locations import partition_dir
@@ -49,7 +50,7 @@ class SilverResult:
     units: list[UnitResult] = field(default_factory=list)
     rules: list[list[RuleResult]] = field(default_factory=list)
     blocked_by: list[str] = field(default_factory=list)  # fail rules that stopped the step
-    set_aside: list[Path] = field(default_factory=list)
+    set_aside: list[UPath | Path] = field(default_factory=list)
     columns: pl.Schema | None = None
     row_count: int | None = None
 
@@ -69,7 +70,7 @@ def cdc_spec(config: TableConfig) -> CdcSpec:
     )
 
 
-def _clean(files: Sequence[Path], config: TableConfig, target: str) -> QualityOutcome:
+def _clean(files: Sequence[UPath | Path], config: TableConfig, target: str) -> QualityOutcome:
     frame = transform(read_bronze(files), config)
     check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), config.table)  # derived columns
     return apply_expectations(frame, config.all_expectations)
@@ -99,7 +100,7 @@ def checkpoint_name(config: TableConfig) -> str:
 
 def run_silver(
     config: TableConfig,
-    bronze_root: Path,
+    bronze_root: UPath | Path,
     target: str,
     quarantine_target: str,
     state: StateStore,
