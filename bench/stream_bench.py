@@ -214,6 +214,8 @@ def phase_land(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
     more than ``cap`` messages, so the cap, not the topic, sizes the run."""
     from confluent_kafka import Consumer
 
+    from platform_assets.core.streaming import landing as generic_landing
+    from platform_assets.core.streaming import reading
     from platform_assets.core.trades import landing
     from platform_assets.core.trades.kafka import client_config
 
@@ -223,9 +225,9 @@ def phase_land(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
     table = _bronze_uri(workdir, cap)
     shutil.rmtree(table, ignore_errors=True)
     timings = Timings()
-    timings.wrap(landing, "_read_ranges", "read from Kafka")
-    timings.wrap(landing, "to_frame", "parse to polars")
-    timings.wrap(landing, "write_deltalake", "Delta commit")
+    timings.wrap(reading, "_read_ranges", "read from Kafka")
+    timings.wrap(generic_landing, "decode_batch", "parse to polars")
+    timings.wrap(generic_landing, "write_deltalake", "Delta commit")
     profiler = cProfile.Profile() if p.get("profile") else None
     consumer = Consumer({**conf, "group.id": "stream_bench.planner", "enable.auto.commit": False})
     try:

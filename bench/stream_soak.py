@@ -81,11 +81,11 @@ STREAM_TABLES = (  # (layer, table) of every Delta table the stream writes
 # grows when a phase grows.
 _CORE = "platform_assets.core"
 TIMED = (
-    ("plan: read_position (Delta log)", f"{_CORE}.trades.landing", None, "read_position"),
-    ("plan: watermarks", f"{_CORE}.trades.landing", None, "_plan_ranges"),
-    ("land: read from Kafka", f"{_CORE}.trades.landing", None, "_read_ranges"),
-    ("land: parse", f"{_CORE}.trades.landing", None, "to_frame"),
-    ("land: Delta append", f"{_CORE}.trades.landing", None, "write_deltalake"),
+    ("plan: read_position (Delta log)", f"{_CORE}.streaming.planning", None, "read_position"),
+    ("plan: watermarks", f"{_CORE}.streaming.planning", None, "_plan_ranges"),
+    ("land: read from Kafka", f"{_CORE}.streaming.reading", None, "_read_ranges"),
+    ("land: parse", f"{_CORE}.streaming.landing", None, "decode_batch"),
+    ("land: Delta append", f"{_CORE}.streaming.landing", None, "write_deltalake"),
     ("land: lag (stream_position)", f"{_CORE}.trades.landing", None, "stream_position"),
     ("enrich: read bronze batches", f"{_CORE}.trades.stream", None, "_batches"),
     ("enrich: merge silver", f"{_CORE}.trades.stream", None, "merge_silver"),
