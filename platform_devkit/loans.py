@@ -32,7 +32,6 @@ from dagster import (
     ExecuteInProcessResult,
     RunRequest,
     SensorResult,
-    SkipReason,
     build_sensor_context,
 )
 
@@ -40,6 +39,7 @@ from platform_assets.core.lake import delta
 from platform_assets.core.loans.events import STATUSES, TABLE, LoanEvent
 from platform_assets.core.trades.kafka import EmbeddedBroker, running_broker
 from platform_assets.defs.loans.definitions import build_loan_definitions
+from platform_assets.defs.loans.resources import loan_resources
 from platform_assets.defs.loans.sensors import JOB, SENSOR_NAME
 from platform_assets.lib.resources import build_resources
 from platform_assets.lib.tags import MICRO_BATCH_TAG
@@ -168,11 +168,12 @@ class LoanStreamDriver:
             ),
             Definitions(resources=build_resources(self.settings)),
         )
+        self.resources: dict[str, Any] = dict(self.defs.resources or {})
 
-    def tick(self) -> tuple[SkipReason | RunRequest | SensorResult, list[RunRequest]]:
+    def tick(self) -> tuple[Any, list[RunRequest]]:
         """One evaluation of the sensor: its result and the runs it requests."""
         sensor = self.defs.resolve_sensor_def(SENSOR_NAME)
-        resources = self.defs.resources or {}
+        resources = self.resources
         with build_sensor_context(
             instance=self.instance, cursor=self.cursor, resources=resources, definitions=self.defs
         ) as context:
@@ -224,8 +225,6 @@ def _rows(path: str) -> int:
 
 
 def with_broker(settings: Settings, bootstrap: str) -> Settings:
-    if hasattr(settings, "model_copy"):
-        return settings.model_copy(update={"kafka_bootstrap": bootstrap})
     return replace(settings, kafka_bootstrap=bootstrap)
 
 
@@ -246,7 +245,7 @@ def run_window_offline(
         driver = LoanStreamDriver(
             settings, instance, max_batch_rows=max_batch_rows, run_config=run_config or {}
         )
-        stream = driver.defs.resources["loan_stream"]
+        stream = driver.resources["loan_stream"]
         produced = make_events(applications)
         produce(stream.producer_conf(), stream.topic, produced.messages)
         runs = driver.drain()
@@ -278,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if not bootstrap:
         print("error: no broker: set PLATFORM_KAFKA_BOOTSTRAP or start `make dev`", file=sys.stderr)
         return 2
-    stream = build_loan_definitions(with_broker(settings, bootstrap)).resources["loan_stream"]
+    stream = loan_resources(with_broker(settings, bootstrap))["loan_stream"]
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     now = datetime.now(UTC).replace(microsecond=0)
     # ids of their own per call, so a second call adds applications rather than updating the first's

@@ -36,7 +36,7 @@ def test_a_killed_micro_batch_run_is_run_again_and_lands_every_message_once(poin
         settings = Settings(data_dir=tmp_path / "data", kafka_bootstrap=broker.bootstrap)
         produced = make_events(40, poison_every=4)  # the first batch has dead letters
         driver = LoanStreamDriver(settings, DagsterInstance.from_config(str(home)), max_batch_rows=BATCH_ROWS)
-        total = produce(driver.defs.resources["loan_stream"].producer_conf(), TOPIC, produced.messages)
+        total = produce(driver.resources["loan_stream"].producer_conf(), TOPIC, produced.messages)
 
         signal_file = tmp_path / "stopped"
         env = {

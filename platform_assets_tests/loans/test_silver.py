@@ -19,6 +19,7 @@ from platform_assets.core.loans.silver import (
     consumed,
     events,
     fold,
+    keep_quarantined,
     merge_latest,
 )
 
@@ -157,8 +158,6 @@ def test_a_chunk_retried_after_a_kill_lands_nothing_twice(tmp_path):
     land(bronze, [event("A", "submitted", 0, 0), event("B", "pending", 0, 1)], 0)
     # killed after the quarantine was written, before the merge committed
     checked = check(events(pl.read_delta(bronze)), T0)
-    from platform_assets.core.loans.silver import keep_quarantined
-
     keep_quarantined(quarantine, checked.quarantined)
     assert consumed(silver, APP) == -1
     run = apply_pending(bronze, silver, quarantine, app_id=APP)

@@ -53,7 +53,7 @@ def bronze_events(settings) -> pl.DataFrame:
 def test_a_window_lands_once_folds_to_the_latest_event_and_is_audited(stream, instance):
     produced = make_events(80, poison_every=15)
     driver = LoanStreamDriver(stream, instance, max_batch_rows=50)
-    conf = driver.defs.resources["loan_stream"].producer_conf()
+    conf = driver.resources["loan_stream"].producer_conf()
     total = produce(conf, TOPIC, produced.messages)
     assert total == len(produced.events) + produced.poison and produced.poison >= 5
 
@@ -120,7 +120,7 @@ def test_a_window_lands_once_folds_to_the_latest_event_and_is_audited(stream, in
 def test_a_replayed_window_adds_nothing_and_the_sensor_says_caught_up(stream, instance):
     produced = make_events(20, poison_every=0)
     driver = LoanStreamDriver(stream, instance)
-    produce(driver.defs.resources["loan_stream"].producer_conf(), TOPIC, produced.messages)
+    produce(driver.resources["loan_stream"].producer_conf(), TOPIC, produced.messages)
     assert all(r.success for r in driver.drain())
     silver_path = str(stream.table_path("silver", "loan_applications"))
     before = pl.read_delta(silver_path).sort("application_id")

@@ -110,7 +110,7 @@ def events(bronze_rows: pl.DataFrame) -> pl.DataFrame:
         amount=parsed,
         kafka_epoch=pl.col("kafka_epoch").fill_null(0).cast(pl.Int32),
     )
-    return frame.select(*COLUMNS, "amount_text").cast(dict(SILVER_SCHEMA))
+    return frame.select(*COLUMNS, "amount_text").cast(SILVER_SCHEMA)
 
 
 def fold(rows: pl.DataFrame) -> pl.DataFrame:
@@ -120,7 +120,7 @@ def fold(rows: pl.DataFrame) -> pl.DataFrame:
         rows.sort([KEY, *ORDER], nulls_last=False)
         .unique(KEY, keep="last", maintain_order=True)
         .select(COLUMNS)
-        .cast(dict(SILVER_SCHEMA))
+        .cast(SILVER_SCHEMA)
     )
 
 
@@ -146,7 +146,7 @@ def check(
     )
     return Checked(
         outcome.kept.select(COLUMNS),
-        quarantined.select(QUARANTINE_SCHEMA.names()).cast(dict(QUARANTINE_SCHEMA)),
+        quarantined.select(QUARANTINE_SCHEMA.names()).cast(QUARANTINE_SCHEMA),
         outcome.results,
     )
 
@@ -201,7 +201,7 @@ def merge_latest(silver_uri: str, latest: pl.DataFrame, *, app_id: str, batch_id
     When nothing changes, the checkpoint is committed alone (an empty append). No automatic commit retries:
     a concurrent commit fails ours and the recorded checkpoint is checked again on the new snapshot.
     """
-    source = delta.normalize_timestamps(latest.select(COLUMNS).cast(dict(SILVER_SCHEMA)))
+    source = delta.normalize_timestamps(latest.select(COLUMNS).cast(SILVER_SCHEMA))
     if source.select(pl.col(KEY).is_duplicated().any()).item():
         raise ValueError("the rows to merge repeat an application id; fold() them first")
     txn = checkpoint_id(app_id)

@@ -72,6 +72,10 @@ def bronze_loan_applications(
             )
         context.log.info(f"planned micro-batch {plan.batch_id}: {describe(plan.ranges) or 'nothing new'}")
     dead_letters = str(lakehouse.path("bronze", QUARANTINE))
+
+    def keep_dead_letters(bad) -> None:  # before bronze's commit; keyed, so a retry adds nothing twice
+        keep_quarantined(dead_letters, plan.batch_id, bad, datetime.now(UTC))
+
     result = land_batch(
         conf,
         topic,
@@ -82,7 +86,7 @@ def bronze_loan_applications(
         batch_id=plan.batch_id,
         log=context.log,
         read_timeout=loan_stream.read_timeout,
-        keep_quarantined=lambda bad: keep_quarantined(dead_letters, plan.batch_id, bad, datetime.now(UTC)),
+        keep_quarantined=keep_dead_letters,
         epoch=plan.epoch,
         incarnation=plan.incarnation,
         lost_upstream=plan.lost_upstream,
