@@ -16,10 +16,12 @@ from dagster import RunsFilter
 from platform_assets.core.audit import AuditStore
 from platform_assets.core.loans.events import STATUSES, LoanEvent
 from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.defs.loans import sensors
 from platform_assets.defs.loans.sensors import JOB
 from platform_assets.defs.monitoring.audit import audit_tick
+from platform_assets.lib.micro_batches import broker_address
 from platform_assets.lib.resources import build_resources
-from platform_assets.lib.tags import MICRO_BATCH_TAG
+from platform_assets.lib.tags import MICRO_BATCH_TAG, PARAMETER_TAG_PREFIX
 from platform_assets_tests.conftest import settings_for
 from platform_devkit.loans import LoanStreamDriver, make_events, produce
 
@@ -135,3 +137,31 @@ def test_a_replayed_window_adds_nothing_and_the_sensor_says_caught_up(stream, in
     assert pl.read_delta(silver_path).sort("application_id").equals(before)
     result, requests = driver.tick()
     assert not requests and result.skip_reason.skip_message.startswith("caught up")
+
+
+def test_the_sensor_waits_out_the_allowed_latency_of_the_declaration(stream, instance, monkeypatch):
+    now = [1_000.0]
+    monkeypatch.setattr(sensors, "clock", lambda: now[0])
+    driver = LoanStreamDriver(stream, instance, allowed_latency=None)  # streams.yaml: 5 s
+    result, requests = driver.tick()
+    assert not requests and result.skip_reason.skip_message.startswith("nothing landed yet")
+    produced = make_events(5, poison_every=0)
+    produce(driver.resources["loan_stream"].producer_conf(), TOPIC, produced.messages)
+    for moved in (0.0, 3.0):
+        now[0] += moved
+        result, requests = driver.tick()
+        assert not requests and "waiting up to 5 s" in result.skip_reason.skip_message
+    now[0] += 2.0
+    _, (request,) = driver.tick()
+    assert request.run_key == f"{TOPIC}:0:0"
+    assert request.tags[PARAMETER_TAG_PREFIX + "Batch_Size"] == str(len(produced.messages))
+    assert driver.execute(request).success
+    result, requests = driver.tick()
+    assert not requests and result.skip_reason.skip_message.startswith("caught up")
+
+
+def test_the_audit_names_brokers_by_host_and_port_only():
+    assert broker_address("127.0.0.1:9092") == "127.0.0.1:9092"
+    assert broker_address("SASL_SSL://$ConnectionString:s3cret@ns.servicebus.windows.net:9093, b2:9093") == (
+        "ns.servicebus.windows.net:9093,b2:9093"
+    )

@@ -9,11 +9,13 @@ failed or was killed is requested again under the next attempt (landing is exact
 number of attempts). A run Dagster itself will retry is waited for.
 
 A batch starts once the oldest pending message has waited the stream's allowed latency (streams.yaml,
-``allowed_latency``) or a full batch is pending. With nothing pending and silver behind bronze (its step
+``allowed_latency``) or a full batch is pending (``core.streaming.batching``); the retry of a batch that
+did not land and a new epoch's first batch start at once. With nothing pending and silver behind bronze (its step
 failed after bronze landed), a silver-only run catches it up, at most once a minute.
 
 The cursor keeps the topic's end offsets last seen per incarnation (what a new epoch counts as lost
-upstream), when the pending messages were first seen, and when silver was last caught up.
+upstream), the batching entries (when pending messages were first seen, the batch last requested) and
+when silver was last caught up.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from platform_assets.core.streaming import (
     NewIncarnationError,
     OffsetRange,
     OffsetsAheadError,
+    batching,
     lost_upstream,
     metadata_consumer,
     next_batch_id,
@@ -132,21 +135,21 @@ def loan_applications_micro_batches(
     seen[str(plan.incarnation)] = {str(p): o for p, o in plan.high_watermarks.items()}
     cursor = {**cursor, "seen_by_incarnation": seen}
     if not plan.ranges:
-        cursor.pop("pending_since", None)
+        cursor.pop(batching.PENDING_SINCE, None)
         return _catch_up(context, lakehouse, loan_stream, plan, cursor)
     now = clock()
-    since = cursor.setdefault("pending_since", now)
+    since = batching.pending_since(cursor, plan, now)
     latency = (
         loan_stream.allowed_latency if loan_stream.allowed_latency is not None else stream.allowed_latency
     )
-    full = batch_size(plan.ranges) >= loan_stream.batch_cap
-    if not (plan.new_epoch or full or now - since >= latency):
+    trigger = batching.BatchTrigger(latency, loan_stream.batch_cap)
+    at_once = plan.new_epoch or batching.is_retry(cursor, plan)
+    waiting = None if at_once else trigger.waiting(batching.pending_messages(plan), since, now)
+    if waiting:
+        cursor[batching.PENDING_SINCE] = batching.pending_entry(plan, since)
         return SensorResult(
-            skip_reason=f"{batch_size(plan.ranges)} message(s) pending for {now - since:.0f} s of the allowed "
-            f"{latency:g} s; micro-batch {plan.batch_id} is next",
-            cursor=json.dumps(cursor),
+            skip_reason=f"{waiting}; micro-batch {plan.batch_id} is next", cursor=json.dumps(cursor)
         )
-    cursor.pop("pending_since", None)
     tries = attempt(context.instance, JOB, topic, plan.batch_id)
     return SensorResult(
         run_requests=[
@@ -156,7 +159,7 @@ def loan_applications_micro_batches(
                 tags=run_tags(loan_stream, plan),
             )
         ],
-        cursor=json.dumps(cursor),
+        cursor=json.dumps(batching.after_request(cursor, plan, now)),
     )
 
 
