@@ -36,7 +36,7 @@ from dagster import (
 )
 
 from platform_assets.core.lake import delta
-from platform_assets.core.loans.events import STATUSES, TABLE, LoanEvent
+from platform_assets.core.loans.events import TABLE, LoanEvent
 from platform_assets.core.trades.kafka import EmbeddedBroker, running_broker
 from platform_assets.defs.loans.definitions import build_loan_definitions
 from platform_assets.defs.loans.resources import loan_resources
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     sent = produce(stream.producer_conf(), stream.topic, produced.messages)
     print(
         f"{sent} message(s) to topic {stream.topic!r} at {bootstrap}: {len(produced.events)} event(s) of "
-        f"{produced.applications} application(s), {produced.poison} poison; statuses {', '.join(STATUSES)}"
+        f"{produced.applications} application(s), {produced.poison} poison"
     )
     return 0
 
