@@ -258,7 +258,7 @@ class Stream:
         self.max_batch_rows = max(args.rows_per_batch, self.settings.trades_max_batch_rows)
 
     def plan(self):
-        from platform_assets.core.trades.incarnation import accepted_incarnation
+        from platform_assets.core.streaming.incarnation import accepted_incarnation
         from platform_assets.core.trades.landing import metadata_consumer, plan_next
 
         with metadata_consumer(self.conf) as consumer:

@@ -46,7 +46,7 @@ from types import FrameType
 import confluent_kafka
 from confluent_kafka import KafkaException, Producer
 
-from platform_assets.core.trades.incarnation import mark_embedded
+from platform_assets.core.streaming.incarnation import mark_embedded
 from platform_assets.core.trades.kafka import EmbeddedBroker
 
 MOCK_DEFAULT_PARTITIONS = 4  # librdkafka's mock cluster: defaults.partition_cnt

@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 from dagster import RunRequest, SensorResult, SkipReason
 
-from platform_assets.core.trades.batching import BatchTrigger
+from platform_assets.core.streaming import high_watermarks
+from platform_assets.core.streaming.batching import BatchTrigger
 from platform_assets.core.trades.kafka import EmbeddedBroker
-from platform_assets.core.trades.landing import high_watermarks
 from platform_assets.defs.trades import sensors
 from platform_assets.defs.trades.resources import trade_resources
 from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB

@@ -18,7 +18,7 @@ import pytest
 
 from platform_assets.core.state import StateStore
 from platform_assets.core.streaming import planning
-from platform_assets.core.trades.incarnation import accept_incarnation, accepted_incarnation, is_embedded
+from platform_assets.core.streaming.incarnation import accept_incarnation, accepted_incarnation, is_embedded
 from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets.core.trades.landing import (
     NewIncarnationError,

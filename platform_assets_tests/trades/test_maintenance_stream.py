@@ -18,6 +18,7 @@ from platform_assets.core.lake.maintenance import (
     MaintenancePolicy,
     maintain,
 )
+from platform_assets.core.streaming.position import NEXT_OFFSETS_KEY, read_position
 from platform_assets.core.trades.landing import (
     OffsetRange,
     bronze_offsets,
@@ -26,7 +27,6 @@ from platform_assets.core.trades.landing import (
     plan_batch,
     stream_position,
 )
-from platform_assets.core.trades.position import NEXT_OFFSETS_KEY, read_position
 from platform_assets_tests.delta_aging import age_files, age_table
 from platform_assets_tests.trades.test_enrich import EXCHANGE_INFO
 from platform_assets_tests.trades.test_held_trades import APP as SILVER_APP

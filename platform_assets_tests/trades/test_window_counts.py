@@ -19,9 +19,9 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from platform_assets.core.lake import delta
+from platform_assets.core.streaming.position import Epoch, StreamPosition
 from platform_assets.core.trades.enrich import SCHEMA as SILVER_SCHEMA
 from platform_assets.core.trades.landing import TABLE_SCHEMA
-from platform_assets.core.trades.position import Epoch, StreamPosition
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.core.trades.windows import FeedWindow, count_windows
 

@@ -22,7 +22,7 @@ Correctness rules, each pinned by a test:
    the change data feed skips (gold reads silver through it) and which the trade stream's silver does not
    see (it reads bronze by ``micro_batch_id``).
 2. A landing stream's position (next offsets, epoch, incarnation) lives in the commit info of its newest
-   landing commit (:mod:`platform_assets.core.trades.position`). Maintenance commits push that commit down
+   landing commit (:mod:`platform_assets.core.streaming.position`). Maintenance commits push that commit down
    the log, and log clean-up eventually deletes its JSON. So when the newest commit of such a table no
    longer carries the position, maintenance writes one more commit that copies it (the table properties
    again, with the position keys as commit info). That commit is refused if anything committed since the
@@ -56,7 +56,7 @@ from deltalake.exceptions import CommitFailedError
 
 from platform_assets.core.errors import ConfigError, LakeError, NotADeltaTableError
 from platform_assets.core.lake.locations import location
-from platform_assets.core.trades.position import (
+from platform_assets.core.streaming.position import (
     BATCH_KEY,
     EPOCH_KEY,
     EPOCHS_KEY,

@@ -18,8 +18,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
+from platform_assets.core.streaming.incarnation import mark_embedded
 from platform_assets.core.trades.client_log import CLIENT_LOG
-from platform_assets.core.trades.incarnation import mark_embedded
 
 CONFIG_SETTING = "PLATFORM_KAFKA_CONFIG"
 
@@ -42,7 +42,7 @@ def client_config(bootstrap: str, extra_json: str | None) -> dict[str, Any]:
     except ValueError as exc:
         # The reason and position only, never the document: it holds the SASL password.
         reason = getattr(exc, "msg", "invalid JSON")
-        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise ValueError(f"{CONFIG_SETTING} is not valid JSON: {reason}{where}") from None
     if not isinstance(extra, dict):
         raise ValueError(f"{CONFIG_SETTING} must be a JSON object, got a JSON {type(extra).__name__}")

@@ -23,9 +23,9 @@ import polars as pl
 from platform_assets.core.audit.values import as_utc
 from platform_assets.core.lake import delta
 from platform_assets.core.state import StateStore
+from platform_assets.core.streaming import EPOCH_COLUMN, stream_position
+from platform_assets.core.streaming.position import StreamPosition
 from platform_assets.core.trades.enrich import KEYS
-from platform_assets.core.trades.landing import EPOCH_COLUMN, stream_position
-from platform_assets.core.trades.position import StreamPosition
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.core.trades.stream import INGESTION_TABLE, checkpoint_name
 

@@ -34,16 +34,10 @@ from dagster import (
 from pydantic import Field
 
 from platform_assets.core.lake import delta
-from platform_assets.core.trades import lookup as symbols_api
-from platform_assets.core.trades.dashboard import render_dashboard
-from platform_assets.core.trades.feed import run_feed
-from platform_assets.core.trades.held import dead_lettered_count, held_count
-from platform_assets.core.trades.incarnation import accepted_incarnation
-from platform_assets.core.trades.landing import (
+from platform_assets.core.streaming import (
     BatchPlan,
     OffsetRange,
     commit_offsets,
-    land_batch,
     lost_upstream,
     metadata_consumer,
     next_batch_id,
@@ -51,6 +45,12 @@ from platform_assets.core.trades.landing import (
     stream_position,
     topic_end,
 )
+from platform_assets.core.streaming.incarnation import accepted_incarnation
+from platform_assets.core.trades import lookup as symbols_api
+from platform_assets.core.trades.dashboard import render_dashboard
+from platform_assets.core.trades.feed import run_feed
+from platform_assets.core.trades.held import dead_lettered_count, held_count
+from platform_assets.core.trades.landing import land_batch
 from platform_assets.core.trades.serving import MetricsRow
 from platform_assets.core.trades.stream import (
     HELD_TABLE,

@@ -11,7 +11,7 @@ With nothing new to land, a tick starts a silver-only run when silver is behind 
 database was down) at most once a minute, or when a feed window ended since the last tick (its metrics
 row may now be due).
 
-Each plan names the topic incarnation and the epoch (see ``core.trades.position``). A new incarnation of
+Each plan names the topic incarnation and the epoch (see ``core.streaming.position``). A new incarnation of
 an embedded broker starts a new epoch at once, with what the old one left unlanded counted as lost
 upstream; a real broker's new incarnation stops landing: one run fails loudly (and alerts once), later
 ticks skip with the recovery command, until ``python -m platform_assets.cli.new_epoch`` accepts it.
@@ -19,7 +19,7 @@ The cursor keeps the last watermarks seen per incarnation, for that count.
 
 Batches are not started for every new message: a batch starts at once when
 ``PLATFORM_TRADES_MAX_BATCH_ROWS`` messages are pending, otherwise once the oldest pending message has
-waited ``PLATFORM_TRADES_ALLOWED_LATENCY`` seconds since a tick first saw it (``core.trades.batching``;
+waited ``PLATFORM_TRADES_ALLOWED_LATENCY`` seconds since a tick first saw it (``core.streaming.batching``;
 while a run is in flight, a tick only peeks at the topic's end offsets to start that clock). A new epoch,
 lost offsets, a stopped stream and the retry of a batch that did not land start at once.
 """
@@ -42,19 +42,17 @@ from dagster import (
 )
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
-from platform_assets.core.errors import OffsetsLostError
-from platform_assets.core.trades import batching
-from platform_assets.core.trades.incarnation import accepted_incarnation
-from platform_assets.core.trades.landing import (
+from platform_assets.core.errors import NewIncarnationError, OffsetsAheadError, OffsetsLostError
+from platform_assets.core.streaming import (
     BatchPlan,
-    NewIncarnationError,
     OffsetRange,
-    OffsetsAheadError,
+    batching,
     high_watermarks,
     metadata_consumer,
     next_batch_id,
     plan_next,
 )
+from platform_assets.core.streaming.incarnation import accepted_incarnation
 from platform_assets.core.trades.stream import checkpoint_name
 from platform_assets.defs.trades.assets import FEED_KEY, SILVER_KEY, with_losses
 from platform_assets.defs.trades.resources import TradeStreamResource

@@ -17,8 +17,8 @@ from typing import Any
 
 from dagster import AssetMaterialization, DagsterInstance
 
+from platform_assets.core.streaming import topic_end
 from platform_assets.core.trades.feed import FeedReport, Log
-from platform_assets.core.trades.landing import topic_end
 from platform_assets.core.trades.stream import LookupRefresh, LookupUnavailable, pull_lookup
 from platform_assets.defs.trades.assets import FEED_KEY, LOOKUP_KEY, lookup_metadata, window_metadata
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from platform_assets.core.trades.landing import BatchPlan
+from platform_assets.core.streaming.planning import BatchPlan
 
 PENDING_SINCE = "pending_since"
 REQUESTED = "requested"
