@@ -82,7 +82,8 @@ test: install-dev lint
 # that very folder (Dagster compares the two paths as they are), even when it is the file installed there.
 # So Dagster starts in the Dagster home, named by its physical path (the form the working folder has), with
 # the data folder and the settings' other paths made absolute: relative ones meant the repository.
-IN_DAGSTER_HOME = cd "$(DAGSTER_HOME)" && DAGSTER_HOME="$$(pwd -P)" PLATFORM_DATA_DIR="$(DATA_DIR)" \
+# exec: make's child stays the command itself, which make passes SIGTERM to.
+IN_DAGSTER_HOME = cd "$(DAGSTER_HOME)" && exec env DAGSTER_HOME="$$(pwd -P)" PLATFORM_DATA_DIR="$(DATA_DIR)" \
 	$(foreach v,PLATFORM_CONFIG_DIR PLATFORM_TABLES_FILE,$(if $($(v)),$(v)="$(abspath $($(v)))"))
 
 # Links in audit rows and alerts point at the UI this serves, unless PLATFORM_UI_URL says otherwise.
