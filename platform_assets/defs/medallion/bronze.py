@@ -9,20 +9,19 @@ from dagster import (
     Backoff,
     Config,
     DailyPartitionsDefinition,
-    Failure,
     Jitter,
     MaterializeResult,
     RetryPolicy,
     asset,
 )
 
-from platform_assets.core.errors import ConfigError, SourceError
 from platform_assets.core.files.landing_zone import ingest_landing
 from platform_assets.core.lake.locations import quarantine_name
 from platform_assets.core.medallion.config import TableConfig, parse_from_date
 from platform_assets.core.medallion.steps import run_bronze
 from platform_assets.defs.medallion.common import asset_args, run_days
 from platform_assets.lib.metadata import step_metadata
+from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.resources import LakehouseResource
 
 SOURCE_RETRY = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
@@ -48,7 +47,9 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
     def bronze(
         context: AssetExecutionContext, config: BronzeConfig, lakehouse: LakehouseResource
     ) -> MaterializeResult:
-        try:
+        # Not retryable (a missing table or column, values that do not compare, a bad from_date): fails at
+        # once; retryable (a state conflict): left to SOURCE_RETRY.
+        with platform_errors(retry_policy=True):
             result = run_bronze(
                 lakehouse.source_engine(),
                 table,
@@ -59,10 +60,6 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
                 from_date=_from_date(config.from_date, table),
                 log=context.log.info,
             )
-        except (
-            SourceError
-        ) as exc:  # a missing table or column, values that do not compare: retrying cannot help
-            raise Failure(description=str(exc), allow_retries=False) from exc
         for leftover in result.removed_partials:
             context.log.warning(
                 f"{table.table}: removed {leftover.name}, left by an extraction that was killed"
@@ -73,11 +70,9 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
 
 
 def _from_date(value: str | None, table: TableConfig) -> datetime | None:
-    """The run config's ``from_date`` (else the table's); a bad value fails at once, naming the field."""
-    try:
-        return parse_from_date(value, f"run config {table.table}") or table.from_date
-    except ConfigError as exc:
-        raise Failure(description=str(exc), allow_retries=False) from exc
+    """The run config's ``from_date`` (else the table's); a bad value is a ConfigError naming the field,
+    which fails the step at once."""
+    return parse_from_date(value, f"run config {table.table}") or table.from_date
 
 
 # ----------------------------------------------------------------------------------------------------
