@@ -20,8 +20,8 @@ from platform_assets.core.lake.locations import quarantine_name
 from platform_assets.core.medallion.config import TableConfig, parse_from_date
 from platform_assets.core.medallion.steps import run_bronze
 from platform_assets.defs.medallion.common import asset_args, run_days
-from platform_assets.lib.metadata import step_metadata
 from platform_assets.lib.errors import platform_errors
+from platform_assets.lib.metadata import step_metadata
 from platform_assets.lib.resources import LakehouseResource
 
 SOURCE_RETRY = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
