@@ -8,17 +8,16 @@ from dagster import (
     AssetsDefinition,
     Config,
     DailyPartitionsDefinition,
-    Failure,
     MaterializeResult,
     ResourceParam,
     asset,
 )
 
-from platform_assets.core.errors import SchemaDriftError
 from platform_assets.core.lake.locations import quarantine_name
 from platform_assets.core.medallion.config import TableConfig
 from platform_assets.core.medallion.steps import run_silver
 from platform_assets.defs.medallion.common import asset_args, run_days, spark_session_for
+from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.metadata import asset_key, step_metadata
 from platform_assets.lib.resources import LakehouseResource
 
@@ -47,7 +46,8 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         lakehouse: LakehouseResource,
         spark: ResourceParam[Any],
     ) -> MaterializeResult:
-        try:
+        # Not retryable (a drifted file fails the same way again): fails at once; retryable: retried.
+        with platform_errors():
             result = run_silver(
                 table,
                 lakehouse.path("bronze", table.name),
@@ -60,8 +60,6 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
                 log=context.log.info,
                 spark=spark_session_for(context, table, spark),
             )
-        except SchemaDriftError as exc:  # the same file fails the same way again: no retry
-            raise Failure(description=str(exc), allow_retries=False) from exc
         for moved in result.set_aside:
             context.log.warning(f"{table.table}: set aside {moved} (see its .reason.json)")
         if result.blocked_by:
