@@ -56,7 +56,6 @@ from platform_assets.core.trades.stream import (
     HELD_TABLE,
     SILVER_QUARANTINE_TABLE,
     EnrichRun,
-    LookupMissing,
     enrich_pending,
     keep_quarantined,
     read_lookup,
@@ -69,6 +68,7 @@ from platform_assets.core.trades.windows import (
     count_windows,
 )
 from platform_assets.defs.trades.resources import ServingResource, TradeStreamResource
+from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.metadata import column_schema, numbers
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.lib.tags import LOW_VOLUME_TAG, STREAM_ALERTS_TAG
@@ -378,7 +378,9 @@ def silver_trades_enriched(
     bronze = str(lakehouse.path("bronze", "trades"))
     silver = str(lakehouse.path("silver", "trades_enriched"))
     state, store = lakehouse.state(), serving.store()
-    try:  # a lookup never pulled yet is pulled now: the run goes on
+    # A lookup never pulled yet is pulled now and the run goes on; one that cannot be pulled fails the step
+    # at once (LookupMissing: the pull already retried, and the next run pulls again).
+    with platform_errors():
         lookup = read_lookup(
             lakehouse.path("raw", "trade_symbols"),
             url=trade_stream.lookup_url,
@@ -386,8 +388,6 @@ def silver_trades_enriched(
             attempts=trade_stream.lookup_attempts,
             log=context.log,
         )
-    except LookupMissing as missing:
-        raise Failure(description=str(missing)) from None
     held_table = str(lakehouse.path("silver", HELD_TABLE))
     silver_quarantine = str(lakehouse.path("silver", SILVER_QUARANTINE_TABLE))
     run = enrich_pending(
