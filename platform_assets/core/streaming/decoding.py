@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -85,7 +85,7 @@ def decode_batch(
         ingested_at=pl.lit(ingested_at, dtype=TIMESTAMP),
     )
     schema = {k: v for k, v in stream.bronze_schema.items() if k in frame.columns}
-    return frame.select(list(schema)).cast(schema), quarantined
+    return frame.select(list(schema)).cast(pl.Schema(schema)), quarantined
 
 
 @cache
@@ -100,7 +100,7 @@ def resolve_decoder(name: str) -> Decoder:
         raise ConfigError(f"stream decoder {name!r} cannot be loaded: {exc}") from None
     if not callable(found):
         raise ConfigError(f"stream decoder {name!r} is not a function")
-    return found
+    return cast(Decoder, found)
 
 
 # --- the JSON decoder ----------------------------------------------------------------------------

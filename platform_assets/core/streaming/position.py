@@ -152,5 +152,7 @@ def read_position(table: DeltaTable | None, *, batch_id: int | None = None) -> S
                 return StreamPosition()  # that batch landed no commit of its own (never landed)
         if len(history) < depth or newest_batch is None:
             return StreamPosition()
-        # Every landing commit is one batch; other writers add a few commits between them.
+        # Every landing commit is one batch; other writers add a few commits between them. (Only a search
+        # for one batch gets here: the newest landing commit was returned in the loop.)
+        assert batch_id is not None
         depth = max(depth * 2, 2 * (newest_batch - batch_id) + HISTORY_DEPTH)

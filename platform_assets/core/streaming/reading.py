@@ -163,7 +163,9 @@ def _consume(
     next_offset: dict[int, int],
     deadline: float,
     timeout: float,
-    columns: tuple[list[int], list[int], list[bytes | None], list[bytes | None], list[tuple[int, int]]],
+    # partitions, offsets, keys, values, timestamps: librdkafka's stubs allow None where a delivered
+    # message has a value, so the lists are as loosely typed as they are.
+    columns: tuple[list[Any], list[Any], list[Any], list[Any], list[Any]],
 ) -> None:
     """Consume until every partition in ``pending`` has delivered its range, appending each message's
     fields to ``columns`` (partitions, offsets, keys, values, timestamps)."""
@@ -210,12 +212,12 @@ def _raise_read_error(
     topic: str,
     ranges: Mapping[int, OffsetRange],
     message: Message,
-    error: KafkaError,
+    error: KafkaError | None,
     timeout: float,
 ) -> None:
-    if error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+    if error is not None and error.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
         # Retention removed offsets while we were reading them.
-        partition = message.partition()
+        partition = int(message.partition() or 0)
         low, _ = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=timeout, cached=False
         )

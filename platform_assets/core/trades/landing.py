@@ -195,7 +195,7 @@ def _is_unicode(text: str) -> bool:
 
 
 # The trade columns before times become timestamps; "row" is the message's position in the batch.
-_RAW_SCHEMA: dict[str, pl.DataType] = {
+_RAW_SCHEMA: dict[str, Any] = {
     "row": pl.get_index_type(),
     **{k: SCHEMA[k] for k in ("symbol", "trade_id", "price", "quantity", "buyer_is_maker")},
     "trade_time_ms": pl.Int64(),
