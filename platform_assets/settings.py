@@ -94,8 +94,18 @@ def shown(value: object) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# checks: each takes the value as text (environment, file) or as its type (code) and returns it typed,
+# checks: each says what it accepts in words (``accepts``, for the reference) and takes the value as text (environment, file) or as its type (code) and returns it typed,
 # or raises ValueError with what is wrong after the setting's name (the formatter puts the name first)
+
+
+def _accepts(text: str) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    """Record what a check accepts, in the words the settings reference shows."""
+
+    def mark(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        check.accepts = text  # type: ignore[attr-defined]
+        return check
+
+    return mark
 
 
 def _database_url(value: str) -> str:
@@ -128,20 +138,24 @@ def database_url(value: str, name: str) -> str:
         raise SettingsError(f"{name} {exc}") from None
 
 
+@_accepts("SQLAlchemy URL")
 def _optional_database_url(value: Any) -> str:
     return _database_url(value) if value else ""  # "": the data folder's SQLite file
 
 
+@_accepts("text")
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a text, got {shown(value)}")
     return value
 
 
+@_accepts("text")
 def _optional_text(value: Any) -> str | None:
     return _text(value) or None if value is not None else None
 
 
+@_accepts("http(s) URL")
 def _http_url(value: Any) -> str:
     text = _text(value)
     if text.startswith(("http://", "https://")) and len(text) > len("https://"):
@@ -149,11 +163,13 @@ def _http_url(value: Any) -> str:
     raise ValueError(f"must be an http:// or https:// URL; got {shown(value)}")
 
 
+@_accepts("http(s) URL")
 def _base_url(value: Any) -> str:
     """An http(s) URL that paths are appended to: without its trailing '/'."""
     return _http_url(value).rstrip("/")
 
 
+@_accepts("http(s) URL")
 def _webhook_url(value: Any) -> str | None:
     if not value:
         return None
@@ -162,6 +178,7 @@ def _webhook_url(value: Any) -> str | None:
     raise ValueError("must be an http:// or https:// URL; its value is not shown as it is a secret")
 
 
+@_accepts("ws(s) URL")
 def _websocket_url(value: Any) -> str:
     if isinstance(value, str) and value.startswith(("ws://", "wss://")) and len(value) > len("wss://"):
         return value
@@ -169,6 +186,7 @@ def _websocket_url(value: Any) -> str:
 
 
 def _one_of(*allowed: str) -> Callable[[Any], str]:
+    @_accepts(f"one of {', '.join(allowed)}")
     def check(value: Any) -> str:
         if value not in allowed:
             raise ValueError(f"must be one of {', '.join(allowed)}, got {shown(value)}")
@@ -181,6 +199,7 @@ def _at_least(minimum: int) -> Callable[[Any], int]:
     """An integer of ``minimum`` or more. 0 concurrent tables or a 0-row batch would hang or loop, not
     fail; "2.5" is not read as 2."""
 
+    @_accepts(f"integer ≥ {minimum}")
     def check(value: Any) -> int:
         if isinstance(value, str):
             try:
@@ -196,6 +215,7 @@ def _at_least(minimum: int) -> Callable[[Any], int]:
     return check
 
 
+@_accepts("date (YYYY-MM-DD)")
 def _date(value: Any) -> date:
     if isinstance(value, date):
         return value
@@ -208,6 +228,7 @@ def _date(value: Any) -> date:
         raise ValueError(f"{message} ({exc})") from None
 
 
+@_accepts("comma-separated names")
 def _names(value: Any) -> tuple[str, ...]:
     """A comma-separated list (or a sequence) of names, each once."""
     parts = value.split(",") if isinstance(value, str) else list(value)
@@ -220,6 +241,7 @@ def _names(value: Any) -> tuple[str, ...]:
     return names
 
 
+@_accepts("Kafka topic name")
 def _topic(value: Any) -> str:
     """A Kafka topic name as Kafka allows it: letters, digits, '.', '_', '-', at most 249 characters."""
     if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) and value not in (".", ".."):
@@ -231,6 +253,7 @@ def _topic(value: Any) -> str:
 _KNOWN_GOOD_CRONS = frozenset({"0 2 * * *", "0 0,12 * * *", "0 0 * * *"})
 
 
+@_accepts("cron (5 fields)")
 def _cron(value: Any) -> str:
     """A five-field cron expression (minute hour day month weekday) whose values are in range, checked
     the way Dagster checks a schedule's: ``99 99 * * *`` is refused here, not when the schedule ticks."""
@@ -253,6 +276,7 @@ def _cron(value: Any) -> str:
     )
 
 
+@_accepts("Spark Connect URL (sc://)")
 def _spark_remote(value: Any) -> str | None:
     if not value:
         return None
@@ -261,6 +285,7 @@ def _spark_remote(value: Any) -> str | None:
     raise ValueError("must be a Spark Connect URL (sc://host:15002/...); its value is not shown")
 
 
+@_accepts("JSON object")
 def _spark_conf(value: Any) -> dict[str, str]:
     """A JSON object of Spark settings (or a mapping). Never echoed: it may hold credentials."""
     if isinstance(value, Mapping):
@@ -297,118 +322,151 @@ class Settings:
 
     env: Annotated[str, _checked(_one_of(*ENVIRONMENTS)), Var(file=False)] = Field(
         "dev",
-        description="The environment, one catalog of its own: picks config/<env>.yaml and the lake folder "
-        "<lake_url>/<env>; dev, sit or prod.",
+        description="Environment (catalog): selects config/<env>.yaml and the lake folder <lake_url>/<env>.",
     )
-    data_dir: Annotated[Path, Var()] = Field(
-        Path("data"),
-        description="The folder of the local files: the SQLite databases and the lake unless set apart.",
+    data_dir: Annotated[Path, Var(default_text="./data")] = Field(
+        Path("data"), description="Root of the embedded lake, state and databases."
     )
     # URLs may carry credentials: kept out of repr (logs, tracebacks).
     source_url: Annotated[
         str, _checked(_optional_database_url), Var(secret=True, default_text="sqlite:///<data_dir>/source.db")
-    ] = Field("", repr=False, description="The source database (SQLAlchemy URL) the medallion extracts from.")
+    ] = Field(
+        "",
+        repr=False,
+        description="SQLAlchemy URL of the source database (SQLite, PostgreSQL postgresql+psycopg://..., "
+        "MySQL/MariaDB mysql+pymysql://..., SQL Server).",
+    )
     audit_url: Annotated[
         str, _checked(_optional_database_url), Var(secret=True, default_text="sqlite:///<data_dir>/audit.db")
-    ] = Field("", repr=False, description="The audit database (Job_Metadata, Task_Metadata, Metadata_Logs).")
+    ] = Field("", repr=False, description="SQLAlchemy URL of the audit/metadata database.")
     state_url: Annotated[
         str, _checked(_optional_database_url), Var(secret=True, default_text="sqlite:///<data_dir>/state.db")
-    ] = Field("", repr=False, description="The state database: watermarks, checkpoints, stream cursors.")
+    ] = Field(
+        "",
+        repr=False,
+        description="Where watermarks and checkpoints live (kept apart from the audit database, so an audit "
+        "outage never stops data).",
+    )
     lake_url: Annotated[str, _checked(_text), Var(default_text="<data_dir>/lake")] = Field(
         "",
-        description="Where the lake lives: a local folder or an object-store URL (s3://, abfss://, gs://).",
+        description="Root of the lake: a local folder or an object-store URL (s3://bucket/lake, gs://..., "
+        "abfss://...).",
     )
     partition_start: Annotated[date, _checked(_date), Var()] = Field(
-        date(2024, 1, 1), description="The first day of the daily partitions (YYYY-MM-DD)."
+        date(2024, 1, 1),
+        description="First day of the daily partitions (UTC); make dev and make demo default it to "
+        "2025-01-01, the sample data's first day, unless it is set.",
     )
-    alert_webhook_url: Annotated[str | None, _checked(_webhook_url), Var(secret=True, file=False)] = Field(
-        None, repr=False, description="A webhook (Slack, Teams...) told of failed runs; unset: no alerts."
-    )
+    alert_webhook_url: Annotated[
+        str | None,
+        _checked(_webhook_url),
+        Var(secret=True, file=False, default_text="(none: alerts are logged)"),
+    ] = Field(None, repr=False, description="Where failure and low-volume alerts are POSTed as JSON.")
     country_api_url: BaseUrl = Field(
-        "https://restcountries.com/v3.1", description="The REST Countries API the countries job reads."
+        "https://restcountries.com/v3.1", description="Base of the REST Countries API (<base>/name/<name>)."
     )
     ui_url: BaseUrl = Field(
-        "http://127.0.0.1:3000", description="The Dagster UI's address, for links in alerts."
+        "http://127.0.0.1:3000",
+        description="Base of the Dagster UI, for links in audit rows and alerts (make dev: http://$HOST:$PORT).",
     )
     countries: Annotated[tuple[str, ...], _checked(_names), Var()] = Field(
         DEFAULT_COUNTRIES,
-        description="The countries fetched, one partition each: a comma-separated list (a YAML list in a "
-        "file).",
+        description="The countries pulled, one partition each (in a file: a YAML list).",
     )
-    source_schema: Annotated[str | None, _checked(_optional_text), Var()] = Field(
-        None, description="The source database's schema of the tables; unset: the connection's default."
+    source_schema: Annotated[
+        str | None, _checked(_optional_text), Var(default_text="(the connection's default)")
+    ] = Field(None, description="Schema of the Customers and Products source tables.")
+    customer_threshold: Int0 = Field(500, description="Customer threshold of the customer -> product flow.")
+    product_threshold: Int0 = Field(600, description="Product threshold of the customer -> product flow.")
+    batch_size: Int1 = Field(
+        100_000,
+        description="Rows per Arrow batch read from the source (memory is bounded by this, not by table size).",
     )
-    customer_threshold: Int0 = Field(500, description="Customers job: the threshold of the sample's report.")
-    product_threshold: Int0 = Field(600, description="Customers job: the product threshold of the report.")
-    batch_size: Int1 = Field(100_000, description="Rows per batch when extracting from the source.")
     late_days: Int0 = Field(
-        1, description="Daily partitions: days after its end a day is re-read for late rows."
+        1,
+        description="Earlier FactStream days the daily schedule re-runs to pick up late rows (0: only the "
+        "day that ended).",
     )
-    max_concurrent_tables: Int1 = Field(4, description="Medallion tables materialized at the same time.")
+    max_concurrent_tables: Int1 = Field(4, description="Steps run in parallel within a run.")
     tables_file: Annotated[Path, Var(default_text="platform_assets/tables.yaml")] = Field(
-        Path(__file__).with_name("tables.yaml"), description="The table list the medallion is built from."
+        Path(__file__).with_name("tables.yaml"),
+        description="The source table list (check it with make check-config).",
     )
     # the trade stream (seeds 003 and 000); no bootstrap: an embedded broker
-    kafka_bootstrap: Annotated[str | None, _checked(_optional_text), Var()] = Field(
-        None, description="Kafka's bootstrap servers (host:port,...); unset: an embedded broker (dev)."
+    kafka_bootstrap: Annotated[
+        str | None, _checked(_optional_text), Var(default_text="(none: an embedded broker)")
+    ] = Field(
+        None,
+        description="Kafka bootstrap servers (Kafka, Redpanda, Event Hubs' Kafka endpoint); in a file: a "
+        "YAML list or one comma-separated text.",
     )
     kafka_config: Annotated[str | None, _checked(_optional_text), Var(secret=True, file=False)] = Field(
-        None, repr=False, description="Kafka client settings as a JSON object (SASL, TLS...)."
+        None,
+        repr=False,
+        description="Extra Kafka client settings as a JSON object, e.g. SASL for Event Hubs.",
     )
     trades_topic: Annotated[str, _checked(_topic), Var()] = Field(
-        "trades", description="The Kafka topic of the trade stream."
+        "trades", description="The topic trades land in."
     )
     trades_ws_url: Annotated[str, _checked(_websocket_url), Var()] = Field(
-        DEFAULT_TRADES_WS_URL, description="The websocket the trade feed reads."
+        DEFAULT_TRADES_WS_URL, description="Websocket URL of the trade feed."
     )
     trades_lookup_url: Annotated[str, _checked(_http_url), Var()] = Field(
-        DEFAULT_TRADES_LOOKUP_URL, description="The exchange's symbol lookup (REST) the enrichment reads."
+        DEFAULT_TRADES_LOOKUP_URL, description="REST URL of the symbol lookup."
     )
     trades_max_batch_rows: Int1 = Field(
         100_000,
-        description="The most messages one micro-batch lands: bounds a run's memory on a backlog; a full "
-        "batch starts without waiting.",
+        description="The most messages one micro-batch lands (bounds a run's memory when it catches up on "
+        "a backlog); a batch starts at once when this many are pending.",
     )
     trades_allowed_latency: Int0 = Field(
         30,
-        description="Seconds a pending message may wait before a micro-batch starts for it (0: at once): "
-        "fewer, larger batches on a quiet stream.",
+        description="Seconds a pending trade message may wait before a micro-batch starts for it (0: a "
+        "batch at every sensor tick that finds new messages).",
     )
     serving_url: Annotated[
         str,
         _checked(_optional_database_url),
         Var(secret=True, default_text="sqlite:///<data_dir>/serving.db"),
-    ] = Field("", repr=False, description="The serving database the enriched trades are written to.")
+    ] = Field(
+        "",
+        repr=False,
+        description="SQLAlchemy URL of the serving database (Enriched_Trades, Ingestion_Metrics).",
+    )
     min_ingested_rows: Int0 = Field(
-        1, description="Fewer rows than this in a bronze ingestion is reported as a warning."
+        1,
+        description="Low-volume threshold: a feed window whose new enriched trades are fewer alerts once.",
     )
     # when the scheduled flows run (cron, UTC for the medallion and the trade feed, India time for the
     # countries as in the seed)
-    medallion_schedule: Cron = Field("0 2 * * *", description="When the medallion runs (cron, UTC).")
+    medallion_schedule: Cron = Field("0 2 * * *", description="Cron (UTC) of the medallion's daily schedule.")
     countries_schedule: Cron = Field(
-        "0 0,12 * * *", description="When the countries job runs (cron, Asia/Kolkata)."
+        "0 0,12 * * *", description="Cron (India time, as in the seed) of the countries pull."
     )
     trades_schedule: Cron = Field(
-        "0 0 * * *", description="When a new trade ingestion window starts (cron, UTC)."
+        "0 0 * * *", description="Cron (UTC) of the trade feed's schedule: each tick starts a new window."
     )
     run_retention_days: Int0 = Field(
-        7, description="Dagster's finished runs older than this many days are deleted daily (0: kept)."
+        7,
+        description="Finished runs are deleted from Dagster's run history this many days after they last "
+        "changed (0: kept for ever).",
     )
     run_retention_scope: Annotated[str, _checked(_one_of(*RUN_RETENTION_SCOPES)), Var()] = Field(
         "stream",
-        description="Whose runs the prune deletes: the trade stream's (stream) or every job's (all).",
+        description="Whose runs are pruned: stream (the trade stream's micro-batch and catch-up runs) or "
+        "all (every job's).",
     )
     engine: Annotated[Engine, _checked(_one_of(*ENGINES)), Var()] = Field(
-        "polars", description="The engine of silver and gold (tables.yaml may choose per table)."
+        "polars", description="Engine of silver and gold (per table: engine: in tables.yaml)."
     )
     spark_master: Annotated[str, _checked(_text), Var()] = Field(
-        "local[*]", description="Spark's master for the spark engine (local[*]: in the step's process)."
+        "local[*]", description="Where Spark runs (the spark engine): a master URL."
     )
     spark_remote: Annotated[str | None, _checked(_spark_remote), Var(secret=True, file=False)] = Field(
-        None, repr=False, description="A Spark Connect URL (sc://...) instead of a local Spark."
+        None, repr=False, description="Spark Connect instead of a master (sc://...; may hold a token)."
     )
     spark_conf: Annotated[Mapping[str, str], _checked(_spark_conf), Var(secret=True, file=False)] = Field(
-        default_factory=dict, repr=False, description="Spark session settings as a JSON object."
+        default_factory=dict, repr=False, description="Extra Spark settings as a JSON object."
     )
     # what the loader adds: not settings of their own
     secrets_in_environment: frozenset[str] = Field(
@@ -458,7 +516,7 @@ class Declared:
     name: str  # batch_size
     variable: str  # PLATFORM_BATCH_SIZE
     var: Var
-    type_text: str
+    accepts: str  # in words: "integer ≥ 1"
     default: Any
     description: str
 
@@ -469,16 +527,16 @@ def declared() -> Iterator[Declared]:
         var = next((m for m in info.metadata if isinstance(m, Var)), None)
         if var is None:
             continue
+        check = next((m.func for m in info.metadata if isinstance(m, BeforeValidator)), None)
+        accepts = getattr(check, "accepts", None) or {Path: "path"}.get(info.annotation, "text")
         default = info.default_factory() if info.default_factory else info.default
-        annotation = str(info.annotation).replace("typing.", "").replace("collections.abc.", "")
-        annotation = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", annotation)
-        yield Declared(name, f"{PREFIX}{name.upper()}", var, annotation, default, info.description or "")
+        yield Declared(name, f"{PREFIX}{name.upper()}", var, accepts, default, info.description or "")
 
 
 SETTINGS: dict[str, Declared] = {d.name: d for d in declared()}
-# Every variable load_settings reads; a configuration file may set those that are not secrets, by the
-# name without its prefix in lower case (``late_days: 2`` for PLATFORM_LATE_DAYS).
-VARIABLES = tuple(d.variable for d in SETTINGS.values() if d.name != "env")
+# Every variable load_settings reads; a configuration file may set those that are not secrets (nor
+# PLATFORM_ENV, which picks the file), by the name without its prefix in lower case (``late_days: 2``).
+VARIABLES = tuple(d.variable for d in SETTINGS.values())
 # Settings that may carry credentials: when set, Dagster resolves them from the environment at run
 # time (EnvVar), so their values never appear in run config or the UI; error messages never show them.
 SECRET_VARIABLES = tuple(d.variable for d in SETTINGS.values() if d.var.secret)
