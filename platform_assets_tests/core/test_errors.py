@@ -289,8 +289,11 @@ def _run(raising: Exception, *, policy: RetryPolicy | None = None, retry_policy:
 
 
 def _failure(result):
+    """The description and metadata the run's one step failure carries."""
     (event,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
-    return event.step_failure_data
+    user = event.step_failure_data.user_failure_data
+    assert user is not None
+    return user
 
 
 def test_dagster_fails_a_non_retryable_error_at_once_even_under_a_retry_policy():
@@ -298,16 +301,16 @@ def test_dagster_fails_a_non_retryable_error_at_once_even_under_a_retry_policy()
     result, attempts = _run(error, policy=RetryPolicy(max_retries=3), retry_policy=True)
     assert not result.success and attempts == [0]
     data = _failure(result)
-    assert data.user_failure_data.description == str(error)
-    assert data.user_failure_data.metadata["error_kind"].value == "configuration"
+    assert data.description == str(error)
+    assert data.metadata["error_kind"].value == "configuration"
 
 
 def test_dagster_retries_a_retryable_error_then_fails_with_its_message():
     result, attempts = _run(errors.ServingUnavailable("serving database is unreachable"))
     assert not result.success and attempts == [0, 1, 2]
     data = _failure(result)
-    assert data.user_failure_data.description == "serving database is unreachable"
-    assert data.user_failure_data.metadata["retryable"].value is True
+    assert data.description == "serving database is unreachable"
+    assert data.metadata["retryable"].value is True
 
 
 def test_dagster_leaves_a_retryable_error_to_the_step_s_own_retry_policy():
@@ -315,4 +318,4 @@ def test_dagster_leaves_a_retryable_error_to_the_step_s_own_retry_policy():
         errors.StateConflict("watermark moved"), policy=RetryPolicy(max_retries=1), retry_policy=True
     )
     assert not result.success and attempts == [0, 1]
-    assert _failure(result).user_failure_data.description == "watermark moved"
+    assert _failure(result).description == "watermark moved"
