@@ -12,12 +12,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
-from dagster import Config, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import Config, DagsterInstance, DagsterRunStatus, MetadataValue, RunsFilter
 from dagster._core.storage.tags import WILL_RETRY_TAG
 from pydantic import Field
 
-from platform_assets.core.streaming import BatchPlan, OffsetRange
+from platform_assets.core.state import StateStore
+from platform_assets.core.streaming import (
+    BatchPlan,
+    LandingResult,
+    OffsetRange,
+    metadata_consumer,
+    next_batch_id,
+    plan_next,
+    stream_position,
+)
+from platform_assets.core.streaming.incarnation import accepted_incarnation
+from platform_assets.lib.metadata import numbers
 from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, PARAMETER_TAG_PREFIX, STREAMING_SOURCE_TAG
 
 
@@ -69,6 +81,53 @@ def plan_from_config(config: MicroBatchConfig, next_batch_id: int, epoch: int) -
         config.new_epoch,
         {int(p): n for p, n in config.lost_upstream.items()},
     )
+
+
+def planned_batch(
+    config: MicroBatchConfig,
+    conf: Mapping[str, Any],
+    topic: str,
+    table_uri: str,
+    app_id: str,
+    cap: int,
+    state: StateStore,
+    log: Any,
+) -> BatchPlan:
+    """The batch a run lands: the one its sensor planned (``config``), or for a manual run without ranges
+    the next one, planned now as the sensor would (a real broker's new incarnation stops it)."""
+    plan = plan_from_config(config, next_batch_id(table_uri, app_id), stream_position(table_uri).epoch)
+    if plan is not None:
+        return plan
+    with metadata_consumer(conf) as consumer:
+        plan = plan_next(
+            consumer,
+            conf,
+            topic,
+            table_uri,
+            app_id,
+            cap,
+            accepted_incarnation=accepted_incarnation(state, app_id),
+        )
+    log.info(f"planned micro-batch {plan.batch_id}: {describe(plan.ranges) or 'nothing new'}")
+    return plan
+
+
+def landing_metadata(topic: str, plan: BatchPlan, result: LandingResult) -> dict[str, Any]:
+    """A bronze landing step's metadata (``rows_written`` and ``delta_version`` reach the audit's task row)."""
+    return {
+        **numbers(
+            micro_batch_id=plan.batch_id,
+            rows_written=result.rows,
+            batch_size=batch_size(plan.ranges),
+            quarantined=len(result.quarantined),
+            delta_version=result.version,
+            epoch=result.epoch,
+        ),
+        "skipped": result.skipped,
+        "offsets": MetadataValue.json({str(p): r.to_dict() for p, r in sorted(plan.ranges.items())}),
+        "topic": topic,
+        "incarnation": plan.incarnation or "",
+    }
 
 
 def describe(ranges: Mapping[int, OffsetRange]) -> str:

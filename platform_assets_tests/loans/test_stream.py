@@ -165,3 +165,17 @@ def test_the_audit_names_brokers_by_host_and_port_only():
     assert broker_address("SASL_SSL://$ConnectionString:s3cret@ns.servicebus.windows.net:9093, b2:9093") == (
         "ns.servicebus.windows.net:9093,b2:9093"
     )
+
+
+def test_a_manual_run_plans_its_batch_itself(stream, instance):
+    produced = make_events(10, poison_every=4)
+    driver = LoanStreamDriver(stream, instance)
+    produce(driver.resources["loan_stream"].producer_conf(), TOPIC, produced.messages)
+    run = driver.defs.resolve_job_def(JOB).execute_in_process(instance=instance, raise_on_error=False)
+    assert run.success
+    landed = run.asset_materializations_for_node("bronze__loan_applications")[0].metadata
+    assert (landed["micro_batch_id"].value, landed["batch_size"].value) == (0, len(produced.messages))
+    assert landed["rows_written"].value == len(produced.events)
+    assert landed["quarantined"].value == produced.poison
+    silver = pl.read_delta(str(stream.table_path("silver", "loan_applications")))
+    assert silver.height == produced.applications

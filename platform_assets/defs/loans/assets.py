@@ -16,20 +16,11 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, Materialize
 
 from platform_assets.core.lake import delta
 from platform_assets.core.loans.events import TABLE
-from platform_assets.core.loans.silver import EXPECTATIONS, apply_pending
-from platform_assets.core.streaming import (
-    commit_offsets,
-    keep_quarantined,
-    land_batch,
-    metadata_consumer,
-    next_batch_id,
-    plan_next,
-    stream_position,
-)
-from platform_assets.core.streaming.incarnation import accepted_incarnation
+from platform_assets.core.loans.silver import EXPECTATIONS, SilverRun, apply_pending
+from platform_assets.core.streaming import commit_offsets, keep_quarantined, land_batch
 from platform_assets.defs.loans.resources import LoanStreamResource
 from platform_assets.lib.metadata import check_results, numbers
-from platform_assets.lib.micro_batches import MicroBatchConfig, batch_size, describe, plan_from_config
+from platform_assets.lib.micro_batches import MicroBatchConfig, landing_metadata, planned_batch
 from platform_assets.lib.resources import LakehouseResource
 
 GROUP = "loans"
@@ -55,23 +46,10 @@ def bronze_loan_applications(
     lakehouse: LakehouseResource,
     loan_stream: LoanStreamResource,
 ) -> MaterializeResult:
-    stream, topic = loan_stream.declaration(), loan_stream.topic
-    table = str(lakehouse.path("bronze", TABLE))
-    conf = loan_stream.client_conf()
-    plan = plan_from_config(config, next_batch_id(table, stream.app_id), stream_position(table).epoch)
-    if plan is None:  # a manual run plans by itself, as the sensor would
-        with metadata_consumer(conf) as consumer:
-            plan = plan_next(
-                consumer,
-                conf,
-                topic,
-                table,
-                stream.app_id,
-                loan_stream.batch_cap,
-                accepted_incarnation=accepted_incarnation(lakehouse.state(), stream.app_id),
-            )
-        context.log.info(f"planned micro-batch {plan.batch_id}: {describe(plan.ranges) or 'nothing new'}")
-    dead_letters = str(lakehouse.path("bronze", QUARANTINE))
+    stream, topic, conf = loan_stream.declaration(), loan_stream.topic, loan_stream.client_conf()
+    table, dead_letters = str(lakehouse.path("bronze", TABLE)), str(lakehouse.path("bronze", QUARANTINE))
+    state, cap = lakehouse.state(), loan_stream.batch_cap
+    plan = planned_batch(config, conf, topic, table, stream.app_id, cap, state, context.log)
 
     def keep_dead_letters(bad) -> None:  # before bronze's commit; keyed, so a retry adds nothing twice
         keep_quarantined(dead_letters, plan.batch_id, bad, datetime.now(UTC))
@@ -92,22 +70,7 @@ def bronze_loan_applications(
         lost_upstream=plan.lost_upstream,
     )
     commit_offsets(conf, topic, stream.app_id, plan.ranges)  # lag monitoring only; never read back
-    return MaterializeResult(
-        metadata={
-            **numbers(
-                micro_batch_id=plan.batch_id,
-                rows=result.rows,
-                rows_written=result.rows,
-                batch_size=batch_size(plan.ranges),
-                quarantined=len(result.quarantined),
-                delta_version=result.version,
-                epoch=result.epoch,
-            ),
-            "skipped": result.skipped,
-            "offsets": MetadataValue.json({str(p): r.to_dict() for p, r in sorted(plan.ranges.items())}),
-            "topic": topic,
-        }
-    )
+    return MaterializeResult(metadata=landing_metadata(topic, plan, result))
 
 
 @asset(
@@ -134,23 +97,27 @@ def silver_loan_applications(
         app_id=loan_stream.app_id,
         log=context.log,
     )
-    yield MaterializeResult(
-        metadata={
-            **numbers(
-                batches=run.batches,
-                first_batch=run.first_batch,
-                last_batch=run.last_batch,
-                rows_read=run.rows_read,
-                rows_written=run.inserted + run.updated,
-                rows_inserted=run.inserted,
-                rows_updated=run.updated,
-                rows_quarantined=run.rows_quarantined,
-                delta_version=run.version,
-                bronze_version=run.bronze_version,
-            ),
-            "dagster/row_count": MetadataValue.int(
-                delta.row_count(silver) if delta.table_exists(silver) else 0
-            ),
-        }
-    )
+    yield MaterializeResult(metadata=silver_metadata(run, silver))
     yield from check_results(SILVER_KEY, run.rule_results, EXPECTATIONS)
+
+
+def silver_metadata(run: SilverRun, silver_uri: str) -> dict:
+    """The silver step's metadata (``rows_read``, ``rows_written`` and ``delta_version`` reach the audit's
+    task row)."""
+    return {
+        **numbers(
+            batches=run.batches,
+            first_batch=run.first_batch,
+            last_batch=run.last_batch,
+            rows_read=run.rows_read,
+            rows_written=run.inserted + run.updated,
+            rows_inserted=run.inserted,
+            rows_updated=run.updated,
+            rows_quarantined=run.rows_quarantined,
+            delta_version=run.version,
+            bronze_version=run.bronze_version,
+        ),
+        "dagster/row_count": MetadataValue.int(
+            delta.row_count(silver_uri) if delta.table_exists(silver_uri) else 0
+        ),
+    }
