@@ -19,6 +19,7 @@ from platform_assets.core.loans.events import TABLE
 from platform_assets.core.loans.silver import EXPECTATIONS, SilverRun, apply_pending
 from platform_assets.core.streaming import commit_offsets, keep_quarantined, land_batch
 from platform_assets.defs.loans.resources import LoanStreamResource
+from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.metadata import check_results, numbers
 from platform_assets.lib.micro_batches import MicroBatchConfig, landing_metadata, planned_batch
 from platform_assets.lib.resources import LakehouseResource
@@ -46,29 +47,31 @@ def bronze_loan_applications(
     lakehouse: LakehouseResource,
     loan_stream: LoanStreamResource,
 ) -> MaterializeResult:
-    stream, topic, conf = loan_stream.declaration(), loan_stream.topic, loan_stream.client_conf()
     table, dead_letters = str(lakehouse.path("bronze", TABLE)), str(lakehouse.path("bronze", QUARANTINE))
-    state, cap = lakehouse.state(), loan_stream.batch_cap
-    plan = planned_batch(config, conf, topic, table, stream.app_id, cap, state, context.log)
 
     def keep_dead_letters(bad) -> None:  # before bronze's commit; keyed, so a retry adds nothing twice
         keep_quarantined(dead_letters, plan.batch_id, bad, datetime.now(UTC))
 
-    result = land_batch(
-        conf,
-        topic,
-        plan.ranges,
-        table,
-        stream=stream,
-        app_id=stream.app_id,
-        batch_id=plan.batch_id,
-        log=context.log,
-        read_timeout=loan_stream.read_timeout,
-        keep_quarantined=keep_dead_letters,
-        epoch=plan.epoch,
-        incarnation=plan.incarnation,
-        lost_upstream=plan.lost_upstream,
-    )
+    # no broker configured, lost offsets or a new incarnation fail at once; a slow broker is retried
+    with platform_errors():
+        stream, topic, conf = loan_stream.declaration(), loan_stream.topic, loan_stream.client_conf()
+        state, cap = lakehouse.state(), loan_stream.batch_cap
+        plan = planned_batch(config, conf, topic, table, stream.app_id, cap, state, context.log)
+        result = land_batch(
+            conf,
+            topic,
+            plan.ranges,
+            table,
+            stream=stream,
+            app_id=stream.app_id,
+            batch_id=plan.batch_id,
+            log=context.log,
+            read_timeout=loan_stream.read_timeout,
+            keep_quarantined=keep_dead_letters,
+            epoch=plan.epoch,
+            incarnation=plan.incarnation,
+            lost_upstream=plan.lost_upstream,
+        )
     commit_offsets(conf, topic, stream.app_id, plan.ranges)  # lag monitoring only; never read back
     return MaterializeResult(metadata=landing_metadata(topic, plan, result))
 
@@ -90,13 +93,14 @@ def silver_loan_applications(
     context: AssetExecutionContext, lakehouse: LakehouseResource, loan_stream: LoanStreamResource
 ):
     silver = str(lakehouse.path("silver", TABLE))
-    run = apply_pending(
-        str(lakehouse.path("bronze", TABLE)),
-        silver,
-        str(lakehouse.path("silver", QUARANTINE)),
-        app_id=loan_stream.app_id,
-        log=context.log,
-    )
+    with platform_errors():
+        run = apply_pending(
+            str(lakehouse.path("bronze", TABLE)),
+            silver,
+            str(lakehouse.path("silver", QUARANTINE)),
+            app_id=loan_stream.app_id,
+            log=context.log,
+        )
     yield MaterializeResult(metadata=silver_metadata(run, silver))
     yield from check_results(SILVER_KEY, run.rule_results, EXPECTATIONS)
 

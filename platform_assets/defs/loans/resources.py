@@ -6,6 +6,7 @@ from typing import Any
 
 from dagster import ConfigurableResource, EnvVar
 
+from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.loans.events import DEFAULT_TOPIC, TABLE
 from platform_assets.core.streaming import StreamDeclaration, stream_declaration
 from platform_assets.core.trades.kafka import client_config, producer_config
@@ -48,7 +49,7 @@ class LoanStreamResource(ConfigurableResource):
 
     def client_conf(self) -> dict[str, Any]:
         if not self.kafka_bootstrap:
-            raise RuntimeError(
+            raise ConfigurationError(
                 "PLATFORM_KAFKA_BOOTSTRAP is not set: point it at a Kafka broker, or run `make dev` / "
                 "`make demo`, which start an embedded one"
             )
