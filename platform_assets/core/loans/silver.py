@@ -31,6 +31,7 @@ import polars as pl
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from platform_assets.core.errors import LakeError
 from platform_assets.core.lake import delta
 from platform_assets.core.loans.events import STATUSES
 from platform_assets.core.medallion.config import Expectation
@@ -246,8 +247,9 @@ def merge_latest(silver_uri: str, latest: pl.DataFrame, *, app_id: str, batch_id
             if table is None and delta.table_exists(silver_uri):
                 continue  # created concurrently: check again
             raise
-    raise CommitFailedError(
-        f"{silver_uri}: {_COMMIT_ATTEMPTS} commit attempts lost to concurrent writers; nothing merged, retry"
+    raise LakeError(
+        f"{silver_uri}: {_COMMIT_ATTEMPTS} commit attempts lost to concurrent writers; nothing merged",
+        retryable=True,
     )
 
 
