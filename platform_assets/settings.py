@@ -31,9 +31,11 @@ import sqlalchemy as sa
 import yaml
 from pydantic import BeforeValidator, Field, ValidationError, create_model
 from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
 from pydantic_core import ArgsKwargs
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from upath import UPath
 
 from platform_assets.core.config_errors import parse_yaml, problems, yaml_problem
@@ -113,14 +115,14 @@ def _database_url(value: str) -> str:
     database URL may hold a password; the dialect name alone is safe to show."""
     try:
         url = sa.engine.make_url(value)
-    except sa.exc.ArgumentError:
+    except ArgumentError:
         raise ValueError(
             "is not a SQLAlchemy URL (expected dialect+driver://user:password@host/database, "
             "e.g. sqlite:///data/source.db); its value is not shown as it may hold a password"
         ) from None
     try:
         url.get_dialect()
-    except sa.exc.NoSuchModuleError:
+    except NoSuchModuleError:
         raise ValueError(
             f"names an unknown database dialect {shown(url.drivername)}; expected one of sqlite, "
             "postgresql+psycopg, mysql+pymysql, mssql+pyodbc (the rest of the value is not shown)"
@@ -470,9 +472,11 @@ class Settings:
     )
     # what the loader adds: not settings of their own
     secrets_in_environment: frozenset[str] = Field(
-        frozenset(), description="The secret variables set in the environment."
+        default=frozenset(), description="The secret variables set in the environment."
     )
-    config_file: Path | None = Field(None, description="The config/<env>.yaml the values came from, if any.")
+    config_file: Path | None = Field(
+        default=None, description="The config/<env>.yaml the values came from, if any."
+    )
 
     def __post_init__(self) -> None:
         data_dir = Path(self.data_dir).resolve()
@@ -523,13 +527,14 @@ class Declared:
 
 def declared() -> Iterator[Declared]:
     """The settings in declaration order (the fields of :class:`Settings` marked with :class:`Var`)."""
-    for name, info in Settings.__pydantic_fields__.items():
+    fields: dict[str, FieldInfo] = Settings.__pydantic_fields__  # type: ignore[attr-defined]
+    for name, info in fields.items():
         var = next((m for m in info.metadata if isinstance(m, Var)), None)
         if var is None:
             continue
         check = next((m.func for m in info.metadata if isinstance(m, BeforeValidator)), None)
-        accepts = getattr(check, "accepts", None) or {Path: "path"}.get(info.annotation, "text")
-        default = info.default_factory() if info.default_factory else info.default
+        accepts = getattr(check, "accepts", None) or ("path" if info.annotation is Path else "text")
+        default = info.get_default(call_default_factory=True, validated_data={})
         yield Declared(name, f"{PREFIX}{name.upper()}", var, accepts, default, info.description or "")
 
 
@@ -568,7 +573,8 @@ Settings.__init__ = _validated  # type: ignore[method-assign]
 def _build(values: Mapping[str, Any], origins: Mapping[str, str]) -> Settings:
     """Settings from ``values`` (by field name), a bad one blamed on where ``origins`` says it came from."""
     try:
-        return Settings.__pydantic_validator__.validate_python(ArgsKwargs((), dict(values)))
+        validator = Settings.__pydantic_validator__  # type: ignore[attr-defined]
+        return validator.validate_python(ArgsKwargs((), dict(values)))
     except ValidationError as exc:
         raise SettingsError(_one_line(exc, origins)) from None
 
@@ -577,13 +583,15 @@ def _build(values: Mapping[str, Any], origins: Mapping[str, str]) -> Settings:
 # the environment, through pydantic-settings: every declared setting as its PLATFORM_* variable, as text
 
 
-Environment = create_model(
-    "Environment",
-    __base__=BaseSettings,
-    __config__=None,
-    **{d.name: (str | None, Field(None, validation_alias=d.variable)) for d in SETTINGS.values()},
-)
-Environment.model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore")
+class _Variables(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore")
+
+
+# every declared setting as its variable (the field's alias), as text: the checks are Settings'
+_VARIABLE_FIELDS: dict[str, Any] = {
+    d.name: (str | None, Field(None, validation_alias=d.variable)) for d in SETTINGS.values()
+}
+Environment = create_model("Environment", __base__=_Variables, **_VARIABLE_FIELDS)
 
 
 class _EnvironmentSource(EnvSettingsSource):
@@ -719,7 +727,7 @@ def _file_value(path: Path, key: str, value: object, line: int | None) -> str:
     if setting.var.secret:  # a database URL: in a file only without a password
         try:
             password = sa.engine.make_url(text).password
-        except sa.exc.ArgumentError:
+        except ArgumentError:
             password = None  # reported by the URL's own check, with the file's line
         if password is not None:
             raise SettingsError(f"{label} holds a password; {instead}")

@@ -119,7 +119,7 @@ def yaml_problem(path: Path | str, exc: yaml.YAMLError) -> str:
     or ``<path>, line L, column C: not valid YAML: <problem>``."""
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if isinstance(exc, DuplicateKeyError):
+    if isinstance(exc, DuplicateKeyError) and mark is not None:
         return f"{path}, line {mark.line + 1}: {problem}"
     where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return f"{path}{where}: not valid YAML: {problem}"

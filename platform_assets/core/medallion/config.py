@@ -329,7 +329,7 @@ class TableEntry(_Entry):
     @field_validator("source_schema", "cdc_col", "partition_column", mode="before")
     @classmethod
     def _identifier(cls, value: Any, info: ValidationInfo) -> str | None:
-        name = {"source_schema": "schema"}.get(info.field_name, info.field_name)
+        name = "schema" if info.field_name == "source_schema" else info.field_name
         return None if value is None else identifier(value, f"{_table(info)}.{name}")
 
     @field_validator("key", mode="before")
@@ -378,7 +378,7 @@ class TableEntry(_Entry):
     @field_validator("engine", "source", "format", "on_duplicate_key", mode="before")
     @classmethod
     def _choice(cls, value: Any, info: ValidationInfo) -> Any:
-        name = info.field_name
+        name = str(info.field_name)
         allowed = {"engine": ENGINES, "source": SOURCES, "format": FILE_FORMATS}.get(name, DUPLICATE_RULES)
         if name == "engine" and value is None or name == "format" and info.data.get("source") != "files":
             return value  # the platform's engine; a SQL table's format is refused below if given
