@@ -20,6 +20,7 @@ from platform_assets.defs.maintenance.definitions import (
 from platform_assets.defs.maintenance.tables import (
     STREAM_POLICY,
     country_tables,
+    loan_tables,
     medallion_tables,
     stream_tables,
 )
@@ -53,6 +54,12 @@ def test_every_delta_table_is_maintained_in_its_writers_pool():
         "silver/trades_held": ("table_trades_enriched", False, STREAM_POLICY),
         "silver/trades_enriched_quarantine": ("table_trades_enriched", False, STREAM_POLICY),
     }
+    assert [(t.key, t.pool, t.is_asset) for t in loan_tables()] == [
+        ("bronze/loan_applications", "table_loan_applications", True),
+        ("bronze/loan_applications_quarantine", "table_loan_applications", False),
+        ("silver/loan_applications", "table_loan_applications_silver", True),
+        ("silver/loan_applications_quarantine", "table_loan_applications_silver", False),
+    ]
     assert [(t.key, t.pool, t.is_asset, t.policy) for t in country_tables()] == [
         ("silver/countries", None, True, STREAM_POLICY)
     ]
@@ -110,7 +117,7 @@ def test_the_job_compacts_every_table_keeps_every_row_and_reports_per_table(sett
     tasks = {t["asset_key"]: (t["status"], t["table_name"]) for t in store.tasks(result.run_id)}
     assert tasks["bronze/trades"] == ("Completed", "dev.bronze.trades")
     assert tasks["silver/dimdate"] == ("Completed", "dev.silver.dimdate")
-    assert len(tasks) == len(stream_tables()) + len(country_tables()) + 4
+    assert len(tasks) == len(stream_tables()) + len(loan_tables()) + len(country_tables()) + 4
 
     # Daily, and on demand from the Launchpad: one step per table, each in its writers' pool.
     schedule = definitions.resolve_schedule_def(MAINTENANCE_SCHEDULE)

@@ -30,6 +30,7 @@ from platform_assets.core.medallion.config import load_tables
 from platform_assets.defs.maintenance.tables import (
     MaintainedTable,
     country_tables,
+    loan_tables,
     medallion_tables,
     stream_tables,
 )
@@ -82,7 +83,7 @@ def maintenance_job(tables: list[MaintainedTable]):
         name=MAINTENANCE_JOB,
         executor_def=in_process_executor,
         description="Compaction, vacuum, checkpoint and log clean-up of every Delta table the platform "
-        "writes (the trade stream's, the countries' and the medallion's silver and gold), one step per table in its "
+        "writes (the trade and loan streams', the countries' and the medallion's silver and gold), one step per table in its "
         "writers' pool.",
     )
     def table_maintenance():
@@ -94,7 +95,10 @@ def maintenance_job(tables: list[MaintainedTable]):
 
 def build_maintenance_definitions(settings: Settings) -> Definitions:
     job_def = maintenance_job(
-        stream_tables() + country_tables() + medallion_tables(load_tables(settings.tables_file))
+        stream_tables()
+        + loan_tables()
+        + country_tables()
+        + medallion_tables(load_tables(settings.tables_file))
     )
     schedule = ScheduleDefinition(
         name=MAINTENANCE_SCHEDULE,

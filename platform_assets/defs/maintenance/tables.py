@@ -18,6 +18,8 @@ from platform_assets.core.medallion.config import TableConfig
 from platform_assets.core.trades.stream import HELD_TABLE, SILVER_QUARANTINE_TABLE
 from platform_assets.defs.countries.assets import SILVER_KEY as COUNTRIES_KEY
 from platform_assets.defs.countries.assets import silver_countries
+from platform_assets.defs.loans.assets import QUARANTINE as LOAN_QUARANTINE
+from platform_assets.defs.loans.assets import bronze_loan_applications, silver_loan_applications
 from platform_assets.defs.medallion.common import pool
 from platform_assets.defs.trades.assets import BRONZE_KEY, SILVER_KEY, bronze_trades, silver_trades_enriched
 
@@ -58,6 +60,19 @@ def stream_tables() -> list[MaintainedTable]:
         MaintainedTable("silver", silver, STREAM_POLICY, enrichment, True),
         MaintainedTable("silver", HELD_TABLE, STREAM_POLICY, enrichment, False),
         MaintainedTable("silver", SILVER_QUARANTINE_TABLE, STREAM_POLICY, enrichment, False),
+    ]
+
+
+def loan_tables() -> list[MaintainedTable]:
+    """bronze/loan_applications and its dead letters (written by landing), silver/loan_applications and its
+    quarantine (written by the fold). Checkpoints keep the app transactions that hold both positions."""
+    landing, fold = bronze_loan_applications.op.pool, silver_loan_applications.op.pool
+    bronze, silver = (key.path[-1] for key in (bronze_loan_applications.key, silver_loan_applications.key))
+    return [
+        MaintainedTable("bronze", bronze, STREAM_POLICY, landing, True),
+        MaintainedTable("bronze", LOAN_QUARANTINE, STREAM_POLICY, landing, False),
+        MaintainedTable("silver", silver, STREAM_POLICY, fold, True),
+        MaintainedTable("silver", LOAN_QUARANTINE, STREAM_POLICY, fold, False),
     ]
 
 
