@@ -96,8 +96,9 @@ def shown(value: object) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# checks: each says what it accepts in words (``accepts``, for the reference) and takes the value as text (environment, file) or as its type (code) and returns it typed,
-# or raises ValueError with what is wrong after the setting's name (the formatter puts the name first)
+# checks: each takes the value as text (environment, file) or as its type (code) and returns it typed,
+# or raises ValueError with what is wrong after the setting's name (the formatter puts the name first);
+# each says what it accepts in words (``accepts``), for the reference
 
 
 def _accepts(text: str) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
@@ -546,6 +547,10 @@ VARIABLES = tuple(d.variable for d in SETTINGS.values())
 # time (EnvVar), so their values never appear in run config or the UI; error messages never show them.
 SECRET_VARIABLES = tuple(d.variable for d in SETTINGS.values() if d.var.secret)
 
+# Settings built in code (tests, the dev kit, ``dataclasses.replace``) are checked like loaded ones, and a
+# bad value is the same one-line SettingsError, not pydantic's multi-line ValidationError (which would also
+# quote the value). Settings is a pydantic dataclass, not a BaseSettings model, for that reason too: built
+# in code, it must not pick up the process's PLATFORM_* variables, and replace() must keep working.
 _pydantic_init = Settings.__init__
 
 
@@ -602,6 +607,7 @@ class _EnvironmentSource(EnvSettingsSource):
         super().__init__(Environment, case_sensitive=True, env_ignore_empty=True)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
+        # the one hook pydantic-settings offers for where variables come from (it reads os.environ)
         return parse_env_vars(self._environ, True, True, None)
 
 
