@@ -192,7 +192,7 @@ def _check_retained(conf: dict[str, Any], topic: str, trades: int) -> None:
     """Fail when the mock broker dropped messages (its 5 MiB per partition), instead of landing fewer."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from platform_assets.core.trades.landing import high_watermarks
+    from platform_assets.core.streaming import high_watermarks
 
     consumer = Consumer({"bootstrap.servers": conf["bootstrap.servers"], "group.id": "stream_bench.check"})
     try:
@@ -215,7 +215,7 @@ def phase_land(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
     from confluent_kafka import Consumer
 
     from platform_assets.core.streaming import landing as generic_landing
-    from platform_assets.core.streaming import reading
+    from platform_assets.core.streaming import plan_batch, reading
     from platform_assets.core.trades import landing
     from platform_assets.core.trades.kafka import client_config
 
@@ -232,7 +232,7 @@ def phase_land(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
     consumer = Consumer({**conf, "group.id": "stream_bench.planner", "enable.auto.commit": False})
     try:
         t0 = time.perf_counter()
-        ranges = landing.plan_batch(consumer, p["topic"], {}, cap)
+        ranges = plan_batch(consumer, p["topic"], {}, cap)
         plan_seconds = time.perf_counter() - t0
     finally:
         consumer.close()

@@ -16,7 +16,7 @@ The broker is the devkit's embedded one in a process of its own (``python -m pla
 this process, the core functions the Dagster assets call (no Dagster here):
 
   produce   the batch's trades as the feed writes them (``messages.to_kafka``), flushed (not measured)
-  plan      what the sensor does: ``landing.plan_next`` (the Delta log and the topic's watermarks)
+  plan      what the sensor does: ``streaming.plan_next`` (the Delta log and the topic's watermarks)
   land      what ``bronze/trades`` does: ``landing.land_batch`` (dead letters to ``bronze/trades_quarantine``),
             ``commit_offsets``, the lag (``topic_end``, ``stream_position``)
   enrich    what ``silver/trades_enriched`` does first: the lookup files, ``stream.enrich_pending``
@@ -86,7 +86,7 @@ TIMED = (
     ("land: read from Kafka", f"{_CORE}.streaming.reading", None, "_read_ranges"),
     ("land: parse", f"{_CORE}.streaming.landing", None, "decode_batch"),
     ("land: Delta append", f"{_CORE}.streaming.landing", None, "write_deltalake"),
-    ("land: lag (stream_position)", f"{_CORE}.trades.landing", None, "stream_position"),
+    ("land: lag (stream_position)", f"{_CORE}.streaming", None, "stream_position"),
     ("enrich: read bronze batches", f"{_CORE}.trades.stream", None, "_batches"),
     ("enrich: merge silver", f"{_CORE}.trades.stream", None, "merge_silver"),
     ("enrich: held summary", f"{_CORE}.trades.stream", None, "held_summary"),
@@ -258,8 +258,8 @@ class Stream:
         self.max_batch_rows = max(args.rows_per_batch, self.settings.trades_max_batch_rows)
 
     def plan(self):
+        from platform_assets.core.streaming import metadata_consumer, plan_next
         from platform_assets.core.streaming.incarnation import accepted_incarnation
-        from platform_assets.core.trades.landing import metadata_consumer, plan_next
 
         with metadata_consumer(self.conf) as consumer:
             return plan_next(
@@ -273,6 +273,7 @@ class Stream:
             )
 
     def land(self, plan) -> Any:
+        from platform_assets.core import streaming
         from platform_assets.core.trades import landing
         from platform_assets.core.trades.stream import keep_quarantined
 
@@ -290,9 +291,9 @@ class Stream:
             incarnation=plan.incarnation,
             lost_upstream=plan.lost_upstream,
         )
-        landing.commit_offsets(self.conf, self.topic, self.app_id, plan.ranges)
-        _, ends = landing.topic_end(self.conf, self.topic)
-        landed = landing.stream_position(self.bronze).next_offsets
+        streaming.commit_offsets(self.conf, self.topic, self.app_id, plan.ranges)
+        _, ends = streaming.topic_end(self.conf, self.topic)
+        landed = streaming.stream_position(self.bronze).next_offsets
         lag = sum(max(0, end - landed.get(p, 0)) for p, end in ends.items())
         return result, lag
 
@@ -361,7 +362,7 @@ class Stream:
 
     def end_window(self, start: datetime, end: datetime) -> None:
         """A feed window ends: the topic's end offsets and incarnation, as the feed records them."""
-        from platform_assets.core.trades.landing import topic_end
+        from platform_assets.core.streaming import topic_end
         from platform_assets.core.trades.windows import FeedWindow
 
         incarnation, ends = topic_end(self.conf, self.topic)

@@ -12,7 +12,8 @@ from pathlib import Path
 import confluent_kafka
 import polars as pl
 
-from platform_assets.core.trades.landing import bronze_offsets, land_batch, plan_batch
+from platform_assets.core.streaming import bronze_offsets, plan_batch
+from platform_assets.core.trades.landing import land_batch
 from platform_assets.core.trades.stream import keep_quarantined
 
 APP = "bronze_trades"

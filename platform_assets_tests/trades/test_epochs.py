@@ -16,18 +16,18 @@ import confluent_kafka
 import polars as pl
 import pytest
 
+from platform_assets.core.errors import NewIncarnationError
 from platform_assets.core.state import StateStore
-from platform_assets.core.streaming import planning
-from platform_assets.core.streaming.incarnation import accept_incarnation, accepted_incarnation, is_embedded
-from platform_assets.core.trades.kafka import EmbeddedBroker
-from platform_assets.core.trades.landing import (
-    NewIncarnationError,
-    land_batch,
+from platform_assets.core.streaming import (
     lost_upstream,
     metadata_consumer,
     plan_next,
+    planning,
     stream_position,
 )
+from platform_assets.core.streaming.incarnation import accept_incarnation, accepted_incarnation, is_embedded
+from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.trades.landing import land_batch
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.defs.monitoring.alerts import alerts_due
 from platform_assets.defs.monitoring.facts import RunFacts

@@ -16,8 +16,9 @@ from pathlib import Path
 import polars as pl
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
+from platform_assets.core.streaming import next_batch_id, stream_position
 from platform_assets.core.streaming.position import Epoch, StreamPosition
-from platform_assets.core.trades.landing import TABLE_SCHEMA, next_batch_id, stream_position
+from platform_assets.core.trades.landing import TABLE_SCHEMA
 
 APP = "trades_to_bronze"
 TOPIC = "trades"

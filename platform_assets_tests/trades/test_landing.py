@@ -13,20 +13,17 @@ import pytest
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from platform_assets.core.errors import OffsetsLostError
-from platform_assets.core.streaming import landing, reading
-from platform_assets.core.trades.landing import (
-    TABLE_SCHEMA,
-    BatchOrderError,
-    BatchReadTimeout,
+from platform_assets.core.errors import BatchOrderError, BatchReadTimeout, OffsetsAheadError, OffsetsLostError
+from platform_assets.core.streaming import (
     OffsetRange,
-    OffsetsAheadError,
     bronze_offsets,
     commit_offsets,
-    land_batch,
+    landing,
     next_batch_id,
     plan_batch,
+    reading,
 )
+from platform_assets.core.trades.landing import TABLE_SCHEMA, land_batch
 
 APP = "bronze_trades"
 QUIET = {"log_level": 3}

@@ -18,15 +18,15 @@ from platform_assets.core.lake.maintenance import (
     MaintenancePolicy,
     maintain,
 )
-from platform_assets.core.streaming.position import NEXT_OFFSETS_KEY, read_position
-from platform_assets.core.trades.landing import (
+from platform_assets.core.streaming import (
     OffsetRange,
     bronze_offsets,
-    land_batch,
     next_batch_id,
     plan_batch,
     stream_position,
 )
+from platform_assets.core.streaming.position import NEXT_OFFSETS_KEY, read_position
+from platform_assets.core.trades.landing import land_batch
 from platform_assets_tests.delta_aging import age_files, age_table
 from platform_assets_tests.trades.test_enrich import EXCHANGE_INFO
 from platform_assets_tests.trades.test_held_trades import APP as SILVER_APP

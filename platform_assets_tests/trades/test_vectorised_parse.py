@@ -15,16 +15,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from platform_assets.core.errors import OffsetsLostError
-from platform_assets.core.streaming import reading
+from platform_assets.core.streaming import MESSAGE_SCHEMA, OffsetRange, messages_frame, reading
 from platform_assets.core.trades import landing
 from platform_assets.core.trades.canonical import as_text, decode_canonical
-from platform_assets.core.trades.landing import (
-    MESSAGE_SCHEMA,
-    OffsetRange,
-    messages_frame,
-    to_frame,
-    to_frame_per_message,
-)
+from platform_assets.core.trades.landing import to_frame, to_frame_per_message
 from platform_assets.core.trades.messages import Trade, to_kafka
 from platform_assets.core.trades.trade_rules import (
     EARLIEST_TRADE_MS,

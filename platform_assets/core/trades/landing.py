@@ -9,8 +9,8 @@ gives the dead letter's reason: each message is decided by exactly one of the tw
 (:func:`to_frame_per_message`, the reference alone, gives the same rows and dead letters; a test holds
 them to it).
 
-The generic names (plan_next, land_batch's machinery, OffsetRange, ...) are re-exported here for the
-trade stream's callers; new code imports them from :mod:`platform_assets.core.streaming`.
+Planning, reading, committing and dead letters are the generic ones of
+:mod:`platform_assets.core.streaming`; :func:`land_batch` here is the generic one for the trade stream.
 
 No Dagster import here: this is library code the sensor and the asset call.
 """
@@ -34,21 +34,8 @@ from platform_assets.core.lake.delta import TIMESTAMP
 from platform_assets.core.streaming import landing as _landing
 from platform_assets.core.streaming.declaration import EPOCH_COLUMN, StreamDeclaration, stream_declaration
 from platform_assets.core.streaming.decoding import QuarantinedMessage, decode_batch
-from platform_assets.core.streaming.landing import LandingResult, commit_offsets
-from platform_assets.core.streaming.planning import (
-    BatchPlan,
-    OffsetRange,
-    bronze_offsets,
-    high_watermarks,
-    lost_upstream,
-    metadata_consumer,
-    next_batch_id,
-    plan_batch,
-    plan_next,
-    stream_position,
-    topic_end,
-)
-from platform_assets.core.streaming.reading import MESSAGE_SCHEMA, messages_frame
+from platform_assets.core.streaming.landing import LandingResult
+from platform_assets.core.streaming.planning import OffsetRange
 from platform_assets.core.trades.canonical import as_text, decode_canonical
 from platform_assets.core.trades.trade_rules import (
     time_problem,
@@ -58,34 +45,20 @@ from platform_assets.core.trades.trade_rules import (
 )
 
 __all__ = [
-    "EPOCH_COLUMN",
-    "MESSAGE_SCHEMA",
     "SCHEMA",
     "TABLE_SCHEMA",
     "TRADES",
+    # The landing's errors, raised through land_batch (defined in core.errors).
     "BatchOrderError",
-    "BatchPlan",
     "BatchReadTimeout",
-    "LandingResult",
     "NewIncarnationError",
-    "OffsetRange",
     "OffsetsAheadError",
     "QuarantinedMessage",
-    "bronze_offsets",
-    "commit_offsets",
     "decode_trades",
-    "high_watermarks",
+    "decode_trades_per_message",
     "land_batch",
-    "lost_upstream",
-    "messages_frame",
-    "metadata_consumer",
-    "next_batch_id",
-    "plan_batch",
-    "plan_next",
-    "stream_position",
     "to_frame",
     "to_frame_per_message",
-    "topic_end",
 ]
 
 # The trade stream, as streams.yaml declares it.
@@ -255,9 +228,9 @@ def to_frame(
 ) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
     """Bronze rows (without the epoch) for the valid trades, and the dead letters for the other messages.
 
-    ``messages``: a frame of :data:`MESSAGE_SCHEMA`, or (partition, offset, key, value) tuples, optionally
-    with the broker's timestamp in epoch ms last. The result is always that of
-    :func:`to_frame_per_message`.
+    ``messages``: a frame of :data:`~platform_assets.core.streaming.reading.MESSAGE_SCHEMA`, or
+    (partition, offset, key, value) tuples, optionally with the broker's timestamp in epoch ms last. The
+    result is always that of :func:`to_frame_per_message`.
     """
     return decode_batch(TRADES, messages, batch_id, ingested_at, decoder=decode_trades)
 
