@@ -21,15 +21,15 @@ from platform_assets.settings import Settings, SettingsError
 
 StorageConfig = LocalConfig | S3Config | GcsConfig | AzureConfig
 
-_SCHEMES: dict[str, type[StorageConfig]] = {
-    "s3": S3Config,
-    "s3a": S3Config,
-    "gs": GcsConfig,
-    "gcs": GcsConfig,
-    "az": AzureConfig,
-    "abfs": AzureConfig,
-    "abfss": AzureConfig,
-    "adl": AzureConfig,
+_SCHEMES = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "adl": "azure",
 }
 
 
@@ -44,18 +44,21 @@ def storage_config(lake_url: str) -> StorageConfig:
             f"PLATFORM_LAKE_URL={parts.scheme}://...: no Delta storage provider for {parts.scheme!r} "
             f"(known: {', '.join(sorted(_SCHEMES))})"
         )
-    if provider is AzureConfig:
-        # abfss://container@account.dfs.core.windows.net/...: the account is in the URL (it is not a secret);
-        # az://container/... names it in AZURE_STORAGE_ACCOUNT_NAME, as for delta-rs itself.
-        account = parts.netloc.rpartition("@")[2].split(".")[0] if "@" in parts.netloc else ""
-        account = account or os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "")
-        if not account:
-            raise SettingsError(
-                f"PLATFORM_LAKE_URL={parts.scheme}://{parts.netloc}/...: name the storage account "
-                "(abfss://<container>@<account>.dfs.core.windows.net/...) or set AZURE_STORAGE_ACCOUNT_NAME"
-            )
-        return AzureConfig(account_name=account)
-    return provider()
+    if provider == "s3":
+        return S3Config()
+    if provider == "gcs":
+        return GcsConfig()
+    # azure
+    # abfss://container@account.dfs.core.windows.net/...: the account is in the URL (it is not a secret);
+    # az://container/... names it in AZURE_STORAGE_ACCOUNT_NAME, as for delta-rs itself.
+    account = parts.netloc.rpartition("@")[2].split(".")[0] if "@" in parts.netloc else ""
+    account = account or os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "")
+    if not account:
+        raise SettingsError(
+            f"PLATFORM_LAKE_URL={parts.scheme}://{parts.netloc}/...: name the storage account "
+            "(abfss://<container>@<account>.dfs.core.windows.net/...) or set AZURE_STORAGE_ACCOUNT_NAME"
+        )
+    return AzureConfig(account_name=account)
 
 
 def lake_table(settings: Settings, layer: Layer, table: str) -> DeltaTableResource:
