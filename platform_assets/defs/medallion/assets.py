@@ -1,8 +1,9 @@
 """Bronze, silver and gold assets for every table of the table list, built by one factory.
 
 The assets are thin: each calls one core step (``platform_assets.core.medallion.steps``: state, windows,
-checkpoints and merges live there) and turns its result into metadata (per partition for a range run)
-and asset checks.
+checkpoints and merges live there), logs what needs a person's eye, and hands the step's result to
+:func:`platform_assets.lib.metadata.step_metadata`, which turns it into the materialization's metadata
+(per partition for a range run) and the asset checks' results.
 """
 
 from dagster import AssetsDefinition, DailyPartitionsDefinition

@@ -39,8 +39,9 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
     description = f"Immutable Parquet extracts of source table {table.table}."
 
     @asset(
-        **asset_args("bronze", table, partitions, description=description),
-        kinds={"bronze", "sql", "parquet"},
+        **asset_args(
+            "bronze", table, partitions, description=description, kinds={"bronze", "sql", "parquet"}
+        ),
         # The source is across a network: a dropped connection is retried (the step is idempotent).
         retry_policy=SOURCE_RETRY,
     )
@@ -93,11 +94,9 @@ class LandingConfig(Config):
 
 def files_bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
     description = f"{table.table}: landing-zone {table.format} files in Parquet, once per file version."
+    kinds = {"bronze", table.format or "files", "parquet"}
 
-    @asset(
-        **asset_args("bronze", table, partitions, description=description),
-        kinds={"bronze", table.format or "files", "parquet"},
-    )
+    @asset(**asset_args("bronze", table, partitions, description=description, kinds=kinds))
     def bronze(
         context: AssetExecutionContext, config: LandingConfig, lakehouse: LakehouseResource
     ) -> MaterializeResult:

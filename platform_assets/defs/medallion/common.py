@@ -38,12 +38,19 @@ class AssetArgs(TypedDict, total=False):
 
 
 def asset_args(
-    layer: Layer, config: TableConfig, partitions: DailyPartitionsDefinition, *, description: str
+    layer: Layer,
+    config: TableConfig,
+    partitions: DailyPartitionsDefinition,
+    *,
+    description: str,
+    kinds: set[str] | None = None,
 ) -> AssetArgs:
-    """The ``@asset`` arguments every asset of ``layer`` shares: key, upstream, group, owners, pool,
-    kinds (silver and gold: the engine's too, and its tag), partitions."""
+    """The ``@asset`` arguments of ``config``'s asset in ``layer``: key, upstream, group, owners, pool,
+    partitions, and kinds (silver and gold: their engine's, also as a tag; bronze: ``kinds``)."""
     args = AssetArgs(key=asset_key(layer, config), group_name=GROUP, owners=OWNERS, pool=pool(config))
     args["description"] = description
+    if kinds is not None:
+        args["kinds"] = kinds
     if config.partitioned:  # a range backfill launched from the UI runs as one run covering all its days
         args["partitions_def"] = partitions
         args["backfill_policy"] = BackfillPolicy.single_run()
