@@ -28,6 +28,9 @@ def test_the_package_declares_trades_and_loan_applications():
         ("event_time", "event_time_ms", "timestamp_ms"),
     ]
     assert streams["loan_applications"].decoder == "json"
+    # The trade stream's app id follows its topic (PLATFORM_TRADES_TOPIC), as its Dagster resource's does.
+    assert (trades.app_id_for(), trades.app_id_for("t2")) == ("trades:trades", "trades:t2")
+    assert streams["loan_applications"].app_id_for("other") == "bronze_loan_applications"
 
 
 @pytest.mark.parametrize(
@@ -36,6 +39,11 @@ def test_the_package_declares_trades_and_loan_applications():
         ("type: decimal}", "type: money}", "line 7: streams.0.columns.1.type must be one of 'string', "),
         ("    app_id: bronze_meters\n", "", "line 2: streams.0.app_id is required"),
         ("topic: meters", "topic: two words", "line 3: streams.0.topic must be a Kafka topic name"),
+        (
+            "app_id: bronze_meters",
+            "app_id: bronze meters",
+            "line 13: streams.0.app_id must be letters, digits",
+        ),
         (
             "max_batch_rows: 50",
             "max_batch_rows: '50'",

@@ -165,11 +165,18 @@ class StreamDeclaration(_Strict):
     allowed_latency: float = Field(default=30.0, ge=0, strict=True)
     description: str = ""
 
-    @field_validator("name", "app_id")
+    @field_validator("name")
     @classmethod
     def _identifier(cls, value: str) -> str:
         if not _NAME.fullmatch(value):
             raise ValueError(f"must be letters, digits and underscores, got {value!r}")
+        return value
+
+    @field_validator("app_id")
+    @classmethod
+    def _app_id(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]+", value.replace("{topic}", "")):
+            raise ValueError(f"must be letters, digits, '_', '.', ':', '-' and {{topic}}, got {value!r}")
         return value
 
     @field_validator("topic")
@@ -229,6 +236,12 @@ class StreamDeclaration(_Strict):
     def bronze_schema(self) -> dict[str, pl.DataType]:
         """Bronze's columns, in order: the value's columns, the message's position, the batch and the epoch."""
         return {**self.value_schema, **MESSAGE_COLUMNS, EPOCH_COLUMN: pl.Int32()}
+
+    def app_id_for(self, topic: str | None = None) -> str:
+        """The app id of the landing from ``topic`` (default: the declared one): ``{topic}`` in the
+        declared ``app_id`` is replaced by the topic, so a stream moved to another topic (a setting)
+        counts its batches apart."""
+        return self.app_id.replace("{topic}", topic or self.topic)
 
     def table_uri(self, lake_root: str | Path) -> str:
         return _join(lake_root, self.bronze_table)

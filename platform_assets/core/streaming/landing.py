@@ -176,7 +176,7 @@ def land_batch(
 ) -> LandingResult:
     """Land exactly the messages of ``stream`` in ``ranges`` as micro-batch ``batch_id``, at most once
     (see the module's docstring for how), under the app transaction id ``app_id`` (default: the
-    declaration's).
+    declaration's for ``topic``).
 
     Messages the decoder refuses (or the declared rules) are returned in ``quarantined`` and never land;
     their offsets still count as landed, as recorded in the commit. ``keep_quarantined`` receives them
@@ -201,7 +201,7 @@ def land_batch(
         topic,
         ranges,
         table_uri,
-        app_id or stream.app_id,
+        app_id or stream.app_id_for(topic),
         batch_id,
         position.epoch if epoch is None else epoch,
         incarnation,
