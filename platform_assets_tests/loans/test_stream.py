@@ -21,7 +21,7 @@ from platform_assets.defs.loans.sensors import JOB
 from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.lib.micro_batches import broker_address
 from platform_assets.lib.resources import build_resources
-from platform_assets.lib.tags import MICRO_BATCH_TAG, PARAMETER_TAG_PREFIX
+from platform_assets.lib.tags import MICRO_BATCH_TAG, PARAMETER_TAG_PREFIX, STREAMING_SOURCE_TAG
 from platform_assets_tests.conftest import settings_for
 from platform_devkit.loans import LoanStreamDriver, make_events, produce
 
@@ -173,6 +173,7 @@ def test_a_manual_run_plans_its_batch_itself(stream, instance):
     produce(driver.resources["loan_stream"].producer_conf(), TOPIC, produced.messages)
     run = driver.defs.resolve_job_def(JOB).execute_in_process(instance=instance, raise_on_error=False)
     assert run.success
+    assert run.dagster_run.tags[STREAMING_SOURCE_TAG] == f"Kafka:{TOPIC}"  # audited as a Streaming run too
     landed = run.asset_materializations_for_node("bronze__loan_applications")[0].metadata
     assert (landed["micro_batch_id"].value, landed["batch_size"].value) == (0, len(produced.messages))
     assert landed["rows_written"].value == len(produced.events)
