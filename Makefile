@@ -134,7 +134,7 @@ lint: install-dev
 	@echo "lint: pyright (basic) over platform_assets/"
 	@$(BIN)/pyright || { echo "lint: pyright found type errors (above); annotate or narrow, see docs/types.md" >&2; exit 1; }
 	@echo "lint: dg check defs"
-	@$(DG) check defs > /dev/null || { echo "lint: the code location does not load (above): fix it, then $(DG) check defs" >&2; exit 1; }
+	@$(DG) check defs > /dev/null || { echo "lint: the code location does not load (above): fix it, then make dg ARGS='check defs'" >&2; exit 1; }
 
 # Dagster's own project tool (the dev extras): `make dg ARGS="list defs"`. Without DAGSTER_HOME, dg works on
 # a temporary instance configured by the top-level dagster.yaml (no environment's run history is touched;
