@@ -72,10 +72,10 @@ class LocalRunLauncher(DefaultRunLauncher):
         records = self._instance.get_records_for_run(
             run.run_id, of_type=DagsterEventType.RUN_START, limit=1, ascending=False
         ).records
-        if not records or records[0].event_log_entry.dagster_event is None:
+        entry = records[0].event_log_entry if records else None
+        if entry is None or entry.dagster_event is None:
             # nothing to judge by: never fail a run on missing information
             return CheckRunHealthResult(WorkerStatus.RUNNING, "run worker not recorded yet")
-        entry = records[0].event_log_entry
         pid = entry.dagster_event.pid
         if pid is None:
             return CheckRunHealthResult(WorkerStatus.RUNNING, "run worker process id not recorded")

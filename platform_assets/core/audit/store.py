@@ -21,7 +21,6 @@ from platform_assets.core.audit.connection import (
     unavailable_as_error,
 )
 from platform_assets.core.audit.migrations import upgrade
-from platform_assets.core.redaction import redact_parameters, redact_text
 from platform_assets.core.audit.tables import (
     JOB_STATUSES,
     JOB_TYPES,
@@ -40,6 +39,7 @@ from platform_assets.core.audit.values import (
     clean_fields,
     duration_seconds,
 )
+from platform_assets.core.redaction import redact_parameters, redact_text
 from platform_assets.core.sql.drift import table_drift
 from platform_assets.core.sql.engines import utc_now
 
@@ -61,6 +61,14 @@ _TASK_CHOICES = {"status": TASK_STATUSES}
 _SETUP_ATTEMPTS = 5
 _WRITE_ATTEMPTS = 3
 _PG_LOCK_KEY = 0x6175_6469_7400  # "audit": serialises concurrent setup() on PostgreSQL
+
+
+def _inserted_id(result: sa.CursorResult) -> int:
+    """The generated key of the one row an INSERT wrote."""
+    key = result.inserted_primary_key
+    if key is None:  # only a statement other than a single-row INSERT has none
+        raise RuntimeError("the INSERT reported no generated key")
+    return key[0]
 
 
 class AuditStore:
@@ -153,7 +161,7 @@ class AuditStore:
         if not matched:
             row = dict(values, run_id=run_id, updated_at=assignments["updated_at"])
             row["duration"] = duration_seconds(values.get("start_time"), values.get("end_time"))
-            return conn.execute(job_table.insert().values(row)).inserted_primary_key[0]
+            return _inserted_id(conn.execute(job_table.insert().values(row)))
         row = conn.execute(
             sa.select(
                 job_table.c.job_id, job_table.c.start_time, job_table.c.end_time, job_table.c.duration
@@ -210,7 +218,7 @@ class AuditStore:
                 job_id=job_id, run_id=run_id, step_key=step_key, asset_key=asset_key, **values
             )
         )
-        return inserted.inserted_primary_key[0]
+        return _inserted_id(inserted)
 
     def set_parameters(self, run_id: str, params: Mapping[str, object]) -> int:
         """Record the run's parameters (redacted, as strings); the number of rows inserted or changed.

@@ -41,7 +41,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -517,7 +517,7 @@ def _duplicates(
 def read_landing_content(
     name: str,
     content: bytes,
-    fmt: str,
+    fmt: str | None,
     columns: Mapping[str, str],
     *,
     keys: Sequence[str] = (),
@@ -614,13 +614,18 @@ def snapshot_time(setting: SnapshotTime, name: str, path: Path, rows: pl.DataFra
     if setting.basis == "file_time":
         return datetime.fromtimestamp(_stat(path)[1] / 1e9, UTC)
     if setting.basis == "column":
-        latest = rows.get_column(setting.column).max() if rows.height else None
+        column = setting.column
+        if column is None:  # the table reader requires it for this basis
+            raise ValueError(f"{table}.snapshot_time: basis column names no column")
+        latest = rows.get_column(column).max() if rows.height else None
         if latest is None:
             raise LandingError(
-                f"landing file {name}: no snapshot time (column {setting.column} has no value in the file)"
+                f"landing file {name}: no snapshot time (column {column} has no value in the file)"
             )
-        if not isinstance(latest, datetime):  # a date column: midnight UTC
-            latest = datetime(latest.year, latest.month, latest.day, tzinfo=UTC)
+        if not isinstance(latest, datetime):
+            if not isinstance(latest, date):  # the table reader allows timestamp and date columns only
+                raise TypeError(f"landing file {name}: column {column} holds {latest!r}, not a time")
+            latest = datetime(latest.year, latest.month, latest.day, tzinfo=UTC)  # a date: midnight UTC
         return latest.astimezone(UTC)
     at = time_in_name(name, setting.pattern)
     if at is None:
@@ -810,20 +815,21 @@ def _claim_snapshot(read: _Read, config: TableConfig, state: StateStore) -> None
     :class:`StaleSnapshotError` if a newer snapshot is applied already. Compare-and-set: a concurrent run
     that applied another snapshot meanwhile makes this one fail (StateConflict) with nothing written.
     A snapshot as old as the applied one is not stale (the same export again, or a retry after a crash)."""
+    at, setting = read.at, config.snapshot_time
+    if at is None or setting is None:  # the caller claims dated snapshots of snapshot tables only
+        raise ValueError(f"landing file {read.name}: not a dated snapshot of a snapshot table")
     name = snapshot_state_name(config)
     applied = state.get(name)
     if applied is not None:
         newer = datetime.fromisoformat(applied.value["time"])
-        if read.at < newer:
+        if at < newer:
             raise StaleSnapshotError(
-                f"landing file {read.name}: its snapshot time {read.at.isoformat()} (from "
-                f"{config.snapshot_time.describe()}) is older than the snapshot {newer.isoformat()} of "
+                f"landing file {read.name}: its snapshot time {at.isoformat()} (from "
+                f"{setting.describe()}) is older than the snapshot {newer.isoformat()} of "
                 f"{applied.value['file']} already applied; refused, nothing of it written (applying it "
                 "would delete the keys the newer snapshot has)"
             )
-    state.compare_and_set(
-        name, applied, {"time": read.at.isoformat(), "file": read.name, "version": read.version}
-    )
+    state.compare_and_set(name, applied, {"time": at.isoformat(), "file": read.name, "version": read.version})
 
 
 def _write(

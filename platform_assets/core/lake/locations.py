@@ -112,9 +112,28 @@ def publish(partial: UPath | Path, final: UPath | Path) -> None:
     if is_local(partial):
         with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
-    if isinstance(partial, UPath):  # an object store's location, or a local one made by location()
-        partial.rename(final)
-    elif isinstance(final, Path):
-        partial.rename(final)
+    move(partial, final)
+
+
+# A location is a UPath (an object store's, or a local one from location(), which is a Path too) or a
+# plain Path; two locations of one table are always of one kind. The two helpers below say so to the type
+# checker: each branch calls the very method the object has.
+
+
+def move(source: UPath | Path, target: UPath | Path) -> None:
+    """``source.rename(target)``: two locations of one kind (a local path and a UPath, or two UPaths)."""
+    if isinstance(source, UPath):
+        source.rename(target)
+    elif isinstance(target, Path):
+        source.rename(target)
     else:
-        raise TypeError(f"cannot publish the local file {partial} to {final}, which is not on the local disk")
+        raise TypeError(f"cannot move the local file {source} to {target}, which is not on the local disk")
+
+
+def relative_to(path: UPath | Path, root: UPath | Path) -> UPath | Path:
+    """``path.relative_to(root)`` for two locations of one kind (see :func:`move`)."""
+    if isinstance(path, UPath) and isinstance(root, UPath):
+        return path.relative_to(root)
+    if isinstance(path, Path) and isinstance(root, Path):
+        return path.relative_to(root)
+    raise TypeError(f"{path} and {root} are not locations of one kind (a local path and an object store's)")

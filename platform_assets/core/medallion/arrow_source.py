@@ -36,7 +36,9 @@ def _column_array(values: tuple, arrow: pa.DataType) -> pa.Array:
 Converters = Mapping[str, Callable[[Sequence], pa.Array]]
 
 
-def rows_to_arrow(rows: list, schema: pa.Schema, converters: Converters | None = None) -> pa.RecordBatch:
+def rows_to_arrow(
+    rows: Sequence[Sequence[Any]], schema: pa.Schema, converters: Converters | None = None
+) -> pa.RecordBatch:
     """Convert a fetched batch column by column (pyarrow does the per-value work in C).
 
     ``converters`` turn a column's raw values into its Arrow array where the driver's values need
@@ -135,6 +137,8 @@ class ArrowReader:
         """Record batches of at most ``batch_size`` rows, in ``schema`` (``converters``: see rows_to_arrow)."""
         if uses_arrow_driver(self.engine):
             if self._adbc is None:
+                if adbc_postgresql is None:  # uses_arrow_driver() says it is installed
+                    raise ImportError("adbc-driver-postgresql is not installed")
                 self._adbc = adbc_postgresql.connect(_adbc_uri(self.engine))
             try:
                 yield from _postgres_batches(self._adbc, statement, schema, batch_size)

@@ -113,7 +113,10 @@ def parse_date(value: Any) -> date | None:
             return datetime.fromisoformat(value.strip()).date()
         except ValueError as exc:
             raise UnreadableValue(f"{value!r} is not an ISO-8601 date") from exc
-    return parse_timestamp(value).date()
+    parsed = parse_timestamp(value)
+    if parsed is None:  # not reached: only None parses to None, and None returned above
+        raise UnreadableValue(f"{value!r} is not a date")
+    return parsed.date()
 
 
 _ARROW = {Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"), Kind.DATE: pa.date32()}
@@ -149,13 +152,14 @@ def time_array(values: Sequence, kind: Kind, where: str) -> pa.Array:
 
 def _numbers_to_time(numbers: pa.Array) -> pa.Array:
     """SQLite's 'auto' rule, vectorised; a column mixing both kinds is left to the per-value path."""
-    julian = pc.and_(pc.greater_equal(numbers, 0), pc.less(numbers, JULIAN_DAY_LIMIT))
-    if pc.all(julian).as_py() in (True, None):
-        millis = pc.round(pc.multiply(pc.subtract(numbers, UNIX_EPOCH_JULIAN_DAY), SECONDS_PER_DAY * 1000))
+    # pyarrow.compute makes its kernels (and_, less, round...) at import time: no stubs name them
+    julian = pc.and_(pc.greater_equal(numbers, 0), pc.less(numbers, JULIAN_DAY_LIMIT))  # pyright: ignore[reportAttributeAccessIssue]
+    if pc.all(julian).as_py() in (True, None):  # pyright: ignore[reportAttributeAccessIssue]
+        millis = pc.round(pc.multiply(pc.subtract(numbers, UNIX_EPOCH_JULIAN_DAY), SECONDS_PER_DAY * 1000))  # pyright: ignore[reportAttributeAccessIssue]
         return pc.cast(pc.cast(millis, pa.int64()), pa.timestamp("ms")).cast(pa.timestamp("us"))
-    if pc.any(julian).as_py():
+    if pc.any(julian).as_py():  # pyright: ignore[reportAttributeAccessIssue]
         raise pa.ArrowInvalid("Julian days and Unix seconds in one column")
-    micros = pc.cast(pc.round(pc.multiply(numbers, 1_000_000)), pa.int64())
+    micros = pc.cast(pc.round(pc.multiply(numbers, 1_000_000)), pa.int64())  # pyright: ignore[reportAttributeAccessIssue]
     return pc.cast(micros, pa.timestamp("us"))
 
 
@@ -264,7 +268,7 @@ def sqlite_storage(conn: sa.Connection, column: sa.ColumnElement[Any], where: st
     ).one()
     if low is None:
         return Storage.EMPTY
-    ends = (low, high)
+    ends: tuple[Any, Any] = (low, high)  # as stored (number or text), whatever the Text coercion says
     if any(isinstance(v, bytes) for v in ends):
         raise UnreadableValue(f"{where}: stores binary values; change values must be times or numbers")
     if isinstance(low, str) != isinstance(high, str):
@@ -296,7 +300,7 @@ def _unix_seconds(value: datetime) -> float:
 
 
 def sqlite_window(
-    column: sa.Column, storage: Storage, lower: datetime | None, upper: datetime | None
+    column: sa.ColumnElement[Any], storage: Storage, lower: datetime | None, upper: datetime | None
 ) -> list:
     """WHERE clauses selecting a superset of ``[lower, upper)`` (aware UTC bounds) on a SQLite column.
 

@@ -188,9 +188,8 @@ class Extraction:
         """Follow the largest change value and the rows read within the lag of it."""
         if config.cdc_col is None:
             return
-        frame = pl.DataFrame(
-            pl.from_arrow(batch.select([config.cdc_col, *config.keys]))
-        )  # only what is tracked
+        # only what is tracked
+        frame = pl.DataFrame(pl.from_arrow(batch.select([config.cdc_col, *config.keys])))
         column = frame.get_column(config.cdc_col)
         batch_max = column.max()
         if batch_max is None:

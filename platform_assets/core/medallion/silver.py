@@ -18,6 +18,7 @@ from upath import UPath
 
 from platform_assets.core.errors import SchemaDriftError
 from platform_assets.core.lake.delta import table_exists
+from platform_assets.core.lake.locations import move, relative_to
 from platform_assets.core.medallion.config import TableConfig
 
 RESCUED = "_rescued_data"
@@ -32,7 +33,7 @@ SET_ASIDE = "_set_aside"  # bronze/_set_aside/<table>/...: files taken out of si
 class Drift:
     """A bronze file whose column has another type than silver (or than the files before it)."""
 
-    file: Path
+    file: UPath | Path
     column: str
     old: pl.DataType
     new: pl.DataType
@@ -76,13 +77,13 @@ def drift_error(drifts: Sequence[Drift], config: TableConfig) -> SchemaDriftErro
     )
 
 
-def set_aside(drift: Drift, bronze_root: Path, config: TableConfig, run_id: str) -> Path:
+def set_aside(drift: Drift, bronze_root: UPath | Path, config: TableConfig, run_id: str) -> UPath | Path:
     """Move a drifted bronze file out of silver's way, with a note of why; nothing is deleted.
 
     ``bronze_root`` is ``bronze/<table>``; the file keeps its path below it (partition folders too)
     under ``bronze/_set_aside/<table>/``, next to ``<file>.reason.json``.
     """
-    relative = drift.file.relative_to(bronze_root)
+    relative = relative_to(drift.file, bronze_root)
     destination = bronze_root.parent / SET_ASIDE / config.name / relative
     destination.parent.mkdir(parents=True, exist_ok=True)
     note = {
@@ -92,7 +93,7 @@ def set_aside(drift: Drift, bronze_root: Path, config: TableConfig, run_id: str)
         "from": str(relative),
     }
     destination.with_name(destination.name + ".reason.json").write_text(json.dumps(note, indent=2))
-    drift.file.rename(destination)
+    move(drift.file, destination)
     return destination
 
 
@@ -124,13 +125,22 @@ def transform(frame: pl.DataFrame, config: TableConfig) -> pl.DataFrame:
     if config.derived:
         frame = frame.with_columns([pl.sql_expr(e).alias(c) for c, e in config.derived.items()])
     if config.partitioned:
-        frame = frame.with_columns(pl.col(config.cdc_col).dt.date().alias(config.partition_column))
+        change, day = _partitioning(config)
+        frame = frame.with_columns(pl.col(change).dt.date().alias(day))
     return frame
+
+
+def _partitioning(config: TableConfig) -> tuple[str, str]:
+    """A partitioned table's change column and the day column silver derives from it (the table reader
+    sets both for every partitioned table)."""
+    if config.cdc_col is None or config.partition_column is None:
+        raise ValueError(f"{config.table}: a partitioned table needs a change column and a partition column")
+    return config.cdc_col, config.partition_column
 
 
 def latest_per_key(frame: pl.DataFrame, config: TableConfig) -> pl.DataFrame:
     """One row per key: the largest change value wins, then the later bronze file."""
-    keys = pl.struct(config.keys) if len(config.keys) > 1 else pl.col(config.keys[0])
+    keys = pl.col(config.keys[0]) if len(config.keys) == 1 else pl.struct(config.keys)
     if not frame.select(keys.is_duplicated().any()).item():
         return frame.drop(SOURCE_FILE, strict=False)  # already one row per key: skip the sort
     order = [c for c in (config.cdc_col, SOURCE_FILE) if c is not None and c in frame.columns]
@@ -146,7 +156,8 @@ def column_lineage(config: TableConfig, columns: Sequence[str]) -> dict[str, lis
     for column, expr in config.derived.items():
         lineage[column] = sorted(set(pl.sql_expr(expr).meta.root_names()))
     if config.partitioned:
-        lineage[config.partition_column] = [config.cdc_col]
+        change, day = _partitioning(config)
+        lineage[day] = [change]
     return {c: lineage[c] for c in columns if c in lineage}
 
 

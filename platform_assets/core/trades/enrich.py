@@ -10,6 +10,7 @@ not a number is an error, never a silent null.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import polars as pl
 from deltalake import DeltaTable
@@ -95,7 +96,7 @@ def enrich(trades: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl
             pl.col("micro_batch_id").cast(pl.Int64),
         )
     )
-    return _one_per_trade(matched).cast(dict(SCHEMA)), unmatched
+    return _one_per_trade(matched).cast(SCHEMA), unmatched
 
 
 def _one_per_trade(frame: pl.DataFrame) -> pl.DataFrame:
@@ -117,8 +118,10 @@ def _match_predicate(source: pl.DataFrame) -> str:
     on_key = "t.symbol = s.symbol AND t.trade_id = s.trade_id"
     if source.is_empty() or source["trade_time"].null_count():  # (the trade rules keep nulls out of silver)
         return on_key
-    first, last = (v.isoformat() for v in (source["trade_time"].min(), source["trade_time"].max()))
-    return f"{on_key} AND t.trade_time >= '{first}' AND t.trade_time <= '{last}'"
+    first, last = source["trade_time"].min(), source["trade_time"].max()
+    if not isinstance(first, datetime) or not isinstance(last, datetime):  # a timestamp column: never
+        raise TypeError(f"trade_time is {source['trade_time'].dtype}, not a timestamp")
+    return f"{on_key} AND t.trade_time >= '{first.isoformat()}' AND t.trade_time <= '{last.isoformat()}'"
 
 
 def merge_silver(table_uri: str, enriched: pl.DataFrame) -> MergeResult:
@@ -134,7 +137,7 @@ def merge_silver(table_uri: str, enriched: pl.DataFrame) -> MergeResult:
     missing = [c for c in COLUMNS if c not in enriched.columns]
     if missing:
         raise ValueError(f"enriched rows lack column(s) {', '.join(missing)}")
-    source = delta.normalize_timestamps(enriched.select(COLUMNS).cast(dict(SCHEMA)))
+    source = delta.normalize_timestamps(enriched.select(COLUMNS).cast(SCHEMA))
     if source.select(pl.struct(KEYS).is_duplicated().any()).item():
         # delta-rs would insert both copies of a new key: the table must stay one row per trade.
         raise ValueError("enriched rows repeat a (symbol, trade_id); run enrich() on the batch first")
@@ -158,9 +161,10 @@ def merge_silver(table_uri: str, enriched: pl.DataFrame) -> MergeResult:
         .when_not_matched_insert_all()
         .execute()
     )
-    return MergeResult(
-        delta.version(table_uri), metrics["num_target_rows_inserted"], metrics["num_target_rows_updated"]
-    )
+    version = delta.version(table_uri)
+    if version is None:  # the merge just committed to it
+        raise RuntimeError(f"no Delta table at {table_uri} after merging into it")
+    return MergeResult(version, metrics["num_target_rows_inserted"], metrics["num_target_rows_updated"])
 
 
 # --- before enrichment: the rules, and what the lookup knows ---------------------------------------

@@ -64,7 +64,7 @@ def _trades(rows: pl.DataFrame) -> pl.DataFrame:
         for name, dtype in TRADE_SCHEMA.items()
         if name not in rows.columns
     )
-    return delta.normalize_timestamps(frame.select(TRADE_SCHEMA.names())).cast(dict(TRADE_SCHEMA))
+    return delta.normalize_timestamps(frame.select(TRADE_SCHEMA.names())).cast(TRADE_SCHEMA)
 
 
 def insert_new(table_uri: str, frame: pl.DataFrame) -> int:
@@ -98,7 +98,7 @@ def hold(held_uri: str, rows: pl.DataFrame, now: datetime) -> int:
     if rows.height == 0:
         return 0
     frame = _trades(rows).with_columns(held_at=pl.lit(now, dtype=delta.TIMESTAMP))
-    insert_new(held_uri, frame.cast(dict(HELD_SCHEMA)))
+    insert_new(held_uri, frame.cast(HELD_SCHEMA))
     return rows.height
 
 
@@ -121,7 +121,7 @@ def quarantine(quarantine_uri: str, rows: pl.DataFrame, now: datetime) -> int:
     frame = _trades(rows).with_columns(
         reason=rows["reason"].cast(pl.String), quarantined_at=pl.lit(now, dtype=delta.TIMESTAMP)
     )
-    insert_new(quarantine_uri, frame.cast(dict(QUARANTINE_SCHEMA)))
+    insert_new(quarantine_uri, frame.cast(QUARANTINE_SCHEMA))
     return rows.height
 
 
@@ -129,7 +129,10 @@ def held_summary(held_uri: str) -> HeldSummary:
     held = read_held(held_uri)
     if held.height == 0:
         return HeldSummary()
-    return HeldSummary(held.height, held["symbol"].unique().sort().to_list(), held["trade_time"].min())
+    oldest = held["trade_time"].min()
+    if oldest is not None and not isinstance(oldest, datetime):  # the column is a timestamp: never reached
+        raise TypeError(f"held trades' trade_time is {held['trade_time'].dtype}, not a timestamp")
+    return HeldSummary(held.height, held["symbol"].unique().sort().to_list(), oldest)
 
 
 # --- counts per window ----------------------------------------------------------------------------

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from upath import UPath
 
-from platform_assets.core.redaction import redact_text
 from platform_assets.core.errors import LookupApiError
 from platform_assets.core.lake.locations import is_url, write_atomically
+from platform_assets.core.redaction import redact_text
 from platform_assets.core.rest.countries import as_number, excerpt, session_with_retries
 
 FILE_NAME = "trade_symbols.parquet"
@@ -138,14 +139,18 @@ def flatten(symbols: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     return frame
 
 
-def write_lookup(frame: pl.DataFrame, folder: Path) -> Path:
+def _folder(folder: UPath | Path | str) -> UPath | Path:
+    """A lake location as given, or a local folder named by a string."""
+    return folder if isinstance(folder, UPath | Path) else Path(folder)
+
+
+def write_lookup(frame: pl.DataFrame, folder: UPath | Path | str) -> UPath | Path:
     """Write ``frame`` to ``<folder>/trade_symbols.parquet`` atomically; the file's path.
 
     Readers (the enrichment of a running micro-batch) see the previous lookup or the new one, never a
     half-written file: the data goes to a hidden temp file first and is then published under its name.
     """
-    folder = folder if isinstance(folder, Path) or hasattr(folder, "fs") else Path(folder)
-    final = folder / FILE_NAME
+    final = _folder(folder) / FILE_NAME
     write_atomically(final, frame.write_parquet)
     return final
 
@@ -165,10 +170,9 @@ def not_trading(symbols: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     )
 
 
-def write_not_trading(frame: pl.DataFrame, folder: Path) -> Path:
+def write_not_trading(frame: pl.DataFrame, folder: UPath | Path | str) -> UPath | Path:
     """Write ``frame`` (:func:`not_trading`) to ``<folder>/trade_symbols_not_trading.parquet`` atomically."""
-    folder = folder if isinstance(folder, Path) or hasattr(folder, "fs") else Path(folder)
-    final = folder / STATUS_FILE_NAME
+    final = _folder(folder) / STATUS_FILE_NAME
     write_atomically(final, frame.write_parquet)
     return final
 
@@ -179,10 +183,12 @@ def read_not_trading(folder: Path | Any) -> pl.DataFrame | None:
     path = folder / STATUS_FILE_NAME
     if not path.exists():
         return None
-    return pl.read_parquet(str(path) if is_url(str(path)) else Path(str(path))).cast(dict(STATUS_SCHEMA))
+    return pl.read_parquet(str(path) if is_url(str(path)) else Path(str(path))).cast(STATUS_SCHEMA)
 
 
-def publish(symbols: Sequence[Mapping[str, Any]], folder: Path) -> tuple[pl.DataFrame, Path]:
+def publish(
+    symbols: Sequence[Mapping[str, Any]], folder: UPath | Path | str
+) -> tuple[pl.DataFrame, UPath | Path]:
     """Flatten a pulled lookup and write both its files to ``folder``: the TRADING symbols and, beside
     them, the listed symbols that are not tradable (enrichment filters their trades and holds the trades
     of symbols not listed at all). The tradable frame and its file."""

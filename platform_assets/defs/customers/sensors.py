@@ -48,6 +48,8 @@ def customer_count_to_product(
     if count_entry is None:  # e.g. a materialization reported by hand from the UI
         return SkipReason(f"run {parent_run}: the materialization carries no customer_count")
     count = count_entry.value
+    if not isinstance(count, int) or isinstance(count, bool):  # customer_flow records it as an int
+        return SkipReason(f"run {parent_run}: customer_count is {count!r}, not a number of customers")
     if count <= customer_flow.product_threshold:
         return SkipReason(
             f"run {parent_run}: {count} customers ≤ {customer_flow.product_threshold}, no product run"

@@ -136,7 +136,9 @@ def _attempts(
             tags[policy.stream_tag] = stream
         for record in instance.get_run_records(RunsFilter(job_name=job, tags=tags)):
             run = facts(record)
-            attempts[policy.batch_of(run)].append(run)
+            batch = policy.batch_of(run)
+            if batch is not None:  # always: the filter asked for runs with a batch tag
+                attempts[batch].append(run)
     return attempts
 
 
@@ -186,7 +188,8 @@ def prune_run_history(
             report.examined += 1
             reason = alone[run.run_id]
             if reason is None:
-                reason = verdict(run, policy, now, page_anchors, attempts.get(policy.batch_of(run), ()))
+                batch = policy.batch_of(run)
+                reason = verdict(run, policy, now, page_anchors, attempts.get(batch, ()) if batch else ())
             if reason is not None:
                 report.kept[reason] += 1
                 cursor = run.run_id

@@ -115,6 +115,8 @@ def _incremental(
     extraction = read(result.window)
     after = extraction.watermark_after(before)
     if extraction.path is not None:
+        if after is None:  # rows written, yet none of them had a change value the watermark could take
+            raise SourceError(f"{config.table}: the rows read have no change value to move the watermark to")
         try:  # the file is durable: now, and only now, move the watermark
             state.compare_and_set(watermark_name(config), entry, after.to_json())
         except StateConflict:

@@ -69,6 +69,8 @@ def _day_changes(
     day that silver did not touch costs nothing and rows silver only inserted are appended. A feed
     cleaned up meanwhile falls back to the whole day, which the fold makes safe to apply again."""
     column = config.partition_column
+    if column is None:  # callers pass partitioned tables only, which always have one
+        raise ValueError(f"{config.table} is not partitioned: gold reads it whole, not by day")
     if entry is not None:
         try:
             return delta.read_changes(silver, entry.value, partition={column: day})
