@@ -70,6 +70,7 @@ from platform_assets.core.trades.windows import (
 from platform_assets.defs.trades.resources import ServingResource, TradeStreamResource
 from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.metadata import column_schema, numbers
+from platform_assets.lib.micro_batches import MicroBatchConfig
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.lib.tags import LOW_VOLUME_TAG, STREAM_ALERTS_TAG
 
@@ -192,26 +193,6 @@ def lookup_metadata(listed: int, frame: pl.DataFrame, path) -> dict:
 
 
 # --- bronze --------------------------------------------------------------------------------------
-
-
-class OffsetRangeConfig(Config):
-    partition: int = Field(ge=0)
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
-
-
-class MicroBatchConfig(Config):
-    """Which micro-batch to land; set by the sensor. Empty: plan the next batch now (a manual run)."""
-
-    batch_id: int | None = Field(default=None, ge=0)
-    ranges: list[OffsetRangeConfig] = Field(default_factory=list)
-    epoch: int | None = Field(default=None, ge=0, description="The epoch the ranges belong to.")
-    incarnation: str | None = Field(default=None, description="The topic incarnation the ranges belong to.")
-    new_epoch: bool = Field(default=False, description="The first batch of a new topic incarnation.")
-    lost_upstream: dict[str, int] = Field(
-        default_factory=dict,
-        description="New epoch only: per partition, what the previous incarnation held and never landed.",
-    )
 
 
 @asset(

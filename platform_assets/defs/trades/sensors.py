@@ -40,7 +40,6 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from platform_assets.core.errors import NewIncarnationError, OffsetsAheadError, OffsetsLostError
 from platform_assets.core.streaming import (
@@ -56,8 +55,10 @@ from platform_assets.core.streaming.incarnation import accepted_incarnation
 from platform_assets.core.trades.stream import checkpoint_name
 from platform_assets.defs.trades.assets import FEED_KEY, SILVER_KEY, with_losses
 from platform_assets.defs.trades.resources import TradeStreamResource
+from platform_assets.lib.micro_batches import in_flight
+from platform_assets.lib.micro_batches import streaming_tags as micro_batch_tags
 from platform_assets.lib.resources import LakehouseResource
-from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, STOPPED_TAG, STREAMING_SOURCE_TAG
+from platform_assets.lib.tags import STOPPED_TAG
 
 MICRO_BATCH_JOB = "trades_micro_batch_job"
 SENSOR_NAME = "trades_micro_batches"
@@ -85,35 +86,7 @@ def micro_batch_run_config(
 
 
 def streaming_tags(trade_stream: TradeStreamResource, batch_id: int | None = None) -> dict[str, str]:
-    tags = {JOB_TYPE_TAG: "Streaming", STREAMING_SOURCE_TAG: trade_stream.streaming_source}
-    if batch_id is not None:
-        tags[MICRO_BATCH_TAG] = str(batch_id)
-    return tags
-
-
-# Every status before a run ends: a queued run counts, or the next tick would plan the same batch again.
-UNFINISHED = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
-
-
-def _in_flight(context: SensorEvaluationContext) -> str | None:
-    """Why no new run may start now (a run in progress or about to be retried), or None."""
-    active = context.instance.get_run_records(
-        RunsFilter(job_name=MICRO_BATCH_JOB, statuses=UNFINISHED), limit=1
-    )
-    if active:
-        return f"micro-batch run {active[0].dagster_run.run_id} is in progress"
-    latest = context.instance.get_run_records(RunsFilter(job_name=MICRO_BATCH_JOB), limit=1)
-    if latest:
-        run = latest[0].dagster_run
-        if run.status == DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true":
-            return f"run {run.run_id} failed and Dagster will retry it"
-    return None
+    return micro_batch_tags(trade_stream.topic, batch_id)
 
 
 @sensor(
@@ -133,7 +106,7 @@ def trades_micro_batches(
             "PLATFORM_KAFKA_BOOTSTRAP is not set: no broker to read (make dev and make demo start one)"
         )
     cursor = json.loads(context.cursor) if context.cursor else {}
-    busy = _in_flight(context)
+    busy = in_flight(context.instance, MICRO_BATCH_JOB)
     if busy:
         return _while_busy(context, trade_stream, cursor, busy)
     bronze = str(lakehouse.path("bronze", "trades"))
