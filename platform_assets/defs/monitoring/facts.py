@@ -15,7 +15,6 @@ from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
-    AssetMaterialization,
     DagsterEvent,
     DagsterEventType,
     DagsterInstance,
@@ -287,7 +286,7 @@ class _EventFolder:
         elif kind == DagsterEventType.ASSET_MATERIALIZATION:
             self._materialization(event, when)
         elif kind == DagsterEventType.ASSET_CHECK_EVALUATION:
-            self._check_evaluation(record.storage_id, event.event_specific_data, when)
+            self._check_evaluation(record.storage_id, event.asset_check_evaluation_data, when)
 
     def task_rows(self) -> list[TaskFacts]:
         """A row per asset a step materialized; a step that materialized none has a row of its own."""
@@ -325,7 +324,7 @@ class _EventFolder:
                 asset_task.error_message = task.error_message
 
     def _materialization(self, event: DagsterEvent, when: datetime) -> None:
-        materialization: AssetMaterialization = event.event_specific_data.materialization
+        materialization = event.materialization
         step_key = event.step_key or ""
         asset = materialization.asset_key.to_user_string()
         step = self.step_tasks.get(step_key)
