@@ -432,3 +432,32 @@ def test_expectation_predicate_treats_null_as_violation():
     rule = parse_table(entry(expectations=[{"name": "r", "expr": "x > 0"}])).expectations[0]
     frame = pl.DataFrame({"x": [1, -1, None]})
     assert frame.select(rule.predicate()).to_series().to_list() == [True, False, False]
+
+
+def test_fields_are_spelled_as_in_the_file_only():
+    # the model's own name for `schema:` is not a second spelling of it
+    with pytest.raises(ConfigError, match=r"^DimUser: unknown field\(s\) \['source_schema'\]$"):
+        parse_table(entry(source_schema="src"))
+    assert parse_table(entry(schema="src")).schema == "src"
+
+
+def test_a_files_table_resolves_to_the_same_table_config():
+    from platform_assets.core.medallion.config import SnapshotTime, TableConfig
+
+    config = parse_table(
+        {
+            "table": "Prices",
+            "key": "sku",
+            "source": "files",
+            "format": "csv",
+            "columns": {"sku": "string", "price": "float64", "exported_at": "timestamp"},
+            "snapshot_time": {"column": "exported_at"},
+            "expectations": [{"name": "priced", "expr": "price > 0", "action": "drop"}],
+        }
+    )
+    assert isinstance(config, TableConfig)
+    assert (config.keys, config.format, config.on_duplicate_key) == (("sku",), "csv", "quarantine")
+    assert dict(config.columns) == {"sku": "string", "price": "float64", "exported_at": "timestamp"}
+    assert config.snapshot_time == SnapshotTime("column", column="exported_at")
+    assert [(e.name, e.expr, e.action) for e in config.expectations] == [("priced", "price > 0", "drop")]
+    assert config.full_reload and config.from_files and config.partition_by == ()
