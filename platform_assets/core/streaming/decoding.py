@@ -25,7 +25,8 @@ from __future__ import annotations
 import importlib
 import json
 import math
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -116,36 +117,171 @@ def decode_json(
     field missing or null (unless ``nullable``), a value of another JSON type than the column's (a
     number where a string is declared is a schema mismatch, never converted), a decimal that is not
     plain digits, a time that is not ISO-8601 with a UTC offset, text no UTF-8 column can hold.
+
+    Values in the canonical layout (:func:`canonical_pattern`: compact, exactly the declared fields in
+    declared order, as :func:`encode_json` writes them) are decoded a whole column at a time; only the
+    others, and canonical values the columnar path cannot vouch for, are read one by one by
+    :func:`decode_json_per_message`, which decides them and gives the reasons. The result is always that
+    of :func:`decode_json_per_message` alone (a test holds the two to it).
     """
     del landed_ms  # the JSON decoder has no time rules of its own
     columns = stream.columns
+    pattern = canonical_pattern(columns)
+    indexed = messages.with_row_index("_row")
+    if pattern is None or messages.is_empty():
+        frame, letters = _decode_each(columns, indexed)
+        return _finish(columns, frame).drop("_row"), letters
+    decoded = pl.concat(
+        [
+            indexed.select("_row", kafka_partition="partition", kafka_offset="offset"),
+            _decode_canonical(columns, pattern, as_text(messages["value"])),
+        ],
+        how="horizontal",
+    )
+    certain = decoded.filter("_certain").drop("_certain")
+    doubtful = decoded.filter(~pl.col("_certain"))["_row"]
+    if doubtful.is_empty():
+        return _finish(columns, certain).drop("_row"), []
+    slow, letters = _decode_each(columns, indexed.filter(pl.col("_row").is_in(doubtful.implode())))
+    frame = pl.concat([certain, slow.select(certain.columns)]).sort("_row")
+    return _finish(columns, frame).drop("_row"), letters
+
+
+def decode_json_per_message(
+    stream: StreamDeclaration, messages: pl.DataFrame, landed_ms: int
+) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
+    """:func:`decode_json`, one message at a time: the reference the columnar path must equal."""
+    del landed_ms
+    frame, letters = _decode_each(stream.columns, messages.with_row_index("_row"))
+    return _finish(stream.columns, frame).drop("_row"), letters
+
+
+def _decode_each(
+    columns: tuple[Column, ...], messages: pl.DataFrame
+) -> tuple[pl.DataFrame, list[QuarantinedMessage]]:
+    """The gathered columns (before :func:`_finish`), position and ``_row`` of each message of
+    ``messages`` (a message frame with each message's ``_row`` in its batch) that lands, and the dead
+    letters."""
     values: dict[str, list[Any]] = {c.name: [] for c in columns}
     accepted: list[int] = []
     quarantined: dict[int, QuarantinedMessage] = {}
-    for row, value in enumerate(messages["value"].to_list()):
+    for index, value in enumerate(messages["value"].to_list()):
         record = _record(value, columns)
         if isinstance(record, str):
-            quarantined[row] = _letter(messages, row, record)
+            quarantined[index] = _letter(messages, index, record)
             continue
-        accepted.append(row)
+        accepted.append(index)
         for column, field_value in zip(columns, record, strict=True):
             values[column.name].append(field_value)
     typed = pl.DataFrame(values, schema={c.name: _raw_dtype(c) for c in columns})
     reasons = _column_problems(columns, typed)
     if reasons is not None:
-        for index, reason in enumerate(reasons.to_list()):
+        for position, reason in enumerate(reasons.to_list()):
             if reason is not None:
-                quarantined[accepted[index]] = _letter(messages, accepted[index], reason)
+                quarantined[accepted[position]] = _letter(messages, accepted[position], reason)
         keep = reasons.is_null()
         typed = typed.filter(keep)
-        accepted = [row for row, ok in zip(accepted, keep.to_list(), strict=True) if ok]
-    position = (
-        messages.with_row_index("_row")
-        .filter(pl.col("_row").is_in(accepted))
-        .select(kafka_partition="partition", kafka_offset="offset")
+        accepted = [index for index, ok in zip(accepted, keep.to_list(), strict=True) if ok]
+    where = (
+        messages.with_row_index("_index")
+        .filter(pl.col("_index").is_in(accepted))
+        .select("_row", kafka_partition="partition", kafka_offset="offset")
     )
-    frame = pl.concat([_finish(columns, typed), position], how="horizontal")
-    return frame, [quarantined[row] for row in sorted(quarantined)]
+    frame = pl.concat([where.select("_row"), typed, where.drop("_row")], how="horizontal")
+    return frame, [quarantined[index] for index in sorted(quarantined)]
+
+
+# --- the canonical layout, a whole column at a time ---------------------------------------------
+
+# JSON forbids unescaped quotes, backslashes and control characters in a string; without escapes the
+# text between the quotes is the value.
+_STRING = r'"([^"\\\x00-\x1f]*)"'
+# 18 digits at most: Int64 holds every matched value.
+_INTEGER = r"(-?(?:0|[1-9][0-9]{0,17}))"
+# ISO-8601 as isoformat() writes it, in years every reader and Python's datetime agree on (converting
+# 0001-01-01T00:00:00+01:00 to UTC leaves Python's range): anything else is read one by one.
+_ISO = (
+    r"[1-8][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
+_CANONICAL = {
+    "string": _STRING,
+    "decimal": f'"({DECIMAL_PATTERN})"',
+    "timestamp": f'"({_ISO})"',
+    "int64": _INTEGER,
+    "int32": _INTEGER,
+    "timestamp_ms": _INTEGER,
+    "boolean": r"(true|false)",
+}
+
+
+@cache
+def canonical_pattern(columns: tuple[Column, ...]) -> str | None:
+    """The anchored regular expression of the canonical layout of ``columns``: compact JSON (no
+    whitespace) with exactly the declared fields, once each, in declared order. None when a column's type
+    has no canonical form (float64: JSON numbers have too many spellings)."""
+    members = []
+    for index, column in enumerate(columns):
+        value = _CANONICAL.get(column.type)
+        if value is None:
+            return None
+        # Name the group: extract_groups names the struct's fields after the groups.
+        members.append(re.escape(json.dumps(column.key)) + ":" + value.replace("(", f"(?<c{index}>", 1))
+    return r"^\{" + ",".join(members) + r"\}$"
+
+
+def _decode_canonical(columns: tuple[Column, ...], pattern: str, text: pl.Series) -> pl.DataFrame:
+    """Per value of ``text``: the gathered columns (as :func:`_decode_each` gives them) and
+    ``_certain``, true when the value is canonical and every column converted (a row is decided here
+    only when it certainly lands; any doubt goes to the reference)."""
+    groups = text.str.extract_groups(pattern).struct.unnest()
+    converted = []
+    for index, column in enumerate(columns):
+        group = pl.col(f"c{index}")
+        if column.type == "boolean":
+            value = group == "true"
+        elif column.type == "timestamp":
+            value = (
+                group.str.replace(r"Z$", "+00:00")
+                .str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us")
+                .dt.convert_time_zone("UTC")
+            )
+        elif column.type in ("int64", "int32", "timestamp_ms"):
+            number = group.cast(pl.Int64(), strict=False)
+            bound = (
+                2**31 if column.type == "int32" else 2**63 // 1000 if column.type == "timestamp_ms" else None
+            )
+            value = number if bound is None else pl.when(number.abs() < bound).then(number)
+            if column.type == "int32":
+                value = value.cast(pl.Int32())
+        else:
+            value = group
+        converted.append(value.cast(_raw_dtype(column)).alias(column.name))
+    frame = groups.select(converted)
+    certain = pl.all_horizontal(pl.col(c.name).is_not_null() for c in columns)
+    return frame.with_columns(_certain=certain)
+
+
+def as_text(values: pl.Series | Sequence[bytes | None]) -> pl.Series:
+    """The message values (bytes) as a String column: null for a missing value or one that is not UTF-8.
+
+    The whole column is cast at once; only when some value is not UTF-8 (the cast then fails as a whole)
+    is each value decoded on its own to find which.
+    """
+    binary = values if isinstance(values, pl.Series) else pl.Series("value", values, dtype=pl.Binary())
+    try:
+        return binary.cast(pl.String())
+    except pl.exceptions.ComputeError:
+        return pl.Series(binary.name, [_utf8(v) for v in binary.to_list()], dtype=pl.String())
+
+
+def _utf8(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _letter(messages: pl.DataFrame, row: int, reason: str) -> QuarantinedMessage:
@@ -223,11 +359,10 @@ def _iso_time(text: str) -> datetime | None:
     without an offset is refused: taking it for UTC (or for local time) would move it silently."""
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        # Converting to UTC can leave datetime's years (0001-01-01T00:00:00+01:00).
+        return None if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.astimezone(UTC)
 
 
 def _raw_dtype(column: Column) -> pl.DataType:
@@ -313,11 +448,19 @@ def _apply_rules(
 
 
 def encode_json(stream: StreamDeclaration, record: dict[str, Any]) -> tuple[bytes | None, bytes]:
-    """The Kafka record (key, value) of ``record`` for a JSON stream: the key is the declared key
-    field's text, the value compact JSON with sorted keys (the same record always gives the same
-    bytes). For producers: the dev kit's, a test's."""
+    """The Kafka record (key, value) of ``record`` for a JSON stream, in the canonical layout: the key is
+    the declared key field's text, the value compact JSON with the declared fields first, in declared
+    order (any other field after them), so landing decodes it a whole column at a time. For producers:
+    the dev kit's, a test's."""
     key = None if stream.key is None else str(record[stream.key]).encode("utf-8")
-    return key, json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    ordered = {c.key: record[c.key] for c in stream.columns if c.key in record}
+    ordered.update((name, value) for name, value in record.items() if name not in ordered)
+    try:
+        # Text as UTF-8, not as \u escapes: escapes are valid JSON but leave the canonical layout.
+        value = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate only JSON's escape can carry
+        value = json.dumps(ordered, separators=(",", ":")).encode("utf-8")
+    return key, value
 
 
 __all__ = [
@@ -326,7 +469,10 @@ __all__ = [
     "Decoder",
     "QuarantinedMessage",
     "decode_batch",
+    "as_text",
+    "canonical_pattern",
     "decode_json",
+    "decode_json_per_message",
     "encode_json",
     "resolve_decoder",
     "rule_expr",
