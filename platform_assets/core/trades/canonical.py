@@ -18,7 +18,9 @@ values from it:
 - ``true`` or ``false`` for the boolean.
 
 Everything else (another key order, whitespace, escapes, missing or extra keys, other types, bytes that
-are not UTF-8, no value) is not matched: the caller reads those messages one by one. Whether a matched
+are not UTF-8, no value) is not matched: the caller reads those messages one by one. The generic JSON
+decoder of every other stream (:mod:`platform_assets.core.streaming.decoding`) works the same way, with a
+pattern built from the stream's declaration. Whether a matched
 trade is *valid* is not decided here (see :mod:`~platform_assets.core.trades.trade_rules`).
 
 No Dagster import here.
@@ -26,9 +28,11 @@ No Dagster import here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import polars as pl
+
+from platform_assets.core.streaming.decoding import as_text
+
+__all__ = ["DECODED_SCHEMA", "FIELDS", "PATTERN", "as_text", "decode_canonical"]
 
 # Message keys in the order to_kafka writes them (sorted), with their JSON type.
 FIELDS: tuple[tuple[str, str], ...] = (
@@ -72,28 +76,6 @@ DECODED_SCHEMA: dict[str, pl.DataType] = {
     "event_time_ms": pl.Int64(),
     "buyer_is_maker": pl.Boolean(),
 }
-
-
-def as_text(values: pl.Series | Sequence[bytes | None]) -> pl.Series:
-    """The message values (bytes) as a String column: null for a missing value or one that is not UTF-8.
-
-    The whole column is cast at once; only when some value is not UTF-8 (the cast then fails as a whole)
-    is each value decoded on its own to find which.
-    """
-    binary = values if isinstance(values, pl.Series) else pl.Series("value", values, dtype=pl.Binary())
-    try:
-        return binary.cast(pl.String())
-    except pl.exceptions.ComputeError:
-        return pl.Series(binary.name, [_utf8(v) for v in binary.to_list()], dtype=pl.String())
-
-
-def _utf8(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
 
 
 def decode_canonical(text: pl.Series) -> pl.DataFrame:
