@@ -56,14 +56,14 @@ def bronze_loan_applications(
     with platform_errors():
         stream, topic, conf = loan_stream.declaration(), loan_stream.topic, loan_stream.client_conf()
         state, cap = lakehouse.state(), loan_stream.batch_cap
-        plan = planned_batch(config, conf, topic, table, stream.app_id, cap, state, context.log)
+        plan = planned_batch(config, conf, topic, table, loan_stream.app_id, cap, state, context.log)
         result = land_batch(
             conf,
             topic,
             plan.ranges,
             table,
             stream=stream,
-            app_id=stream.app_id,
+            app_id=loan_stream.app_id,
             batch_id=plan.batch_id,
             log=context.log,
             read_timeout=loan_stream.read_timeout,
@@ -72,7 +72,7 @@ def bronze_loan_applications(
             incarnation=plan.incarnation,
             lost_upstream=plan.lost_upstream,
         )
-    commit_offsets(conf, topic, stream.app_id, plan.ranges)  # lag monitoring only; never read back
+    commit_offsets(conf, topic, loan_stream.app_id, plan.ranges)  # lag monitoring only; never read back
     return MaterializeResult(metadata=landing_metadata(topic, plan, result))
 
 

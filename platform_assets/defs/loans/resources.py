@@ -40,7 +40,8 @@ class LoanStreamResource(ConfigurableResource):
 
     @property
     def app_id(self) -> str:
-        return self.declaration().app_id
+        """The landing's app transaction id for the topic landed from (streams.yaml's ``app_id``)."""
+        return self.declaration().app_id_for(self.topic)
 
     @property
     def broker(self) -> str:

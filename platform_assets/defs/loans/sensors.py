@@ -107,15 +107,15 @@ def loan_applications_micro_batches(
                 conf,
                 topic,
                 bronze,
-                stream.app_id,
+                loan_stream.app_id,
                 loan_stream.batch_cap,
-                accepted_incarnation=accepted_incarnation(lakehouse.state(), stream.app_id),
+                accepted_incarnation=accepted_incarnation(lakehouse.state(), loan_stream.app_id),
             )
     except OffsetsLostError as lost:
         # A run for the lost range fails loudly (and alerts, once: the run key does not change).
         context.log.error(str(lost))
         gap = BatchPlan(
-            next_batch_id(bronze, stream.app_id),
+            next_batch_id(bronze, loan_stream.app_id),
             {lost.partition: OffsetRange(lost.partition, lost.wanted, lost.wanted + 1)},
         )
         return RunRequest(
