@@ -104,3 +104,15 @@ def test_a_missing_file_and_an_unknown_decoder_are_configuration_errors(tmp_path
     with pytest.raises(ConfigError, match="cannot be loaded"):
         resolve_decoder("platform_assets.core.streaming:no_such_decoder")
     assert STREAMS_FILE.name == "streams.yaml" and STREAMS_FILE.exists()
+
+
+def test_the_trade_settings_default_to_the_trade_declaration(tmp_path: Path):
+    from platform_assets.settings import load_settings
+
+    trades = load_streams()["trades"]
+    settings = load_settings({"PLATFORM_DATA_DIR": str(tmp_path)})
+    assert (settings.trades_topic, settings.trades_max_batch_rows, settings.trades_allowed_latency) == (
+        trades.topic,
+        trades.max_batch_rows,
+        trades.allowed_latency,
+    )
