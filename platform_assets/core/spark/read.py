@@ -26,7 +26,7 @@ def transport_dtype(dtype: pl.DataType) -> pl.DataType:
         if dtype == unsigned:
             return wider
     if isinstance(dtype, pl.Categorical | pl.Enum):
-        return pl.String
+        return pl.String()
     if isinstance(dtype, pl.Datetime) and dtype.time_unit == "ns":
         return pl.Datetime("us", dtype.time_zone)  # only whole microseconds reach Delta anyway
     return dtype

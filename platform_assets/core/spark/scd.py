@@ -155,7 +155,8 @@ def _fold(plan: _Plan, table: pa.Table) -> pa.Table:
         if inserted:
             pieces.append(pl.DataFrame({_TABLE: [t], _KIND: ["N"], _COUNT: [inserted]}))
     for i, (name, _) in enumerate(plan.states):  # see _probe: the driver needs to know
-        if state[name] is not None and state[name].height:
+        rows = state[name]
+        if rows is not None and rows.height:
             pieces.append(
                 pl.DataFrame({_TABLE: [1 + i], _KIND: ["S"]}, schema={_TABLE: pl.Int8, _KIND: pl.String})
             )
@@ -289,7 +290,8 @@ def apply_changes_spark(
     one per :data:`ROWS_PER_BUCKET` events, at least ``spark.sql.shuffle.partitions``; 0: one per key).
     """
     current = delta.version(target)
-    cached = False
+    persisted = None  # a Spark batch this call cached, to free at the end
+    events_schema: pl.Schema | None = None
     if isinstance(batch, pl.DataFrame):
         if batch.height == 0:
             return CdcResult(0, 0, 0, 0, batch, current, committed=False)
@@ -307,20 +309,22 @@ def apply_changes_spark(
             events = create_dataframe(spark, frame)
     else:
         if not batch.is_cached:  # read several times below: compute it once
-            batch, cached = batch.persist(), True
+            batch = persisted = batch.persist()
     try:
         if not isinstance(batch, pl.DataFrame):
             rows_in, rejected, events, events_schema, n_events = _spark_events(batch, spec, partition_values)
         result = CdcResult(rows_in, 0, 0, 0, rejected, current, committed=False)
         if events is None:
             return result
+        if events_schema is None:  # both come from one place, together
+            raise RuntimeError("apply_changes_spark: change events without their schema")
         return _fold_and_write(
             spark, target, events, events_schema, n_events, spec, partition_values, buckets, result
         )
     finally:
-        if cached:
+        if persisted is not None:
             with contextlib.suppress(Exception):  # freeing the cache must never hide the step's own error
-                batch.unpersist()
+                persisted.unpersist()
 
 
 def _fold_and_write(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import polars as pl
 import pyarrow as pa
+from upath import UPath
 
 from platform_assets.core.medallion.config import TableConfig
 from platform_assets.core.medallion.expectations import RULE_COLUMN, RuleResult, apply_expectations, combine
@@ -140,6 +141,13 @@ def _deduper(config: TableConfig, clean: pl.Schema, out: pa.Schema) -> Callable[
     return dedupe
 
 
+def _local(file: UPath | Path) -> Path:
+    """A bronze file as a local path: Spark's silver reads bronze from the local disk."""
+    if not isinstance(file, Path):
+        raise ValueError(f"the Spark engine reads bronze files on the local disk only, not {file}")
+    return Path(file)
+
+
 class SparkCleaning(NamedTuple):
     kept: DataFrame  # one row per key (Spark)
     quarantined: pl.DataFrame  # with ``_rule``, collected
@@ -148,7 +156,7 @@ class SparkCleaning(NamedTuple):
 
 
 def clean_batch_spark(
-    spark: SparkSession, files: Sequence[Path], config: TableConfig, *, buckets: int | None = None
+    spark: SparkSession, files: Sequence[UPath | Path], config: TableConfig, *, buckets: int | None = None
 ) -> SparkCleaning:
     """Silver's ``transform`` + ``apply_expectations`` + ``latest_per_key`` of ``files``, on Spark.
 
@@ -157,7 +165,7 @@ def clean_batch_spark(
     """
     from pyspark.sql import functions as F
 
-    files = [Path(f) for f in files]
+    files = [_local(f) for f in files]
     if not files:
         raise ValueError("clean_batch_spark needs at least one bronze file")
     bronze = bronze_schema(files)

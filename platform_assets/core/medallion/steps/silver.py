@@ -85,13 +85,13 @@ def _apply(spark: Any, target: str, batch: Any, spec: CdcSpec, partition_values:
 
 
 def _to_polars(frame: Any) -> pl.DataFrame:
-    return frame if isinstance(frame, pl.DataFrame) else pl.from_arrow(frame.toArrow())
+    return frame if isinstance(frame, pl.DataFrame) else pl.DataFrame(pl.from_arrow(frame.toArrow()))
 
 
 def _schema(frame: Any) -> pl.Schema:
     if isinstance(frame, pl.DataFrame):
         return frame.schema
-    return pl.from_arrow(frame.limit(0).toArrow()).schema
+    return pl.DataFrame(pl.from_arrow(frame.limit(0).toArrow())).schema
 
 
 def checkpoint_name(config: TableConfig) -> str:
@@ -141,16 +141,17 @@ def run_silver(
         if not new_files:
             continue
         files = newest_snapshot(new_files) if config.full_reload else new_files
+        spark_kept = None  # on Spark, the kept rows stay a Spark frame
         if spark is None:
             quality = _clean(files, config, target)
-            rows_read, batch = quality.kept.height + quality.quarantined.height, None
+            rows_read = quality.kept.height + quality.quarantined.height
         else:
             from platform_assets.core.spark.silver import clean_batch_spark
 
-            kept, quarantined, results, rows_read = clean_batch_spark(spark, files, config)
-            check_drift(_schema(kept), target_schema(target), config.table)  # derived columns
-            quality = QualityOutcome(kept=None, quarantined=quarantined, results=results)
-            batch = kept
+            spark_kept, quarantined, results, rows_read = clean_batch_spark(spark, files, config)
+            check_drift(_schema(spark_kept), target_schema(target), config.table)  # derived columns
+            # kept: empty here, never read: Spark's kept rows are spark_kept
+            quality = QualityOutcome(kept=pl.DataFrame(), quarantined=quarantined, results=results)
         result.rules.append(quality.results)
         unit.rows_read = rows_read
         if quality.blocked:
@@ -159,10 +160,15 @@ def run_silver(
         if quality.quarantined.height:
             delta.append(quarantine_target, stamped(quality.quarantined, run_id))
         if spark is None or config.full_reload:  # a snapshot's deletes need the whole (small) snapshot
-            batch = latest_per_key(quality.kept, config) if spark is None else _to_polars(batch)
-        if config.full_reload:
-            stored = delta.read(target).select(config.keys) if delta.table_exists(target) else pl.DataFrame()
-            batch = with_snapshot_deletes(batch, stored, config.keys)
+            frame = latest_per_key(quality.kept, config) if spark is None else _to_polars(spark_kept)
+            if config.full_reload:
+                stored = (
+                    delta.read(target).select(config.keys) if delta.table_exists(target) else pl.DataFrame()
+                )
+                frame = with_snapshot_deletes(frame, stored, config.keys)
+            batch = frame
+        else:
+            batch = spark_kept
         partition_values = {config.partition_column: [day]} if day is not None else None
         unit.add(_apply(spark, target, batch, cdc_spec(config), partition_values))
         unit.rows_quarantined += quality.quarantined.height
