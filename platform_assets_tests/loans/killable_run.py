@@ -1,6 +1,6 @@
 """One micro-batch run of the loan stream that stops dead at a chosen point, for the kill test:
 
-    python -m platform_assets_tests.loans.killable_run <landing|silver> <signal file> <dagster home>
+    python -m platform_assets_tests.loans.killable_run <landing|silver> <signal file> <dagster home> <batch rows>
 
 The sensor is ticked once and the run it asks for executed, as the daemon would launch it. At the point,
 the process writes its pid to the signal file and waits to be killed:
@@ -25,10 +25,8 @@ import platform_assets.defs.loans.assets as assets
 from platform_assets.settings import load_settings
 from platform_devkit.loans import LoanStreamDriver
 
-BATCH_ROWS = 30
 
-
-def main(point: str, signal_file: str, home: str) -> int:
+def main(point: str, signal_file: str, home: str, batch_rows: str) -> int:
     def stop(*_args, **_kwargs):
         Path(signal_file).write_text(str(os.getpid()))
         time.sleep(600)
@@ -39,7 +37,9 @@ def main(point: str, signal_file: str, home: str) -> int:
         silver.merge_latest = stop
     else:
         raise SystemExit(f"unknown point {point!r}")
-    driver = LoanStreamDriver(load_settings(), DagsterInstance.from_config(home), max_batch_rows=BATCH_ROWS)
+    driver = LoanStreamDriver(
+        load_settings(), DagsterInstance.from_config(home), max_batch_rows=int(batch_rows)
+    )
     _, requests = driver.tick()
     driver.execute(requests[0])
     return 1  # never reached: the process is killed at the point

@@ -21,21 +21,27 @@ from platform_assets.core.trades.kafka import EmbeddedBroker
 from platform_assets.defs.loans.sensors import JOB
 from platform_assets.lib.tags import MICRO_BATCH_TAG
 from platform_assets.settings import Settings
-from platform_assets_tests.loans.killable_run import BATCH_ROWS
 from platform_assets_tests.loans.test_stream import TOPIC, expected_silver
 from platform_assets_tests.processes import wait_for
 from platform_devkit.loans import LoanStreamDriver, make_events, produce
 
 
-@pytest.mark.parametrize("point", ["landing", "silver"])
-def test_a_killed_micro_batch_run_is_run_again_and_lands_every_message_once(point, tmp_path):
+@pytest.mark.parametrize(
+    ("point", "batch_rows"),
+    [
+        ("landing", 30),  # the batch did not land: asked for again
+        ("silver", 30),  # the batch landed: the next micro-batch run folds both into silver
+        ("silver", 1000),  # the only batch landed, nothing more pending: a silver-only catch-up run
+    ],
+)
+def test_a_killed_micro_batch_run_is_run_again_and_lands_every_message_once(point, batch_rows, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with EmbeddedBroker() as broker:
         settings = Settings(data_dir=tmp_path / "data", kafka_bootstrap=broker.bootstrap)
         produced = make_events(40, poison_every=4)  # the first batch has dead letters
-        driver = LoanStreamDriver(settings, DagsterInstance.from_config(str(home)), max_batch_rows=BATCH_ROWS)
+        driver = LoanStreamDriver(settings, DagsterInstance.from_config(str(home)), max_batch_rows=batch_rows)
         total = produce(driver.resources["loan_stream"].producer_conf(), TOPIC, produced.messages)
 
         signal_file = tmp_path / "stopped"
@@ -53,6 +59,7 @@ def test_a_killed_micro_batch_run_is_run_again_and_lands_every_message_once(poin
                 point,
                 str(signal_file),
                 str(home),
+                str(batch_rows),
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -86,11 +93,13 @@ def test_a_killed_micro_batch_run_is_run_again_and_lands_every_message_once(poin
         assert runs and all(r.success for r in runs)
         again = [r.dagster_run for r in runs if r.dagster_run.tags.get(MICRO_BATCH_TAG) == "0"]
         assert (len(again) == 1) == (point == "landing")  # a batch not landed is asked for again
+        catch_up = [r for r in runs if "platform/catch_up" in r.dagster_run.tags]
+        assert (len(catch_up) == 1) == (batch_rows > total and point == "silver")
 
     rows = pl.read_delta(bronze)
     assert rows.height == len(produced.events)  # none lost to the kill, none doubled
     assert rows.select("kafka_partition", "kafka_offset").n_unique() == rows.height
-    assert sorted(rows["micro_batch_id"].unique().to_list()) == list(range(-(-total // BATCH_ROWS)))
+    assert sorted(rows["micro_batch_id"].unique().to_list()) == list(range(-(-total // batch_rows)))
     dead = pl.read_delta(str(settings.table_path("bronze", "loan_applications_quarantine")))
     assert dead.height == produced.poison
     got = {
