@@ -21,8 +21,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from websockets.exceptions import InvalidURI, WebSocketException
 from websockets.uri import parse_uri
 
-from platform_assets.core.redaction import redact_text
 from platform_assets.core.errors import MalformedFrame
+from platform_assets.core.redaction import redact_text
 from platform_assets.core.trades.messages import Trade, parse_frame, to_kafka
 from platform_assets.core.trades.trade_rules import trade_problem
 

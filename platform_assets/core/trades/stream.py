@@ -24,11 +24,12 @@ import polars as pl
 import requests
 from deltalake import DeltaTable
 
-from platform_assets.core.redaction import redact_text
 from platform_assets.core.errors import LookupApiError, SourceError
 from platform_assets.core.lake import delta
 from platform_assets.core.lake.locations import is_url
+from platform_assets.core.redaction import redact_text
 from platform_assets.core.state import StateStore
+from platform_assets.core.streaming import dead_letters
 from platform_assets.core.trades.enrich import (
     enrich_safely,
     merge_silver,
@@ -38,7 +39,6 @@ from platform_assets.core.trades.enrich import (
 from platform_assets.core.trades.held import (
     held_summary,
     hold,
-    insert_new,
     quarantine,
     read_held,
     release,
@@ -58,17 +58,8 @@ SILVER_QUARANTINE_TABLE = "trades_enriched_quarantine"
 # (PLATFORM_TRADES_MAX_BATCH_ROWS); a live stream has one batch per run.
 CHUNK_BATCHES = 4
 
-QUARANTINE_SCHEMA = pl.Schema(
-    {
-        "kafka_partition": pl.Int32,
-        "kafka_offset": pl.Int64,
-        "micro_batch_id": pl.Int64,
-        "reason": pl.String,
-        "message_key": pl.Binary,
-        "message_value": pl.Binary,
-        "quarantined_at": delta.TIMESTAMP,
-    }
-)
+# The bronze dead-letter table's columns (every stream's).
+QUARANTINE_SCHEMA = dead_letters.DEAD_LETTER_SCHEMA
 
 
 LOOKUP_URL_SETTING = "PLATFORM_TRADES_LOOKUP_URL"
@@ -332,20 +323,6 @@ def keep_quarantined(
 ) -> int:
     """Merge dead letters (malformed messages, invalid trades) into the quarantine table, keyed on
     (partition, offset, batch id): a retried batch adds nothing twice, and a new epoch's offsets (which
-    start over) are not taken for old ones. The table version after the merge."""
-    frame = pl.DataFrame(
-        [
-            {
-                "kafka_partition": m.partition,
-                "kafka_offset": m.offset,
-                "micro_batch_id": batch_id,
-                "reason": m.reason,
-                "message_key": m.key,
-                "message_value": m.value,
-                "quarantined_at": now,
-            }
-            for m in messages
-        ],
-        schema=QUARANTINE_SCHEMA,
-    )
-    return insert_new(table_uri, frame)
+    start over) are not taken for old ones. The table version after the merge. (Every stream's dead
+    letters: :func:`platform_assets.core.streaming.dead_letters.keep_quarantined`.)"""
+    return dead_letters.keep_quarantined(table_uri, batch_id, messages, now)
