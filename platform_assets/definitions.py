@@ -20,6 +20,7 @@ from dagster import (
     load_from_defs_folder,
     multiprocess_executor,
 )
+from dagster.components.core.component_tree import ComponentTreeException
 
 from platform_assets.core.lake.locations import LAYERS
 from platform_assets.lib.active_settings import using_settings
@@ -63,8 +64,16 @@ def with_catalog_names(settings: Settings) -> Callable[[AssetSpec], AssetSpec]:
 def build_definitions(settings: Settings) -> Definitions:
     """Every domain folder of ``defs/`` (its ``definitions.py``), built from ``settings``, and the
     location-wide resources and executor."""
-    with using_settings(settings):
-        domains = load_from_defs_folder(path_within_project=PROJECT_PATH)
+    try:
+        with using_settings(settings):
+            domains = load_from_defs_folder(path_within_project=PROJECT_PATH)
+    except ComponentTreeException as exc:
+        # The loader wraps what a domain raised in a picture of the whole defs tree; the domain's own
+        # error (a ConfigError naming file, line and field, a SettingsError...) is the one to show.
+        cause = exc.__cause__
+        if cause is None:
+            raise
+        raise cause from cause.__cause__  # its own cause, if any, still shows
     definitions = Definitions.merge(
         domains,
         Definitions(resources=build_resources(settings), executor=executor(settings)),
