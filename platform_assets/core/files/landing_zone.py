@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from upath import UPath
 
 from platform_assets.core.errors import SourceError
 from platform_assets.core.lake import delta
@@ -113,7 +114,7 @@ def is_candidate(name: str) -> bool:
     return not name.startswith((".", "_")) and not name.endswith(IGNORED_SUFFIXES)
 
 
-def landing_files(folder: Path) -> list[Path]:
+def landing_files(folder: UPath | Path) -> list[UPath | Path]:
     """The visible files of a landing folder (no sub-folders), by name."""
     refresh(folder)
     if not folder.exists():
@@ -121,7 +122,7 @@ def landing_files(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_file() and is_candidate(p.name)), key=lambda p: p.name)
 
 
-def _stat(path: Path) -> tuple[int, int]:
+def _stat(path: UPath | Path) -> tuple[int, int]:
     info = path.stat()
     mtime_ns = getattr(info, "st_mtime_ns", None)
     return int(info.st_size), int(mtime_ns if mtime_ns is not None else info.st_mtime * 1e9)
@@ -138,7 +139,7 @@ class ReadyFile:
 
 
 def ready_files(
-    folder: Path, processed: set[str], seen: Mapping[str, Sequence[Any]]
+    folder: UPath | Path, processed: set[str], seen: Mapping[str, Sequence[Any]]
 ) -> tuple[list[ReadyFile], dict[str, list]]:
     """The file versions to ingest now, and what this look saw (the next call's ``seen``).
 
@@ -534,7 +535,7 @@ def read_landing_content(
 
 
 def read_landing_file(
-    path: Path,
+    path: UPath | Path,
     fmt: str,
     columns: Mapping[str, str],
     *,
@@ -609,7 +610,9 @@ def time_in_name(name: str, pattern: str | None = None) -> datetime | None:
     return at.astimezone(UTC)
 
 
-def snapshot_time(setting: SnapshotTime, name: str, path: Path, rows: pl.DataFrame, table: str) -> datetime:
+def snapshot_time(
+    setting: SnapshotTime, name: str, path: UPath | Path, rows: pl.DataFrame, table: str
+) -> datetime:
     """The snapshot time of one file of a snapshot table; :class:`LandingError` if it has none."""
     if setting.basis == "file_time":
         return datetime.fromtimestamp(_stat(path)[1] / 1e9, UTC)
@@ -646,7 +649,7 @@ class IngestedFile:
     version: str
     rows: int
     quarantined: int
-    bronze_file: Path | None
+    bronze_file: UPath | Path | None
 
 
 @dataclass
@@ -671,7 +674,9 @@ class LandingResult:
         return [str(f.bronze_file) for f in self.ingested if f.bronze_file is not None]
 
 
-def _bronze_names(config: TableConfig, bronze_root: Path, count: int, now: datetime) -> list[Path]:
+def _bronze_names(
+    config: TableConfig, bronze_root: UPath | Path, count: int, now: datetime
+) -> list[UPath | Path]:
     """``count`` new bronze file names, increasing, after every existing one of the table."""
     names, at = [], now
     for _ in range(count):
@@ -684,7 +689,7 @@ def _bronze_names(config: TableConfig, bronze_root: Path, count: int, now: datet
     return names
 
 
-def write_bronze(rows: pl.DataFrame, final: Path) -> None:
+def write_bronze(rows: pl.DataFrame, final: UPath | Path) -> None:
     """One bronze file, written under a hidden ``.partial`` name and published by rename (like extract)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f".{final.name}.partial")
@@ -711,8 +716,8 @@ class _Read:
 def ingest_landing(
     files: Iterable[str],
     config: TableConfig,
-    landing_root: Path,
-    bronze_root: Path,
+    landing_root: UPath | Path,
+    bronze_root: UPath | Path,
     quarantine_path: str,
     state: StateStore,
     *,
@@ -835,7 +840,7 @@ def _claim_snapshot(read: _Read, config: TableConfig, state: StateStore) -> None
 def _write(
     read: _Read,
     config: TableConfig,
-    bronze_root: Path,
+    bronze_root: UPath | Path,
     quarantine_path: str,
     state: StateStore,
     result: LandingResult,

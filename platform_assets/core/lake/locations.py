@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal, TypeGuard
+from typing import TYPE_CHECKING, BinaryIO, Literal, TypeGuard, TypeVar
 
 from upath import UPath
 
@@ -26,7 +26,11 @@ Layer = Literal["raw", "bronze", "silver", "gold"]
 QUARANTINE_SUFFIX = "_quarantine"
 
 
-def table_location(lake_root: UPath | Path, layer: Layer, table: str) -> UPath | Path:
+# A location of the kind given (a UPath stays a UPath, a Path a Path).
+Location = TypeVar("Location", UPath, Path)
+
+
+def table_location(lake_root: Location, layer: Layer, table: str) -> Location:
     """``<lake>/<env>/<layer>/<table>``, table names lower case: the one lake layout."""
     return lake_root / layer / table.lower()
 
@@ -35,7 +39,7 @@ LAYERS: tuple[Layer, ...] = ("raw", "bronze", "silver", "gold")
 LANDING = "landing"
 
 
-def landing_location(lake_root: UPath | Path, table: str) -> UPath | Path:
+def landing_location(lake_root: Location, table: str) -> Location:
     """``<lake>/<env>/landing/<table>``: where files for a ``source: files`` table are dropped."""
     return lake_root / LANDING / table.lower()
 

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from upath import UPath
 from urllib3.util.retry import Retry
 
 from platform_assets.core.errors import CountryApiError
@@ -150,14 +151,14 @@ def name_from_file(file_name: str) -> str:
     return stem.replace("_", " ")
 
 
-def write_json_atomic(path: Path, document: Any) -> int:
+def write_json_atomic(path: UPath | Path | str, document: Any) -> int:
     """Write `document` as UTF-8 JSON to `path` via a hidden temp file + rename; return the bytes written.
 
     Readers see the old file or the new one, never a half-written one. The temp file is hidden and
     not ``*.json``, so a reader globbing ``*.json`` never picks it up. `path` may be an object-store
     location (``core.lake``).
     """
-    path = path if isinstance(path, Path) or hasattr(path, "fs") else Path(path)
+    path = path if isinstance(path, UPath | Path) else Path(path)
     data = (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     write_atomically(path, lambda handle: handle.write(data))
     return len(data)
