@@ -165,8 +165,8 @@ def phase_feed(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
     """Websocket -> Kafka at full speed. The stand-in sends with no interval, so the feed (parse, produce,
     delivery callbacks) is the bottleneck; the time includes the final flush, i.e. every trade acknowledged
     by the broker."""
+    from platform_assets.core.streaming.kafka import producer_config
     from platform_assets.core.trades.feed import run_feed
-    from platform_assets.core.trades.kafka import producer_config
 
     log = _quiet_log()
     conf = producer_config(p["bootstrap"], None)
@@ -216,8 +216,8 @@ def phase_land(p: dict[str, Any], workdir: Path, cap: int | None) -> dict[str, A
 
     from platform_assets.core.streaming import landing as generic_landing
     from platform_assets.core.streaming import plan_batch, reading
+    from platform_assets.core.streaming.kafka import client_config
     from platform_assets.core.trades import landing
-    from platform_assets.core.trades.kafka import client_config
 
     assert cap is not None
     log = _quiet_log()

@@ -230,8 +230,8 @@ class Stream:
         from confluent_kafka import Producer
 
         from platform_assets.core.state import StateStore
+        from platform_assets.core.streaming.kafka import client_config, producer_config
         from platform_assets.core.trades import lookup as symbols_api
-        from platform_assets.core.trades.kafka import client_config, producer_config
         from platform_assets.core.trades.serving import ServingStore
         from platform_assets.settings import Settings
 

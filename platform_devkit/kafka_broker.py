@@ -1,6 +1,6 @@
 """A Kafka broker of its own process for ``make dev``, ``make demo`` and tests: librdkafka's mock cluster.
 
-:class:`~platform_assets.core.trades.kafka.EmbeddedBroker` lives inside one process and dies with it. The
+:class:`~platform_assets.core.streaming.kafka.EmbeddedBroker` lives inside one process and dies with it. The
 Dagster webserver, the daemon, each run worker and the feed are separate processes, so they need a broker
 that outlives every one of them: this process holds one and publishes its address in a file::
 
@@ -47,7 +47,7 @@ import confluent_kafka
 from confluent_kafka import KafkaException, Producer
 
 from platform_assets.core.streaming.incarnation import mark_embedded
-from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.streaming.kafka import EmbeddedBroker
 
 MOCK_DEFAULT_PARTITIONS = 4  # librdkafka's mock cluster: defaults.partition_cnt
 LIVE_TIMEOUT = 1.0  # how long an existing broker gets to prove it is alive

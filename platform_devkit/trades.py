@@ -24,7 +24,7 @@ from dagster import (
 
 from platform_assets.core.state import StateStore
 from platform_assets.core.streaming.incarnation import accepted_name
-from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets.core.trades.serving import MetricsRow, ServingStore, metrics_table, trades_table
 from platform_assets.core.trades.stream import HELD_TABLE, SILVER_QUARANTINE_TABLE, checkpoint_name
 from platform_assets.definitions import build_definitions

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaException
 from platform_assets.core.state import StateStore
 from platform_assets.core.streaming import stream_position, topic_end
 from platform_assets.core.streaming.incarnation import accept_incarnation
-from platform_assets.core.trades.kafka import client_config
+from platform_assets.core.streaming.kafka import client_config
 from platform_assets.defs.trades.resources import trade_resources
 from platform_assets.settings import SettingsError, load_settings
 

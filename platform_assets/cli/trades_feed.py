@@ -26,14 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from dagster import DagsterError
 
-from platform_assets.core.trades.feed import run_feed
-from platform_assets.core.trades.kafka import (
+from platform_assets.core.streaming.kafka import (
     EmbeddedBroker,
     broker_address_file,
     client_config,
     producer_config,
     running_broker,
 )
+from platform_assets.core.trades.feed import run_feed
 from platform_assets.defs.trades.resources import trade_resources
 from platform_assets.defs.trades.windows import open_instance, record_window, refresh_lookup
 from platform_assets.settings import SettingsError, load_settings

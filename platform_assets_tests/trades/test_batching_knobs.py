@@ -17,7 +17,7 @@ from dagster import RunRequest, SensorResult, SkipReason
 
 from platform_assets.core.streaming import high_watermarks
 from platform_assets.core.streaming.batching import BatchTrigger
-from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets.defs.trades import sensors
 from platform_assets.defs.trades.resources import trade_resources
 from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from platform_assets.core.trades.client_log import StateChangeLog, condition
+from platform_assets.core.streaming.client_log import StateChangeLog, condition
 
 REFUSED = (
     "[thrd:127.0.0.1:9/bootstrap]: 127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed: "
@@ -29,7 +29,7 @@ def test_clients_at_a_closed_port_log_the_refusal_once():
         f"""
         import logging, time
         from confluent_kafka import Consumer, KafkaException, Producer
-        from platform_assets.core.trades.kafka import client_config, producer_config
+        from platform_assets.core.streaming.kafka import client_config, producer_config
 
         logging.basicConfig(level=logging.INFO, format="LOG %(levelname)s %(message)s")
         address = "127.0.0.1:{_closed_port()}"

@@ -102,8 +102,8 @@ def test_trades_that_break_the_rules_are_dead_lettered_and_never_block_later_bat
 def test_the_feed_produces_invalid_trades_and_counts_them(bootstrap, topic, consumer, conf, tmp_path, caplog):
     import logging
 
+    from platform_assets.core.streaming.kafka import producer_config
     from platform_assets.core.trades.feed import Backoff, run_feed
-    from platform_assets.core.trades.kafka import producer_config
     from platform_devkit.trades_standin import TradesStandin, make_trades
 
     trades = make_trades(12)

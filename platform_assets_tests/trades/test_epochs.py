@@ -26,7 +26,7 @@ from platform_assets.core.streaming import (
     stream_position,
 )
 from platform_assets.core.streaming.incarnation import accept_incarnation, accepted_incarnation, is_embedded
-from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets.core.trades.landing import land_batch
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.defs.monitoring.alerts import alerts_due

@@ -18,9 +18,9 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from platform_assets.cli.trades_feed import main
 from platform_assets.core.errors import MalformedFrame
-from platform_assets.core.trades.client_log import CLIENT_LOG
+from platform_assets.core.streaming.client_log import CLIENT_LOG
+from platform_assets.core.streaming.kafka import EmbeddedBroker, client_config, producer_config
 from platform_assets.core.trades.feed import Backoff, run_feed
-from platform_assets.core.trades.kafka import EmbeddedBroker, client_config, producer_config
 from platform_assets.core.trades.messages import Trade, from_kafka, parse_frame, to_kafka
 from platform_devkit.trades_standin import ACK, TradesStandin, make_trades
 

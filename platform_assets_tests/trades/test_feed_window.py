@@ -18,7 +18,7 @@ import pytest
 from dagster import DagsterInstance
 
 from platform_assets.cli.trades_feed import main
-from platform_assets.core.trades.kafka import EmbeddedBroker, broker_address_file, running_broker
+from platform_assets.core.streaming.kafka import EmbeddedBroker, broker_address_file, running_broker
 from platform_assets.core.trades.lookup import FILE_NAME, read_not_trading
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.core.trades.stream import LookupMissing, read_lookup

@@ -19,7 +19,7 @@ import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from platform_assets.core.errors import LookupApiError
-from platform_assets.core.trades.kafka import client_config, producer_config
+from platform_assets.core.streaming.kafka import client_config, producer_config
 from platform_assets.core.trades.lookup import fetch_lookup, flatten
 from platform_devkit.kafka_broker import MOCK_DEFAULT_PARTITIONS, is_live, read_address
 from platform_devkit.trades_lookup_standin import IN_BREAK, NOT_TRADED, PATH, TradesLookupStandin

@@ -14,7 +14,7 @@ from dagster import DagsterInstance, RunRequest, RunsFilter
 
 from platform_assets.core.audit import AuditStore
 from platform_assets.core.errors import OffsetsLostError
-from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.defs.trades import sensors

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB
 from platform_assets.lib.tags import MICRO_BATCH_TAG

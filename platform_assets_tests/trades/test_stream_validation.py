@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from platform_assets.core.lake import delta
-from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.trades.test_stream_assets import Stream
 from platform_devkit.trades_lookup_standin import TradesLookupStandin

@@ -238,7 +238,7 @@ def run_feed(
     """Read ``ws_url`` for ``seconds`` (or until ``max_trades`` trades) and produce every trade to
     ``topic``, keyed by symbol. Connection failures never raise: they are retried until the window ends.
 
-    ``producer_conf`` comes from :func:`platform_assets.core.trades.kafka.producer_config`.
+    ``producer_conf`` comes from :func:`platform_assets.core.streaming.kafka.producer_config`.
     """
     if seconds <= 0:
         raise ValueError(f"seconds must be positive, got {seconds}")

@@ -8,7 +8,7 @@ from typing import Any
 from dagster import ConfigurableResource
 
 from platform_assets.core.errors import ConfigurationError
-from platform_assets.core.trades.kafka import client_config, producer_config
+from platform_assets.core.streaming.kafka import client_config, producer_config
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.lib.resources import secret
 from platform_assets.settings import Settings

@@ -2,7 +2,7 @@
 
 A Kafka client whose broker is gone retries the connection every few dozen milliseconds and logs each
 failure: a consumer writes some 20 "Connect to ... failed: Connection refused" lines a second. Given as
-the clients' ``logger`` (:func:`platform_assets.core.trades.kafka.client_config` does), :data:`CLIENT_LOG`
+the clients' ``logger`` (:func:`platform_assets.core.streaming.kafka.client_config` does), :data:`CLIENT_LOG`
 writes a condition once when it starts, in Python's logging (logger ``platform_assets.kafka``), and then
 at most once every :data:`REMINDER_SECONDS` while it lasts, with the number of repeats left out. A
 condition is one message with what varies between repeats removed (the client's name, the thread, the
