@@ -13,7 +13,7 @@ import pytest
 from dagster import AssetKey, DefaultScheduleStatus, build_schedule_context
 
 from platform_assets.definitions import build_definitions
-from platform_assets.defs.medallion.jobs import JOB_NAME
+from platform_assets.defs.medallion.jobs import JOB_NAME, SCHEDULE_NAME
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.medallion.helpers import lake, source_frame
 from platform_devkit import sample
@@ -40,7 +40,7 @@ def test_every_table_has_three_layers_checks_and_one_pool(tmp_path, sqlite_sourc
 
 def test_daily_schedule_runs_the_day_that_just_ended_and_a_late_day(tmp_path, sqlite_source):
     defs = build_definitions(settings_for(tmp_path, sqlite_source))
-    schedule = defs.resolve_schedule_def(f"{JOB_NAME}_schedule")
+    schedule = defs.resolve_schedule_def(SCHEDULE_NAME)
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.default_status == DefaultScheduleStatus.RUNNING
     context = build_schedule_context(scheduled_execution_time=datetime(2025, 3, 10, 2, 0, tzinfo=UTC))
@@ -49,7 +49,7 @@ def test_daily_schedule_runs_the_day_that_just_ended_and_a_late_day(tmp_path, sq
     assert request.tags["dagster/asset_partition_range_end"] == "2025-03-09"
     only_latest = build_definitions(settings_for(tmp_path, sqlite_source, late_days=0))
     [request] = list(
-        only_latest.resolve_schedule_def(f"{JOB_NAME}_schedule").evaluate_tick(context).run_requests
+        only_latest.resolve_schedule_def(SCHEDULE_NAME).evaluate_tick(context).run_requests
     )
     assert request.tags["dagster/asset_partition_range_start"] == "2025-03-09"
 
