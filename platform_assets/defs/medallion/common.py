@@ -51,9 +51,12 @@ def asset_args(
     args["description"] = description
     if kinds is not None:
         args["kinds"] = kinds
-    if config.partitioned:  # a range backfill launched from the UI runs as one run covering all its days
+    # A range backfill launched from the UI runs as one run covering all its days. Every medallion asset,
+    # partitioned or not, carries the same policy: the backfill dialog warns of "varying backfill
+    # policies" as soon as the assets selected together (a layer, all three layers) differ in it.
+    args["backfill_policy"] = BackfillPolicy.single_run()
+    if config.partitioned:
         args["partitions_def"] = partitions
-        args["backfill_policy"] = BackfillPolicy.single_run()
     if layer in UPSTREAM:
         args["deps"] = [asset_key(UPSTREAM[layer], config)]
         args["kinds"] = engine_kinds(layer, config)
