@@ -37,7 +37,7 @@ from dagster import (
 
 from platform_assets.core.lake import delta
 from platform_assets.core.loans.events import TABLE, LoanEvent
-from platform_assets.core.trades.kafka import EmbeddedBroker, running_broker
+from platform_assets.core.streaming.kafka import EmbeddedBroker, running_broker
 from platform_assets.defs.loans.definitions import build_loan_definitions
 from platform_assets.defs.loans.resources import loan_resources
 from platform_assets.defs.loans.sensors import JOB, SENSOR_NAME

@@ -17,7 +17,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from platform_assets.core.lake import delta
 from platform_assets.core.loans.events import STATUSES
 from platform_assets.core.loans.silver import consumed
-from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets.defs.loans.sensors import JOB
 from platform_assets.lib.tags import MICRO_BATCH_TAG
 from platform_assets.settings import Settings

@@ -15,7 +15,7 @@ from dagster import RunsFilter
 
 from platform_assets.core.audit import AuditStore
 from platform_assets.core.loans.events import STATUSES, LoanEvent
-from platform_assets.core.trades.kafka import EmbeddedBroker
+from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets.defs.loans import sensors
 from platform_assets.defs.loans.sensors import JOB
 from platform_assets.defs.monitoring.audit import audit_tick

@@ -15,7 +15,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 from platform_assets.core.lake import delta
 from platform_assets.core.loans.silver import consumed
 from platform_assets.core.streaming import next_batch_id
-from platform_assets.core.trades.kafka import EmbeddedBroker, producer_config
+from platform_assets.core.streaming.kafka import EmbeddedBroker, producer_config
 from platform_assets.defs.loans.sensors import JOB
 from platform_assets.lib.tags import MICRO_BATCH_TAG
 from platform_assets.settings import Settings

@@ -9,7 +9,7 @@ from dagster import ConfigurableResource, EnvVar
 from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.loans.events import DEFAULT_TOPIC, TABLE
 from platform_assets.core.streaming import StreamDeclaration, stream_declaration
-from platform_assets.core.trades.kafka import client_config, producer_config
+from platform_assets.core.streaming.kafka import client_config, producer_config
 from platform_assets.lib.micro_batches import broker_address
 from platform_assets.settings import Settings
 
