@@ -61,7 +61,10 @@ def daily_plays_per_track_report(
 ) -> Output[pl.DataFrame]:
     streams, tracks = _open(gold_factstream, STREAMS), _open(gold_dimtrack, TRACKS)
     report = daily_plays_per_track(pl.scan_delta(streams), pl.scan_delta(tracks))
-    context.log.info(f"{report.height} rows from gold/factstream v{streams.version()}")
+    context.log.info(
+        f"{report.height} day-and-track rows from gold/factstream v{streams.version()} "
+        f"and gold/dimtrack v{tracks.version()}"
+    )
     return Output(
         report,
         metadata={
