@@ -168,7 +168,7 @@ def land_batch(
     log: Any = None,
     read_timeout: float = 60.0,
     storage_options: dict[str, str] | None = None,
-    keep_quarantined: Callable[[list[QuarantinedMessage]], None] | None = None,
+    keep_quarantined: Callable[[list[QuarantinedMessage]], object] | None = None,
     epoch: int | None = None,
     incarnation: str | None = None,
     lost_upstream: Mapping[int, int] | None = None,
@@ -237,7 +237,7 @@ def _landed_already(
 def _hand_over(
     batch: _Batch,
     quarantined: list[QuarantinedMessage],
-    keep: Callable[[list[QuarantinedMessage]], None] | None,
+    keep: Callable[[list[QuarantinedMessage]], object] | None,
     log: Any,
 ) -> None:
     """Log the dead letters and give them to ``keep`` (before the commit: a kill after it loses none)."""

@@ -86,7 +86,7 @@ def land_batch(
     log: Any = None,
     read_timeout: float = 60.0,
     storage_options: dict[str, str] | None = None,
-    keep_quarantined: Callable[[list[QuarantinedMessage]], None] | None = None,
+    keep_quarantined: Callable[[list[QuarantinedMessage]], object] | None = None,
     epoch: int | None = None,
     incarnation: str | None = None,
     lost_upstream: Mapping[int, int] | None = None,
