@@ -249,6 +249,7 @@ def _fair_shares(pending: Mapping[int, int], cap: int) -> dict[int, int]:
 
 
 def open_table(table_uri: str, storage_options: dict[str, str] | None) -> DeltaTable | None:
+    """The Delta table at ``table_uri`` at its latest version, None when there is none yet."""
     if not DeltaTable.is_deltatable(table_uri, storage_options=storage_options):
         return None
     return DeltaTable(table_uri, storage_options=storage_options)
@@ -318,6 +319,7 @@ def _end_offsets(consumer: Consumer, topic: str, cluster: Any, timeout: float) -
 def current_incarnation(
     consumer: Consumer, conf: Mapping[str, Any], topic: str, timeout: float
 ) -> str | None:
+    """The incarnation of ``topic`` the broker serves now (None when the topic does not exist)."""
     cluster = topic_metadata(consumer, topic, timeout)
     if cluster is None:
         return None
