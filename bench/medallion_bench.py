@@ -212,7 +212,12 @@ def phase_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     counts = sample.init(
-        p["url"], scale=p["scale"], seed=p["seed"], schema=p["schema"], start=START, days=p["days"]
+        p["url"],
+        scale=p["scale"],
+        seed=p["seed"],
+        schema=p["schema"],
+        end=START + timedelta(days=p["days"]),
+        days=p["days"],
     )
     return {"rows": counts["FactStream"], "seconds": time.perf_counter() - t0, "tables": counts}
 

@@ -224,7 +224,11 @@ def setup(args: argparse.Namespace, data_dir: Path):
         tempdir=str(dagster_home), overrides={"telemetry": {"enabled": False}}
     )
     counts = sample.init(
-        settings.source_url, scale=args.scale, seed=args.seed, start=START, days=args.start_days
+        settings.source_url,
+        scale=args.scale,
+        seed=args.seed,
+        end=START + timedelta(days=args.start_days),
+        days=args.start_days,
     )
     t0 = time.perf_counter()
     run = materialize_medallion(settings, instance=instance, log_level="WARNING")

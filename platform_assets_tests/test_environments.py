@@ -127,7 +127,7 @@ def test_a_dev_run_leaves_sit_untouched(tmp_path, sqlite_source):
     )
     dev = load_settings({"PLATFORM_CONFIG_DIR": str(folder), "PLATFORM_ENV": "dev"})
     sit = load_settings({"PLATFORM_CONFIG_DIR": str(folder), "PLATFORM_ENV": "sit"})
-    sample.init(sqlite_source.url, scale=1, seed=3, days=2)
+    sample.init(sqlite_source.url, scale=1, seed=3, days=2, end=date(2025, 1, 3))
 
     def run(settings) -> None:  # the medallion, then the audit sensor's tick (each env has its own instance)
         instance = DagsterInstance.ephemeral()

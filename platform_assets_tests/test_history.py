@@ -4,7 +4,7 @@ with trigger ``history``, once per table (``--force`` to repeat), never moving t
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -33,7 +33,7 @@ JAN1, JAN3, FAR = (
 
 @pytest.fixture
 def settings(tmp_path, sqlite_source):
-    sample.init(sqlite_source.url, scale=1, seed=5, days=3)  # 2025-01-01 .. 2025-01-03
+    sample.init(sqlite_source.url, scale=1, seed=5, days=3, end=date(2025, 1, 4))  # 2025-01-01 .. 2025-01-03
     return replace(settings_for(tmp_path, sqlite_source), partition_start=JAN1.date())
 
 

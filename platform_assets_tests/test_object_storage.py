@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import date
 
 import pytest
 from dagster import materialize
@@ -78,7 +79,7 @@ def run(settings, table, **kwargs):
 def test_the_medallion_runs_on_an_object_store(tmp_path, sqlite_source, s3_lake):
     settings = settings_for(tmp_path, sqlite_source, lake_url=s3_lake)
     assert str(settings.table_path("gold", "dimuser")) == f"{s3_lake}/dev/gold/dimuser"
-    sample.init(sqlite_source.url, scale=1, seed=9, days=2)
+    sample.init(sqlite_source.url, scale=1, seed=9, days=2, end=date(2025, 1, 3))
     assert run(settings, "dimuser").success
     assert run(settings, "factstream", partition_key="2025-01-01").success
 

@@ -45,7 +45,7 @@ def test_set_up_creates_every_table_empty_and_twice_is_a_no_op(tmp_path, sqlite_
 
 
 def test_a_medallion_after_set_up_gives_the_same_tables(tmp_path, sqlite_source):
-    sample.init(sqlite_source.url, scale=1, seed=9, days=2)
+    sample.init(sqlite_source.url, scale=1, seed=9, days=2, end=date(2025, 1, 3))
     base = replace(settings_for(tmp_path, sqlite_source), partition_start=date(2025, 1, 1))
     plain = replace(
         base, data_dir=tmp_path / "plain", lake_url="", state_url="", audit_url="", serving_url=""

@@ -191,7 +191,8 @@ def run(settings: Settings, keep: bool, log: Callable[[str], None] = print) -> R
     log(f"batch test of the {settings.env} catalog in {settings.data_dir}")
     clean_up(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sample.init(settings.source_url, scale=1, seed=SEED, days=DAYS, schema=settings.source_schema)
+    end = FIRST_DAY + timedelta(days=DAYS)
+    sample.init(settings.source_url, scale=1, seed=SEED, days=DAYS, end=end, schema=settings.source_schema)
 
     statuses = set_up(settings, log=lambda _: None)
     report.check("set up", "Delta tables created as declared", [(s.name, True, []) for s in statuses],

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from dagster import AssetKey
 
 from platform_assets.defs.countries.assets import DEFAULT_COUNTRIES, RAW_KEY, SILVER_KEY
@@ -23,7 +25,7 @@ def job_name(instance, result) -> str:
 
 def test_medallion_runs_as_its_job_dimensions_then_one_backfill(tmp_path, sqlite_source, instance):
     settings = settings_for(tmp_path, sqlite_source)
-    sample.init(sqlite_source.url, seed=7, days=2)
+    sample.init(sqlite_source.url, seed=7, days=2, end=date(2025, 1, 3))
     run = materialize_medallion(settings, instance=instance, raise_on_error=True)
     assert run.success and len(run.results) == 2
     assert [job_name(instance, r) for r in run.results] == [MEDALLION_JOB, MEDALLION_JOB]

@@ -60,7 +60,7 @@ def _by_id(rows: list[tuple]) -> dict:
 @pytest.mark.parametrize("scale", [1, 2])
 def test_row_counts_scale_linearly(tmp_path, scale):
     url = _url(tmp_path)
-    counts = sample.init(url, scale=scale, days=2)
+    counts = sample.init(url, scale=scale, days=2, end=date(2025, 1, 3))
     expected = {
         "DimUser": 50 * scale,
         "DimArtist": 20 * scale,
@@ -72,7 +72,7 @@ def test_row_counts_scale_linearly(tmp_path, scale):
     }
     assert counts == expected
     assert _counts(url) == expected
-    assert sample.sizes(scale, 2) == expected
+    assert sample.sizes(scale, 2, end=date(2025, 1, 3)) == expected
 
 
 def test_init_customers_override_and_reinit_replaces(tmp_path):
@@ -86,7 +86,7 @@ def test_init_customers_override_and_reinit_replaces(tmp_path):
 
 def test_generated_content_is_plausible(tmp_path):
     url = _url(tmp_path)
-    sample.init(url, days=3)
+    sample.init(url, days=3, end=date(2025, 1, 4))
     d = _dump(url)
     start_dt = datetime(2025, 1, 1)
 
@@ -138,7 +138,7 @@ def test_generated_content_is_plausible(tmp_path):
 
 
 def _scenario(url: str, seed: int = 42) -> None:
-    sample.init(url, seed=seed, days=2)
+    sample.init(url, seed=seed, days=2, end=date(2025, 1, 3))
     sample.advance(url, seed=seed)
     sample.set_customer_count(url, 550, seed=seed)
     sample.advance(url, seed=seed)
@@ -158,8 +158,8 @@ def test_same_seed_same_sequence_gives_identical_databases(tmp_path):
 
 def test_rows_are_prefix_stable_across_scales(tmp_path):
     small, big = _url(tmp_path, "s.db"), _url(tmp_path, "b.db")
-    sample.init(small, scale=1, days=1)
-    sample.init(big, scale=2, days=1)
+    sample.init(small, scale=1, days=1, end=date(2025, 1, 2))
+    sample.init(big, scale=2, days=1, end=date(2025, 1, 2))
     ds, db = _dump(small), _dump(big)
     for table in ("DimUser", "DimArtist", "Customers", "Products"):
         assert db[table][: len(ds[table])] == ds[table], table
@@ -170,7 +170,7 @@ def test_rows_are_prefix_stable_across_scales(tmp_path):
 
 def test_advance_adds_a_day_of_changes(tmp_path):
     url = _url(tmp_path)
-    sample.init(url, days=3)
+    sample.init(url, days=3, end=date(2025, 1, 4))
     before = _dump(url)
     out = sample.advance(url)
     after = _dump(url)
@@ -240,7 +240,7 @@ def test_advance_adds_a_day_of_changes(tmp_path):
 
 def test_advance_extends_calendar_past_generated_years(tmp_path):
     url = _url(tmp_path)
-    sample.init(url, start=date(2025, 12, 31), days=1)
+    sample.init(url, end=date(2026, 1, 1), days=1)  # 2025-12-31
     assert _counts(url)["DimDate"] == 365 + 365  # 2025 + 2026
     assert sample.advance(url)["new_dates"] == 0  # 2026-01-01 already present
     dim_date = _tables()["DimDate"]
@@ -261,6 +261,68 @@ def test_advance_requires_init(tmp_path):
     engine.dispose()
     with pytest.raises(RuntimeError, match="init"):
         sample.advance(url)
+
+
+def _built_today(build) -> tuple[set[date], object]:
+    """What ``build()`` returns, and the days it may have taken for today (two across midnight UTC)."""
+    before = sample.today_utc()
+    result = build()
+    return {before, sample.today_utc()}, result
+
+
+def test_by_default_the_sample_ends_yesterday_and_advance_moves_on_from_its_last_day(tmp_path):
+    url = _url(tmp_path)
+    todays, _ = _built_today(lambda: sample.init(url, days=3))
+    first, last = sample.stored_days(url)
+    today = last + timedelta(days=1)
+    assert today in todays  # the last day of streams is yesterday (UTC)
+    assert first == today - timedelta(days=3)
+    assert {r[3] for r in _dump(url)["FactStream"]} == {
+        int((first + timedelta(days=i)).strftime("%Y%m%d")) for i in range(3)
+    }
+    # advance goes on from the last day stored, one day per call, whatever today is
+    assert sample.advance(url)["day"] == int(today.strftime("%Y%m%d"))
+    assert sample.advance(url)["day"] == int((today + timedelta(days=1)).strftime("%Y%m%d"))
+    assert sample.stored_days(url) == (first, today + timedelta(days=1))
+
+
+def test_an_explicit_end_gives_the_same_rows_whenever_it_is_built(tmp_path):
+    a, b = _url(tmp_path, "a.db"), _url(tmp_path, "b.db")
+    sample.init(a, days=2, end=date(2030, 6, 1))
+    sample.init(b, days=2, end=date(2030, 6, 1))
+    assert sample.stored_days(a) == (date(2030, 5, 30), date(2030, 5, 31))
+    assert _dump(a) == _dump(b)
+    other = _url(tmp_path, "c.db")
+    sample.init(other, days=2, end=date(2030, 6, 2))  # other days, other streams
+    assert _dump(other)["FactStream"] != _dump(a)["FactStream"]
+
+
+def test_daily_partitions_start_at_the_sample_first_day_unless_set(tmp_path):
+    url = _url(tmp_path)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "dev.yaml").write_text("late_days: 1\n")
+    env = {
+        "PLATFORM_SOURCE_URL": url,
+        "PLATFORM_DATA_DIR": str(tmp_path / "data"),
+        "PLATFORM_CONFIG_DIR": str(config),
+    }
+    assert sample.sample_partition_start(env) is None  # no sample yet
+    sample.init(url, days=3, end=date(2026, 3, 1))
+    assert sample.sample_partition_start(env) == date(2026, 2, 26)
+    # a start set in the environment or in the environment's config file wins
+    assert sample.sample_partition_start({**env, "PLATFORM_PARTITION_START": "2024-01-01"}) is None
+    (config / "dev.yaml").write_text("partition_start: 2024-01-01\n")
+    assert sample.sample_partition_start(env) is None
+
+
+def test_the_days_command_prints_the_first_and_last_day(tmp_path, capsys):
+    url = _url(tmp_path)
+    assert main(["days", "--url", url]) == 2  # nothing built yet: one line, no traceback
+    assert "FactStream is missing or empty" in capsys.readouterr().err
+    sample.init(url, days=2, end=date(2025, 3, 1))
+    assert main(["days", "--url", url]) == 0
+    assert capsys.readouterr().out.strip() == "days        2025-02-27 … 2025-02-28"
 
 
 # --------------------------------------------------------------------------- customers
@@ -315,10 +377,13 @@ def test_valid_schema_names_accepted():
 
 def test_cli(tmp_path, capsys):
     url = _url(tmp_path, "cli.db")
-    assert main(["init", "--url", url, "--scale", "1", "--seed", "3", "--days", "1"]) == 0
+    assert (
+        main(["init", "--url", url, "--scale", "1", "--seed", "3", "--days", "1", "--end", "2025-01-02"]) == 0
+    )
     out = capsys.readouterr().out
     for name in sample.TABLE_NAMES:
         assert any(line.startswith(name) for line in out.splitlines()), name
+    assert "days        2025-01-01 … 2025-01-01" in out
     assert main(["advance", "--url", url, "--seed", "3"]) == 0
     assert "20250102" in capsys.readouterr().out
     assert main(["customers", "650", "--url", url]) == 0
@@ -353,8 +418,8 @@ def test_server_backends_match_sqlite(tmp_path, url, label):
     is_pg = engine.dialect.name == "postgresql"
     try:
         # init creates the fresh schema (PostgreSQL) / database (MariaDB)
-        counts = sample.init(url, schema=schema, days=2)
-        assert counts == sample.sizes(1, 2)
+        counts = sample.init(url, schema=schema, days=2, end=date(2025, 1, 3))
+        assert counts == sample.sizes(1, 2, end=date(2025, 1, 3))
         out = sample.advance(url, schema=schema)
         assert out["day"] == 20250103 and out["late_streams"] >= 3
         sample.set_customer_count(url, 550, schema=schema)
@@ -370,7 +435,7 @@ def test_server_backends_match_sqlite(tmp_path, url, label):
         engine.dispose()
 
     ref_url = _url(tmp_path, "ref.db")
-    sample.init(ref_url, days=2)
+    sample.init(ref_url, days=2, end=date(2025, 1, 3))
     sample.advance(ref_url)
     sample.set_customer_count(ref_url, 550)
     assert server == _dump(ref_url)

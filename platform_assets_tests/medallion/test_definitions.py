@@ -6,14 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DefaultScheduleStatus, build_schedule_context
 
 from platform_assets.definitions import build_definitions
-from platform_assets.defs.medallion.jobs import JOB_NAME, SCHEDULE_NAME
+from platform_assets.defs.medallion.jobs import SCHEDULE_NAME
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.medallion.helpers import lake, source_frame
 from platform_devkit import sample
@@ -48,9 +48,7 @@ def test_daily_schedule_runs_the_day_that_just_ended_and_a_late_day(tmp_path, sq
     assert request.tags["dagster/asset_partition_range_start"] == "2025-03-08"
     assert request.tags["dagster/asset_partition_range_end"] == "2025-03-09"
     only_latest = build_definitions(settings_for(tmp_path, sqlite_source, late_days=0))
-    [request] = list(
-        only_latest.resolve_schedule_def(SCHEDULE_NAME).evaluate_tick(context).run_requests
-    )
+    [request] = list(only_latest.resolve_schedule_def(SCHEDULE_NAME).evaluate_tick(context).run_requests)
     assert request.tags["dagster/asset_partition_range_start"] == "2025-03-09"
 
 
@@ -70,7 +68,7 @@ def _cli_env(tmp_path: Path, source_url: str, tables_file: Path) -> dict:
 @pytest.mark.slow(40)
 def test_cli_validates_and_materializes_a_partition_range(tmp_path, sqlite_source):
     settings = settings_for(tmp_path, sqlite_source)
-    sample.init(sqlite_source.url, scale=1, seed=3, days=3)
+    sample.init(sqlite_source.url, scale=1, seed=3, days=3, end=date(2025, 1, 4))
     env = _cli_env(tmp_path, sqlite_source.url, settings.tables_file)
     dagster = Path(sys.executable).with_name("dagster")
     validate = subprocess.run(

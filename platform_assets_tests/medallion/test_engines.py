@@ -6,7 +6,7 @@ backfill, a deleted dimension row)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 
 import polars as pl
 import pytest
@@ -71,7 +71,7 @@ def run_both(a, b, instance, **kwargs) -> None:
 @pytest.mark.usefixtures("no_spark_session")  # its runs build their own sessions
 def test_both_engines_give_the_same_medallion_scenario_after_scenario(tmp_path, sqlite_source):
     a, b = twins(tmp_path, sqlite_source)
-    sample.init(sqlite_source.url, scale=1, seed=7, days=3)
+    sample.init(sqlite_source.url, scale=1, seed=7, days=3, end=date(2025, 1, 4))
     instance = DagsterInstance.ephemeral()
     fact = next(t for t in load_tables(a.tables_file) if t.partitioned)
 
@@ -111,7 +111,7 @@ def test_both_engines_give_the_same_medallion_scenario_after_scenario(tmp_path, 
 def test_the_medallion_on_a_standalone_spark_cluster_matches_polars(tmp_path, sqlite_source):
     with standalone_cluster(tmp_path / "cluster") as master:
         a, b = twins(tmp_path, sqlite_source, master=master)
-        sample.init(sqlite_source.url, scale=1, seed=11, days=2)
+        sample.init(sqlite_source.url, scale=1, seed=11, days=2, end=date(2025, 1, 3))
         instance = DagsterInstance.ephemeral()
         run_both(a, b, instance)
         sample.advance(sqlite_source.url, seed=11)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -41,7 +41,15 @@ TABLE_NAMES = {
 
 def build(tmp_path, source, days=2, scale=1):
     settings = settings_for(tmp_path, source)
-    sample.init(source.url, scale=scale, seed=7, schema=source.schema, days=days)
+    # 2025-01-01 onwards: the days the tests below name
+    sample.init(
+        source.url,
+        scale=scale,
+        seed=7,
+        schema=source.schema,
+        days=days,
+        end=date(2025, 1, 1) + timedelta(days=days),
+    )
     return settings
 
 

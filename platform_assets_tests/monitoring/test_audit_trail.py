@@ -31,7 +31,7 @@ from platform_devkit import sample
 @pytest.fixture
 def spotify(tmp_path, sqlite_source):
     settings = settings_for(tmp_path, sqlite_source)
-    sample.init(sqlite_source.url, scale=1, seed=11, days=1)
+    sample.init(sqlite_source.url, scale=1, seed=11, days=1, end=date(2025, 1, 2))
     return settings
 
 

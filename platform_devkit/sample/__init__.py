@@ -10,16 +10,19 @@ each for the same seed. The package is split by job:
 * :mod:`.frames`: one deterministic polars frame builder per table;
 * :mod:`.load`: bulk insert, PostgreSQL ``COPY``, bulk update;
 * :mod:`.build`: ``init``, the whole database from a seed;
-* :mod:`.simulate`: ``advance`` (a day of change) and ``set_customer_count``.
+* :mod:`.simulate`: ``advance`` (a day of change) and ``set_customer_count``;
+* :mod:`.days`: the sample's days (ending yesterday, UTC, by default) and where partitions start.
 
 From the command line::
 
-    python -m platform_devkit.sample init --scale 1 --seed 42 [--days 3] [--url URL] [--schema S]
+    python -m platform_devkit.sample init --scale 1 --seed 42 [--days 3] [--end YYYY-MM-DD] [--url URL] [--schema S]
     python -m platform_devkit.sample advance [--url URL]
     python -m platform_devkit.sample customers 550 [--url URL]
+    python -m platform_devkit.sample days [--url URL]
 """
 
 from platform_devkit.sample.build import init
+from platform_devkit.sample.days import DEFAULT_DAYS, sample_partition_start, stored_days, today_utc
 from platform_devkit.sample.load import bulk_update
 from platform_devkit.sample.schema import TABLE_NAMES, sample_tables
 from platform_devkit.sample.simulate import advance, set_customer_count
@@ -38,6 +41,7 @@ __all__ = [
     "ARTISTS_PER_SCALE",
     "COUNTRIES",
     "CUSTOMERS_PER_SCALE",
+    "DEFAULT_DAYS",
     "DEVICES",
     "GENRES",
     "PRODUCTS_PER_SCALE",
@@ -49,7 +53,10 @@ __all__ = [
     "advance",
     "bulk_update",
     "init",
+    "sample_partition_start",
     "sample_tables",
     "set_customer_count",
     "sizes",
+    "stored_days",
+    "today_utc",
 ]

@@ -1,7 +1,9 @@
-"""``python -m platform_devkit.sample init|advance|customers``: build or change the sample source database.
+"""``python -m platform_devkit.sample init|advance|customers|days``: build, change or describe the sample
+source database.
 
 The URL defaults to the platform's ``source_url`` setting, so the commands act on the database the
-pipeline reads.
+pipeline reads. ``init`` builds the days before ``--end`` (default today in UTC: the last day is yesterday);
+``advance`` adds the day after the last one stored; ``days`` prints the first and the last day.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from platform_devkit.sample.build import init_timed
+from platform_devkit.sample.days import DEFAULT_DAYS, stored_days
 from platform_devkit.sample.simulate import advance, set_customer_count
 
 PROG = "python -m platform_devkit.sample"
@@ -42,8 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     p_init = sub.add_parser("init", help="drop, recreate and fill the sample tables")
     common(p_init)
     p_init.add_argument("--scale", type=int, default=1)
-    p_init.add_argument("--days", type=int, default=3)
-    p_init.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1))
+    p_init.add_argument(
+        "--days", type=int, default=DEFAULT_DAYS, help=f"days of streams (default {DEFAULT_DAYS})"
+    )
+    p_init.add_argument(
+        "--end",
+        type=date.fromisoformat,
+        default=None,
+        help="the day after the last day of streams, YYYY-MM-DD (default: today in UTC, so the last day is "
+        "yesterday)",
+    )
     p_init.add_argument("--customers", type=int, default=None)
     p_init.add_argument(
         "--if-missing", action="store_true", help="do nothing when the source already has the sample tables"
@@ -53,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     p_cust = sub.add_parser("customers", help="replace Customers with exactly N rows")
     p_cust.add_argument("n", type=int)
     common(p_cust)
+    p_days = sub.add_parser("days", help="print the first and the last day of FactStream")
+    p_days.add_argument("--url", default=None, help="SQLAlchemy URL (default: settings source_url)")
+    p_days.add_argument("--schema", default=None, help="schema / database to use")
     return parser
 
 
@@ -71,6 +85,13 @@ def _print_init_report(report: dict[str, tuple[int, float]], seconds: float) -> 
     print(f"{'total':<11} {sum(r for r, _ in report.values()):>12,} rows  {seconds:8.2f} s")
 
 
+def _print_days(url: str, schema: str | None) -> None:
+    days = stored_days(url, schema)
+    if days is None:
+        raise RuntimeError("FactStream is missing or empty: run init first")
+    print(f"{'days':<11} {days[0].isoformat()} … {days[1].isoformat()}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     url = args.url or default_url()
@@ -84,11 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 scale=args.scale,
                 seed=args.seed,
                 schema=args.schema,
-                start=args.start,
+                end=args.end,
                 days=args.days,
                 customers=args.customers,
             )
             _print_init_report(report, time.perf_counter() - t0)
+            _print_days(url, args.schema)
+        elif args.command == "days":
+            _print_days(url, args.schema)
         elif args.command == "advance":
             out = advance(url, seed=args.seed, schema=args.schema)
             for key, value in out.items():

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import sqlalchemy as sa
 
 from platform_assets.core.sql.engines import engine_for
+from platform_devkit.sample.days import DEFAULT_DAYS, first_day, today_utc
 from platform_devkit.sample.frames import (
     artists_frame,
     customers_frame,
@@ -27,8 +28,8 @@ def init_timed(
     scale: int = 1,
     seed: int = 42,
     schema: str | None = None,
-    start: date = date(2025, 1, 1),
-    days: int = 3,
+    end: date | None = None,
+    days: int = DEFAULT_DAYS,
     customers: int | None = None,
 ) -> dict[str, tuple[int, float]]:
     """Like :func:`init`, but returns ``(rows, seconds)`` per table, for the CLI's load report."""
@@ -39,7 +40,8 @@ def init_timed(
         raise ValueError("days must be >= 1")
     if customers is not None and customers < 0:
         raise ValueError("customers must be >= 0")
-    n = sizes(scale, days, customers, start)
+    start = first_day(end or today_utc(), days)
+    n = sizes(scale, days, customers, start=start)
     md = sample_tables(schema)
     t = {tbl.name: tbl for tbl in md.tables.values()}
     engine = engine_for(url)
@@ -99,17 +101,17 @@ def init(
     scale: int = 1,
     seed: int = 42,
     schema: str | None = None,
-    start: date = date(2025, 1, 1),
-    days: int = 3,
+    end: date | None = None,
+    days: int = DEFAULT_DAYS,
     customers: int | None = None,
 ) -> dict[str, int]:
     """Drop, recreate and fill the sample tables; returns the row count per table.
 
-    Sizes: 50*scale users, 20*scale artists, 100*scale tracks, 1000*scale streams per day
-    for ``days`` days from ``start``, DimDate for the year of ``start`` and the next one,
-    ``customers`` (default 100*scale) customers and 50*scale products.
+    FactStream holds the ``days`` days before ``end`` (default: today in UTC, so the last day is
+    yesterday): ``end=date(2025, 1, 4), days=3`` gives 2025-01-01 … 2025-01-03. The same ``end``, ``seed``
+    and sizes always give the same rows. Sizes: 50*scale users, 20*scale artists, 100*scale tracks,
+    1000*scale streams per day, DimDate for the year of the first day and the next one, ``customers``
+    (default 100*scale) customers and 50*scale products.
     """
-    report = init_timed(
-        url, scale=scale, seed=seed, schema=schema, start=start, days=days, customers=customers
-    )
+    report = init_timed(url, scale=scale, seed=seed, schema=schema, end=end, days=days, customers=customers)
     return {name: rows for name, (rows, _) in report.items()}

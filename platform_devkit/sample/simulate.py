@@ -16,6 +16,7 @@ import polars as pl
 from sqlalchemy import Connection, Table, func, inspect, select
 
 from platform_assets.core.sql.engines import engine_for
+from platform_devkit.sample.days import DEFAULT_DAYS, first_day, today_utc
 from platform_devkit.sample.frames import (
     artists_frame,
     customers_frame,
@@ -230,7 +231,8 @@ def set_customer_count(url: str, n: int, *, seed: int = 42, schema: str | None =
     """Replace the Customers rows with exactly ``n`` deterministic rows.
 
     Rows are prefix stable: the first ``k`` rows are the same for every ``n >= k`` and
-    equal to what ``init`` produced for the same seed and start day.
+    equal to what ``init`` produced for the same seed and first day (FactStream's first day; without
+    FactStream, the first day a sample built today would have).
     """
     schema = checked_schema(schema)
     if n < 0:
@@ -240,7 +242,7 @@ def set_customer_count(url: str, n: int, *, seed: int = 42, schema: str | None =
     engine = engine_for(url)
     ensure_schema(engine, schema)
     with engine.begin() as conn:
-        start = date(2025, 1, 1)
+        start = first_day(today_utc(), DEFAULT_DAYS)  # as a new sample would start
         if inspect(conn).has_table(fs.name, schema=schema):
             first_key = _scalar(conn, select(func.min(fs.c.date_key)))
             if first_key is not None:

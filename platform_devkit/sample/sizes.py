@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from platform_devkit.sample.days import DEFAULT_DAYS, first_day, today_utc
+
 USERS_PER_SCALE = 50
 ARTISTS_PER_SCALE = 20
 TRACKS_PER_SCALE = 100
@@ -13,9 +15,17 @@ PRODUCTS_PER_SCALE = 50
 
 
 def sizes(
-    scale: int = 1, days: int = 3, customers: int | None = None, start: date = date(2025, 1, 1)
+    scale: int = 1,
+    days: int = DEFAULT_DAYS,
+    customers: int | None = None,
+    end: date | None = None,
+    *,
+    start: date | None = None,
 ) -> dict[str, int]:
-    """Row counts ``init`` produces (DimDate covers the year of ``start`` and the next)."""
+    """Row counts ``init`` produces for the ``days`` days before ``end`` (default today, UTC), or from
+    ``start`` (DimDate covers the year of the first day and the next)."""
+    if start is None:
+        start = first_day(end or today_utc(), days)
     n_dates = (date(start.year + 2, 1, 1) - date(start.year, 1, 1)).days
     return {
         "DimUser": USERS_PER_SCALE * scale,
