@@ -35,6 +35,11 @@ _QUOTED_KEY_VALUE = re.compile(
 _BEARER = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE)
 
 
+def is_secret_name(name: str) -> bool:
+    """True when ``name`` (a parameter, key or column name) looks like it holds a secret."""
+    return bool(_SECRET_NAME.search(name))
+
+
 def _mask_url(match: re.Match[str]) -> str:
     authority, rest = match["authority"], match["rest"]
     if "@" in authority:

@@ -28,7 +28,8 @@ from dagster import (
 )
 
 from platform_assets.core.files.landing_zone import LandingResult
-from platform_assets.core.lake.locations import Layer
+from platform_assets.core.lake.delta import Snapshot
+from platform_assets.core.lake.locations import Layer, catalog_name, quarantine_name
 from platform_assets.core.medallion.config import Expectation, TableConfig
 from platform_assets.core.medallion.expectations import RuleResult
 from platform_assets.core.medallion.scd import END_AT, START_AT
@@ -78,16 +79,82 @@ def numbers(**values: int | float | None) -> dict[str, MetadataValue]:
     return out
 
 
+def markdown_table(frame: pl.DataFrame) -> str:
+    """``frame`` as a Markdown table (nulls as ``null``; pipes and line breaks escaped)."""
+
+    def cell(value: Any) -> str:
+        text = "null" if value is None else str(value)
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+    lines = [
+        "| " + " | ".join(cell(c) for c in frame.columns) + " |",
+        "|" + "---|" * frame.width,
+        *("| " + " | ".join(cell(v) for v in row) + " |" for row in frame.iter_rows()),
+    ]
+    return "\n".join(lines)
+
+
+def failing_rows(sample: pl.DataFrame | None, failed: int) -> Metadata:
+    """A check's sample of failing rows: ``failing_rows`` (a Markdown table, at most
+    :data:`~platform_assets.core.medallion.expectations.SAMPLE_ROWS` rows, masked by the core) and
+    ``failing_rows_shown`` (of ``failed``); nothing when there is no sample."""
+    if sample is None or not sample.height:
+        return {}
+    return {
+        "failing_rows": MetadataValue.md(markdown_table(sample)),
+        "failing_rows_shown": MetadataValue.int(sample.height),
+    }
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """Where a table's set-apart rows are: its three-part name and location."""
+
+    name: str
+    uri: str
+
+    @classmethod
+    def of(cls, lakehouse: LakehouseResource, layer: Layer, table: str) -> Quarantine:
+        return cls(
+            catalog_name(lakehouse.env, layer, quarantine_name(table)),
+            str(lakehouse.path(layer, quarantine_name(table))),
+        )
+
+    def metadata(self) -> Metadata:
+        return {
+            "quarantine_table": MetadataValue.text(self.name),
+            "quarantine_uri": MetadataValue.path(self.uri),
+        }
+
+
 def check_results(
-    asset_key: AssetKey, rule_results: list[RuleResult], expectations: Sequence[Expectation]
+    asset_key: AssetKey,
+    rule_results: list[RuleResult],
+    expectations: Sequence[Expectation],
+    quarantine: Quarantine | None = None,
 ) -> list[AssetCheckResult]:
-    """One check result per expectation; ``fail`` rules report ERROR severity (blocking), others WARN."""
+    """One check result per expectation; ``fail`` rules report ERROR severity (blocking), others WARN.
+
+    A failed check shows a sample of its failing rows (see :func:`failing_rows`); a failed ``drop``
+    rule also where its rows went (``quarantine``: the quarantine table's name and location; the rows of
+    ``warn`` rules stay in the table, those of ``fail`` rules are not written at all)."""
     results = {r.name: r for r in rule_results}
     out = []
     for expectation in expectations:
         result = results.get(expectation.name)
         total = result.total if result else 0
         failed = result.failed if result else 0
+        metadata: Metadata = {
+            "rows_checked": MetadataValue.int(total),
+            "rows_passed": MetadataValue.int(total - failed),
+            "rows_failed": MetadataValue.int(failed),
+            "action": MetadataValue.text(expectation.action),
+            "rule": MetadataValue.text(expectation.expr),
+        }
+        if failed and result is not None:
+            metadata.update(failing_rows(result.sample, failed))
+            if expectation.action == "drop" and quarantine is not None:
+                metadata.update(quarantine.metadata())
         out.append(
             AssetCheckResult(
                 asset_key=asset_key,
@@ -96,16 +163,25 @@ def check_results(
                 severity=AssetCheckSeverity.ERROR
                 if expectation.action == "fail"
                 else AssetCheckSeverity.WARN,
-                metadata={
-                    "rows_checked": MetadataValue.int(total),
-                    "rows_passed": MetadataValue.int(total - failed),
-                    "rows_failed": MetadataValue.int(failed),
-                    "action": MetadataValue.text(expectation.action),
-                    "rule": MetadataValue.text(expectation.expr),
-                },
+                metadata=metadata,
             )
         )
     return out
+
+
+def table_state(
+    snapshot: Snapshot | None, descriptions: Mapping[str, str] | None = None
+) -> dict[str, MetadataValue]:
+    """A lake table as it is after a step, committed or not: ``table_version`` (its Delta version),
+    ``dagster/row_count`` and ``dagster/column_schema`` (what the asset page's Columns section shows);
+    nothing before the table exists. ``snapshot``: :func:`platform_assets.core.lake.delta.snapshot`."""
+    if snapshot is None:
+        return {}
+    return {
+        "table_version": MetadataValue.int(snapshot.version),
+        "dagster/row_count": MetadataValue.int(snapshot.rows),
+        "dagster/column_schema": column_schema(snapshot.schema, descriptions),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -239,6 +315,8 @@ def _silver(result: SilverResult, table: TableConfig, lakehouse: LakehouseResour
         **counts,
         "committed": any(u.committed for u in result.units),
     }
+    if result.table_version is not None:  # the table as it is now, whether or not this step committed
+        metadata["table_version"] = MetadataValue.int(result.table_version)
     if result.row_count is not None:
         metadata["dagster/row_count"] = MetadataValue.int(result.row_count)
     if result.blocked_by:
@@ -250,7 +328,10 @@ def _silver(result: SilverResult, table: TableConfig, lakehouse: LakehouseResour
         metadata["dagster/column_lineage"] = column_lineage(
             asset_key("bronze", table), silver_lineage(table, list(result.columns))
         )
-    checks = check_results(asset_key("silver", table), result.rule_results, table.all_expectations)
+    quarantine = Quarantine.of(lakehouse, "silver", table.name)
+    checks = check_results(
+        asset_key("silver", table), result.rule_results, table.all_expectations, quarantine
+    )
     return StepMetadata(metadata, days, checks)
 
 
@@ -265,6 +346,8 @@ def _gold(result: GoldResult, table: TableConfig, lakehouse: LakehouseResource) 
     if result.silver_version_read is not None or not table.partitioned:
         read = result.silver_version_read
         metadata["silver_version_read"] = MetadataValue.int(read if read is not None else -1)
+    if result.table_version is not None:  # the table as it is now, whether or not this step committed
+        metadata["table_version"] = MetadataValue.int(result.table_version)
     if result.row_count is not None:
         metadata["dagster/row_count"] = MetadataValue.int(result.row_count)
     if result.columns is not None:
@@ -273,14 +356,18 @@ def _gold(result: GoldResult, table: TableConfig, lakehouse: LakehouseResource) 
             asset_key("silver", table), gold_lineage(table, result.columns)
         )
     step = total(result.units)
+    check_metadata: Metadata = {
+        "rows_checked": MetadataValue.int(step.rows_read),
+        "rows_failed": MetadataValue.int(step.rows_quarantined),
+        "rules": MetadataValue.text(", ".join(result.rejected_rules)),
+    }
+    if step.rows_quarantined:
+        check_metadata.update(failing_rows(result.rejected_sample, step.rows_quarantined))
+        check_metadata.update(Quarantine.of(lakehouse, "gold", table.name).metadata())
     check = AssetCheckResult(
         asset_key=asset_key("gold", table),
         check_name=GOLD_CHECK,
         passed=step.rows_quarantined == 0,
-        metadata={
-            "rows_checked": MetadataValue.int(step.rows_read),
-            "rows_failed": MetadataValue.int(step.rows_quarantined),
-            "rules": MetadataValue.text(", ".join(result.rejected_rules)),
-        },
+        metadata=check_metadata,
     )
     return StepMetadata(metadata, days, [check])

@@ -13,15 +13,16 @@ import pytest
 from dagster import AssetCheckSeverity, AssetKey
 
 from platform_assets.core.files.landing_zone import IngestedFile, LandingResult
-from platform_assets.core.medallion.config import TableConfig, load_tables
+from platform_assets.core.medallion.config import Expectation, TableConfig, load_tables
 from platform_assets.core.medallion.expectations import RuleResult
 from platform_assets.core.medallion.extract import Extraction, Watermark, Window
 from platform_assets.core.medallion.steps import BronzeResult, GoldResult, SilverResult, UnitResult
-from platform_assets.lib.metadata import GOLD_CHECK, step_metadata
+from platform_assets.lib.metadata import GOLD_CHECK, Quarantine, check_results, step_metadata
 from platform_assets.lib.resources import LakehouseResource
 
 TABLES = {t.name: t for t in load_tables(Path("platform_assets/tables.yaml"))}
 IDENTITY = ["dagster/table_name", "dagster/uri"]
+CHECK = ["rows_checked", "rows_passed", "rows_failed", "action", "rule"]
 COUNTS = ["rows_read", "rows_written", "rows_inserted", "rows_updated", "rows_deleted", "rows_quarantined"]
 
 
@@ -112,16 +113,19 @@ def test_a_landing_step_reports_versions_rows_quarantine_and_refused_files(lakeh
 def test_a_blocked_silver_step_reports_what_blocked_it_and_one_check_per_expectation(lakehouse):
     date_table = TABLES["dimdate"]
     rules = {e.name: e for e in date_table.all_expectations}
+    bad = pl.DataFrame({"date_key": [20991399], "month": [13]})
     result = SilverResult(
         units=[UnitResult(rows_read=10, files_read=1)],
-        rules=[[RuleResult(rules["key_not_null"], 10, 0), RuleResult(rules["valid_month"], 10, 1)]],
+        rules=[[RuleResult(rules["key_not_null"], 10, 0), RuleResult(rules["valid_month"], 10, 1, bad)]],
         blocked_by=["valid_month"],
         set_aside=[Path("bronze/_set_aside/dimdate/x.parquet")],
         row_count=0,
+        table_version=2,
     )
     reported = step_metadata(result, date_table, lakehouse)
     assert list(reported.materialization) == [
-        *IDENTITY, *COUNTS, "files_read", "committed", "dagster/row_count", "blocked_by", "files_set_aside",
+        *IDENTITY, *COUNTS, "files_read", "committed", "table_version", "dagster/row_count", "blocked_by",
+        "files_set_aside",
     ]  # fmt: skip
     got = values(reported.materialization)
     assert got["committed"] is False and got["blocked_by"] == "valid_month"
@@ -129,7 +133,11 @@ def test_a_blocked_silver_step_reports_what_blocked_it_and_one_check_per_expecta
     assert list(checks) == ["key_not_null", "valid_month"]
     assert checks["valid_month"].passed is False
     assert checks["valid_month"].severity == AssetCheckSeverity.ERROR
-    assert values(checks["valid_month"].metadata)["rows_failed"] == 1
+    failed = values(checks["valid_month"].metadata)
+    assert list(failed) == [*CHECK, "failing_rows", "failing_rows_shown"]  # a fail rule writes nothing
+    assert failed["rows_failed"] == failed["failing_rows_shown"] == 1
+    assert failed["failing_rows"].splitlines() == ["| date_key | month |", "|---|---|", "| 20991399 | 13 |"]
+    assert list(checks["key_not_null"].metadata) == CHECK
     assert all(c.asset_key == AssetKey(["silver", "dimdate"]) for c in reported.checks)
 
 
@@ -148,7 +156,11 @@ def test_an_scd2_gold_step_reports_versions_the_silver_version_read_and_its_chec
     result = GoldResult(
         units=[UnitResult(rows_read=3, rows_inserted=2, rows_quarantined=1, version=4, committed=True)],
         rejected_rules=["key_not_null"],
+        rejected_sample=pl.DataFrame(
+            {"user_id": [None], "updated_at": [datetime(2025, 1, 1)], "_rule": ["key_not_null"]}
+        ),
         row_count=5,
+        table_version=4,
         current_versions=3,
         closed_versions=2,
         columns=pl.Schema(
@@ -158,7 +170,7 @@ def test_an_scd2_gold_step_reports_versions_the_silver_version_read_and_its_chec
     reported = step_metadata(result, user, lakehouse)
     assert list(reported.materialization) == [
         *IDENTITY, *COUNTS, "delta_version", "committed", "current_versions", "closed_versions",
-        "silver_version_read", "dagster/row_count", "dagster/column_schema", "dagster/column_lineage",
+        "silver_version_read", "table_version", "dagster/row_count", "dagster/column_schema", "dagster/column_lineage",
     ]  # fmt: skip
     got = values(reported.materialization)
     assert got["silver_version_read"] == -1  # nothing read from silver yet
@@ -172,7 +184,15 @@ def test_an_scd2_gold_step_reports_versions_the_silver_version_read_and_its_chec
         False,
         AssetKey(["gold", "dimuser"]),
     )
-    assert values(check.metadata) == {"rows_checked": 3, "rows_failed": 1, "rules": "key_not_null"}
+    assert values(check.metadata) == {
+        "rows_checked": 3,
+        "rows_failed": 1,
+        "rules": "key_not_null",
+        "failing_rows": "| user_id | updated_at | _rule |\n|---|---|---|\n| null | 2025-01-01 00:00:00 | key_not_null |",
+        "failing_rows_shown": 1,
+        "quarantine_table": "dev.gold.dimuser_quarantine",
+        "quarantine_uri": str(lakehouse.path("gold", "dimuser_quarantine")),
+    }
 
 
 def test_a_partitioned_gold_step_that_read_nothing_leaves_silver_version_read_out(lakehouse):
@@ -182,3 +202,19 @@ def test_a_partitioned_gold_step_that_read_nothing_leaves_silver_version_read_ou
     assert list(reported.materialization) == [*IDENTITY, "committed"]
     assert list(reported.partitions) == ["2025-01-01"]
     assert reported.checks[0].passed is True
+    assert list(reported.checks[0].metadata) == ["rows_checked", "rows_failed", "rules"]
+
+
+def test_a_failed_drop_rule_shows_its_sample_and_the_quarantine_a_warn_rule_only_its_sample(lakehouse):
+    stream = TABLES["factstream"]
+    drop = next(e for e in stream.all_expectations if e.action == "drop")
+    warn = Expectation("short_listen", "listen_duration > 10", "warn")
+    sample = pl.DataFrame({"stream_id": [7, 8], "listen_duration": [-5, -1]})
+    result = SilverResult(rules=[[RuleResult(drop, 9, 2, sample), RuleResult(warn, 9, 2, sample)]])
+    checks = check_results(AssetKey(["silver", "factstream"]), result.rule_results, [drop, warn],
+                           Quarantine.of(lakehouse, "silver", "factstream"))  # fmt: skip
+    dropped, warned = (values(c.metadata) for c in checks)
+    assert dropped["quarantine_table"] == "dev.silver.factstream_quarantine"
+    assert dropped["quarantine_uri"] == str(lakehouse.path("silver", "factstream_quarantine"))
+    assert dropped["failing_rows"].splitlines()[2:] == ["| 7 | -5 |", "| 8 | -1 |"]
+    assert list(warned) == [*CHECK, "failing_rows", "failing_rows_shown"]  # kept in the table

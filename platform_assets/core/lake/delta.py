@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
+import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError
 
@@ -82,6 +84,38 @@ def row_count(path: str) -> int:
     if records.null_count():
         return pl.scan_delta(str(path)).select(pl.len()).collect().item()
     return int(records.sum())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A table as its log describes it now: what an asset page shows whether or not a step committed."""
+
+    version: int
+    schema: pl.Schema
+    rows: int
+    null_counts: dict[str, int] = field(default_factory=dict)  # of the columns asked for
+
+
+def snapshot(path: str, null_counts_of: Sequence[str] = ()) -> Snapshot | None:
+    """The version, schema and row count of the table at ``path`` (and the nulls of ``null_counts_of``),
+    from the log and its per-file statistics: no data file is read unless a file has no statistics.
+    None when there is no table yet."""
+    table = open_table(path)
+    if table is None:
+        return None
+    schema = pl.DataFrame(pa.schema(table.schema().to_arrow()).empty_table()).schema
+    actions = pl.DataFrame(table.get_add_actions(flatten=True))
+    stats = ["num_records", *(f"null_count.{c}" for c in null_counts_of)]
+    if actions.height and all(s in actions.columns and not actions[s].null_count() for s in stats):
+        rows = int(actions["num_records"].sum())
+        nulls = {c: int(actions[f"null_count.{c}"].sum()) for c in null_counts_of}
+    elif not actions.height:
+        rows, nulls = 0, dict.fromkeys(null_counts_of, 0)
+    else:  # a file without statistics: count from the data (the columns asked for only)
+        scan = pl.scan_delta(str(path), version=table.version())
+        counted = scan.select(pl.len(), *(pl.col(c).null_count() for c in null_counts_of)).collect().row(0)
+        rows, nulls = counted[0], dict(zip(null_counts_of, counted[1:], strict=True))
+    return Snapshot(table.version(), schema, rows, nulls)
 
 
 def partition_columns(path: str) -> list[str]:

@@ -12,7 +12,7 @@ import polars as pl
 
 from platform_assets.core.lake import delta
 from platform_assets.core.medallion.config import TableConfig
-from platform_assets.core.medallion.expectations import RULE_COLUMN
+from platform_assets.core.medallion.expectations import RULE_COLUMN, SAMPLE_ROWS, masked
 from platform_assets.core.medallion.scd import END_AT, START_AT, CdcSpec, apply_changes
 from platform_assets.core.medallion.silver import DELETED
 from platform_assets.core.medallion.steps.units import UnitResult, stamped
@@ -23,11 +23,13 @@ from platform_assets.core.state import StateStore
 class GoldResult:
     units: list[UnitResult] = field(default_factory=list)
     rejected_rules: list[str] = field(default_factory=list)  # rules of rows quarantined (null key/sequence)
+    rejected_sample: pl.DataFrame | None = None  # the first SAMPLE_ROWS of them: keys, sequence, rule; masked
     silver_version_read: int | None = None
     row_count: int | None = None
     current_versions: int | None = None  # SCD2: versions with __END_AT null
     closed_versions: int | None = None
-    columns: pl.Schema | None = None
+    columns: pl.Schema | None = None  # the table's, after the step (also when nothing was committed)
+    table_version: int | None = None  # the table's Delta version after the step; None: no table yet
 
 
 def cdc_spec(config: TableConfig) -> CdcSpec:
@@ -141,13 +143,13 @@ def run_gold(
         rows = pl.concat(rejected, how="diagonal_relaxed")
         delta.append(quarantine_target, stamped(rows, run_id))
         result.rejected_rules = sorted(set(rows.get_column(RULE_COLUMN)))
-    if delta.table_exists(target):
-        scan = pl.scan_delta(target)  # counts and schema from the log and footers, not a full read
-        result.columns = scan.collect_schema()
+        shown = [c for c in dict.fromkeys([*config.keys, config.cdc_col, RULE_COLUMN]) if c in rows.columns]
+        result.rejected_sample = masked(rows.head(SAMPLE_ROWS).select(shown))
+    # The table as its log describes it (counts from the files' statistics), committed this time or not
+    table = delta.snapshot(target, [END_AT] if config.scd_type == 2 else [])
+    if table is not None:
+        result.columns, result.row_count, result.table_version = table.schema, table.rows, table.version
         if config.scd_type == 2:
-            counts = scan.select(pl.len(), pl.col(END_AT).is_null().sum()).collect().row(0)
-            result.row_count, result.current_versions = counts
-            result.closed_versions = counts[0] - counts[1]
-        else:
-            result.row_count = scan.select(pl.len()).collect().item()
+            result.current_versions = table.null_counts[END_AT]
+            result.closed_versions = table.rows - result.current_versions
     return result

@@ -51,8 +51,9 @@ class SilverResult:
     rules: list[list[RuleResult]] = field(default_factory=list)
     blocked_by: list[str] = field(default_factory=list)  # fail rules that stopped the step
     set_aside: list[UPath | Path] = field(default_factory=list)
-    columns: pl.Schema | None = None
+    columns: pl.Schema | None = None  # the table's, after the step (also when nothing was committed)
     row_count: int | None = None
+    table_version: int | None = None  # the table's Delta version after the step; None: no table yet
 
     @property
     def rule_results(self) -> list[RuleResult]:
@@ -73,7 +74,7 @@ def cdc_spec(config: TableConfig) -> CdcSpec:
 def _clean(files: Sequence[UPath | Path], config: TableConfig, target: str) -> QualityOutcome:
     frame = transform(read_bronze(files), config)
     check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), config.table)  # derived columns
-    return apply_expectations(frame, config.all_expectations)
+    return apply_expectations(frame, config.all_expectations, config.keys)
 
 
 def _apply(spark: Any, target: str, batch: Any, spec: CdcSpec, partition_values: dict | None):
@@ -173,8 +174,9 @@ def run_silver(
         unit.add(_apply(spark, target, batch, cdc_spec(config), partition_values))
         unit.rows_quarantined += quality.quarantined.height
         unit.files_read = len(new_files)
-        result.columns = pl.Schema({c: t for c, t in _schema(batch).items() if c != DELETED})
         state.mark_processed(checkpoint_name(config), [f.name for f in new_files])
-    if delta.table_exists(target):
-        result.row_count = pl.scan_delta(target).select(pl.len()).collect().item()  # from the log and footers
+    table = delta.snapshot(target)  # from the log: the page shows the table whether or not this committed
+    if table is not None:
+        result.columns = pl.Schema({c: t for c, t in table.schema.items() if c != DELETED})
+        result.row_count, result.table_version = table.rows, table.version
     return result
