@@ -80,7 +80,8 @@ def decode_batch(
     rows, quarantined = decode(stream, batch, int(ingested_at.timestamp() * 1000))
     if stream.rules and rows.height:
         rows, broken = _apply_rules(stream, batch, rows)
-        quarantined = quarantined + broken
+        # In batch order, whichever check refused them.
+        quarantined = sorted(quarantined + broken, key=lambda m: (m.partition, m.offset))
     frame = rows.with_columns(
         micro_batch_id=pl.lit(batch_id, dtype=pl.Int64()),
         ingested_at=pl.lit(ingested_at, dtype=TIMESTAMP),
