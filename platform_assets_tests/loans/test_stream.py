@@ -14,6 +14,7 @@ import pytest
 from dagster import RunsFilter
 
 from platform_assets.core.audit import AuditStore
+from platform_assets.core.lake import delta
 from platform_assets.core.loans.events import STATUSES, LoanEvent
 from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets.defs.loans import sensors
@@ -133,6 +134,13 @@ def test_a_replayed_window_adds_nothing_and_the_sensor_says_caught_up(stream, in
     )
     assert again.success
     assert again.asset_materializations_for_node("bronze__loan_applications")[0].metadata["skipped"].value
+    # nothing landed or merged, yet each asset page still shows its table: version, rows and columns
+    for node, layer in (("bronze__loan_applications", "bronze"), ("silver__loan_applications", "silver")):
+        meta = again.asset_materializations_for_node(node)[0].metadata
+        path = str(stream.table_path(layer, "loan_applications"))
+        assert meta["table_version"].value == delta.version(path), layer
+        assert meta["dagster/row_count"].value == pl.read_delta(path).height > 0, layer
+        assert [c.name for c in meta["dagster/column_schema"].schema.columns] == pl.read_delta(path).columns
     assert bronze_events(stream).height == len(produced.events)
     assert pl.read_delta(silver_path).sort("application_id").equals(before)
     result, requests = driver.tick()

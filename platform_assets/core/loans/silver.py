@@ -138,7 +138,7 @@ def check(
     evented: pl.DataFrame, now: datetime, expectations: Sequence[Expectation] = EXPECTATIONS
 ) -> Checked:
     """Apply the expectations to :func:`events` output."""
-    outcome = apply_expectations(evented, list(expectations))
+    outcome = apply_expectations(evented, list(expectations), keys=(KEY, *QUARANTINE_KEY))
     if outcome.blocked:
         failed = ", ".join(r.name for r in outcome.failures("fail"))
         raise ValueError(f"loan applications: fail rule(s) {failed} violated; nothing merged")

@@ -12,7 +12,7 @@
 # No `from __future__ import annotations`: Dagster inspects the real `context` annotation.
 from datetime import UTC, datetime
 
-from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from platform_assets.core.lake import delta
 from platform_assets.core.loans.events import TABLE
@@ -20,7 +20,7 @@ from platform_assets.core.loans.silver import EXPECTATIONS, SilverRun, apply_pen
 from platform_assets.core.streaming import commit_offsets, keep_quarantined, land_batch
 from platform_assets.defs.loans.resources import LoanStreamResource
 from platform_assets.lib.errors import platform_errors
-from platform_assets.lib.metadata import check_results, numbers
+from platform_assets.lib.metadata import Quarantine, check_results, numbers, table_state
 from platform_assets.lib.micro_batches import MicroBatchConfig, landing_metadata, planned_batch
 from platform_assets.lib.resources import LakehouseResource
 
@@ -73,7 +73,10 @@ def bronze_loan_applications(
             lost_upstream=plan.lost_upstream,
         )
     commit_offsets(conf, topic, loan_stream.app_id, plan.ranges)  # lag monitoring only; never read back
-    return MaterializeResult(metadata=landing_metadata(topic, plan, result))
+    # the table as it is now, landed this time or not (the asset page's columns, version and rows)
+    return MaterializeResult(
+        metadata={**landing_metadata(topic, plan, result), **table_state(delta.snapshot(table))}
+    )
 
 
 @asset(
@@ -102,7 +105,9 @@ def silver_loan_applications(
             log=context.log,
         )
     yield MaterializeResult(metadata=silver_metadata(run, silver))
-    yield from check_results(SILVER_KEY, run.rule_results, EXPECTATIONS)
+    yield from check_results(
+        SILVER_KEY, run.rule_results, EXPECTATIONS, Quarantine.of(lakehouse, "silver", TABLE)
+    )
 
 
 def silver_metadata(run: SilverRun, silver_uri: str) -> dict:
@@ -121,7 +126,6 @@ def silver_metadata(run: SilverRun, silver_uri: str) -> dict:
             delta_version=run.version,
             bronze_version=run.bronze_version,
         ),
-        "dagster/row_count": MetadataValue.int(
-            delta.row_count(silver_uri) if delta.table_exists(silver_uri) else 0
-        ),
+        # the table as it is now, merged this time or not (the asset page's columns, version and rows)
+        **table_state(delta.snapshot(silver_uri)),
     }
