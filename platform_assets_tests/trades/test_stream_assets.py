@@ -14,6 +14,7 @@ from dagster import DagsterInstance, RunRequest, RunsFilter
 
 from platform_assets.core.audit import AuditStore
 from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.lake import delta
 from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.defs.monitoring.audit import audit_tick
@@ -138,6 +139,12 @@ def test_a_replayed_batch_changes_nothing(stream, instance):
     assert again.success
     meta = again.asset_materializations_for_node("bronze__trades")[0].metadata
     assert meta["skipped"].value is True and meta["rows"].value == 0
+    # nothing landed, yet the asset page still shows the table: its version, rows and columns
+    assert meta["table_version"].value == delta.version(runner.path("bronze", "trades"))
+    assert meta["dagster/row_count"].value == landed
+    assert [c.name for c in meta["dagster/column_schema"].schema.columns] == pl.read_delta(
+        runner.path("bronze", "trades")
+    ).columns
     assert pl.read_delta(runner.path("bronze", "trades")).height == landed == 30
     assert runner.serving().trades().height == 20  # BNBUSDT is not tradable
 

@@ -69,7 +69,7 @@ from platform_assets.core.trades.windows import (
 )
 from platform_assets.defs.trades.resources import ServingResource, TradeStreamResource
 from platform_assets.lib.errors import platform_errors
-from platform_assets.lib.metadata import column_schema, numbers
+from platform_assets.lib.metadata import column_schema, numbers, table_state
 from platform_assets.lib.micro_batches import MicroBatchConfig
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.lib.tags import LOW_VOLUME_TAG, STREAM_ALERTS_TAG
@@ -276,6 +276,8 @@ def bronze_trades(
             "offsets": MetadataValue.json({str(p): r.to_dict() for p, r in sorted(plan.ranges.items())}),
             "topic": topic,
             "incarnation": plan.incarnation or "",
+            # the table as it is now, landed this time or not (the asset page's columns, version and rows)
+            **table_state(delta.snapshot(table)),
             **(
                 {
                     "new_epoch": True,
@@ -426,7 +428,6 @@ def silver_trades_enriched(
             f"{row.delta_rows} new (threshold {row.threshold}){' - low volume' if row.alerted else ''}"
         )
     page = render_dashboard(store, serving.dashboard_path())
-    table_rows = delta.row_count(silver) if delta.table_exists(silver) else 0
     yield MaterializeResult(
         metadata={
             **numbers(
@@ -447,7 +448,8 @@ def silver_trades_enriched(
                 delta_version=run.silver_version,
                 bronze_version=run.bronze_version,
             ),
-            "dagster/row_count": MetadataValue.int(table_rows),
+            # the table as it is now, merged this time or not (the asset page's columns, version and rows)
+            **table_state(delta.snapshot(silver)),
             "dashboard": MetadataValue.path(str(page)),
             "serving_table": INGESTION_TABLE,
         }
