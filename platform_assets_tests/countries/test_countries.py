@@ -207,6 +207,11 @@ def test_all_countries_written_then_silver_one_row_each(settings, standin_url, i
     assert delta.version(silver(settings)) == version
     (silver_event,) = again.asset_materializations_for_node("silver__countries")
     assert silver_event.metadata["committed"].value is False
+    # nothing committed, yet the asset page still shows the table: its version, rows and columns
+    assert silver_event.metadata["table_version"].value == version
+    assert silver_event.metadata["dagster/row_count"].value == 5
+    columns = silver_event.metadata["dagster/column_schema"].schema.columns
+    assert [c.name for c in columns] == list(SILVER_SCHEMA)
 
 
 def test_one_failing_country_fails_the_run_but_not_the_others(settings, instance):

@@ -37,7 +37,7 @@ from platform_assets import settings
 from platform_assets.core.lake import delta
 from platform_assets.core.medallion.scd import CdcSpec, apply_changes
 from platform_assets.core.rest import countries as api
-from platform_assets.lib.metadata import column_schema, numbers
+from platform_assets.lib.metadata import numbers, table_state
 from platform_assets.lib.resources import LakehouseResource
 
 GROUP = "countries"
@@ -198,7 +198,6 @@ def silver_countries(context: AssetExecutionContext, lakehouse: LakehouseResourc
     result = apply_changes(target, batch, SILVER_SPEC)
     if result.rejected.height:
         context.log.warning(f"{result.rejected.height} row(s) without cca3 not stored")
-    table_rows = delta.read(target).height if delta.table_exists(target) else 0
     metadata = {
         **numbers(
             rows=batch.height,
@@ -210,8 +209,8 @@ def silver_countries(context: AssetExecutionContext, lakehouse: LakehouseResourc
             delta_version=result.version,
         ),
         "committed": result.committed,
-        "dagster/row_count": MetadataValue.int(table_rows),
-        "dagster/column_schema": column_schema(SILVER_SCHEMA),
+        # the table as its log describes it, committed this time or not (columns, version and rows)
+        **table_state(delta.snapshot(target)),
     }
     if skipped:
         metadata["skipped"] = MetadataValue.json(skipped)
