@@ -7,8 +7,10 @@ Runs with the real Dagster instance (``DAGSTER_HOME``), so the runs appear in ``
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
+from dataclasses import replace
 
 # The demo's output is a summary; Dagster's beta notices (backfill policies) are for developers.
 warnings.filterwarnings("ignore", message=".*currently in beta.*")
@@ -42,6 +44,16 @@ def ensure_source(settings: Settings) -> None:
     # 650 customers: above both thresholds, so the demo shows the customer file and the product run.
     counts = sample.init(settings.source_url, scale=1, seed=42, customers=650, schema=settings.source_schema)
     print(f"source: created sample database {redact(settings.source_url)}: {counts}")
+
+
+def sample_partitions(settings: Settings) -> Settings:
+    """The daily partitions start at the sample's first day unless PLATFORM_PARTITION_START is set (as
+    ``make dev`` starts them), so the demo's runs and the UI agree on the partitions."""
+    start = sample.sample_partition_start()
+    if start is None:
+        return settings
+    os.environ["PLATFORM_PARTITION_START"] = start.isoformat()
+    return replace(settings, partition_start=start)
 
 
 def _parquet_rows(path) -> int:
@@ -82,6 +94,7 @@ def main() -> int:
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_source(settings)
+    settings = sample_partitions(settings)
     instance = _instance()
     run = materialize_medallion(settings, instance=instance, log_level="INFO")
     for result in run.results:

@@ -19,6 +19,16 @@ process, in order:
 - the broker ends while the command runs: the command is stopped as above, exit status 1.
 
 A stop by signal that ends every process exits 0.
+
+Two more things ``make dev`` asks of it:
+
+- ``--sample-partitions``: unless ``PLATFORM_PARTITION_START`` is set (in the environment or the
+  environment's config file), the daily partitions start at the sample source's first day
+  (:func:`platform_devkit.sample.sample_partition_start`), so the UI's partitions are the sample's days;
+- ``--offline`` (``make dev OFFLINE=1``): the trade feed, its symbol lookup and the REST Countries API are
+  served by the local stand-ins on 127.0.0.1, in this process, and the command gets their addresses in
+  ``PLATFORM_TRADES_WS_URL``, ``PLATFORM_TRADES_LOOKUP_URL`` and ``PLATFORM_COUNTRY_API_URL``: the whole
+  trade stream and the countries pull run from the UI with no internet. They stop with the command.
 """
 
 from __future__ import annotations
@@ -30,13 +40,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
 from platform_devkit.kafka_broker import is_live
 
 BOOTSTRAP_SETTING = "PLATFORM_KAFKA_BOOTSTRAP"
+PARTITION_START_SETTING = "PLATFORM_PARTITION_START"
+WS_URL_SETTING = "PLATFORM_TRADES_WS_URL"
+LOOKUP_URL_SETTING = "PLATFORM_TRADES_LOOKUP_URL"
+COUNTRY_API_SETTING = "PLATFORM_COUNTRY_API_URL"
+# The trade feed stand-in of `make dev OFFLINE=1`: 10 trades a second for about 80 minutes of open feed
+# windows (it sends only while a window is connected), then a quiet market.
+OFFLINE_TRADES = 50_000
+OFFLINE_TRADE_INTERVAL = 0.1
 GRACE_SECONDS = 30.0  # what the command gets to shut down (dagster dev waits up to 60 s on each service)
 BROKER_GRACE_SECONDS = 10.0
 BROKER_READY_SECONDS = 30.0
@@ -145,17 +163,81 @@ def _await_broker(broker: subprocess.Popen, kafka_dir: Path, signals: _Signals, 
     return None
 
 
+def sample_partitions(env: dict[str, str]) -> None:
+    """Start the daily partitions at the sample's first day (``env`` gets ``PLATFORM_PARTITION_START``)
+    unless a start is set; a source without the sample leaves the default."""
+    try:
+        from platform_devkit.sample import sample_partition_start
+
+        start = sample_partition_start(env)
+    except Exception as exc:  # noqa: BLE001 - an unreadable source must not keep the UI from starting
+        _say(f"the sample's first day could not be read ({type(exc).__name__}): {PARTITION_START_SETTING} "
+             "keeps its default")  # fmt: skip
+        return
+    if start is not None:
+        env[PARTITION_START_SETTING] = start.isoformat()
+        _say(
+            f"daily partitions start at {start.isoformat()}, the sample's first day ({PARTITION_START_SETTING})"
+        )
+
+
+@contextlib.contextmanager
+def offline_standins(env: dict[str, str]) -> Iterator[None]:
+    """The trade feed, symbol lookup and REST Countries stand-ins on 127.0.0.1 (free ports), with ``env``
+    pointing the settings at them, for as long as the block runs."""
+    from platform_devkit import countries_standin
+    from platform_devkit.trades_lookup_standin import TradesLookupStandin
+    from platform_devkit.trades_standin import TradesStandin
+
+    with contextlib.ExitStack() as stack:
+        feed = stack.enter_context(TradesStandin(OFFLINE_TRADES, interval=OFFLINE_TRADE_INTERVAL))
+        lookup = stack.enter_context(TradesLookupStandin())
+        server, countries_url = countries_standin.serve()
+        stack.callback(server.server_close)
+        stack.callback(server.shutdown)
+        for setting, url in ((WS_URL_SETTING, feed.url), (LOOKUP_URL_SETTING, lookup.url),
+                             (COUNTRY_API_SETTING, countries_url)):  # fmt: skip
+            env[setting] = url
+            _say(f"offline: {setting}={url} (a local stand-in)")
+        yield
+
+
 def run(
     command: Sequence[str],
     kafka_dir: Path,
     topic: str,
     grace: float = GRACE_SECONDS,
     ready_timeout: float = BROKER_READY_SECONDS,
+    *,
+    offline: bool = False,
+    partitions_from_sample: bool = False,
 ) -> int:
-    """Start the broker (when needed) and ``command``; supervise both until one ends or a stop signal."""
+    """Start the broker (when needed) and ``command``; supervise both until one ends or a stop signal.
+    ``offline``: the stand-ins serve the trade feed, its lookup and the countries API (see the module);
+    ``partitions_from_sample``: the daily partitions start at the sample's first day unless set."""
+    env = dict(os.environ)
+    if partitions_from_sample:
+        sample_partitions(env)
+    with contextlib.ExitStack() as stack:
+        if offline:
+            try:
+                stack.enter_context(offline_standins(env))
+            except (OSError, RuntimeError) as exc:
+                _say(f"the offline stand-ins could not start: {exc}")
+                return 1
+        return _supervise(command, kafka_dir, topic, env, grace, ready_timeout)
+
+
+def _supervise(
+    command: Sequence[str],
+    kafka_dir: Path,
+    topic: str,
+    env: dict[str, str],
+    grace: float,
+    ready_timeout: float,
+) -> int:
     signals = _Signals()
     signals.install()
-    env = dict(os.environ)
     broker: subprocess.Popen | None = None
     existing = _read(kafka_dir / "bootstrap")
     if env.get(BOOTSTRAP_SETTING):
@@ -214,12 +296,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=GRACE_SECONDS,
         help=f"seconds the command gets to stop before it is killed (default {GRACE_SECONDS:g})",
     )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="serve the trade feed, its symbol lookup and the countries API from local stand-ins on 127.0.0.1",
+    )
+    parser.add_argument(
+        "--sample-partitions",
+        action="store_true",
+        help=f"start the daily partitions at the sample's first day, unless {PARTITION_START_SETTING} is set",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given (after --)")
-    return run(command, args.kafka_dir, args.topic, args.grace)
+    return run(
+        command,
+        args.kafka_dir,
+        args.topic,
+        args.grace,
+        offline=args.offline,
+        partitions_from_sample=args.sample_partitions,
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ Run it with::
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import sys
 import threading
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -195,7 +197,21 @@ class TradesLookupStandin:
             self._server = None
 
 
-def main(argv: list[str] | None = None) -> None:
+def _cannot_serve(host: str, port: int, exc: BaseException) -> int:
+    """One line instead of a traceback when the port is taken (or the address unusable); exit status 1."""
+    reason = exc.__cause__ or exc
+    if isinstance(reason, OSError) and reason.errno == errno.EADDRINUSE:
+        print(
+            f"symbol lookup stand-in: port {port} on {host} is in use (another stand-in still running?): stop it, or "
+            "choose another port with --port",
+            file=sys.stderr,
+        )
+    else:
+        print(f"symbol lookup stand-in: cannot serve on {host}:{port}: {reason}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m platform_devkit.trades_lookup_standin", description=__doc__.splitlines()[0]
     )
@@ -204,13 +220,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--garbage", choices=sorted(GARBAGE), default=None, help="answer 200 with this")
     args = parser.parse_args(argv)
     standin = TradesLookupStandin(fail_first=args.fail_first, garbage=args.garbage, port=args.port)
-    with standin:
+    try:
+        standin.__enter__()
+    except OSError as exc:
+        return _cannot_serve("127.0.0.1", args.port, exc)
+    try:
         print(f"symbol lookup stand-in at {standin.url} (Ctrl+C to stop)", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        standin.__exit__(None, None, None)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

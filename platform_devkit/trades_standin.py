@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -106,7 +108,7 @@ class TradesStandin:
         if not self._ready.wait(10):
             raise RuntimeError("the trades stand-in did not start within 10 s")
         if self._failure is not None:
-            raise RuntimeError(f"the trades stand-in could not start: {self._failure}")
+            raise RuntimeError(f"the trades stand-in could not start: {self._failure}") from self._failure
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -171,7 +173,21 @@ class TradesStandin:
         self.trade_frames_sent += 1
 
 
-def main(argv: list[str] | None = None) -> None:
+def _cannot_serve(host: str, port: int, exc: BaseException) -> int:
+    """One line instead of a traceback when the port is taken (or the address unusable); exit status 1."""
+    reason = exc.__cause__ or exc
+    if isinstance(reason, OSError) and reason.errno == errno.EADDRINUSE:
+        print(
+            f"trade feed stand-in: port {port} on {host} is in use (another stand-in still running?): stop it, or "
+            "choose another port with --port",
+            file=sys.stderr,
+        )
+    else:
+        print(f"trade feed stand-in: cannot serve on {host}:{port}: {reason}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m platform_devkit.trades_standin", description=__doc__.splitlines()[0]
     )
@@ -192,13 +208,19 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
     )
-    with standin:
+    try:
+        standin.__enter__()
+    except RuntimeError as exc:
+        return _cannot_serve(args.host, args.port, exc)
+    try:
         print(f"trade feed stand-in at {standin.url} (Ctrl+C to stop)", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        standin.__exit__(None, None, None)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -3,6 +3,7 @@ group and then the Kafka broker; either one ending stops the other. Real process
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,11 +12,13 @@ import sys
 import textwrap
 import time
 import urllib.request
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from platform_assets_tests.processes import BIN, descendants, wait_for
+from platform_devkit import sample
 
 REPO = Path(__file__).parents[2]
 
@@ -31,6 +34,28 @@ COMMAND = textwrap.dedent(
     seconds = float(sys.argv[2])
     time.sleep(seconds)
     sys.exit(int(sys.argv[3]))
+    """
+)
+
+
+# The command of `--offline --sample-partitions`: writes the settings it was given and what each stand-in
+# answered on loopback (never through a proxy), then ends.
+PROBE = textwrap.dedent(
+    """
+    import json, os, sys, urllib.request
+    from websockets.sync.client import connect
+    names = ("PLATFORM_TRADES_WS_URL", "PLATFORM_TRADES_LOOKUP_URL", "PLATFORM_COUNTRY_API_URL",
+             "PLATFORM_PARTITION_START")
+    out = {name: os.environ.get(name, "") for name in names}
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with direct.open(out["PLATFORM_TRADES_LOOKUP_URL"], timeout=10) as answer:
+        out["symbols"] = sorted(s["symbol"] for s in json.load(answer)["symbols"])
+    with direct.open(out["PLATFORM_COUNTRY_API_URL"] + "/name/india", timeout=10) as answer:
+        out["country"] = sorted(c["name"]["common"] for c in json.load(answer))
+    with connect(out["PLATFORM_TRADES_WS_URL"], open_timeout=10, proxy=None) as ws:
+        out["frames"] = [json.loads(ws.recv(timeout=10)) for _ in range(3)]
+    with open(sys.argv[1], "w") as handle:
+        json.dump(out, handle)
     """
 )
 
@@ -189,3 +214,51 @@ def test_make_dev_stops_cleanly_when_make_alone_gets_sigterm(tmp_path):
                     pass
             make.kill()
             make.wait()
+
+
+def test_offline_serves_the_stand_ins_on_loopback_and_partitions_start_at_the_sample(tmp_path):
+    """`make dev OFFLINE=1`: the command gets the stand-ins' loopback addresses, and each answers there;
+    the daily partitions start at the sample source's first day."""
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    sample.init(source, days=2, end=date(2026, 3, 1))
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "dev.yaml").write_text(f"source_url: {source}\n")
+    env = {
+        **_env(),
+        "PLATFORM_CONFIG_DIR": str(tmp_path / "config"),
+        "PLATFORM_DATA_DIR": str(tmp_path / "data"),
+    }
+    for name in ("PLATFORM_PARTITION_START", "PLATFORM_ENV", "PLATFORM_SOURCE_URL"):
+        env.pop(name, None)
+    out = tmp_path / "probe.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "platform_devkit.dev", "--kafka-dir", str(tmp_path / "kafka"), "--offline",
+         "--sample-partitions", "--", sys.executable, "-c", PROBE, str(out)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    probe = json.loads(out.read_text())
+    assert probe["PLATFORM_PARTITION_START"] == "2026-02-27"
+    for name in ("PLATFORM_TRADES_WS_URL", "PLATFORM_TRADES_LOOKUP_URL", "PLATFORM_COUNTRY_API_URL"):
+        assert probe[name].split("://", 1)[1].startswith("127.0.0.1:"), probe[name]
+        assert f"offline: {name}={probe[name]}" in finished.stderr
+    assert probe["symbols"] == ["BNBUSDT", "BTCUSDT", "ETHUSDT", "LUNAUSDT", "SOLUSDT"]
+    assert "India" in probe["country"]
+    # the feed's ack, then trades of the stand-in's symbols
+    assert probe["frames"][0] == {"result": None, "id": 1}
+    assert [frame["s"] for frame in probe["frames"][1:]] == ["BTCUSDT", "ETHUSDT"]
+    assert "daily partitions start at 2026-02-27, the sample's first day" in finished.stderr
+
+
+def test_make_dev_offline_asks_for_the_stand_ins_and_only_then(tmp_path):
+    def dry_run(*extra: str) -> str:
+        env = {**_env(), "PLATFORM_DATA_DIR": str(tmp_path / "data")}
+        env.pop("DAGSTER_HOME", None)
+        return subprocess.run(
+            ["make", "-n", "-o", ".venv/.installed", "dev", f"BIN={BIN}", *extra],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+
+    assert "--sample-partitions --offline --" in dry_run("OFFLINE=1")
+    plain = dry_run()
+    assert "--sample-partitions" in plain and "--sample-partitions --offline" not in plain

@@ -97,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = args.url or default_url()
     try:
         if args.command == "init" and args.if_missing and _has_sample(url, args.schema):
-            print("source: the sample tables exist, left as they are")
+            days = stored_days(url, args.schema)
+            span = f" (days {days[0].isoformat()} … {days[1].isoformat()})" if days else ""
+            print(f"source: the sample tables exist, left as they are{span}")
         elif args.command == "init":
             t0 = time.perf_counter()
             report = init_timed(
