@@ -17,9 +17,13 @@ export DAGSTER_HOME ?= $(DATA_DIR)/dagster_home
 # where `make dev` serves the UI: `make dev HOST=0.0.0.0 PORT=3001` (or the same as environment variables)
 HOST ?= 127.0.0.1
 PORT ?= 3000
-# The demo's sample data starts on 2025-01-01: daily partitions start there too (unless set), so the
-# partition bar and the backfill dialog show the data instead of a year of empty days before it.
-SAMPLE_PARTITION_START := 2025-01-01
+# The sample data's days end yesterday (UTC). `make demo` and `make dev` start the daily partitions at its
+# first day unless PLATFORM_PARTITION_START is set, so the partition bar and the backfill dialog show the
+# data rather than empty days. `make dev OFFLINE=1`: the trade feed, its symbol lookup and the countries API
+# are local stand-ins on 127.0.0.1, so the whole stream runs from the UI without the internet.
+OFFLINE ?=
+# Outside prod, with no PLATFORM_SOURCE_URL, the sample source is built first if missing (as `make demo` does).
+SAMPLE_IF_MISSING = $(if $(or $(filter prod,$(PLATFORM_ENV)),$(PLATFORM_SOURCE_URL)),,$(BIN)/python -m platform_devkit.sample init --if-missing --customers 650)
 
 # Dagster repeats its Beta notice for every asset with a backfill policy, in every process (webserver, daemon,
 # each run worker), and `dagster dev` says it is superseded by `dg dev` (not installed here). The filters name
@@ -70,7 +74,6 @@ KAFKA_DIR = $(DATA_DIR)/kafka
 WITH_KAFKA = $(BIN)/python -m platform_devkit.dev --kafka-dir $(KAFKA_DIR) --
 
 demo: export PYTHONWARNINGS := $(QUIET_DAGSTER)
-demo: export PLATFORM_PARTITION_START ?= $(SAMPLE_PARTITION_START)
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_assets.cli.check_config --offline
 	$(WITH_KAFKA) $(BIN)/python -m platform_devkit.demo
@@ -88,11 +91,12 @@ IN_DAGSTER_HOME = cd "$(DAGSTER_HOME)" && exec env DAGSTER_HOME="$$(pwd -P)" PLA
 
 # Links in audit rows and alerts point at the UI this serves, unless PLATFORM_UI_URL says otherwise.
 dev: export PYTHONWARNINGS := $(QUIET_DAGSTER)
-dev: export PLATFORM_PARTITION_START ?= $(SAMPLE_PARTITION_START)
 dev: export PLATFORM_UI_URL ?= http://$(HOST):$(PORT)
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m platform_assets.cli.check_config --offline
-	$(IN_DAGSTER_HOME) $(abspath $(BIN))/python -m platform_devkit.dev --kafka-dir $(KAFKA_DIR) -- \
+	$(SAMPLE_IF_MISSING)
+	$(IN_DAGSTER_HOME) $(abspath $(BIN))/python -m platform_devkit.dev --kafka-dir $(KAFKA_DIR) \
+		--sample-partitions $(if $(filter 1,$(OFFLINE)),--offline) -- \
 		$(abspath $(BIN))/dagster dev -w $(CURDIR)/workspace.yaml -h $(HOST) -p $(PORT)
 
 # The seed's batch test against one catalog (default sit): clean up, set up, two batches, every layer checked.
@@ -101,9 +105,8 @@ batch-test: install
 	$(BIN)/python -m platform_devkit.batch_test
 
 # The DDL step: audit, state and serving tables, and every silver/gold Delta table as declared (idempotent)
-# Outside prod, with no PLATFORM_SOURCE_URL, the sample source is built first if missing (as `make demo` does).
 setup: install
-	$(if $(or $(filter prod,$(PLATFORM_ENV)),$(PLATFORM_SOURCE_URL)),,$(BIN)/python -m platform_devkit.sample init --if-missing --customers 650)
+	$(SAMPLE_IF_MISSING)
 	$(BIN)/python -m platform_assets.cli.setup
 
 # One-time history load of a table: make history TABLE=FactStream FROM=2024-01-01 TO=2025-01-01 [FORCE=1]
