@@ -13,7 +13,9 @@ PLATFORM_KAFKA_CONFIG (secret), PLATFORM_TRADES_TOPIC, PLATFORM_DATA_DIR; DAGSTE
 embedded broker that ``make dev`` or ``make demo`` runs (its address is in ``<data_dir>/kafka/bootstrap``);
 with none running, to a broker that lives only as long as this command, which is useful to try the feed,
 not to keep its data (that window is not recorded).
-The exit status is 1 when some trades may not have reached the topic, or the window could not be recorded.
+The exit status is 1 when some trades may not have reached the topic, or the window could not be recorded;
+2 when the settings are unusable or the feed cannot be reached at all (one line naming the setting; offline,
+``make dev OFFLINE=1`` serves local stand-ins of the feed and its lookup).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from platform_assets.core.streaming.kafka import (
     producer_config,
     running_broker,
 )
-from platform_assets.core.trades.feed import run_feed
+from platform_assets.core.trades.feed import FeedUnreachable, run_feed
 from platform_assets.defs.trades.resources import trade_resources
 from platform_assets.defs.trades.windows import open_instance, record_window, refresh_lookup
 from platform_assets.settings import SettingsError, load_settings
@@ -122,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                 attempts=stream.lookup_attempts,
                 log=log,
             )
-            report = run_feed(ws_url, conf, topic, seconds=args.seconds, max_trades=args.max_trades, log=log)
+            try:
+                report = run_feed(
+                    ws_url, conf, topic, seconds=args.seconds, max_trades=args.max_trades, log=log
+                )
+            except FeedUnreachable as exc:  # one line, not a traceback: the setting and the offline option
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
         if lookup.exception() is not None:
             log.warning(f"the symbol lookup was not refreshed: {lookup.exception()}")
         if report.lost:

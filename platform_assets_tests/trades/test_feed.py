@@ -17,10 +17,10 @@ import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from platform_assets.cli.trades_feed import main
-from platform_assets.core.errors import MalformedFrame
+from platform_assets.core.errors import MalformedFrame, SourceError
 from platform_assets.core.streaming.client_log import CLIENT_LOG
 from platform_assets.core.streaming.kafka import EmbeddedBroker, client_config, producer_config
-from platform_assets.core.trades.feed import Backoff, run_feed
+from platform_assets.core.trades.feed import CONNECT_ATTEMPTS, Backoff, FeedUnreachable, run_feed
 from platform_assets.core.trades.messages import Trade, from_kafka, parse_frame, to_kafka
 from platform_devkit.trades_standin import ACK, TradesStandin, make_trades
 
@@ -218,7 +218,7 @@ def test_a_dead_feed_is_retried_with_backoff_until_the_window_ends(broker, topic
     with caplog.at_level(logging.WARNING, logger=LOG.name):
         report = run_feed(
             dead_url, producer_config(broker.bootstrap, None), topic,
-            seconds=1.5, max_trades=None, log=LOG, backoff=FAST,
+            seconds=1.5, max_trades=None, log=LOG, backoff=FAST, connect_attempts=None,
         )  # fmt: skip
     elapsed = time.monotonic() - started
     assert 1.5 <= elapsed < 4
@@ -231,6 +231,31 @@ def test_a_dead_feed_is_retried_with_backoff_until_the_window_ends(broker, topic
     ]
     assert delays[:4] == ["0.1 s", "0.2 s", "0.4 s", "0.4 s"]
     assert read_topic(broker.bootstrap, topic) == []
+
+
+def test_a_feed_never_reached_fails_in_one_line_naming_the_setting_and_the_offline_option(broker, topic):
+    dead_url = f"ws://127.0.0.1:{free_port()}/ws/btcusdt@trade"  # a closed loopback port
+    started = time.monotonic()
+    with pytest.raises(FeedUnreachable) as raised:
+        run_feed(dead_url, producer_config(broker.bootstrap, None), topic,
+                 seconds=60, max_trades=None, log=LOG, backoff=FAST)  # fmt: skip
+    assert time.monotonic() - started < 10  # its attempts, not the whole window
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"the trade feed PLATFORM_TRADES_WS_URL={dead_url} cannot be reached (")
+    assert f"after {CONNECT_ATTEMPTS} attempt(s)" in message and "`make dev OFFLINE=1`" in message
+    assert isinstance(raised.value, SourceError) and not raised.value.retryable
+    assert read_topic(broker.bootstrap, topic) == []
+
+
+def test_a_feed_that_drops_after_connecting_is_retried_until_the_window_ends(broker, topic):
+    # reached once: a drop is the network's, retried for the rest of the window (never the one-line failure)
+    with TradesStandin(50, drop_after=10, resend=0) as standin:
+        report = run_feed(
+            standin.url, producer_config(broker.bootstrap, None), topic,
+            seconds=1.5, max_trades=None, log=LOG, backoff=FAST, connect_attempts=1,
+        )  # fmt: skip
+    assert report.trades_produced == 50 and report.connections == 2 and report.stopped_by == "window"
 
 
 def test_the_feed_refuses_a_url_that_is_not_a_websocket(broker, topic):
@@ -257,6 +282,20 @@ def test_the_command_reads_its_settings_from_the_environment(broker, topic, monk
     messages = read_topic(broker.bootstrap, topic)
     assert len(messages) == 30
     assert_keyed_by_symbol(messages)
+
+
+def test_the_command_says_in_one_line_that_the_feed_cannot_be_reached(broker, monkeypatch, tmp_path, capsys):
+    dead_url = f"ws://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("PLATFORM_TRADES_WS_URL", dead_url)
+    monkeypatch.setenv("PLATFORM_TRADES_LOOKUP_URL", f"http://127.0.0.1:{free_port()}/api/v3/exchangeInfo")
+    monkeypatch.setenv("PLATFORM_KAFKA_BOOTSTRAP", broker.bootstrap)
+    monkeypatch.delenv("PLATFORM_KAFKA_CONFIG", raising=False)
+    monkeypatch.setenv("PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(["--seconds", "600"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: the trade feed PLATFORM_TRADES_WS_URL={dead_url} cannot be reached")
+    assert "make dev OFFLINE=1" in line
 
 
 def test_the_command_rejects_a_bad_kafka_config_without_printing_it(broker, monkeypatch, capsys):

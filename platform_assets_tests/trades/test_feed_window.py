@@ -253,3 +253,20 @@ def test_read_lookup_names_the_setting_when_the_api_fails(tmp_path):
     assert "not JSON" in str(raised.value)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
     assert not (tmp_path / FILE_NAME).exists()
+
+
+# -- a feed that cannot be reached ----------------------------------------------------------------
+
+
+def test_the_feed_job_fails_in_one_line_naming_the_setting_when_the_feed_cannot_be_reached(stream, instance):
+    """The feed job launched from the UI with no network: the step fails at once with the setting and the
+    offline option, as a Failure (its description, no traceback of ours), not after a window of retries."""
+    dead = f"ws://127.0.0.1:{free_port()}"
+    result = StreamDriver(stream, instance).feed(dead, max_trades=10, seconds=600)
+    assert not result.success
+    error = result.failure_data_for_node("kafka__trades").error
+    assert error.cls_name == "Failure"
+    assert f"PLATFORM_TRADES_WS_URL={dead} cannot be reached" in error.message
+    assert "make dev OFFLINE=1" in error.message
+    assert materializations(instance, FEED_KEY) == []
+    assert len(materializations(instance, LOOKUP_KEY)) == 1  # the lookup, reachable, was pulled

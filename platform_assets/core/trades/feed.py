@@ -5,6 +5,10 @@ reconnecting with capped exponential backoff whenever the connection fails or dr
 window is over or ``max_trades`` trades are produced. It never filters duplicates: after a reconnect the
 feed may resend trades, and the sink dedupes on ``(symbol, trade_id)``. A malformed frame is counted and
 logged, never fatal. Before returning it flushes the producer and reports what could not be delivered.
+
+A feed that cannot be reached at all as the window starts (a wrong URL, no network) is not retried for the
+whole window: after ``connect_attempts`` failed attempts it raises :class:`FeedUnreachable`, one line naming
+the setting and the offline option. Once a connection worked, a drop is retried until the window ends.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from websockets.exceptions import InvalidURI, WebSocketException
 from websockets.uri import parse_uri
 
-from platform_assets.core.errors import MalformedFrame
+from platform_assets.core.errors import MalformedFrame, SourceError
 from platform_assets.core.redaction import redact_text
 from platform_assets.core.trades.messages import Trade, parse_frame, to_kafka
 from platform_assets.core.trades.trade_rules import trade_problem
@@ -31,6 +35,32 @@ from platform_assets.core.trades.trade_rules import trade_problem
 _LOGGED_PROBLEMS = 10
 _POLL_EVERY = 0.2  # seconds between producer polls, which run the delivery callbacks
 _BUFFER_FULL_WAIT = 0.1
+WS_URL_SETTING = "PLATFORM_TRADES_WS_URL"
+# what to do without the internet: the dev kit serves the feed, its lookup and the countries API locally
+OFFLINE_OPTION = "offline, `make dev OFFLINE=1` serves local stand-ins instead"
+CONNECT_ATTEMPTS = 4  # attempts at the window's first connection before it fails (about 4 s of backoff)
+
+
+class FeedUnreachable(SourceError, ConnectionError):
+    """The trade feed could not be connected to even once as the window started (name resolution,
+    refused, timed out): the URL is wrong or the network is away. The feed already made its attempts with
+    backoff, so not retryable as a step; the next window (the schedule's, or one started by hand) tries
+    again. Raised by :func:`run_feed`, handled by its callers (the feed asset, the feed command)."""
+
+    def __init__(self, url: str, attempts: int, reason: str):
+        self.url = url  # redacted
+        self.attempts = attempts
+        self.reason = reason
+        super().__init__(
+            f"the trade feed {WS_URL_SETTING}={url} cannot be reached ({reason}) after {attempts} "
+            f"attempt(s): check the setting and the network; {OFFLINE_OPTION}"
+        )
+
+    def __reduce__(self):  # the message is built from the fields: rebuild it from them
+        return type(self), (self.url, self.attempts, self.reason)
+
+    def details(self) -> dict[str, Any]:
+        return {"setting": WS_URL_SETTING, "attempts": self.attempts}
 
 
 class Log(Protocol):
@@ -96,6 +126,7 @@ class _Feed:
     log: Log
     backoff: Backoff
     progress_every: float
+    connect_attempts: int | None = CONNECT_ATTEMPTS
     _problems_logged: int = 0
     _last_progress: tuple[float, int] = field(default_factory=lambda: (time.monotonic(), 0))
 
@@ -128,6 +159,8 @@ class _Feed:
             except (OSError, TimeoutError, WebSocketException) as exc:
                 reason = redact_text(f"{type(exc).__name__}: {exc}")
             failures += 1
+            if self.report.connections == 0 and self.connect_attempts and failures >= self.connect_attempts:
+                raise FeedUnreachable(url, failures, reason)
             delay = self.backoff.delay(failures)
             self.log.warning(f"trade feed {url}: {reason}; reconnecting in {delay:.1f} s")
             await asyncio.sleep(delay)
@@ -234,9 +267,11 @@ def run_feed(
     backoff: Backoff = Backoff(),
     progress_every: float = 10.0,
     flush_timeout: float = 30.0,
+    connect_attempts: int | None = CONNECT_ATTEMPTS,
 ) -> FeedReport:
     """Read ``ws_url`` for ``seconds`` (or until ``max_trades`` trades) and produce every trade to
-    ``topic``, keyed by symbol. Connection failures never raise: they are retried until the window ends.
+    ``topic``, keyed by symbol. A feed never reached after ``connect_attempts`` attempts raises
+    :class:`FeedUnreachable` (None: it is retried until the window ends, as every later drop is).
 
     ``producer_conf`` comes from :func:`platform_assets.core.streaming.kafka.producer_config`.
     """
@@ -252,7 +287,7 @@ def run_feed(
 
     producer = Producer({"error_cb": _error_logger(log), **producer_conf})
     report = FeedReport(topic=topic, window_start=datetime.now(UTC))
-    feed = _Feed(ws_url, producer, report, max_trades, log, backoff, progress_every)
+    feed = _Feed(ws_url, producer, report, max_trades, log, backoff, progress_every, connect_attempts)
     try:
         asyncio.run(feed.run(seconds))
     finally:

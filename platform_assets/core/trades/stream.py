@@ -36,6 +36,7 @@ from platform_assets.core.trades.enrich import (
     rule_problems,
     split_by_lookup,
 )
+from platform_assets.core.trades.feed import OFFLINE_OPTION
 from platform_assets.core.trades.held import (
     held_summary,
     hold,
@@ -142,7 +143,8 @@ def pull_lookup(url: str, folder: Path | Any, *, timeout: float = 10, attempts: 
     except LookupApiError as exc:
         reason, retryable = exc.reason, exc.retryable
     except requests.RequestException as exc:
-        reason, retryable = f"no answer after {attempts} attempt(s) ({type(exc).__name__})", True
+        reason = f"no answer after {attempts} attempt(s) ({type(exc).__name__}); {OFFLINE_OPTION}"
+        retryable = True
     except ValueError as exc:  # a symbol listed twice
         reason, retryable = str(exc), False
     else:

@@ -58,6 +58,7 @@ from platform_assets.core.trades.stream import (
     EnrichRun,
     enrich_pending,
     keep_quarantined,
+    pull_lookup,
     read_lookup,
 )
 from platform_assets.core.trades.windows import (
@@ -105,14 +106,15 @@ def trade_feed(
     context: AssetExecutionContext, config: FeedConfig, trade_stream: TradeStreamResource
 ) -> MaterializeResult:
     conf = trade_stream.producer_conf()
-    report = run_feed(
-        trade_stream.ws_url,
-        conf,
-        trade_stream.topic,
-        seconds=config.seconds,
-        max_trades=config.max_trades,
-        log=context.log,
-    )
+    with platform_errors():  # a feed never reached: one line naming the setting, not a traceback
+        report = run_feed(
+            trade_stream.ws_url,
+            conf,
+            trade_stream.topic,
+            seconds=config.seconds,
+            max_trades=config.max_trades,
+            log=context.log,
+        )
     incarnation, end_offsets = topic_end(trade_stream.client_conf(), trade_stream.topic)
     if report.lost:
         raise Failure(
@@ -174,12 +176,15 @@ def window_from_metadata(metadata, topic: str) -> FeedWindow | None:
 def trade_symbols(
     context: AssetExecutionContext, lakehouse: LakehouseResource, trade_stream: TradeStreamResource
 ) -> MaterializeResult:
-    entries = symbols_api.fetch_lookup(
-        trade_stream.lookup_url, timeout=trade_stream.lookup_timeout, attempts=trade_stream.lookup_attempts
-    )
-    frame, path = symbols_api.publish(entries, lakehouse.path("raw", "trade_symbols"))
-    context.log.info(f"{frame.height} tradable symbol(s) of {len(entries)} listed -> {path}")
-    return MaterializeResult(metadata=lookup_metadata(len(entries), frame, path))
+    with platform_errors():  # an API that fails: one line naming the setting, not a traceback
+        pulled = pull_lookup(
+            trade_stream.lookup_url,
+            lakehouse.path("raw", "trade_symbols"),
+            timeout=trade_stream.lookup_timeout,
+            attempts=trade_stream.lookup_attempts,
+        )
+    context.log.info(f"{pulled.frame.height} tradable symbol(s) of {pulled.listed} listed -> {pulled.path}")
+    return MaterializeResult(metadata=lookup_metadata(pulled.listed, pulled.frame, pulled.path))
 
 
 def lookup_metadata(listed: int, frame: pl.DataFrame, path) -> dict:
