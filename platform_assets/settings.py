@@ -357,8 +357,8 @@ class Settings:
     )
     partition_start: Annotated[date, _checked(_date), Var()] = Field(
         date(2024, 1, 1),
-        description="First day of the daily partitions (UTC); make dev and make demo default it to "
-        "2025-01-01, the sample data's first day, unless it is set.",
+        description="First day of the daily partitions (UTC); make dev and make demo start them at the "
+        "sample data's first day (its days end yesterday) unless it is set.",
     )
     alert_webhook_url: Annotated[
         str | None,
