@@ -9,7 +9,7 @@ Running the named job (rather than ``materialize`` on the assets) makes the runs
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
@@ -40,13 +40,17 @@ class MedallionRun:
 
 
 def days_with_data(settings: Settings, config: TableConfig) -> tuple[date, date] | None:
-    """First and last UTC day holding rows of a partitioned source table."""
+    """First and last UTC day holding rows of a partitioned source table, within the daily partitions:
+    from ``partition_start`` to yesterday (a day gets its partition once it has ended, so rows of today,
+    e.g. after ``sample advance``, wait for tomorrow's run). None when no such day holds rows."""
     engine = engine_for(settings.source_url)
     with engine.connect() as conn:
         span = reflect(engine, config).value_range(conn)
     if span is None:
         return None
-    return max(span[0].date(), settings.partition_start), span[1].date()
+    first = max(span[0].date(), settings.partition_start)
+    last = min(span[1].date(), datetime.now(UTC).date() - timedelta(days=1))
+    return (first, last) if first <= last else None
 
 
 def day_range_tags(first: date, last: date) -> dict[str, str]:

@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from dagster import AssetKey
 
+from platform_assets.core.medallion.config import load_tables
 from platform_assets.defs.countries.assets import DEFAULT_COUNTRIES, RAW_KEY, SILVER_KEY
 from platform_assets.defs.medallion.jobs import JOB_NAME as MEDALLION_JOB
 from platform_assets.lib.tags import PARENT_RUN_TAG
@@ -16,7 +17,7 @@ from platform_assets_tests.conftest import settings_for
 from platform_devkit import sample
 from platform_devkit.countries import pull_countries_offline
 from platform_devkit.customers import run_customer_flow
-from platform_devkit.medallion import materialize_medallion
+from platform_devkit.medallion import days_with_data, materialize_medallion
 
 
 def job_name(instance, result) -> str:
@@ -40,6 +41,20 @@ def test_medallion_runs_as_its_job_dimensions_then_one_backfill(tmp_path, sqlite
     assert fact_days == {"2025-01-01", "2025-01-02"}
     passed, failed = run.checks()
     assert passed > 0 and failed == 0
+
+
+def test_a_run_of_the_days_with_data_stops_at_yesterday_whose_partition_is_the_last(tmp_path, sqlite_source):
+    """After ``sample advance`` the source holds today's streams, which have no partition until today
+    ends: the medallion's run covers the sample's days up to yesterday."""
+    settings = settings_for(tmp_path, sqlite_source)
+    today = sample.today_utc()
+    sample.init(sqlite_source.url, seed=7, days=3, end=today)
+    fact = next(t for t in load_tables(settings.tables_file) if t.partitioned)
+    assert days_with_data(settings, fact) == (today - timedelta(days=3), today - timedelta(days=1))
+    sample.advance(sqlite_source.url, seed=7)  # today's streams
+    assert days_with_data(settings, fact) == (today - timedelta(days=3), today - timedelta(days=1))
+    sample.init(sqlite_source.url, seed=7, days=1, end=today + timedelta(days=1))  # only today's
+    assert days_with_data(settings, fact) is None
 
 
 def test_customer_flow_runs_customer_job_then_product_job(tmp_path, sqlite_source, instance):
