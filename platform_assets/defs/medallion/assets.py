@@ -14,9 +14,15 @@ from platform_assets.defs.medallion.gold import gold_asset
 from platform_assets.defs.medallion.silver import silver_asset
 
 
-def table_assets(config: TableConfig, partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
+def table_assets(
+    config: TableConfig, partitions: DailyPartitionsDefinition, source_variable: str | None = None
+) -> list[AssetsDefinition]:
+    """``source_variable``: the environment variable holding the source database's URL (None: the
+    settings' ``PLATFORM_SOURCE_URL``, through the ``lakehouse`` resource)."""
     return [
-        (files_bronze_asset if config.from_files else bronze_asset)(config, partitions),
+        files_bronze_asset(config, partitions)
+        if config.from_files
+        else bronze_asset(config, partitions, source_variable),
         silver_asset(config, partitions),
         gold_asset(config, partitions),
     ]

@@ -1,8 +1,10 @@
 """bronze/<table>: incremental extraction by watermark (or a day window, or a full reload); for a
 ``source: files`` table, the landing-zone files, once per file version."""
 
+import os
 from datetime import datetime
 
+import sqlalchemy as sa
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
@@ -15,10 +17,12 @@ from dagster import (
     asset,
 )
 
+from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.files.landing_zone import ingest_landing
 from platform_assets.core.lake.locations import quarantine_name
 from platform_assets.core.medallion.config import TableConfig, parse_from_date
 from platform_assets.core.medallion.steps import run_bronze
+from platform_assets.core.sql.engines import engine_for
 from platform_assets.defs.medallion.common import asset_args, run_days
 from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.metadata import step_metadata
@@ -35,7 +39,12 @@ class BronzeConfig(Config):
     Defaults to the table's ``from_date`` in tables.yaml."""
 
 
-def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
+def bronze_asset(
+    table: TableConfig, partitions: DailyPartitionsDefinition, source_variable: str | None = None
+) -> AssetsDefinition:
+    """``source_variable``: the environment variable holding the source database's URL, read when the
+    step runs (its value never appears in the definitions, run config or UI); None: the settings'
+    source (``lakehouse.source_engine()``)."""
     description = f"Immutable Parquet extracts of source table {table.table}."
 
     @asset(
@@ -52,7 +61,7 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         # once; retryable (a state conflict): left to SOURCE_RETRY.
         with platform_errors(retry_policy=True):
             result = run_bronze(
-                lakehouse.source_engine(),
+                source_engine(lakehouse, source_variable),
                 table,
                 lakehouse.path("bronze", table.name),
                 lakehouse.state(),
@@ -68,6 +77,17 @@ def bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         return step_metadata(result, table, lakehouse).report(context)
 
     return bronze
+
+
+def source_engine(lakehouse: LakehouseResource, variable: str | None) -> sa.Engine:
+    """The source database: the settings' (``variable`` None) or the URL in environment variable
+    ``variable`` (a medallion instance of its own source, platform_assets/components/medallion.py)."""
+    if variable is None:
+        return lakehouse.source_engine()
+    url = os.environ.get(variable)
+    if not url:
+        raise ConfigurationError(f"{variable} is not set: it names this medallion's source database (a URL)")
+    return engine_for(url)
 
 
 def _from_date(value: str | None, table: TableConfig) -> datetime | None:

@@ -24,21 +24,27 @@ SCHEDULE_NAME = "medallion_daily"
 ALIAS_JOB_NAME = "spotify_medallion"
 
 
-def medallion_job(partitions: DailyPartitionsDefinition, name: str = JOB_NAME):
+def medallion_job(partitions: DailyPartitionsDefinition, name: str = JOB_NAME, group: str = GROUP):
+    """The job of every asset of ``group`` (a medallion instance's group: ``medallion`` for the default)."""
     return define_asset_job(
         name,
-        selection=AssetSelection.groups(GROUP),
+        selection=AssetSelection.groups(group),
         partitions_def=partitions,
         description=(
-            "Source → bronze → silver → gold for every table; daily-partitioned tables for the run's days."
-            if name == JOB_NAME
-            else f"The former name of {JOB_NAME}, kept for existing scripts: the same assets."
+            f"The former name of {JOB_NAME}, kept for existing scripts: the same assets."
+            if name == ALIAS_JOB_NAME
+            else "Source → bronze → silver → gold for every table; daily-partitioned tables for the run's "
+            "days."
         ),
     )
 
 
 def daily_schedule(
-    job, partitions: DailyPartitionsDefinition, late_days: int, cron: str = "0 2 * * *"
+    job,
+    partitions: DailyPartitionsDefinition,
+    late_days: int,
+    cron: str = "0 2 * * *",
+    name: str = SCHEDULE_NAME,
 ) -> ScheduleDefinition:
     """``cron`` (UTC; 02:00 every day by default, like the seed's ADF DailyTrigger): the dimensions and the
     day that just ended,
@@ -46,7 +52,7 @@ def daily_schedule(
     (re-running a day is idempotent: only the late rows are committed)."""
 
     @schedule(
-        name=SCHEDULE_NAME,
+        name=name,
         job=job,
         cron_schedule=cron,
         execution_timezone="UTC",

@@ -35,13 +35,14 @@ def landing_run_config(config: TableConfig, versions: Sequence[str]) -> dict:
     return {"ops": {f"bronze__{config.name}": {"config": {"files": list(versions)}}}}
 
 
-def landing_sensor(tables: Sequence[TableConfig]) -> SensorDefinition:
-    """The sensor for the ``source: files`` tables among ``tables``."""
+def landing_sensor(tables: Sequence[TableConfig], name: str = SENSOR_NAME) -> SensorDefinition:
+    """The sensor for the ``source: files`` tables among ``tables`` (``name``: one per medallion
+    instance)."""
     files_tables = [t for t in tables if t.from_files]
     keys = [asset_key(layer, t) for t in files_tables for layer in ("bronze", "silver", "gold")]
 
     @sensor(
-        name=SENSOR_NAME,
+        name=name,
         asset_selection=AssetSelection.assets(*keys),
         minimum_interval_seconds=INTERVAL_SECONDS,
         default_status=DefaultSensorStatus.RUNNING,
