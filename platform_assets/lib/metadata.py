@@ -94,16 +94,22 @@ def markdown_table(frame: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def failing_rows(sample: pl.DataFrame | None, failed: int) -> Metadata:
-    """A check's sample of failing rows: ``failing_rows`` (a Markdown table, at most
-    :data:`~platform_assets.core.medallion.expectations.SAMPLE_ROWS` rows, masked by the core) and
-    ``failing_rows_shown`` (of ``failed``); nothing when there is no sample."""
+def failing_rows(sample: pl.DataFrame | None, failed: int, keys: Sequence[str] = ()) -> Metadata:
+    """A check's sample of failing rows: ``failing_keys`` (text, which the check's page shows as it is: the
+    sample's values of ``keys``) and ``failing_rows`` (a Markdown table of the sample: keys and the columns
+    the rule reads, at most :data:`~platform_assets.core.medallion.expectations.SAMPLE_ROWS` rows of the
+    ``failed``, masked by the core). Nothing when there is no sample."""
     if sample is None or not sample.height:
         return {}
-    return {
-        "failing_rows": MetadataValue.md(markdown_table(sample)),
-        "failing_rows_shown": MetadataValue.int(sample.height),
-    }
+    metadata: Metadata = {}
+    keys = [k for k in keys if k in sample.columns]
+    if keys:
+        texts = [["null" if v is None else str(v) for v in row] for row in sample.select(keys).iter_rows()]
+        values = [row[0] if len(keys) == 1 else f"({', '.join(row)})" for row in texts]
+        metadata["failing_keys"] = MetadataValue.text(f"{', '.join(keys)}: {', '.join(values)}")
+    caption = f"{sample.height} of {failed} failing row(s)"
+    metadata["failing_rows"] = MetadataValue.md(f"{caption}\n\n{markdown_table(sample)}")
+    return metadata
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,7 @@ def check_results(
             "rule": MetadataValue.text(expectation.expr),
         }
         if failed and result is not None:
-            metadata.update(failing_rows(result.sample, failed))
+            metadata.update(failing_rows(result.sample, failed, result.sample_keys))
             if expectation.action == "drop" and quarantine is not None:
                 metadata.update(quarantine.metadata())
         out.append(
@@ -362,7 +368,7 @@ def _gold(result: GoldResult, table: TableConfig, lakehouse: LakehouseResource) 
         "rules": MetadataValue.text(", ".join(result.rejected_rules)),
     }
     if step.rows_quarantined:
-        check_metadata.update(failing_rows(result.rejected_sample, step.rows_quarantined))
+        check_metadata.update(failing_rows(result.rejected_sample, step.rows_quarantined, table.keys))
         check_metadata.update(Quarantine.of(lakehouse, "gold", table.name).metadata())
     check = AssetCheckResult(
         asset_key=asset_key("gold", table),

@@ -26,7 +26,7 @@ def materializations(result) -> dict[str, dict]:
 
 def shown_rows(markdown: str) -> list[dict[str, str]]:
     """The rows of a ``failing_rows`` Markdown table, as column -> cell text."""
-    header, _rule, *rows = markdown.splitlines()
+    header, _rule, *rows = [line for line in markdown.splitlines() if line.startswith("|")]
     names = [c.strip() for c in header.strip("|").split("|")]
     return [dict(zip(names, (c.strip() for c in row.strip("|").split("|")), strict=True)) for row in rows]
 
@@ -91,10 +91,12 @@ def test_a_failed_drop_rule_shows_twenty_of_its_failing_rows_and_where_they_were
     )
     assert check.passed is False and check.metadata["rows_failed"].value == len(bad)
     rows = shown_rows(check.metadata["failing_rows"].value)
-    assert check.metadata["failing_rows_shown"].value == len(rows) == SAMPLE_ROWS
+    assert check.metadata["failing_rows"].value.startswith(f"{SAMPLE_ROWS} of {len(bad)} failing row(s)")
     assert list(rows[0]) == ["stream_id", "listen_duration"]  # the key, then what the rule reads
     shown = {int(r["stream_id"]): int(r["listen_duration"]) for r in rows}
-    assert len(shown) == SAMPLE_ROWS and all(bad[k] == v for k, v in shown.items())
+    assert len(rows) == len(shown) == SAMPLE_ROWS and all(bad[k] == v for k, v in shown.items())
+    keys = check.metadata["failing_keys"].value.removeprefix("stream_id: ").split(", ")
+    assert [int(k) for k in keys] == [int(r["stream_id"]) for r in rows]
     env = settings.env
     assert check.metadata["quarantine_table"].value == f"{env}.silver.factstream_quarantine"
     quarantined = delta.read(check.metadata["quarantine_uri"].value)
@@ -123,6 +125,10 @@ def test_a_failed_fail_rule_shows_exactly_its_failing_rows(tmp_path, sqlite_sour
         {"date_key": "20990001", "month": "0"},
         {"date_key": "20991399", "month": "13"},
     ]
+    assert sorted(check.metadata["failing_keys"].value.removeprefix("date_key: ").split(", ")) == [
+        "20990001",
+        "20991399",
+    ]
     assert "quarantine_table" not in check.metadata  # a fail rule writes nothing: the rows stay in bronze
 
 
@@ -143,4 +149,5 @@ def test_values_of_secret_named_columns_never_reach_the_check():
         {"account_id": "2", "api_token": "***", "callback": "ok"},
     ]
     assert "tok-" not in text and "hunter2" not in text
+    assert check.metadata["failing_keys"].value == "account_id: 1, 2"
     assert outcome.results[0].sample.get_column("api_token").to_list() == ["***", "***"]  # masked in the core

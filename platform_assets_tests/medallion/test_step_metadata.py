@@ -116,7 +116,12 @@ def test_a_blocked_silver_step_reports_what_blocked_it_and_one_check_per_expecta
     bad = pl.DataFrame({"date_key": [20991399], "month": [13]})
     result = SilverResult(
         units=[UnitResult(rows_read=10, files_read=1)],
-        rules=[[RuleResult(rules["key_not_null"], 10, 0), RuleResult(rules["valid_month"], 10, 1, bad)]],
+        rules=[
+            [
+                RuleResult(rules["key_not_null"], 10, 0),
+                RuleResult(rules["valid_month"], 10, 1, bad, ("date_key",)),
+            ]
+        ],
         blocked_by=["valid_month"],
         set_aside=[Path("bronze/_set_aside/dimdate/x.parquet")],
         row_count=0,
@@ -134,9 +139,11 @@ def test_a_blocked_silver_step_reports_what_blocked_it_and_one_check_per_expecta
     assert checks["valid_month"].passed is False
     assert checks["valid_month"].severity == AssetCheckSeverity.ERROR
     failed = values(checks["valid_month"].metadata)
-    assert list(failed) == [*CHECK, "failing_rows", "failing_rows_shown"]  # a fail rule writes nothing
-    assert failed["rows_failed"] == failed["failing_rows_shown"] == 1
-    assert failed["failing_rows"].splitlines() == ["| date_key | month |", "|---|---|", "| 20991399 | 13 |"]
+    assert list(failed) == [*CHECK, "failing_keys", "failing_rows"]  # a fail rule writes nothing
+    assert failed["failing_keys"] == "date_key: 20991399"
+    assert failed["failing_rows"].splitlines() == [
+        "1 of 1 failing row(s)", "", "| date_key | month |", "|---|---|", "| 20991399 | 13 |",
+    ]  # fmt: skip
     assert list(checks["key_not_null"].metadata) == CHECK
     assert all(c.asset_key == AssetKey(["silver", "dimdate"]) for c in reported.checks)
 
@@ -188,8 +195,9 @@ def test_an_scd2_gold_step_reports_versions_the_silver_version_read_and_its_chec
         "rows_checked": 3,
         "rows_failed": 1,
         "rules": "key_not_null",
-        "failing_rows": "| user_id | updated_at | _rule |\n|---|---|---|\n| null | 2025-01-01 00:00:00 | key_not_null |",
-        "failing_rows_shown": 1,
+        "failing_keys": "user_id: null",
+        "failing_rows": "1 of 1 failing row(s)\n\n| user_id | updated_at | _rule |\n|---|---|---|\n"
+        "| null | 2025-01-01 00:00:00 | key_not_null |",
         "quarantine_table": "dev.gold.dimuser_quarantine",
         "quarantine_uri": str(lakehouse.path("gold", "dimuser_quarantine")),
     }
@@ -210,11 +218,15 @@ def test_a_failed_drop_rule_shows_its_sample_and_the_quarantine_a_warn_rule_only
     drop = next(e for e in stream.all_expectations if e.action == "drop")
     warn = Expectation("short_listen", "listen_duration > 10", "warn")
     sample = pl.DataFrame({"stream_id": [7, 8], "listen_duration": [-5, -1]})
-    result = SilverResult(rules=[[RuleResult(drop, 9, 2, sample), RuleResult(warn, 9, 2, sample)]])
+    keys = ("stream_id",)
+    result = SilverResult(
+        rules=[[RuleResult(drop, 9, 2, sample, keys), RuleResult(warn, 9, 2, sample, keys)]]
+    )
     checks = check_results(AssetKey(["silver", "factstream"]), result.rule_results, [drop, warn],
                            Quarantine.of(lakehouse, "silver", "factstream"))  # fmt: skip
     dropped, warned = (values(c.metadata) for c in checks)
     assert dropped["quarantine_table"] == "dev.silver.factstream_quarantine"
     assert dropped["quarantine_uri"] == str(lakehouse.path("silver", "factstream_quarantine"))
-    assert dropped["failing_rows"].splitlines()[2:] == ["| 7 | -5 |", "| 8 | -1 |"]
-    assert list(warned) == [*CHECK, "failing_rows", "failing_rows_shown"]  # kept in the table
+    assert dropped["failing_keys"] == "stream_id: 7, 8"
+    assert dropped["failing_rows"].splitlines()[-2:] == ["| 7 | -5 |", "| 8 | -1 |"]
+    assert list(warned) == [*CHECK, "failing_keys", "failing_rows"]  # kept in the table

@@ -28,6 +28,7 @@ class RuleResult:
     # Up to SAMPLE_ROWS failing rows (keys, then the columns the rule reads), secrets masked; None when the
     # rule passed or the engine kept none (Spark counts only).
     sample: pl.DataFrame | None = field(default=None, compare=False, repr=False)
+    sample_keys: tuple[str, ...] = field(default=(), compare=False)  # the sample's key columns
 
     @property
     def passed(self) -> bool:
@@ -97,7 +98,8 @@ def apply_expectations(
     for e, flag in zip(expectations, flags, strict=True):
         failed = int(scored.height - scored.get_column(flag).sum())
         sample = failing_sample(scored, flag, e, keys) if failed else None
-        results.append(RuleResult(e, frame.height, failed, sample))
+        shown = tuple(k for k in keys if k in frame.columns)
+        results.append(RuleResult(e, frame.height, failed, sample, shown if failed else ()))
     drop_flags = [(e, f) for e, f in zip(expectations, flags, strict=True) if e.action == "drop"]
     if drop_flags:
         failed_rules = pl.concat_str(
@@ -128,5 +130,11 @@ def combine(results: list[list[RuleResult]]) -> list[RuleResult]:
                 continue
             samples = [s for s in (seen.sample, r.sample) if s is not None]
             sample = pl.concat(samples, how="diagonal_relaxed").head(SAMPLE_ROWS) if samples else None
-            totals[r.name] = RuleResult(r.expectation, seen.total + r.total, seen.failed + r.failed, sample)
+            totals[r.name] = RuleResult(
+                r.expectation,
+                seen.total + r.total,
+                seen.failed + r.failed,
+                sample,
+                seen.sample_keys or r.sample_keys,
+            )
     return list(totals.values())
