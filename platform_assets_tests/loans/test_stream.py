@@ -85,9 +85,17 @@ def test_a_window_lands_once_folds_to_the_latest_event_and_is_audited(stream, in
         str(stream.table_path("silver", "loan_applications_quarantine"))
     ).height == len(invalid)
     failed = {}
+    invalid_ids = {e.application_id for e in invalid}
     for run in runs:
         for check in run.get_asset_check_evaluations():
             failed[check.check_name] = failed.get(check.check_name, 0) + check.metadata["rows_failed"].value
+            if not check.passed:  # which events, by id and position, and where they went
+                keys = check.metadata["failing_keys"].value
+                assert keys.startswith("application_id, micro_batch_id, kafka_partition, kafka_offset: (")
+                assert {k.split(", ")[0] for k in keys.split(": ", 1)[1][1:-1].split("), (")} <= invalid_ids
+                assert check.metadata["quarantine_table"].value.endswith(
+                    ".silver.loan_applications_quarantine"
+                )
     assert failed == {
         "amount_positive": sum(Decimal(e.amount) <= 0 for e in produced.events),
         "known_status": sum(e.status not in STATUSES for e in produced.events),
