@@ -18,10 +18,12 @@ import yaml
 from dagster import AssetKey, Definitions, load_from_defs_folder
 from dagster.components.core.component_tree import ComponentTreeException
 
+from platform_assets.components import MedallionComponent
 from platform_assets.core.audit import AuditStore
 from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.state import state_table
 from platform_assets.defs.medallion.definitions import build_medallion_definitions
+from platform_assets.defs.medallion.landing_zone import landing_run_config
 from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.defs.monitoring.job_names import JobCatalog
 from platform_assets.lib.active_settings import using_settings
@@ -241,3 +243,35 @@ def assert_refused(settings: Settings, path: Path, message: str) -> None:
     assert message in text
     assert "\n" not in text
     assert "defs.yaml" in text  # names the declaration
+
+
+def test_a_second_instance_with_landing_files_has_its_own_sensor(tmp_path, monkeypatch):
+    files_table = {
+        "table": "Tracks",
+        "source": "files",
+        "format": "csv",
+        "key": ["track_id"],
+        "cdc_col": "updated_at",
+        "columns": {"track_id": "int64", "updated_at": "timestamp"},
+    }
+    crm_tables = tmp_path / "crm_tables.yaml"
+    crm_tables.write_text(yaml.safe_dump({"tables": [files_table]}))
+    settings = Settings(
+        data_dir=tmp_path / "data", tables_file=tables_file_for(tmp_path, None, dimensions_only)
+    )
+    path = project(
+        tmp_path, monkeypatch, {"medallion": {}, "crm": {"name": "crm", "tables_file": str(crm_tables)}}
+    )
+    defs = load(settings, path)
+    assert [s.name for s in defs.sensors] == ["crm_landing_files"]  # the default has no files table
+    sensor = defs.resolve_sensor_def("crm_landing_files")
+    selected = sensor.asset_selection.resolve(defs.resolve_asset_graph())
+    assert {k.to_user_string() for k in selected} == {
+        "bronze/crm_tracks",
+        "silver/crm_tracks",
+        "gold/crm_tracks",
+    }
+    # the run config the sensor sends names the instance's bronze step
+    table = MedallionComponent(name="crm", tables_file=str(crm_tables)).instance(settings, None).tables[0]
+    ops = {node.name for node in defs.resolve_job_def("crm_job").graph.node_defs}
+    assert set(landing_run_config(table, ["tracks.csv@0"])["ops"]) == {"bronze__crm_tracks"} < ops
