@@ -11,13 +11,14 @@ audit trail reads (``Streaming``, ``Kafka:<topic>``, the micro-batch id and the 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from dagster import Config, DagsterInstance, DagsterRunStatus, MetadataValue, RunsFilter
+from dagster import Config, DagsterInstance, DagsterRunStatus, MetadataValue, RunRequest, RunsFilter
 from dagster._core.storage.tags import WILL_RETRY_TAG
 from pydantic import Field
 
+from platform_assets.core.errors import OffsetsLostError
 from platform_assets.core.state import StateStore
 from platform_assets.core.streaming import (
     BatchPlan,
@@ -95,11 +96,23 @@ def planned_batch(
 ) -> BatchPlan:
     """The batch a run lands: the one its sensor planned (``config``), or for a manual run without ranges
     the next one, planned now as the sensor would (a real broker's new incarnation stops it)."""
-    plan = plan_from_config(config, next_batch_id(table_uri, app_id), stream_position(table_uri).epoch)
-    if plan is not None:
-        return plan
+    if config.ranges:
+        # the table is read only for what the configuration leaves out
+        batch_id = config.batch_id if config.batch_id is not None else next_batch_id(table_uri, app_id)
+        epoch = config.epoch if config.epoch is not None else stream_position(table_uri).epoch
+        return plan_from_config(config, batch_id, epoch)
+    plan = plan_now(conf, topic, table_uri, app_id, cap, state)
+    log.info(f"planned micro-batch {plan.batch_id}: {describe(plan.ranges) or 'nothing new'}")
+    return plan
+
+
+def plan_now(
+    conf: Mapping[str, Any], topic: str, table_uri: str, app_id: str, cap: int, state: StateStore
+) -> BatchPlan:
+    """The next batch as the table and the topic's watermarks stand now (offsets only, nothing consumed),
+    in the incarnation an operator accepted, if any: what a sensor tick and a manual run plan."""
     with metadata_consumer(conf) as consumer:
-        plan = plan_next(
+        return plan_next(
             consumer,
             conf,
             topic,
@@ -108,16 +121,41 @@ def planned_batch(
             cap,
             accepted_incarnation=accepted_incarnation(state, app_id),
         )
-    log.info(f"planned micro-batch {plan.batch_id}: {describe(plan.ranges) or 'nothing new'}")
-    return plan
 
 
-def landing_metadata(topic: str, plan: BatchPlan, result: LandingResult) -> dict[str, Any]:
-    """A bronze landing step's metadata (``rows_written`` and ``delta_version`` reach the audit's task row)."""
+def lost_range_request(
+    lost: OffsetsLostError,
+    topic: str,
+    table_uri: str,
+    app_id: str,
+    step: str,
+    tags: Callable[[BatchPlan], dict[str, str]],
+) -> RunRequest:
+    """A run of the bronze step ``step`` for the offset the topic no longer holds: it fails loudly with
+    the lost range, and alerts once (its run key does not change while the offsets stay lost). It is
+    planned in the table's epoch, so the run meets the loss rather than an epoch it does not hold;
+    ``tags`` gives the run's tags for its plan."""
+    gap = BatchPlan(
+        next_batch_id(table_uri, app_id),
+        {lost.partition: OffsetRange(lost.partition, lost.wanted, lost.wanted + 1)},
+        stream_position(table_uri).epoch,
+    )
+    return RunRequest(
+        run_key=f"{topic}:{gap.batch_id}:lost-{lost.partition}-{lost.wanted}",
+        run_config=micro_batch_run_config(step, gap),
+        tags=tags(gap),
+    )
+
+
+def landing_metadata(
+    topic: str, plan: BatchPlan, result: LandingResult, rows_key: str = "rows_written"
+) -> dict[str, Any]:
+    """A bronze landing step's metadata (``rows_written`` and ``delta_version`` reach the audit's task row;
+    the trade stream names its rows ``rows``, which the audit does not read)."""
     return {
         **numbers(
             micro_batch_id=plan.batch_id,
-            rows_written=result.rows,
+            **{rows_key: result.rows},
             batch_size=batch_size(plan.ranges),
             quarantined=len(result.quarantined),
             delta_version=result.version,

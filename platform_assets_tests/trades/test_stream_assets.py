@@ -249,7 +249,7 @@ def test_offsets_lost_upstream_start_one_run_that_fails_loudly(stream, instance,
     def lost(*_args, **_kwargs):
         raise OffsetsLostError(stream.trades_topic, 2, 5, 9)
 
-    monkeypatch.setattr(sensors, "plan_next", lost)
+    monkeypatch.setattr(sensors, "plan_now", lost)
     _, (request,) = runner.tick()
     _, (repeated,) = runner.tick()
     # the same run key every tick: Dagster starts the failing run (and its alert) once

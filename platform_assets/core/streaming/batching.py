@@ -13,6 +13,9 @@ produced. The cursor entries are plain JSON:
 - ``requested``: ``{"incarnation", "epoch", "batch_id", "ends"}``, the last batch requested and where it
   ends per partition: while its run is in flight, offsets past those ends are new messages (their clock
   starts then), and a plan for the same batch id means it did not land (its retry starts at once).
+- ``seen_by_incarnation``: ``{incarnation: {partition: end offset}}``, the topic's end offsets last seen in
+  the current incarnation and the one before: what a new epoch counts as lost upstream, the same on every
+  attempt of its first batch.
 
 No Dagster import here: the sensor calls it.
 """
@@ -27,6 +30,7 @@ from platform_assets.core.streaming.planning import BatchPlan
 
 PENDING_SINCE = "pending_since"
 REQUESTED = "requested"
+SEEN = "seen_by_incarnation"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,33 @@ def pending_since(cursor: Mapping[str, Any], plan: BatchPlan, now: float) -> flo
 
 def pending_entry(plan: BatchPlan, since: float) -> dict[str, Any]:
     return {"incarnation": plan.incarnation, "epoch": plan.epoch, "at": since}
+
+
+def waiting(cursor: dict[str, Any], plan: BatchPlan, now: float, trigger: BatchTrigger) -> str | None:
+    """Why the plan's batch does not start yet, or None when it is due. A new epoch's first batch and the
+    retry of a batch that did not land start at once. While it waits, ``cursor`` keeps when its pending
+    messages were first seen (their clock)."""
+    since = pending_since(cursor, plan, now)
+    if plan.new_epoch or is_retry(cursor, plan):
+        return None
+    reason = trigger.waiting(pending_messages(plan), since, now)
+    if reason:
+        cursor[PENDING_SINCE] = pending_entry(plan, since)
+    return reason
+
+
+def last_seen(cursor: Mapping[str, Any], incarnation: str | None) -> dict[str, int]:
+    """The end offsets last seen of ``incarnation`` (partition as text: offset); empty when never seen."""
+    return (cursor.get(SEEN) or {}).get(str(incarnation)) or {}
+
+
+def with_seen(cursor: Mapping[str, Any], plan: BatchPlan) -> dict[str, Any]:
+    """The cursor with the plan's end offsets as the last seen of its incarnation, keeping only its
+    incarnation and the one before."""
+    kept = {str(plan.incarnation), str(plan.previous_incarnation or plan.incarnation)}
+    seen = {k: v for k, v in (cursor.get(SEEN) or {}).items() if k in kept}
+    seen[str(plan.incarnation)] = {str(p): o for p, o in plan.high_watermarks.items()}
+    return {**cursor, SEEN: seen}
 
 
 def is_retry(cursor: Mapping[str, Any], plan: BatchPlan) -> bool:

@@ -17,6 +17,8 @@ The work is done by :mod:`platform_assets.core.trades`; these functions only wir
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 from dagster import (
@@ -34,24 +36,21 @@ from dagster import (
 from pydantic import Field
 
 from platform_assets.core.lake import delta
+from platform_assets.core.state import StateStore
 from platform_assets.core.streaming import (
     BatchPlan,
-    OffsetRange,
+    LandingResult,
     commit_offsets,
     lost_upstream,
-    metadata_consumer,
-    next_batch_id,
-    plan_next,
     stream_position,
     topic_end,
 )
-from platform_assets.core.streaming.incarnation import accepted_incarnation
 from platform_assets.core.trades import lookup as symbols_api
 from platform_assets.core.trades.dashboard import render_dashboard
 from platform_assets.core.trades.feed import run_feed
 from platform_assets.core.trades.held import dead_lettered_count, held_count
 from platform_assets.core.trades.landing import land_batch
-from platform_assets.core.trades.serving import MetricsRow
+from platform_assets.core.trades.serving import MetricsRow, ServingStore
 from platform_assets.core.trades.stream import (
     HELD_TABLE,
     SILVER_QUARANTINE_TABLE,
@@ -71,7 +70,7 @@ from platform_assets.core.trades.windows import (
 from platform_assets.defs.trades.resources import ServingResource, TradeStreamResource
 from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.metadata import column_schema, numbers, table_state
-from platform_assets.lib.micro_batches import MicroBatchConfig
+from platform_assets.lib.micro_batches import MicroBatchConfig, landing_metadata, planned_batch
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.lib.tags import LOW_VOLUME_TAG, STREAM_ALERTS_TAG
 
@@ -217,33 +216,12 @@ def bronze_trades(
     trade_stream: TradeStreamResource,
 ) -> MaterializeResult:
     table = str(lakehouse.path("bronze", "trades"))
-    conf = trade_stream.client_conf()
-    topic, app_id = trade_stream.topic, trade_stream.app_id
-    if config.ranges:
-        ranges = {r.partition: OffsetRange(r.partition, r.start, r.end) for r in config.ranges}
-        batch_id = config.batch_id if config.batch_id is not None else next_batch_id(table, app_id)
-        plan = BatchPlan(
-            batch_id,
-            ranges,
-            config.epoch if config.epoch is not None else stream_position(table).epoch,
-            config.incarnation,
-            config.new_epoch,
-            {int(p): n for p, n in config.lost_upstream.items()},
-        )
-    else:
-        # A manual run plans by itself, as the sensor would (a real broker's new incarnation stops it).
-        with metadata_consumer(conf) as consumer:
-            plan = plan_next(
-                consumer,
-                conf,
-                topic,
-                table,
-                app_id,
-                trade_stream.max_batch_rows,
-                accepted_incarnation=accepted_incarnation(lakehouse.state(), app_id),
-            )
+    conf, topic, app_id = trade_stream.client_conf(), trade_stream.topic, trade_stream.app_id
+    plan = planned_batch(
+        config, conf, topic, table, app_id, trade_stream.max_batch_rows, lakehouse.state(), context.log
+    )
+    if not config.ranges:  # planned now: a new epoch counts what the old incarnation left unlanded
         plan = with_losses(context.instance, topic, plan)
-        context.log.info(f"planned micro-batch {plan.batch_id}: {_describe(plan.ranges) or 'nothing new'}")
     quarantine = str(lakehouse.path("bronze", "trades_quarantine"))
     result = land_batch(
         conf,
@@ -263,40 +241,37 @@ def bronze_trades(
         tag_new_epoch(context, topic, plan)
     # Only for lag monitoring (consumer-group tools); landing never reads it back.
     commit_offsets(conf, topic, app_id, plan.ranges)
+    return MaterializeResult(metadata=bronze_metadata(topic, plan, result, lag(conf, topic, table), table))
+
+
+def lag(conf: dict[str, Any], topic: str, table_uri: str) -> int:
+    """Messages the topic holds beyond what the table landed, summed over partitions."""
     _, ends = topic_end(conf, topic)
-    landed = stream_position(table).next_offsets
-    lag = sum(max(0, end - landed.get(p, 0)) for p, end in ends.items())
-    return MaterializeResult(
-        metadata={
-            **numbers(
-                micro_batch_id=plan.batch_id,
-                rows=result.rows,
-                batch_size=sum(len(r) for r in plan.ranges.values()),
-                quarantined=len(result.quarantined),
-                lag=lag,
-                delta_version=result.version,
-                epoch=result.epoch,
+    landed = stream_position(table_uri).next_offsets
+    return sum(max(0, end - landed.get(p, 0)) for p, end in ends.items())
+
+
+def bronze_metadata(
+    topic: str, plan: BatchPlan, result: LandingResult, lag: int, table_uri: str
+) -> dict[str, Any]:
+    """A ``bronze/trades`` step's metadata: the landing's (rows as ``rows``), the lag after it, the table
+    as it is now (landed this time or not: the asset page's columns, version and rows), and for the first
+    batch of a new epoch what the previous incarnation left unlanded."""
+    metadata = {
+        **landing_metadata(topic, plan, result, rows_key="rows"),
+        **numbers(lag=lag),
+        **table_state(delta.snapshot(table_uri)),
+    }
+    if result.new_epoch:
+        metadata.update(
+            new_epoch=True,
+            previous_incarnation=plan.previous_incarnation or "",
+            lost_upstream=MetadataValue.int(plan.lost),
+            lost_upstream_by_partition=MetadataValue.json(
+                {str(p): n for p, n in sorted(plan.lost_upstream.items())}
             ),
-            "skipped": result.skipped,
-            "offsets": MetadataValue.json({str(p): r.to_dict() for p, r in sorted(plan.ranges.items())}),
-            "topic": topic,
-            "incarnation": plan.incarnation or "",
-            # the table as it is now, landed this time or not (the asset page's columns, version and rows)
-            **table_state(delta.snapshot(table)),
-            **(
-                {
-                    "new_epoch": True,
-                    "previous_incarnation": plan.previous_incarnation or "",
-                    "lost_upstream": MetadataValue.int(plan.lost),
-                    "lost_upstream_by_partition": MetadataValue.json(
-                        {str(p): n for p, n in sorted(plan.lost_upstream.items())}
-                    ),
-                }
-                if result.new_epoch
-                else {}
-            ),
-        }
-    )
+        )
+    return metadata
 
 
 def with_losses(instance, topic: str, plan: BatchPlan, last_look: dict | None = None) -> BatchPlan:
@@ -324,10 +299,6 @@ def tag_new_epoch(context: AssetExecutionContext, topic: str, plan: BatchPlan) -
     }
     if alert not in queued:
         context.instance.add_run_tags(context.run_id, {STREAM_ALERTS_TAG: json.dumps([*queued, alert])})
-
-
-def _describe(ranges: dict[int, OffsetRange]) -> str:
-    return ", ".join(f"partition {p}: {r.start}..{r.end - 1}" for p, r in sorted(ranges.items()) if len(r))
 
 
 # --- silver, serving and metrics -----------------------------------------------------------------
@@ -363,23 +334,11 @@ def silver_trades_enriched(
     trade_stream: TradeStreamResource,
     serving: ServingResource,
 ):
-    bronze = str(lakehouse.path("bronze", "trades"))
     silver = str(lakehouse.path("silver", "trades_enriched"))
     state, store = lakehouse.state(), serving.store()
-    # A lookup never pulled yet is pulled now and the run goes on; one that cannot be pulled fails the step
-    # at once (LookupMissing: the pull already retried, and the next run pulls again).
-    with platform_errors():
-        lookup = read_lookup(
-            lakehouse.path("raw", "trade_symbols"),
-            url=trade_stream.lookup_url,
-            timeout=trade_stream.lookup_timeout,
-            attempts=trade_stream.lookup_attempts,
-            log=context.log,
-        )
-    held_table = str(lakehouse.path("silver", HELD_TABLE))
-    silver_quarantine = str(lakehouse.path("silver", SILVER_QUARANTINE_TABLE))
+    lookup = enrichment_lookup(context, lakehouse, trade_stream)
     run = enrich_pending(
-        bronze,
+        str(lakehouse.path("bronze", "trades")),
         silver,
         lookup,
         store,
@@ -387,24 +346,61 @@ def silver_trades_enriched(
         app_id=trade_stream.app_id,
         log=context.log,
         not_trading=symbols_api.read_not_trading(lakehouse.path("raw", "trade_symbols")),
-        held_uri=held_table,
-        quarantine_uri=silver_quarantine,
+        held_uri=str(lakehouse.path("silver", HELD_TABLE)),
+        quarantine_uri=str(lakehouse.path("silver", SILVER_QUARANTINE_TABLE)),
     )
     if run.unmatched_symbols:
         context.log.warning(
             f"{run.unmatched_rows} trade(s) of symbols not tradable in the lookup were left out: "
             + ", ".join(run.unmatched_symbols[:20])
         )
-    windows = recent_windows(context, trade_stream.topic)
+    tradable = lookup["symbol"].to_list()
+    counts = record_windows(
+        context, lakehouse, trade_stream, state, store, serving.min_ingested_rows, tradable
+    )
+    page = render_dashboard(store, serving.dashboard_path())
+    yield MaterializeResult(metadata=silver_metadata(run, len(counts), silver, page))
+    yield volume_check(store.metrics(INGESTION_TABLE), serving.min_ingested_rows)
+    yield held_check(run)
+
+
+def enrichment_lookup(
+    context: AssetExecutionContext, lakehouse: LakehouseResource, trade_stream: TradeStreamResource
+) -> pl.DataFrame:
+    """The symbol lookup. One never pulled yet is pulled now and the run goes on; one that cannot be
+    pulled fails the step at once (LookupMissing: the pull already retried, and the next run pulls again)."""
+    with platform_errors():
+        return read_lookup(
+            lakehouse.path("raw", "trade_symbols"),
+            url=trade_stream.lookup_url,
+            timeout=trade_stream.lookup_timeout,
+            attempts=trade_stream.lookup_attempts,
+            log=context.log,
+        )
+
+
+def record_windows(
+    context: AssetExecutionContext,
+    lakehouse: LakehouseResource,
+    trade_stream: TradeStreamResource,
+    state: StateStore,
+    store: ServingStore,
+    threshold: int,
+    tradable: list[str],
+) -> list[WindowCount]:
+    """One ``Ingestion_Metrics`` row for each recent feed window whose messages are all enriched now (a
+    low window's alert queued first); the windows counted."""
+    bronze = str(lakehouse.path("bronze", "trades"))
     counts = count_windows(
-        windows,
+        recent_windows(context, trade_stream.topic),
         consumed_position(bronze, state, trade_stream.app_id),
         store,
         bronze_uri=bronze,
-        silver_uri=silver,
-        threshold=serving.min_ingested_rows,
-        tradable=lookup["symbol"].to_list(),
+        silver_uri=str(lakehouse.path("silver", "trades_enriched")),
+        threshold=threshold,
+        tradable=tradable,
     )
+    held_table = str(lakehouse.path("silver", HELD_TABLE))
     for count in counts:
         if count.low_volume:
             # The alert is queued in the run's tags before the row is written: a kill in between sends it
@@ -421,7 +417,7 @@ def silver_trades_enriched(
                 str(lakehouse.path("bronze", "trades_quarantine")),
                 ends,
                 starts,
-                silver_quarantine_uri=silver_quarantine,
+                silver_quarantine_uri=str(lakehouse.path("silver", SILVER_QUARANTINE_TABLE)),
                 batches=count.batches,
             ),
             held_rows=held_count(held_table, ends, starts, batches=count.batches),
@@ -432,35 +428,36 @@ def silver_trades_enriched(
             f"window {row.window_start:%Y-%m-%d %H:%M:%S}..{row.window_end:%H:%M:%S}: {row.total_rows} trades, "
             f"{row.delta_rows} new (threshold {row.threshold}){' - low volume' if row.alerted else ''}"
         )
-    page = render_dashboard(store, serving.dashboard_path())
-    yield MaterializeResult(
-        metadata={
-            **numbers(
-                batches=run.batches,
-                first_batch=run.first_batch,
-                last_batch=run.last_batch,
-                bronze_rows=run.bronze_rows,
-                enriched_rows=run.enriched_rows,
-                unmatched_rows=run.unmatched_rows,
-                held_rows=run.held_rows,
-                released_rows=run.released_rows,
-                held_total=run.held_total,
-                quarantined_rows=run.quarantined_rows,
-                rows_inserted=run.inserted,
-                rows_updated=run.updated,
-                rows_served=run.served,
-                windows_recorded=len(counts),
-                delta_version=run.silver_version,
-                bronze_version=run.bronze_version,
-            ),
-            # the table as it is now, merged this time or not (the asset page's columns, version and rows)
-            **table_state(delta.snapshot(silver)),
-            "dashboard": MetadataValue.path(str(page)),
-            "serving_table": INGESTION_TABLE,
-        }
-    )
-    yield volume_check(store.metrics(INGESTION_TABLE), serving.min_ingested_rows)
-    yield held_check(run)
+    return counts
+
+
+def silver_metadata(run: EnrichRun, windows_recorded: int, silver_uri: str, page: Path) -> dict[str, Any]:
+    """A ``silver/trades_enriched`` step's metadata: the enrichment run's counts, the windows recorded,
+    the table as it is now (merged this time or not: the asset page's columns, version and rows) and the
+    dashboard page."""
+    return {
+        **numbers(
+            batches=run.batches,
+            first_batch=run.first_batch,
+            last_batch=run.last_batch,
+            bronze_rows=run.bronze_rows,
+            enriched_rows=run.enriched_rows,
+            unmatched_rows=run.unmatched_rows,
+            held_rows=run.held_rows,
+            released_rows=run.released_rows,
+            held_total=run.held_total,
+            quarantined_rows=run.quarantined_rows,
+            rows_inserted=run.inserted,
+            rows_updated=run.updated,
+            rows_served=run.served,
+            windows_recorded=windows_recorded,
+            delta_version=run.silver_version,
+            bronze_version=run.bronze_version,
+        ),
+        **table_state(delta.snapshot(silver_uri)),
+        "dashboard": MetadataValue.path(str(page)),
+        "serving_table": INGESTION_TABLE,
+    }
 
 
 def held_check(run: EnrichRun) -> AssetCheckResult:

@@ -9,6 +9,7 @@ from dagster import ConfigurableResource
 
 from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.streaming.kafka import client_config, producer_config
+from platform_assets.core.trades.landing import TRADES
 from platform_assets.core.trades.serving import ServingStore
 from platform_assets.lib.resources import secret
 from platform_assets.settings import Settings
@@ -41,8 +42,9 @@ class TradeStreamResource(ConfigurableResource):
 
     @property
     def app_id(self) -> str:
-        """The identity of the landing stream in the bronze table's app transactions."""
-        return f"trades:{self.topic}"
+        """The identity of the landing stream in the bronze table's app transactions: the declaration's
+        (streams.yaml's ``app_id``) for the topic landed from."""
+        return TRADES.app_id_for(self.topic)
 
     @property
     def streaming_source(self) -> str:

@@ -42,20 +42,17 @@ from dagster import (
 )
 
 from platform_assets.core.errors import NewIncarnationError, OffsetsAheadError, OffsetsLostError
-from platform_assets.core.streaming import (
-    BatchPlan,
-    OffsetRange,
-    batching,
-    high_watermarks,
-    metadata_consumer,
-    next_batch_id,
-    plan_next,
-)
-from platform_assets.core.streaming.incarnation import accepted_incarnation
+from platform_assets.core.streaming import BatchPlan, batching, high_watermarks
 from platform_assets.core.trades.stream import checkpoint_name
 from platform_assets.defs.trades.assets import FEED_KEY, SILVER_KEY, with_losses
 from platform_assets.defs.trades.resources import TradeStreamResource
-from platform_assets.lib.micro_batches import in_flight
+from platform_assets.lib.micro_batches import (
+    attempt,
+    in_flight,
+    lost_range_request,
+    micro_batch_run_config,
+    plan_now,
+)
 from platform_assets.lib.micro_batches import streaming_tags as micro_batch_tags
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.lib.tags import STOPPED_TAG
@@ -70,19 +67,7 @@ CATCH_UP_EVERY_SECONDS = 60.0
 clock = time.time
 
 
-def micro_batch_run_config(
-    batch_id: int, ranges: dict[int, OffsetRange], plan: BatchPlan | None = None
-) -> dict:
-    """Offsets only, never payloads: the run reads exactly these ranges from the topic (of the plan's
-    incarnation, in its epoch; a new epoch also carries what the old one left unlanded)."""
-    config: dict = {"batch_id": batch_id, "ranges": [r.to_dict() for _, r in sorted(ranges.items())]}
-    if plan is not None:
-        config["epoch"] = plan.epoch
-        config["incarnation"] = plan.incarnation
-        if plan.new_epoch:
-            config["new_epoch"] = True
-            config["lost_upstream"] = {str(p): n for p, n in sorted(plan.lost_upstream.items())}
-    return {"ops": {"bronze__trades": {"config": config}}}
+BRONZE_STEP = "bronze__trades"
 
 
 def streaming_tags(trade_stream: TradeStreamResource, batch_id: int | None = None) -> dict[str, str]:
@@ -111,57 +96,45 @@ def trades_micro_batches(
         return _while_busy(context, trade_stream, cursor, busy)
     bronze = str(lakehouse.path("bronze", "trades"))
     topic, app_id = trade_stream.topic, trade_stream.app_id
-    # The end offsets last seen per incarnation (the current one and the one before): what a new epoch
-    # counts as lost upstream, the same on every attempt of its first batch.
-    seen = cursor.get("seen_by_incarnation") or {}
-    conf = trade_stream.client_conf()
     try:
-        with metadata_consumer(conf) as consumer:
-            plan = plan_next(
-                consumer,
-                conf,
-                topic,
-                bronze,
-                app_id,
-                trade_stream.max_batch_rows,
-                accepted_incarnation=accepted_incarnation(lakehouse.state(), app_id),
-            )
+        plan = plan_now(
+            trade_stream.client_conf(), topic, bronze, app_id, trade_stream.max_batch_rows, lakehouse.state()
+        )
     except OffsetsLostError as lost:
-        # A run for the lost range fails loudly (and alerts, once: the run key does not change).
         context.log.error(str(lost))
-        batch_id = next_batch_id(bronze, app_id)
-        gap = {lost.partition: OffsetRange(lost.partition, lost.wanted, lost.wanted + 1)}
-        return RunRequest(
-            run_key=f"{topic}:{batch_id}:lost-{lost.partition}-{lost.wanted}",
-            run_config=micro_batch_run_config(batch_id, gap),
-            tags=streaming_tags(trade_stream, batch_id),
+        return lost_range_request(
+            lost, topic, bronze, app_id, BRONZE_STEP, lambda gap: streaming_tags(trade_stream, gap.batch_id)
         )
     except NewIncarnationError as new:
         return _stopped(context, trade_stream, new)
     except OffsetsAheadError as ahead:
         # Not a data loss and not retryable: someone has to decide (see the README, "Trade stream").
         return SkipReason(f"{ahead}. Start a new epoch on purpose: python -m platform_assets.cli.new_epoch")
-    plan = with_losses(context.instance, topic, plan, seen.get(str(plan.previous_incarnation)))
-    kept = {str(plan.incarnation), str(plan.previous_incarnation or plan.incarnation)}
-    seen = {k: v for k, v in seen.items() if k in kept}
-    seen[str(plan.incarnation)] = {str(p): o for p, o in plan.high_watermarks.items()}
-    cursor = {**cursor, "seen_by_incarnation": seen}
+    plan = with_losses(context.instance, topic, plan, batching.last_seen(cursor, plan.previous_incarnation))
+    cursor = batching.with_seen(cursor, plan)
     now = clock()
     if not plan.ranges:
         cursor.pop(batching.PENDING_SINCE, None)
         return _catch_up(context, lakehouse, trade_stream, plan, cursor)
-    since = batching.pending_since(cursor, plan, now)
     trigger = batching.BatchTrigger(trade_stream.allowed_latency_seconds, trade_stream.max_batch_rows)
-    at_once = plan.new_epoch or batching.is_retry(cursor, plan)
-    waiting = None if at_once else trigger.waiting(batching.pending_messages(plan), since, now)
+    waiting = batching.waiting(cursor, plan, now, trigger)
     if waiting:
-        cursor[batching.PENDING_SINCE] = batching.pending_entry(plan, since)
         waiting += f"; micro-batch {plan.batch_id} of epoch {plan.epoch} is next"
         return _catch_up(context, lakehouse, trade_stream, plan, cursor, waiting=waiting)
-    batch_id = plan.batch_id
-    attempt = context.instance.get_runs_count(
-        RunsFilter(job_name=MICRO_BATCH_JOB, tags=streaming_tags(trade_stream, batch_id))
-    )
+    return _request(context, trade_stream, plan, cursor, now)
+
+
+def _request(
+    context: SensorEvaluationContext,
+    trade_stream: TradeStreamResource,
+    plan: BatchPlan,
+    cursor: dict,
+    now: float,
+) -> SensorResult:
+    """The run of the plan's batch, under the batch's next attempt number (Dagster never re-requests a
+    run key); a new epoch's first batch says so in the log."""
+    topic, batch_id = trade_stream.topic, plan.batch_id
+    tries = attempt(context.instance, MICRO_BATCH_JOB, topic, batch_id)
     if plan.new_epoch:
         context.log.warning(
             f"topic {topic!r} is a new incarnation ({plan.incarnation}; before: {plan.previous_incarnation}): "
@@ -171,8 +144,8 @@ def trades_micro_batches(
     return SensorResult(
         run_requests=[
             RunRequest(
-                run_key=f"{topic}:{batch_id}:{attempt}",
-                run_config=micro_batch_run_config(batch_id, plan.ranges, plan),
+                run_key=f"{topic}:{batch_id}:{tries}",
+                run_config=micro_batch_run_config(BRONZE_STEP, plan),
                 tags=streaming_tags(trade_stream, batch_id),
             )
         ],
@@ -210,7 +183,7 @@ def _stopped(context: SensorEvaluationContext, trade_stream: TradeStreamResource
     # Empty ranges: the run plans by itself, meets the same new incarnation and fails with this message.
     return RunRequest(
         run_key=run_key,
-        run_config={"ops": {"bronze__trades": {"config": {"ranges": []}}}},
+        run_config={"ops": {BRONZE_STEP: {"config": {"ranges": []}}}},
         tags={**streaming_tags(trade_stream), STOPPED_TAG: str(new.current)},
     )
 
