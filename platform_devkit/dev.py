@@ -26,7 +26,8 @@ Two more things ``make dev`` asks of it:
   environment's config file), the daily partitions start at the sample source's first day
   (:func:`platform_devkit.sample.sample_partition_start`), so the UI's partitions are the sample's days;
 - ``--offline`` (``make dev OFFLINE=1``): the trade feed, its symbol lookup and the REST Countries API are
-  served by the local stand-ins on 127.0.0.1, in this process, and the command gets their addresses in
+  served by the local stand-ins on 127.0.0.1 (ports 8766, 8767 and 8765, or free ones when those are
+  taken), in this process, and the command gets their addresses in
   ``PLATFORM_TRADES_WS_URL``, ``PLATFORM_TRADES_LOOKUP_URL`` and ``PLATFORM_COUNTRY_API_URL``: the whole
   trade stream and the countries pull run from the UI with no internet. They stop with the command.
 """
@@ -40,9 +41,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from platform_devkit.kafka_broker import is_live
 
@@ -54,6 +56,9 @@ COUNTRY_API_SETTING = "PLATFORM_COUNTRY_API_URL"
 # The trade feed stand-in of `make dev OFFLINE=1`: 10 trades a second for about 80 minutes of open feed
 # windows (it sends only while a window is connected), then a quiet market.
 OFFLINE_TRADES = 50_000
+# The stand-ins' ports when free (their commands' defaults), so their addresses are the documented ones
+STANDIN_PORTS = {WS_URL_SETTING: 8766, LOOKUP_URL_SETTING: 8767, COUNTRY_API_SETTING: 8765}
+T = TypeVar("T")
 OFFLINE_TRADE_INTERVAL = 0.1
 GRACE_SECONDS = 30.0  # what the command gets to shut down (dagster dev waits up to 60 s on each service)
 BROKER_GRACE_SECONDS = 10.0
@@ -181,6 +186,15 @@ def sample_partitions(env: dict[str, str]) -> None:
         )
 
 
+def _on_port(start: Callable[[int], T], preferred: int) -> T:
+    """``start(preferred)``; when that port is taken (a stand-in of another ``make dev``), ``start(0)``: a
+    free port, which the command is given all the same."""
+    try:
+        return start(preferred)
+    except (OSError, RuntimeError):
+        return start(0)
+
+
 @contextlib.contextmanager
 def offline_standins(env: dict[str, str]) -> Iterator[None]:
     """The trade feed, symbol lookup and REST Countries stand-ins on 127.0.0.1 (free ports), with ``env``
@@ -190,9 +204,19 @@ def offline_standins(env: dict[str, str]) -> Iterator[None]:
     from platform_devkit.trades_standin import TradesStandin
 
     with contextlib.ExitStack() as stack:
-        feed = stack.enter_context(TradesStandin(OFFLINE_TRADES, interval=OFFLINE_TRADE_INTERVAL))
-        lookup = stack.enter_context(TradesLookupStandin())
-        server, countries_url = countries_standin.serve()
+        feed = _on_port(
+            lambda port: stack.enter_context(
+                TradesStandin(OFFLINE_TRADES, interval=OFFLINE_TRADE_INTERVAL, port=port)
+            ),
+            STANDIN_PORTS[WS_URL_SETTING],
+        )
+        lookup = _on_port(
+            lambda port: stack.enter_context(TradesLookupStandin(port=port)),
+            STANDIN_PORTS[LOOKUP_URL_SETTING],
+        )
+        server, countries_url = _on_port(
+            lambda port: countries_standin.serve(port=port), STANDIN_PORTS[COUNTRY_API_SETTING]
+        )
         stack.callback(server.server_close)
         stack.callback(server.shutdown)
         for setting, url in ((WS_URL_SETTING, feed.url), (LOOKUP_URL_SETTING, lookup.url),

@@ -3,6 +3,7 @@ group and then the Kafka broker; either one ending stops the other. Real process
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -231,17 +232,23 @@ def test_offline_serves_the_stand_ins_on_loopback_and_partitions_start_at_the_sa
     for name in ("PLATFORM_PARTITION_START", "PLATFORM_ENV", "PLATFORM_SOURCE_URL"):
         env.pop(name, None)
     out = tmp_path / "probe.json"
-    finished = subprocess.run(
-        [sys.executable, "-m", "platform_devkit.dev", "--kafka-dir", str(tmp_path / "kafka"), "--offline",
-         "--sample-partitions", "--", sys.executable, "-c", PROBE, str(out)],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    taken = socket.socket()  # the feed stand-in's own port taken (another make dev): it takes a free one
+    with contextlib.suppress(OSError):  # already taken by someone else: just as good
+        taken.bind(("127.0.0.1", 8766))
+        taken.listen()
+    with taken:
+        finished = subprocess.run(
+            [sys.executable, "-m", "platform_devkit.dev", "--kafka-dir", str(tmp_path / "kafka"), "--offline",
+             "--sample-partitions", "--", sys.executable, "-c", PROBE, str(out)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-3000:]
     probe = json.loads(out.read_text())
     assert probe["PLATFORM_PARTITION_START"] == "2026-02-27"
     for name in ("PLATFORM_TRADES_WS_URL", "PLATFORM_TRADES_LOOKUP_URL", "PLATFORM_COUNTRY_API_URL"):
         assert probe[name].split("://", 1)[1].startswith("127.0.0.1:"), probe[name]
         assert f"offline: {name}={probe[name]}" in finished.stderr
+    assert not probe["PLATFORM_TRADES_WS_URL"].endswith(":8766")
     assert probe["symbols"] == ["BNBUSDT", "BTCUSDT", "ETHUSDT", "LUNAUSDT", "SOLUSDT"]
     assert "India" in probe["country"]
     # the feed's ack, then trades of the stand-in's symbols
