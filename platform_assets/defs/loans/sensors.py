@@ -39,22 +39,19 @@ from platform_assets.core.loans.silver import consumed
 from platform_assets.core.streaming import (
     BatchPlan,
     NewIncarnationError,
-    OffsetRange,
     OffsetsAheadError,
     batching,
     lost_upstream,
-    metadata_consumer,
-    next_batch_id,
-    plan_next,
 )
-from platform_assets.core.streaming.incarnation import accepted_incarnation
 from platform_assets.defs.loans.assets import SILVER_KEY
 from platform_assets.defs.loans.resources import LoanStreamResource
 from platform_assets.lib.micro_batches import (
     attempt,
     batch_size,
     in_flight,
+    lost_range_request,
     micro_batch_run_config,
+    plan_now,
     streaming_tags,
 )
 from platform_assets.lib.resources import LakehouseResource
@@ -99,54 +96,32 @@ def loan_applications_micro_batches(
     cursor = json.loads(context.cursor) if context.cursor else {}
     stream, topic = loan_stream.declaration(), loan_stream.topic
     bronze = str(lakehouse.path("bronze", TABLE))
-    conf = loan_stream.client_conf()
+    app_id = loan_stream.app_id
     try:
-        with metadata_consumer(conf) as consumer:
-            plan = plan_next(
-                consumer,
-                conf,
-                topic,
-                bronze,
-                loan_stream.app_id,
-                loan_stream.batch_cap,
-                accepted_incarnation=accepted_incarnation(lakehouse.state(), loan_stream.app_id),
-            )
-    except OffsetsLostError as lost:
-        # A run for the lost range fails loudly (and alerts, once: the run key does not change).
-        context.log.error(str(lost))
-        gap = BatchPlan(
-            next_batch_id(bronze, loan_stream.app_id),
-            {lost.partition: OffsetRange(lost.partition, lost.wanted, lost.wanted + 1)},
+        plan = plan_now(
+            loan_stream.client_conf(), topic, bronze, app_id, loan_stream.batch_cap, lakehouse.state()
         )
-        return RunRequest(
-            run_key=f"{topic}:{gap.batch_id}:lost-{lost.partition}-{lost.wanted}",
-            run_config=micro_batch_run_config(BRONZE_STEP, gap),
-            tags=run_tags(loan_stream, gap),
+    except OffsetsLostError as lost:
+        context.log.error(str(lost))
+        return lost_range_request(
+            lost, topic, bronze, app_id, BRONZE_STEP, lambda gap: run_tags(loan_stream, gap)
         )
     except (NewIncarnationError, OffsetsAheadError) as stopped:
         # Not retryable: someone has to decide (python -m platform_assets.cli.new_epoch).
         return SkipReason(f"landing stopped: {stopped}")
-    seen = cursor.get("seen_by_incarnation") or {}
     if plan.new_epoch:
-        last_look = seen.get(str(plan.previous_incarnation)) or {}
+        last_look = batching.last_seen(cursor, plan.previous_incarnation)
         plan = replace(plan, lost_upstream=lost_upstream(plan.previous_offsets, last_look))
-    kept = {str(plan.incarnation), str(plan.previous_incarnation or plan.incarnation)}
-    seen = {k: v for k, v in seen.items() if k in kept}
-    seen[str(plan.incarnation)] = {str(p): o for p, o in plan.high_watermarks.items()}
-    cursor = {**cursor, "seen_by_incarnation": seen}
+    cursor = batching.with_seen(cursor, plan)
     if not plan.ranges:
         cursor.pop(batching.PENDING_SINCE, None)
         return _catch_up(context, lakehouse, loan_stream, plan, cursor)
     now = clock()
-    since = batching.pending_since(cursor, plan, now)
     latency = (
         loan_stream.allowed_latency if loan_stream.allowed_latency is not None else stream.allowed_latency
     )
-    trigger = batching.BatchTrigger(latency, loan_stream.batch_cap)
-    at_once = plan.new_epoch or batching.is_retry(cursor, plan)
-    waiting = None if at_once else trigger.waiting(batching.pending_messages(plan), since, now)
+    waiting = batching.waiting(cursor, plan, now, batching.BatchTrigger(latency, loan_stream.batch_cap))
     if waiting:
-        cursor[batching.PENDING_SINCE] = batching.pending_entry(plan, since)
         return SensorResult(
             skip_reason=f"{waiting}; micro-batch {plan.batch_id} is next", cursor=json.dumps(cursor)
         )
