@@ -30,9 +30,6 @@ from dagster import (
     DagsterInstance,
     Definitions,
     ExecuteInProcessResult,
-    RunRequest,
-    SensorResult,
-    build_sensor_context,
 )
 
 from platform_assets.core.lake import delta
@@ -44,6 +41,7 @@ from platform_assets.defs.loans.sensors import JOB, SENSOR_NAME
 from platform_assets.lib.resources import build_resources
 from platform_assets.lib.tags import MICRO_BATCH_TAG
 from platform_assets.settings import Settings, load_settings
+from platform_devkit.sensor_driver import SensorDriver
 
 Message = tuple[bytes | None, bytes]
 START = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
@@ -148,11 +146,15 @@ def produce(conf: dict[str, Any], topic: str, messages: Iterable[Message], *, ti
 
 
 @dataclass
-class LoanStreamDriver:
+class LoanStreamDriver(SensorDriver):
     """The loan stream's job and sensor for ``settings``, run in process against ``instance``.
 
     ``max_batch_rows`` and ``allowed_latency`` override the stream declaration's for the sensor.
     """
+
+    sensor_name = SENSOR_NAME
+    job_name = JOB
+    stream_name = "the loan stream"
 
     settings: Settings
     instance: DagsterInstance
@@ -169,39 +171,6 @@ class LoanStreamDriver:
             Definitions(resources=build_resources(self.settings)),
         )
         self.resources: dict[str, Any] = dict(self.defs.resources or {})
-
-    def tick(self) -> tuple[Any, list[RunRequest]]:
-        """One evaluation of the sensor: its result and the runs it requests."""
-        sensor = self.defs.resolve_sensor_def(SENSOR_NAME)
-        resources = self.resources
-        with build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=resources, definitions=self.defs
-        ) as context:
-            result = sensor(context)
-        if isinstance(result, SensorResult):
-            self.cursor = result.cursor or self.cursor
-            return result, list(result.run_requests or [])
-        return result, [result] if isinstance(result, RunRequest) else []
-
-    def execute(self, request: RunRequest) -> ExecuteInProcessResult:
-        """Run what ``request`` asks for, with its tags and run key, as the daemon would launch it."""
-        return self.defs.resolve_job_def(JOB).execute_in_process(
-            run_config={**self.run_config, **(request.run_config or {})},
-            tags={**request.tags, "dagster/run_key": request.run_key or ""},
-            instance=self.instance,
-            asset_selection=request.asset_selection,
-            raise_on_error=False,
-        )
-
-    def drain(self, max_runs: int = 200) -> list[ExecuteInProcessResult]:
-        """Tick and run until the sensor skips (caught up); every run's result, in order."""
-        results = []
-        for _ in range(max_runs):
-            result, requests = self.tick()
-            if not requests:
-                return results
-            results.extend(self.execute(request) for request in requests)
-        raise RuntimeError(f"the loan stream was not caught up after {max_runs} runs")
 
 
 @dataclass(frozen=True)

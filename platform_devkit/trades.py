@@ -16,10 +16,6 @@ from pathlib import Path
 from dagster import (
     DagsterInstance,
     ExecuteInProcessResult,
-    RunRequest,
-    SensorResult,
-    SkipReason,
-    build_sensor_context,
 )
 
 from platform_assets.core.state import StateStore
@@ -35,6 +31,7 @@ from platform_assets.defs.trades.sensors import MICRO_BATCH_JOB, SENSOR_NAME
 from platform_assets.lib.resources import build_resources
 from platform_assets.lib.tags import MICRO_BATCH_TAG
 from platform_assets.settings import Settings, load_settings
+from platform_devkit.sensor_driver import SensorDriver
 from platform_devkit.trades_lookup_standin import TradesLookupStandin
 from platform_devkit.trades_standin import TradesStandin
 
@@ -44,8 +41,11 @@ def feed_run_config(max_trades: int, seconds: float) -> dict:
 
 
 @dataclass
-class StreamDriver:
+class StreamDriver(SensorDriver):
     """The stream's jobs and sensor for ``settings``, run in process against ``instance``."""
+
+    sensor_name = SENSOR_NAME
+    job_name = MICRO_BATCH_JOB
 
     settings: Settings
     instance: DagsterInstance
@@ -64,44 +64,6 @@ class StreamDriver:
             instance=self.instance,
             raise_on_error=False,
         )
-
-    def tick(self) -> tuple[SkipReason | RunRequest | SensorResult, list[RunRequest]]:
-        """One evaluation of the sensor: its result and the runs it requests."""
-        sensor = self.defs.resolve_sensor_def(SENSOR_NAME)
-        with build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources=self.resources, definitions=self.defs
-        ) as context:
-            result = sensor(context)
-        if isinstance(result, SensorResult):
-            self.cursor = result.cursor or self.cursor
-            return result, list(result.run_requests or [])
-        return result, [result] if isinstance(result, RunRequest) else []
-
-    def execute(self, request: RunRequest) -> ExecuteInProcessResult:
-        """Run what ``request`` asks for, with its tags and run key, as the daemon would launch it."""
-        job = self.defs.resolve_job_def(MICRO_BATCH_JOB)
-        return job.execute_in_process(
-            run_config={**self.run_config, **(request.run_config or {})},
-            tags={**request.tags, "dagster/run_key": request.run_key or ""},
-            instance=self.instance,
-            asset_selection=request.asset_selection,
-            raise_on_error=False,
-        )
-
-    def drain(self, max_runs: int = 200) -> list[ExecuteInProcessResult]:
-        """Tick and run until the sensor skips (caught up); every run's result, in order."""
-        results = []
-        for _ in range(max_runs):
-            result, requests = self.tick()
-            if not requests:
-                skipped = isinstance(result, SkipReason) or (
-                    isinstance(result, SensorResult) and result.skip_reason is not None
-                )
-                if not skipped:
-                    raise RuntimeError(f"the sensor neither skipped nor requested a run: {result!r}")
-                return results
-            results.extend(self.execute(request) for request in requests)
-        raise RuntimeError(f"the stream was not caught up after {max_runs} runs")
 
 
 @dataclass(frozen=True)
