@@ -411,6 +411,9 @@ class Settings:
     trades_topic: Annotated[str, _checked(_topic), Var()] = Field(
         "trades", description="The topic trades land in."
     )
+    loan_topic: Annotated[str, _checked(_topic), Var()] = Field(
+        "loanApplications", description="The topic loan application events land from (seed 000)."
+    )
     trades_ws_url: Annotated[str, _checked(_websocket_url), Var()] = Field(
         DEFAULT_TRADES_WS_URL, description="Websocket URL of the trade feed."
     )

@@ -116,3 +116,14 @@ def test_the_trade_settings_default_to_the_trade_declaration(tmp_path: Path):
         trades.max_batch_rows,
         trades.allowed_latency,
     )
+
+
+def test_the_loan_topic_setting_defaults_to_the_loan_declaration_and_reaches_the_resource(tmp_path: Path):
+    from platform_assets.defs.loans.resources import loan_resources
+    from platform_assets.settings import load_settings
+
+    loans = load_streams()["loan_applications"]
+    settings = load_settings({"PLATFORM_DATA_DIR": str(tmp_path)})
+    assert settings.loan_topic == loans.topic == "loanApplications"
+    moved = load_settings({"PLATFORM_DATA_DIR": str(tmp_path), "PLATFORM_LOAN_TOPIC": "loans.v2"})
+    assert loan_resources(moved)["loan_stream"].topic == "loans.v2"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource
 
 from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.loans.events import DEFAULT_TOPIC, TABLE
 from platform_assets.core.streaming import StreamDeclaration, stream_declaration
 from platform_assets.core.streaming.kafka import client_config, producer_config
 from platform_assets.lib.micro_batches import broker_address
+from platform_assets.lib.resources import secret
 from platform_assets.settings import Settings
 
 
@@ -65,15 +66,11 @@ def loan_resources(
 ) -> dict[str, ConfigurableResource]:
     """The stream's resource from the settings; ``max_batch_rows`` and ``allowed_latency`` override the
     declaration's batching (the demo and tests land small batches at once)."""
-    secret = "PLATFORM_KAFKA_CONFIG"
     return {
         "loan_stream": LoanStreamResource(
             kafka_bootstrap=settings.kafka_bootstrap,
-            kafka_config=EnvVar(secret)
-            if secret in settings.secrets_in_environment
-            else settings.kafka_config,
-            # PLATFORM_LOAN_TOPIC once settings declare it; until then the declaration's topic
-            topic=getattr(settings, "loan_topic", None) or stream_declaration(TABLE).topic,
+            kafka_config=secret(settings, "kafka_config"),
+            topic=settings.loan_topic,  # PLATFORM_LOAN_TOPIC (streams.yaml's topic is its default)
             max_batch_rows=max_batch_rows,
             allowed_latency=allowed_latency,
         )
