@@ -25,8 +25,10 @@ import contextlib
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
-from dagster import DagsterError
+from dagster import DagsterError, DagsterInstance
 
 from platform_assets.core.streaming.kafka import (
     EmbeddedBroker,
@@ -35,10 +37,10 @@ from platform_assets.core.streaming.kafka import (
     producer_config,
     running_broker,
 )
-from platform_assets.core.trades.feed import FeedUnreachable, run_feed
+from platform_assets.core.trades.feed import FeedReport, FeedUnreachable, run_feed
 from platform_assets.defs.trades.resources import trade_resources
 from platform_assets.defs.trades.windows import open_instance, record_window, refresh_lookup
-from platform_assets.settings import SettingsError, load_settings
+from platform_assets.settings import Settings, SettingsError, load_settings
 
 DEFAULT_SECONDS = 86_400.0
 
@@ -59,97 +61,137 @@ def _positive_float(text: str) -> float:
     return value
 
 
+@dataclass(frozen=True)
+class Broker:
+    """Where the window's trades go: the producer's and the client's settings, and whether the broker
+    outlives this command (only then is the window recorded)."""
+
+    producer: dict[str, Any]
+    client: dict[str, Any]
+    shared: bool
+
+
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _quiet_logs()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        if settings.kafka_bootstrap:
+            try:
+                broker = _configured_broker(settings.kafka_bootstrap, settings.kafka_config)
+            except ValueError as exc:  # PLATFORM_KAFKA_CONFIG unusable
+                parser.error(str(exc))
+        else:
+            broker = _embedded_broker(settings, stack)
+        try:
+            instance = stack.enter_context(open_instance(settings.data_dir, log))
+        except (DagsterError, OSError) as exc:
+            print(f"error: no Dagster instance to record the window in: {exc}", file=sys.stderr)
+            return 2
+        try:
+            report = _window(instance, settings, broker, args.seconds, args.max_trades)
+        except FeedUnreachable as exc:  # one line, not a traceback: the setting and the offline option
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return _record(instance, report, broker, settings.trades_topic)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m platform_assets.cli.trades_feed", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument("--seconds", type=_positive_float, default=DEFAULT_SECONDS, help="window length")
     parser.add_argument("--max-trades", type=_positive_int, default=None, help="stop after N trades")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _quiet_logs() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # urllib3 logs every retry of the lookup as a warning of its own: the refresh's one line says it all
     logging.getLogger("urllib3").setLevel(logging.ERROR)
     # a Dagster home used for the first time creates its storage: alembic's notes about it are noise here
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    ws_url, topic = settings.trades_ws_url, settings.trades_topic
-    bootstrap, extra = settings.kafka_bootstrap, settings.kafka_config
-    stream = trade_resources(settings)["trade_stream"]
 
-    with contextlib.ExitStack() as stack:
-        # the window is recorded only on a broker that outlives this command
-        shared = True
-        if bootstrap:
-            try:
-                conf, client = producer_config(bootstrap, extra), client_config(bootstrap, extra)
-            except ValueError as exc:
-                parser.error(str(exc))
-        else:
-            ignored = "; PLATFORM_KAFKA_CONFIG is ignored" if extra else ""
-            address = running_broker(settings.data_dir)
-            if address:
-                log.info(
-                    f"PLATFORM_KAFKA_BOOTSTRAP is not set: producing to the embedded broker running at {address} "
-                    f"(from {broker_address_file(settings.data_dir)}){ignored}"
-                )
-            else:
-                address = stack.enter_context(EmbeddedBroker()).bootstrap
-                shared = False
-                log.warning(
-                    f"PLATFORM_KAFKA_BOOTSTRAP is not set and no embedded broker is running (no live address in "
-                    f"{broker_address_file(settings.data_dir)}): producing to an embedded broker at {address}, "
-                    f"whose messages are gone when this command ends, so the window is not recorded{ignored}"
-                )
-            conf, client = producer_config(address, None), client_config(address, None)
-        try:
-            instance = stack.enter_context(open_instance(settings.data_dir, log))
-        except (DagsterError, OSError) as exc:
-            print(f"error: no Dagster instance to record the window in: {exc}", file=sys.stderr)
-            return 2
+def _configured_broker(bootstrap: str, extra: str | None) -> Broker:
+    """PLATFORM_KAFKA_BOOTSTRAP's broker with PLATFORM_KAFKA_CONFIG (a ValueError when that is unusable)."""
+    return Broker(producer_config(bootstrap, extra), client_config(bootstrap, extra), shared=True)
 
-        # The lookup refreshes as the window starts, beside the feed (as the job's two steps run): a slow
-        # or unreachable lookup API does not delay the window.
-        with ThreadPoolExecutor(1, thread_name_prefix="trade-lookup") as pool:
-            lookup = pool.submit(
-                refresh_lookup,
-                instance,
-                settings.trades_lookup_url,
-                settings.table_path("raw", "trade_symbols"),
-                timeout=stream.lookup_timeout,
-                attempts=stream.lookup_attempts,
-                log=log,
-            )
-            try:
-                report = run_feed(
-                    ws_url, conf, topic, seconds=args.seconds, max_trades=args.max_trades, log=log
-                )
-            except FeedUnreachable as exc:  # one line, not a traceback: the setting and the offline option
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
-        if lookup.exception() is not None:
-            log.warning(f"the symbol lookup was not refreshed: {lookup.exception()}")
-        if report.lost:
-            log.error(
-                "the window is not recorded, as a failed trades_feed_job run records none: its trades count "
-                "in the next window"
-            )
-            return 1
-        if not shared:
-            return 0
-        try:
-            end_offsets = record_window(instance, report, client)
-        except Exception as exc:
-            log.error(f"the trades are on topic {topic!r}, but the window could not be recorded: {exc}")
-            return 1
+
+def _embedded_broker(settings: Settings, stack: contextlib.ExitStack) -> Broker:
+    """The embedded broker ``make dev`` runs, else one that lives as long as ``stack`` (not shared: the
+    window is not recorded)."""
+    ignored = "; PLATFORM_KAFKA_CONFIG is ignored" if settings.kafka_config else ""
+    address = running_broker(settings.data_dir)
+    shared = bool(address)
+    if address:
         log.info(
-            f"window recorded as a materialization of kafka/trades: {report.trades_produced} trade(s), "
-            f"end offsets {dict(sorted(end_offsets.items()))}"
+            f"PLATFORM_KAFKA_BOOTSTRAP is not set: producing to the embedded broker running at {address} "
+            f"(from {broker_address_file(settings.data_dir)}){ignored}"
         )
+    else:
+        address = stack.enter_context(EmbeddedBroker()).bootstrap
+        log.warning(
+            f"PLATFORM_KAFKA_BOOTSTRAP is not set and no embedded broker is running (no live address in "
+            f"{broker_address_file(settings.data_dir)}): producing to an embedded broker at {address}, "
+            f"whose messages are gone when this command ends, so the window is not recorded{ignored}"
+        )
+    return Broker(producer_config(address, None), client_config(address, None), shared=shared)
+
+
+def _window(
+    instance: DagsterInstance, settings: Settings, broker: Broker, seconds: float, max_trades: int | None
+) -> FeedReport:
+    """The feed window, with the lookup refreshed as it starts, beside the feed (as the job's two steps
+    run): a slow or unreachable lookup API does not delay the window, and its failure is one warning."""
+    stream = trade_resources(settings)["trade_stream"]
+    with ThreadPoolExecutor(1, thread_name_prefix="trade-lookup") as pool:
+        lookup = pool.submit(
+            refresh_lookup,
+            instance,
+            settings.trades_lookup_url,
+            settings.table_path("raw", "trade_symbols"),
+            timeout=stream.lookup_timeout,
+            attempts=stream.lookup_attempts,
+            log=log,
+        )
+        report = run_feed(
+            settings.trades_ws_url,
+            broker.producer,
+            settings.trades_topic,
+            seconds=seconds,
+            max_trades=max_trades,
+            log=log,
+        )
+    if lookup.exception() is not None:
+        log.warning(f"the symbol lookup was not refreshed: {lookup.exception()}")
+    return report
+
+
+def _record(instance: DagsterInstance, report: FeedReport, broker: Broker, topic: str) -> int:
+    """Record the window in the instance when its trades all reached a shared broker; the exit status."""
+    if report.lost:
+        log.error(
+            "the window is not recorded, as a failed trades_feed_job run records none: its trades count "
+            "in the next window"
+        )
+        return 1
+    if not broker.shared:
+        return 0
+    try:
+        end_offsets = record_window(instance, report, broker.client)
+    except Exception as exc:
+        log.error(f"the trades are on topic {topic!r}, but the window could not be recorded: {exc}")
+        return 1
+    log.info(
+        f"window recorded as a materialization of kafka/trades: {report.trades_produced} trade(s), "
+        f"end offsets {dict(sorted(end_offsets.items()))}"
+    )
     return 0
 
 
