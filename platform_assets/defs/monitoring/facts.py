@@ -184,12 +184,56 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+# Dagster's own tags that say what a run was asked to do (which partitions, by which backfill, schedule or
+# sensor, which steps, a retry of which run, the limits a user may set in the launchpad): audited like a
+# user's tags. Every other ``dagster/`` tag is Dagster's plumbing (the tick id, a sensor's run key, retry
+# bookkeeping, run metrics) and every ``.dagster/`` tag is hidden by Dagster itself (the gRPC server's socket
+# path, the run worker): neither is a parameter of the process.
+DAGSTER_PARAMETER_TAGS = frozenset(
+    {
+        "dagster/partition",
+        "dagster/partition_set",
+        ASSET_PARTITION_RANGE_START_TAG,
+        ASSET_PARTITION_RANGE_END_TAG,
+        "dagster/backfill",
+        "dagster/schedule_name",
+        "dagster/sensor_name",
+        "dagster/step_selection",
+        "dagster/solid_selection",
+        "dagster/parent_run_id",
+        "dagster/root_run_id",
+        "dagster/retry_number",
+        "dagster/is_resume_retry",
+        "dagster/priority",
+        "dagster/max_retries",
+        "dagster/retry_strategy",
+        "dagster/retry_on_asset_or_op_failure",
+        "dagster/max_runtime",
+        "dagster/isolation",
+        "dagster/concurrency_key",
+        "dagster/image",
+    }
+)
+
+
+def audited_tag(key: str) -> bool:
+    """Whether a run tag is one of the run's parameters: a tag a user or the platform set, or one of
+    :data:`DAGSTER_PARAMETER_TAGS` (a multi-dimensional partition's ``dagster/partition/<dimension>`` too);
+    not Dagster's internal ones."""
+    if key.startswith(".dagster/"):
+        return False
+    if key.startswith("dagster/"):
+        return key in DAGSTER_PARAMETER_TAGS or key.startswith("dagster/partition/")
+    return True
+
+
 def parameters(run_config: Mapping[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:
-    """The run's configuration (flattened, e.g. ``ops.bronze__dimuser.config.from_date``), its tags, and the
-    parameters its tags declare (:data:`PARAMETER_TAG_PREFIX`)."""
+    """The run's configuration (flattened, e.g. ``ops.bronze__dimuser.config.from_date``), the tags it was
+    launched with (:func:`audited_tag`: not Dagster's plumbing), and the parameters its tags declare
+    (:data:`PARAMETER_TAG_PREFIX`)."""
     out: dict[str, Any] = {}
     _flatten("", {k: v for k, v in run_config.items() if k != "loggers"}, out)
-    out.update({f"tag.{k}": v for k, v in tags.items()})
+    out.update({f"tag.{k}": v for k, v in tags.items() if audited_tag(k)})
     # Parameters a job declares through its run tags, under their own names (e.g. Kafka_Topic).
     out.update(
         {k[len(PARAMETER_TAG_PREFIX) :]: v for k, v in tags.items() if k.startswith(PARAMETER_TAG_PREFIX)}
