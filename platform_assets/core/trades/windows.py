@@ -26,7 +26,7 @@ from platform_assets.core.state import StateStore
 from platform_assets.core.streaming import EPOCH_COLUMN, stream_position
 from platform_assets.core.streaming.position import StreamPosition
 from platform_assets.core.trades.enrich import KEYS
-from platform_assets.core.trades.serving import ServingStore
+from platform_assets.core.trades.serving import MetricsRow, ServingStore
 from platform_assets.core.trades.stream import INGESTION_TABLE, checkpoint_name
 
 
@@ -115,6 +115,31 @@ def new_trades(
         or not (delta.table_exists(bronze_uri) and delta.table_exists(silver_uri))
     ):
         return NewTrades()
+    rows = _window_rows(bronze_uri, epoch, end_offsets, start_offsets, own_start, from_batch)
+    if rows is None or rows.filter("in_window").is_empty():
+        return NewTrades()
+    first_seen = rows.group_by(KEYS).agg(pl.col("in_window").all().alias("new")).filter("new")
+    count = _enriched(first_seen, silver_uri, from_batch, epoch_first_batch, tradable)
+    ours = rows.filter("own")
+    if ours.is_empty():
+        return NewTrades(count)
+    batches = ours.select(
+        pl.col("micro_batch_id").min().alias("a"), pl.col("micro_batch_id").max().alias("b")
+    )
+    return NewTrades(count, (int(batches["a"][0]), int(batches["b"][0])))
+
+
+def _window_rows(
+    bronze_uri: str,
+    epoch: int,
+    end_offsets: Mapping[int, int],
+    start_offsets: Mapping[int, int] | None,
+    own_start: Mapping[int, int] | None,
+    from_batch: int,
+) -> pl.DataFrame | None:
+    """Bronze's rows of ``epoch`` before ``end_offsets`` in micro-batches from ``from_batch`` on: the trade
+    keys, the micro-batch, and whether each row is from ``start_offsets`` on (``in_window``) and from
+    ``own_start`` on (``own``). None for a table without epochs asked for an epoch other than 0."""
     bronze = pl.scan_delta(bronze_uri).filter(pl.col("micro_batch_id") >= from_batch)
     before_end = pl.any_horizontal(
         (pl.col("kafka_partition") == p) & (pl.col("kafka_offset") < end) for p, end in end_offsets.items()
@@ -122,7 +147,7 @@ def new_trades(
     if EPOCH_COLUMN in bronze.collect_schema().names():
         before_end = before_end & (pl.col(EPOCH_COLUMN).fill_null(0) == epoch)
     elif epoch != 0:
-        return NewTrades()
+        return None
 
     def from_offsets(offsets: Mapping[int, int]) -> pl.Expr:
         return pl.any_horizontal(
@@ -132,41 +157,44 @@ def new_trades(
 
     in_window = from_offsets(start_offsets or {})
     own = in_window if own_start is None else from_offsets(own_start)
-    rows = (
+    return (
         bronze.filter(before_end)
         .select(*KEYS, "micro_batch_id", in_window.alias("in_window"), own.alias("own"))
         .collect()
     )
-    ours = rows.filter("own")
-    if rows.filter("in_window").is_empty():
-        return NewTrades()
-    first_seen = rows.group_by(KEYS).agg(pl.col("in_window").all().alias("new")).filter("new")
+
+
+def _enriched(
+    first_seen: pl.DataFrame,
+    silver_uri: str,
+    from_batch: int,
+    epoch_first_batch: int,
+    tradable: Collection[str] | None,
+) -> int:
+    """How many of the trade keys ``first_seen`` silver holds from micro-batch ``from_batch`` on, or (after
+    a new epoch's first batch, ``epoch_first_batch`` > 0) from an earlier epoch: a trade sent again after
+    the topic started over counts again. ``tradable`` bounds the keys looked up in the earlier epochs."""
     silver = pl.scan_delta(silver_uri)
     recent = silver.filter(pl.col("micro_batch_id") >= from_batch).select(KEYS).collect()
     count = first_seen.join(recent, on=list(KEYS), how="semi").height
-    if epoch_first_batch > 0:
-        # Enriched in an earlier epoch (a trade sent again after the topic started over) counts again.
-        unmatched = first_seen.join(recent, on=list(KEYS), how="anti")
-        if tradable is not None:
-            unmatched = unmatched.filter(
-                pl.col("symbol").is_in(pl.Series(list(tradable), dtype=pl.String).implode())
-            )
-        if not unmatched.is_empty():
-            earlier = (
-                silver.filter(
-                    pl.col("micro_batch_id") < epoch_first_batch,
-                    pl.col("trade_id").is_in(unmatched["trade_id"].implode()),
-                )
-                .select(KEYS)
-                .collect()
-            )
-            count += unmatched.join(earlier, on=list(KEYS), how="semi").height
-    if ours.is_empty():
-        return NewTrades(count)
-    batches = ours.select(
-        pl.col("micro_batch_id").min().alias("a"), pl.col("micro_batch_id").max().alias("b")
+    if epoch_first_batch <= 0:
+        return count
+    unmatched = first_seen.join(recent, on=list(KEYS), how="anti")
+    if tradable is not None:
+        unmatched = unmatched.filter(
+            pl.col("symbol").is_in(pl.Series(list(tradable), dtype=pl.String).implode())
+        )
+    if unmatched.is_empty():
+        return count
+    earlier = (
+        silver.filter(
+            pl.col("micro_batch_id") < epoch_first_batch,
+            pl.col("trade_id").is_in(unmatched["trade_id"].implode()),
+        )
+        .select(KEYS)
+        .collect()
     )
-    return NewTrades(count, (int(batches["a"][0]), int(batches["b"][0])))
+    return count + unmatched.join(earlier, on=list(KEYS), how="semi").height
 
 
 @dataclass(frozen=True)
@@ -223,16 +251,7 @@ def count_windows(
         before = previous.get(epoch)
         first_of_epoch = epoch_batches(consumed, epoch)[0]
         if key in recorded:
-            row = recorded[key]
-            previous[epoch] = _Seen.after(
-                before, window, row.total_rows, row.delta_rows, row.first_micro_batch
-            )
-            if before is None:
-                # Its predecessors are out of sight. Its start is the epoch's when nothing was counted
-                # before it (its total is its delta); otherwise the next window counts its own only.
-                previous[epoch] = replace(
-                    previous[epoch], start_known=row.total_rows == row.delta_rows, from_batch=first_of_epoch
-                )
+            previous[epoch] = _recorded(before, window, recorded[key], first_of_epoch)
             continue
         seen = _Seen.after(before, window, 0, 0, None)
         if before is None:
@@ -273,6 +292,16 @@ def count_windows(
         first = new.micro_batches[0] if new.micro_batches else None
         previous[epoch] = replace(seen, total=total, delta=delta_rows, first_batch=first)
     return counts
+
+
+def _recorded(before: _Seen | None, window: FeedWindow, row: MetricsRow, first_of_epoch: int) -> _Seen:
+    """A window already recorded (``row``), as the next window's count needs it."""
+    seen = _Seen.after(before, window, row.total_rows, row.delta_rows, row.first_micro_batch)
+    if before is None:
+        # Its predecessors are out of sight. Its start is the epoch's when nothing was counted before it
+        # (its total is its delta); otherwise the next window counts its own only.
+        seen = replace(seen, start_known=row.total_rows == row.delta_rows, from_batch=first_of_epoch)
+    return seen
 
 
 @dataclass(frozen=True)
