@@ -31,6 +31,8 @@ from platform_assets.core.redaction import redact_text
 from platform_assets.core.state import StateStore
 from platform_assets.core.streaming import dead_letters
 from platform_assets.core.trades.enrich import (
+    LookupSplit,
+    MergeResult,
     enrich_safely,
     merge_silver,
     rule_problems,
@@ -246,43 +248,73 @@ def enrich_pending(
         for low in range(consumed + 1, landed + 1, chunk_batches):
             high = min(low + chunk_batches - 1, landed)
             rows = rule_problems(_batches(table, low, high))
-            invalid = rows.filter(pl.col("reason").is_not_null())
-            split = split_by_lookup(
-                rows.filter(pl.col("reason").is_null()).drop("reason"), lookup, not_trading
-            )
-            enriched, failed = enrich_safely(split.known, lookup)
-            now = datetime.now(UTC)
-            # Side tables first: they are keyed, so a retry of this chunk writes nothing twice.
-            quarantined = quarantine(
-                quarantine_uri, pl.concat([invalid, failed], how="diagonal_relaxed"), now
-            )
-            held = hold(held_uri, split.unknown, now)
-            merged = merge_silver(silver_uri, enriched)
-            served = serving.upsert_trades(enriched)
+            chunk = _enrich_chunk(rows, lookup, not_trading, serving, silver_uri, held_uri, quarantine_uri)
             entry = state.compare_and_set(
                 name, entry, {"micro_batch_id": high, "bronze_version": table.version()}
             )
             run.last_batch = high
             run.bronze_rows += rows.height
-            run.held_rows += held
-            run.count(enriched, split.not_tradable, quarantined, merged, served)
-            not_tradable.update(split.not_tradable["symbol"].unique().to_list())
-            log.info(
-                f"micro-batches {low}..{high}: {rows.height} bronze row(s), {enriched.height} enriched, "
-                f"{split.not_tradable.height} of symbols not tradable, {held} held for the lookup, "
-                f"{quarantined} quarantined, {merged.inserted} new in silver, {served} served"
-            )
-            if quarantined:
-                reasons = pl.concat([invalid, failed], how="diagonal_relaxed")["reason"].unique().sort()
-                log.warning(
-                    f"micro-batches {low}..{high}: {quarantined} row(s) kept in {quarantine_uri} instead of "
-                    f"silver: {'; '.join(reasons.head(5).to_list())}"
-                )
+            run.held_rows += chunk.held
+            run.count(chunk.enriched, chunk.split.not_tradable, chunk.quarantined, chunk.merged, chunk.served)
+            not_tradable.update(chunk.split.not_tradable["symbol"].unique().to_list())
+            chunk.log(log, f"micro-batches {low}..{high}", rows.height, quarantine_uri)
         return run
     finally:
         run.unmatched_symbols = sorted(not_tradable)
         summary = held_summary(held_uri)
         run.held_total, run.held_symbols, run.oldest_held = summary.rows, summary.symbols, summary.oldest
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """What enriching one chunk of bronze rows did: the rows enriched, the split by the lookup, and what
+    went to silver's quarantine (``kept_aside``, with a ``reason``), to the held table, to silver and to
+    serving."""
+
+    enriched: pl.DataFrame
+    split: LookupSplit
+    kept_aside: pl.DataFrame
+    quarantined: int
+    held: int
+    merged: MergeResult
+    served: int
+
+    def log(self, log: Any, label: str, bronze_rows: int, quarantine_uri: str) -> None:
+        log.info(
+            f"{label}: {bronze_rows} bronze row(s), {self.enriched.height} enriched, "
+            f"{self.split.not_tradable.height} of symbols not tradable, {self.held} held for the lookup, "
+            f"{self.quarantined} quarantined, {self.merged.inserted} new in silver, {self.served} served"
+        )
+        if self.quarantined:
+            reasons = self.kept_aside["reason"].unique().sort()
+            log.warning(
+                f"{label}: {self.quarantined} row(s) kept in {quarantine_uri} instead of "
+                f"silver: {'; '.join(reasons.head(5).to_list())}"
+            )
+
+
+def _enrich_chunk(
+    rows: pl.DataFrame,
+    lookup: pl.DataFrame,
+    not_trading: pl.DataFrame | None,
+    serving: ServingStore,
+    silver_uri: str,
+    held_uri: str,
+    quarantine_uri: str,
+) -> _Chunk:
+    """Enrich bronze ``rows`` checked by the trade rules (a ``reason`` column): a row that breaks them,
+    or fails to enrich, goes to silver's quarantine, an unknown symbol to the held table, the enriched to
+    silver and serving. Side tables first: they are keyed, so a retry of the chunk writes nothing twice."""
+    invalid = rows.filter(pl.col("reason").is_not_null())
+    split = split_by_lookup(rows.filter(pl.col("reason").is_null()).drop("reason"), lookup, not_trading)
+    enriched, failed = enrich_safely(split.known, lookup)
+    now = datetime.now(UTC)
+    kept_aside = pl.concat([invalid, failed], how="diagonal_relaxed")
+    quarantined = quarantine(quarantine_uri, kept_aside, now)
+    held = hold(held_uri, split.unknown, now)
+    merged = merge_silver(silver_uri, enriched)
+    served = serving.upsert_trades(enriched)
+    return _Chunk(enriched, split, kept_aside, quarantined, held, merged, served)
 
 
 def _retry_held(
