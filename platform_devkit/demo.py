@@ -52,6 +52,11 @@ def sample_partitions(settings: Settings) -> Settings:
     start = sample.sample_partition_start()
     if start is None:
         return settings
+    days = sample.stored_days(settings.source_url, settings.source_schema)
+    if days is not None:
+        print(
+            f"source: streams of {days[0].isoformat()} … {days[1].isoformat()}; the daily partitions start on the first"
+        )
     os.environ["PLATFORM_PARTITION_START"] = start.isoformat()
     return replace(settings, partition_start=start)
 
