@@ -738,52 +738,87 @@ def ingest_landing(
     """
     now = now or datetime.now(UTC)
     result = LandingResult()
-    consumer = consumer_name(config)
-    processed = state.processed(consumer)
-    wanted = list(files)
-    if not wanted:
-        for path in landing_files(landing_root):
-            try:
-                age = now.timestamp() - _stat(path)[1] / 1e9
-            except FileNotFoundError:  # removed meanwhile
-                continue
-            (wanted if age >= settle_seconds else result.not_settled).append(path.name)
+    processed = state.processed(consumer_name(config))
+    wanted = list(files) or _settled(landing_root, settle_seconds, now, result)
     snapshots: list[_Read] = []
     for entry in dict.fromkeys(wanted):
-        name, expected = split_version(entry)
-        path = landing_root / name
-        if not is_candidate(name) or not path.is_file():
-            result.missing.append(entry)
+        read = _read_version(entry, config, landing_root, processed, result)
+        if read is None:
             continue
-        content = path.read_bytes()  # read once: the version id and the rows come from the same bytes
-        version = version_id(name, content)
-        if expected is not None and version != expected:
-            result.changed.append(entry)
-            continue
-        if version in processed:
-            result.already_processed.append(version)
-            continue
-        processed.add(version)  # asked for twice in one list (by name and by version id): read once
-        read = _Read(name, version, *_empty(config, name))
-        try:
-            read.rows, read.bad = read_landing_content(
-                name,
-                content,
-                config.format,
-                config.columns,
-                keys=config.keys,
-                cdc_col=config.cdc_col,
-                on_duplicate_key=config.on_duplicate_key,
-            )
-            if config.snapshot_time is not None:
-                read.at = snapshot_time(config.snapshot_time, name, path, read.rows, config.table)
-        except LandingError as exc:  # the whole file: one quarantine row, so it never blocks the others
-            result.refused.append(str(exc))
-            read.rows, read.bad = _refused(config, name, exc)
         if config.snapshot_time is None:
             _write(read, config, bronze_root, quarantine_path, state, result, now)
         else:
             snapshots.append(read)
+    _write_snapshots(snapshots, config, bronze_root, quarantine_path, state, result, now)
+    return result
+
+
+def _settled(
+    landing_root: UPath | Path, settle_seconds: float, now: datetime, result: LandingResult
+) -> list[str]:
+    """The folder's files modified at least ``settle_seconds`` before ``now``; the others are listed in
+    ``result.not_settled``."""
+    settled: list[str] = []
+    for path in landing_files(landing_root):
+        try:
+            age = now.timestamp() - _stat(path)[1] / 1e9
+        except FileNotFoundError:  # removed meanwhile
+            continue
+        (settled if age >= settle_seconds else result.not_settled).append(path.name)
+    return settled
+
+
+def _read_version(
+    entry: str, config: TableConfig, landing_root: UPath | Path, processed: set[str], result: LandingResult
+) -> _Read | None:
+    """The file version ``entry`` (a name or a version id) read, or a refused file's one quarantine row;
+    None when it is missing, changed since asked for, or processed already (listed in ``result``). A
+    version read is added to ``processed``: asked for twice in one list (by name and by version id), it
+    is read once."""
+    name, expected = split_version(entry)
+    path = landing_root / name
+    if not is_candidate(name) or not path.is_file():
+        result.missing.append(entry)
+        return None
+    content = path.read_bytes()  # read once: the version id and the rows come from the same bytes
+    version = version_id(name, content)
+    if expected is not None and version != expected:
+        result.changed.append(entry)
+        return None
+    if version in processed:
+        result.already_processed.append(version)
+        return None
+    processed.add(version)
+    read = _Read(name, version, *_empty(config, name))
+    try:
+        read.rows, read.bad = read_landing_content(
+            name,
+            content,
+            config.format,
+            config.columns,
+            keys=config.keys,
+            cdc_col=config.cdc_col,
+            on_duplicate_key=config.on_duplicate_key,
+        )
+        if config.snapshot_time is not None:
+            read.at = snapshot_time(config.snapshot_time, name, path, read.rows, config.table)
+    except LandingError as exc:  # the whole file: one quarantine row, so it never blocks the others
+        result.refused.append(str(exc))
+        read.rows, read.bad = _refused(config, name, exc)
+    return read
+
+
+def _write_snapshots(
+    snapshots: list[_Read],
+    config: TableConfig,
+    bronze_root: UPath | Path,
+    quarantine_path: str,
+    state: StateStore,
+    result: LandingResult,
+    now: datetime,
+) -> None:
+    """Write a snapshot table's versions by snapshot time, oldest first; one older than the snapshot
+    applied is refused, and once the others are in, :class:`StaleSnapshotError` names them all."""
     stale = []
     for read in sorted(snapshots, key=lambda r: (r.at or now, r.name)):
         if read.at is not None and read.rows.height:
@@ -803,7 +838,6 @@ def ingest_landing(
             else ""
         )
         raise StaleSnapshotError("; ".join(stale) + also)
-    return result
 
 
 def _empty(config: TableConfig, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
