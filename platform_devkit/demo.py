@@ -54,9 +54,8 @@ def sample_partitions(settings: Settings) -> Settings:
         return settings
     days = sample.stored_days(settings.source_url, settings.source_schema)
     if days is not None:
-        print(
-            f"source: streams of {days[0].isoformat()} … {days[1].isoformat()}; the daily partitions start on the first"
-        )
+        first, last = days[0].isoformat(), days[1].isoformat()
+        print(f"source: streams of {first} … {last}; the daily partitions start on {first}")
     os.environ["PLATFORM_PARTITION_START"] = start.isoformat()
     return replace(settings, partition_start=start)
 
