@@ -198,8 +198,7 @@ def _on_port(start: Callable[[int], T], preferred: int) -> T:
 @contextlib.contextmanager
 def offline_standins(env: dict[str, str]) -> Iterator[None]:
     """The trade feed, symbol lookup and REST Countries stand-ins on 127.0.0.1 (:data:`STANDIN_PORTS`, or free
-    ports when those are taken), with ``env``
-    pointing the settings at them, for as long as the block runs."""
+    ports when those are taken), with ``env`` pointing the settings at them, for as long as the block runs."""
     from platform_devkit import countries_standin
     from platform_devkit.trades_lookup_standin import TradesLookupStandin
     from platform_devkit.trades_standin import TradesStandin
