@@ -18,7 +18,7 @@ from platform_devkit import countries_standin
 
 
 def pull_countries_offline(
-    settings: Settings, instance: DagsterInstance | None = None
+    settings: Settings, instance: DagsterInstance | None = None, log_level: str = "INFO"
 ) -> ExecuteInProcessResult:
     """One run of ``countries_job`` for every country of ``settings``, served by the stand-in."""
     server, base_url = countries_standin.serve()
@@ -29,7 +29,7 @@ def pull_countries_offline(
             instance=instance,
             tags=all_countries_tags(country_partitions(settings.countries)),
             raise_on_error=False,
-            run_config=console_log_level("INFO"),
+            run_config=console_log_level(log_level),
         )
     finally:
         server.shutdown()

@@ -30,10 +30,10 @@ class FlowRun:
         return materialization.metadata["customer_count"].value
 
 
-def run_customer_flow(settings: Settings, instance: DagsterInstance) -> FlowRun:
+def run_customer_flow(settings: Settings, instance: DagsterInstance, log_level: str = "INFO") -> FlowRun:
     """The parent run; then, if its count asks for one, the child run the sensor requests."""
     definitions = build_definitions(settings)
-    log_info = console_log_level("INFO")
+    log_info = console_log_level(log_level)
     parent = definitions.resolve_job_def(customer_job.name).execute_in_process(
         instance=instance, raise_on_error=False, run_config=log_info
     )

@@ -3,14 +3,23 @@ medallion, the countries pull, the customer flow, one short trade-stream window 
 loan application events through their jobs, and print a summary.
 
 Runs with the real Dagster instance (``DAGSTER_HOME``), so the runs appear in ``make dev`` afterwards.
+
+The output is the summary: the runs' consoles show warnings and errors only (every run's whole log goes to
+``<data_dir>/demo.log``). The two stream windows inject faults on purpose (a dropped
+connection, a resent trade, a malformed frame; poison messages): the warnings those provoke are expected,
+so the summary counts them as such instead of printing them; an error still prints.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterable
 from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 # The demo's output is a summary; Dagster's beta notices (backfill policies) are for developers.
 warnings.filterwarnings("ignore", message=".*currently in beta.*")
@@ -85,6 +94,44 @@ def _files(settings: Settings, folder: str) -> int:
     return len(list(path.glob("*.parquet"))) if path.exists() else 0
 
 
+DEMO_LOG = "demo.log"
+# The consoles of the runs: warnings and errors of the batch runs; errors only in the stream windows, where
+# the faults are injected (their warnings are counted in the summary, and are in the log file).
+BATCH_LEVEL = "WARNING"
+INJECTED_LEVEL = "ERROR"
+
+
+def log_lines(instance: DagsterInstance, run_ids: Iterable[str]) -> list[str]:
+    """The runs' whole logs (Dagster's own events, at DEBUG, included), one line per entry, as Dagster's
+    console prints them."""
+    lines = []
+    for run_id in run_ids:
+        for entry in instance.all_logs(run_id):
+            when = datetime.fromtimestamp(entry.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            event = entry.dagster_event.event_type.name if entry.dagster_event else None
+            fields = [when, logging.getLevelName(entry.level), entry.job_name, run_id, entry.step_key, event]
+            lines.append(" - ".join([*(f for f in fields if f), entry.user_message]))
+    return lines
+
+
+def warning_count(instance: DagsterInstance, run_ids: Iterable[str]) -> int:
+    return sum(1 for r in run_ids for e in instance.all_logs(r) if e.level == logging.WARNING)
+
+
+def stream_runs_text(runs: int, micro_batches: int) -> str:
+    """A stream's runs as Job_Metadata counts them: each run of its micro-batch job has a row, the
+    micro-batches (one per range of offsets, with a micro_batch_id) and the catch-up runs, which enrich
+    what is left once a window has ended (no micro_batch_id). A feed's own run is another job."""
+    if runs == micro_batches:
+        return f"{runs} micro-batch run(s)"
+    return f"{runs} micro-batch job run(s) ({micro_batches} micro-batch(es), {runs - micro_batches} catch-up)"
+
+
+def write_log(instance: DagsterInstance, run_ids: Iterable[str], path: Path) -> Path:
+    path.write_text("".join(f"{line}\n" for line in log_lines(instance, run_ids)))
+    return path
+
+
 def _instance() -> DagsterInstance:
     """The persistent instance of ``DAGSTER_HOME`` (set by ``make demo``), else a throwaway one."""
     try:
@@ -100,7 +147,9 @@ def main() -> int:
     ensure_source(settings)
     settings = sample_partitions(settings)
     instance = _instance()
-    run = materialize_medallion(settings, instance=instance, log_level="INFO")
+    run_ids: list[str] = []  # every run the demo starts, in order (their logs go to demo.log)
+    run = materialize_medallion(settings, instance=instance, log_level=BATCH_LEVEL)
+    run_ids += [r.run_id for r in run.results]
     for result in run.results:
         print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
     tables = load_tables(settings.tables_file)
@@ -109,13 +158,15 @@ def main() -> int:
         print(summary)
     passed, failed = run.checks()
     print(f"checks: {passed} passed, {failed} failed")
-    countries = pull_countries_offline(settings, instance)
+    countries = pull_countries_offline(settings, instance, log_level=BATCH_LEVEL)
+    run_ids.append(countries.run_id)
     silver_countries = settings.table_path("silver", "countries")
     print(
         f"countries: run {countries.run_id} {'success' if countries.success else 'FAILED'} (local stand-in API); "
         f"silver/countries rows: {_rows(silver_countries)}"
     )
-    flow = run_customer_flow(settings, instance)
+    flow = run_customer_flow(settings, instance, log_level=BATCH_LEVEL)
+    run_ids += [r.run_id for r in (flow.parent, flow.child) if r is not None]
     child = (
         f"product run {flow.child.run_id} {'success' if flow.child.success else 'FAILED'}"
         if flow.child
@@ -126,11 +177,15 @@ def main() -> int:
         f"raw/customer_data files: {_files(settings, 'customer_data')}, raw/product_data files: "
         f"{_files(settings, 'product_data')}"
     )
-    stream = run_window_offline(settings, instance, run_config=console_log_level("WARNING"))
+    stream = run_window_offline(settings, instance, run_config=console_log_level(INJECTED_LEVEL))
+    stream_runs = [stream.feed.run_id, *(r.run_id for r in stream.runs)]
+    run_ids += stream_runs
     metrics = stream.metrics
     print(
-        f"trades: {stream.trades_fed} frames fed to topic {settings.trades_topic!r} (a drop, a resend, a "
-        f"malformed frame; local stand-ins); {stream.micro_batches} micro-batch run(s) "
+        f"trades: {stream.trades_fed} frames fed to topic {settings.trades_topic!r} by the local stand-in with "
+        f"injected faults (a dropped connection, a resent trade, a malformed frame: "
+        f"{warning_count(instance, stream_runs)} warning(s), expected); "
+        f"{stream_runs_text(len(stream.runs), stream.micro_batches)} "
         f"{'success' if stream.success else 'FAILED'}; {stream.enriched_rows} rows in Enriched_Trades"
     )
     if metrics is not None:
@@ -139,11 +194,14 @@ def main() -> int:
             f"total {metrics.total_rows}, delta {metrics.delta_rows}, threshold {metrics.threshold}, "
             f"alerted {metrics.alerted}; dashboard: {stream.dashboard}"
         )
-    loans = run_loans_offline(settings, instance, run_config=console_log_level("WARNING"))
+    loans = run_loans_offline(settings, instance, run_config=console_log_level(INJECTED_LEVEL))
+    loan_runs = [r.run_id for r in loans.runs]
+    run_ids += loan_runs
     print(
-        f"loan applications: {len(loans.produced.messages)} messages to topic {loans.topic!r} "
-        f"({loans.produced.poison} poison; some out of order or breaking an expectation); "
-        f"{loans.micro_batches} micro-batch run(s) {'success' if loans.success else 'FAILED'}; "
+        f"loan applications: {len(loans.produced.messages)} messages to topic {loans.topic!r} with injected "
+        f"faults ({loans.produced.poison} poison: {warning_count(instance, loan_runs)} warning(s), expected; "
+        f"some out of order or breaking an expectation); {stream_runs_text(len(loans.runs), loans.micro_batches)} "
+        f"{'success' if loans.success else 'FAILED'}; "
         f"bronze {loans.bronze_rows} rows + {loans.dead_letters} dead letters, silver {loans.silver_rows} "
         f"applications + {loans.quarantined} quarantined"
     )
@@ -152,6 +210,8 @@ def main() -> int:
     print(
         f"audit: {report.runs} run(s) recorded in {redact(settings.audit_url)} (Job_Metadata, Task_Metadata, ...)"
     )
+    log = write_log(instance, run_ids, settings.data_dir / DEMO_LOG)
+    print(f"logs: the {len(run_ids)} runs' logs in {log} (and on each run's page in `make dev`)")
     print(f"lake: {settings.lake_root}  (browse it with `make dev`, http://127.0.0.1:3000)")
     ok = (
         run.success
