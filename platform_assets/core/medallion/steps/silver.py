@@ -99,6 +99,19 @@ def checkpoint_name(config: TableConfig) -> str:
     return f"silver/{config.name}"
 
 
+def _batch(kept: pl.DataFrame, spark_kept: Any, config: TableConfig, target: str) -> Any:
+    """What is folded into silver: the latest row per key of the kept rows (``spark_kept``, a Spark
+    frame, when Spark cleaned them: it stays one), with a snapshot's deletes for a full-reload table (they
+    need the whole, small, snapshot in polars)."""
+    if spark_kept is not None and not config.full_reload:
+        return spark_kept
+    frame = latest_per_key(kept, config) if spark_kept is None else _to_polars(spark_kept)
+    if config.full_reload:
+        stored = delta.read(target).select(config.keys) if delta.table_exists(target) else pl.DataFrame()
+        frame = with_snapshot_deletes(frame, stored, config.keys)
+    return frame
+
+
 def run_silver(
     config: TableConfig,
     bronze_root: UPath | Path,
@@ -160,16 +173,7 @@ def run_silver(
             break
         if quality.quarantined.height:
             delta.append(quarantine_target, stamped(quality.quarantined, run_id))
-        if spark is None or config.full_reload:  # a snapshot's deletes need the whole (small) snapshot
-            frame = latest_per_key(quality.kept, config) if spark is None else _to_polars(spark_kept)
-            if config.full_reload:
-                stored = (
-                    delta.read(target).select(config.keys) if delta.table_exists(target) else pl.DataFrame()
-                )
-                frame = with_snapshot_deletes(frame, stored, config.keys)
-            batch = frame
-        else:
-            batch = spark_kept
+        batch = _batch(quality.kept, spark_kept, config, target)
         partition_values = {config.partition_column: [day]} if day is not None else None
         unit.add(_apply(spark, target, batch, cdc_spec(config), partition_values))
         unit.rows_quarantined += quality.quarantined.height
