@@ -53,7 +53,15 @@ def keep_quarantined(
             for m in messages
         ],
         schema=DEAD_LETTER_SCHEMA,
-    ).unique(list(ROW_KEY), keep="first", maintain_order=True)
+    )
+    return insert_new(table_uri, frame)
+
+
+def insert_new(table_uri: str, frame: pl.DataFrame) -> int:
+    """Insert the rows of ``frame`` whose message position (:data:`ROW_KEY`) is not in the table (created
+    on first use), so rows handed over again (a retried batch) are added once; the table version after
+    it. A side table of any stream keyed by its messages' positions can keep its rows this way."""
+    frame = frame.unique(list(ROW_KEY), keep="first", maintain_order=True)
     if not delta.table_exists(table_uri):
         try:
             return delta.create(table_uri, frame)

@@ -329,7 +329,7 @@ def _type_problem(column: Column, value: Any) -> str | None:
                 kind
             ]
             return f"{column.key} is not {noun}: {type(value).__name__}"
-        if not _is_unicode(value):
+        if not is_unicode(value):
             return f"{column.key} is not Unicode text (it holds a lone surrogate)"
         return None
     if kind == "boolean":
@@ -345,7 +345,7 @@ def _type_problem(column: Column, value: Any) -> str | None:
     return None
 
 
-def _is_unicode(text: str) -> bool:
+def is_unicode(text: str) -> bool:
     """False for a string with a lone surrogate, which JSON can carry as an escape (``"\\ud800"``) but no
     UTF-8 column can store: landing it would fail the whole batch, on every retry."""
     try:

@@ -27,8 +27,8 @@ import polars as pl
 from deltalake import DeltaTable
 
 from platform_assets.core.lake import delta
+from platform_assets.core.streaming.dead_letters import ROW_KEY, insert_new
 
-ROW_KEY = ("kafka_partition", "kafka_offset", "micro_batch_id")
 _ON = " AND ".join(f"t.{k} = s.{k}" for k in ROW_KEY)
 
 # A trade as silver reads it from bronze: what enrichment needs, and where it came from.
@@ -65,24 +65,6 @@ def _trades(rows: pl.DataFrame) -> pl.DataFrame:
         if name not in rows.columns
     )
     return delta.normalize_timestamps(frame.select(TRADE_SCHEMA.names())).cast(TRADE_SCHEMA)
-
-
-def insert_new(table_uri: str, frame: pl.DataFrame) -> int:
-    """Insert the rows of ``frame`` whose position (:data:`ROW_KEY`) is not in the table (created on first
-    use), so a retried batch adds nothing twice; the table version after it."""
-    frame = frame.unique(list(ROW_KEY), keep="first", maintain_order=True)
-    if not delta.table_exists(table_uri):
-        try:
-            return delta.create(table_uri, frame)
-        except Exception:
-            if not delta.table_exists(table_uri):
-                raise
-            # another run created it first: merge into theirs
-    table = DeltaTable(table_uri)
-    table.merge(
-        frame.to_arrow(), _ON, source_alias="s", target_alias="t"
-    ).when_not_matched_insert_all().execute()
-    return table.version()
 
 
 def read_held(held_uri: str) -> pl.DataFrame:

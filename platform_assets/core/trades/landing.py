@@ -18,8 +18,9 @@ No Dagster import here: this is library code the sensor and the asset call.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -33,9 +34,7 @@ from platform_assets.core.errors import (
 from platform_assets.core.lake.delta import TIMESTAMP
 from platform_assets.core.streaming import landing as _landing
 from platform_assets.core.streaming.declaration import EPOCH_COLUMN, StreamDeclaration, stream_declaration
-from platform_assets.core.streaming.decoding import QuarantinedMessage, decode_batch
-from platform_assets.core.streaming.landing import LandingResult
-from platform_assets.core.streaming.planning import OffsetRange
+from platform_assets.core.streaming.decoding import QuarantinedMessage, decode_batch, is_unicode
 from platform_assets.core.trades.canonical import as_text, decode_canonical
 from platform_assets.core.trades.trade_rules import (
     time_problem,
@@ -75,39 +74,9 @@ _NUMBER_KEYS = ("trade_id", "trade_time_ms", "event_time_ms")
 _DECIMAL_KEYS = ("price", "quantity")
 
 
-def land_batch(
-    bootstrap_conf: dict[str, Any],
-    topic: str,
-    ranges: Mapping[int, OffsetRange],
-    table_uri: str,
-    *,
-    app_id: str,
-    batch_id: int,
-    log: Any = None,
-    read_timeout: float = 60.0,
-    storage_options: dict[str, str] | None = None,
-    keep_quarantined: Callable[[list[QuarantinedMessage]], object] | None = None,
-    epoch: int | None = None,
-    incarnation: str | None = None,
-    lost_upstream: Mapping[int, int] | None = None,
-) -> LandingResult:
-    """:func:`platform_assets.core.streaming.landing.land_batch` for the trade stream."""
-    return _landing.land_batch(
-        bootstrap_conf,
-        topic,
-        ranges,
-        table_uri,
-        stream=TRADES,
-        app_id=app_id,
-        batch_id=batch_id,
-        log=log,
-        read_timeout=read_timeout,
-        storage_options=storage_options,
-        keep_quarantined=keep_quarantined,
-        epoch=epoch,
-        incarnation=incarnation,
-        lost_upstream=lost_upstream,
-    )
+# The generic landing under the trade stream's declaration: the same arguments but ``stream`` (``app_id``
+# defaults to the declaration's for the topic, ``trades:<topic>``).
+land_batch = partial(_landing.land_batch, stream=TRADES)
 
 
 # --- decoding ------------------------------------------------------------------------------------
@@ -152,19 +121,9 @@ def _parse(value: bytes | None, received_ms: int) -> dict[str, Any] | str:
     if problem is not None:
         return problem
     # Checked last, so every message another check refuses keeps that reason.
-    if not _is_unicode(trade["symbol"]):
+    if not is_unicode(trade["symbol"]):
         return f"symbol is not Unicode text (it holds a lone surrogate): {trade['symbol']!r}"
     return trade
-
-
-def _is_unicode(text: str) -> bool:
-    """False for a string with a lone surrogate, which JSON can carry as an escape (``"\\ud800"``) but no
-    UTF-8 column can store: landing it would fail the whole batch, on every retry."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # The trade columns before times become timestamps; "row" is the message's position in the batch.
