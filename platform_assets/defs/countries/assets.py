@@ -159,7 +159,7 @@ def build_raw_countries(partitions: StaticPartitionsDefinition) -> AssetsDefinit
         group_name=GROUP,
         partitions_def=partitions,
         backfill_policy=BackfillPolicy.single_run(),
-        kinds={"api", "json"},
+        kinds={"raw", "api", "json"},
         description="REST Countries /name/<country> responses (every match, as JSON), one file per country.",
     )(_fetch_countries)
 
@@ -187,7 +187,7 @@ def read_raw_files(folder: Path, warn=None) -> tuple[pl.DataFrame, dict[str, str
     key=SILVER_KEY,
     deps=[RAW_KEY],
     group_name=GROUP,
-    kinds={"delta", "polars"},
+    kinds={"silver", "delta", "polars"},
     description="One row per country (keyed on cca3), flattened from raw/countries; latest file wins (SCD1).",
 )
 def silver_countries(context: AssetExecutionContext, lakehouse: LakehouseResource) -> MaterializeResult:

@@ -65,7 +65,7 @@ def _write_all(
 @asset(
     key=CUSTOMER_KEY,
     group_name=GROUP,
-    kinds={"sql", "parquet"},
+    kinds={"raw", "sql", "parquet"},
     description="Counts Customers; above the customer threshold, writes them as Parquet under raw/customer_data/.",
 )
 def customer_data(
@@ -95,7 +95,7 @@ class ProductRunConfig(Config):
     key=PRODUCT_KEY,
     deps=[CUSTOMER_KEY],
     group_name=GROUP,
-    kinds={"sql", "parquet"},
+    kinds={"raw", "sql", "parquet"},
     description="Writes Products as Parquet under raw/product_data/ when the received customer count is "
     "above the product threshold. Started by the sensor customer_count_to_product.",
 )

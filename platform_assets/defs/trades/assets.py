@@ -168,7 +168,7 @@ def window_from_metadata(metadata, topic: str) -> FeedWindow | None:
 @asset(
     key=LOOKUP_KEY,
     group_name=GROUP,
-    kinds={"api", "parquet"},
+    kinds={"raw", "api", "parquet"},
     owners=OWNERS,
     description="Tradable symbols from the exchange-info REST API: flattened, TRADING only, sorted.",
 )
