@@ -408,10 +408,12 @@ def _count_rows(task: TaskFacts, partition: str | None, metadata: Mapping[str, A
 
 
 def affected_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
-    """Records de-duplicated by run id, keeping the latest."""
+    """Records de-duplicated by run id, keeping the latest, in the order Dagster created the runs (its
+    run storage id): the runs a pass records first get their ``Job_Metadata`` ids in that order, whatever
+    order they were fetched in (runs in progress come newest first, changed runs by update time)."""
     latest: dict[str, RunRecord] = {}
     for record in records:
         current = latest.get(record.dagster_run.run_id)
         if current is None or record.update_timestamp >= current.update_timestamp:
             latest[record.dagster_run.run_id] = record
-    return list(latest.values())
+    return sorted(latest.values(), key=lambda r: r.storage_id)
