@@ -54,7 +54,8 @@ WS_URL_SETTING = "PLATFORM_TRADES_WS_URL"
 LOOKUP_URL_SETTING = "PLATFORM_TRADES_LOOKUP_URL"
 COUNTRY_API_SETTING = "PLATFORM_COUNTRY_API_URL"
 # The trade feed stand-in of `make dev OFFLINE=1`: 10 trades a second for about 80 minutes of open feed
-# windows (it sends only while a window is connected), then a quiet market.
+# windows (it sends only while a window is connected), then a quiet market. Live: new trade ids and
+# send-time stamps, so a window adds trades after the demo's and an earlier session's.
 OFFLINE_TRADES = 50_000
 # The stand-ins' ports when free (their commands' defaults), so their addresses are the documented ones
 STANDIN_PORTS = {WS_URL_SETTING: 8766, LOOKUP_URL_SETTING: 8767, COUNTRY_API_SETTING: 8765}
@@ -206,7 +207,7 @@ def offline_standins(env: dict[str, str]) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         feed = _on_port(
             lambda port: stack.enter_context(
-                TradesStandin(OFFLINE_TRADES, interval=OFFLINE_TRADE_INTERVAL, port=port)
+                TradesStandin(OFFLINE_TRADES, interval=OFFLINE_TRADE_INTERVAL, port=port, live=True)
             ),
             STANDIN_PORTS[WS_URL_SETTING],
         )

@@ -9,6 +9,12 @@ both are frames the feed must ignore. Like the real feed it can misbehave on pur
   after a reconnect, then continues where it stopped.
 - ``malformed_at=I``: one unreadable frame is sent just before trade I.
 
+``live=True`` (``make dev OFFLINE=1``, ``--live``): the trades look like a live market's instead of the
+same list every time. Each is stamped with the time it is first sent (trade and event time), and the trade
+ids start at the stand-in's start time in microseconds, so the trades of a later stand-in (the next
+``make dev``) are new trades, not resends of the ones the demo or an earlier session already served: the
+stream keeps the first copy of a (symbol, trade id) it has seen, so replayed ids would add no row.
+
 After the last trade the connection stays open and quiet, like a market with no trades. Run it with::
 
     python -m platform_devkit.trades_standin --port 8766
@@ -23,6 +29,7 @@ import errno
 import json
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +40,7 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
 ACK = json.dumps({"result": None, "id": 1})
 MALFORMED = '{"e": "trade", "s": "BTCUSDT", "t": '  # a frame cut short
 _START_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
+_FIRST_ID = 1_000_000  # each symbol's first trade id
 _BASE_PRICE = {"BTCUSDT": 94_000, "ETHUSDT": 3_300, "BNBUSDT": 700}
 
 
@@ -51,7 +59,7 @@ def make_trades(n: int, symbols: Sequence[str] = SYMBOLS) -> list[dict[str, Any]
                 "e": "trade",
                 "E": trade_time + 3,
                 "s": symbol,
-                "t": 1_000_000 + i // len(symbols),
+                "t": _FIRST_ID + i // len(symbols),
                 "p": f"{_BASE_PRICE.get(symbol, 100)}.{cents:04d}0000",
                 "q": f"0.{(i % 97) + 1:03d}00000",
                 "T": trade_time,
@@ -65,6 +73,7 @@ class TradesStandin:
     """The stand-in server on a background thread; ``with TradesStandin(...) as feed: feed.url``.
 
     ``trade_frames_sent`` counts every trade frame written, resends included; ``resent`` the resends.
+    ``live``: fresh trade ids and send-time stamps (see the module).
     """
 
     def __init__(
@@ -78,8 +87,13 @@ class TradesStandin:
         interval: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        live: bool = False,
     ):
         self.trades = make_trades(trades) if isinstance(trades, int) else list(trades)
+        self.live = live
+        if live:  # ids above any an earlier stand-in sent (it sent far fewer than one per microsecond)
+            shift = time.time_ns() // 1_000 - _FIRST_ID
+            self.trades = [{**trade, "t": trade["t"] + shift} for trade in self.trades]
         self.drop_after = drop_after
         self.resend = resend
         self.malformed_at = malformed_at
@@ -154,6 +168,9 @@ class TradesStandin:
                 self._malformed_sent = True
                 await ws.send(MALFORMED)
             trade = self.trades[self._next]
+            if self.live:  # stamped once: a resend after a reconnect repeats the same frame
+                now = _now_ms()
+                trade = self.trades[self._next] = {**trade, "T": now, "E": now + 3}
             await self._send_trade(ws, trade)
             self._next += 1
             if self.ping_every and self._next % self.ping_every == 0:
@@ -171,6 +188,10 @@ class TradesStandin:
     async def _send_trade(self, ws: ServerConnection, trade: dict[str, Any]) -> None:
         await ws.send(json.dumps(trade))
         self.trade_frames_sent += 1
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _cannot_serve(host: str, port: int, exc: BaseException) -> int:
@@ -199,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         "--drop-after", type=int, default=None, help="drop the connection once, after N trades"
     )
     parser.add_argument("--malformed-at", type=int, default=None, help="send one bad frame before trade N")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="new trade ids on every start, stamped with the time they are sent",
+    )
     args = parser.parse_args(argv)
     standin = TradesStandin(
         args.trades,
@@ -207,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         interval=args.interval,
         host=args.host,
         port=args.port,
+        live=args.live,
     )
     try:
         standin.__enter__()
