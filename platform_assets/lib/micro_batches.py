@@ -10,11 +10,21 @@ audit trail reads (``Streaming``, ``Kafka:<topic>``, the micro-batch id and the 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from dagster import Config, DagsterInstance, DagsterRunStatus, MetadataValue, RunRequest, RunsFilter
+from dagster import (
+    Config,
+    DagsterInstance,
+    DagsterRunStatus,
+    MetadataValue,
+    RunRequest,
+    RunsFilter,
+    SensorResult,
+)
 from dagster._core.storage.tags import WILL_RETRY_TAG
 from pydantic import Field
 
@@ -24,6 +34,10 @@ from platform_assets.core.streaming import (
     BatchPlan,
     LandingResult,
     OffsetRange,
+    StreamDeclaration,
+    batching,
+    keep_quarantined,
+    land_batch,
     metadata_consumer,
     next_batch_id,
     plan_next,
@@ -121,6 +135,63 @@ def plan_now(
             cap,
             accepted_incarnation=accepted_incarnation(state, app_id),
         )
+
+
+def landed_batch(
+    conf: dict[str, Any],
+    topic: str,
+    plan: BatchPlan,
+    table_uri: str,
+    dead_letter_uri: str,
+    *,
+    stream: StreamDeclaration,
+    app_id: str,
+    read_timeout: float,
+    log: Any,
+) -> LandingResult:
+    """Land exactly ``plan``'s offsets of ``stream`` into ``table_uri`` (``core.streaming.land_batch``);
+    its dead letters go to ``dead_letter_uri`` before bronze's commit, keyed, so a retry adds none twice."""
+    return land_batch(
+        conf,
+        topic,
+        plan.ranges,
+        table_uri,
+        stream=stream,
+        app_id=app_id,
+        batch_id=plan.batch_id,
+        log=log,
+        read_timeout=read_timeout,
+        keep_quarantined=lambda bad: keep_quarantined(dead_letter_uri, plan.batch_id, bad, datetime.now(UTC)),
+        epoch=plan.epoch,
+        incarnation=plan.incarnation,
+        lost_upstream=plan.lost_upstream,
+    )
+
+
+def batch_request(
+    instance: DagsterInstance,
+    job_name: str,
+    step: str,
+    topic: str,
+    plan: BatchPlan,
+    cursor: Mapping[str, Any],
+    now: float,
+    tags: Mapping[str, str],
+) -> SensorResult:
+    """The sensor's request for ``plan``'s batch, under the batch's next attempt number (run keys
+    ``<topic>:<batch>:<attempt>``: Dagster never re-requests a run key, and a batch whose run failed must
+    be requested again), with the cursor that remembers the request."""
+    tries = attempt(instance, job_name, topic, plan.batch_id)
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"{topic}:{plan.batch_id}:{tries}",
+                run_config=micro_batch_run_config(step, plan),
+                tags=dict(tags),
+            )
+        ],
+        cursor=json.dumps(batching.after_request(cursor, plan, now)),
+    )
 
 
 def lost_range_request(

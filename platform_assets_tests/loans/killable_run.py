@@ -21,7 +21,7 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 import platform_assets.core.loans.silver as silver
-import platform_assets.defs.loans.assets as assets
+import platform_assets.lib.micro_batches as micro_batches
 from platform_assets.settings import load_settings
 from platform_devkit.loans import LoanStreamDriver
 
@@ -32,7 +32,8 @@ def main(point: str, signal_file: str, home: str, batch_rows: str) -> int:
         time.sleep(600)
 
     if point == "landing":
-        assets.keep_quarantined = stop
+        # the bronze step's dead-letter keeper (lib.micro_batches.landed_batch)
+        micro_batches.keep_quarantined = stop
     elif point == "silver":
         silver.merge_latest = stop
     else:

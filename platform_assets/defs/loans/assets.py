@@ -10,18 +10,16 @@
 """
 
 # No `from __future__ import annotations`: Dagster inspects the real `context` annotation.
-from datetime import UTC, datetime
-
 from dagster import AssetCheckSpec, AssetExecutionContext, AssetKey, MaterializeResult, asset
 
 from platform_assets.core.lake import delta
 from platform_assets.core.loans.events import TABLE
 from platform_assets.core.loans.silver import EXPECTATIONS, SilverRun, apply_pending
-from platform_assets.core.streaming import commit_offsets, keep_quarantined, land_batch
+from platform_assets.core.streaming import commit_offsets
 from platform_assets.defs.loans.resources import LoanStreamResource
 from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.metadata import Quarantine, check_results, numbers, table_state
-from platform_assets.lib.micro_batches import MicroBatchConfig, landing_metadata, planned_batch
+from platform_assets.lib.micro_batches import MicroBatchConfig, landed_batch, landing_metadata, planned_batch
 from platform_assets.lib.resources import LakehouseResource
 
 GROUP = "loans"
@@ -48,29 +46,21 @@ def bronze_loan_applications(
     loan_stream: LoanStreamResource,
 ) -> MaterializeResult:
     table, dead_letters = str(lakehouse.path("bronze", TABLE)), str(lakehouse.path("bronze", QUARANTINE))
-
-    def keep_dead_letters(bad) -> None:  # before bronze's commit; keyed, so a retry adds nothing twice
-        keep_quarantined(dead_letters, plan.batch_id, bad, datetime.now(UTC))
-
     # no broker configured, lost offsets or a new incarnation fail at once; a slow broker is retried
     with platform_errors():
         stream, topic, conf = loan_stream.declaration(), loan_stream.topic, loan_stream.client_conf()
         state, cap = lakehouse.state(), loan_stream.batch_cap
         plan = planned_batch(config, conf, topic, table, loan_stream.app_id, cap, state, context.log)
-        result = land_batch(
+        result = landed_batch(
             conf,
             topic,
-            plan.ranges,
+            plan,
             table,
+            dead_letters,
             stream=stream,
             app_id=loan_stream.app_id,
-            batch_id=plan.batch_id,
-            log=context.log,
             read_timeout=loan_stream.read_timeout,
-            keep_quarantined=keep_dead_letters,
-            epoch=plan.epoch,
-            incarnation=plan.incarnation,
-            lost_upstream=plan.lost_upstream,
+            log=context.log,
         )
     commit_offsets(conf, topic, loan_stream.app_id, plan.ranges)  # lag monitoring only; never read back
     # the table as it is now, landed this time or not (the asset page's columns, version and rows)

@@ -46,11 +46,10 @@ from platform_assets.core.streaming import (
 from platform_assets.defs.loans.assets import SILVER_KEY
 from platform_assets.defs.loans.resources import LoanStreamResource
 from platform_assets.lib.micro_batches import (
-    attempt,
+    batch_request,
     batch_size,
     in_flight,
     lost_range_request,
-    micro_batch_run_config,
     plan_now,
     streaming_tags,
 )
@@ -125,16 +124,8 @@ def loan_applications_micro_batches(
         return SensorResult(
             skip_reason=f"{waiting}; micro-batch {plan.batch_id} is next", cursor=json.dumps(cursor)
         )
-    tries = attempt(context.instance, JOB, topic, plan.batch_id)
-    return SensorResult(
-        run_requests=[
-            RunRequest(
-                run_key=f"{topic}:{plan.batch_id}:{tries}",
-                run_config=micro_batch_run_config(BRONZE_STEP, plan),
-                tags=run_tags(loan_stream, plan),
-            )
-        ],
-        cursor=json.dumps(batching.after_request(cursor, plan, now)),
+    return batch_request(
+        context.instance, JOB, BRONZE_STEP, topic, plan, cursor, now, run_tags(loan_stream, plan)
     )
 
 

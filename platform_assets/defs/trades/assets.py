@@ -49,14 +49,13 @@ from platform_assets.core.trades import lookup as symbols_api
 from platform_assets.core.trades.dashboard import render_dashboard
 from platform_assets.core.trades.feed import run_feed
 from platform_assets.core.trades.held import dead_lettered_count, held_count
-from platform_assets.core.trades.landing import land_batch
+from platform_assets.core.trades.landing import TRADES
 from platform_assets.core.trades.serving import MetricsRow, ServingStore
 from platform_assets.core.trades.stream import (
     HELD_TABLE,
     SILVER_QUARANTINE_TABLE,
     EnrichRun,
     enrich_pending,
-    keep_quarantined,
     pull_lookup,
     read_lookup,
 )
@@ -70,7 +69,7 @@ from platform_assets.core.trades.windows import (
 from platform_assets.defs.trades.resources import ServingResource, TradeStreamResource
 from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.metadata import column_schema, numbers, table_state
-from platform_assets.lib.micro_batches import MicroBatchConfig, landing_metadata, planned_batch
+from platform_assets.lib.micro_batches import MicroBatchConfig, landed_batch, landing_metadata, planned_batch
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.lib.tags import LOW_VOLUME_TAG, STREAM_ALERTS_TAG
 
@@ -223,19 +222,16 @@ def bronze_trades(
     if not config.ranges:  # planned now: a new epoch counts what the old incarnation left unlanded
         plan = with_losses(context.instance, topic, plan)
     quarantine = str(lakehouse.path("bronze", "trades_quarantine"))
-    result = land_batch(
+    result = landed_batch(
         conf,
         topic,
-        plan.ranges,
+        plan,
         table,
+        quarantine,
+        stream=TRADES,
         app_id=app_id,
-        batch_id=plan.batch_id,
-        log=context.log,
         read_timeout=trade_stream.read_timeout,
-        keep_quarantined=lambda bad: keep_quarantined(quarantine, plan.batch_id, bad, datetime.now(UTC)),
-        epoch=plan.epoch,
-        incarnation=plan.incarnation,
-        lost_upstream=plan.lost_upstream,
+        log=context.log,
     )
     if result.new_epoch:
         tag_new_epoch(context, topic, plan)

@@ -47,10 +47,9 @@ from platform_assets.core.trades.stream import checkpoint_name
 from platform_assets.defs.trades.assets import FEED_KEY, SILVER_KEY, with_losses
 from platform_assets.defs.trades.resources import TradeStreamResource
 from platform_assets.lib.micro_batches import (
-    attempt,
+    batch_request,
     in_flight,
     lost_range_request,
-    micro_batch_run_config,
     plan_now,
 )
 from platform_assets.lib.micro_batches import streaming_tags as micro_batch_tags
@@ -134,23 +133,14 @@ def _request(
     """The run of the plan's batch, under the batch's next attempt number (Dagster never re-requests a
     run key); a new epoch's first batch says so in the log."""
     topic, batch_id = trade_stream.topic, plan.batch_id
-    tries = attempt(context.instance, MICRO_BATCH_JOB, topic, batch_id)
     if plan.new_epoch:
         context.log.warning(
             f"topic {topic!r} is a new incarnation ({plan.incarnation}; before: {plan.previous_incarnation}): "
             f"micro-batch {batch_id} starts epoch {plan.epoch} at its first offset; {plan.lost} message(s) "
             "of the old incarnation were never landed"
         )
-    return SensorResult(
-        run_requests=[
-            RunRequest(
-                run_key=f"{topic}:{batch_id}:{tries}",
-                run_config=micro_batch_run_config(BRONZE_STEP, plan),
-                tags=streaming_tags(trade_stream, batch_id),
-            )
-        ],
-        cursor=json.dumps(batching.after_request(cursor, plan, now)),
-    )
+    tags = streaming_tags(trade_stream, batch_id)
+    return batch_request(context.instance, MICRO_BATCH_JOB, BRONZE_STEP, topic, plan, cursor, now, tags)
 
 
 def _while_busy(context: SensorEvaluationContext, trade_stream: TradeStreamResource, cursor: dict, busy: str):
