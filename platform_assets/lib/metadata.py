@@ -9,22 +9,29 @@ only declare themselves, call, and log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
     MaterializeResult,
     MetadataValue,
+    Output,
     TableColumn,
     TableColumnDep,
     TableColumnLineage,
     TableSchema,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
 )
 
 from platform_assets.core.files.landing_zone import LandingResult
@@ -41,6 +48,7 @@ from platform_assets.lib.resources import LakehouseResource
 
 StepResult = BronzeResult | LandingResult | SilverResult | GoldResult
 Metadata = dict[str, Any]  # name -> MetadataValue (or a plain value Dagster wraps, such as a bool)
+ReportEvent = MaterializeResult | Output | AssetCheckEvaluation  # what a medallion asset yields
 
 GOLD_CHECK = "keys_and_sequence_not_null"
 
@@ -244,17 +252,93 @@ def unit_metadata(unit: UnitResult) -> dict[str, MetadataValue]:
 @dataclass(frozen=True)
 class StepMetadata:
     """What one step reports: its materialization's metadata, the counts of each day of a range run
-    (``partitions``, day -> metadata: each day's materialization carries its own), and its checks."""
+    (``partitions``, day -> metadata: each day's materialization carries its own), and its checks: of
+    the whole step (``checks``, an unpartitioned table), or of each day (``partition_checks``, day ->
+    check results: a partitioned table, whose checks are partitioned like it)."""
 
     materialization: Metadata
     partitions: dict[str, Metadata] = field(default_factory=dict)
     checks: list[AssetCheckResult] = field(default_factory=list)
+    partition_checks: dict[str, list[AssetCheckResult]] = field(default_factory=dict)
 
     def report(self, context: AssetExecutionContext) -> MaterializeResult:
-        """Attach each day's counts to its partition; the materialization, its checks with it."""
+        """Attach each day's counts to its partition; the materialization, the step's checks with it."""
         for day, values in self.partitions.items():
             context.add_asset_metadata(values, partition_key=day)
         return MaterializeResult(metadata=self.materialization, check_results=self.checks)
+
+    def events(self, context: AssetExecutionContext) -> Iterator[ReportEvent]:
+        """What the asset yields: :meth:`report`'s materialization, then each day's check results as
+        evaluations of that day's partition (see :func:`partition_check_events`)."""
+        yield self.report(context)
+        yield from partition_check_events(context, self.partition_checks)
+
+
+def partition_check_events(
+    context: AssetExecutionContext, by_day: Mapping[str, Sequence[AssetCheckResult]]
+) -> Iterator[Output | AssetCheckEvaluation]:
+    """Each day's check results as evaluations of that day's partition, after the step's materialization.
+
+    Dagster gives an ``AssetCheckResult`` a partition only in a run of one partition; a range run (a
+    backfill run as one run) would record one result for the whole range. So the step yields, per
+    check, the output Dagster expects of it (what a downstream step waits on when the check blocks) and,
+    per day, an ``AssetCheckEvaluation`` with that day as ``partition``, aimed at that day's
+    materialization (what the UI compares it with: a check of an older materialization is outdated). A
+    failed ``fail`` rule (blocking, ERROR) of any day fails the step, as a check result would."""
+    if not by_day:
+        return
+    assets_def = context.assets_def
+    selected = context.selected_asset_check_keys
+    results = [(day, r) for day, day_results in by_day.items() for r in day_results]
+    keys = {AssetCheckKey(_key_of(r), _name_of(r)): None for _, r in results}
+    for key in keys:
+        if key in selected:
+            yield Output(None, output_name=assets_def.get_output_name_for_asset_check_key(key))
+    targets: dict[tuple[AssetKey, str], AssetCheckEvaluationTargetMaterializationData | None] = {}
+    for day, result in results:
+        key = AssetCheckKey(_key_of(result), _name_of(result))
+        if key not in selected:
+            continue
+        if (key.asset_key, day) not in targets:
+            targets[key.asset_key, day] = _materialization_of(context, key.asset_key, day)
+        yield AssetCheckEvaluation(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=result.passed,
+            metadata=result.metadata,
+            target_materialization_data=targets[key.asset_key, day],
+            severity=result.severity,
+            description=result.description,
+            blocking=assets_def.get_spec_for_check_key(key).blocking,
+            partition=day,
+        )
+
+
+def _key_of(result: AssetCheckResult) -> AssetKey:
+    if result.asset_key is None:
+        raise ValueError(f"check result {result.check_name} names no asset")
+    return result.asset_key
+
+
+def _name_of(result: AssetCheckResult) -> str:
+    if result.check_name is None:
+        raise ValueError(f"a check result of {_key_of(result).to_user_string()} names no check")
+    return result.check_name
+
+
+def _materialization_of(
+    context: AssetExecutionContext, key: AssetKey, day: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The latest materialization of ``key``'s partition ``day`` (this step's, yielded just before)."""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.event_log_entry.run_id, timestamp=record.timestamp
+    )
 
 
 def step_metadata(result: StepResult, table: TableConfig, lakehouse: LakehouseResource) -> StepMetadata:
@@ -335,9 +419,17 @@ def _silver(result: SilverResult, table: TableConfig, lakehouse: LakehouseResour
             asset_key("bronze", table), silver_lineage(table, list(result.columns))
         )
     quarantine = Quarantine.of(lakehouse, "silver", table.name)
-    checks = check_results(
-        asset_key("silver", table), result.rule_results, table.all_expectations, quarantine
-    )
+    key = asset_key("silver", table)
+    if table.partitioned:  # each day's rules, on the day's partition
+        by_day = {
+            u.day.isoformat(): check_results(
+                key, result.rules_by_day.get(u.day, []), table.all_expectations, quarantine
+            )
+            for u in result.units
+            if u.day is not None
+        }
+        return StepMetadata(metadata, days, partition_checks=by_day)
+    checks = check_results(key, result.rule_results, table.all_expectations, quarantine)
     return StepMetadata(metadata, days, checks)
 
 
@@ -361,19 +453,41 @@ def _gold(result: GoldResult, table: TableConfig, lakehouse: LakehouseResource) 
         metadata["dagster/column_lineage"] = column_lineage(
             asset_key("silver", table), gold_lineage(table, result.columns)
         )
-    step = total(result.units)
-    check_metadata: Metadata = {
-        "rows_checked": MetadataValue.int(step.rows_read),
-        "rows_failed": MetadataValue.int(step.rows_quarantined),
-        "rules": MetadataValue.text(", ".join(result.rejected_rules)),
+    quarantine = Quarantine.of(lakehouse, "gold", table.name)
+    key = asset_key("gold", table)
+    if not table.partitioned:
+        return StepMetadata(
+            metadata, days, [_gold_check(key, table, result, total(result.units), quarantine)]
+        )
+    failing = [u for u in result.units if u.rows_quarantined]
+    by_day = {
+        # the rejected rows' sample is the step's: shown on a failing day when it is the only one
+        u.day.isoformat(): [_gold_check(key, table, result, u, quarantine, sample=len(failing) == 1)]
+        for u in result.units
+        if u.day is not None
     }
-    if step.rows_quarantined:
-        check_metadata.update(failing_rows(result.rejected_sample, step.rows_quarantined, table.keys))
-        check_metadata.update(Quarantine.of(lakehouse, "gold", table.name).metadata())
-    check = AssetCheckResult(
-        asset_key=asset_key("gold", table),
-        check_name=GOLD_CHECK,
-        passed=step.rows_quarantined == 0,
-        metadata=check_metadata,
+    return StepMetadata(metadata, days, partition_checks=by_day)
+
+
+def _gold_check(
+    key: AssetKey,
+    table: TableConfig,
+    result: GoldResult,
+    unit: UnitResult,
+    quarantine: Quarantine,
+    sample: bool = True,
+) -> AssetCheckResult:
+    """Gold's check over ``unit`` (the whole step, or one day): rows with a null key or sequence value
+    are quarantined, not merged."""
+    metadata: Metadata = {
+        "rows_checked": MetadataValue.int(unit.rows_read),
+        "rows_failed": MetadataValue.int(unit.rows_quarantined),
+        "rules": MetadataValue.text(", ".join(result.rejected_rules) if unit.rows_quarantined else ""),
+    }
+    if unit.rows_quarantined:
+        if sample:
+            metadata.update(failing_rows(result.rejected_sample, unit.rows_quarantined, table.keys))
+        metadata.update(quarantine.metadata())
+    return AssetCheckResult(
+        asset_key=key, check_name=GOLD_CHECK, passed=unit.rows_quarantined == 0, metadata=metadata
     )
-    return StepMetadata(metadata, days, [check])

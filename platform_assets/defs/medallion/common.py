@@ -64,6 +64,15 @@ def asset_args(
     return args
 
 
+def check_partitions(
+    config: TableConfig, partitions: DailyPartitionsDefinition
+) -> DailyPartitionsDefinition | None:
+    """The partitions of ``config``'s asset checks: the asset's own, so a partitioned table's checks
+    report per day (a range run of N days records N results per check, and the UI's partition view
+    shows which days failed); None for an unpartitioned table (one result per run)."""
+    return partitions if config.partitioned else None
+
+
 def run_days(context: AssetExecutionContext, config: TableConfig) -> list[date]:
     return days_of_run(context) if config.partitioned else []
 

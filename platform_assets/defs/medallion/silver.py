@@ -1,5 +1,6 @@
 """silver/<table>: cleaned rows from the bronze files not processed yet; expectations as asset checks."""
 
+from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
@@ -8,7 +9,6 @@ from dagster import (
     AssetsDefinition,
     Config,
     DailyPartitionsDefinition,
-    MaterializeResult,
     ResourceParam,
     asset,
 )
@@ -16,9 +16,14 @@ from dagster import (
 from platform_assets.core.lake.locations import quarantine_name
 from platform_assets.core.medallion.config import TableConfig
 from platform_assets.core.medallion.steps import run_silver
-from platform_assets.defs.medallion.common import asset_args, run_days, spark_session_for
+from platform_assets.defs.medallion.common import (
+    asset_args,
+    check_partitions,
+    run_days,
+    spark_session_for,
+)
 from platform_assets.lib.errors import platform_errors
-from platform_assets.lib.metadata import asset_key, step_metadata
+from platform_assets.lib.metadata import ReportEvent, asset_key, step_metadata
 from platform_assets.lib.resources import LakehouseResource
 
 
@@ -34,7 +39,13 @@ class SilverConfig(Config):
 def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
     key = asset_key("silver", table)
     checks = [
-        AssetCheckSpec(e.name, asset=key, blocking=e.action == "fail", description=f"{e.action}: {e.expr}")
+        AssetCheckSpec(
+            e.name,
+            asset=key,
+            blocking=e.action == "fail",
+            description=f"{e.action}: {e.expr}",
+            partitions_def=check_partitions(table, partitions),
+        )
         for e in table.all_expectations
     ]
     description = f"{table.table} cleaned: one row per key, latest change wins."
@@ -45,7 +56,7 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
         config: SilverConfig,
         lakehouse: LakehouseResource,
         spark: ResourceParam[Any],
-    ) -> MaterializeResult:
+    ) -> Iterator[ReportEvent]:
         # Not retryable (a drifted file fails the same way again): fails at once; retryable: retried.
         with platform_errors():
             result = run_silver(
@@ -66,6 +77,6 @@ def silver_asset(table: TableConfig, partitions: DailyPartitionsDefinition) -> A
             context.log.error(
                 f"{table.table}: fail rule(s) {', '.join(result.blocked_by)} violated; nothing written"
             )
-        return step_metadata(result, table, lakehouse).report(context)
+        yield from step_metadata(result, table, lakehouse).events(context)
 
     return silver

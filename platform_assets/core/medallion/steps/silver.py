@@ -49,6 +49,8 @@ from platform_assets.core.state import StateStore
 class SilverResult:
     units: list[UnitResult] = field(default_factory=list)
     rules: list[list[RuleResult]] = field(default_factory=list)
+    # each day's own rule results (partitioned tables; a day with no new files has none)
+    rules_by_day: dict[date, list[RuleResult]] = field(default_factory=dict)
     blocked_by: list[str] = field(default_factory=list)  # fail rules that stopped the step
     set_aside: list[UPath | Path] = field(default_factory=list)
     columns: pl.Schema | None = None  # the table's, after the step (also when nothing was committed)
@@ -167,6 +169,8 @@ def run_silver(
             # kept: empty here, never read: Spark's kept rows are spark_kept
             quality = QualityOutcome(kept=pl.DataFrame(), quarantined=quarantined, results=results)
         result.rules.append(quality.results)
+        if day is not None:
+            result.rules_by_day[day] = quality.results
         unit.rows_read = rows_read
         if quality.blocked:
             result.blocked_by = [r.name for r in quality.failures("fail")]
