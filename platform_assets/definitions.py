@@ -1,5 +1,5 @@
 """The code location: Dagster's loader over ``defs/`` (one ``@definitions`` function per domain folder), plus
-what belongs to the whole location (resources, executor, catalog names). Nothing else lives here.
+what belongs to the whole location (resources, executor, catalog names, freshness policies). Nothing else lives here.
 
 A dg project (``[tool.dg]`` in pyproject.toml): ``dg check defs``, ``dg list defs`` and ``dg dev`` load
 ``defs`` below, as ``make dev`` (workspace.yaml) and every ``dagster`` command do. Tests build the same
@@ -24,6 +24,7 @@ from dagster.components.core.component_tree import ComponentTreeException
 
 from platform_assets.core.lake.locations import LAYERS
 from platform_assets.lib.active_settings import using_settings
+from platform_assets.lib.freshness import with_freshness
 from platform_assets.lib.resources import build_resources, uses_spark
 from platform_assets.settings import Settings, load_settings
 
@@ -80,7 +81,8 @@ def build_definitions(settings: Settings) -> Definitions:
     )
     with warnings.catch_warnings():  # a preview API, used knowingly
         warnings.simplefilter("ignore", PreviewWarning)
-        return definitions.map_asset_specs(func=with_catalog_names(settings))
+        named = definitions.map_asset_specs(func=with_catalog_names(settings))
+        return named.map_asset_specs(func=with_freshness(settings))
 
 
 defs = build_definitions(load_settings())

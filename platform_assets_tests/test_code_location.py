@@ -1,5 +1,5 @@
 """The shape of the code location, pinned: asset keys, deps, kinds, owners, checks, pools, partitions,
-jobs, schedules and sensors. A change here is a change users see in the UI; update the snapshot on
+freshness policies, jobs, schedules and sensors. A change here is a change users see in the UI; update the snapshot on
 purpose with ``UPDATE_SNAPSHOTS=1 make test``."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from platform_assets.core.freshness import describe
 from platform_assets.definitions import build_definitions
+from platform_assets.lib.freshness import from_policy
 from platform_assets.settings import Settings
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "code_location.json"
@@ -30,6 +32,7 @@ def snapshot(tmp_path) -> dict:
             "pools": sorted(node.pools or ()),
             "partitioned": node.partitions_def is not None,
             "checks": sorted(c.name for c in node.check_keys),
+            "freshness": _freshness(node),
         }
     return {
         "assets": assets,
@@ -39,6 +42,15 @@ def snapshot(tmp_path) -> dict:
         },
         "sensors": sorted(s.name for s in defs.sensors),
     }
+
+
+def _freshness(node) -> str | None:
+    """``fail 26h, warn 25h``: the asset's freshness policy as the UI shows it."""
+    policy = from_policy(node.freshness_policy_or_from_metadata)
+    if policy is None:
+        return None
+    warn = f", warn {describe(policy.warn_after)}" if policy.warn_after else ""
+    return f"fail {describe(policy.fail_after)}{warn}"
 
 
 def test_code_location_matches_its_snapshot(tmp_path):

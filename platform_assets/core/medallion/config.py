@@ -35,6 +35,7 @@ from platform_assets.core.config_errors import (  # noqa: F401 (DuplicateKeyErro
     yaml_problem,
 )
 from platform_assets.core.errors import ConfigError
+from platform_assets.core.freshness import Freshness, parse_freshness
 from platform_assets.core.lake.locations import QUARANTINE_SUFFIX
 from platform_assets.core.lake.maintenance import CHANGE_FEED_POLICY, MaintenancePolicy, policy_from_mapping
 from platform_assets.core.medallion.change_values import parse_lag, to_utc
@@ -128,6 +129,8 @@ class TableConfig:
     )
     # compaction, vacuum and log retention of the table's Delta tables (silver, gold, their quarantines)
     maintenance: MaintenancePolicy = CHANGE_FEED_POLICY
+    # how long the table's lake assets may go without an update (None: the layer's default)
+    freshness: Freshness | None = None
 
     @property
     def from_files(self) -> bool:
@@ -316,6 +319,7 @@ class TableEntry(_Entry):
     from_date: datetime | None = None
     expectations: tuple[ExpectationEntry, ...] = ()
     maintenance: MaintenancePolicy = CHANGE_FEED_POLICY
+    freshness: Freshness | None = None
 
     @classmethod
     def _where(cls, info: ValidationInfo, data: Mapping[str, Any]) -> str:
@@ -410,6 +414,15 @@ class TableEntry(_Entry):
         for column in policy.z_order:
             identifier(column, f"{_table(info)}.maintenance.z_order")
         return policy
+
+    @field_validator("freshness", mode="before")
+    @classmethod
+    def _freshness(cls, value: Any, info: ValidationInfo) -> Freshness | None:
+        """``freshness: 26h`` or ``{fail: 26h, warn: 20h}`` (core.freshness)."""
+        try:
+            return parse_freshness(value, f"{_table(info)}.freshness")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     # rules across fields, in the order a reader checks them
 
@@ -525,6 +538,7 @@ class TableEntry(_Entry):
             snapshot_time=self.snapshot_time if files else None,
             on_duplicate_key=self.on_duplicate_key if files else "quarantine",
             maintenance=self.maintenance,
+            freshness=self.freshness,
         )
 
 

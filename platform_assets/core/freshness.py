@@ -1,0 +1,205 @@
+"""How fresh each asset must be, and when a stale or recovered asset alerts. No Dagster import here.
+
+A :class:`Freshness` is the time an asset may go without an update before it is stale (``fail_after``),
+and optionally a shorter time after which it is late but not yet stale (``warn_after``): the two windows
+of Dagster's ``FreshnessPolicy.time_window``, which :mod:`platform_assets.lib.freshness` builds from it.
+
+Defaults come per layer and per asset (:func:`default_freshness`); a table of ``tables.yaml`` and a
+stream of ``streams.yaml`` override them with a ``freshness:`` field (:func:`parse_freshness`).
+
+Alerts are decided here, from the last update of each asset, its policy and ``now``
+(:func:`freshness_alerts`): an asset that turns stale alerts once (``"alert": "stale"``), and once more
+when it is updated again (``"alert": "fresh"``). What was last said per asset is the caller's state (the
+sensor's cursor); an alert that could not be delivered leaves it unchanged, so it is retried.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+# Dagster evaluates freshness to the minute: shorter windows are refused there.
+MINIMUM = timedelta(minutes=1)
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+State = Literal["fresh", "stale", "unknown"]
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """An asset is stale once ``fail_after`` has passed since its last update; late (Dagster's WARN)
+    after ``warn_after``."""
+
+    fail_after: timedelta
+    warn_after: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.fail_after < MINIMUM:
+            raise ValueError(f"fail after {describe(self.fail_after)} is shorter than a minute")
+        if self.warn_after is not None:
+            if self.warn_after < MINIMUM:
+                raise ValueError(f"warn after {describe(self.warn_after)} is shorter than a minute")
+            if self.warn_after >= self.fail_after:
+                raise ValueError(
+                    f"warn ({describe(self.warn_after)}) must be shorter than fail ({describe(self.fail_after)})"
+                )
+
+    def state(self, last_update: datetime | None, now: datetime) -> State:
+        """``unknown`` for an asset never updated (nothing to judge, as in Dagster), else stale once
+        ``fail_after`` has passed since ``last_update``."""
+        if last_update is None:
+            return "unknown"
+        return "stale" if now - last_update >= self.fail_after else "fresh"
+
+
+def describe(lag: timedelta) -> str:
+    """``26h``, ``90m``, ``45s``, ``2d``: the largest whole unit."""
+    seconds = int(lag.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _problem(what: str, text: str) -> ValueError:
+    """``<what>: <text>``; just the text when the caller names the field itself (``what`` empty)."""
+    return ValueError(f"{what}: {text}" if what else text)
+
+
+def _duration(value: Any, what: str) -> timedelta:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _problem(what, f"{value!r} is not a duration such as 10m, 13h or 2d")
+    if isinstance(value, int):  # seconds
+        return timedelta(seconds=value)
+    match = _DURATION.match(value)
+    if not match:
+        raise _problem(what, f"{value!r} is not a duration such as 10m, 13h or 2d")
+    amount, unit = match.groups()
+    return timedelta(**{_UNITS[unit]: int(amount)})
+
+
+def parse_freshness(value: Any, what: str = "freshness") -> Freshness | None:
+    """A ``freshness:`` field: a duration (``26h``: stale after it) or ``{fail: 26h, warn: 20h}``;
+    None when absent. Raises ValueError naming ``what``."""
+    if value is None:
+        return None
+    if isinstance(value, Freshness):
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - {"fail", "warn"})
+        if unknown:
+            raise _problem(what, f"unknown field(s) {unknown} (fail, warn)")
+        if "fail" not in value:
+            raise _problem(what, "needs 'fail' (how long the asset may go without an update)")
+        fail = _duration(value["fail"], f"{what}.fail".lstrip("."))
+        warn = None if value.get("warn") is None else _duration(value["warn"], f"{what}.warn".lstrip("."))
+    else:
+        fail, warn = _duration(value, what), None
+    try:
+        return Freshness(fail, warn)
+    except ValueError as exc:
+        raise _problem(what, str(exc)) from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Defaults. The medallion runs daily (medallion_daily, 02:00): 26 h is a day and the run's own length.
+# The streams land in micro-batches: minutes. Countries refresh twice a day: 13 h.
+
+DAILY = Freshness(timedelta(hours=26), timedelta(hours=25))
+STREAMING = Freshness(timedelta(minutes=10), timedelta(minutes=5))
+TWICE_DAILY = Freshness(timedelta(hours=13), timedelta(hours=12))
+
+# Per asset, before the per-layer rule.
+ASSET_DEFAULTS: dict[str, Freshness] = {
+    "raw/countries": TWICE_DAILY,
+    "silver/countries": TWICE_DAILY,
+    "kafka/trades": DAILY,  # one materialization per daily feed window
+    "raw/trade_symbols": DAILY,
+    "bronze/trades": STREAMING,
+    "silver/trades_enriched": STREAMING,
+    "bronze/loan_applications": STREAMING,
+    "silver/loan_applications": STREAMING,
+    "reports/daily_plays_per_track": DAILY,
+}
+# Per layer, for the lake tables of the daily medallion (the ``medallion`` group).
+LAYER_DEFAULTS: dict[str, Freshness] = {"bronze": DAILY, "silver": DAILY, "gold": DAILY}
+
+
+def default_freshness(asset: str, group: str | None) -> Freshness | None:
+    """The platform's default for ``asset`` (``layer/name``) in ``group``; None: no freshness expected
+    (an asset updated only on demand, such as the customer and product extracts)."""
+    if asset in ASSET_DEFAULTS:
+        return ASSET_DEFAULTS[asset]
+    layer = asset.split("/", 1)[0]
+    if group == "medallion" and layer in LAYER_DEFAULTS:
+        return LAYER_DEFAULTS[layer]
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Alerts
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What is known of one asset at ``now``: its policy and its last update."""
+
+    asset: str
+    policy: Freshness
+    last_update: datetime | None
+
+
+@dataclass(frozen=True)
+class FreshnessAlert:
+    asset: str
+    state: State  # the state it announces: stale or fresh
+    payload: dict[str, Any]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def freshness_alerts(
+    observations: list[Observation], said: Mapping[str, str], now: datetime, **context: Any
+) -> tuple[list[FreshnessAlert], dict[str, str]]:
+    """The alerts due at ``now`` and the state to remember per asset.
+
+    ``said`` is what was last announced per asset (``stale`` or ``fresh``). An asset alerts ``stale``
+    when it is stale and was not said to be; ``fresh`` when it was said stale and is fresh again. An
+    asset seen fresh for the first time is remembered without an alert; one never updated is not judged.
+    ``context`` (environment, UI link) goes into every payload. The returned state holds the transitions
+    as if every alert was delivered: the caller keeps an asset's old state when its alert was not.
+    """
+    alerts: list[FreshnessAlert] = []
+    state = {asset: value for asset, value in said.items()}
+    for seen in observations:
+        current = seen.policy.state(seen.last_update, now)
+        before = said.get(seen.asset)
+        if current == "unknown":
+            continue
+        state[seen.asset] = current
+        if current == before or (current == "fresh" and before is None):
+            continue
+        lag = now - seen.last_update if seen.last_update else None
+        alerts.append(
+            FreshnessAlert(
+                seen.asset,
+                current,
+                {
+                    **context,
+                    "alert": current,
+                    "asset": seen.asset,
+                    "last_update": _iso(seen.last_update),
+                    "lag_seconds": None if lag is None else int(lag.total_seconds()),
+                    "allowed_lag": describe(seen.policy.fail_after),
+                    "allowed_lag_seconds": int(seen.policy.fail_after.total_seconds()),
+                    "checked_at": _iso(now),
+                },
+            )
+        )
+    return alerts, state
