@@ -1,5 +1,6 @@
 """The code location: Dagster's loader over ``defs/`` (one ``@definitions`` function per domain folder), plus
-what belongs to the whole location (resources, executor, catalog names, freshness policies). Nothing else lives here.
+what belongs to the whole location (resources, executor, catalog names, freshness policies). Nothing else
+lives here.
 
 A dg project (``[tool.dg]`` in pyproject.toml): ``dg check defs``, ``dg list defs`` and ``dg dev`` load
 ``defs`` below, as ``make dev`` (workspace.yaml) and every ``dagster`` command do. Tests build the same
