@@ -3,6 +3,7 @@ per check and day, on that day's partition; an unpartitioned table's checks repo
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterInstance
@@ -11,6 +12,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from platform_assets.core.medallion.config import load_tables
 from platform_assets.definitions import build_definitions
+from platform_assets_tests.conftest import tables_file_for
 from platform_assets_tests.medallion.helpers import (
     FACT_DAY,
     execute,
@@ -27,10 +29,17 @@ DROP_RULE = "non_negative_listen_duration"  # drop: the row goes to quarantine, 
 BAD_STREAM = 9_100_000
 
 
-def _range_run_with_a_bad_row(tmp_path, source):
+def _range_run_with_a_bad_row(tmp_path, source, action: str = "drop"):
     """Three days of FactStream, the middle one holding a row with a negative listen duration; the
-    whole range materialized as one run."""
+    whole range materialized as one run. ``action``: the rule's, for this run."""
     settings = build(tmp_path, source, days=3)
+    if action != "drop":
+
+        def edit(document):
+            stream = next(t for t in document["tables"] if t["table"] == "FactStream")
+            next(e for e in stream["expectations"] if e["name"] == DROP_RULE)["action"] = action
+
+        settings = dataclasses.replace(settings, tables_file=tables_file_for(tmp_path, None, edit))
     first, last = days_with_data(
         settings, next(t for t in load_tables(settings.tables_file) if t.partitioned)
     )
@@ -141,3 +150,22 @@ def test_checks_are_partitioned_like_their_table_and_an_unpartitioned_table_s_re
     assert all(e.partition is None and e.passed for e in evaluations)
     users = source_frame(settings, None, "DimUser").height
     assert {e.metadata["rows_checked"].value for e in evaluations} == {users}
+
+
+def test_a_fail_rule_broken_on_one_day_fails_that_day_and_stops_the_range(tmp_path, sqlite_source):
+    _, _, run, days, bad_day, rows = _range_run_with_a_bad_row(tmp_path, sqlite_source, "fail")
+    backfill = run.results[1]
+    assert not backfill.success  # the blocking check failed: the step fails, gold does not run
+    evaluations = [e for e in backfill.get_asset_check_evaluations() if e.check_name == DROP_RULE]
+    # the days before it were checked and written; the day after it was never reached
+    assert {e.partition: (e.passed, e.severity) for e in evaluations} == {
+        days[0]: (True, AssetCheckSeverity.ERROR),
+        bad_day: (False, AssetCheckSeverity.ERROR),
+    }
+    failed = next(e for e in evaluations if not e.passed)
+    assert failed.blocking and failed.metadata["rows_failed"].value == 1
+    assert failed.metadata["rows_checked"].value == rows[bad_day]
+    assert not [e for e in backfill.get_asset_check_evaluations() if e.asset_key == GOLD]
+    assert backfill.is_node_failed("silver__factstream")
+    gold = [e for e in backfill.get_asset_materialization_events() if e.asset_key == GOLD]
+    assert gold == [] and "gold__factstream" not in {e.step_key for e in backfill.all_events}
