@@ -106,6 +106,14 @@ test: install-dev lint ## lint, then the whole test suite on two workers
 IN_DAGSTER_HOME = cd "$(DAGSTER_HOME)" && exec env DAGSTER_HOME="$$(pwd -P)" PLATFORM_DATA_DIR="$(DATA_DIR)" \
 	$(foreach v,PLATFORM_CONFIG_DIR PLATFORM_TABLES_FILE,$(if $($(v)),$(v)="$(abspath $($(v)))"))
 
+# Dagster's services (webserver, daemon) log at this level. At info the daemon prints two lines per sensor
+# tick ("Checking for new runs for sensor", "Sensor ... skipped: ..."): several a second with the streams'
+# sensors ticking every 5 s. At warning what shows is the runs' own logs (each run's start, its steps, its
+# success or failure: the run workers print them whatever this says), the sensors' log lines (an audit
+# pass, a new epoch) and the services' warnings and errors. `make dev DAGSTER_LOG_LEVEL=info` (or debug)
+# brings the ticks back; every tick, skipped or not, is on its sensor's page in the UI either way.
+DAGSTER_LOG_LEVEL ?= warning
+
 # Links in audit rows and alerts point at the UI this serves, unless PLATFORM_UI_URL says otherwise.
 dev: export PYTHONWARNINGS := $(QUIET_DAGSTER)
 dev: export PLATFORM_UI_URL ?= http://$(HOST):$(PORT)
@@ -115,7 +123,7 @@ dev: install $(DAGSTER_HOME)/dagster.yaml ## the Dagster UI (http://127.0.0.1:30
 	@echo "dev: the Dagster UI at http://$(HOST):$(PORT)$(if $(filter 1,$(OFFLINE)), with the offline stand-ins) (data in $(DATA_DIR)); Ctrl+C stops it"
 	@$(IN_DAGSTER_HOME) $(abspath $(BIN))/python -m platform_devkit.dev --kafka-dir $(KAFKA_DIR) \
 		--sample-partitions $(if $(filter 1,$(OFFLINE)),--offline) -- \
-		$(abspath $(BIN))/dagster dev -w $(CURDIR)/workspace.yaml -h $(HOST) -p $(PORT)
+		$(abspath $(BIN))/dagster dev -w $(CURDIR)/workspace.yaml -h $(HOST) -p $(PORT) --log-level $(DAGSTER_LOG_LEVEL)
 
 # The seed's batch test against one catalog (default sit): clean up, set up, two batches, every layer checked.
 batch-test: export PLATFORM_ENV := $(if $(filter command line,$(origin ENV)),$(ENV),sit)
