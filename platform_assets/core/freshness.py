@@ -176,7 +176,9 @@ def freshness_alerts(
     as if every alert was delivered: the caller keeps an asset's old state when its alert was not.
     """
     alerts: list[FreshnessAlert] = []
-    state = {asset: value for asset, value in said.items()}
+    observed = {seen.asset for seen in observations}
+    # an asset that no longer has a policy (or no longer exists) is forgotten
+    state = {asset: value for asset, value in said.items() if asset in observed}
     for seen in observations:
         current = seen.policy.state(seen.last_update, now)
         before = said.get(seen.asset)

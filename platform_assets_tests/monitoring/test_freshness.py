@@ -75,17 +75,17 @@ def test_a_stale_asset_alerts_once_and_recovers_once():
     assert said == {"gold/dimuser": "fresh"}
 
 
-def test_a_never_updated_asset_is_not_judged_and_a_first_stale_one_alerts():
+def test_a_never_updated_asset_is_not_judged_a_first_stale_one_alerts_a_retired_one_is_forgotten():
     alerts, said = freshness_alerts(
         [
             Observation("silver/countries", TWICE_DAILY, None),
             Observation("silver/trades_enriched", STREAMING, T0 - timedelta(minutes=10)),
         ],
-        {},
+        {"gold/retired_table": "stale"},
         T0,
     )
     assert [(a.asset, a.state) for a in alerts] == [("silver/trades_enriched", "stale")]
-    assert said == {"silver/trades_enriched": "stale"}
+    assert said == {"silver/trades_enriched": "stale"}  # an asset without a policy any more is forgotten
 
 
 def test_the_window_ends_exactly_at_fail_after():
