@@ -47,6 +47,9 @@ from platform_assets.core.streaming.incarnation import accepted_incarnation
 from platform_assets.lib.metadata import numbers
 from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, PARAMETER_TAG_PREFIX, STREAMING_SOURCE_TAG
 
+# A stream sensor's skip while no broker is configured.
+NO_BROKER = "PLATFORM_KAFKA_BOOTSTRAP is not set: no broker to read (make dev and make demo start one)"
+
 
 class OffsetRangeConfig(Config):
     partition: int = Field(ge=0)

@@ -292,8 +292,9 @@ def _letter(messages: pl.DataFrame, row: int, reason: str) -> QuarantinedMessage
     )
 
 
-def _record(value: bytes | None, columns: tuple[Column, ...]) -> list[Any] | str:
-    """The declared fields of one message, in column order, or the reason it cannot land."""
+def json_object(value: bytes | None) -> dict[str, Any] | str:
+    """The JSON object a message's value holds, or the reason it holds none (no value, not JSON, JSON
+    that is not an object): the first step of every per-message JSON parser."""
     if value is None:
         return "empty message (no value)"
     try:
@@ -302,6 +303,14 @@ def _record(value: bytes | None, columns: tuple[Column, ...]) -> list[Any] | str
         return f"not JSON: {exc}"
     if not isinstance(document, dict):
         return f"not a JSON object: {type(document).__name__}"
+    return document
+
+
+def _record(value: bytes | None, columns: tuple[Column, ...]) -> list[Any] | str:
+    """The declared fields of one message, in column order, or the reason it cannot land."""
+    document = json_object(value)
+    if isinstance(document, str):
+        return document
     missing = [c.key for c in columns if document.get(c.key) is None and not c.nullable]
     if missing:
         return f"missing {', '.join(missing)}"

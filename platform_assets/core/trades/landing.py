@@ -17,7 +17,6 @@ No Dagster import here: this is library code the sensor and the asset call.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from functools import partial
@@ -34,7 +33,7 @@ from platform_assets.core.errors import (
 from platform_assets.core.lake.delta import TIMESTAMP
 from platform_assets.core.streaming import landing as _landing
 from platform_assets.core.streaming.declaration import EPOCH_COLUMN, StreamDeclaration, stream_declaration
-from platform_assets.core.streaming.decoding import QuarantinedMessage, decode_batch, is_unicode
+from platform_assets.core.streaming.decoding import QuarantinedMessage, decode_batch, is_unicode, json_object
 from platform_assets.core.trades.canonical import as_text, decode_canonical
 from platform_assets.core.trades.trade_rules import (
     time_problem,
@@ -86,14 +85,9 @@ def _parse(value: bytes | None, received_ms: int) -> dict[str, Any] | str:
     """The trade in ``value``, or the reason it is not one: not a well-formed trade message, or a trade
     that breaks the rules of :mod:`~platform_assets.core.trades.trade_rules` (``received_ms``: the
     broker's timestamp of the message, the reference for the trade time)."""
-    if value is None:
-        return "empty message (no value)"
-    try:
-        trade = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"not JSON: {exc}"
-    if not isinstance(trade, dict):
-        return f"not a JSON object: {type(trade).__name__}"
+    trade = json_object(value)
+    if isinstance(trade, str):
+        return trade
     missing = [k for k in ("symbol", *_NUMBER_KEYS, *_DECIMAL_KEYS, "buyer_is_maker") if trade.get(k) is None]
     if missing:
         return f"missing {', '.join(missing)}"

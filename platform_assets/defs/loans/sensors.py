@@ -46,6 +46,7 @@ from platform_assets.core.streaming import (
 from platform_assets.defs.loans.assets import SILVER_KEY
 from platform_assets.defs.loans.resources import LoanStreamResource
 from platform_assets.lib.micro_batches import (
+    NO_BROKER,
     batch_request,
     batch_size,
     in_flight,
@@ -86,9 +87,7 @@ def loan_applications_micro_batches(
     context: SensorEvaluationContext, lakehouse: LakehouseResource, loan_stream: LoanStreamResource
 ):
     if not loan_stream.kafka_bootstrap:
-        return SkipReason(
-            "PLATFORM_KAFKA_BOOTSTRAP is not set: no broker to read (make dev and make demo start one)"
-        )
+        return SkipReason(NO_BROKER)
     busy = in_flight(context.instance, JOB)
     if busy:
         return SkipReason(busy)

@@ -47,6 +47,7 @@ from platform_assets.core.trades.stream import checkpoint_name
 from platform_assets.defs.trades.assets import FEED_KEY, SILVER_KEY, with_losses
 from platform_assets.defs.trades.resources import TradeStreamResource
 from platform_assets.lib.micro_batches import (
+    NO_BROKER,
     batch_request,
     in_flight,
     lost_range_request,
@@ -86,9 +87,7 @@ def trades_micro_batches(
     context: SensorEvaluationContext, lakehouse: LakehouseResource, trade_stream: TradeStreamResource
 ):
     if not trade_stream.kafka_bootstrap:
-        return SkipReason(
-            "PLATFORM_KAFKA_BOOTSTRAP is not set: no broker to read (make dev and make demo start one)"
-        )
+        return SkipReason(NO_BROKER)
     cursor = json.loads(context.cursor) if context.cursor else {}
     busy = in_flight(context.instance, MICRO_BATCH_JOB)
     if busy:
