@@ -61,7 +61,11 @@ def raise_for_dagster(
     """Raise what Dagster should act on for ``exc`` (see the module). ``retry_policy``: the step has a
     retry policy of its own, which then decides on the retries of a retryable error."""
     failure = as_failure(exc)
-    if not exc.retryable or retry_policy:
+    if not exc.retryable:
+        # The message names what to fix and the metadata carries kind, class and facts: the core's
+        # traceback under it would only bury that line in the run's log (and the UI's error panel).
+        raise failure from None
+    if retry_policy:
         raise failure from exc
     failure.__cause__ = exc
     raise RetryRequested(max_retries=max_retries, seconds_to_wait=seconds_to_wait) from failure
