@@ -18,8 +18,6 @@ from dagster import (
     build_sensor_context,
 )
 
-SensorOutcome = SkipReason | RunRequest | SensorResult
-
 
 class SensorDriver:
     """Ticks ``sensor_name`` of ``defs`` and executes the runs of ``job_name`` it requests, against
@@ -36,8 +34,9 @@ class SensorDriver:
     run_config: dict
     cursor: str | None
 
-    def tick(self) -> tuple[SensorOutcome, list[RunRequest]]:
-        """One evaluation of the sensor: its result and the runs it requests."""
+    def tick(self) -> tuple[Any, list[RunRequest]]:
+        """One evaluation of the sensor: its result (a skip, a run request or a sensor result) and the runs
+        it requests."""
         sensor = self.defs.resolve_sensor_def(self.sensor_name)
         with build_sensor_context(
             instance=self.instance, cursor=self.cursor, resources=self.resources, definitions=self.defs

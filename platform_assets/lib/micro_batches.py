@@ -91,6 +91,10 @@ def plan_from_config(config: MicroBatchConfig, next_batch_id: int, epoch: int) -
     ``next_batch_id`` and ``epoch`` (what the table holds) fill what the configuration leaves out."""
     if not config.ranges:
         return None
+    return _configured_plan(config, next_batch_id, epoch)
+
+
+def _configured_plan(config: MicroBatchConfig, next_batch_id: int, epoch: int) -> BatchPlan:
     return BatchPlan(
         config.batch_id if config.batch_id is not None else next_batch_id,
         {r.partition: OffsetRange(r.partition, r.start, r.end) for r in config.ranges},
@@ -117,7 +121,7 @@ def planned_batch(
         # the table is read only for what the configuration leaves out
         batch_id = config.batch_id if config.batch_id is not None else next_batch_id(table_uri, app_id)
         epoch = config.epoch if config.epoch is not None else stream_position(table_uri).epoch
-        return plan_from_config(config, batch_id, epoch)
+        return _configured_plan(config, batch_id, epoch)
     plan = plan_now(conf, topic, table_uri, app_id, cap, state)
     log.info(f"planned micro-batch {plan.batch_id}: {describe(plan.ranges) or 'nothing new'}")
     return plan

@@ -85,9 +85,10 @@ def waiting(cursor: dict[str, Any], plan: BatchPlan, now: float, trigger: BatchT
     return reason
 
 
-def last_seen(cursor: Mapping[str, Any], incarnation: str | None) -> dict[str, int]:
-    """The end offsets last seen of ``incarnation`` (partition as text: offset); empty when never seen."""
-    return (cursor.get(SEEN) or {}).get(str(incarnation)) or {}
+def last_seen(cursor: Mapping[str, Any], incarnation: str | None) -> dict[int, int]:
+    """The end offsets last seen of ``incarnation``, per partition; empty when never seen."""
+    seen = (cursor.get(SEEN) or {}).get(str(incarnation)) or {}
+    return {int(p): int(o) for p, o in seen.items()}
 
 
 def with_seen(cursor: Mapping[str, Any], plan: BatchPlan) -> dict[str, Any]:
