@@ -741,7 +741,7 @@ def _versus(
 
 
 def _floor_figures(results: dict[str, dict], goals: dict[str, dict]) -> dict[str, dict]:
-    """The engine's full load against the floor's, all measured in this invocation (see the README)."""
+    """The engine's full load against the floor's, all measured in this invocation (docs/performance.md)."""
     floor, full = results.get(FLOOR), results.get("full")
     if not floor or not full:
         return {}

@@ -298,7 +298,7 @@ def delta_version(url: str) -> int:
 
 
 def test_standard_variables_alone_commit_by_conditional_put(s3):
-    """The README's settings (endpoint, credentials, region; no lock settings): writes succeed, and each
+    """The documented settings (endpoint, credentials, region; no lock settings): writes succeed, and each
     commit is one PUT with If-None-Match: * — no temporary file, no copy, no DynamoDB."""
     import polars as pl
 

@@ -2,7 +2,7 @@
 
 A table with ``source: files`` in tables.yaml gets its rows from files dropped into
 ``<lake>/<env>/landing/<table>/`` (CSV with a header, JSON lines, or Parquet), read in the table's
-declared schema (``columns``). The rules (README, "Landing-zone files"):
+declared schema (``columns``). The rules (docs/landing-zone.md):
 
 - A file *version* is ``<name>@<first 16 hex digits of the SHA-256 of its content>``: a file rewritten under
   the same name with other content is a new version and is ingested again; the same content is not.

@@ -1,6 +1,6 @@
 """Incremental extraction from a SQL source into immutable bronze Parquet files.
 
-The rules (see the README, "Incremental extraction"):
+The rules (see docs/medallion.md, "Incremental extraction"):
 
 1. Read ``change_col >= watermark`` (closed lower bound) and drop the rows the previous run already
    took at exactly that value (the watermark remembers their keys). A strict ``>`` would skip rows

@@ -7,7 +7,7 @@ identity of an incarnation is:
 - on a real broker, the cluster id and the topic id (Kafka's UUID of the topic, new on every creation),
   read with DescribeTopics. A broker that cannot describe topics (an old version, missing ACLs) gives the
   cluster id alone: a recreated topic is then still caught when it is behind the recorded offsets, but
-  not once it has grown past them, which the README says;
+  not once it has grown past them, which docs/streaming.md says;
 - on the embedded broker, the mock cluster's id (``mockCluster<hex>``) and a marker topic named with a
   random id, which :func:`mark_embedded` creates when the broker starts. Its topics cannot be described
   (the mock names a controller it does not have), and the cluster id alone is not enough: librdkafka

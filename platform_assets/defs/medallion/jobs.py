@@ -20,7 +20,8 @@ from platform_assets.lib.tags import range_tags
 JOB_NAME = "medallion_job"
 SCHEDULE_NAME = "medallion_daily"
 # The job's name before the medallion was generic: kept as a job of the same selection so scripts and
-# habits that launch it by that name keep working (README, "Names"). The audit records its runs under it.
+# habits that launch it by that name keep working (docs/medallion.md, "Names"). The audit records its
+# runs under it.
 ALIAS_JOB_NAME = "spotify_medallion"
 
 

@@ -106,7 +106,7 @@ def trades_micro_batches(
     except NewIncarnationError as new:
         return _stopped(context, trade_stream, new)
     except OffsetsAheadError as ahead:
-        # Not a data loss and not retryable: someone has to decide (see the README, "Trade stream").
+        # Not a data loss and not retryable: someone has to decide (see docs/streaming.md, "Epochs").
         return SkipReason(f"{ahead}. Start a new epoch on purpose: python -m platform_assets.cli.new_epoch")
     plan = with_losses(context.instance, topic, plan, batching.last_seen(cursor, plan.previous_incarnation))
     cursor = batching.with_seen(cursor, plan)

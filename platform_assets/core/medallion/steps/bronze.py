@@ -1,7 +1,7 @@
 """bronze: source rows into immutable Parquet files, by watermark, by day window, or as a full reload.
 
 The watermark moves only after the file it covers is durable, by compare-and-set: a run that lost the
-race removes its own file, so nothing is ever read twice or skipped (README, "Incremental extraction").
+race removes its own file, so nothing is ever read twice or skipped (docs/medallion.md).
 """
 
 from __future__ import annotations
