@@ -185,7 +185,7 @@ def check_results(
 
 def table_state(
     snapshot: Snapshot | None, descriptions: Mapping[str, str] | None = None
-) -> dict[str, MetadataValue]:
+) -> dict[str, MetadataValue | TableSchema]:  # a TableSchema is metadata as it is (Dagster wraps it)
     """A lake table as it is after a step, committed or not: ``table_version`` (its Delta version),
     ``dagster/row_count`` and ``dagster/column_schema`` (what the asset page's Columns section shows);
     nothing before the table exists. ``snapshot``: :func:`platform_assets.core.lake.delta.snapshot`."""

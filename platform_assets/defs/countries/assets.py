@@ -32,6 +32,7 @@ from dagster import (
     StaticPartitionsDefinition,
     asset,
 )
+from upath import UPath
 
 from platform_assets import settings
 from platform_assets.core.lake import delta
@@ -164,7 +165,7 @@ def build_raw_countries(partitions: StaticPartitionsDefinition) -> AssetsDefinit
     )(_fetch_countries)
 
 
-def read_raw_files(folder: Path, warn=None) -> tuple[pl.DataFrame, dict[str, str], int]:
+def read_raw_files(folder: UPath | Path, warn=None) -> tuple[pl.DataFrame, dict[str, str], int]:
     """Flatten every ``*.json`` file of `folder`: (rows, {skipped file: reason}, files read).
 
     A file that cannot be parsed as a country response is skipped (and reported through `warn`).
