@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import requests
 
-from platform_assets.core.redaction import MASK
 from platform_assets.core.errors import AlertError
+from platform_assets.core.redaction import MASK
 
 WEBHOOK_SETTING = "PLATFORM_ALERT_WEBHOOK_URL"
 

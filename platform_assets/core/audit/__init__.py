@@ -18,7 +18,6 @@ The package, one job per module:
 
 from platform_assets.core.audit.connection import AuditUnavailable
 from platform_assets.core.audit.migrations import MIGRATIONS, SCHEMA_VERSION
-from platform_assets.core.redaction import MASK, redact_parameters, redact_text
 from platform_assets.core.audit.store import AuditStore
 from platform_assets.core.audit.tables import (
     JOB_STATUSES,
@@ -27,6 +26,7 @@ from platform_assets.core.audit.tables import (
     TASK_STATUSES,
     TRIGGERS,
 )
+from platform_assets.core.redaction import MASK, redact_parameters, redact_text
 
 __all__ = [
     "JOB_STATUSES",

@@ -13,8 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from platform_assets.core.redaction import redact_text
 from platform_assets.core.medallion.change_values import to_utc
+from platform_assets.core.redaction import redact_text
 
 # Longest text kept in a Text column (error messages, log messages, parameter values).
 MAX_TEXT = 1_000_000
