@@ -3,12 +3,6 @@ page on a webserver over the instance the run was recorded in, and the failing r
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,19 +15,9 @@ from platform_assets.lib.resources import build_resources
 from platform_assets_tests.medallion.helpers import execute, source_table
 from platform_assets_tests.medallion.test_medallion import build
 from platform_assets_tests.trades.test_dashboard import chromium, png_pixels
+from platform_assets_tests.webserver import dagster_home, running_webserver
 
 BAD_DATES = {20991399: 13, 20990001: 0}  # date_key -> month: both break valid_month (1..12)
-
-DEFINITIONS = """\
-from pathlib import Path
-
-from platform_assets.definitions import build_definitions
-from platform_assets.settings import Settings
-
-defs = build_definitions(
-    Settings(data_dir=Path({data_dir!r}), source_url={source_url!r}, tables_file=Path({tables_file!r}))
-)
-"""
 
 
 class _Text(HTMLParser):
@@ -60,20 +44,6 @@ def visible_text(html: str) -> str:
     return " ".join(parser.parts)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def serving(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=1) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def failed_check(tmp_path: Path, sqlite_source):
     """The medallion's dimdate run once with two rows breaking its fail rule, recorded in an instance in
@@ -92,11 +62,7 @@ def failed_check(tmp_path: Path, sqlite_source):
                 weekday="Thu",
             ),
         )
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
-    )  # no welcome dialog
+    home = dagster_home(tmp_path)
     with DagsterInstance.from_config(str(home)) as instance:
         assets = [a for a in build_definitions(settings).assets if a.key.path[-1] == "dimdate"]
         result = materialize(
@@ -110,40 +76,8 @@ def failed_check(tmp_path: Path, sqlite_source):
 def webserver(tmp_path: Path, failed_check):
     """``dagster-webserver`` on loopback over the failed run's instance, with the project's definitions."""
     settings, home = failed_check
-    definitions = tmp_path / "definitions.py"
-    definitions.write_text(
-        DEFINITIONS.format(
-            data_dir=str(settings.data_dir),
-            source_url=settings.source_url,
-            tables_file=str(settings.tables_file),
-        )
-    )
-    port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    command = [Path(sys.executable).with_name("dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)]
-    server = subprocess.Popen(
-        [*map(str, command), "-f", str(definitions)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not serving(port):
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"the webserver did not start:\n{server.communicate()[0][-3000:]}")
-            time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with running_webserver(tmp_path, settings, home) as url:
+        yield url
 
 
 @pytest.mark.slow(60)
