@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 from dagster import AssetKey, DagsterInstance
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
+from websockets.sync.connection import Connection
 
 from platform_assets_tests.conftest import settings_for
 from platform_assets_tests.trades.test_dashboard import CHROMIUM, png_pixels
@@ -53,7 +54,7 @@ DIALOG = r"""(() => {
 class Tab:
     """One page of a headless Chromium, over the DevTools protocol's websocket."""
 
-    def __init__(self, socket: ClientConnection) -> None:
+    def __init__(self, socket: Connection) -> None:
         self.socket = socket
         self.calls = 0
 
