@@ -11,15 +11,14 @@ It serves ``GET /v3.1/name/<name>`` (and ``/name/<name>``) from the responses re
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from platform_assets.core.rest.countries import country_file_name
+from platform_devkit.standin_errors import cannot_serve
 
 RECORDED = Path(__file__).with_name("recorded")
 NOT_FOUND = json.dumps({"status": 404, "message": "Not Found"}).encode()
@@ -69,20 +68,6 @@ def serve(host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadingHTTPServer, 
     return server, f"http://{bound_host}:{bound_port}/v3.1"
 
 
-def _cannot_serve(host: str, port: int, exc: BaseException) -> int:
-    """One line instead of a traceback when the port is taken (or the address unusable); exit status 1."""
-    reason = exc.__cause__ or exc
-    if isinstance(reason, OSError) and reason.errno == errno.EADDRINUSE:
-        print(
-            f"REST Countries stand-in: port {port} on {host} is in use (another stand-in still running?): stop it, or "
-            "choose another port with --port",
-            file=sys.stderr,
-        )
-    else:
-        print(f"REST Countries stand-in: cannot serve on {host}:{port}: {reason}", file=sys.stderr)
-    return 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m platform_devkit.countries_standin", description=__doc__.splitlines()[0]
@@ -93,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server, base_url = serve(args.host, args.port)
     except OSError as exc:
-        return _cannot_serve(args.host, args.port, exc)
+        return cannot_serve("REST Countries stand-in", args.host, args.port, exc)
     print(f"REST Countries stand-in at {base_url} (Ctrl+C to stop)", flush=True)
     try:
         threading.Event().wait()

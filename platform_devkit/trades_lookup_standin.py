@@ -20,15 +20,14 @@ Run it with::
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import sys
 import threading
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from platform_devkit.standin_errors import cannot_serve
 from platform_devkit.trades_standin import SYMBOLS
 
 PATH = "/api/v3/exchangeInfo"
@@ -197,20 +196,6 @@ class TradesLookupStandin:
             self._server = None
 
 
-def _cannot_serve(host: str, port: int, exc: BaseException) -> int:
-    """One line instead of a traceback when the port is taken (or the address unusable); exit status 1."""
-    reason = exc.__cause__ or exc
-    if isinstance(reason, OSError) and reason.errno == errno.EADDRINUSE:
-        print(
-            f"symbol lookup stand-in: port {port} on {host} is in use (another stand-in still running?): stop it, or "
-            "choose another port with --port",
-            file=sys.stderr,
-        )
-    else:
-        print(f"symbol lookup stand-in: cannot serve on {host}:{port}: {reason}", file=sys.stderr)
-    return 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m platform_devkit.trades_lookup_standin", description=__doc__.splitlines()[0]
@@ -223,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         standin.__enter__()
     except OSError as exc:
-        return _cannot_serve("127.0.0.1", args.port, exc)
+        return cannot_serve("symbol lookup stand-in", "127.0.0.1", args.port, exc)
     try:
         print(f"symbol lookup stand-in at {standin.url} (Ctrl+C to stop)", flush=True)
         threading.Event().wait()

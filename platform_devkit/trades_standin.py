@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import json
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -35,6 +33,8 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+
+from platform_devkit.standin_errors import cannot_serve
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
 ACK = json.dumps({"result": None, "id": 1})
@@ -194,20 +194,6 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _cannot_serve(host: str, port: int, exc: BaseException) -> int:
-    """One line instead of a traceback when the port is taken (or the address unusable); exit status 1."""
-    reason = exc.__cause__ or exc
-    if isinstance(reason, OSError) and reason.errno == errno.EADDRINUSE:
-        print(
-            f"trade feed stand-in: port {port} on {host} is in use (another stand-in still running?): stop it, or "
-            "choose another port with --port",
-            file=sys.stderr,
-        )
-    else:
-        print(f"trade feed stand-in: cannot serve on {host}:{port}: {reason}", file=sys.stderr)
-    return 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m platform_devkit.trades_standin", description=__doc__.splitlines()[0]
@@ -238,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         standin.__enter__()
     except RuntimeError as exc:
-        return _cannot_serve(args.host, args.port, exc)
+        return cannot_serve("trade feed stand-in", args.host, args.port, exc)
     try:
         print(f"trade feed stand-in at {standin.url} (Ctrl+C to stop)", flush=True)
         threading.Event().wait()
