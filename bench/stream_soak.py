@@ -274,8 +274,8 @@ class Stream:
 
     def land(self, plan) -> Any:
         from platform_assets.core import streaming
+        from platform_assets.core.streaming.dead_letters import keep_quarantined
         from platform_assets.core.trades import landing
-        from platform_assets.core.trades.stream import keep_quarantined
 
         result = landing.land_batch(
             self.conf,

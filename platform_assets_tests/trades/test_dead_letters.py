@@ -13,8 +13,8 @@ import confluent_kafka
 import polars as pl
 
 from platform_assets.core.streaming import bronze_offsets, plan_batch
+from platform_assets.core.streaming.dead_letters import keep_quarantined
 from platform_assets.core.trades.landing import land_batch
-from platform_assets.core.trades.stream import keep_quarantined
 
 APP = "bronze_trades"
 QUIET = {"log_level": 3}

@@ -14,7 +14,6 @@ No Dagster import here: the Dagster assets call these functions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +46,6 @@ from platform_assets.core.trades.held import (
     release,
     sibling,
 )
-from platform_assets.core.trades.landing import QuarantinedMessage
 from platform_assets.core.trades.lookup import FILE_NAME, fetch_lookup, publish
 from platform_assets.core.trades.serving import ServingStore
 
@@ -350,13 +348,3 @@ def _retry_held(
         f"{split.not_tradable.height} filtered (symbol not tradable), "
         f"{held.height - split.known.height - split.not_tradable.height} still held"
     )
-
-
-def keep_quarantined(
-    table_uri: str, batch_id: int, messages: Sequence[QuarantinedMessage], now: datetime
-) -> int:
-    """Merge dead letters (malformed messages, invalid trades) into the quarantine table, keyed on
-    (partition, offset, batch id): a retried batch adds nothing twice, and a new epoch's offsets (which
-    start over) are not taken for old ones. The table version after the merge. (Every stream's dead
-    letters: :func:`platform_assets.core.streaming.dead_letters.keep_quarantined`.)"""
-    return dead_letters.keep_quarantined(table_uri, batch_id, messages, now)
