@@ -17,6 +17,7 @@ from dagster import EnvVar, InitResourceContext
 from dagster_pyspark import LazyPySparkResource
 
 from platform_assets.core.spark.session import BASE_CONF, build_session
+from platform_assets.lib.resources import secret
 from platform_assets.settings import Settings
 
 
@@ -43,15 +44,7 @@ class SparkResource(LazyPySparkResource):
 def spark_resource(settings: Settings) -> SparkResource:
     """Settings were validated when loaded; secrets reach the resource as ``EnvVar``s."""
     config: dict[str, Any] = {**BASE_CONF, "spark.master": settings.spark_master}
-    secret = settings.secrets_in_environment
-    return SparkResource(
-        spark_config=config,
-        remote=EnvVar("PLATFORM_SPARK_REMOTE")
-        if "PLATFORM_SPARK_REMOTE" in secret
-        else settings.spark_remote,
-        extra_conf=(
-            EnvVar("PLATFORM_SPARK_CONF")
-            if "PLATFORM_SPARK_CONF" in secret
-            else (json.dumps(dict(settings.spark_conf)) if settings.spark_conf else None)
-        ),
-    )
+    extra_conf = secret(settings, "spark_conf")
+    if not isinstance(extra_conf, EnvVar):  # a value given in code: JSON text, as the variable holds it
+        extra_conf = json.dumps(dict(extra_conf)) if extra_conf else None
+    return SparkResource(spark_config=config, remote=secret(settings, "spark_remote"), extra_conf=extra_conf)
