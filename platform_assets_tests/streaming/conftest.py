@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import confluent_kafka
 import pytest
 
 from platform_assets.core.streaming import StreamDeclaration, parse_streams
-
-KAFKA_QUIET = {"log_level": 3}
+from platform_assets_tests import kafka_mock
 
 # A stream that is not trades: plain JSON values with two typed columns, a key and one rule.
 METERS_YAML = """\
@@ -32,31 +30,15 @@ streams:
 """
 
 
+# the mock cluster and its clients, shared with the other stream tests
+bootstrap = kafka_mock.bootstrap
+producer = kafka_mock.producer
+conf = kafka_mock.conf
+
+
 @pytest.fixture
 def meters() -> StreamDeclaration:
     return parse_streams(METERS_YAML, "meters.yaml")["meters"]
-
-
-@pytest.fixture(scope="module")
-def bootstrap() -> Iterator[str]:
-    # The mock cluster lives as long as this producer does.
-    mock = confluent_kafka.Producer({"test.mock.num.brokers": 1, **KAFKA_QUIET})
-    yield ",".join(f"{b.host}:{b.port}" for b in mock.list_topics(timeout=10).brokers.values())
-    del mock
-
-
-@pytest.fixture(scope="module")
-def producer(bootstrap: str) -> Iterator[confluent_kafka.Producer]:
-    p = confluent_kafka.Producer(
-        {"bootstrap.servers": bootstrap, "topic.metadata.refresh.interval.ms": 200, **KAFKA_QUIET}
-    )
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def conf(bootstrap: str) -> dict:
-    return {"bootstrap.servers": bootstrap, **KAFKA_QUIET}
 
 
 @pytest.fixture

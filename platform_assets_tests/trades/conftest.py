@@ -12,7 +12,13 @@ import pytest
 import sqlalchemy as sa
 
 from platform_assets.core.sql.engines import engine_for
+from platform_assets_tests import kafka_mock
 from platform_assets_tests.conftest import POSTGRES_URL, reachable
+
+# the mock cluster and its clients, shared with the other stream tests
+bootstrap = kafka_mock.bootstrap
+producer = kafka_mock.producer
+conf = kafka_mock.conf
 
 
 @pytest.fixture
@@ -42,30 +48,6 @@ def serving_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 # -- a mock Kafka cluster per test module, and fresh topics on it ---------------------------------------
-
-KAFKA_QUIET = {"log_level": 3}
-
-
-@pytest.fixture(scope="module")
-def bootstrap() -> Iterator[str]:
-    # The mock cluster lives as long as this producer does.
-    mock = confluent_kafka.Producer({"test.mock.num.brokers": 1, **KAFKA_QUIET})
-    yield ",".join(f"{b.host}:{b.port}" for b in mock.list_topics(timeout=10).brokers.values())
-    del mock
-
-
-@pytest.fixture(scope="module")
-def producer(bootstrap: str) -> Iterator[confluent_kafka.Producer]:
-    p = confluent_kafka.Producer(
-        {"bootstrap.servers": bootstrap, "topic.metadata.refresh.interval.ms": 200, **KAFKA_QUIET}
-    )
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def conf(bootstrap: str) -> dict:
-    return {"bootstrap.servers": bootstrap, **KAFKA_QUIET}
 
 
 @pytest.fixture
