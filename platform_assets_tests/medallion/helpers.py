@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
 import sqlalchemy as sa
 
@@ -72,3 +74,16 @@ def insert_stream(settings: Settings, schema: str | None, stream_id: int, at) ->
             stream_timestamp=at,
         ),
     )
+
+
+def insert_bad_dates(settings: Settings, months: dict[int, int]) -> None:
+    """Rows of DimDate (``date_key`` -> ``month``) that break ``valid_month`` when a month is outside 1..12:
+    the failing rows the check tests look for."""
+    dates = source_table(settings, None, "DimDate")
+    for key, month in months.items():
+        execute(
+            settings,
+            dates.insert().values(
+                date_key=key, date=date(2099, 12, 31), day=31, month=month, year=2099, weekday="Thu"
+            ),
+        )

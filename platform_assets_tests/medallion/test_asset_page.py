@@ -4,8 +4,6 @@ reads, at most 20, secrets masked) and where the quarantined ones went."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import polars as pl
 from dagster import AssetKey
 
@@ -13,7 +11,14 @@ from platform_assets.core.lake import delta
 from platform_assets.core.medallion.config import Expectation
 from platform_assets.core.medallion.expectations import SAMPLE_ROWS, apply_expectations
 from platform_assets.lib.metadata import check_results
-from platform_assets_tests.medallion.helpers import execute, lake, source_frame, source_table, version
+from platform_assets_tests.medallion.helpers import (
+    execute,
+    insert_bad_dates,
+    lake,
+    source_frame,
+    source_table,
+    version,
+)
 from platform_assets_tests.medallion.test_medallion import build, run_table
 
 
@@ -105,19 +110,7 @@ def test_a_failed_drop_rule_shows_twenty_of_its_failing_rows_and_where_they_were
 
 def test_a_failed_fail_rule_shows_exactly_its_failing_rows(tmp_path, sqlite_source):
     settings = build(tmp_path, sqlite_source, days=1)
-    dates = source_table(settings, None, "DimDate")
-    for key, month in ((20991399, 13), (20990001, 0)):
-        execute(
-            settings,
-            dates.insert().values(
-                date_key=key,
-                date=datetime(2099, 12, 31).date(),
-                day=31,
-                month=month,
-                year=2099,
-                weekday="Thu",
-            ),
-        )
+    insert_bad_dates(settings, {20991399: 13, 20990001: 0})
     result = run_table(settings, "dimdate", raise_on_error=False)
     check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "valid_month")
     assert check.passed is False

@@ -3,7 +3,6 @@ page on a webserver over the instance the run was recorded in, and the failing r
 
 from __future__ import annotations
 
-from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from dagster import DagsterInstance, materialize
 
 from platform_assets.definitions import build_definitions
 from platform_assets.lib.resources import build_resources
-from platform_assets_tests.medallion.helpers import execute, source_table
+from platform_assets_tests.medallion.helpers import insert_bad_dates
 from platform_assets_tests.medallion.test_medallion import build
 from platform_assets_tests.trades.test_dashboard import chromium, png_pixels
 from platform_assets_tests.webserver import dagster_home, running_webserver
@@ -49,19 +48,7 @@ def failed_check(tmp_path: Path, sqlite_source):
     """The medallion's dimdate run once with two rows breaking its fail rule, recorded in an instance in
     ``tmp_path/dagster_home``; returns the settings and that home."""
     settings = build(tmp_path, sqlite_source, days=1)
-    dates = source_table(settings, None, "DimDate")
-    for key, month in BAD_DATES.items():
-        execute(
-            settings,
-            dates.insert().values(
-                date_key=key,
-                date=datetime(2099, 12, 31).date(),
-                day=31,
-                month=month,
-                year=2099,
-                weekday="Thu",
-            ),
-        )
+    insert_bad_dates(settings, BAD_DATES)
     home = dagster_home(tmp_path)
     with DagsterInstance.from_config(str(home)) as instance:
         assets = [a for a in build_definitions(settings).assets if a.key.path[-1] == "dimdate"]
