@@ -35,10 +35,12 @@ from platform_assets.core.config_errors import (  # noqa: F401 (DuplicateKeyErro
     yaml_problem,
 )
 from platform_assets.core.errors import ConfigError
-from platform_assets.core.freshness import Freshness, parse_freshness
+from platform_assets.core.freshness import FreshnessRule, parse_freshness
 from platform_assets.core.lake.locations import QUARANTINE_SUFFIX
 from platform_assets.core.lake.maintenance import CHANGE_FEED_POLICY, MaintenancePolicy, policy_from_mapping
 from platform_assets.core.medallion.change_values import parse_lag, to_utc
+from platform_assets.core.volume import DEFAULT_POLICY as DEFAULT_VOLUME
+from platform_assets.core.volume import VolumePolicy, parse_volume
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 Action = Literal["warn", "drop", "fail"]
@@ -64,6 +66,10 @@ SNAPSHOT_BASES: tuple[str, ...] = get_args(SnapshotBasis)
 # Two rows of one landing file with the same key (and change value): both quarantined, or the last kept.
 DuplicateRule = Literal["quarantine", "keep_last"]
 DUPLICATE_RULES: tuple[str, ...] = get_args(DuplicateRule)
+# A SQL source table whose columns changed since the last successful bronze run: stop before anything
+# is read (block), read and report it as a WARN check (warn), or record it in the check's metadata only.
+SchemaChangeRule = Literal["block", "warn", "ignore"]
+SCHEMA_CHANGE_RULES: tuple[str, ...] = get_args(SchemaChangeRule)
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,11 @@ class TableConfig:
     # compaction, vacuum and log retention of the table's Delta tables (silver, gold, their quarantines)
     maintenance: MaintenancePolicy = CHANGE_FEED_POLICY
     # how long the table's lake assets may go without an update (None: the layer's default)
-    freshness: Freshness | None = None
+    freshness: FreshnessRule | None = None
+    # a SQL source table's columns changed since the last successful bronze run (core.medallion.source_schema)
+    on_schema_change: SchemaChangeRule = "warn"
+    # how bronze's rows per run are judged against the table's earlier runs (core.volume)
+    volume: VolumePolicy = DEFAULT_VOLUME
 
     @property
     def from_files(self) -> bool:
@@ -319,7 +329,9 @@ class TableEntry(_Entry):
     from_date: datetime | None = None
     expectations: tuple[ExpectationEntry, ...] = ()
     maintenance: MaintenancePolicy = CHANGE_FEED_POLICY
-    freshness: Freshness | None = None
+    freshness: FreshnessRule | None = None
+    volume: VolumePolicy = DEFAULT_VOLUME
+    on_schema_change: SchemaChangeRule = "warn"
 
     @classmethod
     def _where(cls, info: ValidationInfo, data: Mapping[str, Any]) -> str:
@@ -417,12 +429,33 @@ class TableEntry(_Entry):
 
     @field_validator("freshness", mode="before")
     @classmethod
-    def _freshness(cls, value: Any, info: ValidationInfo) -> Freshness | None:
-        """``freshness: 26h`` or ``{fail: 26h, warn: 20h}`` (core.freshness)."""
+    def _freshness(cls, value: Any, info: ValidationInfo) -> FreshnessRule | None:
+        """``freshness: 26h``, ``{fail: 26h, warn: 20h}`` or ``{cron: ..., within: 1h}`` (core.freshness)."""
         try:
             return parse_freshness(value, f"{_table(info)}.freshness")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    @field_validator("volume", mode="before")
+    @classmethod
+    def _volume(cls, value: Any, info: ValidationInfo) -> VolumePolicy:
+        """``volume: {history: 30, min_history: 5, factor: 5, floor: 100, drops: any}`` over the
+        defaults (core.volume)."""
+        try:
+            return parse_volume(value, f"{_table(info)}.volume") or DEFAULT_VOLUME
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @field_validator("on_schema_change", mode="before")
+    @classmethod
+    def _on_schema_change(cls, value: Any, info: ValidationInfo) -> SchemaChangeRule:
+        """``on_schema_change: block | warn | ignore`` (core.medallion.source_schema)."""
+        if value not in SCHEMA_CHANGE_RULES:
+            raise ConfigError(
+                f"{_table(info)}.on_schema_change must be one of {', '.join(SCHEMA_CHANGE_RULES)}, "
+                f"got {value!r}"
+            )
+        return value
 
     # rules across fields, in the order a reader checks them
 
@@ -472,6 +505,8 @@ class TableEntry(_Entry):
             if getattr(self, unsupported) is not None:
                 name = {"source_schema": "schema"}.get(unsupported, unsupported)
                 raise ConfigError(f"{table}.{name}: does not apply to a table with source: files")
+        if "on_schema_change" in self.model_fields_set:  # a files table declares its columns itself
+            raise ConfigError(f"{table}.on_schema_change: does not apply to a table with source: files")
         self.snapshot_time = self._snapshot_time()
         return self
 
@@ -539,6 +574,8 @@ class TableEntry(_Entry):
             on_duplicate_key=self.on_duplicate_key if files else "quarantine",
             maintenance=self.maintenance,
             freshness=self.freshness,
+            on_schema_change=self.on_schema_change,
+            volume=self.volume,
         )
 
 
