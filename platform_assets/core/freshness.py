@@ -3,6 +3,8 @@
 A :class:`Freshness` is the time an asset may go without an update before it is stale (``fail_after``),
 and optionally a shorter time after which it is late but not yet stale (``warn_after``): the two windows
 of Dagster's ``FreshnessPolicy.time_window``, which :mod:`platform_assets.lib.freshness` builds from it.
+A :class:`Deadline` is the other kind Dagster knows (``FreshnessPolicy.cron``): the asset must be updated
+within ``lower_bound`` before each tick of a cron schedule ("between 08:00 and 09:00 every day").
 
 Defaults come per layer and per asset (:func:`default_freshness`); a table of ``tables.yaml`` and a
 stream of ``streams.yaml`` override them with a ``freshness:`` field (:func:`parse_freshness`).
@@ -27,6 +29,9 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 State = Literal["fresh", "stale", "unknown"]
+# Five fields of minutes, hours, days of month, months and days of week; Dagster checks the rest when the
+# policy is built (platform_assets.lib.freshness), this only catches a value that is no cron at all.
+_CRON = re.compile(r"^\s*(\S+\s+){4}\S+\s*$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,36 @@ class Freshness:
         return "stale" if now - last_update >= self.fail_after else "fresh"
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """An asset must be updated within ``lower_bound`` before each tick of ``cron`` (in ``timezone``).
+
+    Judged as Dagster judges its cron policy: at any moment, against the last tick that has passed (the
+    caller computes it: the core parses no cron); stale when the last update is older than that tick less
+    ``lower_bound``, until the next update. An update before the window (too early) does not count."""
+
+    cron: str
+    lower_bound: timedelta
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if not _CRON.match(self.cron):
+            raise ValueError(f"{self.cron!r} is not a cron schedule such as '0 9 * * *'")
+        if self.lower_bound < MINIMUM:
+            raise ValueError(f"within {describe(self.lower_bound)} is shorter than a minute")
+
+    def state(self, last_update: datetime | None, last_tick: datetime | None) -> State:
+        """``unknown`` for an asset never updated (or before the schedule's first tick), else stale when
+        ``last_update`` is before ``last_tick - lower_bound``."""
+        if last_update is None or last_tick is None:
+            return "unknown"
+        return "stale" if last_update < last_tick - self.lower_bound else "fresh"
+
+
+FreshnessRule = Freshness | Deadline
+"""Either kind of freshness an asset may declare."""
+
+
 def describe(lag: timedelta) -> str:
     """``26h``, ``90m``, ``45s``, ``2d``: the largest whole unit."""
     seconds = int(lag.total_seconds())
@@ -82,17 +117,35 @@ def _duration(value: Any, what: str) -> timedelta:
     return timedelta(**{_UNITS[unit]: int(amount)})
 
 
-def parse_freshness(value: Any, what: str = "freshness") -> Freshness | None:
-    """A ``freshness:`` field: a duration (``26h``: stale after it) or ``{fail: 26h, warn: 20h}``;
-    None when absent. Raises ValueError naming ``what``."""
+def _deadline(value: Mapping[str, Any], what: str) -> Deadline:
+    unknown = sorted(set(value) - {"cron", "within", "timezone"})
+    if unknown:
+        raise _problem(what, f"unknown field(s) {unknown} (cron, within, timezone)")
+    if "within" not in value:
+        raise _problem(what, "needs 'within' (how long before each tick of the cron the update is due)")
+    cron, timezone = value["cron"], value.get("timezone", "UTC")
+    if not isinstance(cron, str) or not isinstance(timezone, str):
+        raise _problem(what, "cron and timezone are text, such as '0 9 * * *' and 'Europe/Berlin'")
+    try:
+        return Deadline(cron, _duration(value["within"], f"{what}.within".lstrip(".")), timezone)
+    except ValueError as exc:
+        raise _problem(what, str(exc)) from None
+
+
+def parse_freshness(value: Any, what: str = "freshness") -> FreshnessRule | None:
+    """A ``freshness:`` field: a duration (``26h``: stale after it), ``{fail: 26h, warn: 20h}``, or a
+    deadline ``{cron: '0 9 * * *', within: 1h, timezone: Europe/Berlin}``; None when absent. Raises
+    ValueError naming ``what``."""
     if value is None:
         return None
-    if isinstance(value, Freshness):
+    if isinstance(value, Freshness | Deadline):
         return value
+    if isinstance(value, Mapping) and "cron" in value:
+        return _deadline(value, what)
     if isinstance(value, Mapping):
         unknown = sorted(set(value) - {"fail", "warn"})
         if unknown:
-            raise _problem(what, f"unknown field(s) {unknown} (fail, warn)")
+            raise _problem(what, f"unknown field(s) {unknown} (fail, warn; or cron, within, timezone)")
         if "fail" not in value:
             raise _problem(what, "needs 'fail' (how long the asset may go without an update)")
         fail = _duration(value["fail"], f"{what}.fail".lstrip("."))
@@ -146,11 +199,33 @@ def default_freshness(asset: str, group: str | None) -> Freshness | None:
 
 @dataclass(frozen=True)
 class Observation:
-    """What is known of one asset at ``now``: its policy and its last update."""
+    """What is known of one asset at ``now``: its policy and its last update (and, for a
+    :class:`Deadline`, the last tick of its cron at ``now``, which the caller computes)."""
 
     asset: str
-    policy: Freshness
+    policy: FreshnessRule
     last_update: datetime | None
+    last_tick: datetime | None = None
+
+    def state(self, now: datetime) -> State:
+        if isinstance(self.policy, Deadline):
+            return self.policy.state(self.last_update, self.last_tick)
+        return self.policy.state(self.last_update, now)
+
+    def allowed(self) -> dict[str, Any]:
+        """What the payload says the asset was allowed: a lag, or a deadline and its window."""
+        if isinstance(self.policy, Deadline):
+            tick = self.last_tick
+            return {
+                "deadline": _iso(tick),
+                "deadline_cron": self.policy.cron,
+                "deadline_timezone": self.policy.timezone,
+                "window_start": None if tick is None else _iso(tick - self.policy.lower_bound),
+            }
+        return {
+            "allowed_lag": describe(self.policy.fail_after),
+            "allowed_lag_seconds": int(self.policy.fail_after.total_seconds()),
+        }
 
 
 @dataclass(frozen=True)
@@ -180,7 +255,7 @@ def freshness_alerts(
     # an asset that no longer has a policy (or no longer exists) is forgotten
     state = {asset: value for asset, value in said.items() if asset in observed}
     for seen in observations:
-        current = seen.policy.state(seen.last_update, now)
+        current = seen.state(now)
         before = said.get(seen.asset)
         if current == "unknown":
             continue
@@ -198,8 +273,7 @@ def freshness_alerts(
                     "asset": seen.asset,
                     "last_update": _iso(seen.last_update),
                     "lag_seconds": None if lag is None else int(lag.total_seconds()),
-                    "allowed_lag": describe(seen.policy.fail_after),
-                    "allowed_lag_seconds": int(seen.policy.fail_after.total_seconds()),
+                    **seen.allowed(),
                     "checked_at": _iso(now),
                 },
             )

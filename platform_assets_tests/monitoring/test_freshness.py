@@ -13,11 +13,12 @@ import yaml
 from dagster import AssetKey, AssetMaterialization, build_sensor_context, instance_for_test
 from dagster._core.test_utils import freeze_time
 
-from platform_assets.core.errors import ConfigError
+from platform_assets.core.errors import ConfigError, ConfigurationError
 from platform_assets.core.freshness import (
     DAILY,
     STREAMING,
     TWICE_DAILY,
+    Deadline,
     Freshness,
     Observation,
     freshness_alerts,
@@ -34,6 +35,7 @@ from platform_assets_tests.receiver import Receiver
 
 T0 = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+GOLD_DIMUSER = AssetKey(["gold", "dimuser"])
 PACKAGE = Path(declaration.__file__).resolve().parents[2]
 
 
@@ -114,7 +116,7 @@ def test_freshness_fields(value, expected):
         ("30s", "DimUser.freshness: fail after 30s is shorter than a minute"),
         ({"fail": "1h", "warn": "2h"}, "DimUser.freshness: warn (2h) must be shorter than fail (1h)"),
         ({"warn": "2h"}, "DimUser.freshness: needs 'fail'"),
-        ({"fail": "1h", "late": "2h"}, "DimUser.freshness: unknown field(s) ['late'] (fail, warn)"),
+        ({"fail": "1h", "late": "2h"}, "DimUser.freshness: unknown field(s) ['late'] (fail, warn; or cron"),
     ],
 )
 def test_a_wrong_freshness_in_tables_yaml_names_the_table_and_field(value, message):
@@ -241,3 +243,97 @@ def test_the_sensor_alerts_stale_once_and_fresh_once(tmp_path):
         assert [b["alert"] for b in receiver.bodies] == ["stale", "fresh"]
         assert receiver.bodies[1]["last_update"] == updated.isoformat()
         assert json.loads(cursor) == {"gold/dimuser": "fresh"}
+
+
+# --- deadlines (Dagster's cron policy) ------------------------------------------------------------------
+
+DUE_BY_NINE = Deadline("0 9 * * *", timedelta(hours=1))  # updated between 08:00 and 09:00 every day
+
+
+def test_a_deadline_judges_against_the_last_tick_that_has_passed():
+    tick = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    assert DUE_BY_NINE.state(tick - timedelta(minutes=10), tick) == "fresh"  # on time
+    assert DUE_BY_NINE.state(tick - timedelta(hours=1), tick) == "fresh"  # the window's first instant
+    assert DUE_BY_NINE.state(tick - timedelta(hours=2), tick) == "stale"  # too early: does not count
+    assert DUE_BY_NINE.state(tick + timedelta(minutes=30), tick) == "fresh"  # late, fresh from then on
+    assert DUE_BY_NINE.state(None, tick) == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"cron": "9am daily", "within": "1h"}, "DimUser.freshness: '9am daily' is not a cron schedule"),
+        ({"cron": "0 9 * * *"}, "DimUser.freshness: needs 'within'"),
+        ({"cron": "0 9 * * *", "within": "1h", "by": 1}, "DimUser.freshness: unknown field(s) ['by']"),
+        ({"cron": "0 9 * * *", "within": "20s"}, "DimUser.freshness: within 20s is shorter than a minute"),
+    ],
+)
+def test_a_wrong_deadline_in_tables_yaml_names_the_table_and_field(value, message):
+    with pytest.raises(ConfigError) as raised:
+        parse_table({"table": "DimUser", "key": "user_id", "freshness": value})
+    assert str(raised.value).startswith(message)
+
+
+def test_a_deadline_dagster_refuses_is_one_line_naming_the_asset(tmp_path):
+    tables = yaml.safe_load((PACKAGE / "tables.yaml").read_text())
+    for entry in tables["tables"]:
+        if entry["table"] == "DimUser":  # a window longer than the cron's interval (an hour)
+            entry["freshness"] = {"cron": "0 * * * *", "within": "2h"}
+    tables_file = tmp_path / "tables.yaml"
+    tables_file.write_text(yaml.safe_dump(tables))
+    with pytest.raises(ConfigurationError) as raised:
+        build_definitions(Settings(data_dir=tmp_path / "data", tables_file=tables_file))
+    assert str(raised.value).startswith(
+        "bronze/dimuser: deadline refused by Dagster: lower_bound_delta must be less than or equal"
+    )
+
+
+def test_the_sensor_alerts_a_missed_deadline_once_and_its_recovery_once(tmp_path):
+    tables = yaml.safe_load((PACKAGE / "tables.yaml").read_text())
+    for entry in tables["tables"]:
+        if entry["table"] == "DimUser":
+            entry["freshness"] = {"cron": "0 9 * * *", "within": "1h", "timezone": "Europe/Berlin"}
+    tables_file = tmp_path / "tables.yaml"
+    tables_file.write_text(yaml.safe_dump(tables))
+    definitions = build_definitions(Settings(data_dir=tmp_path / "data", tables_file=tables_file))
+    assert from_policy(definitions.resolve_asset_graph().get(GOLD_DIMUSER).freshness_policy) == Deadline(
+        "0 9 * * *", HOUR, "Europe/Berlin"
+    )
+    nine_berlin = datetime(2026, 3, 3, 8, tzinfo=UTC)  # 09:00 in Berlin (CET, UTC+1)
+    with instance_for_test() as instance, Receiver() as receiver:
+        audit = AuditResource(
+            audit_url=f"sqlite:///{tmp_path / 'audit.db'}",
+            environment="dev",
+            alert_webhook_url=receiver.url,
+            alert_attempts=1,
+        )
+        cursor = None
+
+        def tick(now: datetime) -> None:
+            nonlocal cursor
+            with freeze_time(now):
+                context = build_sensor_context(
+                    instance=instance, definitions=definitions, resources={"audit": audit}, cursor=cursor
+                )
+                freshness_sensor(context)
+            cursor = context.cursor
+
+        with freeze_time(nine_berlin - 2 * HOUR):  # 07:00 in Berlin: before the window
+            instance.report_runless_asset_event(AssetMaterialization(GOLD_DIMUSER))
+        tick(nine_berlin - timedelta(minutes=30))  # judged against yesterday's 09:00: fresh
+        tick(nine_berlin + timedelta(minutes=1))  # today's deadline passed, the update was too early
+        tick(nine_berlin + timedelta(minutes=2))
+        assert [(b["alert"], b["asset"]) for b in receiver.bodies] == [("stale", "gold/dimuser")]
+        stale = receiver.bodies[0]
+        assert stale["deadline"] == nine_berlin.isoformat()
+        assert stale["window_start"] == (nine_berlin - HOUR).isoformat()
+        assert stale["deadline_cron"] == "0 9 * * *" and stale["deadline_timezone"] == "Europe/Berlin"
+        assert "allowed_lag" not in stale
+
+        late = nine_berlin + timedelta(minutes=40)
+        with freeze_time(late):
+            instance.report_runless_asset_event(AssetMaterialization(GOLD_DIMUSER))
+        tick(late + timedelta(minutes=1))
+        tick(late + 3 * HOUR)
+        assert [b["alert"] for b in receiver.bodies] == ["stale", "fresh"]
+        assert receiver.bodies[1]["last_update"] == late.isoformat()

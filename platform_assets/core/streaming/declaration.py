@@ -35,7 +35,7 @@ from pydantic import (
 
 from platform_assets.core.config_errors import line_of, parse_yaml_lines, problems, where, yaml_problem
 from platform_assets.core.errors import ConfigError
-from platform_assets.core.freshness import Freshness, parse_freshness
+from platform_assets.core.freshness import FreshnessRule, parse_freshness
 from platform_assets.core.lake.delta import TIMESTAMP
 
 STREAMS_FILE = Path(__file__).resolve().parents[2] / "streams.yaml"
@@ -166,12 +166,13 @@ class StreamDeclaration(_Strict):
     allowed_latency: float = Field(default=30.0, ge=0, strict=True)
     description: str = ""
     # How long the stream's bronze table and the silver built from it may go without an update:
-    # ``10m`` or ``{fail: 10m, warn: 5m}`` (None: the platform's default, core.freshness).
-    freshness: Freshness | None = None
+    # ``10m``, ``{fail: 10m, warn: 5m}`` or a deadline ``{cron: ..., within: ...}`` (None: the
+    # platform's default, core.freshness).
+    freshness: FreshnessRule | None = None
 
     @field_validator("freshness", mode="before")
     @classmethod
-    def _freshness(cls, value: object) -> Freshness | None:
+    def _freshness(cls, value: object) -> FreshnessRule | None:
         return parse_freshness(value, "")
 
     @field_validator("name")

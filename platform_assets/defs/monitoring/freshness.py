@@ -26,8 +26,8 @@ from dagster import (
 from dagster._time import datetime_from_timestamp, get_current_datetime
 
 from platform_assets.core.alerts import AlertError, AlertPolicy, post_alert
-from platform_assets.core.freshness import Freshness, Observation, freshness_alerts
-from platform_assets.lib.freshness import policies
+from platform_assets.core.freshness import FreshnessRule, Observation, freshness_alerts
+from platform_assets.lib.freshness import last_tick, policies
 from platform_assets.lib.resources import AuditResource
 
 SENSOR_NAME = "freshness_alerts"
@@ -52,7 +52,7 @@ def last_updates(instance: DagsterInstance, keys: list[AssetKey]) -> dict[AssetK
 
 def freshness_tick(
     instance: DagsterInstance,
-    declared: dict[AssetKey, Freshness],
+    declared: dict[AssetKey, FreshnessRule],
     audit: AuditResource,
     cursor: str | None,
     now: datetime,
@@ -61,7 +61,7 @@ def freshness_tick(
     said: dict[str, str] = json.loads(cursor) if cursor else {}
     updates = last_updates(instance, sorted(declared, key=lambda k: k.to_user_string()))
     observations = [
-        Observation(key.to_user_string(), policy, updates.get(key))
+        Observation(key.to_user_string(), policy, updates.get(key), last_tick(policy, now))
         for key, policy in sorted(declared.items(), key=lambda item: item[0].to_user_string())
     ]
     alerts, state = freshness_alerts(
