@@ -236,6 +236,14 @@ class MedallionComponent(dg.Component, dg.Model, dg.Resolvable):
         return [c.instance(settings, c._folder) for c in others if c is not self]
 
 
+def declared_instances(context: dg.ComponentLoadContext, settings: Settings) -> list[MedallionInstance]:
+    """Every medallion instance of the code location being loaded (for the domains that act on every
+    medallion table, such as maintenance), in the order of their folders."""
+    components = context.component_tree.get_all_components(of_type=MedallionComponent)
+    instances = [c.instance(settings, c._folder) for c in components]
+    return sorted(instances, key=lambda i: (not i.is_default, i.name))
+
+
 def check_names(instance: MedallionInstance, others: list[MedallionInstance], defs_folder: Path) -> None:
     """One-line ConfigurationError when ``instance`` would share a name with another instance or domain."""
     for other in others:

@@ -22,6 +22,7 @@ from platform_assets.components import MedallionComponent
 from platform_assets.core.audit import AuditStore
 from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.state import state_table
+from platform_assets.defs.maintenance import definitions as maintenance_definitions
 from platform_assets.defs.medallion.definitions import build_medallion_definitions
 from platform_assets.defs.medallion.landing_zone import landing_run_config
 from platform_assets.defs.monitoring.audit import audit_tick
@@ -37,6 +38,7 @@ from platform_devkit import sample
 COMPONENT = "platform_assets.components.MedallionComponent"
 DIMENSIONS = ["DimUser", "DimArtist"]
 DAY = range_tags("2025-01-01", "2025-01-01")  # a run of the daily schedule's shape
+MAINTENANCE = Path(maintenance_definitions.__file__).with_name("defs.yaml")
 
 
 def dimensions_only(document: dict) -> None:
@@ -58,7 +60,12 @@ def project(tmp_path: Path, monkeypatch, folders: dict[str, dict | None]) -> Pat
     (defs / "__init__.py").write_text("")
     for folder, attributes in folders.items():
         (defs / folder).mkdir()
-        if attributes is not None:
+        if folder == "maintenance":  # the location's maintenance domain, as defs/maintenance declares it
+            (defs / folder / "defs.yaml").write_text(MAINTENANCE.read_text())
+            (defs / folder / "definitions.py").write_text(
+                "from platform_assets.defs.maintenance.definitions import defs  # noqa: F401\n"
+            )
+        elif attributes is not None:
             declaration = {"type": COMPONENT, "attributes": attributes}
             (defs / folder / "defs.yaml").write_text(yaml.safe_dump(declaration))
     monkeypatch.syspath_prepend(str(root))
@@ -110,6 +117,7 @@ def test_a_second_source_database_is_one_more_defs_yaml(tmp_path, monkeypatch, i
         {
             "medallion": {"name": "medallion"},
             "crm": {"name": "crm", "tables_file": "tables.yaml", "source_url_env": "CRM_SOURCE_URL"},
+            "maintenance": None,
         },
     )
     (path / "defs" / "crm" / "tables.yaml").write_text(settings.tables_file.read_text())
@@ -118,8 +126,8 @@ def test_a_second_source_database_is_one_more_defs_yaml(tmp_path, monkeypatch, i
 
     # the names: the default's as today, the second instance's prefixed
     jobs = {j.name for j in defs.jobs}
-    assert jobs == {"medallion_job", "spotify_medallion", "crm_job"}
-    assert {s.name for s in defs.schedules} == {"medallion_daily", "crm_daily"}
+    assert jobs == {"medallion_job", "spotify_medallion", "crm_job", "table_maintenance_job"}
+    assert {s.name for s in defs.schedules} == {"medallion_daily", "crm_daily", "table_maintenance_daily"}
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     layers = ("bronze", "silver", "gold")
@@ -152,6 +160,21 @@ def test_a_second_source_database_is_one_more_defs_yaml(tmp_path, monkeypatch, i
         assert {f"watermark/{table}", f"watermark/crm_{table}"} <= names
         assert {f"checkpoint/gold/{table}", f"checkpoint/gold/crm_{table}"} <= names
     assert all(n.split("/")[-1].removeprefix("crm_") in ("dimuser", "dimartist") for n in names)
+
+    # maintenance covers both instances' tables: the second's are compacted and vacuumed too
+    maintenance = defs.resolve_job_def("table_maintenance_job")
+    steps = {node.name for node in maintenance.nodes}
+    for layer in ("silver", "gold"):
+        for table in ("dimuser", "crm_dimuser", "crm_dimartist"):
+            assert {f"{layer}__{table}", f"{layer}__{table}_quarantine"} <= steps
+    result = maintenance.execute_in_process(
+        instance=instance, op_selection=["silver__crm_dimuser", "gold__crm_dimuser"]
+    )
+    assert result.success
+    for step in ("silver__crm_dimuser", "gold__crm_dimuser"):
+        [output] = [e for e in result.events_for_node(step) if e.is_successful_output]
+        metadata = output.step_output_data.metadata
+        assert "skipped" not in metadata and metadata["files_after"].value >= 1, step
 
     # the audit records each run under its own job and assets
     audit = AuditResource(audit_url=f"sqlite:///{tmp_path / 'audit.db'}", environment="dev")

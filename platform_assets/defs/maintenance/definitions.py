@@ -8,9 +8,12 @@ page plots them over time. The run is audited like any other by the ``audit_trai
 """
 
 # No `from __future__ import annotations`: Dagster inspects the op's real annotations.
+from collections.abc import Sequence
+
 from dagster import (
     AssetKey,
     AssetObservation,
+    ComponentLoadContext,
     DefaultScheduleStatus,
     Definitions,
     MetadataValue,
@@ -24,9 +27,10 @@ from dagster import (
     op,
 )
 
+from platform_assets.components.medallion import declared_instances
 from platform_assets.core.lake import delta
 from platform_assets.core.lake.maintenance import maintain
-from platform_assets.core.medallion.config import load_tables
+from platform_assets.core.medallion.config import TableConfig, load_tables
 from platform_assets.defs.maintenance.tables import (
     MaintainedTable,
     country_tables,
@@ -93,13 +97,12 @@ def maintenance_job(tables: list[MaintainedTable]):
     return table_maintenance
 
 
-def build_maintenance_definitions(settings: Settings) -> Definitions:
-    job_def = maintenance_job(
-        stream_tables()
-        + loan_tables()
-        + country_tables()
-        + medallion_tables(load_tables(settings.tables_file))
-    )
+def build_maintenance_definitions(
+    settings: Settings, medallion: Sequence[TableConfig] | None = None
+) -> Definitions:
+    """``medallion``: the tables of every medallion instance (None: the settings' table list)."""
+    configs = load_tables(settings.tables_file) if medallion is None else medallion
+    job_def = maintenance_job(stream_tables() + loan_tables() + country_tables() + medallion_tables(configs))
     schedule = ScheduleDefinition(
         name=MAINTENANCE_SCHEDULE,
         job=job_def,
@@ -112,7 +115,11 @@ def build_maintenance_definitions(settings: Settings) -> Definitions:
 
 
 @definitions
-def defs() -> Definitions:
+def defs(context: ComponentLoadContext) -> Definitions:
     """This folder's part of the code location, as ``load_from_defs_folder`` takes it: built from the
-    settings of the load in progress (:mod:`platform_assets.lib.active_settings`)."""
-    return build_maintenance_definitions(active_settings())
+    settings of the load in progress (:mod:`platform_assets.lib.active_settings`), over the tables of
+    every medallion instance the location declares (a second source database's too: its tables are
+    compacted and vacuumed like the default's)."""
+    settings = active_settings()
+    instances = declared_instances(context, settings)
+    return build_maintenance_definitions(settings, [t for i in instances for t in i.tables])
