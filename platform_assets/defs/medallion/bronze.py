@@ -2,6 +2,7 @@
 ``source: files`` table, the landing-zone files, once per file version."""
 
 import os
+from collections.abc import Iterator
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -12,7 +13,6 @@ from dagster import (
     Config,
     DailyPartitionsDefinition,
     Jitter,
-    MaterializeResult,
     RetryPolicy,
     asset,
 )
@@ -23,10 +23,11 @@ from platform_assets.core.lake.locations import quarantine_name
 from platform_assets.core.medallion.config import TableConfig, parse_from_date
 from platform_assets.core.medallion.steps import run_bronze
 from platform_assets.core.sql.engines import engine_for
-from platform_assets.defs.medallion.common import asset_args, run_days
+from platform_assets.defs.medallion.common import asset_args, check_partitions, run_days
 from platform_assets.lib.errors import platform_errors
-from platform_assets.lib.metadata import step_metadata
+from platform_assets.lib.metadata import ReportEvent, step_metadata
 from platform_assets.lib.resources import LakehouseResource
+from platform_assets.lib.volume import volume_check_spec, with_volume
 
 SOURCE_RETRY = RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
@@ -53,10 +54,11 @@ def bronze_asset(
         ),
         # The source is across a network: a dropped connection is retried (the step is idempotent).
         retry_policy=SOURCE_RETRY,
+        check_specs=[volume_check_spec(table, check_partitions(table, partitions))],
     )
     def bronze(
         context: AssetExecutionContext, config: BronzeConfig, lakehouse: LakehouseResource
-    ) -> MaterializeResult:
+    ) -> Iterator[ReportEvent]:
         # Not retryable (a missing table or column, values that do not compare, a bad from_date): fails at
         # once; retryable (a state conflict): left to SOURCE_RETRY.
         with platform_errors(retry_policy=True):
@@ -74,7 +76,8 @@ def bronze_asset(
             context.log.warning(
                 f"{table.table}: removed {leftover.name}, left by an extraction that was killed"
             )
-        return step_metadata(result, table, lakehouse).report(context)
+        # rows written, per run or per day, against the table's earlier runs (lib.volume)
+        yield from with_volume(context, step_metadata(result, table, lakehouse), table).events(context)
 
     return bronze
 
@@ -116,10 +119,13 @@ def files_bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition
     description = f"{table.table}: landing-zone {table.format} files in Parquet, once per file version."
     kinds = {"bronze", table.format or "files", "parquet"}
 
-    @asset(**asset_args("bronze", table, partitions, description=description, kinds=kinds))
+    @asset(
+        **asset_args("bronze", table, partitions, description=description, kinds=kinds),
+        check_specs=[volume_check_spec(table, check_partitions(table, partitions))],
+    )
     def bronze(
         context: AssetExecutionContext, config: LandingConfig, lakehouse: LakehouseResource
-    ) -> MaterializeResult:
+    ) -> Iterator[ReportEvent]:
         result = ingest_landing(
             config.files,
             table,
@@ -139,6 +145,6 @@ def files_bronze_asset(table: TableConfig, partitions: DailyPartitionsDefinition
                 context.log.info(f"{table.table}: {entry}: {what}")
         for refused in result.refused:  # quarantined whole; a fixed file dropped again is a new version
             context.log.warning(f"{table.table}: {refused}; the file is in the quarantine")
-        return step_metadata(result, table, lakehouse).report(context)
+        yield from with_volume(context, step_metadata(result, table, lakehouse), table).events(context)
 
     return bronze
