@@ -136,10 +136,10 @@ setup: install ## create the audit, state and serving tables and every declared 
 	$(BIN)/python -m platform_assets.cli.setup
 
 # One-time history load of a table: make history TABLE=FactStream FROM=2024-01-01 TO=2025-01-01 [FORCE=1]
-history: install ## one-time history load: TABLE=FactStream FROM=2024-01-01 TO=2025-01-01 [FORCE=1]
-	$(BIN)/python -m platform_assets.cli.history --table "$(TABLE)" --from "$(FROM)" --to "$(TO)" $(if $(filter 1,$(FORCE)),--force)
+history: install ## one-time history load: TABLE=FactStream FROM=2024-01-01 TO=2025-01-01 [FORCE=1] [MEDALLION=crm]
+	$(BIN)/python -m platform_assets.cli.history --table "$(TABLE)" --from "$(FROM)" --to "$(TO)" $(if $(filter 1,$(FORCE)),--force) $(if $(MEDALLION),--medallion "$(MEDALLION)")
 
-check-config: install ## check tables.yaml against the source database: one line per table (ok or FAIL and why)
+check-config: install ## check tables.yaml (and each further medallion's list) against its source: one line per table
 	$(BIN)/python -m platform_assets.cli.check_config
 
 audit-setup: install ## create or migrate the audit database only (jobs also do it on their first write)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from platform_assets.cli import check_config
 from platform_assets.core.medallion.check import check_table
@@ -264,3 +265,46 @@ def test_offline_refuses_a_misread_configuration_in_one_line_with_status_2(
     expected = message.format(config=config_path, tables=tables_path)
     assert (status, out, err) == (2, "", f"error: {expected}\n")
     assert "s3cr3t-pa55" not in err
+
+
+def test_every_medallion_instance_is_checked_against_its_own_source(monkeypatch, capsys, source, tmp_path):
+    """A second source database declared in defs/ (docs/components.md) is checked too: its table list
+    against the URL in its own variable; a table missing there fails that instance only."""
+    defs = tmp_path / "defs"
+    for folder, attributes in (("medallion", {"name": "medallion"}), ("crm", {"name": "crm",
+            "tables_file": str(tables_file_for(tmp_path, None)), "source_url_env": "CRM_SOURCE_URL"})):  # fmt: skip
+        (defs / folder).mkdir(parents=True)
+        declaration = {"type": "platform_assets.components.MedallionComponent", "attributes": attributes}
+        (defs / folder / "defs.yaml").write_text(yaml.safe_dump(declaration))
+    (defs / "reports").mkdir()  # another domain's folder: not a medallion
+    (defs / "reports" / "defs.yaml").write_text("type: dagster.DefinitionsComponent\n")
+    crm = tmp_path / "crm.db"
+    crm.write_bytes(Path(sa.make_url(source).database or "").read_bytes())
+    engine = sa.create_engine(f"sqlite:///{crm}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE DimTrack"))
+    engine.dispose()
+    for name in [n for n in os.environ if n.startswith("PLATFORM_")]:
+        monkeypatch.delenv(name)
+    tables_file = tables_file_for(tmp_path, None)
+    monkeypatch.setenv("PLATFORM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PLATFORM_SOURCE_URL", source)
+    monkeypatch.setenv("PLATFORM_TABLES_FILE", str(tables_file))
+    monkeypatch.setenv("CRM_SOURCE_URL", f"sqlite:///{crm}")
+
+    status = check_config.main([], defs_folder=defs)
+    out, err = capsys.readouterr()
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[0] == f"checking 5 table(s) of {tables_file} against {source}"
+    assert lines[1:6] == OK_LINES  # the default instance: all good
+    assert lines[6] == f"checking 5 table(s) of medallion 'crm' against sqlite:///{crm}"
+    assert lines[7:9] == OK_LINES[:2]
+    assert lines[9].startswith("FAIL DimTrack: source table DimTrack does not exist")
+    assert err == "1 of 5 table(s) failed\n"
+
+    monkeypatch.delenv("CRM_SOURCE_URL")  # its variable unset: that instance fails, naming it
+    assert check_config.main([], defs_folder=defs) == 1
+    out, err = capsys.readouterr()
+    assert "CRM_SOURCE_URL is not set: it names medallion 'crm''s source database" in err
+    assert out.splitlines()[1:] == OK_LINES

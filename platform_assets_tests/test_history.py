@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 import sqlalchemy as sa
+import yaml
 from dagster import DagsterInstance
 
 from platform_assets.cli import history
@@ -126,3 +127,37 @@ def test_the_command_refuses_bad_input_in_one_line(settings, monkeypatch, capsys
     assert history.main(["--table", "FactStream", "--from", "2025-01-01", "--to", "2025-01-02"]) == 0
     assert history.main(["--table", "FactStream", "--from", "2025-01-01", "--to", "2025-01-02"]) == 2
     assert "needs --force" in capsys.readouterr().err
+
+
+def test_a_second_medallion_instance_loads_from_its_own_source(settings, monkeypatch, capsys, tmp_path):
+    """``--medallion crm``: the table of a second source database (docs/components.md) is read from the URL
+    in that instance's variable, into its own prefixed lake table."""
+    crm_url = f"sqlite:///{tmp_path / 'crm.db'}"
+    sample.init(crm_url, scale=2, seed=9, days=3, end=date(2025, 1, 4))
+    defs = tmp_path / "defs"
+    for folder, attributes in (("medallion", {"name": "medallion"}), ("crm", {"name": "crm",
+            "tables_file": str(settings.tables_file), "source_url_env": "CRM_SOURCE_URL"})):  # fmt: skip
+        (defs / folder).mkdir(parents=True)
+        declaration = {"type": "platform_assets.components.MedallionComponent", "attributes": attributes}
+        (defs / folder / "defs.yaml").write_text(yaml.safe_dump(declaration))
+    monkeypatch.setenv("PLATFORM_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("PLATFORM_SOURCE_URL", settings.source_url)
+    monkeypatch.setenv("PLATFORM_TABLES_FILE", str(settings.tables_file))
+    monkeypatch.setenv("PLATFORM_STATE_URL", settings.state_url)
+    monkeypatch.setenv("PLATFORM_AUDIT_URL", settings.audit_url)
+    argv = ["--table", "FactStream", "--from", "2025-01-01", "--to", "2025-01-03"]
+
+    assert history.main([*argv, "--medallion", "sales"], defs_folder=defs) == 2
+    assert "--medallion 'sales' is not declared" in capsys.readouterr().err
+    assert history.main([*argv, "--medallion", "crm"], defs_folder=defs) == 2  # CRM_SOURCE_URL unset
+    assert "CRM_SOURCE_URL is not set" in capsys.readouterr().err
+
+    monkeypatch.setenv("CRM_SOURCE_URL", crm_url)
+    assert history.main([*argv, "--medallion", "crm"], defs_folder=defs) == 0
+    with sa.create_engine(crm_url).connect() as connection:
+        expected = connection.execute(
+            sa.text("SELECT COUNT(*) FROM FactStream WHERE stream_timestamp < '2025-01-03'")
+        ).scalar_one()
+    silver = delta.read(str(settings.table_path("silver", "crm_factstream")))
+    assert silver.height == expected > 0
+    assert not delta.table_exists(str(settings.table_path("silver", "factstream")))  # the default's untouched

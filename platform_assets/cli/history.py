@@ -1,5 +1,5 @@
 """One-time history load of a table: ``python -m platform_assets.cli.history --table FactStream --from 2024-01-01
---to 2025-01-01 [--force]`` (``make history TABLE=... FROM=... TO=...``).
+--to 2025-01-01 [--force] [--medallion NAME]`` (``make history TABLE=... FROM=... TO=...``).
 
 Loads ``[from, to)`` of the source table into bronze, checks the row count against the source, folds the
 new files into silver, and records the load in the audit tables (trigger ``history``). The incremental
@@ -14,10 +14,13 @@ import sys
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
+from platform_assets.components.medallion import DEFAULT_NAME, DEFS_FOLDER, MedallionInstance, instances_in
 from platform_assets.core.audit import AuditStore
+from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.lake.locations import catalog_name, quarantine_name
-from platform_assets.core.medallion.config import ConfigError, TableConfig, load_tables, parse_from_date
+from platform_assets.core.medallion.config import ConfigError, TableConfig, parse_from_date
 from platform_assets.core.medallion.steps.history import HistoryAlreadyLoaded, HistoryError, run_history
 from platform_assets.core.medallion.steps.silver import run_silver
 from platform_assets.core.sql.engines import engine_for
@@ -27,8 +30,18 @@ from platform_assets.settings import Settings, SettingsError, load_settings
 TRIGGER = "history"
 
 
-def _table(settings: Settings, name: str) -> TableConfig:
-    tables = load_tables(settings.tables_file)
+def _instance(settings: Settings, name: str, defs_folder: Path) -> MedallionInstance:
+    instances = instances_in(settings, defs_folder)
+    for instance in instances:
+        if instance.name == name:
+            return instance
+    raise SettingsError(
+        f"--medallion {name!r} is not declared in {defs_folder}: {', '.join(i.name for i in instances)}"
+    )
+
+
+def _table(instance: MedallionInstance, name: str, settings: Settings) -> TableConfig:
+    tables = instance.tables
     for config in tables:
         if name.lower() in (config.table.lower(), config.name):
             if config.from_files:
@@ -37,9 +50,8 @@ def _table(settings: Settings, name: str) -> TableConfig:
                     "into its landing folder"
                 )
             return config
-    raise SettingsError(
-        f"--table {name!r} is not in {settings.tables_file.name}: {', '.join(t.table for t in tables)}"
-    )
+    where = settings.tables_file.name if instance.is_default else f"medallion {instance.name!r}"
+    raise SettingsError(f"--table {name!r} is not in {where}: {', '.join(t.table for t in tables)}")
 
 
 def _instant(value: str, option: str) -> datetime:
@@ -53,10 +65,16 @@ def _instant(value: str, option: str) -> datetime:
 
 
 def load_history(
-    settings: Settings, config: TableConfig, lower: datetime, upper: datetime, force: bool
+    settings: Settings,
+    config: TableConfig,
+    lower: datetime,
+    upper: datetime,
+    force: bool,
+    source_url: str | None = None,
 ) -> str:
     """Run the load and its audit rows; returns the audit run id. Raises HistoryError on a refused or
-    failed load (the audit then records it as Failed)."""
+    failed load (the audit then records it as Failed). ``source_url``: the table's source database
+    (None: the settings')."""
     audit = AuditStore(settings.audit_url)
     run_id = f"history-{uuid.uuid4()}"
     started = datetime.now(UTC)
@@ -68,7 +86,7 @@ def load_history(
     state = StateStore(settings.state_url, settings.env)
     bronze = settings.table_path("bronze", config.name)
     try:
-        result = run_history(engine_for(settings.source_url), config, bronze, state, lower=lower, upper=upper,
+        result = run_history(engine_for(source_url or settings.source_url), config, bronze, state, lower=lower, upper=upper,
                              batch_size=settings.batch_size, force=force, log=print)  # fmt: skip
         audit.upsert_task(run_id, "history_bronze", f"bronze/{config.name}", status="Completed",
                           rows_read=result.source_rows, rows_written=result.rows, start_time=started,
@@ -95,7 +113,8 @@ def load_history(
     return run_id
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, defs_folder: Path = DEFS_FOLDER) -> int:
+    """``defs_folder``: where the medallion instances are declared (the package's ``defs/``)."""
     parser = argparse.ArgumentParser(
         prog="python -m platform_assets.cli.history", description=(__doc__ or "").split("\n\n")[1]
     )
@@ -107,16 +126,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--to", dest="upper", required=True, help="end (ISO date or timestamp, UTC), exclusive"
     )
     parser.add_argument("--force", action="store_true", help="load again although the history was loaded")
+    parser.add_argument(
+        "--medallion",
+        default=DEFAULT_NAME,
+        help=f"the medallion instance the table belongs to (default {DEFAULT_NAME}: the settings' table list; "
+        "another: a source database declared in defs/, docs/components.md)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        config = _table(settings, args.table)
+        instance = _instance(settings, args.medallion, defs_folder)
+        config = _table(instance, args.table, settings)
+        source_url = instance.source_url(settings)
         lower, upper = _instant(args.lower, "--from"), _instant(args.upper, "--to")
-    except SettingsError as exc:
+    except (SettingsError, ConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        run_id = load_history(settings, config, lower, upper, args.force)
+        run_id = load_history(settings, config, lower, upper, args.force, source_url)
     except HistoryAlreadyLoaded as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ instances producing the same table name (``crm_orders`` in the default's list an
 ``crm``'s), a name that is another domain's folder (its group and jobs carry that name).
 """
 
+import os
 import re
 import warnings
 from dataclasses import dataclass, replace
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 import dagster as dg
+import yaml
 from dagster import BetaWarning, Definitions, PreviewWarning, with_source_code_references
 from dagster._utils.schedules import is_valid_cron_string
 from pydantic import PrivateAttr
@@ -100,6 +102,19 @@ class MedallionInstance:
     @property
     def is_default(self) -> bool:
         return self.name == DEFAULT_NAME
+
+    def source_url(self, settings: Settings) -> str:
+        """The URL of its source database: the settings' or the one in its variable (read now, as a
+        bronze step reads it). A ConfigurationError names the variable when it is not set."""
+        if self.source_variable is None:
+            return settings.source_url
+        url = os.environ.get(self.source_variable)
+        if not url:
+            raise ConfigurationError(
+                f"{self.where}: {self.source_variable} is not set: it names medallion {self.name!r}'s source "
+                "database (a URL)"
+            )
+        return url
 
     @property
     def group(self) -> str:
@@ -234,6 +249,37 @@ class MedallionComponent(dg.Component, dg.Model, dg.Resolvable):
         """The other medallion instances of the code location being loaded."""
         others = context.component_tree.get_all_components(of_type=MedallionComponent)
         return [c.instance(settings, c._folder) for c in others if c is not self]
+
+
+# The package's defs folder, and the names a defs.yaml may give this component's type.
+DEFS_FOLDER = Path(__file__).resolve().parents[1] / "defs"
+COMPONENT_TYPES = {
+    "platform_assets.components.MedallionComponent",
+    "platform_assets.components.medallion.MedallionComponent",
+}
+
+
+def instances_in(settings: Settings, defs_folder: Path = DEFS_FOLDER) -> list[MedallionInstance]:
+    """The medallion instances the ``defs.yaml`` files under ``defs_folder`` declare, read without
+    loading the code location (for the commands: ``platform-check-config``, ``platform-history``), the
+    default instance first. A declaration that is not valid YAML or not a valid instance is a one-line
+    ConfigurationError naming its file."""
+    instances = []
+    for declaration in sorted(defs_folder.glob("*/defs.yaml")):
+        try:
+            documents = list(yaml.safe_load_all(declaration.read_text()))
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"{_relative(declaration)}: not valid YAML: {exc}") from None
+        for document in documents:
+            if not isinstance(document, dict) or document.get("type") not in COMPONENT_TYPES:
+                continue
+            try:
+                component = MedallionComponent(**(document.get("attributes") or {}))
+            except ValueError as exc:  # pydantic's ValidationError
+                first = str(exc).splitlines()[0]
+                raise ConfigurationError(f"{_relative(declaration)}: {first}") from None
+            instances.append(component.instance(settings, declaration.parent))
+    return sorted(instances, key=lambda i: (not i.is_default, i.name))
 
 
 def declared_instances(context: dg.ComponentLoadContext, settings: Settings) -> list[MedallionInstance]:
