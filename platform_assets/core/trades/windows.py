@@ -28,6 +28,7 @@ from platform_assets.core.streaming.position import StreamPosition
 from platform_assets.core.trades.enrich import KEYS
 from platform_assets.core.trades.serving import MetricsRow, ServingStore
 from platform_assets.core.trades.stream import INGESTION_TABLE, checkpoint_name
+from platform_assets.core.volume import below_floor
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,8 @@ class WindowCount:
 
     @property
     def low_volume(self) -> bool:
-        return self.delta_rows < self.threshold
+        """Fewer new trades than the threshold: the volume judge's fixed floor (core.volume)."""
+        return below_floor(self.delta_rows, self.threshold)
 
 
 def count_windows(

@@ -66,6 +66,7 @@ from platform_assets.core.trades.windows import (
     consumed_position,
     count_windows,
 )
+from platform_assets.core.volume import VolumePolicy, judge_volume
 from platform_assets.defs.trades.resources import ServingResource, TradeStreamResource
 from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.metadata import column_schema, numbers, table_state
@@ -488,10 +489,13 @@ def volume_check(rows: list[MetricsRow], threshold: int) -> AssetCheckResult:
             metadata={"windows": 0, "threshold": threshold, "note": "no feed window recorded yet"},
         )
     last = rows[-1]
+    # The medallion's volume judge with a fixed floor and no history: the window's row says the same
+    # (``alerted`` is ``delta_rows < threshold``, WindowCount.low_volume).
+    verdict = judge_volume(last.delta_rows, (), VolumePolicy.fixed_floor(last.threshold))
     return AssetCheckResult(
         check_name=VOLUME_CHECK,
         asset_key=SILVER_KEY,
-        passed=not last.alerted,
+        passed=verdict.passed,
         severity=AssetCheckSeverity.WARN,
         metadata={
             "window_start": MetadataValue.timestamp(last.window_start.replace(tzinfo=UTC)),
@@ -502,7 +506,9 @@ def volume_check(rows: list[MetricsRow], threshold: int) -> AssetCheckResult:
                 delta_rows=last.delta_rows,
                 threshold=last.threshold,
             ),
+            "reason": MetadataValue.text(verdict.reason),
         },
+        description=verdict.reason,
     )
 
 
