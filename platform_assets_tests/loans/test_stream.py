@@ -86,8 +86,12 @@ def test_a_window_lands_once_folds_to_the_latest_event_and_is_audited(stream, in
     ).height == len(invalid)
     failed = {}
     invalid_ids = {e.application_id for e in invalid}
+    reconciled = []
     for run in runs:
         for check in run.get_asset_check_evaluations():
+            if check.check_name == "reconciliation":  # bronze's: offsets = rows + dead letters
+                reconciled.append((check.passed, check.metadata["offsets_in_range"].value))
+                continue
             failed[check.check_name] = failed.get(check.check_name, 0) + check.metadata["rows_failed"].value
             if not check.passed:  # which events, by id and position, and where they went
                 keys = check.metadata["failing_keys"].value
@@ -100,6 +104,8 @@ def test_a_window_lands_once_folds_to_the_latest_event_and_is_audited(stream, in
         "amount_positive": sum(Decimal(e.amount) <= 0 for e in produced.events),
         "known_status": sum(e.status not in STATUSES for e in produced.events),
     }
+    assert len(reconciled) == len(micro) and all(passed for passed, _ in reconciled)
+    assert sum(offsets for _, offsets in reconciled) == total
 
     # the audit trail: one Streaming job row per micro-batch run, its parameters and status changes
     _, cursor = audit_tick(instance, build_resources(stream)["audit"], None, log=lambda _: None)

@@ -9,10 +9,13 @@ by plotly.js from its figure JSON, embedded in the page next to the chart's ``di
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
 import polars as pl
@@ -39,8 +42,33 @@ class Headline:
     last_batch: int | None
 
 
+@dataclass(frozen=True)
+class StreamHealth:
+    """One stream's line of the health section, as its caller measured it (None: not known).
+
+    ``reconciliation``: the last reconciliation kept for it (a feed window's for trades, the last
+    micro-batch's otherwise), a mapping with at least ``ok`` and ``difference``. ``consumer_lag``: messages
+    in the topic not landed yet after the last landing (high watermarks less the landed position).
+    """
+
+    name: str
+    last_batch: int | None = None
+    last_batch_at: datetime | None = None
+    consumer_lag: int | None = None
+    reconciliation: Mapping[str, Any] | None = None
+    held: int | None = None
+    dead_letters: int | None = None
+    volume: int | None = None
+    threshold: int | None = None
+
+
 def render_dashboard(
-    store: ServingStore, folder: Path, *, refresh_seconds: int = 10, hours: float = 6.0
+    store: ServingStore,
+    folder: Path,
+    *,
+    refresh_seconds: int = 10,
+    hours: float = 6.0,
+    streams: Sequence[StreamHealth] = (),
 ) -> Path:
     """Write the dashboard of ``store`` to ``folder/index.html`` and return its path.
 
@@ -53,7 +81,7 @@ def render_dashboard(
     per_minute = store.trades_per_minute(hours)
     headline = _headline(store)
     metrics = store.metrics()[-METRICS_ROWS:]
-    page = _page(headline, per_minute, metrics, script, refresh_seconds, hours)
+    page = _page(headline, per_minute, metrics, script, refresh_seconds, hours, streams)
     path = folder / PAGE
     write_atomically(path, lambda handle: handle.write(page.encode()))
     return path
@@ -79,6 +107,11 @@ def _headline(store: ServingStore) -> Headline:
     with unavailable_as(ServingUnavailable, "serving database", store.url), store.engine.connect() as conn:
         trades, symbols, last_trade, last_batch = conn.execute(query).one()
     return Headline(int(trades), int(symbols), last_trade, last_batch)
+
+
+def as_naive_utc(value: datetime) -> datetime:
+    """``value`` as naive UTC (the serving database's times are naive UTC, the Delta log's aware)."""
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _when(value: datetime | None) -> str:
@@ -170,6 +203,88 @@ def _metrics_table(metrics: list[MetricsRow]) -> str:
     return f'<table id="metrics-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _slug(name: str) -> str:
+    """A stream's name as it appears in element ids: lower case, ``-`` for anything else."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _number(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def _age(seconds: float) -> str:
+    """A duration as people read it: 42 s, 7 min 5 s, 3 h 12 min, 2 d 4 h."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    if whole < 86400:
+        return f"{whole // 3600} h {whole % 3600 // 60} min"
+    return f"{whole // 86400} d {whole % 86400 // 3600} h"
+
+
+def _reconciled(values: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The reconciliation's status and difference as shown."""
+    if not values:
+        return "—", "—"
+    return ("ok" if values.get("ok") else "FAILED"), _number(int(values.get("difference") or 0))
+
+
+def _health_section(streams: Sequence[StreamHealth], now: datetime) -> str:
+    """One row per stream; every cell carries a stable id ``stream-<name>-<what>`` (and the freshness its
+    age in seconds, ``data-seconds``), so a test or a script reads the numbers without running the page."""
+    head = "".join(
+        f"<th>{name}</th>"
+        for name in (
+            "Stream",
+            "Last micro-batch",
+            "Landed at",
+            "Freshness",
+            "Consumer lag",
+            "Reconciliation",
+            "Difference",
+            "Held",
+            "Dead letters",
+            "Last window volume",
+            "Threshold",
+        )  # fmt: skip
+    )
+    body = []
+    for stream in streams:
+        slug = _slug(stream.name)
+        status, difference = _reconciled(stream.reconciliation)
+        if stream.last_batch_at is None:
+            fresh, seconds = "—", ""
+        else:
+            age = (as_naive_utc(now) - as_naive_utc(stream.last_batch_at)).total_seconds()
+            fresh, seconds = f"{_age(age)} ago", f' data-seconds="{max(0, int(age))}"'
+        cells = (
+            ("last-batch", _number(stream.last_batch), ""),
+            ("last-batch-time", _when(stream.last_batch_at), ""),
+            ("freshness", fresh, seconds),
+            ("consumer-lag", _number(stream.consumer_lag), ""),
+            ("reconciliation", status, ""),
+            ("reconciliation-difference", difference, ""),
+            ("held", _number(stream.held), ""),
+            ("dead-letters", _number(stream.dead_letters), ""),
+            ("volume", _number(stream.volume), ""),
+            ("threshold", _number(stream.threshold), ""),
+        )
+        failed = status == "FAILED" or (
+            stream.volume is not None and stream.threshold is not None and stream.volume < stream.threshold
+        )
+        body.append(
+            f'<tr class="{"alerted" if failed else "ok"}" id="stream-{slug}"><td>{escape(stream.name)}</td>'
+            + "".join(f'<td id="stream-{slug}-{key}"{more}>{escape(text)}</td>' for key, text, more in cells)
+            + "</tr>"
+        )
+    return (
+        "<h2>Streams</h2>\n"
+        f'<table id="stream-health"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
+
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
 h1 { margin: 0 0 .5em; font-size: 1.6em; }
@@ -200,6 +315,7 @@ def _page(
     script: str,
     refresh_seconds: int,
     hours: float,
+    streams: Sequence[StreamHealth] = (),
 ) -> str:
     cards = (
         ("total-trades", "Enriched trades", f"{headline.trades:,}"),
@@ -218,6 +334,8 @@ def _page(
         for key, label, value in cards
     ]
     parts.append("</div>")
+    if streams:
+        parts.append(_health_section(streams, utc_now()))
     if per_minute.is_empty():
         parts.append('<p id="no-trades" class="empty">No trades yet.</p>')
     else:

@@ -323,6 +323,25 @@ class ServingStore:
         frame = pl.DataFrame(rows, schema=stored)
         return frame.with_columns(pl.col("trade_time").dt.replace_time_zone("UTC"))
 
+    def served_keys(self, keys: pl.DataFrame) -> pl.DataFrame:
+        """Which of the trade ``keys`` (symbol, trade_id) ``Enriched_Trades`` holds. One query per symbol
+        and :data:`CHUNK_ROWS` ids, each a primary-key lookup: the cost follows the keys asked for, never
+        the table's size."""
+        found: list[tuple[str, int]] = []
+        t = trades_table.c
+        query = sa.select(t.symbol, t.trade_id).where(
+            t.symbol == sa.bindparam("symbol"), t.trade_id.in_(sa.bindparam("ids", expanding=True))
+        )
+        with _unavailable_as_error(self.url):
+            self._ensure_setup()
+            with self.engine.connect() as conn:
+                for (symbol,), ids in keys.select(KEYS).unique().group_by("symbol"):
+                    id_list = ids["trade_id"].to_list()
+                    for i in range(0, len(id_list), CHUNK_ROWS):
+                        chunk = id_list[i : i + CHUNK_ROWS]
+                        found += conn.execute(query, {"symbol": symbol, "ids": chunk}).tuples().all()
+        return pl.DataFrame(found, schema={"symbol": pl.String, "trade_id": pl.Int64}, orient="row")
+
     def metrics(self, table: str | None = None, *, since: Any = None) -> list[MetricsRow]:
         """The ``Ingestion_Metrics`` rows (of ``table``, when given; of windows ending at or after
         ``since``, when given) in the order they were recorded."""

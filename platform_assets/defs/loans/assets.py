@@ -16,11 +16,13 @@ from platform_assets.core.lake import delta
 from platform_assets.core.loans.events import TABLE
 from platform_assets.core.loans.silver import EXPECTATIONS, SilverRun, apply_pending
 from platform_assets.core.streaming import commit_offsets
+from platform_assets.core.streaming.reconcile import consumer_lag
 from platform_assets.defs.loans.resources import LoanStreamResource
 from platform_assets.lib.errors import platform_errors
 from platform_assets.lib.metadata import Quarantine, check_results, numbers, table_state
 from platform_assets.lib.micro_batches import MicroBatchConfig, landed_batch, landing_metadata, planned_batch
 from platform_assets.lib.resources import LakehouseResource
+from platform_assets.lib.stream_checks import landing_reconciliation, reconciliation_spec
 
 GROUP = "loans"
 BRONZE_KEY = AssetKey(["bronze", TABLE])
@@ -35,6 +37,7 @@ OWNERS = ["team:data-platform"]
     kinds={"delta", "kafka", "bronze"},
     owners=OWNERS,
     pool=f"table_{TABLE}",
+    check_specs=[reconciliation_spec(BRONZE_KEY)],
     description="Every loan application event consumed from the topic, one row per message, landed exactly "
     "once per micro-batch, with kafka_partition, kafka_offset, kafka_epoch and micro_batch_id; messages "
     "that are not a valid event go to bronze/loan_applications_quarantine.",
@@ -63,9 +66,18 @@ def bronze_loan_applications(
             log=context.log,
         )
     commit_offsets(conf, topic, loan_stream.app_id, plan.ranges)  # lag monitoring only; never read back
+    lag = consumer_lag(conf, topic, table)
+    check = landing_reconciliation(
+        BRONZE_KEY, table, dead_letters, result.batch_id, stream=stream.name, state=state, consumer_lag=lag
+    )
     # the table as it is now, landed this time or not (the asset page's columns, version and rows)
     return MaterializeResult(
-        metadata={**landing_metadata(topic, plan, result), **table_state(delta.snapshot(table))}
+        metadata={
+            **landing_metadata(topic, plan, result),
+            **numbers(consumer_lag=lag),
+            **table_state(delta.snapshot(table)),
+        },
+        check_results=[check],
     )
 
 
