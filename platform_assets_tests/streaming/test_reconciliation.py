@@ -106,3 +106,16 @@ def test_offsets_a_batch_skipped_show_as_a_difference(producer, topic, conf, met
     gap = reconcile_batches(table, dead, 1)
     assert (gap.offsets_in_range, gap.bronze_rows, gap.dead_lettered, gap.difference) == (6, 3, 0, 3)
     assert not gap.ok
+
+
+def test_a_first_batch_past_offset_0_counts_from_where_it_started(producer, topic, conf, meters, tmp_path):
+    """The topic's first offset need not be 0 (retention ran before the stream first landed it): the
+    landing commit records where the batch started, and the reconciliation counts from there."""
+    table, dead = meters.table_uri(tmp_path), meters.dead_letter_uri(tmp_path)
+    produce(producer, topic, 0, [reading(meters, f"m{i}", "1") for i in range(6)])
+    produce(producer, topic, 1, [reading(meters, "p", "1"), b"nope"])
+    first = plan(conf, topic, table, meters)
+    ranges = {0: OffsetRange(0, 3, 6), 1: OffsetRange(1, 0, 2)}
+    land(conf, topic, BatchPlan(0, ranges, first.epoch, first.incarnation), tmp_path, meters)
+    landed = reconcile_batches(table, dead, 0)
+    assert (landed.offsets_in_range, landed.bronze_rows, landed.dead_lettered, landed.ok) == (5, 4, 1, True)

@@ -24,6 +24,7 @@ No Dagster import here: this is library code the sensors and the assets call.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from platform_assets.core.lake.delta import CDF_CONFIGURATION
 from platform_assets.core.streaming.declaration import EPOCH_COLUMN, StreamDeclaration
 from platform_assets.core.streaming.decoding import Decoder, QuarantinedMessage, decode_batch
 from platform_assets.core.streaming.planning import OffsetRange, open_table
-from platform_assets.core.streaming.position import Epoch, StreamPosition, read_position
+from platform_assets.core.streaming.position import BATCH_START_KEY, Epoch, StreamPosition, read_position
 from platform_assets.core.streaming.reading import read_batch
 
 logger = logging.getLogger(__name__)
@@ -277,8 +278,12 @@ def _commit_once(
 def _write(batch: _Batch, table: DeltaTable | None, data: pa.Table, after: StreamPosition, log: Any) -> bool:
     """One commit attempt against the checked snapshot ``table``: True when it committed, False when a
     concurrent writer got there first (check again)."""
+    starts = {str(p): r.start for p, r in sorted(batch.ranges.items())}
     properties = CommitProperties(
-        custom_metadata=after.commit_info(batch.topic, batch.batch_id),
+        custom_metadata={
+            **after.commit_info(batch.topic, batch.batch_id),
+            BATCH_START_KEY: json.dumps(starts),
+        },
         # No silent rebase onto a newer version: the check before holds for this snapshot only.
         max_commit_retries=0,
         app_transactions=[Transaction(batch.app_id, batch.batch_id)],

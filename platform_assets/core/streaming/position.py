@@ -29,6 +29,9 @@ BATCH_KEY = "kafka.micro_batch_id"
 INCARNATION_KEY = "kafka.incarnation"
 EPOCH_KEY = "kafka.epoch"
 EPOCHS_KEY = "kafka.epochs"
+# Where the batch's ranges started, per partition (the reconciliation's offsets of a batch that starts an
+# epoch or a partition: the topic's first offset there need not be 0). Commits before it: 0.
+BATCH_START_KEY = "kafka.batch_start"
 # How many recent commits to search for the newest landing commit; other writers (optimize, vacuum)
 # commit rarely.
 HISTORY_DEPTH = 50

@@ -6,9 +6,9 @@ The identity, per micro-batch ``b`` of an epoch::
     offsets_in_range(b) = bronze_rows(b) + dead_lettered(b)
 
 ``offsets_in_range(b)`` comes from the landing commits only: the next offsets recorded by ``b``'s commit
-less those recorded by the previous landing commit of the same epoch (an epoch's first batch counts from
-offset 0, as the feed windows do). So a batch that skipped offsets (a range planned past what was landed)
-shows as offsets nobody landed. ``bronze_rows(b)`` counts the table's rows of ``b``, ``dead_lettered(b)``
+less those recorded by the previous landing commit of the same epoch (for an epoch's or a partition's
+first batch: less where the batch started, which its commit records). So a batch that skipped offsets (a
+range planned past what was landed) shows as offsets nobody landed. ``bronze_rows(b)`` counts the table's rows of ``b``, ``dead_lettered(b)``
 the dead-letter table's messages of ``b``: a row deleted, or a message landed twice, breaks the identity.
 
 It assumes that every offset holds a message, which is true of the platform's producers (idempotent, no
@@ -23,8 +23,9 @@ No Dagster import here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,7 @@ from platform_assets.core.streaming.dead_letters import ROW_KEY
 from platform_assets.core.streaming.planning import open_table, topic_end
 from platform_assets.core.streaming.position import (
     BATCH_KEY,
+    BATCH_START_KEY,
     HISTORY_DEPTH,
     StreamPosition,
     position_from_commit,
@@ -47,11 +49,20 @@ from platform_assets.core.streaming.position import (
 
 @dataclass(frozen=True)
 class Landed:
-    """A landing commit: the position after it and when it was committed (None when the log has no time)."""
+    """A landing commit: the position after it, when it was committed (None when the log has no time) and
+    where the batch's ranges started (empty for a commit written before that was recorded)."""
 
     batch_id: int
     position: StreamPosition
     committed_at: datetime | None
+    batch_start: Mapping[int, int] = field(default_factory=dict)
+
+
+def _landed(commit: Mapping[str, Any], position: StreamPosition) -> Landed:
+    stamp = commit.get("timestamp")
+    at = datetime.fromtimestamp(stamp / 1000, UTC) if isinstance(stamp, int | float) else None
+    starts = {int(p): int(o) for p, o in json.loads(commit.get(BATCH_START_KEY) or "{}").items()}
+    return Landed(int(commit.get(BATCH_KEY, -1)), position, at, starts)
 
 
 def landing_commits(table: DeltaTable, first_batch: int) -> dict[int, Landed]:
@@ -65,10 +76,8 @@ def landing_commits(table: DeltaTable, first_batch: int) -> dict[int, Landed]:
             position = position_from_commit(commit)
             if position is None:
                 continue
-            batch = int(commit.get(BATCH_KEY, -1))
-            stamp = commit.get("timestamp")
-            at = datetime.fromtimestamp(stamp / 1000, UTC) if isinstance(stamp, int | float) else None
-            found.setdefault(batch, Landed(batch, position, at))
+            landed = _landed(commit, position)
+            found.setdefault(landed.batch_id, landed)
         if len(history) < depth or (found and min(found) <= first_batch - 1):
             return found
         newest = max(found) if found else first_batch
@@ -77,16 +86,18 @@ def landing_commits(table: DeltaTable, first_batch: int) -> dict[int, Landed]:
 
 def batch_offsets(commits: Mapping[int, Landed], batch_id: int) -> int | None:
     """The offsets micro-batch ``batch_id`` accounts for, as the landing commits record them: its next
-    offsets less the previous landing commit's of the same epoch (0 for an epoch's first batch). None when
-    the batch has no landing commit."""
+    offsets less the previous landing commit's of the same epoch, so offsets a batch skipped count too;
+    where there is none (an epoch's or a partition's first batch), less where the batch started (the
+    topic's first offset then; 0 for a commit that did not record it). None when the batch has no
+    landing commit."""
     landed = commits.get(batch_id)
     if landed is None:
         return None
     after = landed.position
     before = commits.get(batch_id - 1)
-    start: Mapping[int, int] = {}
+    start: dict[int, int] = dict(landed.batch_start)
     if before is not None and before.position.epoch == after.epoch:
-        start = before.position.next_offsets
+        start.update(before.position.next_offsets)
     return sum(max(0, end - start.get(p, 0)) for p, end in after.next_offsets.items())
 
 
@@ -171,9 +182,7 @@ def last_landing(table_uri: str) -> Landed | None:
         return None
     for commit in table.history(limit=HISTORY_DEPTH):
         if position_from_commit(commit) is not None:
-            stamp = commit.get("timestamp")
-            at = datetime.fromtimestamp(stamp / 1000, UTC) if isinstance(stamp, int | float) else None
-            return Landed(int(commit.get(BATCH_KEY, -1)), position, at)
+            return _landed(commit, position)
     return None
 
 

@@ -172,12 +172,12 @@ def reconcile_window(
     window_start: datetime | None = None,
     window_end: datetime | None = None,
 ) -> TradeReconciliation:
-    """Reconcile one feed window: the messages of ``epoch`` from ``start_offsets`` (None: the epoch's
-    start, offset 0) to ``end_offsets``, among micro-batches ``batches`` (first, and the next epoch's
+    """Reconcile one feed window: the messages of ``epoch`` from ``start_offsets`` (None: where the epoch
+    started, :func:`epoch_start`) to ``end_offsets``, among micro-batches ``batches`` (first, and the next epoch's
     first or None), as :func:`.windows.count_windows` gives them."""
-    start = start_offsets or {}
+    start = dict(start_offsets) if start_offsets is not None else epoch_start(tables.bronze, batches[0])
     offsets = sum(max(0, end - start.get(p, 0)) for p, end in end_offsets.items())
-    among = _among(end_offsets, start_offsets, batches)
+    among = _among(end_offsets, start, batches)
     rows = _bronze_rows(tables.bronze, among, epoch)
     micro = rows["micro_batch_id"]
     first = None if rows.is_empty() else int(micro.min())  # type: ignore[arg-type]
@@ -186,6 +186,15 @@ def reconcile_window(
         "window", rows, among, tables, serving, lookup, not_trading, offsets,
         first_batch=first, last_batch=last, window_start=window_start, window_end=window_end,
     )  # fmt: skip
+
+
+def epoch_start(bronze_uri: str, first_batch: int) -> dict[int, int]:
+    """Where the epoch whose first micro-batch is ``first_batch`` started, per partition (the topic's first
+    offsets then), as its landing commit records it; {} (offset 0) when it does not. Reads the log down
+    to that batch: only the epoch's first window asks, while its batches are recent."""
+    table = open_table(bronze_uri, None)
+    landed = landing_commits(table, first_batch).get(first_batch) if table is not None else None
+    return dict(landed.batch_start) if landed is not None else {}
 
 
 def reconcile_run(
