@@ -132,7 +132,7 @@ def judge_volume(rows: int, history: Sequence[int], policy: VolumePolicy = DEFAU
     if any(h < 0 for h in runs):
         raise ValueError(f"history holds a negative count: {runs}")
     below_floor = policy.floor is not None and rows < policy.floor
-    floor_text = f"{rows} row(s), below the floor of {policy.floor}" if below_floor else ""
+    floor_text = f"{rows:,} row(s), below the floor of {policy.floor:,}" if below_floor else ""
     base = {"rows": rows, "history_runs": len(runs), "floor": policy.floor}
 
     def floor_only(why: str) -> VolumeVerdict:
@@ -141,7 +141,10 @@ def judge_volume(rows: int, history: Sequence[int], policy: VolumePolicy = DEFAU
         if below_floor:
             return VolumeVerdict(**base, judged=True, passed=False, reason=floor_text)
         return VolumeVerdict(
-            **base, judged=True, passed=True, reason=f"{rows} row(s), at or above the floor of {policy.floor}"
+            **base,
+            judged=True,
+            passed=True,
+            reason=f"{rows:,} row(s), at or above the floor of {policy.floor:,}",
         )
 
     if policy.history == 0:
@@ -183,12 +186,12 @@ def judge_volume(rows: int, history: Sequence[int], policy: VolumePolicy = DEFAU
     if below_floor:
         reason = f"{floor_text}; {stats}"
     elif rows > upper:
-        reason = f"spike: {rows} row(s), above {_number(upper)} ({stats}, normal {band})"
+        reason = f"spike: {rows:,} row(s), above {_number(upper)} ({stats}, normal {band})"
     elif rows < lower:
-        what = "no rows, and none of the last runs was empty" if rows == 0 else f"{rows} row(s)"
+        what = "no rows, and none of the last runs was empty" if rows == 0 else f"{rows:,} row(s)"
         reason = f"drop: {what}, below {_number(lower)} ({stats}, normal {band})"
     else:
-        reason = f"{rows} row(s) within {band} ({stats})"
+        reason = f"{rows:,} row(s) within {band} ({stats})"
     return VolumeVerdict(
         **base,
         judged=True,

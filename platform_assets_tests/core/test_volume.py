@@ -40,7 +40,7 @@ def test_a_spike_of_ten_times_warns():
     verdict = judge_volume(10_000, STEADY)
     assert (verdict.passed, verdict.direction) == (False, "spike")
     assert verdict.score == pytest.approx(9000 / 4000)
-    assert verdict.reason.startswith("spike: 10000 row(s), above 5,000")
+    assert verdict.reason.startswith("spike: 10,000 row(s), above 5,000")
 
 
 def test_the_bounds_themselves_are_normal():
