@@ -53,10 +53,22 @@ from measure import Sampler, peak_mb, rss_mb  # bench/measure.py: this script's 
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_TABLES = REPO / "platform_assets" / "tables.yaml"
-PHASES = ("setup", "extract", "full", "floor", "compare", "change", "incremental")
+PHASES = (
+    "setup",
+    "extract",
+    "full",
+    "floor",
+    "compare",
+    "floor_spark",
+    "compare_spark",
+    "change",
+    "incremental",
+)
 ENGINE_PHASES = ("full", "incremental")  # run once per engine; the others once per benchmark
 ENGINES = ("polars", "spark")
 FLOOR = "floor"  # the bare-tools full load (bench/floor.py); also the name of its data dir, data_floor/
+# silver + gold by a hand-written PySpark job (bench/spark_floor.py); its data dir is data_floor_spark/
+SPARK_FLOOR = "floor_spark"
 FLOOR_BACKENDS = ("sqlite", "postgresql")
 START = date(2025, 1, 1)
 STREAMS_PER_SCALE_PER_DAY = 1000  # platform_devkit.sample.STREAMS_PER_SCALE_PER_DAY (not imported here)
@@ -69,6 +81,7 @@ GOAL_INCREMENTAL_PCT = 5.0
 GOAL_FLOOR_FULL_RATIO = 1.3  # full load: platform seconds / floor seconds
 GOAL_FLOOR_SILVER_GOLD_RATIO = 1.5  # silver + gold steps / the floor's silver + gold stages
 GOAL_EXTRACT_VS_BARE_FETCH = 0.8  # platform extraction rows/s / bare fetch rows/s, same table, same source
+GOAL_SPARK_FLOOR_RATIO = 2.0  # Spark engine silver + gold (+ session) / the hand-written PySpark job's
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -292,6 +305,7 @@ def _materialize(p: dict[str, Any], workdir: Path, days: tuple[date, date] | Non
         "steps": steps,
         "outside_steps_seconds": round(seconds - in_steps, 3),
         "timed": timers.summary(started),
+        "started": started,
     }
 
 
@@ -329,6 +343,48 @@ def phase_compare(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     )
     return {
         "engine": p["engine"],
+        "tables": tables,
+        "match": not any(t["problems"] for t in tables.values()),
+        "rows": sum(t["rows"] for t in tables.values()),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def phase_floor_spark(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Silver and gold by a hand-written PySpark job (bench/spark_floor.py) from the Spark engine's bronze
+    files, into its own data dir."""
+    import spark_floor
+
+    from platform_assets.core.medallion.config import load_tables
+
+    settings = _settings(p, workdir)
+    configs = load_tables(Path(p["tables_file"]))  # names, keys, rules: the data path is the floor's own
+    conf = {k: str(v) for k, v in p.get("spark_conf", {}).items()}
+    base = rss_mb()
+    result = spark_floor.run_spark_floor(
+        lambda table: Path(str(settings.table_path("bronze", table))),
+        configs,
+        _data_dir(workdir, SPARK_FLOOR),
+        p["spark_master"],
+        conf,
+    )
+    return {**result, "rows": p["fact_rows"], "base_mb": round(base, 1)}
+
+
+def phase_compare_spark(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """The Spark floor's silver and gold tables against the Spark engine's, row for row (not measured)."""
+    import floor
+
+    from platform_assets.core.medallion.config import load_tables
+
+    settings = _settings(p, workdir)
+    t0 = time.perf_counter()
+    tables = floor.compare(
+        load_tables(Path(p["tables_file"])), _data_dir(workdir, SPARK_FLOOR), settings.table_path
+    )
+    return {
+        "engine": p["engine"],
+        "floor": SPARK_FLOOR,
         "tables": tables,
         "match": not any(t["problems"] for t in tables.values()),
         "rows": sum(t["rows"] for t in tables.values()),
@@ -430,6 +486,8 @@ PHASE_FUNCTIONS = {
     "full": phase_full,
     "floor": phase_floor,
     "compare": phase_compare,
+    SPARK_FLOOR: phase_floor_spark,
+    "compare_spark": phase_compare_spark,
     "change": phase_change,
     "incremental": phase_incremental,
 }
@@ -679,6 +737,8 @@ def _engine_results(results: dict[str, dict], engine: str) -> dict[str, dict]:
     """One engine's view: ``extract``, ``full`` and ``incremental`` (the extraction and the floor are
     shared)."""
     shared = {phase: phase for phase in ("extract", FLOOR, "compare")}
+    if engine == "spark":  # the Spark floor is the Spark engine's reference only
+        shared.update({SPARK_FLOOR: SPARK_FLOOR, "compare_spark": "compare_spark"})
     named = {**shared, **{phase: _result_name(phase, engine) for phase in ENGINE_PHASES}}
     return {phase: results[name] for phase, name in named.items() if name in results}
 
@@ -740,6 +800,23 @@ def _versus(
     }
 
 
+def _session_outside_steps(full: dict[str, Any]) -> float:
+    """Seconds the run spent starting Spark sessions before its first silver or gold step (the engine's
+    resource starts it once per run); a session started inside a step is already in the step's time."""
+    timed = (full.get("timed") or {}).get(SESSION)
+    starts = [s["start"] for s in full.get("steps", []) if s["step"].split("__")[0] in ("silver", "gold")]
+    if not timed or not starts or full.get("started") is None:
+        return 0.0
+    ready = full["started"] + timed["first_done_after"]
+    return round(timed["first_seconds"], 3) if ready <= min(s for s in starts if s is not None) else 0.0
+
+
+def _spark_silver_gold(full: dict[str, Any]) -> float:
+    """The Spark engine's silver + gold: its steps plus the session start when it happened outside them
+    (the Spark floor's time includes its session start too)."""
+    return round(_step_seconds(full, ("silver", "gold")) + _session_outside_steps(full), 3)
+
+
 def _floor_figures(results: dict[str, dict], goals: dict[str, dict]) -> dict[str, dict]:
     """The engine's full load against the floor's, all measured in this invocation (docs/performance.md)."""
     floor, full = results.get(FLOOR), results.get("full")
@@ -767,6 +844,15 @@ def _floor_figures(results: dict[str, dict], goals: dict[str, dict]) -> dict[str
             "base": {"project": full.get("base_mb"), "floor": floor.get("base_mb")},
         },
     }
+    spark_floor = results.get(SPARK_FLOOR)
+    if spark_floor:
+        figures["spark_silver_gold"] = _versus(
+            _spark_silver_gold(full), spark_floor["seconds"], GOAL_SPARK_FLOOR_RATIO
+        )
+        figures["spark_silver_gold"]["session"] = {
+            "project": _session_outside_steps(full),
+            "floor": spark_floor["stages"]["session"],
+        }
     incremental = results.get("incremental")
     if incremental:
         figures["incremental_share"] = {
@@ -837,6 +923,19 @@ def _print_floor(results: dict[str, dict], figures: dict[str, dict]) -> None:
     for key, label in (("full", "full load"), ("silver_gold", "silver + gold"), ("bronze", "bronze")):
         f = figures[key]
         line(label, f"project {f['project']:.2f} s / floor {f['floor']:.2f} s = {ratio(f)}", f)
+    f = figures.get("spark_silver_gold")
+    if f:
+        s = f["session"]
+        line(
+            "Spark floor",
+            f"project {f['project']:.2f} s / PySpark job {f['floor']:.2f} s = {ratio(f)}",
+            f,
+        )
+        print(
+            f"  {'':<18} silver + gold steps and session start (project {s['project']:.2f} s outside steps, "
+            f"PySpark job {s['floor']:.2f} s); the job's stages: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in results[SPARK_FLOOR]["stages"].items())
+        )
     f = figures["extraction"]
     project = "n/a (no extract phase)" if f["project"] is None else f"{f['project']:,.0f} rows/s"
     line("extraction", f"project {project} / bare fetch {f['floor']:,.0f} rows/s = {ratio(f)}", f)
@@ -860,16 +959,17 @@ def _print_floor(results: dict[str, dict], figures: dict[str, dict]) -> None:
 def _print_check(compare: dict[str, Any]) -> None:
     """Whether the floor built the platform's tables: without that, it is no reference."""
     tables = compare["tables"]
+    which = "Spark floor" if compare.get("floor") == SPARK_FLOOR else "floor"
     if compare["match"]:
         extra = sorted({c for t in tables.values() for c in t["project_only_columns"]})
         print(
-            f"\nfloor check: the floor's {len(tables)} silver and gold tables hold the same rows as the "
+            f"\n{which} check: the {which}'s {len(tables)} silver and gold tables hold the same rows as the "
             f"platform's ({compare['engine']}), {compare['rows']:,} rows, column order ignored; "
             + (f"columns only the platform has (not compared): {extra}" if extra else "same columns")
         )
         return
     print("\n" + "!" * 100)
-    print(f"FLOOR CHECK FAILED: the floor's tables differ from the platform's ({compare['engine']}):")
+    print(f"FLOOR CHECK FAILED: the {which}'s tables differ from the platform's ({compare['engine']}):")
     for name, t in tables.items():
         for problem in t["problems"]:
             print(f"  {name}: {problem}")
@@ -896,6 +996,7 @@ def _print_engine(
         "extract": "core extract, whole FactStream -> Parquet (same for both engines)",
         "full": "materialize_medallion, all tables, all days",
         FLOOR: "",
+        SPARK_FLOOR: "",
         "incremental": "",
     }
     if FLOOR in results:
@@ -908,7 +1009,12 @@ def _print_engine(
         )
     if not results:
         print("(no phase completed)")
-    for phase in ("extract", "full", FLOOR, "incremental"):
+    if SPARK_FLOOR in results:
+        stages = results[SPARK_FLOOR]["stages"]
+        notes[SPARK_FLOOR] = "PySpark job, silver + gold: " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in stages.items()
+        )
+    for phase in ("extract", "full", FLOOR, SPARK_FLOOR, "incremental"):
         r = results.get(phase)
         if not r:
             continue
@@ -997,8 +1103,9 @@ def report(
         _print_engine(engine, p, _engine_results(results, engine), goals[engine], floor_figures[engine], top)
     if len(p["engines"]) > 1:
         _print_side_by_side(results)
-    if "compare" in results:
-        _print_check(results["compare"])
+    for check in ("compare", "compare_spark"):
+        if check in results:
+            _print_check(results[check])
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -1041,6 +1148,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         *(("setup", engines[0]), ("extract", engines[0])),
         *(("full", e) for e in engines),
         *(((FLOOR, engines[0]), ("compare", compared)) if args.floor else ()),
+        *(((SPARK_FLOOR, "spark"), ("compare_spark", "spark")) if args.floor and "spark" in engines else ()),
         ("change", engines[0]),
         *(("incremental", e) for e in engines),
     ]
@@ -1056,7 +1164,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             results[name] = r = _spawn(phase, engine, workdir, args.verbose, args.phase_timeout)
             tree = f", tree {r['tree_peak_mb']:.0f} MB" if r["tree_processes"] > 1 else ""
             print(f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB{tree}", flush=True)
-            if phase == "compare" and not r["match"]:  # measure the rest, but the run fails
+            if phase in ("compare", "compare_spark") and not r["match"]:  # measure the rest; the run fails
                 print("the floor's tables differ from the platform's (see the report)", file=sys.stderr)
                 status = 1
     except (RuntimeError, KeyboardInterrupt) as exc:
@@ -1089,8 +1197,9 @@ def orchestrate(args: argparse.Namespace) -> int:
         print(f"\nfigures written to {args.json}")
     if args.keep:
         print(f"work dir kept: {workdir}")
-    if "compare" in results and not results["compare"]["match"]:
-        print("\nFLOOR CHECK FAILED: the floor's tables differ from the platform's", file=sys.stderr)
+    for check in ("compare", "compare_spark"):
+        if check in results and not results[check]["match"]:
+            print("\nFLOOR CHECK FAILED: the floor's tables differ from the platform's", file=sys.stderr)
     return status
 
 
