@@ -111,5 +111,9 @@ def read_delta(spark: SparkSession, path: str, partition_values: dict[str, list]
 
 
 def polars_schema(frame: Any) -> pl.Schema:
-    """The polars schema of a Spark DataFrame (as its rows arrive in Arrow)."""
-    return pl.DataFrame(pl.from_arrow(frame.limit(0).toArrow())).schema
+    """The polars schema of a Spark DataFrame (as its rows arrive in Arrow), from its Spark schema with
+    the conversion ``toArrow`` casts to: no Spark job."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = to_arrow_schema(frame.schema, error_on_duplicated_field_names_in_struct=True, timezone="UTC")
+    return pl.DataFrame(pl.from_arrow(schema.empty_table())).schema

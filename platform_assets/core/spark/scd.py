@@ -22,15 +22,17 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import reduce
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import polars as pl
 import pyarrow as pa
 
 from platform_assets.core.lake import delta
+from platform_assets.core.medallion import scd as core_scd
 from platform_assets.core.medallion.scd import (
     _IS_DELETE,
     _STATE_IDS,
+    END_AT,
     START_AT,
     CdcResult,
     CdcSpec,
@@ -38,6 +40,8 @@ from platform_assets.core.medallion.scd import (
     _batch_events,
     _check_partition_scope,
     _diff,
+    _first_versions,
+    _has_files_in,
     _scd1,
     _scd2,
     _validate_batch,
@@ -244,34 +248,73 @@ def _tagged(
     )
 
 
-def _spark_events(batch: DataFrame, spec: CdcSpec, partition_values: dict | None):
-    """Spark batch → (rows_in, rejected rows, events DataFrame, events schema, number of events)."""
+class _Events(NamedTuple):
+    rows_in: int
+    rejected: pl.DataFrame
+    events: DataFrame | None
+    schema: pl.Schema | None
+    n_events: int
+    first: bool  # every event is its key's only one and none is a delete (see _first_events)
+
+
+def _spark_events(batch: DataFrame, spec: CdcSpec, partition_values: dict | None) -> _Events:
+    """Spark batch → its events, with what the fold needs to know about them from ONE pass over the
+    batch (rows, rejected rows, deletes, distinct keys, rows outside the partitions): each further
+    question would be another Spark job over the same rows."""
     from pyspark.sql import functions as F
 
     head = pl.DataFrame(schema=polars_schema(batch))
-    rows_in = batch.count()
-    if rows_in == 0:
-        return 0, head, None, None, 0
-    _validate_batch(head, spec, partition_values)
+    try:
+        _validate_batch(head, spec, partition_values)
+    except Exception:
+        if batch.isEmpty():  # nothing to fold in: no error, as for a polars batch
+            return _Events(0, head, None, None, 0, False)
+        raise
     nulls = [_col(k).isNull() for k in spec.keys]
     if spec.sequence_by:
         nulls.append(_col(spec.sequence_by).isNull())
     bad = reduce(lambda a, b: a | b, nulls)
-    _, rejected = split_rejected(from_spark(batch.filter(bad).toArrow(), head.schema), spec)
-    if rejected.height == rows_in:
-        return rows_in, rejected, None, None, 0
     probe = _batch_events(delta.normalize_timestamps(head), spec)
     is_delete = (
         F.coalesce(_col(spec.apply_as_deletes), F.lit(False)) if spec.apply_as_deletes else F.lit(False)
     )
-    events = batch.filter(~bad).withColumn(_IS_DELETE, is_delete)
-    events = events.select(*[_col(c) for c in probe.columns], F.monotonically_increasing_id().alias(_ARRIVAL))
     scope = [c for c in (partition_values or {}) if c in probe.columns]
-    if scope:
+    outside = F.lit(False)
+    for column in scope:
+        values = partition_values[column] if partition_values else []
+        known = [v for v in values if v is not None]
+        inside = _col(column).isin(known) if known else F.lit(False)
+        if any(v is None for v in values):
+            inside = inside | _col(column).isNull()
+        outside = outside | ~(F.coalesce(inside, F.lit(False)) | (is_delete & _col(column).isNull()))
+    keys = F.struct(*[_col(k) for k in spec.keys])
+
+    def n(condition: Column) -> Column:
+        return F.coalesce(F.sum(F.when(condition, 1).otherwise(0)), F.lit(0))
+
+    figures = batch.agg(
+        F.count(F.lit(1)).alias("rows"),
+        n(bad).alias("bad"),
+        n(~bad & is_delete).alias("deletes"),
+        n(~bad & outside).alias("outside"),
+        F.count_distinct(F.when(~bad, keys)).alias("keys"),
+    ).collect()[0]
+    rows_in = figures["rows"]
+    if rows_in == 0:
+        return _Events(0, head, None, None, 0, False)
+    bad_rows = from_spark(batch.filter(bad).toArrow(), head.schema) if figures["bad"] else head.clear()
+    _, rejected = split_rejected(bad_rows, spec)
+    if rejected.height == rows_in:
+        return _Events(rows_in, rejected, None, None, 0, False)
+    events = batch.filter(~bad).withColumn(_IS_DELETE, is_delete)
+    if figures["outside"]:  # the core's check names the values
         seen = events.select(*[_col(c) for c in scope], _col(_IS_DELETE)).distinct().toArrow()
         _check_partition_scope(from_spark(seen, probe.select(*scope, _IS_DELETE).schema), partition_values)
+    events = events.select(*[_col(c) for c in probe.columns], F.monotonically_increasing_id().alias(_ARRIVAL))
     schema = pl.Schema({**probe.schema, _ARRIVAL: pl.Int64})
-    return rows_in, rejected, events, schema, rows_in - rejected.height
+    n_events = rows_in - rejected.height
+    first = figures["deletes"] == 0 and figures["keys"] == n_events
+    return _Events(rows_in, rejected, events, schema, n_events, first)
 
 
 def apply_changes_spark(
@@ -292,6 +335,7 @@ def apply_changes_spark(
     current = delta.version(target)
     persisted = None  # a Spark batch this call cached, to free at the end
     events_schema: pl.Schema | None = None
+    first = False
     if isinstance(batch, pl.DataFrame):
         if batch.height == 0:
             return CdcResult(0, 0, 0, 0, batch, current, committed=False)
@@ -307,17 +351,25 @@ def apply_changes_spark(
             )
             events_schema = frame.schema
             events = create_dataframe(spark, frame)
+            key = pl.col(spec.keys[0]) if len(spec.keys) == 1 else pl.struct(spec.keys)
+            first = not frame.get_column(_IS_DELETE).any() and frame.select(key.n_unique()).item() == n_events
     else:
         if not batch.is_cached:  # read several times below: compute it once
             batch = persisted = batch.persist()
     try:
         if not isinstance(batch, pl.DataFrame):
-            rows_in, rejected, events, events_schema, n_events = _spark_events(batch, spec, partition_values)
+            rows_in, rejected, events, events_schema, n_events, first = _spark_events(
+                batch, spec, partition_values
+            )
         result = CdcResult(rows_in, 0, 0, 0, rejected, current, committed=False)
         if events is None:
             return result
         if events_schema is None:  # both come from one place, together
             raise RuntimeError("apply_changes_spark: change events without their schema")
+        if first and core_scd.FAST_PATH:
+            appended = _append_first(target, events, events_schema, n_events, spec, partition_values, result)
+            if appended is not None:
+                return appended
         return _fold_and_write(
             spark, target, events, events_schema, n_events, spec, partition_values, buckets, result
         )
@@ -325,6 +377,64 @@ def apply_changes_spark(
         if persisted is not None:
             with contextlib.suppress(Exception):  # freeing the cache must never hide the step's own error
                 persisted.unpersist()
+
+
+def _nothing_stored(target: str, spec: CdcSpec, partition_values: dict | None) -> bool:
+    """True when, by the Delta logs alone, no row of the target (within ``partition_values``) and no row
+    of any hidden state table exists: then no key of a batch is stored or remembered. A table with files
+    in scope may or may not hold the batch's keys: that takes the fold."""
+    table = delta.open_table(target)
+    if table is not None and _has_files_in(table, partition_values):
+        return False
+    for name in spec.state_tables:
+        state = delta.open_table(state_path(target, name))
+        if state is not None and state.file_uris():
+            return False
+    return True
+
+
+def _append_first(
+    target: str,
+    events: DataFrame,
+    events_schema: pl.Schema,
+    n_events: int,
+    spec: CdcSpec,
+    partition_values: dict | None,
+    result: CdcResult,
+) -> CdcResult | None:
+    """A first load or a day of new keys: nothing stored or remembered for any key, one event per key,
+    no deletes. Each event is then its key's row (SCD1) or open version (SCD2), as the core's
+    ``_first_versions`` gives, so the events are written as they are by the executors: no fold, no
+    shuffle by key, no Python per group. None when the fold must run instead (rows stored in scope,
+    state remembered, or columns whose types or partition values need the driver)."""
+    from pyspark.sql import functions as F
+
+    if not _nothing_stored(target, spec, partition_values):
+        return None
+    stored = _existing_schema(target, spec.keys)
+    empty = pl.DataFrame(schema=events_schema).drop(_ARRIVAL)
+    schema = _align(_first_versions(empty, spec), stored).schema
+    if not _appendable(schema, stored, target, spec.partition_by):
+        return None
+    arrived = delta.normalize_timestamps(empty).schema
+    typed = spark_schema(schema)
+    columns = []
+    for name, dtype in schema.items():
+        if name in (START_AT, END_AT):
+            source = spec.sequence
+            value = _col(source) if name == START_AT else F.lit(None)
+        elif name in arrived:
+            source, value = name, _col(name)
+        else:  # a stored column the batch lacks: null, as _align adds it
+            columns.append(F.lit(None).cast(typed[name].dataType).alias(name))
+            continue
+        if name != END_AT and arrived[source] != dtype:
+            return None  # a cast the core does in polars: left to the fold's path
+        columns.append(value.cast(typed[name].dataType).alias(name))
+    rows = events.select(*columns)
+    result.version = spark_write.append_rows(rows, target, schema, spec.partition_by, n_events)
+    result.committed, result.rows_inserted = True, n_events
+    return result
 
 
 def _fold_and_write(

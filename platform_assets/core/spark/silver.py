@@ -4,7 +4,8 @@ Spark reads the files; the core polars functions do the work inside the executor
 :func:`platform_assets.core.medallion.silver.transform` and :func:`platform_assets.core.medallion.expectations.apply_expectations`
 per partition of rows (their rules are row-wise: see :func:`row_wise`), their per-batch
 :class:`RuleResult` counts summed with :func:`combine`, then
-:func:`platform_assets.core.medallion.silver.latest_per_key` per group of keys (a hash bucket of whole keys).
+:func:`platform_assets.core.medallion.silver.latest_per_key`'s order as a Spark window (``row_number()``
+per key: the largest change value, then the later bronze file, then the later row), which needs no Python.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from upath import UPath
 
 from platform_assets.core.medallion.config import TableConfig
 from platform_assets.core.medallion.expectations import RULE_COLUMN, RuleResult, apply_expectations, combine
-from platform_assets.core.medallion.silver import SOURCE_FILE, latest_per_key, transform
+from platform_assets.core.medallion.silver import SOURCE_FILE, transform
 from platform_assets.core.spark.read import arrow_schema, from_spark, spark_schema, to_spark_arrow
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ _TOTAL = "__total"
 _FAILED = "__failed"
 _FILE_INDEX = "__file_index"
 _ROW_INDEX = "__row_index"
-_BUCKET = "__bucket"
+_RANK = "__rank"
 
 # Expression nodes / functions whose value for a row depends on other rows (aggregations, windows...).
 _NOT_ROW_WISE = {
@@ -92,21 +93,22 @@ def _cleaner(
     whole: bool,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     n_rules = len(config.all_expectations)
+    order = [_FILE_INDEX, _ROW_INDEX]
 
     def run(frame: pl.DataFrame) -> list[pa.RecordBatch]:
         quality = apply_expectations(transform(frame, config), config.all_expectations)
         counts = pl.DataFrame(
             {
-                _PART: [2] * n_rules,
-                _RULE_INDEX: list(range(n_rules)),
-                _TOTAL: [r.total for r in quality.results],
-                _FAILED: [r.failed for r in quality.results],
+                _PART: [2] * n_rules + [3],
+                _RULE_INDEX: [*range(n_rules), None],
+                _TOTAL: [*(r.total for r in quality.results), quality.kept.height],
+                _FAILED: [*(r.failed for r in quality.results), None],
             },
             schema={_PART: pl.Int8, _RULE_INDEX: pl.Int32, _TOTAL: pl.Int64, _FAILED: pl.Int64},
         )
         parts = [
             quality.kept.with_columns(pl.lit(0, pl.Int8).alias(_PART)),
-            quality.quarantined.with_columns(pl.lit(1, pl.Int8).alias(_PART)),
+            quality.quarantined.drop(order).with_columns(pl.lit(1, pl.Int8).alias(_PART)),
             counts,
         ]
         rows = pl.concat([p for p in parts if p.height], how="diagonal_relaxed")
@@ -117,28 +119,15 @@ def _cleaner(
         return to_spark_arrow(rows, out).to_batches()
 
     def clean_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        extra = [_FILE_INDEX, _ROW_INDEX] if whole else []
-        schema = pl.Schema({**bronze, **dict.fromkeys(extra, pl.Int64)})
+        schema = pl.Schema({**bronze, **dict.fromkeys(order, pl.Int64)})
         frames = [from_spark(b, schema) for b in batches]
         if whole:  # the whole batch in read_bronze's order, in one call
-            frames = [pl.concat(frames).sort(extra).drop(extra)] if frames else []
+            frames = [pl.concat(frames).sort(order)] if frames else []
         for frame in frames:
             if frame.height:
                 yield from run(frame)
 
     return clean_partition
-
-
-def _deduper(config: TableConfig, clean: pl.Schema, out: pa.Schema) -> Callable[[pa.Table], pa.Table]:
-    kept = pl.Schema({c: t for c, t in clean.items() if c != SOURCE_FILE})
-
-    def dedupe(table: pa.Table) -> pa.Table:
-        if table.num_rows == 0:
-            return out.empty_table()
-        rows = latest_per_key(from_spark(table, clean), config)
-        return to_spark_arrow(rows.select(list(kept)), out)
-
-    return dedupe
 
 
 def _local(file: UPath | Path) -> Path:
@@ -156,13 +145,14 @@ class SparkCleaning(NamedTuple):
 
 
 def clean_batch_spark(
-    spark: SparkSession, files: Sequence[UPath | Path], config: TableConfig, *, buckets: int | None = None
+    spark: SparkSession, files: Sequence[UPath | Path], config: TableConfig
 ) -> SparkCleaning:
     """Silver's ``transform`` + ``apply_expectations`` + ``latest_per_key`` of ``files``, on Spark.
 
-    ``buckets``: groups of keys deduplicated per Python
-    call (None: ``spark.sql.shuffle.partitions``; 0: one per key).
+    The cleaning runs once (checkpointed); the kept rows' count comes with the rule counts, and the
+    latest row per key is a Spark window over the kept rows, left lazy for the fold to consume.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     files = [_local(f) for f in files]
@@ -174,6 +164,8 @@ def clean_batch_spark(
     out_schema = pl.Schema(
         {
             **quarantined_schema,
+            _FILE_INDEX: pl.Int64,  # the row's place in read_bronze's order: ties of the dedupe
+            _ROW_INDEX: pl.Int64,
             _PART: pl.Int8,
             _RULE_INDEX: pl.Int32,
             _TOTAL: pl.Int64,
@@ -184,16 +176,14 @@ def clean_batch_spark(
     read_schema = spark_schema(pl.Schema({c: t for c, t in bronze.items() if c != SOURCE_FILE}))
     rows = spark.read.schema(read_schema).parquet(*[str(f) for f in files])
     rows = rows.withColumn(SOURCE_FILE, F.col("_metadata.file_name"))
-    columns = [F.col(f"`{c}`") for c in bronze]
+    order = F.create_map(*[x for i, f in enumerate(files) for x in (F.lit(f.name), F.lit(i))])
+    rows = rows.select(
+        *[F.col(f"`{c}`") for c in bronze],
+        order[F.col(SOURCE_FILE)].cast("long").alias(_FILE_INDEX),
+        F.col("_metadata.row_index").alias(_ROW_INDEX),
+    )
     if whole:  # not row-wise: one call over all rows, in file order, like the polars engine
-        order = F.create_map(*[x for i, f in enumerate(files) for x in (F.lit(f.name), F.lit(i))])
-        columns += [
-            order[F.col(SOURCE_FILE)].cast("long").alias(_FILE_INDEX),
-            F.col("_metadata.row_index").alias(_ROW_INDEX),
-        ]
-        rows = rows.select(*columns).coalesce(1)
-    else:
-        rows = rows.select(*columns)
+        rows = rows.coalesce(1)
     out_spark = spark_schema(out_schema)
     cleaned = rows.mapInArrow(
         _cleaner(config, bronze, clean, arrow_schema(out_spark), out_schema, whole), out_spark
@@ -203,18 +193,25 @@ def clean_batch_spark(
     side = from_spark(cleaned.filter(F.col(_PART) != 0).toArrow(), out_schema)
     quarantined = side.filter(pl.col(_PART) == 1).select(list(quarantined_schema))
     counts = side.filter(pl.col(_PART) == 2).select(_RULE_INDEX, _TOTAL, _FAILED)
+    n_kept = int(side.filter(pl.col(_PART) == 3).get_column(_TOTAL).sum())
     rules = config.all_expectations
     per_batch = [[RuleResult(rules[i], total, failed)] for i, total, failed in counts.iter_rows()]
     results = combine([[RuleResult(e, 0, 0) for e in rules], *per_batch])  # every rule, in config order
 
-    kept_schema = pl.Schema({c: t for c, t in clean.items() if c != SOURCE_FILE})
-    kept_spark = spark_schema(kept_schema)
-    kept = cleaned.filter(F.col(_PART) == 0).select(*[F.col(f"`{c}`") for c in clean])
-    keys = [F.col(f"`{k}`") for k in config.keys]
-    if buckets == 0:
-        grouped = kept.groupBy(*keys)
-    else:
-        n = buckets or int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
-        grouped = kept.withColumn(_BUCKET, F.pmod(F.xxhash64(*keys), F.lit(n))).groupBy(_BUCKET)
-    deduped = grouped.applyInArrow(_deduper(config, clean, arrow_schema(kept_spark)), kept_spark)
-    return SparkCleaning(deduped, quarantined, results, kept.count() + quarantined.height)
+    # latest_per_key as a window (no Python, no per-group Arrow transfer): the largest change value, then
+    # the later bronze file by name, then by its place in the batch, then the later row in the file; a
+    # key that appears once keeps its row either way.
+    kept = cleaned.filter(F.col(_PART) == 0)
+    latest = [F.col(f"`{config.cdc_col}`").desc_nulls_last()] if config.cdc_col else []
+    latest += [
+        F.col(SOURCE_FILE).desc_nulls_last(),
+        F.col(_FILE_INDEX).desc_nulls_last(),
+        F.col(_ROW_INDEX).desc_nulls_last(),
+    ]
+    by_key = Window.partitionBy(*[F.col(f"`{k}`") for k in config.keys]).orderBy(*latest)
+    deduped = (
+        kept.withColumn(_RANK, F.row_number().over(by_key))
+        .filter(F.col(_RANK) == 1)
+        .select(*[F.col(f"`{c}`") for c in clean if c != SOURCE_FILE])
+    )
+    return SparkCleaning(deduped, quarantined, results, n_kept + quarantined.height)
