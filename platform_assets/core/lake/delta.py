@@ -66,14 +66,19 @@ def _check_not_foreign(path: str) -> None:
 def open_table(path: str) -> DeltaTable | None:
     """The table at ``path`` with its log read once, for a caller that reads, writes and asks its version
     (writes through the handle move it on); None when there is no table yet."""
+    try:  # the log is read once; the existence checks run only when there is no table
+        return DeltaTable(str(path))
+    except DeltaError:
+        if table_exists(path):  # a table whose log cannot be read: that error, not "no table"
+            raise
     _check_not_foreign(path)
-    return DeltaTable(str(path)) if table_exists(path) else None
+    return None
 
 
 def version(path: str) -> int | None:
     """Current version of the table, or None when there is no table yet."""
-    _check_not_foreign(path)
-    return DeltaTable(str(path)).version() if table_exists(path) else None
+    table = open_table(path)
+    return None if table is None else table.version()
 
 
 def row_count(path: str) -> int:
@@ -123,16 +128,17 @@ def partition_columns(path: str) -> list[str]:
     return list(DeltaTable(str(path)).metadata().partition_columns)
 
 
-def read(path: str, filters: pl.Expr | None = None) -> pl.DataFrame:
-    """Read a table (optionally filtered, pushed down into the scan).
+def read(path: str, filters: pl.Expr | None = None, table: DeltaTable | None = None) -> pl.DataFrame:
+    """Read a table (optionally filtered, pushed down into the scan) at its current version, or at the
+    version of ``table`` (the table already opened, see :func:`open_table`: its log is not read again).
 
     A missing table reads as an empty frame with no columns, so first runs of downstream
     assets do not need a special case.
     """
-    _check_not_foreign(path)
-    if not table_exists(path):
+    table = table or open_table(path)
+    if table is None:
         return pl.DataFrame()
-    lf = pl.scan_delta(str(path))
+    lf = pl.scan_delta(table)
     if filters is not None:
         lf = lf.filter(filters)
     return lf.collect()
@@ -181,18 +187,18 @@ def read_changes(
     def flagged(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.with_columns(pl.lit(False).alias(deletes_as)) if deletes_as else frame
 
-    current = version(path)
-    if current is None:
+    table = open_table(path)  # one read of the log for the version, the rows and the feed
+    if table is None:
         return pl.DataFrame(), None
+    current = table.version()
     if since_version is None:
         only = pl.all_horizontal([pl.col(c) == v for c, v in partition.items()]) if partition else None
-        return flagged(read(path, only)), current
+        return flagged(read(path, only, table)), current
     if since_version < -1:
         raise ValueError(f"since_version must be >= -1 or None, got {since_version}")
-    table = DeltaTable(str(path))
     columns = [f.name for f in table.schema().fields]
     if since_version >= current:
-        return flagged(pl.scan_delta(str(path)).head(0).collect()), current
+        return flagged(pl.scan_delta(table).head(0).collect()), current
     try:
         reader = table.load_cdf(
             starting_version=since_version + 1,

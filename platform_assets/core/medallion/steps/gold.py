@@ -4,11 +4,13 @@ partitioned table, one checkpoint per day: a day is read whole once, then throug
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import polars as pl
+from deltalake import DeltaTable
 
 from platform_assets.core.lake import delta
 from platform_assets.core.medallion.config import TableConfig
@@ -62,14 +64,17 @@ def day_checkpoint(config: TableConfig, day: date) -> str:
 
 
 def _day_changes(
-    silver: str, config: TableConfig, day: date, entry: Any, spark: Any
+    silver: str, config: TableConfig, day: date, entry: Any, spark: Any, table: DeltaTable | None = None
 ) -> tuple[Any, int | None]:
     """Silver's rows of ``day`` that gold has not folded in yet, and the silver version they reach.
 
     The first time, every row of the day. After that only what silver's change feed shows written to
     the day since the version gold last read (the feed's files of other days are never opened), so a
     day that silver did not touch costs nothing and rows silver only inserted are appended. A feed
-    cleaned up meanwhile falls back to the whole day, which the fold makes safe to apply again."""
+    cleaned up meanwhile falls back to the whole day, which the fold makes safe to apply again.
+
+    ``table``: silver already opened (polars only): the whole day is read at its version, and its log is
+    not read again for each day."""
     column = config.partition_column
     if column is None:  # callers pass partitioned tables only, which always have one
         raise ValueError(f"{config.table} is not partitioned: gold reads it whole, not by day")
@@ -78,6 +83,11 @@ def _day_changes(
             return delta.read_changes(silver, entry.value, partition={column: day})
         except delta.ChangeFeedUnavailable:
             pass
+    if spark is None:
+        table = table or delta.open_table(silver)
+        if table is None:
+            return pl.DataFrame(), None
+        return delta.read(silver, pl.col(column) == day, table), table.version()  # rows of that version
     current = delta.version(silver)  # taken before the read: the rows read are at least this new
     return _day(silver, column, day, spark), current
 
@@ -85,7 +95,7 @@ def _day_changes(
 def _day(silver: str, column: str, day: date, spark: Any):
     """Silver's rows of one day: read by Spark from the day's files when the engine is Spark, so a day
     never travels through the driver as one task."""
-    if spark is None or not delta.table_exists(silver):
+    if not delta.table_exists(silver):
         return delta.read(silver, pl.col(column) == day)
     from platform_assets.core.spark.read import read_delta
 
@@ -124,13 +134,33 @@ def run_gold(
 
     if config.partitioned:
         fresh = not delta.table_exists(target)  # a gold table (re)built from nothing takes every day whole
-        for day in days:  # one day at a time: memory bounded by a day
+        # silver opened once for the days read whole (its log read once, every day at one version)
+        silver_table = delta.open_table(silver) if spark is None and days else None
+
+        def read(day: date) -> tuple[Any, Future]:
+            """The day's checkpoint (read here: the state store stays on this thread) and its rows,
+            read on the reader thread."""
             entry = state.get(day_checkpoint(config, day))
-            batch, silver_version = _day_changes(silver, config, day, None if fresh else entry, spark)
-            apply(UnitResult(day=day), batch, {config.partition_column: [day]})
-            if silver_version is not None and (entry is None or entry.value != silver_version):
-                state.compare_and_set(day_checkpoint(config, day), entry, silver_version)
-            result.silver_version_read = silver_version
+            changes = reader.submit(
+                _day_changes, silver, config, day, None if fresh else entry, spark, silver_table
+            )
+            return entry, changes
+
+        # One day at a time: memory bounded by a day, plus the next day being read. On polars the next
+        # day's silver rows are read while this day is folded and written (delta-rs and polars release
+        # the GIL), so the step's time is about its writes, not its reads plus its writes.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gold-read") as reader:
+            pending = None
+            for i, day in enumerate(days):
+                entry, changes = pending or read(day)
+                batch, silver_version = changes.result()
+                if spark is None and i + 1 < len(days):  # Spark reads lazily: nothing to read ahead
+                    pending = read(days[i + 1])
+                apply(UnitResult(day=day), batch, {config.partition_column: [day]})
+                del batch, changes  # the day's rows go before the next day's arrive
+                if silver_version is not None and (entry is None or entry.value != silver_version):
+                    state.compare_and_set(day_checkpoint(config, day), entry, silver_version)
+                result.silver_version_read = silver_version
     else:
         entry = state.get(checkpoint_name(config))
         since = entry.value if entry else None

@@ -7,6 +7,7 @@ the files before any rule reads them; drifted files stop the step, or are set as
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -73,9 +74,20 @@ def cdc_spec(config: TableConfig) -> CdcSpec:
     )
 
 
-def _clean(files: Sequence[UPath | Path], config: TableConfig, target: str) -> QualityOutcome:
-    frame = transform(read_bronze(files), config)
-    check_drift(frame.drop(SOURCE_FILE).schema, target_schema(target), config.table)  # derived columns
+def _read(files: Sequence[UPath | Path], config: TableConfig) -> pl.DataFrame:
+    """The files' rows with the cleaning's columns: the part of a unit that reads bronze."""
+    return transform(read_bronze(files), config)
+
+
+def _clean(
+    files: Sequence[UPath | Path],
+    config: TableConfig,
+    target: pl.Schema | None,
+    frame: pl.DataFrame | None = None,
+) -> QualityOutcome:
+    """Read (unless ``frame`` holds the files already read ahead by :func:`_read`) and check the rows."""
+    frame = _read(files, config) if frame is None else frame
+    check_drift(frame.drop(SOURCE_FILE).schema, target, config.table)  # derived columns
     return apply_expectations(frame, config.all_expectations, config.keys)
 
 
@@ -140,49 +152,71 @@ def run_silver(
         if config.partitioned
         else [(None, bronze_root)]
     )
-    for day, folder in units:
-        new_files = files_to_process(list_files(folder), processed)
-        unit = UnitResult(day=day)
-        result.units.append(unit)
-        if not new_files:
-            continue
-        if log is not None:
-            log(f"{config.table}: {len(new_files)} new bronze file(s) in {folder.name}")
-        drifts = find_drift(new_files, target_schema(target), config)
-        if drifts and not set_aside_drifted_files:
-            raise drift_error(drifts, config)
-        for drift in drifts:
-            result.set_aside.append(set_aside(drift, bronze_root, config, run_id))
-            new_files.remove(drift.file)
-        if not new_files:
-            continue
-        files = newest_snapshot(new_files) if config.full_reload else new_files
-        spark_kept = None  # on Spark, the kept rows stay a Spark frame
-        if spark is None:
-            quality = _clean(files, config, target)
-            rows_read = quality.kept.height + quality.quarantined.height
-        else:
-            from platform_assets.core.spark.silver import clean_batch_spark
+    # On polars, the next day's bronze files are read on a thread while this day is checked, folded and
+    # written (polars and delta-rs release the GIL): the step's time is about its writes, not its reads
+    # plus its writes. At most one day is read ahead, so memory stays bounded by two days. What is read
+    # ahead is used only if the unit goes on to read exactly those files (a set-aside file: read again).
+    ahead_of_time = spark is None and config.partitioned and not config.full_reload
 
-            spark_kept, quarantined, results, rows_read = clean_batch_spark(spark, files, config)
-            check_drift(_schema(spark_kept), target_schema(target), config.table)  # derived columns
-            # kept: empty here, never read: Spark's kept rows are spark_kept
-            quality = QualityOutcome(kept=pl.DataFrame(), quarantined=quarantined, results=results)
-        result.rules.append(quality.results)
-        if day is not None:
-            result.rules_by_day[day] = quality.results
-        unit.rows_read = rows_read
-        if quality.blocked:
-            result.blocked_by = [r.name for r in quality.failures("fail")]
-            break
-        if quality.quarantined.height:
-            delta.append(quarantine_target, stamped(quality.quarantined, run_id))
-        batch = _batch(quality.kept, spark_kept, config, target)
-        partition_values = {config.partition_column: [day]} if day is not None else None
-        unit.add(_apply(spark, target, batch, cdc_spec(config), partition_values))
-        unit.rows_quarantined += quality.quarantined.height
-        unit.files_read = len(new_files)
-        state.mark_processed(checkpoint_name(config), [f.name for f in new_files])
+    def read_ahead(i: int) -> tuple[list[UPath | Path], list[UPath | Path], Future | None] | None:
+        if not ahead_of_time or i >= len(units):
+            return None
+        listed = files_to_process(list_files(units[i][1]), processed)
+        return listed, list(listed), reader.submit(_read, list(listed), config) if listed else None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="silver-read") as reader:
+        ahead = None
+        for i, (day, folder) in enumerate(units):
+            if ahead is None:
+                new_files, read, rows = files_to_process(list_files(folder), processed), [], None
+            else:
+                (new_files, read, rows), ahead = ahead, None
+            unit = UnitResult(day=day)
+            result.units.append(unit)
+            if not new_files:
+                continue
+            if log is not None:
+                log(f"{config.table}: {len(new_files)} new bronze file(s) in {folder.name}")
+            schema = target_schema(target)  # read once per unit: nothing writes silver before the fold
+            drifts = find_drift(new_files, schema, config)
+            if drifts and not set_aside_drifted_files:
+                raise drift_error(drifts, config)
+            for drift in drifts:
+                result.set_aside.append(set_aside(drift, bronze_root, config, run_id))
+                new_files.remove(drift.file)
+            if not new_files:
+                continue
+            files = newest_snapshot(new_files) if config.full_reload else new_files
+            spark_kept = None  # on Spark, the kept rows stay a Spark frame
+            if spark is None:
+                frame = rows.result() if rows is not None and files == read else None
+                del rows
+                ahead = read_ahead(i + 1)
+                quality = _clean(files, config, schema, frame)
+                del frame
+                rows_read = quality.kept.height + quality.quarantined.height
+            else:
+                from platform_assets.core.spark.silver import clean_batch_spark
+
+                spark_kept, quarantined, results, rows_read = clean_batch_spark(spark, files, config)
+                check_drift(_schema(spark_kept), schema, config.table)  # derived columns
+                # kept: empty here, never read: Spark's kept rows are spark_kept
+                quality = QualityOutcome(kept=pl.DataFrame(), quarantined=quarantined, results=results)
+            result.rules.append(quality.results)
+            if day is not None:
+                result.rules_by_day[day] = quality.results
+            unit.rows_read = rows_read
+            if quality.blocked:
+                result.blocked_by = [r.name for r in quality.failures("fail")]
+                break
+            if quality.quarantined.height:
+                delta.append(quarantine_target, stamped(quality.quarantined, run_id))
+            batch = _batch(quality.kept, spark_kept, config, target)
+            partition_values = {config.partition_column: [day]} if day is not None else None
+            unit.add(_apply(spark, target, batch, cdc_spec(config), partition_values))
+            unit.rows_quarantined += quality.quarantined.height
+            unit.files_read = len(new_files)
+            state.mark_processed(checkpoint_name(config), [f.name for f in new_files])
     table = delta.snapshot(target)  # from the log: the page shows the table whether or not this committed
     if table is not None:
         result.columns = pl.Schema({c: t for c, t in table.schema.items() if c != DELETED})
