@@ -42,9 +42,9 @@ from platform_assets.core.streaming import (
     LandingResult,
     commit_offsets,
     lost_upstream,
-    stream_position,
     topic_end,
 )
+from platform_assets.core.streaming.reconcile import consumer_lag
 from platform_assets.core.trades import lookup as symbols_api
 from platform_assets.core.trades.dashboard import render_dashboard
 from platform_assets.core.trades.feed import run_feed
@@ -241,7 +241,7 @@ def bronze_trades(
         tag_new_epoch(context, topic, plan)
     # Only for lag monitoring (consumer-group tools); landing never reads it back.
     commit_offsets(conf, topic, app_id, plan.ranges)
-    behind = lag(conf, topic, table)
+    behind = consumer_lag(conf, topic, table)
     check = landing_reconciliation(
         BRONZE_KEY,
         table,
@@ -254,13 +254,6 @@ def bronze_trades(
     return MaterializeResult(
         metadata=bronze_metadata(topic, plan, result, behind, table), check_results=[check]
     )
-
-
-def lag(conf: dict[str, Any], topic: str, table_uri: str) -> int:
-    """Messages the topic holds beyond what the table landed, summed over partitions."""
-    _, ends = topic_end(conf, topic)
-    landed = stream_position(table_uri).next_offsets
-    return sum(max(0, end - landed.get(p, 0)) for p, end in ends.items())
 
 
 def bronze_metadata(
