@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 from deltalake import DeltaTable
 
 from platform_assets.core.state import StateStore
@@ -119,3 +120,19 @@ def test_a_first_batch_past_offset_0_counts_from_where_it_started(producer, topi
     land(conf, topic, BatchPlan(0, ranges, first.epoch, first.incarnation), tmp_path, meters)
     landed = reconcile_batches(table, dead, 0)
     assert (landed.offsets_in_range, landed.bronze_rows, landed.dead_lettered, landed.ok) == (5, 4, 1, True)
+
+
+def test_a_batch_is_reconciled_without_reading_older_batches(producer, topic, conf, meters, tmp_path):
+    """The cost follows the batch: with the data files of the older batches gone, the newest batch still
+    reconciles (its rows are found by the files' statistics, its offsets in the newest commits)."""
+    table, dead = meters.table_uri(tmp_path), meters.dead_letter_uri(tmp_path)
+    for batch in range(3):
+        produce(producer, topic, 0, [reading(meters, f"b{batch}-{i}", "1") for i in range(4)] + [b"x"])
+        assert land(conf, topic, plan(conf, topic, table, meters), tmp_path, meters).batch_id == batch
+    actions = pl.DataFrame(DeltaTable(table).get_add_actions(flatten=True))
+    older = actions.filter(pl.col("max.micro_batch_id") < 2)["path"].to_list()
+    assert len(older) == 2
+    for path in older:
+        (Path(table) / path).unlink()
+    newest = reconcile_batches(table, dead, 2)
+    assert (newest.offsets_in_range, newest.bronze_rows, newest.dead_lettered, newest.ok) == (5, 4, 1, True)

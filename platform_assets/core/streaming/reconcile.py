@@ -66,8 +66,9 @@ def _landed(commit: Mapping[str, Any], position: StreamPosition) -> Landed:
 
 
 def landing_commits(table: DeltaTable, first_batch: int) -> dict[int, Landed]:
-    """The landing commits of micro-batches ``first_batch - 1`` to the newest, by batch id, read from the
-    newest commits of the log down to ``first_batch - 1`` (or the first landing commit)."""
+    """The landing commits of micro-batches ``first_batch - 1`` (the one before, whose position the batch
+    starts from) to the newest, by batch id, read from the newest commits of the log down to it."""
+    oldest = max(first_batch - 1, 0)
     depth = HISTORY_DEPTH
     while True:
         history = table.history(limit=depth)
@@ -78,7 +79,7 @@ def landing_commits(table: DeltaTable, first_batch: int) -> dict[int, Landed]:
                 continue
             landed = _landed(commit, position)
             found.setdefault(landed.batch_id, landed)
-        if len(history) < depth or (found and min(found) <= first_batch - 1):
+        if len(history) < depth or (found and min(found) <= oldest):
             return found
         newest = max(found) if found else first_batch
         depth = max(depth * 2, 2 * (newest - first_batch) + HISTORY_DEPTH)
