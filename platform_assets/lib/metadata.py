@@ -39,8 +39,10 @@ from platform_assets.core.lake.delta import Snapshot
 from platform_assets.core.lake.locations import Layer, catalog_name, quarantine_name
 from platform_assets.core.medallion.config import Expectation, TableConfig
 from platform_assets.core.medallion.expectations import RuleResult
+from platform_assets.core.medallion.reconciliation import Reconciliation
 from platform_assets.core.medallion.scd import END_AT, START_AT
 from platform_assets.core.medallion.silver import column_lineage as silver_lineage
+from platform_assets.core.medallion.source_schema import SchemaChange
 from platform_assets.core.medallion.steps import BronzeResult, GoldResult, SilverResult, UnitResult
 from platform_assets.core.medallion.steps.gold import column_lineage as gold_lineage
 from platform_assets.core.medallion.steps.units import total
@@ -51,6 +53,8 @@ Metadata = dict[str, Any]  # name -> MetadataValue (or a plain value Dagster wra
 ReportEvent = MaterializeResult | Output | AssetCheckEvaluation  # what a medallion asset yields
 
 GOLD_CHECK = "keys_and_sequence_not_null"
+SOURCE_SCHEMA_CHECK = "source_schema"  # bronze of a SQL table: its source columns against the last run's
+RECONCILIATION_CHECK = "reconciliation"  # bronze: the source's rows of each window against bronze's
 
 # ----------------------------------------------------------------------------------------------------
 # Shapes the UI understands
@@ -380,7 +384,58 @@ def _bronze(result: BronzeResult, table: TableConfig, lakehouse: LakehouseResour
     schema = next((e.schema for e in result.extractions if e.schema is not None), None)
     if schema is not None:
         metadata["dagster/column_schema"] = described_schema(table, {f.name: f.type for f in schema})
-    return StepMetadata(metadata, days)
+    key = asset_key("bronze", table)
+    checks = [] if result.schema_change is None else [source_schema_result(key, result.schema_change)]
+    by_day: dict[str, list[AssetCheckResult]] = {}
+    for day, reconciliation in result.reconciliations:
+        if day is None:
+            checks.append(reconciliation_result(key, reconciliation))
+        else:  # a partitioned table: each day's on its partition
+            by_day[day.isoformat()] = [reconciliation_result(key, reconciliation)]
+    return StepMetadata(metadata, days, checks, by_day)
+
+
+def source_schema_result(key: AssetKey, change: SchemaChange) -> AssetCheckResult:
+    """``source_schema``: the source table's columns against the last successful run's. Fails (WARN)
+    on a change under ``on_schema_change: warn``; a change that is ignored or accepted passes, listed."""
+    summary = change.summary()
+    metadata: Metadata = {
+        "on_schema_change": MetadataValue.text(change.rule),
+        "changed": change.changed,
+        "added": MetadataValue.json(summary["added"]),
+        "dropped": MetadataValue.json(summary["dropped"]),
+        "retyped": MetadataValue.json(summary["retyped"]),
+        "columns": MetadataValue.int(len(change.current)),
+    }
+    if change.baseline:
+        metadata["baseline"] = MetadataValue.text("recorded: no earlier run recorded the columns")
+    if change.accepted and change.changed:
+        metadata["accepted"] = True
+    return AssetCheckResult(
+        asset_key=key,
+        check_name=SOURCE_SCHEMA_CHECK,
+        passed=change.passed,
+        severity=AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=change.describe() or "the source's columns are as in the last successful run",
+    )
+
+
+def reconciliation_result(key: AssetKey, reconciliation: Reconciliation) -> AssetCheckResult:
+    """``reconciliation``: a window's rows in the source against the rows that landed in bronze. A
+    difference the source's own change during the read explains passes; any other fails, ERROR severity
+    (rows went missing or appeared between the source and bronze), not blocking: what landed is sound."""
+    metadata: Metadata = {
+        name: MetadataValue.int(value) if isinstance(value, int) else MetadataValue.text(str(value))
+        for name, value in reconciliation.metadata().items()
+    }
+    return AssetCheckResult(
+        asset_key=key,
+        check_name=RECONCILIATION_CHECK,
+        passed=reconciliation.passed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata=metadata,
+    )
 
 
 def _landing(result: LandingResult, table: TableConfig, lakehouse: LakehouseResource) -> StepMetadata:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -39,9 +39,10 @@ import sqlalchemy as sa
 from upath import UPath
 
 from platform_assets.core.lake.locations import publish, refresh
-from platform_assets.core.medallion.arrow_source import ArrowReader
+from platform_assets.core.medallion.arrow_source import ArrowReader, ConsistentRead
 from platform_assets.core.medallion.change_values import UnreadableValue, just_after, minus_lag, to_utc
 from platform_assets.core.medallion.config import TableConfig
+from platform_assets.core.medallion.reconciliation import Reconciliation, landed_rows
 from platform_assets.core.medallion.source_table import SourceError, SourceTable, reflect
 
 # ----------------------------------------------------------------------------------------------------
@@ -166,6 +167,7 @@ class Extraction:
     schema: pa.Schema | None = None
     lag: timedelta | int | None = None
     recent: list[tuple[Any, tuple]] | None = None  # (change value, key) read within the lag of max_value
+    reconciliation: Reconciliation | None = None  # the window's rows in the source against this file's
 
     @property
     def keys_at_max(self) -> list[tuple]:
@@ -258,15 +260,27 @@ class _ParquetFiles:
 
 def _in_window(
     batch: pa.RecordBatch, exact: pl.Expr | None, config: TableConfig, window: Window
-) -> pa.RecordBatch | pa.Table:
-    """The batch's rows inside the window and not taken before (untouched when nothing can be dropped)."""
+) -> tuple[pa.RecordBatch | pa.Table, int]:
+    """The batch's rows inside the window and not taken before (untouched when nothing can be dropped),
+    and how many rows of the window it skipped as taken before."""
     if exact is None and not window.skip:
-        return batch
+        return batch, 0
     frame = pl.DataFrame(pl.from_arrow(batch))
     if exact is not None:
         frame = frame.filter(exact)
+    inside = frame.height
     frame = _drop_already_taken(frame, config, window)
-    return frame.to_arrow().cast(batch.schema)
+    return frame.to_arrow().cast(batch.schema), inside - frame.height
+
+
+def _count(read: ConsistentRead, source: SourceTable, window: Window) -> int:
+    """The source's rows in ``window`` (its bounds; what was taken before is the read's to skip), with the
+    extraction's own predicate, decided exactly at SQLite's margins."""
+    total = read.rows(source.count(window.lower, window.upper))[0][0]
+    edges = source.edges(window.lower, window.upper)
+    if edges is not None:
+        total -= source.outside([row[0] for row in read.rows(edges)], window.lower, window.upper)
+    return int(total)
 
 
 Route = Callable[[pa.RecordBatch | pa.Table], list[tuple[Any, pa.RecordBatch | pa.Table]]]
@@ -285,11 +299,14 @@ def _copy(
     source: SourceTable | None,
     reader: ArrowReader | None,
     watermarked: bool = True,
+    reconcile: Mapping[Any, Window] | None = None,
 ) -> dict[Any, Extraction]:
     """Read ``window`` with one query and write each batch's rows, split by ``route`` into parts keyed
     like ``folders``, to one new file per part: written under a temporary name and renamed once every
     part is complete, so a crash never leaves a partial file that silver could pick up. A part with no
-    rows gets no file. ``watermarked``: follow the values a watermark is made of (see Extraction.track)."""
+    rows gets no file. ``watermarked``: follow the values a watermark is made of (see Extraction.track).
+    ``reconcile``: the window of each part, counted in the source in the read's snapshot (without one:
+    before and after the read) and set against the rows of its file (``Extraction.reconciliation``)."""
     source = source or reflect(engine, config)
     schema = source.schema
     statement = source.select(window.lower, window.upper)
@@ -299,23 +316,34 @@ def _copy(
     partials = {key: final.with_name(f".{name}.partial") for key, final in finals.items()}
     results = {key: Extraction(path=None, schema=schema, lag=config.lag) for key in folders}
     files = _ParquetFiles(schema)
-    batches = rows = 0
+    batches = rows = taken = 0
+    reconcile = reconcile or {}
+    counts: dict[Any, int] = {}
+    after: dict[Any, int] = {}
+    snapshot: str | None = None
     with contextlib.ExitStack() as stack:
         if reader is None:
             reader = stack.enter_context(ArrowReader(engine))
         try:
             for folder in folders.values():
                 folder.mkdir(parents=True, exist_ok=True)
-            for batch in reader.batches(statement, schema, batch_size, source.converters):
-                batches += 1
-                for key, part in route(_in_window(batch, exact, config, window)):
-                    if watermarked:
-                        results[key].track(part, config)
-                    files.write(partials[key], part)
-                    results[key].rows += part.num_rows
-                    rows += part.num_rows
-                if log is not None:
-                    log(f"{config.table}: {rows} rows read in {batches} batch(es)")
+            with reader.consistent() as read:
+                counts = {key: _count(read, source, part) for key, part in reconcile.items()}
+                for batch in reader.batches(statement, schema, batch_size, source.converters):
+                    batches += 1
+                    kept, skipped = _in_window(batch, exact, config, window)
+                    taken += skipped
+                    for key, part in route(kept):
+                        if watermarked:
+                            results[key].track(part, config)
+                        files.write(partials[key], part)
+                        results[key].rows += part.num_rows
+                        rows += part.num_rows
+                    if log is not None:
+                        log(f"{config.table}: {rows} rows read in {batches} batch(es)")
+                snapshot = read.snapshot
+                if snapshot is None:  # no snapshot: how the source moved during the read explains a gap
+                    after = {key: _count(read, source, part) for key, part in reconcile.items()}
             written = files.close()
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the error that matters is the one being raised
@@ -330,6 +358,15 @@ def _copy(
         if partials[key] in written:
             publish(partials[key], finals[key])
             result.path = finals[key]
+        if key in reconcile:
+            result.reconciliation = Reconciliation(
+                window=reconcile[key].describe(),
+                source_rows=counts[key],
+                bronze_rows=landed_rows([result.path] if result.path is not None else []),
+                rows_already_taken=taken,  # only a watermark's window (one part) skips rows
+                snapshot=snapshot,
+                source_rows_after=after.get(key),
+            )
     return results
 
 
@@ -344,17 +381,18 @@ def extract(
     log: Any = None,
     source: SourceTable | None = None,
     reader: ArrowReader | None = None,
+    reconcile: bool = False,
 ) -> Extraction:
     """Copy the rows of ``window`` into one new Parquet file in ``out_dir`` (none when no rows are read).
 
     A caller reading several windows passes the reflected ``source`` and an open ``reader``, so they are
-    set up once."""
+    set up once. ``reconcile``: count the window in the source too (``Extraction.reconciliation``)."""
 
     def whole(batch: pa.RecordBatch | pa.Table) -> list[tuple[Any, pa.RecordBatch | pa.Table]]:
         return [(None, batch)] if batch.num_rows else []
 
     return _copy(engine, config, window, {None: out_dir}, whole, batch_size=batch_size, now=now, log=log,
-                 source=source, reader=reader)[None]  # fmt: skip
+                 source=source, reader=reader, reconcile={None: window} if reconcile else None)[None]  # fmt: skip
 
 
 def consecutive_runs(days: Sequence[date]) -> list[list[date]]:
@@ -379,12 +417,14 @@ def extract_days(
     log: Any = None,
     source: SourceTable | None = None,
     reader: ArrowReader | None = None,
+    reconcile: bool = False,
 ) -> dict[date, Extraction]:
     """Copy each of ``days`` (UTC days of the change column) into a new file in ``folder_of(day)``.
 
     Each run of consecutive days is read with ONE query and its rows are split by day in memory: a
     source without an index on the change column scans the whole table once per query, so a query per
-    day would scan it once per day."""
+    day would scan it once per day. ``reconcile``: count each day in the source too, in the read's
+    snapshot (a range count per day, which an index on the change column answers without the rows)."""
     results: dict[date, Extraction] = {}
     for run in consecutive_runs(days):
         first, last = Window.day(run[0]), Window.day(run[-1])
@@ -402,6 +442,7 @@ def extract_days(
         results |= _copy(
             engine, config, Window(first.lower, last.upper), {d: folder_of(d) for d in run}, by_day,
             batch_size=batch_size, now=now, log=log, source=source, reader=reader, watermarked=False,
+            reconcile={d: Window.day(d) for d in run} if reconcile else None,
         )  # fmt: skip
     return results
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -99,17 +99,48 @@ class SourceTable:
             sa.type_coerce(c, sa.Text).label(c.name) if c.name in self.time_columns else c
             for c in self.table.columns
         ]
-        statement = sa.select(*columns)
+        return sa.select(*columns).where(*self._window(lower, upper))
+
+    def _window(self, lower: Any, upper: Any) -> list:
+        """The WHERE clauses of ``[lower, upper)`` (none for an open window or a table read whole)."""
         if self.change_kind is None or (lower is None and upper is None):
-            return statement
+            return []
         column = self.table.c[self.change_column]
         if self.storage is not None:
-            return statement.where(*sqlite_window(column, self.storage, _instant(lower), _instant(upper)))
+            return sqlite_window(column, self.storage, _instant(lower), _instant(upper))
+        clauses = []
         if lower is not None:
-            statement = statement.where(column >= self._bind(column, lower))
+            clauses.append(column >= self._bind(column, lower))
         if upper is not None:
-            statement = statement.where(column < self._bind(column, upper))
-        return statement
+            clauses.append(column < self._bind(column, upper))
+        return clauses
+
+    def count(self, lower: Any = None, upper: Any = None) -> sa.Select:
+        """``COUNT(*)`` of the rows :meth:`select` returns for ``[lower, upper)``: the same predicate. Exact
+        except on SQLite's stored time values, whose SQL range is a little wider than the window: the rows
+        of that margin are counted apart (:meth:`edges`, :meth:`outside`)."""
+        return sa.select(sa.func.count()).select_from(self.table).where(*self._window(lower, upper))
+
+    def edges(self, lower: Any = None, upper: Any = None) -> sa.Select | None:
+        """The change values :meth:`count` counts within a second of a bound, where its SQL range may
+        hold values outside the window; None where the range is exact (no SQLite time storage)."""
+        if self.storage is None or self.change_kind is None or (lower is None and upper is None):
+            return None
+        bounds = [_instant(b) for b in (lower, upper) if b is not None]
+        column = self.table.c[self.change_column]
+        near = [sa.and_(*sqlite_window(column, self.storage, b - _EDGE, b + _EDGE)) for b in bounds if b]
+        value = sa.type_coerce(column, sa.Text).label(self.change_column)
+        return sa.select(value).where(*self._window(lower, upper), sa.or_(*near))
+
+    def outside(self, values: Sequence, lower: Any = None, upper: Any = None) -> int:
+        """How many of ``values`` (raw change values, as :meth:`edges` returns them) lie outside
+        ``[lower, upper)`` once parsed, as extraction decides it (:meth:`exact`)."""
+        exact = self.exact(lower, upper)
+        if exact is None or not values:
+            return 0
+        parsed = self.converters[self.change_column](values)
+        frame = pl.DataFrame({self.change_column: pl.Series(parsed)})
+        return len(values) - frame.filter(exact).height
 
     @property
     def converters(self) -> dict[str, Callable[[Sequence], pa.Array]]:
@@ -150,6 +181,11 @@ class SourceTable:
         if first is None or last is None:  # min and max are both null exactly when the table is empty
             return None
         return first, last
+
+
+# The margin around a window's bound within which SQLite's SQL range is decided again on parsed values
+# (the range itself is wider by milliseconds only, see change_values.sqlite_window).
+_EDGE = timedelta(seconds=1)
 
 
 def _instant(value: Any) -> datetime | None:

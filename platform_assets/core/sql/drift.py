@@ -126,6 +126,17 @@ def _kind(type_: sa.types.TypeEngine) -> str | None:
     return next((kind for base, kind in _KINDS if issubclass(python_type, base)), python_type.__name__)
 
 
+def value_kind(type_: sa.types.TypeEngine) -> str | None:
+    """The kind of value a column type holds (``integer``, ``number``, ``text``, ``timestamp``, ``date``,
+    ``time``, ``binary``), what two types are compared by; None for a type SQLAlchemy cannot name."""
+    return _kind(type_)
+
+
+def sql_type(type_: sa.types.TypeEngine, dialect: sa.Dialect) -> str:
+    """``type_`` as ``dialect`` spells it (its repr where it cannot be compiled)."""
+    return _sql(type_, dialect)
+
+
 def _retyped(declared: sa.types.TypeEngine, found: sa.types.TypeEngine, dialect: sa.Dialect) -> bool:
     declared_kind, found_kind = _kind(declared), _kind(found)
     if declared_kind is None or found_kind is None:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from dagster import (
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
     Backoff,
@@ -25,7 +26,13 @@ from platform_assets.core.medallion.steps import run_bronze
 from platform_assets.core.sql.engines import engine_for
 from platform_assets.defs.medallion.common import asset_args, check_partitions, run_days
 from platform_assets.lib.errors import platform_errors
-from platform_assets.lib.metadata import ReportEvent, step_metadata
+from platform_assets.lib.metadata import (
+    RECONCILIATION_CHECK,
+    SOURCE_SCHEMA_CHECK,
+    ReportEvent,
+    asset_key,
+    step_metadata,
+)
 from platform_assets.lib.resources import LakehouseResource
 from platform_assets.lib.volume import volume_check_spec, with_volume
 
@@ -38,6 +45,33 @@ class BronzeConfig(Config):
     from_date: str | None = None
     """Backfill: re-read ``[from_date, watermark]`` without moving the watermark (ISO date or timestamp).
     Defaults to the table's ``from_date`` in tables.yaml."""
+
+    accept_schema_change: bool = False
+    """The source table's columns changed since the last successful run and the table blocks on that
+    (``on_schema_change: block`` in tables.yaml): read anyway, and make the new columns the baseline."""
+
+
+def source_check_specs(table: TableConfig, partitions: DailyPartitionsDefinition) -> list[AssetCheckSpec]:
+    """The checks of a SQL table's bronze against its source: ``source_schema`` (once per run: the
+    source's columns are the table's, not a day's) and ``reconciliation`` (per day when partitioned)."""
+    key = asset_key("bronze", table)
+    return [
+        AssetCheckSpec(
+            SOURCE_SCHEMA_CHECK,
+            asset=key,
+            blocking=False,
+            description=f"Source columns against the last successful run's (on_schema_change: "
+            f"{table.on_schema_change}).",
+        ),
+        AssetCheckSpec(
+            RECONCILIATION_CHECK,
+            asset=key,
+            blocking=False,
+            description="Rows of each window in the source (COUNT(*) in the read's snapshot) against "
+            "the rows that landed in bronze.",
+            partitions_def=check_partitions(table, partitions),
+        ),
+    ]
 
 
 def bronze_asset(
@@ -54,7 +88,10 @@ def bronze_asset(
         ),
         # The source is across a network: a dropped connection is retried (the step is idempotent).
         retry_policy=SOURCE_RETRY,
-        check_specs=[volume_check_spec(table, check_partitions(table, partitions))],
+        check_specs=[
+            *source_check_specs(table, partitions),
+            volume_check_spec(table, check_partitions(table, partitions)),
+        ],
     )
     def bronze(
         context: AssetExecutionContext, config: BronzeConfig, lakehouse: LakehouseResource
@@ -71,11 +108,16 @@ def bronze_asset(
                 days=run_days(context, table),
                 from_date=_from_date(config.from_date, table),
                 log=context.log.info,
+                accept_schema_change=config.accept_schema_change,
             )
         for leftover in result.removed_partials:
             context.log.warning(
                 f"{table.table}: removed {leftover.name}, left by an extraction that was killed"
             )
+        change = result.schema_change
+        if change is not None and change.changed:
+            verdict = "accepted" if change.accepted else f"on_schema_change: {change.rule}"
+            context.log.warning(f"{table.table}: source columns changed ({change.describe()}); {verdict}")
         # rows written, per run or per day, against the table's earlier runs (lib.volume)
         yield from with_volume(context, step_metadata(result, table, lakehouse), table).events(context)
 

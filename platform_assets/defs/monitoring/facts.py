@@ -8,6 +8,7 @@ canceled).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -381,6 +382,8 @@ class _EventFolder:
             task.status, task.end_time = step.status, step.end_time
 
     def _check_evaluation(self, storage_id: int, evaluation: AssetCheckEvaluation, when: datetime) -> None:
+        if evaluation.check_name == RECONCILIATION_CHECK:
+            self.facts.parameters.update(reconciliation_parameters(evaluation))
         if evaluation.passed:
             return
         severity = evaluation.severity.value
@@ -391,6 +394,35 @@ class _EventFolder:
         self.facts.logs.append(
             LogFacts(f"CHECK_FAILED:{storage_id}", f"Check{severity.title()}", when, message)
         )
+
+
+# Every check of this name (bronze against its source, a stream's offsets against its table, any asset's)
+# is recorded among the run's parameters, whatever its verdict: the audit then holds, per run, what was
+# counted on both sides, not only that the counts disagreed.
+RECONCILIATION_CHECK = "reconciliation"
+_PARAMETER_NAME = 200  # Process_Parameter_Metadata.parameter_name's length
+
+
+def reconciliation_parameters(evaluation: AssetCheckEvaluation) -> dict[str, Any]:
+    """A ``reconciliation`` evaluation's metadata as run parameters named
+    ``reconciliation.<asset key>[<partition>].<name>`` (no ``[...]`` for an unpartitioned check), e.g.
+    ``reconciliation.bronze/factstream[2026-03-01].source_rows``, and its verdict as ``.passed``. A later
+    evaluation of the same check and partition in the run (a retried step) replaces the earlier one."""
+    where = evaluation.asset_key.to_user_string()
+    partition = getattr(evaluation, "partition", None)
+    prefix = f"{RECONCILIATION_CHECK}.{where}" + (f"[{partition}]" if partition is not None else "")
+    values = {name: _metadata_value(evaluation.metadata, name) for name in evaluation.metadata}
+    values["passed"] = evaluation.passed
+    return {_parameter_name(f"{prefix}.{name}"): value for name, value in values.items()}
+
+
+def _parameter_name(name: str) -> str:
+    """``name`` as it fits the parameter column: a name too long keeps its start and ends in a digest of
+    the whole, so two long names never share a row (the audit refuses to cut a key)."""
+    if len(name) <= _PARAMETER_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[: _PARAMETER_NAME - len(digest) - 1]}~{digest}"
 
 
 def _count_rows(task: TaskFacts, partition: str | None, metadata: Mapping[str, Any]) -> None:

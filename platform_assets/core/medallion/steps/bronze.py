@@ -2,6 +2,11 @@
 
 The watermark moves only after the file it covers is durable, by compare-and-set: a run that lost the
 race removes its own file, so nothing is ever read twice or skipped (docs/medallion.md).
+
+Before a row is read, the source table's columns are compared with the last successful run's
+(``core.medallion.source_schema``): under ``on_schema_change: block`` a change stops the step there.
+Every window read is also counted in the source, in the read's snapshot, and set against the rows that
+landed (``core.medallion.reconciliation``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ from platform_assets.core.medallion.extract import (
     extract_days,
     remove_stale_partials,
 )
+from platform_assets.core.medallion.reconciliation import Reconciliation
+from platform_assets.core.medallion.source_schema import (
+    SchemaBaseline,
+    SchemaChange,
+    SourceSchemaChanged,
+    columns_of,
+)
 from platform_assets.core.medallion.source_table import reflect
 from platform_assets.core.medallion.steps.units import UnitResult
 from platform_assets.core.state import StateStore
@@ -43,6 +55,9 @@ class BronzeResult:
     window: Window | None = None  # the incremental or backfill window (None for day windows and reloads)
     backfill: bool = False
     removed_partials: list[UPath | Path] = field(default_factory=list)
+    schema_change: SchemaChange | None = None  # the source's columns against the last successful run's
+    # each window's rows in the source against its rows in bronze: (day, ...) for a partitioned table
+    reconciliations: list[tuple[date | None, Reconciliation]] = field(default_factory=list)
 
 
 def watermark_name(config: TableConfig) -> str:
@@ -59,12 +74,31 @@ def run_bronze(
     days: Sequence[date] = (),
     from_date: datetime | None = None,
     log: Callable[[str], None] | None = None,
+    accept_schema_change: bool = False,
+    before_read: Callable[[], None] | None = None,
 ) -> BronzeResult:
     """Extract one table: each of ``days`` for a partitioned table, the whole table for a full reload,
-    else from the watermark (or ``[from_date, watermark]`` for a backfill, which leaves state alone)."""
+    else from the watermark (or ``[from_date, watermark]`` for a backfill, which leaves state alone).
+
+    ``accept_schema_change``: a change of the source's columns does not block (the table's
+    ``on_schema_change: block``) and becomes the baseline. ``before_read``: called between each window's
+    count and its read (a concurrent writer, in tests)."""
     result = BronzeResult(removed_partials=remove_stale_partials(out, config.table))
-    with ArrowReader(engine) as reader:  # one reflection and one connection for every window of the run
-        options = {"batch_size": batch_size, "log": log, "source": reflect(engine, config), "reader": reader}
+    source = reflect(engine, config)
+    baseline = SchemaBaseline.load(state, config)
+    columns = columns_of(source, engine.dialect)
+    result.schema_change = baseline.compare(config, columns, accepted=accept_schema_change)
+    if result.schema_change.blocks:  # before anything is read: no file, the watermark where it was
+        raise SourceSchemaChanged(result.schema_change)
+    # one reflection and one connection for every window of the run
+    with ArrowReader(engine, before_read=before_read) as reader:
+        options = {
+            "batch_size": batch_size,
+            "log": log,
+            "source": source,
+            "reader": reader,
+            "reconcile": True,
+        }
 
         def read(window: Window) -> Extraction:
             if log is not None:
@@ -81,11 +115,14 @@ def run_bronze(
             read(Window())
         else:
             _incremental(result, read, config, state, from_date)
+    baseline.record(state, config, columns)  # the step succeeded: its files are durable
     return result
 
 
 def _record(result: BronzeResult, extraction: Extraction, day: date | None = None) -> Extraction:
     result.extractions.append(extraction)
+    if extraction.reconciliation is not None:
+        result.reconciliations.append((day, extraction.reconciliation))
     written = [str(extraction.path)] if extraction.path is not None else []
     result.units.append(
         UnitResult(day=day, rows_read=extraction.rows, rows_inserted=extraction.rows, files_written=written)
