@@ -58,6 +58,8 @@ class TradeTables:
 
 @dataclass(frozen=True)
 class TradeReconciliation:
+    """A window's (or a run's batches') counts, as the module's docstring defines them."""
+
     scope: str  # "window" or "micro-batches"
     offsets_in_range: int
     bronze_rows: int
