@@ -11,13 +11,15 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
+from platform_assets.core.errors import ConfigError
 from platform_assets.core.medallion import arrow_source
-from platform_assets.core.medallion.config import TableConfig, load_tables
+from platform_assets.core.medallion.config import TableConfig, load_tables, parse_table
 from platform_assets.core.medallion.extract import Watermark, list_files
 from platform_assets.core.medallion.source_schema import SchemaChange, SourceSchemaChanged
 from platform_assets.core.medallion.steps import BronzeResult, run_bronze
 from platform_assets.core.medallion.steps.bronze import watermark_name
 from platform_assets.core.state import StateStore
+from platform_assets_tests.conftest import tables_file_for
 from platform_assets_tests.medallion.helpers import execute, insert_stream, source_table
 from platform_assets_tests.medallion.test_medallion import build
 
@@ -243,3 +245,60 @@ def test_warn_and_ignore_read_on_and_record_the_new_baseline(tmp_path, sqlite_so
         assert schema_change(result).passed is passed
         assert result.reconciliations[0][1].passed
         assert not schema_change(bronze(settings, users, state)).changed
+
+
+def test_a_row_inserted_between_the_count_and_the_read_waits_for_the_next_run(tmp_path, any_source):
+    settings = build(tmp_path, any_source, days=2)
+    if any_source.backend == "sqlite":
+        wal(settings)
+    streams = table(settings, "FactStream")
+    day = date(2025, 1, 2)
+    late = datetime(2025, 1, 2, 12, 0, tzinfo=UTC)
+    result = bronze(
+        settings,
+        streams,
+        state_for(tmp_path),
+        days=[day],
+        before_read=lambda: insert_stream(settings, any_source.schema, 9_300_000, late),
+    )
+    [(_, check)] = result.reconciliations
+    landed = bronze_rows(settings, "factstream")
+    assert 9_300_000 not in landed.get_column("stream_id").to_list()  # after the snapshot: not read
+    assert check.source_rows == check.bronze_rows == landed.height and check.passed
+    # the day's next run reads it, and counts it
+    again = bronze(settings, streams, state_for(tmp_path), days=[day])
+    [(_, recount)] = again.reconciliations
+    assert recount.source_rows == recount.bronze_rows == check.source_rows + 1
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"table": "DimUser", "key": "user_id", "on_schema_change": "stop"},
+            "DimUser.on_schema_change must be one of block, warn, ignore, got 'stop'",
+        ),
+        (
+            {"table": "Drops", "key": "id", "source": "files", "format": "csv", "columns": {"id": "int64"},
+             "on_schema_change": "block"},
+            "Drops.on_schema_change: does not apply to a table with source: files",
+        ),
+    ],
+)  # fmt: skip
+def test_on_schema_change_is_validated_with_the_table_and_field(entry, message):
+    with pytest.raises(ConfigError) as raised:
+        parse_table(entry)
+    assert str(raised.value) == message
+    assert parse_table({"table": "DimUser", "key": "user_id"}).on_schema_change == "warn"
+
+
+def test_a_wrong_on_schema_change_in_tables_yaml_names_the_file(tmp_path):
+    def edit(document):
+        document["tables"][0]["on_schema_change"] = "sometimes"
+
+    path = tables_file_for(tmp_path, None, edit)
+    with pytest.raises(ConfigError) as raised:
+        load_tables(path)
+    assert str(raised.value) == (
+        f"{path}: DimUser.on_schema_change must be one of block, warn, ignore, got 'sometimes'"
+    )
