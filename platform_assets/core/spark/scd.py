@@ -248,6 +248,24 @@ def _tagged(
     )
 
 
+_UNIQUE_BY = "_platform_unique_by"
+
+
+def mark_unique(frame: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """Note on ``frame`` that its rows are one per ``keys`` by construction (e.g. silver's latest row per
+    key), so :func:`apply_changes_spark` need not count distinct keys (a shuffle of the batch) to know."""
+    with contextlib.suppress(AttributeError, TypeError):  # a frame without __dict__: counted instead
+        vars(frame)[_UNIQUE_BY] = tuple(keys)
+    return frame
+
+
+def _unique_by(frame: DataFrame) -> tuple[str, ...] | None:
+    try:
+        return vars(frame).get(_UNIQUE_BY)
+    except TypeError:
+        return None
+
+
 class _Events(NamedTuple):
     rows_in: int
     rejected: pl.DataFrame
@@ -257,7 +275,9 @@ class _Events(NamedTuple):
     first: bool  # every event is its key's only one and none is a delete (see _first_events)
 
 
-def _spark_events(batch: DataFrame, spec: CdcSpec, partition_values: dict | None) -> _Events:
+def _spark_events(
+    batch: DataFrame, spec: CdcSpec, partition_values: dict | None, unique: bool = False
+) -> _Events:
     """Spark batch → its events, with what the fold needs to know about them from ONE pass over the
     batch (rows, rejected rows, deletes, distinct keys, rows outside the partitions): each further
     question would be another Spark job over the same rows."""
@@ -297,7 +317,7 @@ def _spark_events(batch: DataFrame, spec: CdcSpec, partition_values: dict | None
         n(bad).alias("bad"),
         n(~bad & is_delete).alias("deletes"),
         n(~bad & outside).alias("outside"),
-        F.count_distinct(F.when(~bad, keys)).alias("keys"),
+        (F.lit(None) if unique else F.count_distinct(F.when(~bad, keys))).alias("keys"),
     ).collect()[0]
     rows_in = figures["rows"]
     if rows_in == 0:
@@ -313,7 +333,7 @@ def _spark_events(batch: DataFrame, spec: CdcSpec, partition_values: dict | None
     events = events.select(*[_col(c) for c in probe.columns], F.monotonically_increasing_id().alias(_ARRIVAL))
     schema = pl.Schema({**probe.schema, _ARRIVAL: pl.Int64})
     n_events = rows_in - rejected.height
-    first = figures["deletes"] == 0 and figures["keys"] == n_events
+    first = figures["deletes"] == 0 and (unique or figures["keys"] == n_events)
     return _Events(rows_in, rejected, events, schema, n_events, first)
 
 
@@ -335,7 +355,7 @@ def apply_changes_spark(
     current = delta.version(target)
     persisted = None  # a Spark batch this call cached, to free at the end
     events_schema: pl.Schema | None = None
-    first = False
+    first = unique = False
     if isinstance(batch, pl.DataFrame):
         if batch.height == 0:
             return CdcResult(0, 0, 0, 0, batch, current, committed=False)
@@ -354,12 +374,13 @@ def apply_changes_spark(
             key = pl.col(spec.keys[0]) if len(spec.keys) == 1 else pl.struct(spec.keys)
             first = not frame.get_column(_IS_DELETE).any() and frame.select(key.n_unique()).item() == n_events
     else:
+        unique = _unique_by(batch) == tuple(spec.keys)
         if not batch.is_cached:  # read several times below: compute it once
             batch = persisted = batch.persist()
     try:
         if not isinstance(batch, pl.DataFrame):
             rows_in, rejected, events, events_schema, n_events, first = _spark_events(
-                batch, spec, partition_values
+                batch, spec, partition_values, unique
             )
         result = CdcResult(rows_in, 0, 0, 0, rejected, current, committed=False)
         if events is None:

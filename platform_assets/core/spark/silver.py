@@ -23,6 +23,7 @@ from platform_assets.core.medallion.config import TableConfig
 from platform_assets.core.medallion.expectations import RULE_COLUMN, RuleResult, apply_expectations, combine
 from platform_assets.core.medallion.silver import SOURCE_FILE, transform
 from platform_assets.core.spark.read import arrow_schema, from_spark, spark_schema, to_spark_arrow
+from platform_assets.core.spark.scd import mark_unique
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -214,4 +215,4 @@ def clean_batch_spark(
         .filter(F.col(_RANK) == 1)
         .select(*[F.col(f"`{c}`") for c in clean if c != SOURCE_FILE])
     )
-    return SparkCleaning(deduped, quarantined, results, n_kept + quarantined.height)
+    return SparkCleaning(mark_unique(deduped, config.keys), quarantined, results, n_kept + quarantined.height)

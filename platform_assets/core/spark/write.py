@@ -133,7 +133,9 @@ def write_files(
 
     target = _Target(uri, schema, tuple(partition_by))
     files = max(1, math.ceil(rows / ROWS_PER_FILE))
-    if partition_by:
+    if files == 1:  # one task writes a file per partition value itself: no shuffle needed to group them
+        frame = frame.coalesce(1)
+    elif partition_by:
         frame = frame.repartition(files, *[F.col(c) for c in partition_by])
     else:
         frame = frame.repartition(files)
