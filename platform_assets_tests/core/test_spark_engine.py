@@ -30,6 +30,7 @@ from platform_assets.core.medallion.scd import (
     state_path,
 )
 from platform_assets.core.medallion.silver import RESCUED, latest_per_key, read_bronze, transform
+from platform_assets.core.spark import scd as spark_scd
 from platform_assets.core.spark.read import create_dataframe
 from platform_assets.core.spark.scd import apply_changes_spark
 from platform_assets.core.spark.session import JavaMissingError, require_java
@@ -401,6 +402,35 @@ def test_random_rounds(spark, tmp_path, scd_type, partitioned, buckets):
             scope = {"day": [day]}
         twin.apply(batch, scope, as_spark=round_ == 2, buckets=buckets)
     assert delta.read(twin.spark_target).height > 0
+
+
+@pytest.mark.parametrize("scd_type", [1, 2])
+def test_new_keys_from_spark_are_written_without_the_fold_and_repeated_keys_are_folded(
+    spark, tmp_path, monkeypatch, scd_type
+):
+    """A Spark batch of new keys, one event each and no delete, is written as it comes (the fold is never
+    called); the same batch with a key repeated is written by nothing until the fold has ordered it. Both
+    leave the polars engine's tables."""
+    spec = CdcSpec(keys=("id",), sequence_by="seq", stored_as_scd_type=scd_type, partition_by=("day",))
+    at = datetime(2025, 1, 1, 8, tzinfo=UTC)
+    day1 = [{"id": i, "day": DAY1, "seq": at + timedelta(minutes=i), "v": f"a{i}"} for i in range(50)]
+    day2 = [{**row, "day": DAY1 + timedelta(days=1), "id": row["id"] + 100} for row in day1]
+    repeated = [*day2, {**day2[7], "seq": at + timedelta(hours=3), "v": "later"}]
+    schema = {"id": pl.Int64, "day": pl.Date, "seq": pl.Datetime("us", "UTC"), "v": pl.String}
+    folded = []
+    real_fold = spark_scd._fold_and_write
+    monkeypatch.setattr(
+        spark_scd, "_fold_and_write", lambda *a, **k: folded.append(a[1]) or real_fold(*a, **k)
+    )
+    twin = Twin(spark, tmp_path, spec)
+    got = twin.apply(pl.DataFrame(day1, schema=schema), {"day": [DAY1]}, as_spark=True)
+    assert (got.rows_inserted, folded) == (50, [])  # first load: no fold
+    twin.apply(pl.DataFrame(repeated, schema=schema), {"day": [DAY1 + timedelta(days=1)]}, as_spark=True)
+    assert folded == [twin.spark_target]  # id 107 twice: the fold decided
+    rows = delta.read(twin.spark_target).filter(pl.col("id") == 107)
+    assert rows.get_column("v").to_list() == (["later"] if scd_type == 1 else ["a7", "later"])
+    files = DeltaTable(twin.spark_target).file_uris()
+    assert len(files) == len(set(files)) and all(Path(f).exists() for f in files)
 
 
 # --------------------------------------------------------------------------- silver

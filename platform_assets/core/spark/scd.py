@@ -272,15 +272,13 @@ class _Events(NamedTuple):
     events: DataFrame | None
     schema: pl.Schema | None
     n_events: int
-    first: bool  # every event is its key's only one and none is a delete (see _first_events)
+    first: bool  # no event is a delete: with one event per key, the core's _first_events case
 
 
-def _spark_events(
-    batch: DataFrame, spec: CdcSpec, partition_values: dict | None, unique: bool = False
-) -> _Events:
+def _spark_events(batch: DataFrame, spec: CdcSpec, partition_values: dict | None) -> _Events:
     """Spark batch → its events, with what the fold needs to know about them from ONE pass over the
-    batch (rows, rejected rows, deletes, distinct keys, rows outside the partitions): each further
-    question would be another Spark job over the same rows."""
+    batch (rows, rejected rows, deletes, rows outside the partitions): each further question would be
+    another Spark job over the same rows. Whether keys repeat is left to :func:`_append_first`."""
     from pyspark.sql import functions as F
 
     head = pl.DataFrame(schema=polars_schema(batch))
@@ -307,7 +305,6 @@ def _spark_events(
         if any(v is None for v in values):
             inside = inside | _col(column).isNull()
         outside = outside | ~(F.coalesce(inside, F.lit(False)) | (is_delete & _col(column).isNull()))
-    keys = F.struct(*[_col(k) for k in spec.keys])
 
     def n(condition: Column) -> Column:
         return F.coalesce(F.sum(F.when(condition, 1).otherwise(0)), F.lit(0))
@@ -317,7 +314,6 @@ def _spark_events(
         n(bad).alias("bad"),
         n(~bad & is_delete).alias("deletes"),
         n(~bad & outside).alias("outside"),
-        (F.lit(None) if unique else F.count_distinct(F.when(~bad, keys))).alias("keys"),
     ).collect()[0]
     rows_in = figures["rows"]
     if rows_in == 0:
@@ -333,7 +329,7 @@ def _spark_events(
     events = events.select(*[_col(c) for c in probe.columns], F.monotonically_increasing_id().alias(_ARRIVAL))
     schema = pl.Schema({**probe.schema, _ARRIVAL: pl.Int64})
     n_events = rows_in - rejected.height
-    first = figures["deletes"] == 0 and (unique or figures["keys"] == n_events)
+    first = figures["deletes"] == 0
     return _Events(rows_in, rejected, events, schema, n_events, first)
 
 
@@ -373,6 +369,7 @@ def apply_changes_spark(
             events = create_dataframe(spark, frame)
             key = pl.col(spec.keys[0]) if len(spec.keys) == 1 else pl.struct(spec.keys)
             first = not frame.get_column(_IS_DELETE).any() and frame.select(key.n_unique()).item() == n_events
+            unique = True  # counted just above (first needs it)
     else:
         unique = _unique_by(batch) == tuple(spec.keys)
         if not batch.is_cached:  # read several times below: compute it once
@@ -380,7 +377,7 @@ def apply_changes_spark(
     try:
         if not isinstance(batch, pl.DataFrame):
             rows_in, rejected, events, events_schema, n_events, first = _spark_events(
-                batch, spec, partition_values, unique
+                batch, spec, partition_values
             )
         result = CdcResult(rows_in, 0, 0, 0, rejected, current, committed=False)
         if events is None:
@@ -388,7 +385,9 @@ def apply_changes_spark(
         if events_schema is None:  # both come from one place, together
             raise RuntimeError("apply_changes_spark: change events without their schema")
         if first and core_scd.FAST_PATH:
-            appended = _append_first(target, events, events_schema, n_events, spec, partition_values, result)
+            appended = _append_first(
+                target, events, events_schema, n_events, spec, partition_values, result, unique
+            )
             if appended is not None:
                 return appended
         return _fold_and_write(
@@ -422,9 +421,11 @@ def _append_first(
     spec: CdcSpec,
     partition_values: dict | None,
     result: CdcResult,
+    unique: bool,
 ) -> CdcResult | None:
     """A first load or a day of new keys: nothing stored or remembered for any key, one event per key,
-    no deletes. Each event is then its key's row (SCD1) or open version (SCD2), as the core's
+    no deletes (``events`` has none; ``unique``: the keys are known not to repeat, else the writing task
+    checks it, or a count when the rows take more than one task). Each event is then its key's row (SCD1) or open version (SCD2), as the core's
     ``_first_versions`` gives, so the events are written as they are by the executors: no fold, no
     shuffle by key, no Python per group. None when the fold must run instead (rows stored in scope,
     state remembered, or columns whose types or partition values need the driver)."""
@@ -452,9 +453,17 @@ def _append_first(
         if name != END_AT and arrived[source] != dtype:
             return None  # a cast the core does in polars: left to the fold's path
         columns.append(value.cast(typed[name].dataType).alias(name))
+    check: list[str] = []
+    if not unique:
+        if spark_write.one_task(n_events):
+            check = list(spec.keys)  # checked by the one writing task, over rows it reads anyway
+        elif events.select(*[_col(k) for k in spec.keys]).distinct().count() != n_events:
+            return None
     rows = events.select(*columns)
-    result.version = spark_write.append_rows(rows, target, schema, spec.partition_by, n_events)
-    result.committed, result.rows_inserted = True, n_events
+    version = spark_write.append_rows(rows, target, schema, spec.partition_by, n_events, check)
+    if version is None:  # a key repeats: nothing was written, the fold orders its events
+        return None
+    result.version, result.committed, result.rows_inserted = version, True, n_events
     return result
 
 
@@ -540,7 +549,8 @@ def _write_changes(
                 return delta.version(path), False, 0, 0, 0
             rows = changes.filter((F.col(_TABLE) == t) & (F.col(_KIND) == "U"))
             rows = rows.select(*[_col(_out(t, c)).alias(c) for c in schema])
-            return spark_write.append_rows(rows, path, schema, partition_by, n_upserts), True, inserted, 0, 0
+            version = spark_write.append_rows(rows, path, schema, partition_by, n_upserts)
+            return version, True, inserted, 0, 0
         mine = from_spark(changes.filter(F.col(_TABLE) == t).toArrow(), plan.changes)
         upserts = mine.filter(pl.col(_KIND) == "U").select(
             pl.col(_out(t, c)).cast(d).alias(c) for c, d in schema.items()

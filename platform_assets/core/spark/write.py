@@ -47,6 +47,7 @@ def _with_min_max(dtype: pl.DataType) -> bool:
     return dtype.is_integer() or dtype == pl.Date
 
 
+_DUPLICATED = -1  # the size a writing task reports when its rows are not one per key (nothing written)
 _FILES = pl.Schema({"path": pl.String, "size": pl.Int64, "partition_values": pl.String, "stats": pl.String})
 
 
@@ -62,6 +63,7 @@ class _Target:
     uri: str
     schema: pl.Schema  # the rows as the table stores them
     partition_by: tuple[str, ...]
+    unique_by: tuple[str, ...] = ()  # write nothing if two rows share these columns (one task only)
 
 
 def _filesystem(uri: str) -> tuple[fs.FileSystem, str]:
@@ -112,6 +114,12 @@ def _writer(target: _Target, out: pa.Schema) -> Callable:
         if not frames:
             return
         rows = pl.concat(frames)
+        if target.unique_by:
+            key = pl.col(target.unique_by[0]) if len(target.unique_by) == 1 else pl.struct(target.unique_by)
+            if rows.select(key.n_unique()).item() != rows.height:
+                duplicated = {"path": "", "size": _DUPLICATED, "partition_values": "{}", "stats": "{}"}
+                yield from pl.DataFrame([duplicated], schema=_FILES).to_arrow().cast(out).to_batches()
+                return
         filesystem, root = _filesystem(target.uri)
         groups = rows.partition_by(list(target.partition_by)) if target.partition_by else [rows]
         written = pl.DataFrame([_write_group(target, filesystem, root, g) for g in groups], schema=_FILES)
@@ -120,18 +128,31 @@ def _writer(target: _Target, out: pa.Schema) -> Callable:
     return write
 
 
+def one_task(rows: int) -> bool:
+    """True when :func:`write_files` writes ``rows`` rows from one task (it can then check them whole)."""
+    return rows <= ROWS_PER_FILE
+
+
 def write_files(
-    frame: DataFrame, uri: str, schema: pl.Schema, partition_by: Sequence[str], rows: int
-) -> list[AddAction]:
+    frame: DataFrame,
+    uri: str,
+    schema: pl.Schema,
+    partition_by: Sequence[str],
+    rows: int,
+    unique_by: Sequence[str] = (),
+) -> list[AddAction] | None:
     """Write ``frame`` (columns and transport types of ``schema``) as data files under ``uri``.
 
     Rows of one partition value are moved to one task (one file per value and task); the add actions
-    of the files are returned for :func:`commit`.
+    of the files are returned for :func:`commit`. ``unique_by`` (only when :func:`one_task`): the task
+    first checks its rows are one per these columns and writes nothing, returning None, if not.
     """
     from deltalake.transaction import AddAction
     from pyspark.sql import functions as F
 
-    target = _Target(uri, schema, tuple(partition_by))
+    if unique_by and not one_task(rows):
+        raise ValueError("write_files checks unique_by in one task: at most ROWS_PER_FILE rows")
+    target = _Target(uri, schema, tuple(partition_by), tuple(unique_by))
     files = max(1, math.ceil(rows / ROWS_PER_FILE))
     if files == 1:  # one task writes a file per partition value itself: no shuffle needed to group them
         frame = frame.coalesce(1)
@@ -144,6 +165,8 @@ def write_files(
         frame.mapInArrow(_writer(target, arrow_schema(out)), out).toArrow(),
         _FILES,
     )
+    if (written.get_column("size") == _DUPLICATED).any():
+        return None
     now = int(time.time() * 1000)
     return [
         AddAction(r["path"], r["size"], json.loads(r["partition_values"]), now, True, r["stats"])
@@ -174,6 +197,15 @@ def commit(uri: str, actions: list[AddAction], schema: pl.Schema, partition_by: 
     return DeltaTable(uri).version()
 
 
-def append_rows(frame: DataFrame, uri: str, schema: pl.Schema, partition_by: Sequence[str], rows: int) -> int:
-    """Write and commit rows that only add to the table at ``uri`` (created if missing); its new version."""
-    return commit(uri, write_files(frame, uri, schema, partition_by, rows), schema, partition_by)
+def append_rows(
+    frame: DataFrame,
+    uri: str,
+    schema: pl.Schema,
+    partition_by: Sequence[str],
+    rows: int,
+    unique_by: Sequence[str] = (),
+) -> int | None:
+    """Write and commit rows that only add to the table at ``uri`` (created if missing); its new version.
+    None, with nothing written, when ``unique_by`` is given and two rows share it (see :func:`write_files`)."""
+    actions = write_files(frame, uri, schema, partition_by, rows, unique_by)
+    return None if actions is None else commit(uri, actions, schema, partition_by)
