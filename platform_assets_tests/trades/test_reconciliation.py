@@ -11,8 +11,11 @@ from pathlib import Path
 import polars as pl
 from deltalake import DeltaTable
 
+from platform_assets.core.audit import AuditStore
 from platform_assets.core.trades.reconcile import TradeTables, reconcile_window
+from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.defs.trades.assets import BRONZE_KEY, SILVER_KEY
+from platform_assets.lib.resources import build_resources
 from platform_assets.lib.tags import MICRO_BATCH_TAG
 from platform_assets_tests.trades import test_stream_assets
 from platform_assets_tests.trades.test_stream_assets import Stream
@@ -162,6 +165,45 @@ def test_a_bronze_row_deleted_before_enrichment_fails_the_check(stream, instance
         batches=(0, None),
     )
     assert counted.landing_difference == 1 and not counted.ok
+
+
+def test_the_reconciliation_numbers_reach_the_audit(stream, instance):
+    """Every evaluation of a check named reconciliation is a run parameter of the audit: the bronze
+    check's per-batch numbers and the window's, in Process_Parameter_Metadata."""
+    runner = Stream(stream, instance)
+    with TradesStandin(window_trades(), drop_after=40, resend=3) as standin:
+        assert runner.feed(standin, max_trades=83).success
+    runs = runner.drain()
+    audit_tick(instance, build_resources(stream)["audit"], None, log=lambda _: None)
+    store = AuditStore(stream.audit_url)
+
+    landed = [r for r in runs if r.asset_materializations_for_node("bronze__trades")]
+    offsets = 0
+    for run in landed:
+        params = store.parameters(run.dagster_run.run_id)
+        assert params["reconciliation.bronze/trades.passed"] == "true"
+        assert params["reconciliation.bronze/trades.difference"] == "0"
+        offsets += int(params["reconciliation.bronze/trades.offsets_in_range"])
+        rows = int(params["reconciliation.bronze/trades.bronze_rows"])
+        dead = int(params["reconciliation.bronze/trades.dead_lettered"])
+        assert rows + dead == int(params["reconciliation.bronze/trades.offsets_in_range"])
+    assert offsets == 83
+
+    (window_run,) = [
+        r
+        for r in runs
+        for c in checks([r])
+        if c.asset_key == SILVER_KEY and c.metadata["scope"].value == "window"
+    ]
+    params = store.parameters(window_run.dagster_run.run_id)
+    prefix = "reconciliation.silver/trades_enriched."
+    assert {k: params[prefix + k] for k in ("tradable", "served", "held", "filtered", "difference")} == {
+        "tradable": "59",
+        "served": "39",
+        "held": "20",
+        "filtered": "20",
+        "difference": "0",
+    }
 
 
 def test_the_dashboard_shows_the_loan_stream_beside_the_trades(stream, instance):
