@@ -102,6 +102,21 @@ def batch_offsets(commits: Mapping[int, Landed], batch_id: int) -> int | None:
     return sum(max(0, end - start.get(p, 0)) for p, end in after.next_offsets.items())
 
 
+def offsets_of_batches(table_uri: str, first_batch: int, last_batch: int) -> tuple[int, list[int]]:
+    """The offsets micro-batches ``first_batch..last_batch`` of the landing table account for (each as
+    :func:`batch_offsets`), and the batches among them that have no landing commit."""
+    table = open_table(table_uri, None)
+    commits = landing_commits(table, first_batch) if table is not None else {}
+    offsets, unlanded = 0, []
+    for batch in range(first_batch, last_batch + 1):
+        counted = batch_offsets(commits, batch)
+        if counted is None:
+            unlanded.append(batch)
+        else:
+            offsets += counted
+    return offsets, unlanded
+
+
 @dataclass(frozen=True)
 class StreamReconciliation:
     """Micro-batches ``first_batch..last_batch`` of a stream reconciled: offsets, rows, dead letters."""
@@ -151,15 +166,7 @@ def reconcile_batches(
     """Reconcile micro-batches ``first_batch..last_batch`` (default: ``first_batch`` alone) of the landing
     table ``table_uri`` against its dead-letter table ``dead_letter_uri``."""
     last_batch = first_batch if last_batch is None else last_batch
-    table = open_table(table_uri, None)
-    commits = landing_commits(table, first_batch) if table is not None else {}
-    offsets, unlanded = 0, []
-    for batch in range(first_batch, last_batch + 1):
-        counted = batch_offsets(commits, batch)
-        if counted is None:
-            unlanded.append(batch)
-        else:
-            offsets += counted
+    offsets, unlanded = offsets_of_batches(table_uri, first_batch, last_batch)
     return StreamReconciliation(
         first_batch,
         last_batch,

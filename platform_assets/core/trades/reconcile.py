@@ -40,7 +40,7 @@ from platform_assets.core.lake import delta
 from platform_assets.core.streaming import EPOCH_COLUMN
 from platform_assets.core.streaming.dead_letters import ROW_KEY
 from platform_assets.core.streaming.planning import open_table
-from platform_assets.core.streaming.reconcile import batch_offsets, landing_commits
+from platform_assets.core.streaming.reconcile import landing_commits, offsets_of_batches
 from platform_assets.core.trades.enrich import KEYS, split_by_lookup
 from platform_assets.core.trades.held import Batches, _among
 from platform_assets.core.trades.serving import ServingStore
@@ -210,15 +210,7 @@ def reconcile_run(
 ) -> TradeReconciliation:
     """Reconcile the micro-batches ``first_batch..last_batch`` an enrichment run consumed; their offsets
     from the landing commits."""
-    table = open_table(tables.bronze, None)
-    commits = landing_commits(table, first_batch) if table is not None else {}
-    offsets, unlanded = 0, []
-    for batch in range(first_batch, last_batch + 1):
-        counted = batch_offsets(commits, batch)
-        if counted is None:
-            unlanded.append(batch)
-        else:
-            offsets += counted
+    offsets, unlanded = offsets_of_batches(tables.bronze, first_batch, last_batch)
     among = pl.col("micro_batch_id").is_between(first_batch, last_batch)
     rows = _bronze_rows(tables.bronze, among, None)
     return _classify(
