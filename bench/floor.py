@@ -86,7 +86,7 @@ def source(url: str) -> Iterator[Fetch]:
         with adbc.connect(uri) as conn:
             yield partial(_postgres_batches, conn)
     elif kind == "sqlite":
-        conn = sqlite3.connect(sa.make_url(url).database)
+        conn = sqlite3.connect(sa.make_url(url).database or ":memory:")
         try:
             yield lambda table, schema: _sqlite_batches(conn, table)
         finally:

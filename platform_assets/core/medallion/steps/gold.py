@@ -138,13 +138,15 @@ def run_gold(
         silver_table = delta.open_table(silver) if spark is None and days else None
 
         def read(day: date) -> tuple[Any, Future]:
-            """The day's checkpoint (read here: the state store stays on this thread) and its rows,
-            read on the reader thread."""
+            """The day's checkpoint (read here: the state store stays on this thread) and its rows, read
+            on the reader thread (on polars)."""
             entry = state.get(day_checkpoint(config, day))
-            changes = reader.submit(
-                _day_changes, silver, config, day, None if fresh else entry, spark, silver_table
-            )
-            return entry, changes
+            args = (silver, config, day, None if fresh else entry, spark, silver_table)
+            if spark is not None:  # read here, on the session's thread (it reads lazily anyway)
+                changes: Future = Future()
+                changes.set_result(_day_changes(*args))
+                return entry, changes
+            return entry, reader.submit(_day_changes, *args)
 
         # One day at a time: memory bounded by a day, plus the next day being read. On polars the next
         # day's silver rows are read while this day is folded and written (delta-rs and polars release
@@ -152,7 +154,7 @@ def run_gold(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gold-read") as reader:
             pending = None
             for i, day in enumerate(days):
-                entry, changes = pending or read(day)
+                (entry, changes), pending = pending or read(day), None
                 batch, silver_version = changes.result()
                 if spark is None and i + 1 < len(days):  # Spark reads lazily: nothing to read ahead
                     pending = read(days[i + 1])
