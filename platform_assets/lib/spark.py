@@ -3,7 +3,8 @@
 ``LazyPySparkResource`` starts no JVM until a step asks for the session, so runs of polars tables never pay
 for Spark. This subclass adds what the platform needs around it: a one-line error when Java is missing, the
 workers running this environment's Python, Spark Connect (``PLATFORM_SPARK_REMOTE``), and the session
-stopped when the step ends (the JVM would otherwise outlive it).
+stopped when the run ends (the JVM would otherwise outlive it). With every table on Spark the session starts
+with the run (``eager``), so its start is timed and logged once instead of hiding in the first step.
 
 Importing this module needs the ``spark`` extra (pyspark, dagster-pyspark).
 """

@@ -18,6 +18,7 @@ per key), the default folds about :data:`ROWS_PER_BUCKET` events per call.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -251,15 +252,16 @@ def _tagged(
 _UNIQUE_BY = "_platform_unique_by"
 
 
-def mark_unique(frame: DataFrame, keys: Sequence[str]) -> DataFrame:
+def mark_unique(frame: DataFrame, keys: Sequence[str], at_most: int) -> DataFrame:
     """Note on ``frame`` that its rows are one per ``keys`` by construction (e.g. silver's latest row per
-    key), so :func:`apply_changes_spark` need not count distinct keys (a shuffle of the batch) to know."""
+    key) and at most ``at_most``, so :func:`apply_changes_spark` need not count distinct keys (a shuffle
+    of the batch) to know, and may write a first load without counting the batch first."""
     with contextlib.suppress(AttributeError, TypeError):  # a frame without __dict__: counted instead
-        vars(frame)[_UNIQUE_BY] = tuple(keys)
+        vars(frame)[_UNIQUE_BY] = (tuple(keys), at_most)
     return frame
 
 
-def _unique_by(frame: DataFrame) -> tuple[str, ...] | None:
+def _unique_by(frame: DataFrame) -> tuple[tuple[str, ...], int] | None:
     try:
         return vars(frame).get(_UNIQUE_BY)
     except TypeError:
@@ -371,7 +373,12 @@ def apply_changes_spark(
             first = not frame.get_column(_IS_DELETE).any() and frame.select(key.n_unique()).item() == n_events
             unique = True  # counted just above (first needs it)
     else:
-        unique = _unique_by(batch) == tuple(spec.keys)
+        marked = _unique_by(batch)
+        unique = marked is not None and marked[0] == tuple(spec.keys)
+        if unique and marked is not None and core_scd.FAST_PATH:
+            written = _append_unread(target, batch, spec, partition_values, marked[1], current)
+            if written is not None:
+                return written
         if not batch.is_cached:  # read several times below: compute it once
             batch = persisted = batch.persist()
     try:
@@ -429,10 +436,71 @@ def _append_first(
     ``_first_versions`` gives, so the events are written as they are by the executors: no fold, no
     shuffle by key, no Python per group. None when the fold must run instead (rows stored in scope,
     state remembered, or columns whose types or partition values need the driver)."""
-    from pyspark.sql import functions as F
-
     if not _nothing_stored(target, spec, partition_values):
         return None
+    first = _first_columns(target, events_schema, spec)
+    if first is None:
+        return None
+    schema, columns = first
+    check: list[str] = []
+    if not unique:
+        if spark_write.one_task(n_events):
+            check = list(spec.keys)  # checked by the one writing task, over rows it reads anyway
+        elif events.select(*[_col(k) for k in spec.keys]).distinct().count() != n_events:
+            return None
+    rows = events.select(*columns)
+    version = spark_write.append_rows(rows, target, schema, spec.partition_by, n_events, check)
+    if version is None:  # a key repeats: nothing was written, the fold orders its events
+        return None
+    result.version, result.committed, result.rows_inserted = version, True, n_events
+    return result
+
+
+def _append_unread(
+    target: str,
+    batch: DataFrame,
+    spec: CdcSpec,
+    partition_values: dict | None,
+    at_most: int,
+    current: int | None,
+) -> CdcResult | None:
+    """:func:`_append_first` for a batch known to hold one row per key (:func:`mark_unique`) that one task
+    writes: the batch is not counted or checked beforehand (each would be one more pass over it): the
+    writing task itself checks what :func:`_spark_events` would (no null key or sequence value, every row
+    in ``partition_values``) and writes nothing if a row fails, and the fold's path runs instead."""
+    from pyspark.sql import functions as F
+
+    if spec.apply_as_deletes or not 0 < at_most or not spark_write.one_task(at_most):
+        return None
+    head = pl.DataFrame(schema=polars_schema(batch))
+    _validate_batch(head, spec, partition_values)
+    if not _nothing_stored(target, spec, partition_values):
+        return None
+    probe = _batch_events(delta.normalize_timestamps(head), spec)
+    first = _first_columns(target, pl.Schema({**probe.schema, _ARRIVAL: pl.Int64}), spec)
+    if first is None:
+        return None
+    schema, columns = first
+    not_null = [*spec.keys]
+    if spec.sequence_by:
+        not_null.append(spec.sequence_by if spec.sequence_by in schema else START_AT)
+    allowed = {c: list(v) for c, v in (partition_values or {}).items() if c in schema}
+    rows = batch.withColumn(_IS_DELETE, F.lit(False)).select(*columns)
+    actions = spark_write.write_files(rows, target, schema, spec.partition_by, at_most, (), not_null, allowed)
+    if not actions:  # a row failed a check (nothing written), or no row at all: the counted path decides
+        return None
+    written = sum(json.loads(a.stats)["numRecords"] for a in actions if a.stats)
+    version = spark_write.commit(target, actions, schema, spec.partition_by)
+    _, rejected = split_rejected(head.clear(), spec)
+    return CdcResult(written, written, 0, 0, rejected, version, committed=True)
+
+
+def _first_columns(target: str, events_schema: pl.Schema, spec: CdcSpec) -> tuple[pl.Schema, list] | None:
+    """The schema and Spark columns of the rows :func:`_first_versions` makes of events of
+    ``events_schema``, aligned to the stored table; None when they need the driver (types the core
+    casts, schema evolution, partition values that need escaping)."""
+    from pyspark.sql import functions as F
+
     stored = _existing_schema(target, spec.keys)
     empty = pl.DataFrame(schema=events_schema).drop(_ARRIVAL)
     schema = _align(_first_versions(empty, spec), stored).schema
@@ -453,18 +521,7 @@ def _append_first(
         if name != END_AT and arrived[source] != dtype:
             return None  # a cast the core does in polars: left to the fold's path
         columns.append(value.cast(typed[name].dataType).alias(name))
-    check: list[str] = []
-    if not unique:
-        if spark_write.one_task(n_events):
-            check = list(spec.keys)  # checked by the one writing task, over rows it reads anyway
-        elif events.select(*[_col(k) for k in spec.keys]).distinct().count() != n_events:
-            return None
-    rows = events.select(*columns)
-    version = spark_write.append_rows(rows, target, schema, spec.partition_by, n_events, check)
-    if version is None:  # a key repeats: nothing was written, the fold orders its events
-        return None
-    result.version, result.committed, result.rows_inserted = version, True, n_events
-    return result
+    return schema, columns
 
 
 def _fold_and_write(

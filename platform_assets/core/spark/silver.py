@@ -215,4 +215,5 @@ def clean_batch_spark(
         .filter(F.col(_RANK) == 1)
         .select(*[F.col(f"`{c}`") for c in clean if c != SOURCE_FILE])
     )
-    return SparkCleaning(mark_unique(deduped, config.keys), quarantined, results, n_kept + quarantined.height)
+    deduped = mark_unique(deduped, config.keys, at_most=n_kept)
+    return SparkCleaning(deduped, quarantined, results, n_kept + quarantined.height)

@@ -47,7 +47,7 @@ def _with_min_max(dtype: pl.DataType) -> bool:
     return dtype.is_integer() or dtype == pl.Date
 
 
-_DUPLICATED = -1  # the size a writing task reports when its rows are not one per key (nothing written)
+_REFUSED = -1  # the size a writing task reports when its rows fail the target's checks (nothing written)
 _FILES = pl.Schema({"path": pl.String, "size": pl.Int64, "partition_values": pl.String, "stats": pl.String})
 
 
@@ -64,6 +64,8 @@ class _Target:
     schema: pl.Schema  # the rows as the table stores them
     partition_by: tuple[str, ...]
     unique_by: tuple[str, ...] = ()  # write nothing if two rows share these columns (one task only)
+    not_null: tuple[str, ...] = ()  # write nothing if one of these is null in a row
+    allowed: tuple[tuple[str, tuple], ...] = ()  # write nothing if a column holds another value
 
 
 def _filesystem(uri: str) -> tuple[fs.FileSystem, str]:
@@ -108,18 +110,27 @@ def _write_group(target: _Target, filesystem: fs.FileSystem, root: str, rows: pl
     return {"path": relative, "size": size, "partition_values": json.dumps(values), "stats": _stats(data)}
 
 
+def _passes(target: _Target, rows: pl.DataFrame) -> bool:
+    """The writing task's checks of its rows (see :class:`_Target`)."""
+    if target.unique_by:
+        key = pl.col(target.unique_by[0]) if len(target.unique_by) == 1 else pl.struct(target.unique_by)
+        if rows.select(key.n_unique()).item() != rows.height:
+            return False
+    if target.not_null and rows.select(pl.any_horizontal(pl.col(target.not_null).is_null()).any()).item():
+        return False
+    return all(rows.get_column(c).is_in(list(v), nulls_equal=True).all() for c, v in target.allowed)
+
+
 def _writer(target: _Target, out: pa.Schema) -> Callable:
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         frames = [from_spark(b, target.schema) for b in batches if b.num_rows]
         if not frames:
             return
         rows = pl.concat(frames)
-        if target.unique_by:
-            key = pl.col(target.unique_by[0]) if len(target.unique_by) == 1 else pl.struct(target.unique_by)
-            if rows.select(key.n_unique()).item() != rows.height:
-                duplicated = {"path": "", "size": _DUPLICATED, "partition_values": "{}", "stats": "{}"}
-                yield from pl.DataFrame([duplicated], schema=_FILES).to_arrow().cast(out).to_batches()
-                return
+        if not _passes(target, rows):
+            refused = {"path": "", "size": _REFUSED, "partition_values": "{}", "stats": "{}"}
+            yield from pl.DataFrame([refused], schema=_FILES).to_arrow().cast(out).to_batches()
+            return
         filesystem, root = _filesystem(target.uri)
         groups = rows.partition_by(list(target.partition_by)) if target.partition_by else [rows]
         written = pl.DataFrame([_write_group(target, filesystem, root, g) for g in groups], schema=_FILES)
@@ -140,19 +151,23 @@ def write_files(
     partition_by: Sequence[str],
     rows: int,
     unique_by: Sequence[str] = (),
+    not_null: Sequence[str] = (),
+    allowed: dict[str, list] | None = None,
 ) -> list[AddAction] | None:
     """Write ``frame`` (columns and transport types of ``schema``) as data files under ``uri``.
 
     Rows of one partition value are moved to one task (one file per value and task); the add actions
     of the files are returned for :func:`commit`. ``unique_by`` (only when :func:`one_task`): the task
-    first checks its rows are one per these columns and writes nothing, returning None, if not.
+    first checks its rows are one per these columns and writes nothing, returning None, if not; the same
+    for a null in a ``not_null`` column or a value of an ``allowed`` column outside its list.
     """
     from deltalake.transaction import AddAction
     from pyspark.sql import functions as F
 
     if unique_by and not one_task(rows):
         raise ValueError("write_files checks unique_by in one task: at most ROWS_PER_FILE rows")
-    target = _Target(uri, schema, tuple(partition_by), tuple(unique_by))
+    checks = tuple((c, tuple(v)) for c, v in (allowed or {}).items())
+    target = _Target(uri, schema, tuple(partition_by), tuple(unique_by), tuple(not_null), checks)
     files = max(1, math.ceil(rows / ROWS_PER_FILE))
     if files == 1:  # one task writes a file per partition value itself: no shuffle needed to group them
         frame = frame.coalesce(1)
@@ -165,7 +180,7 @@ def write_files(
         frame.mapInArrow(_writer(target, arrow_schema(out)), out).toArrow(),
         _FILES,
     )
-    if (written.get_column("size") == _DUPLICATED).any():
+    if (written.get_column("size") == _REFUSED).any():
         return None
     now = int(time.time() * 1000)
     return [
