@@ -811,6 +811,11 @@ def _session_outside_steps(full: dict[str, Any]) -> float:
     return round(timed["first_seconds"], 3) if ready <= min(s for s in starts if s is not None) else 0.0
 
 
+def _own_cpu(result: dict[str, Any]) -> float | None:
+    cpu = result.get("cpu_seconds")
+    return round(sum(v for k, v in cpu.items() if k != "others"), 1) if cpu else None
+
+
 def _spark_silver_gold(full: dict[str, Any]) -> float:
     """The Spark engine's silver + gold: its steps plus the session start when it happened outside them
     (the Spark floor's time includes its session start too)."""
@@ -853,6 +858,9 @@ def _floor_figures(results: dict[str, dict], goals: dict[str, dict]) -> dict[str
             "project": _session_outside_steps(full),
             "floor": spark_floor["stages"]["session"],
         }
+        # CPU seconds of each phase's own processes: on a shared machine the steadier figure (the
+        # platform's phase also holds bronze and Dagster's work)
+        figures["spark_cpu"] = _versus(_own_cpu(full), _own_cpu(spark_floor))
     incremental = results.get("incremental")
     if incremental:
         figures["incremental_share"] = {
@@ -936,6 +944,12 @@ def _print_floor(results: dict[str, dict], figures: dict[str, dict]) -> None:
             f"PySpark job {s['floor']:.2f} s); the job's stages: "
             + ", ".join(f"{k} {v:.2f} s" for k, v in results[SPARK_FLOOR]["stages"].items())
         )
+        c = figures.get("spark_cpu") or {}
+        if c.get("ratio"):
+            print(
+                f"  {'':<18} CPU seconds of the phases' processes: project {c['project']:.1f} (whole full "
+                f"load) / PySpark job {c['floor']:.1f} = x{c['ratio']:.2f}"
+            )
     f = figures["extraction"]
     project = "n/a (no extract phase)" if f["project"] is None else f"{f['project']:,.0f} rows/s"
     line("extraction", f"project {project} / bare fetch {f['floor']:,.0f} rows/s = {ratio(f)}", f)
