@@ -7,6 +7,7 @@ Spark has no unsigned integers, categoricals or Arrow's large types. Frames cros
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,39 @@ def create_dataframe(spark: SparkSession, frame: pl.DataFrame) -> DataFrame:
     return spark.createDataFrame(to_spark_arrow(frame, arrow_schema(schema)), schema=schema)
 
 
+_MARK = "_platform_rows"
+
+
+def mark_rows(frame: DataFrame, at_most: int | None, unique_by: Sequence[str] | None = None) -> DataFrame:
+    """Note on ``frame`` how many rows it holds at most (None: unknown) and, if ``unique_by`` is given, that
+    they are one per those columns by construction (e.g. silver's latest row per key). The fold then need
+    not count the batch or its distinct keys (each a pass over it) before writing a first load."""
+    with contextlib.suppress(TypeError):  # a frame without __dict__: the fold counts instead
+        vars(frame)[_MARK] = (at_most, None if unique_by is None else tuple(unique_by))
+    return frame
+
+
+def marked_rows(frame: DataFrame) -> tuple[int | None, tuple[str, ...] | None]:
+    """What :func:`mark_rows` noted on ``frame``: (at most how many rows, unique by), or (None, None)."""
+    try:
+        return vars(frame).get(_MARK, (None, None))
+    except TypeError:
+        return None, None
+
+
+def _rows_in(table: Any, partition_values: dict[str, list] | None) -> int | None:
+    """Rows of the table's files in ``partition_values``, from the log's statistics; None if unknown."""
+    try:
+        actions = pl.DataFrame(pl.from_arrow(pa.table(table.get_add_actions(flatten=True))))
+        if "num_records" not in actions.columns or actions.get_column("num_records").null_count():
+            return None
+        for column, values in (partition_values or {}).items():
+            actions = actions.filter(pl.col(f"partition.{column}").is_in(values, nulls_equal=True))
+        return int(actions.get_column("num_records").sum())
+    except Exception:  # statistics or partition values in another form: unknown, the fold counts
+        return None
+
+
 def read_delta(spark: SparkSession, path: str, partition_values: dict[str, list] | None = None) -> DataFrame:
     """The current rows of the Delta table at ``path``, read by Spark from the table's data files.
 
@@ -107,7 +141,7 @@ def read_delta(spark: SparkSession, path: str, partition_values: dict[str, list]
         if any(v is None for v in values):
             condition = condition | F.col(column).isNull()
         frame = frame.filter(condition)
-    return frame
+    return mark_rows(frame, _rows_in(table, partition_values))
 
 
 def polars_schema(frame: Any) -> pl.Schema:

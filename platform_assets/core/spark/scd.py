@@ -55,6 +55,7 @@ from platform_assets.core.spark.read import (
     arrow_schema,
     create_dataframe,
     from_spark,
+    marked_rows,
     polars_schema,
     read_delta,
     spark_schema,
@@ -249,25 +250,6 @@ def _tagged(
     )
 
 
-_UNIQUE_BY = "_platform_unique_by"
-
-
-def mark_unique(frame: DataFrame, keys: Sequence[str], at_most: int) -> DataFrame:
-    """Note on ``frame`` that its rows are one per ``keys`` by construction (e.g. silver's latest row per
-    key) and at most ``at_most``, so :func:`apply_changes_spark` need not count distinct keys (a shuffle
-    of the batch) to know, and may write a first load without counting the batch first."""
-    with contextlib.suppress(AttributeError, TypeError):  # a frame without __dict__: counted instead
-        vars(frame)[_UNIQUE_BY] = (tuple(keys), at_most)
-    return frame
-
-
-def _unique_by(frame: DataFrame) -> tuple[tuple[str, ...], int] | None:
-    try:
-        return vars(frame).get(_UNIQUE_BY)
-    except TypeError:
-        return None
-
-
 class _Events(NamedTuple):
     rows_in: int
     rejected: pl.DataFrame
@@ -373,10 +355,10 @@ def apply_changes_spark(
             first = not frame.get_column(_IS_DELETE).any() and frame.select(key.n_unique()).item() == n_events
             unique = True  # counted just above (first needs it)
     else:
-        marked = _unique_by(batch)
-        unique = marked is not None and marked[0] == tuple(spec.keys)
-        if unique and marked is not None and core_scd.FAST_PATH:
-            written = _append_unread(target, batch, spec, partition_values, marked[1], current)
+        at_most, unique_by = marked_rows(batch)
+        unique = unique_by == tuple(spec.keys)
+        if at_most is not None and core_scd.FAST_PATH:
+            written = _append_unread(target, batch, spec, partition_values, at_most, unique, current)
             if written is not None:
                 return written
         if not batch.is_cached:  # read several times below: compute it once
@@ -462,12 +444,15 @@ def _append_unread(
     spec: CdcSpec,
     partition_values: dict | None,
     at_most: int,
+    unique: bool,
     current: int | None,
 ) -> CdcResult | None:
-    """:func:`_append_first` for a batch known to hold one row per key (:func:`mark_unique`) that one task
-    writes: the batch is not counted or checked beforehand (each would be one more pass over it): the
-    writing task itself checks what :func:`_spark_events` would (no null key or sequence value, every row
-    in ``partition_values``) and writes nothing if a row fails, and the fold's path runs instead."""
+    """:func:`_append_first` for a batch of at most ``at_most`` rows, which one task writes
+    (:func:`platform_assets.core.spark.read.mark_rows`: silver's cleaned rows, a day read from silver):
+    the batch is not counted or checked beforehand (each would be one more pass over it): the writing
+    task itself checks what :func:`_spark_events` would (no null key or sequence value, every row in
+    ``partition_values``) and, unless ``unique``, that no key repeats; it writes nothing if a row fails,
+    and the fold's path runs instead."""
     from pyspark.sql import functions as F
 
     if spec.apply_as_deletes or not 0 < at_most or not spark_write.one_task(at_most):
@@ -486,7 +471,10 @@ def _append_unread(
         not_null.append(spec.sequence_by if spec.sequence_by in schema else START_AT)
     allowed = {c: list(v) for c, v in (partition_values or {}).items() if c in schema}
     rows = batch.withColumn(_IS_DELETE, F.lit(False)).select(*columns)
-    actions = spark_write.write_files(rows, target, schema, spec.partition_by, at_most, (), not_null, allowed)
+    unique_by = () if unique else spec.keys
+    actions = spark_write.write_files(
+        rows, target, schema, spec.partition_by, at_most, unique_by, not_null, allowed
+    )
     if not actions:  # a row failed a check (nothing written), or no row at all: the counted path decides
         return None
     written = sum(json.loads(a.stats)["numRecords"] for a in actions if a.stats)

@@ -22,8 +22,7 @@ from upath import UPath
 from platform_assets.core.medallion.config import TableConfig
 from platform_assets.core.medallion.expectations import RULE_COLUMN, RuleResult, apply_expectations, combine
 from platform_assets.core.medallion.silver import SOURCE_FILE, transform
-from platform_assets.core.spark.read import arrow_schema, from_spark, spark_schema, to_spark_arrow
-from platform_assets.core.spark.scd import mark_unique
+from platform_assets.core.spark.read import arrow_schema, from_spark, mark_rows, spark_schema, to_spark_arrow
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -215,5 +214,5 @@ def clean_batch_spark(
         .filter(F.col(_RANK) == 1)
         .select(*[F.col(f"`{c}`") for c in clean if c != SOURCE_FILE])
     )
-    deduped = mark_unique(deduped, config.keys, at_most=n_kept)
+    deduped = mark_rows(deduped, n_kept, unique_by=config.keys)
     return SparkCleaning(deduped, quarantined, results, n_kept + quarantined.height)
