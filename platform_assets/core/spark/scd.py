@@ -358,7 +358,7 @@ def apply_changes_spark(
         at_most, unique_by = marked_rows(batch)
         unique = unique_by == tuple(spec.keys)
         if at_most is not None and core_scd.FAST_PATH:
-            written = _append_unread(target, batch, spec, partition_values, at_most, unique, current)
+            written = _append_unread(target, batch, spec, partition_values, at_most, unique)
             if written is not None:
                 return written
         if not batch.is_cached:  # read several times below: compute it once
@@ -445,7 +445,6 @@ def _append_unread(
     partition_values: dict | None,
     at_most: int,
     unique: bool,
-    current: int | None,
 ) -> CdcResult | None:
     """:func:`_append_first` for a batch of at most ``at_most`` rows, which one task writes
     (:func:`platform_assets.core.spark.read.mark_rows`: silver's cleaned rows, a day read from silver):
