@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import AssetKey, AssetMaterialization, build_sensor_context, instance_for_test
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    Definitions,
+    build_sensor_context,
+    instance_for_test,
+)
 from dagster._core.test_utils import freeze_time
 
 from platform_assets.core.errors import ConfigError, ConfigurationError
@@ -195,37 +202,53 @@ def test_tables_yaml_and_streams_yaml_override_the_defaults(overridden):
 # --- the sensor, on a real instance, posting to a webhook on loopback -----------------------------------
 
 
+def webhook_audit(tmp_path: Path, receiver: Receiver) -> AuditResource:
+    """The audit resource of a ``dev`` deployment whose alerts go to ``receiver``, one attempt each."""
+    return AuditResource(
+        audit_url=f"sqlite:///{tmp_path / 'audit.db'}",
+        environment="dev",
+        alert_webhook_url=receiver.url,
+        alert_attempts=1,
+    )
+
+
+class Ticks:
+    """The freshness sensor ticked at the moments a test chooses (Dagster's clock frozen at each), its
+    cursor carried from tick to tick as the daemon carries it."""
+
+    def __init__(self, instance: DagsterInstance, definitions: Definitions, audit: AuditResource) -> None:
+        self.instance, self.definitions, self.audit = instance, definitions, audit
+        self.cursor: str | None = None
+
+    def __call__(self, now: datetime) -> str:
+        """One tick at ``now``; its skip message."""
+        with freeze_time(now):
+            context = build_sensor_context(
+                instance=self.instance,
+                definitions=self.definitions,
+                resources={"audit": self.audit},
+                cursor=self.cursor,
+            )
+            result = freshness_sensor(context)
+        self.cursor = context.cursor
+        return result.skip_message or ""
+
+
 def test_the_sensor_alerts_stale_once_and_fresh_once(tmp_path):
     definitions = build_definitions(Settings(data_dir=tmp_path))
     key = AssetKey(["gold", "dimuser"])
     with instance_for_test() as instance, Receiver(fail_first=1) as receiver:
-        audit = AuditResource(
-            audit_url=f"sqlite:///{tmp_path / 'audit.db'}",
-            environment="dev",
-            alert_webhook_url=receiver.url,
-            alert_attempts=1,
-        )
-        cursor = None
-
-        def tick(now: datetime) -> str:
-            nonlocal cursor
-            with freeze_time(now):
-                context = build_sensor_context(
-                    instance=instance, definitions=definitions, resources={"audit": audit}, cursor=cursor
-                )
-                result = freshness_sensor(context)
-            cursor = context.cursor
-            return result.skip_message
+        tick = Ticks(instance, definitions, webhook_audit(tmp_path, receiver))
 
         with freeze_time(T0):
             instance.report_runless_asset_event(AssetMaterialization(key))
         tick(T0 + HOUR)
         assert receiver.bodies == [] and receiver.attempts == 0
-        assert json.loads(cursor) == {"gold/dimuser": "fresh"}  # the only asset ever materialized
+        assert json.loads(tick.cursor or "") == {"gold/dimuser": "fresh"}  # the only asset ever materialized
 
         message = tick(T0 + 27 * HOUR)  # the webhook answers 503 once: not delivered, retried next tick
         assert "1 alert(s) to retry" in message
-        assert receiver.bodies == [] and json.loads(cursor) == {"gold/dimuser": "fresh"}
+        assert receiver.bodies == [] and json.loads(tick.cursor or "") == {"gold/dimuser": "fresh"}
 
         tick(T0 + 27 * HOUR + timedelta(minutes=1))
         tick(T0 + 28 * HOUR)
@@ -242,7 +265,7 @@ def test_the_sensor_alerts_stale_once_and_fresh_once(tmp_path):
         tick(updated + 2 * HOUR)
         assert [b["alert"] for b in receiver.bodies] == ["stale", "fresh"]
         assert receiver.bodies[1]["last_update"] == updated.isoformat()
-        assert json.loads(cursor) == {"gold/dimuser": "fresh"}
+        assert json.loads(tick.cursor or "") == {"gold/dimuser": "fresh"}
 
 
 # --- deadlines (Dagster's cron policy) ------------------------------------------------------------------
@@ -301,22 +324,7 @@ def test_the_sensor_alerts_a_missed_deadline_once_and_its_recovery_once(tmp_path
     )
     nine_berlin = datetime(2026, 3, 3, 8, tzinfo=UTC)  # 09:00 in Berlin (CET, UTC+1)
     with instance_for_test() as instance, Receiver() as receiver:
-        audit = AuditResource(
-            audit_url=f"sqlite:///{tmp_path / 'audit.db'}",
-            environment="dev",
-            alert_webhook_url=receiver.url,
-            alert_attempts=1,
-        )
-        cursor = None
-
-        def tick(now: datetime) -> None:
-            nonlocal cursor
-            with freeze_time(now):
-                context = build_sensor_context(
-                    instance=instance, definitions=definitions, resources={"audit": audit}, cursor=cursor
-                )
-                freshness_sensor(context)
-            cursor = context.cursor
+        tick = Ticks(instance, definitions, webhook_audit(tmp_path, receiver))
 
         with freeze_time(nine_berlin - 2 * HOUR):  # 07:00 in Berlin: before the window
             instance.report_runless_asset_event(AssetMaterialization(GOLD_DIMUSER))
