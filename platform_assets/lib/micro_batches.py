@@ -24,11 +24,12 @@ from dagster import (
     RunRequest,
     RunsFilter,
     SensorResult,
+    SkipReason,
 )
 from dagster._core.storage.tags import WILL_RETRY_TAG
 from pydantic import Field
 
-from platform_assets.core.errors import OffsetsLostError
+from platform_assets.core.errors import NewIncarnationError, OffsetsLostError
 from platform_assets.core.state import StateStore
 from platform_assets.core.streaming import (
     BatchPlan,
@@ -45,7 +46,13 @@ from platform_assets.core.streaming import (
 )
 from platform_assets.core.streaming.incarnation import accepted_incarnation
 from platform_assets.lib.metadata import numbers
-from platform_assets.lib.tags import JOB_TYPE_TAG, MICRO_BATCH_TAG, PARAMETER_TAG_PREFIX, STREAMING_SOURCE_TAG
+from platform_assets.lib.tags import (
+    JOB_TYPE_TAG,
+    MICRO_BATCH_TAG,
+    PARAMETER_TAG_PREFIX,
+    STOPPED_TAG,
+    STREAMING_SOURCE_TAG,
+)
 
 # A stream sensor's skip while no broker is configured.
 NO_BROKER = "PLATFORM_KAFKA_BOOTSTRAP is not set: no broker to read (make dev and make demo start one)"
@@ -222,6 +229,29 @@ def lost_range_request(
         run_key=f"{topic}:{gap.batch_id}:lost-{lost.partition}-{lost.wanted}",
         run_config=micro_batch_run_config(step, gap),
         tags=tags(gap),
+    )
+
+
+def stopped_request(
+    instance: DagsterInstance,
+    job: str,
+    step: str,
+    topic: str,
+    new: NewIncarnationError,
+    tags: Mapping[str, str],
+) -> RunRequest | SkipReason:
+    """A real broker's new incarnation of ``topic`` (the topic deleted and created again): landing stops
+    until an operator accepts it (``python -m platform_assets.cli.new_epoch``). One run of the bronze
+    step ``step`` per incarnation fails loudly, so its failure alerts once like any failed run; every
+    later tick skips, saying why. The run has no ranges: it plans by itself and meets the same new
+    incarnation."""
+    stopped = {STOPPED_TAG: str(new.current)}
+    if instance.get_runs_count(RunsFilter(job_name=job, tags=stopped)):
+        return SkipReason(f"landing stopped: {new}")
+    return RunRequest(
+        run_key=f"{topic}:new-incarnation:{new.current}",
+        run_config={"ops": {step: {"config": {"ranges": []}}}},
+        tags={**tags, **stopped},
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import polars as pl
@@ -16,13 +17,16 @@ from dagster import RunsFilter
 from platform_assets.core.audit import AuditStore
 from platform_assets.core.lake import delta
 from platform_assets.core.loans.events import STATUSES, LoanEvent
+from platform_assets.core.state import StateStore
+from platform_assets.core.streaming import planning
+from platform_assets.core.streaming.incarnation import accept_incarnation
 from platform_assets.core.streaming.kafka import EmbeddedBroker
 from platform_assets.defs.loans import sensors
 from platform_assets.defs.loans.sensors import JOB
 from platform_assets.defs.monitoring.audit import audit_tick
 from platform_assets.lib.micro_batches import broker_address
 from platform_assets.lib.resources import build_resources
-from platform_assets.lib.tags import MICRO_BATCH_TAG, PARAMETER_TAG_PREFIX, STREAMING_SOURCE_TAG
+from platform_assets.lib.tags import MICRO_BATCH_TAG, PARAMETER_TAG_PREFIX, STOPPED_TAG, STREAMING_SOURCE_TAG
 from platform_assets_tests.conftest import settings_for
 from platform_devkit.loans import LoanStreamDriver, make_events, produce
 
@@ -202,3 +206,43 @@ def test_a_manual_run_plans_its_batch_itself(stream, instance):
     assert landed["quarantined"].value == produced.poison
     silver = pl.read_delta(str(stream.table_path("silver", "loan_applications")))
     assert silver.height == produced.applications
+
+
+def test_a_recreated_topic_on_a_real_broker_fails_one_run_and_then_waits(stream, instance, monkeypatch):
+    """The loan topic deleted and created again on a real broker (a new topic id): landing stops until an
+    operator accepts the new incarnation. One run fails loudly (its failure alerts once, like any failed
+    run), later ticks only skip; once accepted, the new messages land in a new epoch."""
+    which = {"id": "cluster-1/topic-a"}
+    monkeypatch.setattr(planning, "topic_incarnation", lambda *a, **k: which["id"])
+    first = make_events(10, poison_every=0)
+    driver = LoanStreamDriver(stream, instance)
+    produce(driver.resources["loan_stream"].producer_conf(), TOPIC, first.messages)
+    assert all(r.success for r in driver.drain())
+
+    which["id"] = "cluster-1/topic-b"  # another broker stands in for the recreated topic
+    with EmbeddedBroker() as broker:
+        recreated = replace(stream, kafka_bootstrap=broker.bootstrap)
+        driver = LoanStreamDriver(recreated, instance, cursor=driver.cursor)
+        second = make_events(6, poison_every=0, prefix="APP-B-")
+        produce(driver.resources["loan_stream"].producer_conf(), TOPIC, second.messages)
+
+        _, (request,) = driver.tick()
+        assert request.tags[STOPPED_TAG] == "cluster-1/topic-b"
+        failed = driver.execute(request)
+        assert not failed.success
+        assert any("python -m platform_assets.cli.new_epoch" in str(e) for e in failed.all_events)
+        for _ in range(2):  # later ticks wait: no second failing run, so no second alert
+            result, again = driver.tick()
+            assert again == [] and "landing stopped" in str(result)
+        assert bronze_events(stream).height == len(first.messages)  # nothing landed meanwhile
+
+        accept_incarnation(
+            StateStore(stream.state_url, stream.env),
+            driver.resources["loan_stream"].app_id,
+            "cluster-1/topic-b",
+            datetime.now(UTC),
+        )
+        assert all(r.success for r in driver.drain())
+    bronze = bronze_events(stream)
+    assert bronze.filter(pl.col("kafka_epoch") == 0).height == len(first.messages)
+    assert bronze.filter(pl.col("kafka_epoch") == 1).height == len(second.messages)

@@ -52,6 +52,7 @@ from platform_assets.lib.micro_batches import (
     in_flight,
     lost_range_request,
     plan_now,
+    stopped_request,
     streaming_tags,
 )
 from platform_assets.lib.resources import LakehouseResource
@@ -104,9 +105,17 @@ def loan_applications_micro_batches(
         return lost_range_request(
             lost, topic, bronze, app_id, BRONZE_STEP, lambda gap: run_tags(loan_stream, gap)
         )
-    except (NewIncarnationError, OffsetsAheadError) as stopped:
-        # Not retryable: someone has to decide (python -m platform_assets.cli.new_epoch).
-        return SkipReason(f"landing stopped: {stopped}")
+    except NewIncarnationError as new:
+        # The topic was recreated: one run fails loudly (and alerts once), then every tick waits for an
+        # operator to accept it (python -m platform_assets.cli.new_epoch).
+        context.log.error(str(new))
+        tags = streaming_tags(topic, None, {"Kafka_Topic": topic, "Kafka_Broker": loan_stream.broker})
+        return stopped_request(context.instance, JOB, BRONZE_STEP, topic, new, tags)
+    except OffsetsAheadError as ahead:
+        # Not a data loss and not retryable: someone has to decide (see docs/streaming.md, "Epochs").
+        return SkipReason(
+            f"landing stopped: {ahead}. Start a new epoch on purpose: python -m platform_assets.cli.new_epoch"
+        )
     if plan.new_epoch:
         last_look = batching.last_seen(cursor, plan.previous_incarnation)
         plan = replace(plan, lost_upstream=lost_upstream(plan.previous_offsets, last_look))

@@ -52,10 +52,10 @@ from platform_assets.lib.micro_batches import (
     in_flight,
     lost_range_request,
     plan_now,
+    stopped_request,
 )
 from platform_assets.lib.micro_batches import streaming_tags as micro_batch_tags
 from platform_assets.lib.resources import LakehouseResource
-from platform_assets.lib.tags import STOPPED_TAG
 
 MICRO_BATCH_JOB = "trades_micro_batch_job"
 SENSOR_NAME = "trades_micro_batches"
@@ -163,17 +163,8 @@ def _while_busy(context: SensorEvaluationContext, trade_stream: TradeStreamResou
 def _stopped(context: SensorEvaluationContext, trade_stream: TradeStreamResource, new: NewIncarnationError):
     """A real broker's new incarnation: one run fails loudly (its failure alerts once), then skip."""
     context.log.error(str(new))
-    run_key = f"{trade_stream.topic}:new-incarnation:{new.current}"
-    requested = context.instance.get_runs_count(
-        RunsFilter(job_name=MICRO_BATCH_JOB, tags={STOPPED_TAG: str(new.current)})
-    )
-    if requested:
-        return SkipReason(f"landing stopped: {new}")
-    # Empty ranges: the run plans by itself, meets the same new incarnation and fails with this message.
-    return RunRequest(
-        run_key=run_key,
-        run_config={"ops": {BRONZE_STEP: {"config": {"ranges": []}}}},
-        tags={**streaming_tags(trade_stream), STOPPED_TAG: str(new.current)},
+    return stopped_request(
+        context.instance, MICRO_BATCH_JOB, BRONZE_STEP, trade_stream.topic, new, streaming_tags(trade_stream)
     )
 
 
