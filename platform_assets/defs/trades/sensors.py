@@ -43,6 +43,7 @@ from dagster import (
 
 from platform_assets.core.errors import NewIncarnationError, OffsetsAheadError, OffsetsLostError
 from platform_assets.core.streaming import BatchPlan, batching, high_watermarks
+from platform_assets.core.streaming.incarnation import is_embedded
 from platform_assets.core.trades.stream import checkpoint_name
 from platform_assets.defs.trades.assets import FEED_KEY, SILVER_KEY, with_losses
 from platform_assets.defs.trades.resources import TradeStreamResource
@@ -133,7 +134,10 @@ def _request(
     run key); a new epoch's first batch says so in the log."""
     topic, batch_id = trade_stream.topic, plan.batch_id
     if plan.new_epoch:
-        context.log.warning(
+        # The embedded broker keeps nothing across restarts: its new incarnation after `make dev` or a
+        # demo is expected, not a warning. A real broker's is only planned once an operator accepted it.
+        log = context.log.info if is_embedded(plan.incarnation) else context.log.warning
+        log(
             f"topic {topic!r} is a new incarnation ({plan.incarnation}; before: {plan.previous_incarnation}): "
             f"micro-batch {batch_id} starts epoch {plan.epoch} at its first offset; {plan.lost} message(s) "
             "of the old incarnation were never landed"
