@@ -173,6 +173,29 @@ def test_each_day_is_counted_with_its_own_window(tmp_path, any_source):
     assert per_day[second] > 0 and 9_200_000 in landed.get_column("stream_id").to_list()
 
 
+def test_the_days_of_a_range_run_are_counted_in_one_query(tmp_path, sqlite_source):
+    """A source without an index on the change column scans the table per query: a range run's days are
+    counted in one pass, as they are read in one (extract_days), not one COUNT per day."""
+    settings = build(tmp_path, sqlite_source, days=3)
+    streams = table(settings, "FactStream")
+    days = [date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3)]
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:
+        if "FactStream" in statement:
+            statements.append(statement.lower())
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        result = bronze(settings, streams, state_for(tmp_path), days=days)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    checks = dict(result.reconciliations)
+    assert set(checks) == set(days) and all(c.passed and c.source_rows > 0 for c in checks.values())
+    assert len([s for s in statements if "sum(case" in s]) == 1
+    assert not [s for s in statements if "count(" in s]
+
+
 # ----------------------------------------------------------------------------------------------------
 # source schema
 

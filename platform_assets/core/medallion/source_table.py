@@ -115,11 +115,23 @@ class SourceTable:
             clauses.append(column < self._bind(column, upper))
         return clauses
 
-    def count(self, lower: Any = None, upper: Any = None) -> sa.Select:
-        """``COUNT(*)`` of the rows :meth:`select` returns for ``[lower, upper)``: the same predicate. Exact
-        except on SQLite's stored time values, whose SQL range is a little wider than the window: the rows
-        of that margin are counted apart (:meth:`edges`, :meth:`outside`)."""
-        return sa.select(sa.func.count()).select_from(self.table).where(*self._window(lower, upper))
+    def counts(self, windows: Sequence[tuple[Any, Any]]) -> sa.Select:
+        """One row: for each ``(lower, upper)`` window, how many rows :meth:`select` returns for it (the same
+        predicate), all in one pass over the rows of their span. Exact except on SQLite's stored time
+        values, whose SQL range is a little wider than the window: the rows of that margin are counted
+        apart (:meth:`edges`, :meth:`outside`). A source without an index on the change column scans the
+        table once per query, so the days of a range run are counted together, as they are read together
+        (``extract_days``)."""
+        lowers, uppers = [lower for lower, _ in windows], [upper for _, upper in windows]
+        span = (
+            None if any(b is None for b in lowers) else min(lowers),
+            None if any(b is None for b in uppers) else max(uppers),
+        )
+        each = [
+            sa.func.coalesce(sa.func.sum(sa.case((sa.and_(sa.true(), *self._window(*w)), 1), else_=0)), 0)
+            for w in windows
+        ]
+        return sa.select(*each).select_from(self.table).where(*self._window(*span))
 
     def edges(self, lower: Any = None, upper: Any = None) -> sa.Select | None:
         """The change values :meth:`count` counts within a second of a bound, where its SQL range may
