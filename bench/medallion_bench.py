@@ -332,6 +332,11 @@ def phase_floor(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 def phase_compare(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The floor's silver and gold tables against the engine's, row for row (not measured)."""
+    return _compare_with(FLOOR, p, workdir)
+
+
+def _compare_with(floor_name: str, p: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """The silver and gold tables of the floor in ``floor_name``'s data dir against the engine's."""
     import floor
 
     from platform_assets.core.medallion.config import load_tables
@@ -339,10 +344,11 @@ def phase_compare(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     settings = _settings(p, workdir)
     t0 = time.perf_counter()
     tables = floor.compare(
-        load_tables(Path(p["tables_file"])), _data_dir(workdir, FLOOR), settings.table_path
+        load_tables(Path(p["tables_file"])), _data_dir(workdir, floor_name), settings.table_path
     )
     return {
         "engine": p["engine"],
+        "floor": floor_name,
         "tables": tables,
         "match": not any(t["problems"] for t in tables.values()),
         "rows": sum(t["rows"] for t in tables.values()),
@@ -373,23 +379,7 @@ def phase_floor_spark(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 def phase_compare_spark(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The Spark floor's silver and gold tables against the Spark engine's, row for row (not measured)."""
-    import floor
-
-    from platform_assets.core.medallion.config import load_tables
-
-    settings = _settings(p, workdir)
-    t0 = time.perf_counter()
-    tables = floor.compare(
-        load_tables(Path(p["tables_file"])), _data_dir(workdir, SPARK_FLOOR), settings.table_path
-    )
-    return {
-        "engine": p["engine"],
-        "floor": SPARK_FLOOR,
-        "tables": tables,
-        "match": not any(t["problems"] for t in tables.values()),
-        "rows": sum(t["rows"] for t in tables.values()),
-        "seconds": time.perf_counter() - t0,
-    }
+    return _compare_with(SPARK_FLOOR, p, workdir)
 
 
 def phase_change(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
