@@ -23,6 +23,7 @@ from platform_assets.core.audit.values import as_utc
 from platform_assets.core.errors import ServingUnavailable
 from platform_assets.core.sql.engines import fail_fast_engine, redacted_url, unavailable_as, utc_now
 from platform_assets.core.trades.enrich import COLUMNS, KEYS, SCHEMA
+from platform_assets.core.volume import below_floor
 
 # Rows per INSERT: bounds statement size and parameter count (PostgreSQL caps a statement at 65535
 # parameters; 8 columns x 1000 rows stays well below) and keeps each transaction's locks short.
@@ -240,8 +241,8 @@ class ServingStore:
 
         ``delta_rows``, unless given (the stream gives it per epoch), is ``total_rows`` minus the total of
         the table's previous window (the latest one starting before this window), or ``total_rows`` for
-        its first window; ``alerted`` is
-        ``delta_rows < threshold``. A window already recorded is returned as stored, unchanged, so a
+        its first window; ``alerted``: ``delta_rows`` below the ``threshold`` (the volume judge's
+        fixed floor, ``core.volume.below_floor``). A window already recorded is returned as stored, unchanged, so a
         retried run neither adds a row nor alerts twice from a recomputed delta.
         """
         if not table or len(table) > 200:
@@ -268,7 +269,7 @@ class ServingStore:
                             total_rows=total_rows,
                             delta_rows=delta_rows,
                             threshold=threshold,
-                            alerted=delta_rows < threshold,
+                            alerted=below_floor(delta_rows, threshold),
                             recorded_at=utc_now(),
                             dead_lettered_rows=None
                             if dead_lettered_rows is None
