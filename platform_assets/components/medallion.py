@@ -36,7 +36,6 @@ instances producing the same table name (``crm_orders`` in the default's list an
 ``crm``'s), a name that is another domain's folder (its group and jobs carry that name).
 """
 
-import os
 import re
 import warnings
 from dataclasses import dataclass, replace
@@ -52,6 +51,7 @@ from pydantic import PrivateAttr
 from platform_assets.core.errors import ConfigurationError
 from platform_assets.core.medallion.config import TableConfig, load_tables
 from platform_assets.defs.medallion.assets import table_assets
+from platform_assets.defs.medallion.bronze import source_url_in
 from platform_assets.defs.medallion.common import GROUP
 from platform_assets.defs.medallion.jobs import (
     ALIAS_JOB_NAME,
@@ -108,13 +108,10 @@ class MedallionInstance:
         bronze step reads it). A ConfigurationError names the variable when it is not set."""
         if self.source_variable is None:
             return settings.source_url
-        url = os.environ.get(self.source_variable)
-        if not url:
-            raise ConfigurationError(
-                f"{self.where}: {self.source_variable} is not set: it names medallion {self.name!r}'s source "
-                "database (a URL)"
-            )
-        return url
+        try:
+            return source_url_in(self.source_variable, f"medallion {self.name!r}'s")
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{self.where}: {exc}") from None
 
     @property
     def group(self) -> str:

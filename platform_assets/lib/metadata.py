@@ -54,7 +54,9 @@ ReportEvent = MaterializeResult | Output | AssetCheckEvaluation  # what a medall
 
 GOLD_CHECK = "keys_and_sequence_not_null"
 SOURCE_SCHEMA_CHECK = "source_schema"  # bronze of a SQL table: its source columns against the last run's
-RECONCILIATION_CHECK = "reconciliation"  # bronze: the source's rows of each window against bronze's
+# Any asset's counts that must add up (bronze against its source, a stream's offsets against its rows): one
+# name, which the audit looks for (defs/monitoring/facts.py) to record every evaluation's numbers.
+RECONCILIATION_CHECK = "reconciliation"
 
 # ----------------------------------------------------------------------------------------------------
 # Shapes the UI understands
@@ -389,9 +391,9 @@ def _bronze(result: BronzeResult, table: TableConfig, lakehouse: LakehouseResour
     by_day: dict[str, list[AssetCheckResult]] = {}
     for day, reconciliation in result.reconciliations:
         if day is None:
-            checks.append(reconciliation_result(key, reconciliation))
+            checks.append(source_reconciliation_result(key, reconciliation))
         else:  # a partitioned table: each day's on its partition
-            by_day[day.isoformat()] = [reconciliation_result(key, reconciliation)]
+            by_day[day.isoformat()] = [source_reconciliation_result(key, reconciliation)]
     return StepMetadata(metadata, days, checks, by_day)
 
 
@@ -421,21 +423,36 @@ def source_schema_result(key: AssetKey, change: SchemaChange) -> AssetCheckResul
     )
 
 
-def reconciliation_result(key: AssetKey, reconciliation: Reconciliation) -> AssetCheckResult:
-    """``reconciliation``: a window's rows in the source against the rows that landed in bronze. A
-    difference the source's own change during the read explains passes; any other fails, ERROR severity
-    (rows went missing or appeared between the source and bronze), not blocking: what landed is sound."""
-    metadata: Metadata = {
-        name: MetadataValue.int(value) if isinstance(value, int) else MetadataValue.text(str(value))
-        for name, value in reconciliation.metadata().items()
-    }
+def reconciliation_result(
+    asset: AssetKey,
+    numbers: Mapping[str, int | None],
+    *,
+    passed: bool,
+    description: str | None = None,
+    more: Metadata | None = None,
+) -> AssetCheckResult:
+    """A ``reconciliation`` check's result: ``numbers`` as integer metadata (None left out), ``more`` as
+    given. ERROR severity, never blocking: counts that do not add up are a fault to look at, while what
+    landed is sound."""
+    metadata: Metadata = {k: MetadataValue.int(int(v)) for k, v in numbers.items() if v is not None}
+    metadata.update(more or {})
     return AssetCheckResult(
-        asset_key=key,
         check_name=RECONCILIATION_CHECK,
-        passed=reconciliation.passed,
+        asset_key=asset,
+        passed=passed,
         severity=AssetCheckSeverity.ERROR,
         metadata=metadata,
+        description=description,
     )
+
+
+def source_reconciliation_result(key: AssetKey, reconciliation: Reconciliation) -> AssetCheckResult:
+    """Bronze's ``reconciliation``: a window's rows in the source against the rows that landed in bronze.
+    A difference the source's own change during the read explains passes; any other fails."""
+    facts = reconciliation.metadata()
+    counts = {name: value for name, value in facts.items() if isinstance(value, int)}
+    texts = {name: MetadataValue.text(str(v)) for name, v in facts.items() if name not in counts}
+    return reconciliation_result(key, counts, passed=reconciliation.passed, more=texts)
 
 
 def _landing(result: LandingResult, table: TableConfig, lakehouse: LakehouseResource) -> StepMetadata:

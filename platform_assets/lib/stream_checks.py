@@ -9,10 +9,7 @@ The check's metadata is numeric (``offsets_in_range``, ``bronze_rows``, ``dead_l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSpec, AssetKey
 
 from platform_assets.core.state import StateStore
 from platform_assets.core.streaming.reconcile import (
@@ -21,8 +18,7 @@ from platform_assets.core.streaming.reconcile import (
     reconcile_batches,
     remember,
 )
-
-RECONCILIATION_CHECK = "reconciliation"
+from platform_assets.lib.metadata import RECONCILIATION_CHECK, reconciliation_result
 
 
 def reconciliation_spec(asset: AssetKey, description: str | None = None) -> AssetCheckSpec:
@@ -32,27 +28,6 @@ def reconciliation_spec(asset: AssetKey, description: str | None = None) -> Asse
         description=description
         or "The micro-batch's offsets, as the landing commits record them, are each one bronze row or one "
         "dead letter: offsets_in_range = bronze_rows + dead_lettered.",
-    )
-
-
-def reconciliation_result(
-    asset: AssetKey,
-    numbers: Mapping[str, int | None],
-    *,
-    passed: bool,
-    description: str | None = None,
-    **more: Any,
-) -> AssetCheckResult:
-    """The check's result: ``numbers`` as integer metadata (None left out), ``more`` as given."""
-    metadata: dict[str, Any] = {k: MetadataValue.int(int(v)) for k, v in numbers.items() if v is not None}
-    metadata.update(more)
-    return AssetCheckResult(
-        check_name=RECONCILIATION_CHECK,
-        asset_key=asset,
-        passed=passed,
-        severity=AssetCheckSeverity.ERROR,
-        metadata=metadata,
-        description=description,
     )
 
 

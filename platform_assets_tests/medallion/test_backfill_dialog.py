@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -25,7 +24,7 @@ from websockets.sync.client import connect
 from websockets.sync.connection import Connection
 
 from platform_assets_tests.conftest import settings_for
-from platform_assets_tests.trades.test_dashboard import CHROMIUM, png_pixels
+from platform_assets_tests.trades.test_dashboard import headless_chromium, png_pixels
 from platform_assets_tests.webserver import dagster_home, running_webserver
 from platform_devkit import sample
 from platform_devkit.medallion import materialize_medallion
@@ -105,20 +104,8 @@ def _page_socket(port: int) -> str | None:
 @contextmanager
 def browser_tab(url: str, profile: Path) -> Iterator[Tab]:
     """Headless Chromium showing ``url`` in a ``WIDTH`` x ``HEIGHT`` viewport, driven over DevTools."""
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        f"--window-size={WIDTH},{HEIGHT}",
-        "--remote-debugging-port=0",  # any free port: Chromium writes it to DevToolsActivePort
-        url,
-    ]
+    # any free debugging port: Chromium writes it to DevToolsActivePort
+    command = headless_chromium(profile, WIDTH, HEIGHT, "--remote-debugging-port=0", url)
     browser = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -237,10 +237,12 @@ def png_pixels(data: bytes) -> tuple[int, int, bytes]:
     return size[0], size[1], zlib.decompress(idat)
 
 
-def chromium(*arguments: str, profile: Path) -> subprocess.CompletedProcess:
+def headless_chromium(profile: Path, width: int, height: int, *arguments: str) -> list[str]:
+    """The command of a headless Chromium with a profile of its own and a ``width`` x ``height``
+    window; fails the test, saying how to install it, when Chromium is missing."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
-    command = [
+    return [
         CHROMIUM,
         "--headless",
         "--no-sandbox",
@@ -248,10 +250,14 @@ def chromium(*arguments: str, profile: Path) -> subprocess.CompletedProcess:
         "--no-first-run",
         "--hide-scrollbars",
         f"--user-data-dir={profile}",
-        "--window-size=1280,1600",
-        "--virtual-time-budget=5000",  # below the page's refresh: the scripts run, the page is not reloaded
+        f"--window-size={width},{height}",
         *arguments,
     ]
+
+
+def chromium(*arguments: str, profile: Path) -> subprocess.CompletedProcess:
+    # the virtual time budget is below the page's refresh: the scripts run, the page is not reloaded
+    command = headless_chromium(profile, 1280, 1600, "--virtual-time-budget=5000", *arguments)
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done

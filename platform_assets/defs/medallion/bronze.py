@@ -129,10 +129,16 @@ def source_engine(lakehouse: LakehouseResource, variable: str | None) -> sa.Engi
     ``variable`` (a medallion instance of its own source, platform_assets/components/medallion.py)."""
     if variable is None:
         return lakehouse.source_engine()
+    return engine_for(source_url_in(variable))
+
+
+def source_url_in(variable: str, owner: str = "this medallion's") -> str:
+    """The source database URL in environment variable ``variable``, read now (never stored); a
+    ConfigurationError naming the variable (and ``owner``, whose source it is) when it is not set."""
     url = os.environ.get(variable)
     if not url:
-        raise ConfigurationError(f"{variable} is not set: it names this medallion's source database (a URL)")
-    return engine_for(url)
+        raise ConfigurationError(f"{variable} is not set: it names {owner} source database (a URL)")
+    return url
 
 
 def _from_date(value: str | None, table: TableConfig) -> datetime | None:

@@ -26,6 +26,7 @@ from dagster import (
 from dagster._core.storage.dagster_run import RunRecord
 
 from platform_assets.defs.monitoring.job_names import JobCatalog, attributed_job_name
+from platform_assets.lib.metadata import RECONCILIATION_CHECK
 
 # Run tags a job (or the sensor that launches it) may set to describe itself in the audit trail.
 from platform_assets.lib.tags import (
@@ -396,10 +397,9 @@ class _EventFolder:
         )
 
 
-# Every check of this name (bronze against its source, a stream's offsets against its table, any asset's)
-# is recorded among the run's parameters, whatever its verdict: the audit then holds, per run, what was
-# counted on both sides, not only that the counts disagreed.
-RECONCILIATION_CHECK = "reconciliation"
+# Every check named RECONCILIATION_CHECK (bronze against its source, a stream's offsets against its table,
+# any asset's) is recorded among the run's parameters, whatever its verdict: the audit then holds, per
+# run, what was counted on both sides, not only that the counts disagreed.
 _PARAMETER_NAME = 200  # Process_Parameter_Metadata.parameter_name's length
 
 

@@ -23,8 +23,8 @@ from platform_assets.core.trades.reconcile import (
 from platform_assets.core.trades.serving import MetricsRow, ServingStore
 from platform_assets.core.trades.stream import HELD_TABLE, SILVER_QUARANTINE_TABLE, EnrichRun
 from platform_assets.core.trades.windows import WindowCount
+from platform_assets.lib.metadata import reconciliation_result
 from platform_assets.lib.resources import LakehouseResource
-from platform_assets.lib.stream_checks import reconciliation_result
 
 LOANS = "loan_applications"
 
@@ -76,8 +76,10 @@ def reconcile_trades(
 
 def trades_reconciliation_check(asset, reconciled: TradeReconciliation | None) -> AssetCheckResult:
     if reconciled is None:
-        return reconciliation_result(asset, {}, passed=True, note="nothing landed and enriched yet")
-    more: dict = {"scope": reconciled.scope}
+        return reconciliation_result(
+            asset, {}, passed=True, more={"note": MetadataValue.text("nothing landed and enriched yet")}
+        )
+    more: dict = {"scope": MetadataValue.text(reconciled.scope)}
     if reconciled.window_start is not None and reconciled.window_end is not None:
         more["window_start"] = MetadataValue.timestamp(reconciled.window_start)
         more["window_end"] = MetadataValue.timestamp(reconciled.window_end)
@@ -96,7 +98,7 @@ def trades_reconciliation_check(asset, reconciled: TradeReconciliation | None) -
         )
         if reconciled.unlanded_batches:
             problem += f"; micro-batch(es) without a landing commit: {list(reconciled.unlanded_batches)}"
-    return reconciliation_result(asset, numbers, passed=reconciled.ok, description=problem, **more)
+    return reconciliation_result(asset, numbers, passed=reconciled.ok, description=problem, more=more)
 
 
 def stream_health(
